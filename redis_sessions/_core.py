@@ -1,0 +1,304 @@
+"""The sans-IO core shared by both stores: operations become calls, replies become models.
+
+A ``Call`` names a Lua script (or a plain command), its KEYS and ARGV, and how to parse the reply.
+The stores in ``store.py`` and ``aio.py`` only send calls; everything that can be decided without
+Redis (validation, keys, encoding, slicing, error mapping) is decided here, once.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from importlib import resources
+from typing import Any, Final, Generic, TypeVar
+
+import msgspec
+import redis.exceptions
+
+from .codec import CODECS, Codec
+from .errors import (
+    CodecMismatch,
+    ConflictError,
+    CorruptSession,
+    InvalidMessage,
+    MessageTooLarge,
+    SchemaVersionError,
+    SessionExists,
+    SessionNotFound,
+    StoreError,
+)
+from .keys import check_prefix, meta_key_pattern, parse_meta_key, session_id, session_keys
+from .models import SCHEMA_VERSION, AgentMessage, Session, SessionId
+
+__all__ = ["DEFAULT_MAX_MESSAGE_BYTES", "SCRIPTS", "Call", "Messages", "StoreCore", "check_client", "ttl_ms"]
+
+T = TypeVar("T")
+Messages = list[AgentMessage]
+
+SCRIPTS: Final[dict[str, str]] = {
+    name: resources.files(__package__).joinpath("scripts", f"{name}.lua").read_text("utf-8")
+    for name in ("create", "append", "read", "set_metadata")
+}
+"""Lua sources by name, read once from the package's ``scripts/*.lua`` files."""
+
+DEFAULT_MAX_MESSAGE_BYTES: Final = 8 * 1024 * 1024
+"""8 MiB: room for a large image, far below Redis's 512 MB bulk limit."""
+
+_VERSION: Final = str(SCHEMA_VERSION)
+_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
+_SCAN_COUNT: Final = 1000
+_OK, _NOT_FOUND, _VERSION_MISMATCH, _CONFLICT, _EXISTS, _CODEC = range(6)
+_META_PREFIX: Final = "m:"
+
+
+@dataclass(frozen=True, slots=True)
+class Call(Generic[T]):
+    """One round trip: a script (or, with ``script=None``, the command in ``args``) and its parser."""
+
+    op: str
+    sid: SessionId | None
+    script: str | None
+    keys: tuple[str, ...]
+    args: tuple[Any, ...]
+    parse: Callable[[Any], T]
+
+
+def ttl_ms(ttl: float | timedelta | None) -> int:
+    """A TTL in whole milliseconds for PEXPIRE; 0 stands for 'never expire'."""
+    if ttl is None:
+        return 0
+    seconds = ttl.total_seconds() if isinstance(ttl, timedelta) else float(ttl)
+    if seconds <= 0:
+        raise ValueError(f"ttl must be positive or None, got {ttl!r}")
+    return max(1, round(seconds * 1000))
+
+
+def check_client(client: Any) -> None:
+    """Refuse a client that decodes replies to str: stored messages are binary."""
+    if client.get_encoder().decode_responses:
+        raise ValueError("the Redis client must return bytes: create it with decode_responses=False")
+
+
+def _timestamp(raw: bytes | None) -> datetime | None:
+    return None if raw is None else _EPOCH + timedelta(microseconds=int(raw))
+
+
+class StoreCore:
+    """Configuration and logic of a store, without I/O."""
+
+    def __init__(
+        self,
+        *,
+        prefix: str,
+        ttl: float | timedelta | None,
+        max_messages: int | None,
+        codec: str,
+        max_message_bytes: int,
+    ) -> None:
+        if codec not in CODECS:
+            raise ValueError(f"codec must be one of {sorted(CODECS)}, got {codec!r}")
+        if max_messages is not None and (not isinstance(max_messages, int) or max_messages < 1):
+            raise ValueError(f"max_messages must be a positive int or None, got {max_messages!r}")
+        self.prefix = check_prefix(prefix)
+        self.ttl_ms = ttl_ms(ttl)
+        self.max_messages = max_messages or 0
+        self.codec: Codec = CODECS[codec]
+        self.max_message_bytes = max_message_bytes
+
+    # -- writes -----------------------------------------------------------------------------
+
+    def create(
+        self,
+        model: str,
+        max_turns: int,
+        system_message: str | None,
+        metadata: Mapping[str, str] | None,
+        sid: object,
+    ) -> Call[SessionId]:
+        sid = uuid.uuid4() if sid is None else session_id(sid)
+        if not isinstance(model, str) or not isinstance(max_turns, int) or max_turns < 0:
+            raise TypeError(f"session `{sid}`: model must be a str and max_turns an int >= 0")
+        fields: list[str | int] = ["model", model, "max_turns", max_turns]
+        if system_message is not None:
+            if not isinstance(system_message, str):
+                raise TypeError(f"session `{sid}`: system_message must be a str or None")
+            fields += ["system_message", system_message]
+        for key, value in self._metadata(sid, metadata or {}):
+            fields += [key, value]
+        keys = session_keys(self.prefix, sid)
+        token = uuid.uuid4().hex
+        args = (_VERSION, self.codec.name, token, self.ttl_ms, *fields)
+
+        def parse(reply: list[Any]) -> SessionId:
+            self.check(sid, reply)
+            return sid
+
+        return Call("create", sid, "create", keys, args, parse)
+
+    def extend(self, sid: object, messages: Iterable[AgentMessage], expected_seq: int | None) -> Call[int]:
+        sid = session_id(sid)
+        args: list[Any] = [_VERSION, self.codec.name, self._expected(sid, expected_seq)]
+        args += [self.ttl_ms, self.max_messages]
+        for message in messages:
+            data = self.encode(sid, message)
+            args += [message.id, data]
+
+        def parse(reply: list[Any]) -> int:
+            self.check(sid, reply, expected_seq)
+            return int(reply[1])
+
+        return Call("append", sid, "append", session_keys(self.prefix, sid), tuple(args), parse)
+
+    def set_metadata(self, sid: object, updates: Mapping[str, str | None]) -> Call[None]:
+        sid = session_id(sid)
+        if not isinstance(updates, Mapping):
+            raise TypeError(f"session `{sid}`: metadata updates must be a mapping")
+        sets = [(k, v) for k, v in updates.items() if v is not None]
+        dels = [self._metadata_key(sid, k) for k, v in updates.items() if v is None]
+        pairs = [item for pair in self._metadata(sid, dict(sets)) for item in pair]
+        args = (_VERSION, self.ttl_ms, len(sets), *pairs, *dels)
+
+        def parse(reply: list[Any]) -> None:
+            self.check(sid, reply)
+
+        return Call("set_metadata", sid, "set_metadata", session_keys(self.prefix, sid), args, parse)
+
+    def delete(self, sid: object) -> Call[bool]:
+        sid = session_id(sid)
+        keys = session_keys(self.prefix, sid)
+        return Call("delete", sid, None, keys, ("DEL", *keys), lambda n: bool(n))
+
+    # -- reads ------------------------------------------------------------------------------
+
+    def exists(self, sid: object) -> Call[bool]:
+        sid = session_id(sid)
+        meta = session_keys(self.prefix, sid).meta
+        return Call("exists", sid, None, (meta,), ("EXISTS", meta), lambda n: bool(n))
+
+    def messages(self, sid: object, start: int, stop: int | None) -> Call[Messages]:
+        sid = session_id(sid)
+        if not isinstance(start, int) or not (stop is None or isinstance(stop, int)):
+            raise TypeError(f"session `{sid}`: start and stop must be ints (stop may be None)")
+        # Python slice -> LRANGE (inclusive end); stop == 0 is always empty, and 1..0 is too.
+        first, last = (1, 0) if stop == 0 else (start, -1 if stop is None else stop - 1)
+
+        def parse(reply: list[Any]) -> Messages:
+            self.check(sid, reply)
+            _, codec, length, items = reply
+            offset = first if first >= 0 else max(0, length + first)
+            return self._codec(sid, codec).decode(sid, items, offset)
+
+        keys = session_keys(self.prefix, sid)[:2]
+        return Call("messages", sid, "read", keys, (_VERSION, first, last, 0), parse)
+
+    def load(self, sid: object) -> Call[Session | None]:
+        sid = session_id(sid)
+
+        def parse(reply: list[Any]) -> Session | None:
+            if reply[0] == _NOT_FOUND:
+                return None
+            self.check(sid, reply)
+            flat, items = reply[1], reply[3]
+            meta: dict[bytes, bytes] = dict(zip(flat[::2], flat[1::2], strict=True))
+            try:
+                return self._session(sid, meta, items)
+            except (ValueError, KeyError, UnicodeDecodeError) as exc:
+                raise CorruptSession(sid, f"unreadable meta hash: {exc!r}") from exc
+
+        keys = session_keys(self.prefix, sid)[:2]
+        return Call("load", sid, "read", keys, (_VERSION, 0, -1, 1), parse)
+
+    def scan(self, cursor: int) -> Call[tuple[int, list[SessionId]]]:
+        pattern = meta_key_pattern(self.prefix)
+
+        def parse(reply: list[Any]) -> tuple[int, list[SessionId]]:
+            return int(reply[0]), [parse_meta_key(self.prefix, key) for key in reply[1]]
+
+        args = ("SCAN", cursor, "MATCH", pattern, "COUNT", _SCAN_COUNT)
+        return Call("list", None, None, (), args, parse)
+
+    # -- shared pieces ----------------------------------------------------------------------
+
+    def encode(self, sid: SessionId, message: AgentMessage) -> bytes:
+        """Encode and validate one message: what is stored must decode back as it was given."""
+        if type(message) is not AgentMessage:
+            raise InvalidMessage(sid, f"expected an AgentMessage, got {type(message).__name__}")
+        if not isinstance(message.id, str) or not message.id:
+            raise InvalidMessage(sid, f"a message id must be a non-empty str, got {message.id!r}")
+        try:
+            data = self.codec.encode(message)
+            self.codec.check(data)
+        except (msgspec.DecodeError, msgspec.EncodeError, TypeError) as exc:
+            raise InvalidMessage(sid, f"message {message.id!r} does not match the schema: {exc}") from exc
+        if len(data) > self.max_message_bytes:
+            raise MessageTooLarge(sid, message.id, len(data), self.max_message_bytes)
+        return data
+
+    def check(self, sid: SessionId, reply: Sequence[Any], expected: int | None = None) -> None:
+        """Turn a script's status reply into the typed error it stands for."""
+        code = reply[0]
+        if code == _OK:
+            return
+        if code == _NOT_FOUND:
+            raise SessionNotFound(sid)
+        detail = reply[1].decode("utf-8", "backslashreplace") if isinstance(reply[1], bytes) else reply[1]
+        if code == _VERSION_MISMATCH:
+            raise SchemaVersionError(sid, int(detail) if detail.isdigit() else detail, SCHEMA_VERSION)
+        if code == _CODEC:
+            raise CodecMismatch(sid, detail, self.codec.name)
+        if code == _CONFLICT:
+            raise ConflictError(sid, -1 if expected is None else expected, int(detail))
+        if code == _EXISTS:
+            raise SessionExists(sid)
+        raise CorruptSession(sid, f"unexpected script status {reply!r}")
+
+    @staticmethod
+    def refused(call: Call[Any], exc: redis.exceptions.ResponseError) -> Exception:
+        """The typed error for a command Redis refused."""
+        text = str(exc)
+        if text.startswith("WRONGTYPE") and call.sid is not None:
+            return CorruptSession(call.sid, "a key of this session holds the wrong Redis type")
+        return StoreError(call.op, call.sid, text)
+
+    def _codec(self, sid: SessionId, name: bytes) -> Codec:
+        codec = CODECS.get(name.decode("utf-8", "backslashreplace")) if name else None
+        if codec is None:
+            raise CorruptSession(sid, f"unknown codec {name!r} in the meta hash")
+        return codec
+
+    def _session(self, sid: SessionId, meta: dict[bytes, bytes], items: list[bytes]) -> Session:
+        system = meta.get(b"system_message")
+        metadata = {k[2:].decode(): v.decode() for k, v in meta.items() if k.startswith(b"m:")}
+        return Session(
+            id=sid,
+            model=meta.get(b"model", b"").decode(),
+            max_turns=int(meta.get(b"max_turns", 0)),
+            system_message=None if system is None else system.decode(),
+            messages=self._codec(sid, meta[b"codec"]).decode(sid, items),
+            metadata=metadata,
+            created_at=_timestamp(meta.get(b"created_at")),
+            updated_at=_timestamp(meta.get(b"updated_at")),
+            seq=int(meta.get(b"seq", 0)),
+        )
+
+    def _expected(self, sid: SessionId, expected_seq: int | None) -> str:
+        if expected_seq is None:
+            return ""
+        if not isinstance(expected_seq, int) or expected_seq < 0:
+            raise TypeError(f"session `{sid}`: expected_seq must be an int >= 0 or None")
+        return str(expected_seq)
+
+    def _metadata_key(self, sid: SessionId, key: object) -> str:
+        if not isinstance(key, str) or not key:
+            raise TypeError(f"session `{sid}`: metadata keys must be non-empty str, got {key!r}")
+        return _META_PREFIX + key
+
+    def _metadata(self, sid: SessionId, metadata: Mapping[str, str]) -> list[tuple[str, str]]:
+        pairs = []
+        for key, value in metadata.items():
+            if not isinstance(value, str):
+                raise TypeError(f"session `{sid}`: metadata value for {key!r} must be a str")
+            pairs.append((self._metadata_key(sid, key), value))
+        return pairs

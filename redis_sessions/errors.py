@@ -1,0 +1,171 @@
+"""The exceptions redis-sessions raises, under one root.
+
+::
+
+    SessionError
+    ├── InvalidSessionId        (also ValueError)  the id is not a UUID; raised before any key is built
+    ├── InvalidMessage          (also TypeError)   not an AgentMessage, or fields of the wrong type
+    ├── MessageTooLarge         (also ValueError)  an encoded message exceeds ``max_message_bytes``
+    ├── SessionNotFound                            no session with that id
+    ├── SessionExists                              ``create`` with an id that is taken
+    ├── ConflictError                              ``expected_seq`` no longer matches: someone appended
+    ├── PersistenceError                           what is stored cannot be used as it is
+    │   ├── SchemaVersionError                     stored by another schema version of this library
+    │   ├── CodecMismatch                          stored with another codec than this store writes
+    │   └── CorruptSession                         stored bytes do not decode, or a key has the wrong type
+    └── StoreError                                 Redis refused a command (out of memory, read-only...)
+        └── StoreUnavailable                       Redis could not be reached, retries exhausted
+
+Driver errors are wrapped (``raise ... from exc``); our own checks never raise redis-py's types.
+Every error about one session carries its ``session_id`` and names it in the message.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+__all__ = [
+    "CodecMismatch",
+    "ConflictError",
+    "CorruptSession",
+    "InvalidMessage",
+    "InvalidSessionId",
+    "MessageTooLarge",
+    "PersistenceError",
+    "SchemaVersionError",
+    "SessionError",
+    "SessionExists",
+    "SessionNotFound",
+    "StoreError",
+    "StoreUnavailable",
+]
+
+
+class SessionError(Exception):
+    """Root of every error this library raises."""
+
+    session_id: uuid.UUID | None = None
+
+
+class InvalidSessionId(SessionError, ValueError):
+    """A session id that is not a UUID (nothing was sent to Redis)."""
+
+    def __init__(self, value: object) -> None:
+        shown = repr(value)
+        if len(shown) > 80:
+            shown = shown[:77] + "..."
+        super().__init__(f"session id must be a UUID, got {shown}")
+        self.value = value
+
+
+class InvalidMessage(SessionError, TypeError):
+    """Not an ``AgentMessage``, or one whose fields do not match the schema (nothing was sent)."""
+
+    def __init__(self, session_id: uuid.UUID, detail: str) -> None:
+        super().__init__(f"invalid message for session `{session_id}`: {detail}")
+        self.session_id = session_id
+
+
+class MessageTooLarge(SessionError, ValueError):
+    """An encoded message is larger than the store's ``max_message_bytes`` (nothing was sent)."""
+
+    def __init__(self, session_id: uuid.UUID, message_id: str, size: int, limit: int) -> None:
+        super().__init__(
+            f"message {message_id!r} for session `{session_id}` is {size} bytes encoded,"
+            f" over the limit of {limit} bytes"
+        )
+        self.session_id = session_id
+        self.message_id = message_id
+        self.size = size
+        self.limit = limit
+
+
+class SessionNotFound(SessionError, KeyError):
+    """No session with this id exists (or it expired)."""
+
+    def __init__(self, session_id: uuid.UUID) -> None:
+        super().__init__(session_id)
+        self.session_id = session_id
+
+    def __str__(self) -> str:
+        return f"session `{self.session_id}` not found"
+
+
+class SessionExists(SessionError):
+    """``create`` was given an id that already names a session."""
+
+    def __init__(self, session_id: uuid.UUID) -> None:
+        super().__init__(f"session `{session_id}` already exists")
+        self.session_id = session_id
+
+
+class ConflictError(SessionError):
+    """The session's sequence number is not the ``expected_seq`` the caller gave."""
+
+    def __init__(self, session_id: uuid.UUID, expected: int, actual: int) -> None:
+        super().__init__(
+            f"session `{session_id}` is at seq {actual}, not the expected {expected}:"
+            " another writer appended first"
+        )
+        self.session_id = session_id
+        self.expected = expected
+        self.actual = actual
+
+
+class PersistenceError(SessionError):
+    """What is stored cannot be used by this code; nothing was changed."""
+
+    def __init__(self, message: str, session_id: uuid.UUID | None = None) -> None:
+        super().__init__(message)
+        self.session_id = session_id
+
+
+class SchemaVersionError(PersistenceError):
+    """The session was written by a schema version this code does not know."""
+
+    def __init__(self, session_id: uuid.UUID, found: object, expected: int) -> None:
+        super().__init__(
+            f"unsupported session schema version {found} for `{session_id}` (expected {expected})",
+            session_id,
+        )
+        self.found = found
+        self.expected = expected
+
+
+class CodecMismatch(PersistenceError):
+    """The session's messages were written with another codec than this store writes."""
+
+    def __init__(self, session_id: uuid.UUID, found: str, expected: str) -> None:
+        super().__init__(
+            f"session `{session_id}` stores messages as {found}, this store writes {expected}",
+            session_id,
+        )
+        self.found = found
+        self.expected = expected
+
+
+class CorruptSession(PersistenceError):
+    """Stored bytes that do not decode, or a key of the session holding the wrong Redis type."""
+
+    def __init__(self, session_id: uuid.UUID, detail: str, position: int | None = None) -> None:
+        where = f" at position {position}" if position is not None else ""
+        super().__init__(f"session `{session_id}` is corrupt{where}: {detail}", session_id)
+        self.position = position
+
+
+class StoreError(SessionError):
+    """Redis refused the command (for example out of memory, or a read-only replica)."""
+
+    def __init__(self, operation: str, session_id: uuid.UUID | None, detail: str) -> None:
+        about = f" for session `{session_id}`" if session_id is not None else ""
+        super().__init__(f"{operation}{about} failed: {detail}")
+        self.session_id = session_id
+        self.operation = operation
+
+
+class StoreUnavailable(StoreError):
+    """Redis could not be reached or did not answer in time, after the retry policy gave up."""
+
+    def __init__(self, operation: str, session_id: uuid.UUID | None, attempts: int) -> None:
+        super().__init__(operation, session_id, f"Redis unavailable after {attempts} attempt(s)")
+        self.attempts = attempts

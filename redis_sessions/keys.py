@@ -1,0 +1,79 @@
+"""The key space: every Redis key of a session is built here, and only here.
+
+One session is three keys sharing the hash tag ``{<session-id>}``, so Redis Cluster puts them in one
+slot and a Lua script may touch all of them::
+
+    rs:{0b7c...}:meta       hash   schema_version, codec, model, max_turns, system_message,
+                                   created_at, updated_at, seq, m:<metadata key> ...
+    rs:{0b7c...}:messages   list   encoded AgentMessages, oldest first
+    rs:{0b7c...}:ids        zset   message id -> seq, for idempotent appends
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from typing import NamedTuple
+
+from .errors import InvalidSessionId, PersistenceError
+
+__all__ = [
+    "SessionKeys",
+    "check_prefix",
+    "meta_key_pattern",
+    "parse_meta_key",
+    "session_id",
+    "session_keys",
+]
+
+_CANONICAL = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\Z", re.IGNORECASE)
+_PREFIX = re.compile(r"[A-Za-z0-9_.:\-]{1,64}\Z")
+
+
+class SessionKeys(NamedTuple):
+    """The keys of one session, in the order every script takes them as KEYS."""
+
+    meta: str
+    messages: str
+    ids: str
+
+
+def session_id(value: object) -> uuid.UUID:
+    """Validate a session id: a ``uuid.UUID``, or its canonical 36-character string form.
+
+    Anything else (other types, braces, ``*``, newlines, very long strings) raises
+    ``InvalidSessionId`` before a key can be built from it.
+    """
+    if type(value) is uuid.UUID:
+        return value
+    if isinstance(value, str) and _CANONICAL.match(value):
+        return uuid.UUID(value)
+    raise InvalidSessionId(value)
+
+
+def check_prefix(prefix: str) -> str:
+    """A key prefix may not contain glob or hash-tag characters (it is used in SCAN patterns)."""
+    if not isinstance(prefix, str) or not _PREFIX.match(prefix):
+        raise ValueError(f"key prefix must be 1-64 characters of [A-Za-z0-9_.:-], got {prefix!r}")
+    return prefix
+
+
+def session_keys(prefix: str, sid: uuid.UUID) -> SessionKeys:
+    """All keys of session ``sid`` under ``prefix``."""
+    base = f"{prefix}:{{{sid}}}:"
+    return SessionKeys(base + "meta", base + "messages", base + "ids")
+
+
+def meta_key_pattern(prefix: str) -> str:
+    """The SCAN pattern that matches the meta hash of every session under ``prefix``."""
+    return f"{prefix}:{{*}}:meta"
+
+
+def parse_meta_key(prefix: str, key: bytes | str) -> uuid.UUID:
+    """The session id inside a meta key found by SCAN; ``PersistenceError`` names a bad one."""
+    text = key.decode("utf-8", "backslashreplace") if isinstance(key, bytes) else key
+    head, tail = f"{prefix}:{{", "}:meta"
+    inner = text[len(head) : -len(tail)] if text.startswith(head) and text.endswith(tail) else ""
+    if not _CANONICAL.match(inner):
+        raise PersistenceError(f"key {text!r} under prefix {prefix!r} does not hold a valid session id")
+    return uuid.UUID(inner)

@@ -1,0 +1,200 @@
+"""The data model: messages, content blocks and sessions, as msgspec Structs.
+
+``SessionState`` is the persisted form (the seed's JSON shape); ``Session`` is what ``load`` returns.
+Schema evolution follows msgspec's advice: new fields get defaults, unknown fields are ignored, and
+``SCHEMA_VERSION`` changes only when old code could no longer read new data correctly.
+"""
+
+from __future__ import annotations
+
+import enum
+import uuid
+from datetime import datetime
+from typing import Any
+
+import msgspec
+
+from .errors import SchemaVersionError
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "AgentMessage",
+    "ContentBlock",
+    "Image",
+    "Role",
+    "Session",
+    "SessionId",
+    "SessionState",
+    "Text",
+    "Thinking",
+    "ToolResult",
+    "ToolUse",
+]
+
+SCHEMA_VERSION = 1
+"""The version of the stored layout this code reads and writes."""
+
+SessionId = uuid.UUID
+
+
+class Role(enum.StrEnum):
+    """Who said it."""
+
+    USER = "user"
+    ASSISTANT = "assistant"
+    SYSTEM = "system"
+    TOOL = "tool"
+
+
+class Text(msgspec.Struct, frozen=True, tag="text", tag_field="type"):
+    """Plain text."""
+
+    text: str
+
+
+class Image(msgspec.Struct, frozen=True, tag="image", tag_field="type"):
+    """An image; ``data`` is raw bytes (base64 in JSON, binary in MessagePack)."""
+
+    media_type: str
+    data: bytes
+
+
+class ToolUse(msgspec.Struct, frozen=True, tag="tool_use", tag_field="type"):
+    """The model asks for a tool call."""
+
+    id: str
+    name: str
+    input: dict[str, Any]
+
+
+class ToolResult(msgspec.Struct, frozen=True, tag="tool_result", tag_field="type"):
+    """The answer to a ``ToolUse`` with the same ``tool_use_id``."""
+
+    tool_use_id: str
+    content: str | list[Text | Image]
+    is_error: bool = False
+
+
+class Thinking(msgspec.Struct, frozen=True, tag="thinking", tag_field="type"):
+    """The model's visible reasoning."""
+
+    text: str
+
+
+ContentBlock = Text | ToolUse | ToolResult | Image | Thinking
+
+
+def new_message_id() -> str:
+    """A fresh random message id (32 hex digits)."""
+    return uuid.uuid4().hex
+
+
+class AgentMessage(msgspec.Struct, frozen=True):
+    """One message of a conversation.
+
+    ``id`` makes appends idempotent: appending a message whose id is already stored is a no-op
+    that returns the stored position, so a retried append never duplicates.
+    """
+
+    role: Role
+    content: list[ContentBlock]
+    id: str = msgspec.field(default_factory=new_message_id)
+
+    @classmethod
+    def user(cls, text: str, *, id: str | None = None) -> AgentMessage:
+        """A user message holding one text block."""
+        return cls._of(Role.USER, text, id)
+
+    @classmethod
+    def assistant(cls, content: str | list[ContentBlock], *, id: str | None = None) -> AgentMessage:
+        """An assistant message: text, or a list of blocks (text, tool calls, thinking)."""
+        return cls._of(Role.ASSISTANT, content, id)
+
+    @classmethod
+    def system(cls, text: str, *, id: str | None = None) -> AgentMessage:
+        """A system message holding one text block."""
+        return cls._of(Role.SYSTEM, text, id)
+
+    @classmethod
+    def tool_result(
+        cls,
+        tool_use_id: str,
+        content: str | list[Text | Image],
+        *,
+        is_error: bool = False,
+        id: str | None = None,
+    ) -> AgentMessage:
+        """A tool message answering the ``ToolUse`` whose id is ``tool_use_id``."""
+        return cls._of(Role.TOOL, [ToolResult(tool_use_id, content, is_error)], id)
+
+    @classmethod
+    def _of(cls, role: Role, content: str | list[ContentBlock], id: str | None) -> AgentMessage:
+        blocks: list[ContentBlock] = [Text(content)] if isinstance(content, str) else list(content)
+        return cls(role, blocks) if id is None else cls(role, blocks, id)
+
+    @property
+    def text(self) -> str:
+        """The text blocks joined, for display."""
+        return "".join(b.text for b in self.content if isinstance(b, Text))
+
+
+class SessionState(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """The persisted form of a session: the seed's JSON fields, plus optional bookkeeping."""
+
+    schema_version: int = SCHEMA_VERSION
+    model: str = ""
+    max_turns: int = 0
+    system_message: str | None = None
+    messages: list[AgentMessage] = msgspec.field(default_factory=list)
+    metadata: dict[str, str] = msgspec.field(default_factory=dict)
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+    seq: int | None = None
+
+
+class Session(msgspec.Struct, kw_only=True):
+    """A session as read from the store: configuration, messages and bookkeeping.
+
+    ``seq`` counts every message ever appended (trimming does not lower it), so with
+    ``max_messages`` set, ``messages`` may hold fewer than ``seq`` entries.
+    """
+
+    id: SessionId
+    model: str = ""
+    max_turns: int = 0
+    system_message: str | None = None
+    messages: list[AgentMessage] = msgspec.field(default_factory=list)
+    metadata: dict[str, str] = msgspec.field(default_factory=dict)
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+    seq: int = 0
+
+    def to_state(self) -> SessionState:
+        """The persisted form of this session (the id is the key it is stored under)."""
+        return SessionState(
+            model=self.model,
+            max_turns=self.max_turns,
+            system_message=self.system_message,
+            messages=list(self.messages),
+            metadata=dict(self.metadata),
+            created_at=self.created_at,
+            updated_at=self.updated_at,
+            seq=self.seq,
+        )
+
+    @classmethod
+    def from_state(cls, session_id: SessionId, state: SessionState) -> Session:
+        """Rebuild a session from its persisted form; refuses a schema version it does not know."""
+        if state.schema_version != SCHEMA_VERSION:
+            raise SchemaVersionError(session_id, state.schema_version, SCHEMA_VERSION)
+        return cls(
+            id=session_id,
+            model=state.model,
+            max_turns=state.max_turns,
+            system_message=state.system_message,
+            messages=list(state.messages),
+            metadata=dict(state.metadata),
+            created_at=state.created_at,
+            updated_at=state.updated_at,
+            seq=state.seq if state.seq is not None else len(state.messages),
+        )

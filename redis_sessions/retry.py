@@ -1,0 +1,62 @@
+"""The one retry layer: a bounded tenacity policy for transport errors only.
+
+redis-py retries every command by default (EVALSHA included); the stores turn that off on the clients
+they are given, so a fault is retried here, once, by one policy. Retrying is safe because every write
+is idempotent: appends carry message ids, ``create`` carries a token, the rest set or delete values.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Final
+
+import redis.asyncio.retry
+import redis.exceptions
+import redis.retry
+import tenacity
+from redis.backoff import NoBackoff
+
+__all__ = ["ASYNC_NO_CLIENT_RETRY", "NO_CLIENT_RETRY", "TRANSIENT", "RetryPolicy"]
+
+TRANSIENT: Final = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
+"""What is worth another try: the connection broke or timed out (includes BusyLoadingError)."""
+
+NO_CLIENT_RETRY: Final = redis.retry.Retry(NoBackoff(), 0)
+"""Given to redis-py clients so that they do not retry underneath our policy."""
+ASYNC_NO_CLIENT_RETRY: Final = redis.asyncio.retry.Retry(NoBackoff(), 0)
+"""The same for ``redis.asyncio`` clients."""
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """How often and how patiently to retry a call whose connection failed.
+
+    ``attempts`` counts the first try; waits grow exponentially from ``initial`` seconds up to
+    ``max_wait``, each with up to ``jitter`` seconds of random spread so that many clients do not
+    retry in lockstep after a shared fault.
+    """
+
+    attempts: int = 4
+    initial: float = 0.05
+    max_wait: float = 1.0
+    jitter: float = 0.05
+
+    def __post_init__(self) -> None:
+        if self.attempts < 1:
+            raise ValueError(f"attempts must be at least 1, got {self.attempts}")
+
+    def _options(self) -> dict[str, object]:
+        return {
+            "stop": tenacity.stop_after_attempt(self.attempts),
+            "wait": tenacity.wait_exponential_jitter(self.initial, self.max_wait, 2, self.jitter),
+            "retry": tenacity.retry_if_exception_type(TRANSIENT),
+            "reraise": True,
+        }
+
+    def retrying(self) -> tenacity.Retrying:
+        """A fresh tenacity controller for one call."""
+        return tenacity.Retrying(**self._options())  # type: ignore[arg-type]
+
+    def async_retrying(self) -> tenacity.AsyncRetrying:
+        """A fresh tenacity controller for one call on an event loop."""
+        return tenacity.AsyncRetrying(**self._options())  # type: ignore[arg-type]

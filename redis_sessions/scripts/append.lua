@@ -1,0 +1,73 @@
+-- Append messages atomically, skipping ids already stored (idempotent appends).
+-- KEYS[1] = meta hash, KEYS[2] = messages list, KEYS[3] = ids zset (message id -> seq)
+-- ARGV[1] = schema version, ARGV[2] = codec name, ARGV[3] = expected seq ('' = any),
+-- ARGV[4] = ttl in ms (0 = never expire), ARGV[5] = max messages (0 = unbounded),
+-- ARGV[6..] = message id, encoded message, message id, encoded message, ...
+-- Returns {0, seq}: seq of the last given message (the session's seq when any was new);
+-- {1} not found; {2, version} other schema; {5, codec} other codec; {3, seq} expected seq differs.
+local meta, list, ids = KEYS[1], KEYS[2], KEYS[3]
+local h = redis.call('HMGET', meta, 'schema_version', 'codec', 'seq')
+if not h[1] then
+  return {1}
+end
+if h[1] ~= ARGV[1] then
+  return {2, h[1]}
+end
+if h[2] ~= ARGV[2] then
+  return {5, h[2]}
+end
+local seq = tonumber(h[3])
+if #ARGV < 6 then
+  return {0, seq}
+end
+
+-- Which messages are new? A retried call finds all of them stored and changes nothing.
+local fresh, seen, last = {}, {}, 0
+for i = 6, #ARGV, 2 do
+  local id = ARGV[i]
+  local stored = seen[id] or redis.call('ZSCORE', ids, id)
+  if stored then
+    last = math.max(last, tonumber(stored))
+  else
+    fresh[#fresh + 1] = i
+    seen[id] = -1
+  end
+end
+if #fresh == 0 then
+  return {0, last}
+end
+if ARGV[3] ~= '' and tonumber(ARGV[3]) ~= seq then
+  return {3, seq}
+end
+
+-- Push in chunks: unpack() of a very large batch would overflow the Lua stack.
+local len = 0
+local chunk = 500
+for c = 1, #fresh, chunk do
+  local payloads, scored = {}, {}
+  for k = c, math.min(c + chunk - 1, #fresh) do
+    local i = fresh[k]
+    seq = seq + 1
+    payloads[#payloads + 1] = ARGV[i + 1]
+    scored[#scored + 1] = seq
+    scored[#scored + 1] = ARGV[i]
+  end
+  len = redis.call('RPUSH', list, unpack(payloads))
+  redis.call('ZADD', ids, unpack(scored))
+end
+
+local t = redis.call('TIME')
+redis.call('HSET', meta, 'seq', seq, 'updated_at', string.format('%s%06d', t[1], tonumber(t[2])))
+
+local max = tonumber(ARGV[5])
+if max > 0 and len > max then
+  redis.call('LTRIM', list, -max, -1)
+  redis.call('ZREMRANGEBYSCORE', ids, '-inf', seq - max)
+end
+local ttl = tonumber(ARGV[4])
+if ttl > 0 then
+  redis.call('PEXPIRE', meta, ttl)
+  redis.call('PEXPIRE', list, ttl)
+  redis.call('PEXPIRE', ids, ttl)
+end
+return {0, seq}

@@ -1,0 +1,23 @@
+-- Create a session: write its meta hash unless the id is taken.
+-- KEYS[1] = meta hash, KEYS[2] = messages list, KEYS[3] = ids zset
+-- ARGV[1] = schema version, ARGV[2] = codec name, ARGV[3] = create token (unique per create call),
+-- ARGV[4] = ttl in ms (0 = never expire), ARGV[5..] = field, value pairs (model, max_turns, m:<key> ...)
+-- Returns {0} created (or already created by this very call: a retried create), {4} id taken.
+local meta = KEYS[1]
+if redis.call('EXISTS', meta) == 1 then
+  if redis.call('HGET', meta, 'create_token') == ARGV[3] then
+    return {0}
+  end
+  return {4}
+end
+-- Leftovers of a session whose meta hash is gone are not a session: start clean.
+redis.call('DEL', KEYS[2], KEYS[3])
+local t = redis.call('TIME')
+local now = string.format('%s%06d', t[1], tonumber(t[2]))
+redis.call('HSET', meta, 'schema_version', ARGV[1], 'codec', ARGV[2], 'create_token', ARGV[3],
+  'seq', 0, 'created_at', now, 'updated_at', now, unpack(ARGV, 5))
+local ttl = tonumber(ARGV[4])
+if ttl > 0 then
+  redis.call('PEXPIRE', meta, ttl)
+end
+return {0}

@@ -1,0 +1,27 @@
+-- Merge metadata into a session: set some keys, remove others, in one atomic step.
+-- KEYS[1] = meta hash, KEYS[2] = messages list, KEYS[3] = ids zset
+-- ARGV[1] = schema version, ARGV[2] = ttl in ms (0 = never expire), ARGV[3] = number of fields to set,
+-- ARGV[4..] = field, value pairs to set, then fields to delete (all already prefixed 'm:')
+-- Returns {0}; {1} not found; {2, version} other schema.
+local meta = KEYS[1]
+local version = redis.call('HGET', meta, 'schema_version')
+if not version then
+  return {1}
+end
+if version ~= ARGV[1] then
+  return {2, version}
+end
+local nset = tonumber(ARGV[3])
+local t = redis.call('TIME')
+local now = string.format('%s%06d', t[1], tonumber(t[2]))
+redis.call('HSET', meta, 'updated_at', now, unpack(ARGV, 4, 3 + 2 * nset))
+if #ARGV > 3 + 2 * nset then
+  redis.call('HDEL', meta, unpack(ARGV, 4 + 2 * nset))
+end
+local ttl = tonumber(ARGV[2])
+if ttl > 0 then
+  for i = 1, 3 do
+    redis.call('PEXPIRE', KEYS[i], ttl)
+  end
+end
+return {0}

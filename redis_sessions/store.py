@@ -1,0 +1,188 @@
+"""``SessionStore``: the session store over ``redis.Redis`` (synchronous).
+
+GENERATED from ``aio.py`` by ``python tools/unasync.py``: do not edit; edit ``aio.py`` and regenerate.
+Everything but the sending lives in ``_core``; a method here builds a call and sends it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Iterable, Mapping
+from datetime import timedelta
+from typing import Any, Self, TypeVar
+
+import redis.exceptions
+from redis import Redis
+
+from ._core import DEFAULT_MAX_MESSAGE_BYTES, SCRIPTS, Call, Messages, StoreCore, check_client
+from .errors import StoreUnavailable
+from .models import AgentMessage, Session, SessionId
+from .retry import NO_CLIENT_RETRY, TRANSIENT, RetryPolicy
+
+__all__ = ["SessionStore"]
+
+T = TypeVar("T")
+_DEFAULT_RETRY = RetryPolicy()
+_STORE_OPTIONS = frozenset({"prefix", "ttl", "max_messages", "codec", "max_message_bytes", "retry"})
+
+
+class SessionStore:
+    """Conversations in Redis, shared safely by many processes.
+
+    ``ttl`` (seconds or a ``timedelta``; ``None`` = never expire) is refreshed on every key of a
+    session by each write; ``max_messages`` keeps only the newest messages (``seq`` still counts
+    all of them). ``codec`` is how new sessions store messages (``"msgpack"`` or ``"json"``).
+    ``retry`` is the one retry policy for transport errors: the store turns the client's own
+    retry off; pass ``retry=None`` to keep the client's retry as it is and not retry here.
+    """
+
+    def __init__(
+        self,
+        client: Redis,
+        *,
+        prefix: str = "rs",
+        ttl: float | timedelta | None = None,
+        max_messages: int | None = None,
+        codec: str = "msgpack",
+        max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+        retry: RetryPolicy | None = _DEFAULT_RETRY,
+    ) -> None:
+        check_client(client)
+        self._core = StoreCore(
+            prefix=prefix,
+            ttl=ttl,
+            max_messages=max_messages,
+            codec=codec,
+            max_message_bytes=max_message_bytes,
+        )
+        self.client = client
+        self._retry = retry
+        if retry is not None:
+            client.set_retry(NO_CLIENT_RETRY)
+        self._scripts = {name: client.register_script(source) for name, source in SCRIPTS.items()}
+        self._owns_client = False
+
+    @classmethod
+    def from_url(cls, url: str, **options: Any) -> Self:
+        """A store with its own client for ``url`` (``redis://``, ``rediss://``, ``unix://``).
+
+        Options the store knows (``prefix``, ``ttl``, ``max_messages``, ``codec``,
+        ``max_message_bytes``, ``retry``) configure the store; the rest go to redis-py's
+        ``from_url``. Socket timeouts default to 5 s so a stalled server cannot hang a caller.
+        """
+        store_options = {k: options.pop(k) for k in _STORE_OPTIONS & options.keys()}
+        options.setdefault("socket_timeout", 5.0)
+        options.setdefault("socket_connect_timeout", 5.0)
+        if store_options.get("retry", _DEFAULT_RETRY) is not None:
+            options["retry"] = NO_CLIENT_RETRY
+        store = cls(Redis.from_url(url, **options), **store_options)
+        store._owns_client = True
+        return store
+
+    def create(
+        self,
+        model: str = "",
+        max_turns: int = 0,
+        system_message: str | None = None,
+        *,
+        metadata: Mapping[str, str] | None = None,
+        session_id: SessionId | str | None = None,
+    ) -> SessionId:
+        """Create a session and return its id; ``SessionExists`` if ``session_id`` is taken."""
+        call = self._core.create(model, max_turns, system_message, metadata, session_id)
+        return self._run(call)
+
+    def append(
+        self, session_id: SessionId | str, message: AgentMessage, *, expected_seq: int | None = None
+    ) -> int:
+        """Append one message atomically and return the session's seq after it.
+
+        A message whose id is already stored is not stored again: its stored seq is returned.
+        With ``expected_seq``, ``ConflictError`` unless the session is still at that seq.
+        """
+        return self._run(self._core.extend(session_id, (message,), expected_seq))
+
+    def extend(
+        self,
+        session_id: SessionId | str,
+        messages: Iterable[AgentMessage],
+        *,
+        expected_seq: int | None = None,
+    ) -> int:
+        """Append a batch, all or nothing, in one round trip; returns the seq after it."""
+        return self._run(self._core.extend(session_id, messages, expected_seq))
+
+    def messages(
+        self, session_id: SessionId | str, start: int = 0, stop: int | None = None
+    ) -> Messages:
+        """The stored messages ``[start:stop]`` (Python slice rules); only that range is read."""
+        return self._run(self._core.messages(session_id, start, stop))
+
+    def load(self, session_id: SessionId | str) -> Session | None:
+        """The whole session as one consistent snapshot, or ``None`` if there is none."""
+        return self._run(self._core.load(session_id))
+
+    def exists(self, session_id: SessionId | str) -> bool:
+        """Whether the session exists."""
+        return self._run(self._core.exists(session_id))
+
+    def delete(self, session_id: SessionId | str) -> bool:
+        """Delete the session and its messages; ``False`` if there was none."""
+        return self._run(self._core.delete(session_id))
+
+    def set_metadata(self, session_id: SessionId | str, updates: Mapping[str, str | None]) -> None:
+        """Merge ``updates`` into the session's metadata atomically; a ``None`` value removes the key."""
+        self._run(self._core.set_metadata(session_id, updates))
+
+    def list(self) -> Iterator[SessionId]:
+        """Every session id under this store's prefix, found with SCAN (never KEYS)."""
+        cursor, seen = 0, set[SessionId]()
+        while True:
+            cursor, found = self._run(self._core.scan(cursor))
+            for sid in found:
+                if sid not in seen:
+                    seen.add(sid)
+                    yield sid
+            if cursor == 0:
+                return
+
+    def close(self) -> None:
+        """Close the client if this store created it (``from_url``)."""
+        if self._owns_client:
+            self.client.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def _run(self, call: Call[T]) -> T:
+        try:
+            try:
+                reply = self._send(call)
+            except TRANSIENT as exc:
+                reply = self._resend(call, exc)
+        except redis.exceptions.ResponseError as exc:
+            raise self._core.refused(call, exc) from exc
+        return call.parse(reply)
+
+    def _send(self, call: Call[Any]) -> Any:
+        if call.script is None:
+            return self.client.execute_command(*call.args)  # type: ignore[no-untyped-call]
+        return self._scripts[call.script](call.keys, call.args)
+
+    def _resend(self, call: Call[Any], error: Exception) -> Any:
+        """Retry a call whose first try failed in transport; the failure counts as attempt 1."""
+        if self._retry is None:
+            raise StoreUnavailable(call.op, call.sid, 1) from error
+        pending, attempts = [error], 0
+        try:
+            for attempt in self._retry.retrying():
+                with attempt:
+                    attempts = attempt.retry_state.attempt_number
+                    if pending:
+                        raise pending.pop()
+                    return self._send(call)
+        except TRANSIENT as exc:
+            raise StoreUnavailable(call.op, call.sid, attempts) from exc
+        raise AssertionError("unreachable: tenacity returns or raises")
