@@ -1,0 +1,151 @@
+"""Helpers shared by the tests: the backends (fakeredis or a real server) and the async adapter.
+
+A ``Backend`` is one Redis namespace for one test: a unique key prefix on a fakeredis ``FakeServer``
+or on a real server, with a sync ``raw`` client to write bad data by hand and to inspect keys.
+``AsyncAdapter`` lets one synchronous test body drive an ``AsyncSessionStore`` by running each
+coroutine on an ``asyncio.Runner`` owned by the test.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
+from typing import Any, TypeVar
+
+import fakeredis
+import redis
+import redis.asyncio
+
+from redis_sessions import AgentMessage, AsyncSessionStore, Session, SessionId
+
+T = TypeVar("T")
+_DONE = object()
+
+
+def unique_prefix() -> str:
+    """A key prefix no other test uses, so tests never need FLUSHALL on a shared server."""
+    return f"rs-t-{uuid.uuid4().hex[:12]}"
+
+
+class Backend:
+    """One test's namespace on fakeredis or a real server."""
+
+    def __init__(self, name: str, url: str | None) -> None:
+        self.name = name
+        self.url = url
+        self.prefix = unique_prefix()
+        self.server = fakeredis.FakeServer() if url is None else None
+        self.raw = self.sync_client()
+
+    def sync_client(self, **options: Any) -> redis.Redis:
+        if self.server is not None:
+            return fakeredis.FakeRedis(server=self.server, **options)
+        assert self.url is not None
+        return redis.Redis.from_url(self.url, **options)
+
+    def async_client(self, **options: Any) -> redis.asyncio.Redis:
+        if self.server is not None:
+            return fakeredis.FakeAsyncRedis(server=self.server, **options)
+        assert self.url is not None
+        return redis.asyncio.Redis.from_url(self.url, **options)
+
+    def keys(self, prefix: str | None = None) -> set[bytes]:
+        """Every key under ``prefix`` (this test's prefix by default), found with SCAN."""
+        return set(self.raw.scan_iter(match=f"{prefix or self.prefix}:*", count=1000))
+
+    def dump(self, prefix: str | None = None) -> dict[bytes, bytes | None]:
+        """A byte-exact snapshot (DUMP) of every key under the prefix."""
+        return {key: self.raw.dump(key) for key in sorted(self.keys(prefix))}
+
+    def close(self) -> None:
+        """Delete what this test wrote (only keys under its prefix) and close the raw client."""
+        if self.server is None:
+            doomed = list(self.raw.scan_iter(match=f"{self.prefix}*", count=1000))
+            for i in range(0, len(doomed), 500):
+                self.raw.unlink(*doomed[i : i + 500])
+        self.raw.close()
+
+
+async def _next(iterator: Any) -> Any:
+    try:
+        return await anext(iterator)
+    except StopAsyncIteration:
+        return _DONE
+
+
+class AsyncAdapter:
+    """An ``AsyncSessionStore`` behind the synchronous ``SessionStore`` interface.
+
+    Each method runs the store's coroutine to completion on ``runner``; ``list()`` becomes a lazy
+    iterator that advances the async iterator one id at a time (so an error raised mid-scan
+    surfaces where it would for the sync store).
+    """
+
+    def __init__(self, store: AsyncSessionStore, runner: asyncio.Runner) -> None:
+        self.store = store
+        self.runner = runner
+
+    @property
+    def client(self) -> redis.asyncio.Redis:
+        return self.store.client
+
+    def _run(self, awaitable: Awaitable[T]) -> T:
+        async def wrapper() -> T:
+            return await awaitable
+
+        return self.runner.run(wrapper())
+
+    def create(self, *args: Any, **kwargs: Any) -> SessionId:
+        return self._run(self.store.create(*args, **kwargs))
+
+    def append(self, session_id: Any, message: Any, **kwargs: Any) -> int:
+        return self._run(self.store.append(session_id, message, **kwargs))
+
+    def extend(self, session_id: Any, messages: Iterable[Any], **kwargs: Any) -> int:
+        return self._run(self.store.extend(session_id, messages, **kwargs))
+
+    def messages(self, session_id: Any, *args: Any, **kwargs: Any) -> list[AgentMessage]:
+        return self._run(self.store.messages(session_id, *args, **kwargs))
+
+    def load(self, session_id: Any) -> Session | None:
+        return self._run(self.store.load(session_id))
+
+    def exists(self, session_id: Any) -> bool:
+        return self._run(self.store.exists(session_id))
+
+    def delete(self, session_id: Any) -> bool:
+        return self._run(self.store.delete(session_id))
+
+    def set_metadata(self, session_id: Any, updates: Mapping[str, str | None]) -> None:
+        self._run(self.store.set_metadata(session_id, updates))
+
+    def list(self) -> Iterator[SessionId]:
+        iterator = self.store.list()
+        try:
+            while (item := self._run(_next(iterator))) is not _DONE:
+                yield item
+        finally:
+            self._run(iterator.aclose())
+
+    def close(self) -> None:
+        self._run(self.store.aclose())
+
+
+def messages_of(count: int, tag: str = "m") -> list[AgentMessage]:
+    """``count`` distinct user messages with readable ids ``<tag>-0000``..."""
+    return [AgentMessage.user(f"{tag} {i}", id=f"{tag}-{i:04d}") for i in range(count)]
+
+
+def ids(messages: Iterable[AgentMessage]) -> list[str]:
+    return [m.id for m in messages]
+
+
+def expect_no_change(backend: Backend) -> Callable[[], None]:
+    """Snapshot the namespace; the returned check asserts it is byte-identical afterwards."""
+    before = backend.dump()
+
+    def check() -> None:
+        assert backend.dump() == before
+
+    return check

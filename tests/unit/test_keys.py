@@ -1,0 +1,135 @@
+"""The key space: hash-tagged keys, id validation, prefix validation, SCAN key parsing."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from redis.crc import key_slot
+
+from redis_sessions import InvalidSessionId, PersistenceError
+from redis_sessions.keys import check_prefix, meta_key_pattern, parse_meta_key, session_id, session_keys
+
+SID = uuid.UUID("0b7c6a52-7f3e-4d2a-9c1b-5e8f00a1b2c3")
+
+BAD_IDS = [
+    "*",
+    "a}b",
+    "{",
+    "\n",
+    "",
+    " ",
+    "x" * 10000,
+    123,
+    None,
+    1.5,
+    b"bytes",
+    str(SID).encode(),
+    f"{{{SID}}}",
+    f"{SID}\n",
+    f" {SID}",
+    f"{SID}*",
+    SID.hex,  # 32 hex digits without dashes: not the canonical form
+    f"urn:uuid:{SID}",
+    ["x"],
+    object(),
+]
+
+
+def test_keys_are_hash_tagged_by_session_id() -> None:
+    keys = session_keys("rs", SID)
+    assert keys.meta == f"rs:{{{SID}}}:meta"
+    assert keys.messages == f"rs:{{{SID}}}:messages"
+    assert keys.ids == f"rs:{{{SID}}}:ids"
+    assert tuple(keys) == (keys.meta, keys.messages, keys.ids)
+
+
+@given(st.uuids(), st.sampled_from(["rs", "app:sessions", "a", "x-y_z.9", "p" * 64]))
+def test_all_keys_of_a_session_map_to_one_cluster_slot(sid: uuid.UUID, prefix: str) -> None:
+    slots = {key_slot(key.encode()) for key in session_keys(prefix, sid)}
+    assert slots == {key_slot(str(sid).encode())}
+
+
+def test_different_sessions_usually_land_in_different_slots() -> None:
+    # The tag is the id, not the prefix: sessions spread over the cluster.
+    slots = {key_slot(session_keys("rs", uuid.uuid4()).meta.encode()) for _ in range(200)}
+    assert len(slots) > 100
+
+
+def test_session_id_accepts_uuid_and_canonical_strings() -> None:
+    assert session_id(SID) is SID
+    assert session_id(str(SID)) == SID
+    assert session_id(str(SID).upper()) == SID
+    assert str(session_id(str(SID).upper())) == str(SID), "keys are built from the lowercase form"
+
+
+@given(st.uuids())
+def test_session_id_round_trips_any_uuid(sid: uuid.UUID) -> None:
+    assert session_id(str(sid)) == sid
+
+
+@pytest.mark.parametrize("value", BAD_IDS, ids=lambda v: repr(v)[:30])
+def test_session_id_rejects_everything_else(value: object) -> None:
+    with pytest.raises(InvalidSessionId) as info:
+        session_id(value)
+    assert isinstance(info.value, ValueError)
+    assert info.value.value is value
+    assert len(str(info.value)) < 130, "a huge id is shortened in the message"
+
+
+def test_uuid_subclass_is_rejected() -> None:
+    # Only real UUIDs (or their canonical text) are trusted to format safely into a key.
+    class Sneaky(uuid.UUID):
+        def __str__(self) -> str:
+            return "*"
+
+    with pytest.raises(InvalidSessionId):
+        session_id(Sneaky(str(SID)))
+
+
+@pytest.mark.parametrize("prefix", ["rs", "a", "app:sessions", "a.b-c_d:9", "p" * 64])
+def test_check_prefix_accepts(prefix: str) -> None:
+    assert check_prefix(prefix) == prefix
+
+
+@pytest.mark.parametrize(
+    "prefix", ["", "p" * 65, "rs*", "a?b", "a[b]", "a{b", "a}b", "a b", "a\nb", "é", None, 1, b"rs"]
+)
+def test_check_prefix_rejects_glob_tag_and_odd_characters(prefix: object) -> None:
+    with pytest.raises(ValueError, match="key prefix"):
+        check_prefix(prefix)  # type: ignore[arg-type]
+
+
+def test_meta_key_pattern() -> None:
+    assert meta_key_pattern("rs") == "rs:{*}:meta"
+
+
+@given(st.uuids())
+def test_parse_meta_key_inverts_session_keys(sid: uuid.UUID) -> None:
+    key = session_keys("app:x", sid).meta
+    assert parse_meta_key("app:x", key) == sid
+    assert parse_meta_key("app:x", key.encode()) == sid
+
+
+@pytest.mark.parametrize(
+    "key",
+    [
+        "rs:{not-a-uuid}:meta",
+        b"rs:{not-a-uuid}:meta",
+        f"rs:{{{SID}}}:messages",
+        f"other:{{{SID}}}:meta",
+        f"rs:{SID}:meta",
+        f"rs:{{{SID}}}}}:meta",
+        f"rs:{{{SID}x}}:meta",
+        b"rs:{\xff\xfe}:meta",
+        "rs:{}:meta",
+    ],
+    ids=repr,
+)
+def test_parse_meta_key_names_a_bad_key(key: str | bytes) -> None:
+    with pytest.raises(PersistenceError) as info:
+        parse_meta_key("rs", key)
+    shown = key.decode("utf-8", "backslashreplace") if isinstance(key, bytes) else key
+    assert repr(shown) in str(info.value)
