@@ -105,3 +105,34 @@ def make_store(backend: Backend, front: str) -> Iterator[MakeStore]:
 @pytest.fixture
 def store(make_store: MakeStore) -> Store:
     return make_store()
+
+
+@pytest.fixture
+def closed_url() -> str:
+    """A redis:// URL on a loopback port where nothing listens."""
+    from redis_sessions.embedded import free_port
+
+    return f"redis://127.0.0.1:{free_port()}/0"
+
+
+@pytest.fixture
+def make_unreachable(front: str, closed_url: str) -> Iterator[MakeStore]:
+    """``make_unreachable(**options)``: a store (sync or async front) whose Redis cannot be reached."""
+    runner = asyncio.Runner()
+    made: list[Store] = []
+
+    def make(**options: Any) -> Store:
+        store: Store
+        if front == "sync":
+            store = SessionStore.from_url(closed_url, **options)
+        else:
+            store = AsyncAdapter(AsyncSessionStore.from_url(closed_url, **options), runner)
+        made.append(store)
+        return store
+
+    try:
+        yield make
+    finally:
+        for store in made:
+            store.close()
+        runner.close()

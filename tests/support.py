@@ -50,13 +50,13 @@ class Backend:
         assert self.url is not None
         return redis.asyncio.Redis.from_url(self.url, **options)
 
-    def keys(self, prefix: str | None = None) -> set[bytes]:
+    def stored_keys(self, prefix: str | None = None) -> set[bytes]:
         """Every key under ``prefix`` (this test's prefix by default), found with SCAN."""
         return set(self.raw.scan_iter(match=f"{prefix or self.prefix}:*", count=1000))
 
     def dump(self, prefix: str | None = None) -> dict[bytes, bytes | None]:
         """A byte-exact snapshot (DUMP) of every key under the prefix."""
-        return {key: self.raw.dump(key) for key in sorted(self.keys(prefix))}
+        return {key: self.raw.dump(key) for key in sorted(self.stored_keys(prefix))}
 
     def close(self) -> None:
         """Delete what this test wrote (only keys under its prefix) and close the raw client."""
