@@ -14,6 +14,7 @@ from redis_sessions import (
     Session,
     SessionExists,
     SessionNotFound,
+    SessionStore,
     Text,
     Thinking,
     ToolUse,
@@ -465,3 +466,31 @@ def test_default_prefix_and_key_layout(make_store: MakeStore, backend: Backend) 
     assert meta[b"schema_version"] == b"1"
     assert meta[b"codec"] == b"msgpack"
     assert meta[b"seq"] == b"1"
+
+
+# -- from_url, and how list() reads ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("backend", [pytest.param("real", marks=pytest.mark.real)], indirect=True)
+def test_from_url_splits_store_and_client_options(backend: Backend, redis_url: str) -> None:
+    options = {"prefix": backend.prefix, "ttl": 60, "max_messages": 2, "codec": "json"}
+    with SessionStore.from_url(redis_url, socket_timeout=2.5, **options) as store:
+        assert store.client.connection_pool.connection_kwargs["socket_timeout"] == 2.5
+        sid = store.create()
+        store.extend(sid, messages_of(3))
+        keys = session_keys(backend.prefix, sid)
+        assert backend.raw.hget(keys.meta, "codec") == b"json"
+        assert backend.raw.llen(keys.messages) == 2
+        assert 0 < backend.raw.pttl(keys.messages) <= 60_000
+
+
+@pytest.mark.parametrize("backend", [pytest.param("real", marks=pytest.mark.real)], indirect=True)
+def test_list_uses_scan_never_keys(store: Store, backend: Backend, spawned_server: bool) -> None:
+    if not spawned_server:
+        pytest.skip("reads server-wide command statistics: only on the server the tests started")
+    made = {store.create() for _ in range(3)}
+    backend.raw.config_resetstat()
+    assert set(store.list()) == made
+    stats = backend.raw.info("commandstats")
+    assert stats.get("cmdstat_scan", {}).get("calls", 0) >= 1
+    assert "cmdstat_keys" not in stats

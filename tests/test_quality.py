@@ -1,0 +1,43 @@
+"""The repository's own checks, run from its root: lint, format, types, and the generated sync store."""
+
+from __future__ import annotations
+
+import importlib.util
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+
+CHECKS = {
+    "ruff check": [str(BIN / "ruff"), "check", "."],
+    "ruff format": [str(BIN / "ruff"), "format", "--check", "."],
+    "mypy": [sys.executable, "-m", "mypy"],
+    "unasync": [sys.executable, "tools/unasync.py", "--check"],
+}
+
+
+@pytest.mark.parametrize("command", CHECKS.values(), ids=CHECKS.keys())
+def test_check_passes(command: list[str]) -> None:
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=110, check=False)
+    assert done.returncode == 0, (
+        f"{' '.join(command)} exited {done.returncode}:\n{done.stdout}\n{done.stderr}"
+    )
+
+
+def test_store_py_is_generated_from_aio_py() -> None:
+    # The check above must be able to fail: a stale store.py is reported.
+    spec = importlib.util.spec_from_file_location("unasync_tool", ROOT / "tools" / "unasync.py")
+    assert spec is not None
+    assert spec.loader is not None
+    unasync = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(unasync)
+    source = (ROOT / "redis_sessions" / "aio.py").read_text("utf-8")
+    assert unasync.generate(source) == (ROOT / "redis_sessions" / "store.py").read_text("utf-8")
+    generated = unasync.generate(source)
+    assert "async " not in generated
+    assert "await " not in generated
+    assert "class SessionStore:" in generated
