@@ -17,6 +17,9 @@ import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from types import TracebackType
+from typing import Any
+
+import redis.exceptions
 
 __all__ = ["RedisServer", "embedded_redis", "free_port"]
 
@@ -133,6 +136,7 @@ def embedded_redis() -> Iterator[str]:
         ) from None
     port = free_port()
     fake = TcpFakeServer(("127.0.0.1", port), server_type="redis", server_version=(7, 0))
+    _answer_errors_without_closing(fake)
     thread = threading.Thread(target=fake.serve_forever, daemon=True)
     thread.start()
     try:
@@ -140,3 +144,32 @@ def embedded_redis() -> Iterator[str]:
     finally:
         fake.shutdown()
         fake.server_close()
+
+
+def _answer_errors_without_closing(server: Any) -> None:
+    """Make fakeredis's TCP server keep a connection open after an error reply, as Redis does.
+
+    Its handler (fakeredis 2.40) answers an error reply and then closes the connection, so redis-py's
+    ``Script`` cannot recover from NOSCRIPT: the ``SCRIPT LOAD`` it sends next usually lands on the
+    closed socket, and the first script call on a fresh server fails (fakeredis-py issue #432). Here the
+    handler's connection returns Redis errors as replies instead of raising them.
+    """
+    base = server.RequestHandlerClass
+
+    class Handler(base):  # type: ignore[misc,valid-type]
+        def setup(self) -> None:
+            super().setup()
+            client = getattr(self, "current_client", None)
+            if client is None:  # another fakeredis layout: leave it as it is
+                return
+            read = client.read_response
+
+            def read_response(**kwargs: Any) -> Any:
+                try:
+                    return read(**kwargs)
+                except redis.exceptions.ResponseError as exc:
+                    return exc  # the handler writes an exception as a RESP error reply
+
+            client.read_response = read_response
+
+    server.RequestHandlerClass = Handler
