@@ -49,7 +49,7 @@ DEFAULT_MAX_MESSAGE_BYTES: Final = 8 * 1024 * 1024
 _VERSION: Final = str(SCHEMA_VERSION)
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 _SCAN_COUNT: Final = 1000
-_OK, _NOT_FOUND, _VERSION_MISMATCH, _CONFLICT, _EXISTS, _CODEC = range(6)
+_OK, _NOT_FOUND, _VERSION_MISMATCH, _CONFLICT, _EXISTS, _CODEC, _CORRUPT = range(7)
 _META_PREFIX: Final = "m:"
 
 
@@ -230,7 +230,7 @@ class StoreCore:
         try:
             data = self.codec.encode(message)
             self.codec.check(data)
-        except (msgspec.DecodeError, msgspec.EncodeError, TypeError) as exc:
+        except (msgspec.DecodeError, msgspec.EncodeError, TypeError, OverflowError) as exc:
             raise InvalidMessage(sid, f"message {message.id!r} does not match the schema: {exc}") from exc
         if len(data) > self.max_message_bytes:
             raise MessageTooLarge(sid, message.id, len(data), self.max_message_bytes)
@@ -243,6 +243,8 @@ class StoreCore:
             return
         if code == _NOT_FOUND:
             raise SessionNotFound(sid)
+        if code == _EXISTS:
+            raise SessionExists(sid)
         detail = reply[1].decode("utf-8", "backslashreplace") if isinstance(reply[1], bytes) else reply[1]
         if code == _VERSION_MISMATCH:
             raise SchemaVersionError(sid, int(detail) if detail.isdigit() else detail, SCHEMA_VERSION)
@@ -250,8 +252,8 @@ class StoreCore:
             raise CodecMismatch(sid, detail, self.codec.name)
         if code == _CONFLICT:
             raise ConflictError(sid, -1 if expected is None else expected, int(detail))
-        if code == _EXISTS:
-            raise SessionExists(sid)
+        if code == _CORRUPT:
+            raise CorruptSession(sid, detail)
         raise CorruptSession(sid, f"unexpected script status {reply!r}")
 
     @staticmethod

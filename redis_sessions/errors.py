@@ -46,6 +46,18 @@ class SessionError(Exception):
 
     session_id: uuid.UUID | None = None
 
+    def __reduce__(self) -> tuple[object, ...]:
+        # Rebuild from the finished message and attributes, not from __init__'s own arguments, so
+        # that errors cross process boundaries (multiprocessing, ProcessPoolExecutor) intact.
+        return (_rebuild, (type(self), str(self), self.__dict__))
+
+
+def _rebuild(cls: type[SessionError], message: str, state: dict[str, object]) -> SessionError:
+    error = Exception.__new__(cls)
+    Exception.__init__(error, message)
+    error.__dict__.update(state)
+    return error
+
 
 class InvalidSessionId(SessionError, ValueError):
     """A session id that is not a UUID (nothing was sent to Redis)."""

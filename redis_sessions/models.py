@@ -138,8 +138,12 @@ class AgentMessage(msgspec.Struct, frozen=True):
         return "".join(b.text for b in self.content if isinstance(b, Text))
 
 
-class SessionState(msgspec.Struct, kw_only=True, omit_defaults=True):
-    """The persisted form of a session: the seed's JSON fields, plus optional bookkeeping."""
+class SessionState(msgspec.Struct, kw_only=True):
+    """The persisted form of a session: the seed's JSON fields, plus optional bookkeeping.
+
+    Every field is always written (``schema_version`` above all), so a reader of any version knows
+    what it holds; fields added later get defaults so older documents still decode.
+    """
 
     schema_version: int = SCHEMA_VERSION
     model: str = ""
@@ -172,6 +176,7 @@ class Session(msgspec.Struct, kw_only=True):
     def to_state(self) -> SessionState:
         """The persisted form of this session (the id is the key it is stored under)."""
         return SessionState(
+            schema_version=SCHEMA_VERSION,
             model=self.model,
             max_turns=self.max_turns,
             system_message=self.system_message,

@@ -48,7 +48,8 @@ class RetryPolicy:
     def _options(self) -> dict[str, object]:
         return {
             "stop": tenacity.stop_after_attempt(self.attempts),
-            "wait": tenacity.wait_exponential_jitter(self.initial, self.max_wait, 2, self.jitter),
+            "wait": tenacity.wait_exponential(multiplier=self.initial, max=self.max_wait)
+            + tenacity.wait_random(0, self.jitter),
             "retry": tenacity.retry_if_exception_type(TRANSIENT),
             "reraise": True,
         }

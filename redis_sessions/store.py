@@ -11,7 +11,7 @@ from datetime import timedelta
 from typing import Any, Self, TypeVar
 
 import redis.exceptions
-from redis import Redis
+from redis import BlockingConnectionPool, Redis
 
 from ._core import DEFAULT_MAX_MESSAGE_BYTES, SCRIPTS, Call, Messages, StoreCore, check_client
 from .errors import StoreUnavailable
@@ -56,7 +56,7 @@ class SessionStore:
         )
         self.client = client
         self._retry = retry
-        if retry is not None:
+        if retry is not None and client.get_retry() is not NO_CLIENT_RETRY:
             client.set_retry(NO_CLIENT_RETRY)
         self._scripts = {name: client.register_script(source) for name, source in SCRIPTS.items()}
         self._owns_client = False
@@ -67,14 +67,17 @@ class SessionStore:
 
         Options the store knows (``prefix``, ``ttl``, ``max_messages``, ``codec``,
         ``max_message_bytes``, ``retry``) configure the store; the rest go to redis-py's
-        ``from_url``. Socket timeouts default to 5 s so a stalled server cannot hang a caller.
+        connection pool. Socket timeouts default to 5 s so a stalled server cannot hang a caller.
+        The pool blocks (up to ``timeout``, 20 s) when all ``max_connections`` (50) are busy,
+        instead of failing the call: more concurrent callers than connections just wait their turn.
         """
         store_options = {k: options.pop(k) for k in _STORE_OPTIONS & options.keys()}
         options.setdefault("socket_timeout", 5.0)
         options.setdefault("socket_connect_timeout", 5.0)
         if store_options.get("retry", _DEFAULT_RETRY) is not None:
             options["retry"] = NO_CLIENT_RETRY
-        store = cls(Redis.from_url(url, **options), **store_options)
+        client = Redis.from_pool(BlockingConnectionPool.from_url(url, **options))
+        store = cls(client, **store_options)
         store._owns_client = True
         return store
 

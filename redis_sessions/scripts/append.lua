@@ -4,7 +4,8 @@
 -- ARGV[4] = ttl in ms (0 = never expire), ARGV[5] = max messages (0 = unbounded),
 -- ARGV[6..] = message id, encoded message, message id, encoded message, ...
 -- Returns {0, seq}: seq of the last given message (the session's seq when any was new);
--- {1} not found; {2, version} other schema; {5, codec} other codec; {3, seq} expected seq differs.
+-- {1} not found; {2, version} other schema; {5, codec} other codec; {3, seq} expected seq differs;
+-- {6, detail} the meta hash is corrupt.
 local meta, list, ids = KEYS[1], KEYS[2], KEYS[3]
 local h = redis.call('HMGET', meta, 'schema_version', 'codec', 'seq')
 if not h[1] then
@@ -17,6 +18,9 @@ if h[2] ~= ARGV[2] then
   return {5, h[2]}
 end
 local seq = tonumber(h[3])
+if not seq then
+  return {6, 'the meta hash holds no numeric seq'}
+end
 if #ARGV < 6 then
   return {0, seq}
 end

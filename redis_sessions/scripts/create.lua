@@ -15,7 +15,11 @@ redis.call('DEL', KEYS[2], KEYS[3])
 local t = redis.call('TIME')
 local now = string.format('%s%06d', t[1], tonumber(t[2]))
 redis.call('HSET', meta, 'schema_version', ARGV[1], 'codec', ARGV[2], 'create_token', ARGV[3],
-  'seq', 0, 'created_at', now, 'updated_at', now, unpack(ARGV, 5))
+  'seq', 0, 'created_at', now, 'updated_at', now)
+-- In chunks: unpack() of thousands of values would overflow the Lua stack.
+for i = 5, #ARGV, 1000 do
+  redis.call('HSET', meta, unpack(ARGV, i, math.min(i + 999, #ARGV)))
+end
 local ttl = tonumber(ARGV[4])
 if ttl > 0 then
   redis.call('PEXPIRE', meta, ttl)

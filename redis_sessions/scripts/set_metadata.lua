@@ -14,9 +14,14 @@ end
 local nset = tonumber(ARGV[3])
 local t = redis.call('TIME')
 local now = string.format('%s%06d', t[1], tonumber(t[2]))
-redis.call('HSET', meta, 'updated_at', now, unpack(ARGV, 4, 3 + 2 * nset))
-if #ARGV > 3 + 2 * nset then
-  redis.call('HDEL', meta, unpack(ARGV, 4 + 2 * nset))
+redis.call('HSET', meta, 'updated_at', now)
+-- In chunks: unpack() of thousands of values would overflow the Lua stack.
+local last_set = 3 + 2 * nset
+for i = 4, last_set, 1000 do
+  redis.call('HSET', meta, unpack(ARGV, i, math.min(i + 999, last_set)))
+end
+for i = last_set + 1, #ARGV, 1000 do
+  redis.call('HDEL', meta, unpack(ARGV, i, math.min(i + 999, #ARGV)))
 end
 local ttl = tonumber(ARGV[2])
 if ttl > 0 then
