@@ -241,7 +241,10 @@ def demo(settings: Settings, agents: int, turns: int, show: int, keep: bool) -> 
         elapsed = time.perf_counter() - began
         session = store.load(sid)
         if session is None:
-            raise click.ClickException(f"session {sid} vanished during the demo")
+            errors = "; ".join(f"agent {a}: {err}" for a, err, _ in reports if err)
+            raise click.ClickException(
+                f"session {sid} vanished during the demo ({errors or 'no agent failed'})"
+            )
         _print_conversation(console, session, show)
         checks = [(False, f"agent {a}: {err}") for a, err, _ in reports if err]
         checks += _checks(session, agents, turns, [ack for _, _, acks in reports for ack in acks])
