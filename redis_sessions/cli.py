@@ -74,7 +74,7 @@ def open_store(url: str, prefix: str) -> SessionStore:
     try:
         return SessionStore.from_url(url, prefix=prefix)
     except ValueError as exc:
-        raise click.ClickException(f"cannot use --url {url!r} / --prefix {prefix!r}: {exc}") from exc
+        raise click.ClickException(f"cannot use --url {_redacted(url)} / --prefix {prefix!r}: {exc}") from exc
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
@@ -202,7 +202,11 @@ def _server(console: Console, url: str | None) -> Iterator[str]:
         yield url
         return
     binary = shutil.which("redis-server")
-    with embedded_redis() as embedded:
+    with contextlib.ExitStack() as stack:
+        try:
+            embedded = stack.enter_context(embedded_redis())
+        except RuntimeError as exc:  # neither redis-server nor fakeredis, or the server did not start
+            raise click.ClickException(str(exc).splitlines()[0]) from exc
         what = f"a throw-away {binary}" if binary else "fakeredis's TCP server (no redis-server on PATH)"
         console.print(f"No --url or REDIS_URL: started {what} at {embedded}")
         yield embedded
