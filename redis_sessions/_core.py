@@ -129,7 +129,7 @@ class StoreCore:
             fields += [key, value]
         keys = session_keys(self.prefix, sid)
         token = uuid.uuid4().hex
-        args = (_VERSION, self.codec.name, token, self.ttl_ms, *fields)
+        args = (_VERSION, self.codec.name, token, self.ttl_ms, self.max_messages, *fields)
 
         def parse(reply: list[Any]) -> SessionId:
             self.check(sid, reply)
@@ -140,7 +140,6 @@ class StoreCore:
     def extend(self, sid: object, messages: Iterable[AgentMessage], expected_seq: int | None) -> Call[int]:
         sid = session_id(sid)
         args: list[Any] = [_VERSION, self.codec.name, self._expected(sid, expected_seq)]
-        args += [self.ttl_ms, self.max_messages]
         for message in messages:
             data = self.encode(sid, message)
             args += [message.id, data]
@@ -158,7 +157,7 @@ class StoreCore:
         sets = [(k, v) for k, v in updates.items() if v is not None]
         dels = [self._metadata_key(sid, k) for k, v in updates.items() if v is None]
         pairs = [item for pair in self._metadata(sid, dict(sets)) for item in pair]
-        args = (_VERSION, self.ttl_ms, len(sets), *pairs, *dels)
+        args = (_VERSION, len(sets), *pairs, *dels)
 
         def parse(reply: list[Any]) -> None:
             self.check(sid, reply)
@@ -257,8 +256,8 @@ class StoreCore:
         raise CorruptSession(sid, f"unexpected script status {reply!r}")
 
     @staticmethod
-    def refused(call: Call[Any], exc: redis.exceptions.ResponseError) -> Exception:
-        """The typed error for a command Redis refused."""
+    def refused(call: Call[Any], exc: redis.exceptions.RedisError) -> Exception:
+        """The typed error for a command Redis refused (or credentials it did not accept)."""
         text = str(exc)
         if text.startswith("WRONGTYPE") and call.sid is not None:
             return CorruptSession(call.sid, "a key of this session holds the wrong Redis type")

@@ -17,7 +17,7 @@ from redis.asyncio import BlockingConnectionPool, Redis
 from ._core import DEFAULT_MAX_MESSAGE_BYTES, SCRIPTS, Call, Messages, StoreCore, check_client
 from .errors import StoreUnavailable
 from .models import AgentMessage, Session, SessionId
-from .retry import ASYNC_NO_CLIENT_RETRY, TRANSIENT, RetryPolicy
+from .retry import ASYNC_NO_CLIENT_RETRY, REFUSED, TRANSIENT, RetryPolicy
 
 __all__ = ["AsyncSessionStore"]
 
@@ -166,7 +166,7 @@ class AsyncSessionStore:
                 reply = await self._send(call)
             except TRANSIENT as exc:
                 reply = await self._resend(call, exc)
-        except redis.exceptions.ResponseError as exc:
+        except redis.exceptions.RedisError as exc:
             raise self._core.refused(call, exc) from exc
         return call.parse(reply)
 
@@ -177,8 +177,10 @@ class AsyncSessionStore:
 
     async def _resend(self, call: Call[Any], error: Exception) -> Any:
         """Retry a call whose first try failed in transport; the failure counts as attempt 1."""
+        if isinstance(error, REFUSED):
+            raise error
         if self._retry is None:
-            raise StoreUnavailable(call.op, call.sid, 1) from error
+            raise StoreUnavailable(call.op, call.sid, 1, error) from error
         pending, attempts = [error], 0
         try:
             async for attempt in self._retry.async_retrying():
@@ -187,6 +189,8 @@ class AsyncSessionStore:
                     if pending:
                         raise pending.pop()
                     return await self._send(call)
+        except REFUSED:
+            raise
         except TRANSIENT as exc:
-            raise StoreUnavailable(call.op, call.sid, attempts) from exc
+            raise StoreUnavailable(call.op, call.sid, attempts, exc) from exc
         raise AssertionError("unreachable: tenacity returns or raises")

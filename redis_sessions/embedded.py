@@ -35,7 +35,8 @@ def _ping(host: str, port: int) -> bool:
     try:
         with socket.create_connection((host, port), timeout=0.2) as sock:
             sock.sendall(b"PING\r\n")
-            return sock.recv(16).startswith(b"+PONG")
+            reply = sock.recv(16)
+            return reply.startswith((b"+PONG", b"-NOAUTH"))  # NOAUTH: up, with a password
     except OSError:
         return False
 

@@ -178,6 +178,9 @@ class StoreError(SessionError):
 class StoreUnavailable(StoreError):
     """Redis could not be reached or did not answer in time, after the retry policy gave up."""
 
-    def __init__(self, operation: str, session_id: uuid.UUID | None, attempts: int) -> None:
-        super().__init__(operation, session_id, f"Redis unavailable after {attempts} attempt(s)")
+    def __init__(
+        self, operation: str, session_id: uuid.UUID | None, attempts: int, cause: object = None
+    ) -> None:
+        reason = f" ({cause})" if cause is not None and str(cause) else ""
+        super().__init__(operation, session_id, f"Redis unavailable after {attempts} attempt(s){reason}")
         self.attempts = attempts

@@ -16,10 +16,13 @@ import redis.retry
 import tenacity
 from redis.backoff import NoBackoff
 
-__all__ = ["ASYNC_NO_CLIENT_RETRY", "NO_CLIENT_RETRY", "TRANSIENT", "RetryPolicy"]
+__all__ = ["ASYNC_NO_CLIENT_RETRY", "NO_CLIENT_RETRY", "REFUSED", "TRANSIENT", "RetryPolicy"]
 
 TRANSIENT: Final = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
 """What is worth another try: the connection broke or timed out (includes BusyLoadingError)."""
+
+REFUSED: Final = (redis.exceptions.AuthenticationError, redis.exceptions.AuthorizationError)
+"""Connection errors that another try cannot mend: wrong credentials or missing permissions."""
 
 NO_CLIENT_RETRY: Final = redis.retry.Retry(NoBackoff(), 0)
 """Given to redis-py clients so that they do not retry underneath our policy."""
@@ -50,7 +53,8 @@ class RetryPolicy:
             "stop": tenacity.stop_after_attempt(self.attempts),
             "wait": tenacity.wait_exponential(multiplier=self.initial, max=self.max_wait)
             + tenacity.wait_random(0, self.jitter),
-            "retry": tenacity.retry_if_exception_type(TRANSIENT),
+            "retry": tenacity.retry_if_exception_type(TRANSIENT)
+            & tenacity.retry_if_not_exception_type(REFUSED),
             "reraise": True,
         }
 

@@ -16,7 +16,7 @@ from redis import BlockingConnectionPool, Redis
 from ._core import DEFAULT_MAX_MESSAGE_BYTES, SCRIPTS, Call, Messages, StoreCore, check_client
 from .errors import StoreUnavailable
 from .models import AgentMessage, Session, SessionId
-from .retry import NO_CLIENT_RETRY, TRANSIENT, RetryPolicy
+from .retry import NO_CLIENT_RETRY, REFUSED, TRANSIENT, RetryPolicy
 
 __all__ = ["SessionStore"]
 
@@ -165,7 +165,7 @@ class SessionStore:
                 reply = self._send(call)
             except TRANSIENT as exc:
                 reply = self._resend(call, exc)
-        except redis.exceptions.ResponseError as exc:
+        except redis.exceptions.RedisError as exc:
             raise self._core.refused(call, exc) from exc
         return call.parse(reply)
 
@@ -176,8 +176,10 @@ class SessionStore:
 
     def _resend(self, call: Call[Any], error: Exception) -> Any:
         """Retry a call whose first try failed in transport; the failure counts as attempt 1."""
+        if isinstance(error, REFUSED):
+            raise error
         if self._retry is None:
-            raise StoreUnavailable(call.op, call.sid, 1) from error
+            raise StoreUnavailable(call.op, call.sid, 1, error) from error
         pending, attempts = [error], 0
         try:
             for attempt in self._retry.retrying():
@@ -186,6 +188,8 @@ class SessionStore:
                     if pending:
                         raise pending.pop()
                     return self._send(call)
+        except REFUSED:
+            raise
         except TRANSIENT as exc:
-            raise StoreUnavailable(call.op, call.sid, attempts) from exc
+            raise StoreUnavailable(call.op, call.sid, attempts, exc) from exc
         raise AssertionError("unreachable: tenacity returns or raises")

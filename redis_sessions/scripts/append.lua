@@ -1,13 +1,13 @@
 -- Append messages atomically, skipping ids already stored (idempotent appends).
 -- KEYS[1] = meta hash, KEYS[2] = messages list, KEYS[3] = ids zset (message id -> seq)
 -- ARGV[1] = schema version, ARGV[2] = codec name, ARGV[3] = expected seq ('' = any),
--- ARGV[4] = ttl in ms (0 = never expire), ARGV[5] = max messages (0 = unbounded),
--- ARGV[6..] = message id, encoded message, message id, encoded message, ...
+-- ARGV[4..] = message id, encoded message, message id, encoded message, ...
+-- Trimming and TTL follow the session's own ttl_ms / max_messages fields (set by create).
 -- Returns {0, seq}: seq of the last given message (the session's seq when any was new);
 -- {1} not found; {2, version} other schema; {5, codec} other codec; {3, seq} expected seq differs;
 -- {6, detail} the meta hash is corrupt.
 local meta, list, ids = KEYS[1], KEYS[2], KEYS[3]
-local h = redis.call('HMGET', meta, 'schema_version', 'codec', 'seq')
+local h = redis.call('HMGET', meta, 'schema_version', 'codec', 'seq', 'ttl_ms', 'max_messages')
 if not h[1] then
   return {1}
 end
@@ -21,13 +21,13 @@ local seq = tonumber(h[3])
 if not seq then
   return {6, 'the meta hash holds no numeric seq'}
 end
-if #ARGV < 6 then
+if #ARGV < 4 then
   return {0, seq}
 end
 
 -- Which messages are new? A retried call finds all of them stored and changes nothing.
 local fresh, seen, last = {}, {}, 0
-for i = 6, #ARGV, 2 do
+for i = 4, #ARGV, 2 do
   local id = ARGV[i]
   local stored = seen[id] or redis.call('ZSCORE', ids, id)
   if stored then
@@ -63,12 +63,12 @@ end
 local t = redis.call('TIME')
 redis.call('HSET', meta, 'seq', seq, 'updated_at', string.format('%s%06d', t[1], tonumber(t[2])))
 
-local max = tonumber(ARGV[5])
+local max = tonumber(h[5]) or 0
 if max > 0 and len > max then
   redis.call('LTRIM', list, -max, -1)
   redis.call('ZREMRANGEBYSCORE', ids, '-inf', seq - max)
 end
-local ttl = tonumber(ARGV[4])
+local ttl = tonumber(h[4]) or 0
 if ttl > 0 then
   redis.call('PEXPIRE', meta, ttl)
   redis.call('PEXPIRE', list, ttl)

@@ -1,7 +1,10 @@
 -- Create a session: write its meta hash unless the id is taken.
 -- KEYS[1] = meta hash, KEYS[2] = messages list, KEYS[3] = ids zset
 -- ARGV[1] = schema version, ARGV[2] = codec name, ARGV[3] = create token (unique per create call),
--- ARGV[4] = ttl in ms (0 = never expire), ARGV[5..] = field, value pairs (model, max_turns, m:<key> ...)
+-- ARGV[4] = the session's ttl in ms (0 = never expire), ARGV[5] = its max messages (0 = unbounded),
+-- ARGV[6..] = field, value pairs (model, max_turns, m:<key> ...)
+-- The ttl and max messages are the session's own: every later write applies them, whichever store
+-- (with whatever defaults) makes it, so no key of a session can outlive the others.
 -- Returns {0} created (or already created by this very call: a retried create), {4} id taken.
 local meta = KEYS[1]
 if redis.call('EXISTS', meta) == 1 then
@@ -15,9 +18,9 @@ redis.call('DEL', KEYS[2], KEYS[3])
 local t = redis.call('TIME')
 local now = string.format('%s%06d', t[1], tonumber(t[2]))
 redis.call('HSET', meta, 'schema_version', ARGV[1], 'codec', ARGV[2], 'create_token', ARGV[3],
-  'seq', 0, 'created_at', now, 'updated_at', now)
+  'seq', 0, 'created_at', now, 'updated_at', now, 'ttl_ms', ARGV[4], 'max_messages', ARGV[5])
 -- In chunks: unpack() of thousands of values would overflow the Lua stack.
-for i = 5, #ARGV, 1000 do
+for i = 6, #ARGV, 1000 do
   redis.call('HSET', meta, unpack(ARGV, i, math.min(i + 999, #ARGV)))
 end
 local ttl = tonumber(ARGV[4])

@@ -1,29 +1,31 @@
 -- Merge metadata into a session: set some keys, remove others, in one atomic step.
 -- KEYS[1] = meta hash, KEYS[2] = messages list, KEYS[3] = ids zset
--- ARGV[1] = schema version, ARGV[2] = ttl in ms (0 = never expire), ARGV[3] = number of fields to set,
--- ARGV[4..] = field, value pairs to set, then fields to delete (all already prefixed 'm:')
+-- ARGV[1] = schema version, ARGV[2] = number of fields to set,
+-- ARGV[3..] = field, value pairs to set, then fields to delete (all already prefixed 'm:')
+-- Refreshes the session's own TTL (its ttl_ms field) on every key.
 -- Returns {0}; {1} not found; {2, version} other schema.
 local meta = KEYS[1]
-local version = redis.call('HGET', meta, 'schema_version')
+local h = redis.call('HMGET', meta, 'schema_version', 'ttl_ms')
+local version = h[1]
 if not version then
   return {1}
 end
 if version ~= ARGV[1] then
   return {2, version}
 end
-local nset = tonumber(ARGV[3])
+local nset = tonumber(ARGV[2])
 local t = redis.call('TIME')
 local now = string.format('%s%06d', t[1], tonumber(t[2]))
 redis.call('HSET', meta, 'updated_at', now)
 -- In chunks: unpack() of thousands of values would overflow the Lua stack.
-local last_set = 3 + 2 * nset
-for i = 4, last_set, 1000 do
+local last_set = 2 + 2 * nset
+for i = 3, last_set, 1000 do
   redis.call('HSET', meta, unpack(ARGV, i, math.min(i + 999, last_set)))
 end
 for i = last_set + 1, #ARGV, 1000 do
   redis.call('HDEL', meta, unpack(ARGV, i, math.min(i + 999, #ARGV)))
 end
-local ttl = tonumber(ARGV[2])
+local ttl = tonumber(h[2]) or 0
 if ttl > 0 then
   for i = 1, 3 do
     redis.call('PEXPIRE', KEYS[i], ttl)

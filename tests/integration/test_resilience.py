@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import shutil
 import socket
 import uuid
 from collections.abc import Iterator
@@ -17,8 +18,10 @@ from redis_sessions import (
     AsyncSessionStore,
     RetryPolicy,
     SessionStore,
+    StoreError,
     StoreUnavailable,
 )
+from redis_sessions.embedded import RedisServer
 from tests.conftest import MakeStore, Store
 from tests.integration.faults import LossyProxy
 from tests.support import AsyncAdapter, Backend, ids, messages_of
@@ -207,3 +210,33 @@ def test_when_every_reply_is_lost_the_caller_gets_store_unavailable(
     # The outcome was unknown to the caller; resending the same message settles it, once.
     assert store.append(sid, message) == 2
     assert ids(store.messages(sid)) == ["w", "m"]
+
+
+# -- credentials ------------------------------------------------------------------------------------
+
+
+@pytest.mark.real
+@pytest.mark.parametrize("front", ["sync", "async"])
+def test_a_wrong_password_is_refused_at_once_not_retried(redis_url: str, front: str) -> None:
+    # redis-py's AuthenticationError is a ConnectionError; retrying it only delays the truth.
+    if shutil.which("redis-server") is None:
+        pytest.skip("needs a redis-server binary to start one with a password")
+    with RedisServer(extra_args=["--requirepass", "right"]) as server:
+        url = f"redis://:wrong@{server.host}:{server.port}/0"
+        policy = RetryPolicy(attempts=5, initial=1.0, max_wait=1.0)  # would take > 4 s if used
+        if front == "sync":
+            with SessionStore.from_url(url, retry=policy) as store, pytest.raises(StoreError) as info:
+                store.create()
+        else:
+
+            async def attempt() -> None:
+                async with AsyncSessionStore.from_url(url, retry=policy) as store:
+                    await store.create()
+
+            with pytest.raises(StoreError) as info:
+                asyncio.run(attempt())
+        assert not isinstance(info.value, StoreUnavailable)
+        assert "password" in str(info.value).lower() or "auth" in str(info.value).lower()
+        assert isinstance(info.value.__cause__, redis.exceptions.AuthenticationError)
+        with SessionStore.from_url(f"redis://:right@{server.host}:{server.port}/0") as good:
+            assert good.exists(good.create())

@@ -165,3 +165,21 @@ def test_trimming_matches_a_model(make_store: MakeStore, limit: int, batches: li
         store.extend(sid, messages)
         assert ids(store.messages(sid)) == kept
     assert store.load(sid).seq == seq  # type: ignore[union-attr]
+
+
+def test_the_session_keeps_its_own_ttl_and_limit_whatever_store_writes(
+    make_store: MakeStore, backend: Backend
+) -> None:
+    # A store with other defaults (here: none) writing to a session must not leave keys that
+    # outlive the meta hash, nor keep more messages than the session's limit.
+    creator, other = make_store(ttl=3600, max_messages=3), make_store()
+    sid = creator.create()
+    other.extend(sid, messages_of(5, "m"))
+    assert all(0 < ttl <= HOUR_MS for ttl in pttls(backend, session_keys(backend.prefix, sid)))
+    assert [m.text for m in other.messages(sid)] == ["m 2", "m 3", "m 4"]
+    other.set_metadata(sid, {"k": "v"})
+    assert all(0 < ttl <= HOUR_MS for ttl in pttls(backend, session_keys(backend.prefix, sid)))
+    # ...and a session created without a TTL is not given one by a store that has a default.
+    plain = other.create()
+    creator.append(plain, AgentMessage.user("x"))
+    assert pttls(backend, session_keys(backend.prefix, plain)) == [-1, -1, -1]

@@ -120,11 +120,11 @@ def test_check_client_refuses_decoded_responses() -> None:
 
 
 def test_create_call() -> None:
-    call = core(ttl=5).create("m", 3, "sys", {"k": "v"}, SID)
+    call = core(ttl=5, max_messages=7).create("m", 3, "sys", {"k": "v"}, SID)
     assert (call.op, call.sid, call.script) == ("create", SID, "create")
     assert call.keys == tuple(session_keys("rs", SID))
-    version, codec, token, ttl, *fields = call.args
-    assert (version, codec, ttl) == ("1", "msgpack", 5000)
+    version, codec, token, ttl, max_messages, *fields = call.args
+    assert (version, codec, ttl, max_messages) == ("1", "msgpack", 5000, 7)
     assert len(token) == 32
     assert fields == ["model", "m", "max_turns", 3, "system_message", "sys", "m:k", "v"]
     assert call.parse([0]) == SID
@@ -166,8 +166,8 @@ def test_extend_call_layout() -> None:
     assert (call.op, call.sid, call.script) == ("append", SID, "append")
     assert call.keys == tuple(session_keys("rs", SID))
     encoded = (c.encode(SID, first), c.encode(SID, second))
-    assert call.args == ("1", "msgpack", "4", 1000, 10, "i1", encoded[0], "i2", encoded[1])
-    assert core().extend(SID, [], None).args == ("1", "msgpack", "", 0, 0)
+    assert call.args == ("1", "msgpack", "4", "i1", encoded[0], "i2", encoded[1])
+    assert core().extend(SID, [], None).args == ("1", "msgpack", "")
 
 
 @pytest.mark.parametrize("expected", [-1, "3", 1.0])
@@ -198,7 +198,7 @@ def test_every_operation_validates_the_id_first(sid: Any) -> None:
 
 def test_set_metadata_call_layout() -> None:
     call = core(ttl=2).set_metadata(SID, {"a": "1", "gone": None, "b": "2"})
-    assert call.args == ("1", 2000, 2, "m:a", "1", "m:b", "2", "m:gone")
+    assert call.args == ("1", 2, "m:a", "1", "m:b", "2", "m:gone")
 
 
 @pytest.mark.parametrize("updates", [{"a": 1}, {"": "x"}, {"": None}, {3: "x"}, [("a", "b")]], ids=repr)
