@@ -17,6 +17,7 @@ from typing import Any, Final, Generic, TypeVar
 import msgspec
 import redis.exceptions
 
+from .cache import CachedHistory, HistoryCache
 from .codec import CODECS, Codec
 from .errors import (
     CodecMismatch,
@@ -32,21 +33,34 @@ from .errors import (
 from .keys import check_prefix, meta_key_pattern, parse_meta_key, session_id, session_keys
 from .models import SCHEMA_VERSION, AgentMessage, Session, SessionId
 
-__all__ = ["DEFAULT_MAX_MESSAGE_BYTES", "SCRIPTS", "Call", "Messages", "StoreCore", "check_client", "ttl_ms"]
+__all__ = [
+    "DEFAULT_CACHE_MESSAGES",
+    "DEFAULT_MAX_MESSAGE_BYTES",
+    "SCRIPTS",
+    "Call",
+    "Messages",
+    "StoreCore",
+    "check_client",
+    "ttl_ms",
+]
 
 T = TypeVar("T")
 Messages = list[AgentMessage]
 
 SCRIPTS: Final[dict[str, str]] = {
     name: resources.files(__package__).joinpath("scripts", f"{name}.lua").read_text("utf-8")
-    for name in ("create", "append", "read", "set_metadata")
+    for name in ("create", "append", "read_since", "set_metadata")
 }
 """Lua sources by name, read once from the package's ``scripts/*.lua`` files."""
 
 DEFAULT_MAX_MESSAGE_BYTES: Final = 8 * 1024 * 1024
 """8 MiB: room for a large image, far below Redis's 512 MB bulk limit."""
 
+DEFAULT_CACHE_MESSAGES: Final = 10_000
+"""Messages a store keeps decoded for re-reads (a few MB); 0 turns the history cache off."""
+
 _VERSION: Final = str(SCHEMA_VERSION)
+_VERSION_BYTES: Final = _VERSION.encode()
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 _SCAN_COUNT: Final = 1000
 _OK, _NOT_FOUND, _VERSION_MISMATCH, _CONFLICT, _EXISTS, _CODEC, _CORRUPT = range(7)
@@ -55,7 +69,8 @@ _META_PREFIX: Final = "m:"
 
 @dataclass(frozen=True, slots=True)
 class Call(Generic[T]):
-    """One round trip: a script (or, with ``script=None``, the command in ``args``) and its parser."""
+    """One round trip and its parser: a script, or with ``script=None`` the commands in ``multi``
+    as one MULTI/EXEC transaction, or else the single command in ``args``."""
 
     op: str
     sid: SessionId | None
@@ -63,6 +78,7 @@ class Call(Generic[T]):
     keys: tuple[str, ...]
     args: tuple[Any, ...]
     parse: Callable[[Any], T]
+    multi: tuple[tuple[Any, ...], ...] = ()
 
 
 def ttl_ms(ttl: float | timedelta | None) -> int:
@@ -96,6 +112,7 @@ class StoreCore:
         max_messages: int | None,
         codec: str,
         max_message_bytes: int,
+        cache_messages: int,
     ) -> None:
         if codec not in CODECS:
             raise ValueError(f"codec must be one of {sorted(CODECS)}, got {codec!r}")
@@ -106,6 +123,7 @@ class StoreCore:
         self.max_messages = max_messages or 0
         self.codec: Codec = CODECS[codec]
         self.max_message_bytes = max_message_bytes
+        self.cache = HistoryCache(cache_messages) if cache_messages > 0 else None
 
     # -- writes -----------------------------------------------------------------------------
 
@@ -167,6 +185,8 @@ class StoreCore:
     def delete(self, sid: object) -> Call[bool]:
         sid = session_id(sid)
         keys = session_keys(self.prefix, sid)
+        if self.cache is not None:
+            self.cache.discard(sid)
         return Call("delete", sid, None, keys, ("DEL", *keys), lambda n: bool(n))
 
     # -- reads ------------------------------------------------------------------------------
@@ -180,34 +200,94 @@ class StoreCore:
         sid = session_id(sid)
         if not isinstance(start, int) or not (stop is None or isinstance(stop, int)):
             raise TypeError(f"session `{sid}`: start and stop must be ints (stop may be None)")
+        cached = self.cache.get(sid) if self.cache is not None else None
+        if cached is not None:
+
+            def window(history: tuple[AgentMessage, ...] | None, _: dict[bytes, bytes]) -> Messages:
+                if history is None:
+                    raise SessionNotFound(sid)
+                return list(history[start:stop])
+
+            return self._read_since(sid, cached, False, window)
         # Python slice -> LRANGE (inclusive end); stop == 0 is always empty, and 1..0 is too.
         first, last = (1, 0) if stop == 0 else (start, -1 if stop is None else stop - 1)
+        keys = session_keys(self.prefix, sid)
 
-        def parse(reply: list[Any]) -> Messages:
-            self.check(sid, reply)
-            _, codec, length, items = reply
+        def parse(replies: list[Any]) -> Messages:
+            (version, codec, epoch, seq), length, items = replies
+            self._check_version(sid, version)
             offset = first if first >= 0 else max(0, length + first)
-            return self._codec(sid, codec).decode(sid, items, offset)
+            messages = self._codec(sid, codec).decode(sid, items, offset)
+            if self.cache is not None and first == 0 and last == -1:
+                self.cache.put(sid, CachedHistory(epoch or b"", int(seq), tuple(messages)))
+            return messages
 
-        keys = session_keys(self.prefix, sid)[:2]
-        return Call("messages", sid, "read", keys, (_VERSION, first, last, 0), parse)
+        multi = (
+            ("HMGET", keys.meta, "schema_version", "codec", "epoch", "seq"),
+            ("LLEN", keys.messages),
+            ("LRANGE", keys.messages, first, last),
+        )
+        return Call("messages", sid, None, keys[:2], (), parse, multi)
 
     def load(self, sid: object) -> Call[Session | None]:
         sid = session_id(sid)
+        cached = self.cache.get(sid) if self.cache is not None else None
+        if cached is not None:
 
-        def parse(reply: list[Any]) -> Session | None:
-            if reply[0] == _NOT_FOUND:
+            def session(history: tuple[AgentMessage, ...] | None, meta: dict[bytes, bytes]) -> Session | None:
+                return None if history is None else self._session(sid, meta, list(history))
+
+            return self._read_since(sid, cached, True, session)
+        keys = session_keys(self.prefix, sid)
+
+        def parse(replies: list[Any]) -> Session | None:
+            meta, items = replies
+            if not meta:
                 return None
+            self._check_version(sid, meta.get(b"schema_version"))
+            session = self._session(sid, meta, self._codec(sid, meta.get(b"codec")).decode(sid, items))
+            if self.cache is not None:
+                self.cache.put(
+                    sid, CachedHistory(meta.get(b"epoch", b""), session.seq, tuple(session.messages))
+                )
+            return session
+
+        multi = (("HGETALL", keys.meta), ("LRANGE", keys.messages, 0, -1))
+        return Call("load", sid, None, keys[:2], (), parse, multi)
+
+    def _read_since(
+        self,
+        sid: SessionId,
+        cached: CachedHistory,
+        want_meta: bool,
+        finish: Callable[[tuple[AgentMessage, ...] | None, dict[bytes, bytes]], T],
+    ) -> Call[T]:
+        """A read served from the cache after one round trip fetched what it lacked.
+
+        ``finish`` gets the whole history (``None`` when the session is gone) and the meta hash
+        (only its codec unless ``want_meta``).
+        """
+        cache = self.cache
+        assert cache is not None
+        args = (_VERSION, cached.epoch, cached.seq, cached.first_seq, int(want_meta))
+
+        def parse(reply: list[Any]) -> T:
+            if reply[0] == _NOT_FOUND:
+                cache.discard(sid)
+                return finish(None, {})
             self.check(sid, reply)
-            flat, items = reply[1], reply[3]
-            meta: dict[bytes, bytes] = dict(zip(flat[::2], flat[1::2], strict=True))
-            try:
-                return self._session(sid, meta, items)
-            except (ValueError, KeyError, UnicodeDecodeError) as exc:
-                raise CorruptSession(sid, f"unreadable meta hash: {exc!r}") from exc
+            _, head, epoch, seq, length, first, items = reply
+            meta = dict(zip(head[::2], head[1::2], strict=True)) if want_meta else {b"codec": head}
+            fresh = self._codec(sid, meta.get(b"codec")).decode(sid, items, first)
+            history = cached.extended(epoch or b"", seq, length, first, fresh)
+            if history is None:
+                cache.discard(sid)
+                raise CorruptSession(sid, "the cached history is out of step with Redis; read again")
+            cache.put(sid, history)
+            return finish(history.messages, meta)
 
         keys = session_keys(self.prefix, sid)[:2]
-        return Call("load", sid, "read", keys, (_VERSION, 0, -1, 1), parse)
+        return Call("read", sid, "read_since", keys, args, parse)
 
     def scan(self, cursor: int) -> Call[tuple[int, list[SessionId]]]:
         pattern = meta_key_pattern(self.prefix)
@@ -259,30 +339,38 @@ class StoreCore:
     def refused(call: Call[Any], exc: redis.exceptions.RedisError) -> Exception:
         """The typed error for a command Redis refused (or credentials it did not accept)."""
         text = str(exc)
-        if text.startswith("WRONGTYPE") and call.sid is not None:
+        if "WRONGTYPE" in text and call.sid is not None:  # also inside "Command # n of pipeline..."
             return CorruptSession(call.sid, "a key of this session holds the wrong Redis type")
         return StoreError(call.op, call.sid, text)
 
-    def _codec(self, sid: SessionId, name: bytes) -> Codec:
+    def _check_version(self, sid: SessionId, version: bytes | None) -> None:
+        if version is None:
+            raise SessionNotFound(sid)
+        if version != _VERSION_BYTES:
+            self.check(sid, [_VERSION_MISMATCH, version])
+
+    def _codec(self, sid: SessionId, name: bytes | None) -> Codec:
         codec = CODECS.get(name.decode("utf-8", "backslashreplace")) if name else None
         if codec is None:
             raise CorruptSession(sid, f"unknown codec {name!r} in the meta hash")
         return codec
 
-    def _session(self, sid: SessionId, meta: dict[bytes, bytes], items: list[bytes]) -> Session:
-        system = meta.get(b"system_message")
-        metadata = {k[2:].decode(): v.decode() for k, v in meta.items() if k.startswith(b"m:")}
-        return Session(
-            id=sid,
-            model=meta.get(b"model", b"").decode(),
-            max_turns=int(meta.get(b"max_turns", 0)),
-            system_message=None if system is None else system.decode(),
-            messages=self._codec(sid, meta[b"codec"]).decode(sid, items),
-            metadata=metadata,
-            created_at=_timestamp(meta.get(b"created_at")),
-            updated_at=_timestamp(meta.get(b"updated_at")),
-            seq=int(meta.get(b"seq", 0)),
-        )
+    def _session(self, sid: SessionId, meta: dict[bytes, bytes], messages: Messages) -> Session:
+        try:
+            system = meta.get(b"system_message")
+            return Session(
+                id=sid,
+                model=meta.get(b"model", b"").decode(),
+                max_turns=int(meta.get(b"max_turns", 0)),
+                system_message=None if system is None else system.decode(),
+                messages=messages,
+                metadata={k[2:].decode(): v.decode() for k, v in meta.items() if k.startswith(b"m:")},
+                created_at=_timestamp(meta.get(b"created_at")),
+                updated_at=_timestamp(meta.get(b"updated_at")),
+                seq=int(meta.get(b"seq", 0)),
+            )
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise CorruptSession(sid, f"unreadable meta hash: {exc!r}") from exc
 
     def _expected(self, sid: SessionId, expected_seq: int | None) -> str:
         if expected_seq is None:

@@ -14,7 +14,15 @@ from typing import Any, Self, TypeVar
 import redis.exceptions
 from redis.asyncio import BlockingConnectionPool, Redis
 
-from ._core import DEFAULT_MAX_MESSAGE_BYTES, SCRIPTS, Call, Messages, StoreCore, check_client
+from ._core import (
+    DEFAULT_CACHE_MESSAGES,
+    DEFAULT_MAX_MESSAGE_BYTES,
+    SCRIPTS,
+    Call,
+    Messages,
+    StoreCore,
+    check_client,
+)
 from .errors import StoreUnavailable
 from .models import AgentMessage, Session, SessionId
 from .retry import ASYNC_NO_CLIENT_RETRY, REFUSED, TRANSIENT, RetryPolicy
@@ -23,7 +31,9 @@ __all__ = ["AsyncSessionStore"]
 
 T = TypeVar("T")
 _DEFAULT_RETRY = RetryPolicy()
-_STORE_OPTIONS = frozenset({"prefix", "ttl", "max_messages", "codec", "max_message_bytes", "retry"})
+_STORE_OPTIONS = frozenset(
+    {"prefix", "ttl", "max_messages", "codec", "max_message_bytes", "cache_messages", "retry"}
+)
 
 
 class AsyncSessionStore:
@@ -31,7 +41,10 @@ class AsyncSessionStore:
 
     ``ttl`` (seconds or a ``timedelta``; ``None`` = never expire) is refreshed on every key of a
     session by each write; ``max_messages`` keeps only the newest messages (``seq`` still counts
-    all of them). ``codec`` is how new sessions store messages (``"msgpack"`` or ``"json"``).
+    all of them); both are recorded by ``create`` and kept by the session whoever writes to it.
+    ``codec`` is how new sessions store messages (``"msgpack"`` or ``"json"``).
+    ``cache_messages`` bounds the validated history cache: re-reads fetch only what is new, in one
+    round trip that also proves the rest current (``0`` turns it off).
     ``retry`` is the one retry policy for transport errors: the store turns the client's own
     retry off; pass ``retry=None`` to keep the client's retry as it is and not retry here.
     """
@@ -45,6 +58,7 @@ class AsyncSessionStore:
         max_messages: int | None = None,
         codec: str = "msgpack",
         max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+        cache_messages: int = DEFAULT_CACHE_MESSAGES,
         retry: RetryPolicy | None = _DEFAULT_RETRY,
     ) -> None:
         check_client(client)
@@ -54,6 +68,7 @@ class AsyncSessionStore:
             max_messages=max_messages,
             codec=codec,
             max_message_bytes=max_message_bytes,
+            cache_messages=cache_messages,
         )
         self.client = client
         self._retry = retry
@@ -171,9 +186,14 @@ class AsyncSessionStore:
         return call.parse(reply)
 
     async def _send(self, call: Call[Any]) -> Any:
-        if call.script is None:
-            return await self.client.execute_command(*call.args)  # type: ignore[no-untyped-call]
-        return await self._scripts[call.script](call.keys, call.args)
+        if call.script is not None:
+            return await self._scripts[call.script](call.keys, call.args)
+        if call.multi:
+            async with self.client.pipeline(transaction=True) as pipe:
+                for command in call.multi:
+                    pipe.execute_command(*command)  # type: ignore[no-untyped-call, unused-ignore]
+                return await pipe.execute()
+        return await self.client.execute_command(*call.args)  # type: ignore[no-untyped-call]
 
     async def _resend(self, call: Call[Any], error: Exception) -> Any:
         """Retry a call whose first try failed in transport; the failure counts as attempt 1."""

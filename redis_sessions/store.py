@@ -13,7 +13,15 @@ from typing import Any, Self, TypeVar
 import redis.exceptions
 from redis import BlockingConnectionPool, Redis
 
-from ._core import DEFAULT_MAX_MESSAGE_BYTES, SCRIPTS, Call, Messages, StoreCore, check_client
+from ._core import (
+    DEFAULT_CACHE_MESSAGES,
+    DEFAULT_MAX_MESSAGE_BYTES,
+    SCRIPTS,
+    Call,
+    Messages,
+    StoreCore,
+    check_client,
+)
 from .errors import StoreUnavailable
 from .models import AgentMessage, Session, SessionId
 from .retry import NO_CLIENT_RETRY, REFUSED, TRANSIENT, RetryPolicy
@@ -22,7 +30,9 @@ __all__ = ["SessionStore"]
 
 T = TypeVar("T")
 _DEFAULT_RETRY = RetryPolicy()
-_STORE_OPTIONS = frozenset({"prefix", "ttl", "max_messages", "codec", "max_message_bytes", "retry"})
+_STORE_OPTIONS = frozenset(
+    {"prefix", "ttl", "max_messages", "codec", "max_message_bytes", "cache_messages", "retry"}
+)
 
 
 class SessionStore:
@@ -30,7 +40,10 @@ class SessionStore:
 
     ``ttl`` (seconds or a ``timedelta``; ``None`` = never expire) is refreshed on every key of a
     session by each write; ``max_messages`` keeps only the newest messages (``seq`` still counts
-    all of them). ``codec`` is how new sessions store messages (``"msgpack"`` or ``"json"``).
+    all of them); both are recorded by ``create`` and kept by the session whoever writes to it.
+    ``codec`` is how new sessions store messages (``"msgpack"`` or ``"json"``).
+    ``cache_messages`` bounds the validated history cache: re-reads fetch only what is new, in one
+    round trip that also proves the rest current (``0`` turns it off).
     ``retry`` is the one retry policy for transport errors: the store turns the client's own
     retry off; pass ``retry=None`` to keep the client's retry as it is and not retry here.
     """
@@ -44,6 +57,7 @@ class SessionStore:
         max_messages: int | None = None,
         codec: str = "msgpack",
         max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+        cache_messages: int = DEFAULT_CACHE_MESSAGES,
         retry: RetryPolicy | None = _DEFAULT_RETRY,
     ) -> None:
         check_client(client)
@@ -53,6 +67,7 @@ class SessionStore:
             max_messages=max_messages,
             codec=codec,
             max_message_bytes=max_message_bytes,
+            cache_messages=cache_messages,
         )
         self.client = client
         self._retry = retry
@@ -170,9 +185,14 @@ class SessionStore:
         return call.parse(reply)
 
     def _send(self, call: Call[Any]) -> Any:
-        if call.script is None:
-            return self.client.execute_command(*call.args)  # type: ignore[no-untyped-call]
-        return self._scripts[call.script](call.keys, call.args)
+        if call.script is not None:
+            return self._scripts[call.script](call.keys, call.args)
+        if call.multi:
+            with self.client.pipeline(transaction=True) as pipe:
+                for command in call.multi:
+                    pipe.execute_command(*command)  # type: ignore[no-untyped-call, unused-ignore]
+                return pipe.execute()
+        return self.client.execute_command(*call.args)  # type: ignore[no-untyped-call]
 
     def _resend(self, call: Call[Any], error: Exception) -> Any:
         """Retry a call whose first try failed in transport; the failure counts as attempt 1."""

@@ -17,7 +17,9 @@ end
 redis.call('DEL', KEYS[2], KEYS[3])
 local t = redis.call('TIME')
 local now = string.format('%s%06d', t[1], tonumber(t[2]))
-redis.call('HSET', meta, 'schema_version', ARGV[1], 'codec', ARGV[2], 'create_token', ARGV[3],
+-- The token is also the session's first epoch: cached histories of an earlier incarnation of this id
+-- carry another epoch, so read_since.lua knows not to extend them.
+redis.call('HSET', meta, 'schema_version', ARGV[1], 'codec', ARGV[2], 'create_token', ARGV[3], 'epoch', ARGV[3],
   'seq', 0, 'created_at', now, 'updated_at', now, 'ttl_ms', ARGV[4], 'max_messages', ARGV[5])
 -- In chunks: unpack() of thousands of values would overflow the Lua stack.
 for i = 6, #ARGV, 1000 do

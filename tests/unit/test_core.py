@@ -40,6 +40,7 @@ def core(**options: Any) -> StoreCore:
         "max_messages": None,
         "codec": "msgpack",
         "max_message_bytes": DEFAULT_MAX_MESSAGE_BYTES,
+        "cache_messages": 0,
     }
     return StoreCore(**{**settings_, **options})
 
@@ -104,7 +105,7 @@ def test_configuration_is_kept() -> None:
 
 
 def test_scripts_are_read_from_lua_files_with_headers() -> None:
-    assert set(SCRIPTS) == {"create", "append", "read", "set_metadata"}
+    assert set(SCRIPTS) == {"create", "append", "read_since", "set_metadata"}
     for source in SCRIPTS.values():
         assert "-- KEYS[1]" in source
         assert "ARGV[1]" in source
@@ -342,7 +343,7 @@ def test_load_parse() -> None:
     item = c.encode(SID, AgentMessage.user("hi", id="m"))
     meta = [b"schema_version", b"1", b"codec", b"msgpack", b"model", b"gpt", b"max_turns", b"4"]
     meta += [b"seq", b"9", b"created_at", b"1700000000000001", b"m:k", b"v", b"system_message", b""]
-    session = c.load(SID).parse([0, meta, 1, [item]])
+    session = c.load(SID).parse([dict(zip(meta[::2], meta[1::2], strict=True)), [item]])
     assert session is not None
     assert (session.id, session.model, session.max_turns, session.seq) == (SID, "gpt", 4, 9)
     assert session.system_message == ""
@@ -351,7 +352,7 @@ def test_load_parse() -> None:
     assert session.created_at is not None
     assert session.created_at.timestamp() == 1700000000.000001
     assert session.updated_at is None
-    assert c.load(SID).parse([1]) is None
+    assert c.load(SID).parse([{}, []]) is None
 
 
 @pytest.mark.parametrize(
@@ -366,7 +367,7 @@ def test_load_parse() -> None:
 )
 def test_load_parse_reports_an_unreadable_meta_hash(meta: list[bytes]) -> None:
     with pytest.raises(CorruptSession) as info:
-        core().load(SID).parse([0, meta, 0, []])
+        core().load(SID).parse([dict(zip(meta[::2], meta[1::2], strict=True)), []])
     assert str(SID) in str(info.value)
 
 
@@ -393,8 +394,9 @@ def lrange(items: list[int], first: int, last: int) -> list[int]:
 def test_messages_call_reads_exactly_the_python_slice(length: int, start: int, stop: int | None) -> None:
     items = list(range(length))
     call = core().messages(SID, start, stop)
-    _, first, last, with_meta = call.args
-    assert with_meta == 0
+    assert call.script is None
+    command, _, first, last = call.multi[-1]
+    assert command == "LRANGE"
     assert lrange(items, first, last) == items[start:stop]
 
 
@@ -404,15 +406,16 @@ def test_messages_parse_reports_absolute_positions(length: int, start: int, data
     c = core()
     items = [c.encode(SID, AgentMessage.user(str(i))) for i in range(length)]
     call = c.messages(SID, start, None)
-    _, first, last, _ = call.args
+    _, _, first, last = call.multi[-1]
     read = lrange(list(range(length)), first, last)
+    head = [b"1", b"msgpack", b"epoch", str(length).encode()]
     if not read:
-        assert call.parse([0, b"msgpack", length, []]) == []
+        assert call.parse([head, length, []]) == []
         return
     bad = data.draw(st.sampled_from(read))
     window = [b"\xc1" if i == bad else items[i] for i in read]
     with pytest.raises(CorruptSession) as info:
-        call.parse([0, b"msgpack", length, window])
+        call.parse([head, length, window])
     assert info.value.position == bad
 
 

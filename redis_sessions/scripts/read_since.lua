@@ -1,0 +1,30 @@
+-- Refresh a cached history: return only what was appended since, or everything if the cache is stale.
+-- KEYS[1] = meta hash, KEYS[2] = messages list
+-- ARGV[1] = schema version, ARGV[2] = cached epoch, ARGV[3] = cached seq, ARGV[4] = cached first seq,
+-- ARGV[5] = '1' to return the whole meta hash, '0' for its codec only
+-- Returns {0, meta, epoch, seq, length, first, items}: items are list positions first..end; first == 0
+-- means the whole list (another incarnation of the id, or the cache no longer reaches the list's head);
+-- {1} not found; {2, version} other schema; {6, detail} corrupt meta hash.
+local meta, list = KEYS[1], KEYS[2]
+local h = redis.call('HMGET', meta, 'schema_version', 'codec', 'epoch', 'seq')
+if not h[1] then
+  return {1}
+end
+if h[1] ~= ARGV[1] then
+  return {2, h[1]}
+end
+local seq = tonumber(h[4])
+if not seq then
+  return {6, 'the meta hash holds no numeric seq'}
+end
+local length = redis.call('LLEN', list)
+local first = 0
+local fresh = seq - tonumber(ARGV[3])
+if h[3] == ARGV[2] and fresh >= 0 and tonumber(ARGV[4]) <= seq - length + 1 then
+  first = math.max(0, length - fresh)
+end
+local head = h[2]
+if ARGV[5] == '1' then
+  head = redis.call('HGETALL', meta)
+end
+return {0, head, h[3], seq, length, first, redis.call('LRANGE', list, first, -1)}
