@@ -7,6 +7,7 @@ Redis (validation, keys, encoding, slicing, error mapping) is decided here, once
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -37,6 +38,7 @@ __all__ = [
     "DEFAULT_CACHE_MESSAGES",
     "DEFAULT_MAX_MESSAGE_BYTES",
     "SCRIPTS",
+    "SHAS",
     "Call",
     "Messages",
     "StoreCore",
@@ -52,6 +54,11 @@ SCRIPTS: Final[dict[str, str]] = {
     for name in ("create", "append", "read_since", "set_metadata")
 }
 """Lua sources by name, read once from the package's ``scripts/*.lua`` files."""
+
+SHAS: Final[dict[str, str]] = {
+    name: hashlib.sha1(source.encode()).hexdigest() for name, source in SCRIPTS.items()
+}
+"""The SHA1 of each script, the name EVALSHA calls it by."""
 
 DEFAULT_MAX_MESSAGE_BYTES: Final = 8 * 1024 * 1024
 """8 MiB: room for a large image, far below Redis's 512 MB bulk limit."""
