@@ -21,6 +21,7 @@ import os
 import platform
 import random
 import statistics
+import subprocess
 import sys
 import time
 import uuid
@@ -35,6 +36,7 @@ import msgspec
 import redis
 import redis.asyncio
 
+import redis_sessions
 from redis_sessions import AgentMessage, AsyncSessionStore, SessionStore, ToolUse
 from redis_sessions.embedded import RedisServer
 
@@ -341,6 +343,7 @@ def machine(client: redis.Redis, source: str) -> dict[str, Any]:
         "hiredis": _version("hiredis"),
         "msgspec": msgspec.__version__,
         "redis_sessions": _version("redis-sessions"),
+        "redis_sessions_commit": _commit(),
     }
 
 
@@ -356,6 +359,18 @@ def message_sizes(codec: str) -> dict[str, float]:
         "json_bytes": statistics.mean(text + tool),
         "stored_bytes": statistics.mean(len(encode(m)) for m in msgs),
     }
+
+
+def _commit() -> str:
+    """The git commit the imported redis_sessions comes from, ``-dirty`` if its files differ."""
+    where = os.path.dirname(redis_sessions.__file__)
+    try:
+        git = ["git", "-C", where]
+        head = subprocess.run([*git, "rev-parse", "--short", "HEAD"], capture_output=True, check=True)
+        dirty = subprocess.run([*git, "status", "--porcelain", "."], capture_output=True, check=True)
+    except (OSError, subprocess.CalledProcessError):
+        return "-"
+    return head.stdout.decode().strip() + ("-dirty" if dirty.stdout.strip() else "")
 
 
 def _version(dist: str) -> str:
@@ -433,7 +448,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"\nredis-sessions vs raw redis-py — {info['date']}, {info['nproc']} CPU ({info['cpu']}), "
         f"load {info['loadavg'][0]:.2f}\nPython {info['python']}, redis-server {info['redis_server']} "
         f"[{info['server']}], redis-py {info['redis_py']} (hiredis {info['hiredis']}), "
-        f"msgspec {info['msgspec']}, redis-sessions {info['redis_sessions']} (codec {args.codec})\n"
+        f"msgspec {info['msgspec']}, redis-sessions {info['redis_sessions']} "
+        f"@ {info['redis_sessions_commit']} (codec {args.codec})\n"
         f"messages, as JSON: text {sizes['text_json_bytes']:.0f} B, tool call "
         f"{sizes['tool_json_bytes']:.0f} B, mean {sizes['json_bytes']:.0f} B "
         f"({args.codec} in redis-sessions: mean {sizes['stored_bytes']:.0f} B)\n"
