@@ -1,5 +1,8 @@
 """Append and read throughput of redis-sessions against raw redis-py, measured in one run.
 
+Reads are measured cold (a store without the history cache, like a fresh process) and warm (the
+same store re-reading an unchanged history it holds: one round trip that proves the cache current).
+
     .venv/bin/python benchmarks/bench_basic.py [--rounds 5] [--ops 5000] [--json out.json]
 
 With ``REDIS_URL`` set it uses that server under a unique key prefix and deletes only its own keys;
@@ -41,6 +44,7 @@ from redis_sessions import AgentMessage, AsyncSessionStore, SessionStore, ToolUs
 from redis_sessions.embedded import RedisServer
 
 RAW, RS = "raw redis-py", "redis-sessions"
+RS_COLD, RS_WARM = "redis-sessions cold", "redis-sessions warm"
 RAW_ASYNC, RS_ASYNC = "raw redis.asyncio", "redis-sessions async"
 SEED = 20240601
 TEXT_BYTES, TOOL_INPUT_BYTES, TOOL_EVERY = 200, 500, 5
@@ -178,6 +182,9 @@ class Bench:
         # Same connection options for both sides: only the library's own work differs.
         self.raw = redis.Redis.from_url(url)
         self.store = SessionStore(redis.Redis.from_url(url), prefix=self.prefix, codec=codec)
+        # Cache off: every read is what a fresh process's first read does.
+        cold = redis.Redis.from_url(url)
+        self.cold = SessionStore(cold, prefix=self.prefix, codec=codec, cache_messages=0)
         self.araw = redis.asyncio.Redis.from_url(url)
         self.astore = AsyncSessionStore(redis.asyncio.Redis.from_url(url), prefix=self.prefix, codec=codec)
         self.raw_keys: list[str] = []
@@ -239,7 +246,10 @@ class Bench:
 
     # reads of a stored history (the same keys every round: reads change nothing)
 
-    def read_cases(self, size: int) -> tuple[Runner, Runner]:
+    def read_case(self, size: int, n: int) -> Case:
+        """Raw ``LRANGE`` + ``json.loads``; the store cold (no history cache, as a fresh process
+        reads) and warm (re-reading an unchanged history it has cached: one round trip that
+        proves the cache current)."""
         msgs = make_messages(SEED, size)
         key = self.raw_key(f"read:{size}")
         self.raw.delete(key)
@@ -247,25 +257,31 @@ class Bench:
         sid = self.new_session()
         self.store.extend(sid, msgs)
         assert self.store.messages(sid) == msgs, "the store must give back what it was given"
-        lrange, loads, read = self.raw.lrange, json.loads, self.store.messages
+        assert self.cold.messages(sid) == msgs
+        lrange, loads, cold, warm = self.raw.lrange, json.loads, self.cold.messages, self.store.messages
 
         def raw_read(i: int) -> list[Any]:
             return [loads(item) for item in lrange(key, 0, -1)]
 
-        def rs_read(i: int) -> list[AgentMessage]:
-            return read(sid)
+        def cold_read(i: int) -> list[AgentMessage]:
+            return cold(sid)
 
-        return (lambda r, n: time_sync(n, raw_read)), (lambda r, n: time_sync(n, rs_read))
+        def warm_read(i: int) -> list[AgentMessage]:
+            return warm(sid)
+
+        def runner(read: Callable[[int], object]) -> Runner:
+            return lambda r, n: time_sync(n, read)
+
+        systems = {RAW: runner(raw_read), RS_COLD: runner(cold_read), RS_WARM: runner(warm_read)}
+        return Case(f"read {size:,}", n, RAW, systems)
 
     def cases(self) -> list[Case]:
-        raw100, rs100 = self.read_cases(100)
-        raw1000, rs1000 = self.read_cases(1000)
         ops = self.ops
         return [
             Case("append", ops, RAW, {RAW: self.raw_append, RS: self.rs_append}),
             Case("append async", ops, RAW_ASYNC, {RAW_ASYNC: self.araw_append, RS_ASYNC: self.ars_append}),
-            Case("read 100", max(10, ops // 4), RAW, {RAW: raw100, RS: rs100}),
-            Case("read 1,000", max(10, ops // 10), RAW, {RAW: raw1000, RS: rs1000}),
+            self.read_case(100, max(10, ops // 4)),
+            self.read_case(1000, max(10, ops // 10)),
         ]
 
     def cleanup(self) -> None:
@@ -282,6 +298,7 @@ class Bench:
         self.loop.close()
         self.raw.close()
         self.store.client.close()
+        self.cold.client.close()
 
 
 # -- running and reporting ------------------------------------------------------------------------
