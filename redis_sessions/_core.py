@@ -10,10 +10,9 @@ from __future__ import annotations
 import hashlib
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from importlib import resources
-from typing import Any, Final, Generic, TypeVar
+from typing import Any, Final, Generic, NamedTuple, TypeVar
 
 import msgspec
 import redis.exceptions
@@ -74,10 +73,12 @@ _OK, _NOT_FOUND, _VERSION_MISMATCH, _CONFLICT, _EXISTS, _CODEC, _CORRUPT = range
 _META_PREFIX: Final = "m:"
 
 
-@dataclass(frozen=True, slots=True)
-class Call(Generic[T]):
+class Call(NamedTuple, Generic[T]):
     """One round trip and its parser: a script, or with ``script=None`` the commands in ``multi``
-    as one MULTI/EXEC transaction, or else the single command in ``args``."""
+    as one MULTI/EXEC transaction, or else the single command in ``args``.
+
+    A NamedTuple, not a frozen dataclass: one is built per call, and tuple construction is the
+    cheapest Python has."""
 
     op: str
     sid: SessionId | None

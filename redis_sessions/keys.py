@@ -11,6 +11,7 @@ slot and a Lua script may touch all of them::
 
 from __future__ import annotations
 
+import functools
 import re
 import uuid
 from typing import NamedTuple
@@ -46,7 +47,15 @@ def session_id(value: object) -> uuid.UUID:
     """
     if type(value) is uuid.UUID:
         return value
-    if isinstance(value, str) and _CANONICAL.match(value):
+    if isinstance(value, str) and len(value) == 36:
+        return _parse_id(value)
+    raise InvalidSessionId(value)
+
+
+@functools.lru_cache(maxsize=65536)
+def _parse_id(value: str) -> uuid.UUID:
+    # Agents pass the same string ids turn after turn: parse each once.
+    if _CANONICAL.match(value):
         return uuid.UUID(value)
     raise InvalidSessionId(value)
 
@@ -58,8 +67,9 @@ def check_prefix(prefix: str) -> str:
     return prefix
 
 
+@functools.lru_cache(maxsize=65536)
 def session_keys(prefix: str, sid: uuid.UUID) -> SessionKeys:
-    """All keys of session ``sid`` under ``prefix``."""
+    """All keys of session ``sid`` under ``prefix`` (memoised: built on every call otherwise)."""
     base = f"{prefix}:{{{sid}}}:"
     return SessionKeys(base + "meta", base + "messages", base + "ids")
 
