@@ -4,13 +4,17 @@
 have the same methods; messages are msgspec Structs; every error derives from ``SessionError``.
 """
 
-from .aio import AsyncSessionStore
+from ._live import Appended
+from .aio import AsyncLease, AsyncSessionStore
 from .errors import (
     CodecMismatch,
     ConflictError,
     CorruptSession,
     InvalidMessage,
     InvalidSessionId,
+    LeaseHeld,
+    LeaseLost,
+    MessagesTrimmed,
     MessageTooLarge,
     PersistenceError,
     SchemaVersionError,
@@ -35,13 +39,15 @@ from .models import (
     ToolUse,
 )
 from .retry import RetryPolicy
-from .store import SessionStore
+from .store import Lease, SessionStore
 
 __version__ = "0.1.0"
 
 __all__ = [
     "SCHEMA_VERSION",
     "AgentMessage",
+    "Appended",
+    "AsyncLease",
     "AsyncSessionStore",
     "CodecMismatch",
     "ConflictError",
@@ -50,7 +56,11 @@ __all__ = [
     "Image",
     "InvalidMessage",
     "InvalidSessionId",
+    "Lease",
+    "LeaseHeld",
+    "LeaseLost",
     "MessageTooLarge",
+    "MessagesTrimmed",
     "PersistenceError",
     "RetryPolicy",
     "Role",

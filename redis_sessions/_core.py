@@ -24,13 +24,15 @@ from .errors import (
     ConflictError,
     CorruptSession,
     InvalidMessage,
+    LeaseHeld,
+    LeaseLost,
     MessageTooLarge,
     SchemaVersionError,
     SessionExists,
     SessionNotFound,
     StoreError,
 )
-from .keys import check_prefix, meta_key_pattern, parse_meta_key, session_id, session_keys
+from .keys import check_prefix, live_keys, meta_key_pattern, parse_meta_key, session_id, session_keys
 from .models import SCHEMA_VERSION, AgentMessage, Session, SessionId
 
 __all__ = [
@@ -50,7 +52,7 @@ Messages = list[AgentMessage]
 
 SCRIPTS: Final[dict[str, str]] = {
     name: resources.files(__package__).joinpath("scripts", f"{name}.lua").read_text("utf-8")
-    for name in ("create", "append", "read_since", "set_metadata")
+    for name in ("create", "append", "read_since", "set_metadata", "delete", "read_after", "lease")
 }
 """Lua sources by name, read once from the package's ``scripts/*.lua`` files."""
 
@@ -70,6 +72,7 @@ _VERSION_BYTES: Final = _VERSION.encode()
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 _SCAN_COUNT: Final = 1000
 _OK, _NOT_FOUND, _VERSION_MISMATCH, _CONFLICT, _EXISTS, _CODEC, _CORRUPT = range(7)
+_TRIMMED, _LEASE_HELD, _LEASE_LOST = 7, 8, 9
 _META_PREFIX: Final = "m:"
 
 
@@ -163,18 +166,30 @@ class StoreCore:
 
         return Call("create", sid, "create", keys, args, parse)
 
-    def extend(self, sid: object, messages: Iterable[AgentMessage], expected_seq: int | None) -> Call[int]:
+    def extend(
+        self,
+        sid: object,
+        messages: Iterable[AgentMessage],
+        expected_seq: int | None,
+        fence: int | None = None,
+    ) -> Call[int]:
         sid = session_id(sid)
+        if fence is not None and (type(fence) is not int or fence < 1):
+            raise TypeError(f"session `{sid}`: fence must be a lease token (an int >= 1) or None")
         args: list[Any] = [_VERSION, self.codec.name, self._expected(sid, expected_seq)]
+        args.append("" if fence is None else fence)
         for message in messages:
             data = self.encode(sid, message)
             args += [message.id, data]
 
         def parse(reply: list[Any]) -> int:
+            if reply[0] == _LEASE_LOST:
+                raise LeaseLost(sid, fence)
             self.check(sid, reply, expected_seq)
             return int(reply[1])
 
-        return Call("append", sid, "append", session_keys(self.prefix, sid), tuple(args), parse)
+        keys = (*session_keys(self.prefix, sid), *live_keys(self.prefix, sid))
+        return Call("append", sid, "append", keys, tuple(args), parse)
 
     def set_metadata(self, sid: object, updates: Mapping[str, str | None]) -> Call[None]:
         sid = session_id(sid)
@@ -192,10 +207,10 @@ class StoreCore:
 
     def delete(self, sid: object) -> Call[bool]:
         sid = session_id(sid)
-        keys = session_keys(self.prefix, sid)
+        keys = (*session_keys(self.prefix, sid), *live_keys(self.prefix, sid))
         if self.cache is not None:
             self.cache.discard(sid)
-        return Call("delete", sid, None, keys, ("DEL", *keys), lambda n: bool(n))
+        return Call("delete", sid, "delete", keys, (), lambda n: bool(n))
 
     # -- reads ------------------------------------------------------------------------------
 
@@ -225,7 +240,7 @@ class StoreCore:
             (version, codec, epoch, seq), length, items = replies
             self._check_version(sid, version)
             offset = first if first >= 0 else max(0, length + first)
-            messages = self._codec(sid, codec).decode(sid, items, offset)
+            messages = self.codec_named(sid, codec).decode(sid, items, offset)
             if self.cache is not None and first == 0 and last == -1:
                 self.cache.put(sid, CachedHistory(epoch or b"", int(seq), tuple(messages)))
             return messages
@@ -253,7 +268,7 @@ class StoreCore:
             if not meta:
                 return None
             self._check_version(sid, meta.get(b"schema_version"))
-            session = self._session(sid, meta, self._codec(sid, meta.get(b"codec")).decode(sid, items))
+            session = self._session(sid, meta, self.codec_named(sid, meta.get(b"codec")).decode(sid, items))
             if self.cache is not None:
                 self.cache.put(
                     sid, CachedHistory(meta.get(b"epoch", b""), session.seq, tuple(session.messages))
@@ -286,7 +301,7 @@ class StoreCore:
             self.check(sid, reply)
             _, head, epoch, seq, length, first, items = reply
             meta = dict(zip(head[::2], head[1::2], strict=True)) if want_meta else {b"codec": head}
-            fresh = self._codec(sid, meta.get(b"codec")).decode(sid, items, first)
+            fresh = self.codec_named(sid, meta.get(b"codec")).decode(sid, items, first)
             history = cached.extended(epoch or b"", seq, length, first, fresh)
             if history is None:
                 cache.discard(sid)
@@ -341,6 +356,8 @@ class StoreCore:
             raise ConflictError(sid, -1 if expected is None else expected, int(detail))
         if code == _CORRUPT:
             raise CorruptSession(sid, detail)
+        if code == _LEASE_HELD:
+            raise LeaseHeld(sid, detail)
         raise CorruptSession(sid, f"unexpected script status {reply!r}")
 
     @staticmethod
@@ -357,7 +374,7 @@ class StoreCore:
         if version != _VERSION_BYTES:
             self.check(sid, [_VERSION_MISMATCH, version])
 
-    def _codec(self, sid: SessionId, name: bytes | None) -> Codec:
+    def codec_named(self, sid: SessionId, name: bytes | None) -> Codec:
         codec = CODECS.get(name.decode("utf-8", "backslashreplace")) if name else None
         if codec is None:
             raise CorruptSession(sid, f"unknown codec {name!r} in the meta hash")

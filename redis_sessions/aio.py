@@ -7,7 +7,9 @@ Everything but the sending lives in ``_core``; a method here builds a call and s
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterable, Mapping
+import contextlib
+import time
+from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Mapping
 from datetime import timedelta
 from typing import Any, Self, TypeVar
 
@@ -23,12 +25,17 @@ from ._core import (
     Messages,
     StoreCore,
     check_client,
+    ttl_ms,
 )
-from .errors import StoreUnavailable
+from ._live import PUBSUB_PROBE, SHARDED_FROM, Appended, read_after
+from ._live import lease as lease_call
+from .errors import LeaseLost, StoreUnavailable
+from .keys import live_keys
+from .keys import session_id as parse_session_id
 from .models import AgentMessage, Session, SessionId
 from .retry import ASYNC_NO_CLIENT_RETRY, REFUSED, TRANSIENT, RetryPolicy
 
-__all__ = ["AsyncSessionStore"]
+__all__ = ["AsyncLease", "AsyncSessionStore"]
 
 T = TypeVar("T")
 _DEFAULT_RETRY = RetryPolicy()
@@ -76,6 +83,7 @@ class AsyncSessionStore:
         if retry is not None and client.get_retry() is not ASYNC_NO_CLIENT_RETRY:
             client.set_retry(ASYNC_NO_CLIENT_RETRY)
         self._owns_client = False
+        self._sharded: bool | None = None  # sharded pub/sub? asked of the server on first watch
 
     @classmethod
     def from_url(cls, url: str, **options: Any) -> Self:
@@ -111,14 +119,20 @@ class AsyncSessionStore:
         return await self._run(call)
 
     async def append(
-        self, session_id: SessionId | str, message: AgentMessage, *, expected_seq: int | None = None
+        self,
+        session_id: SessionId | str,
+        message: AgentMessage,
+        *,
+        expected_seq: int | None = None,
+        fence: int | None = None,
     ) -> int:
         """Append one message atomically and return the session's seq after it.
 
         A message whose id is already stored is not stored again: its stored seq is returned.
         With ``expected_seq``, ``ConflictError`` unless the session is still at that seq.
+        With ``fence`` (a lease's token), ``LeaseLost`` unless that lease is still the live one.
         """
-        return await self._run(self._core.extend(session_id, (message,), expected_seq))
+        return await self._run(self._core.extend(session_id, (message,), expected_seq, fence))
 
     async def extend(
         self,
@@ -126,9 +140,10 @@ class AsyncSessionStore:
         messages: Iterable[AgentMessage],
         *,
         expected_seq: int | None = None,
+        fence: int | None = None,
     ) -> int:
         """Append a batch, all or nothing, in one round trip; returns the seq after it."""
-        return await self._run(self._core.extend(session_id, messages, expected_seq))
+        return await self._run(self._core.extend(session_id, messages, expected_seq, fence))
 
     async def messages(
         self, session_id: SessionId | str, start: int = 0, stop: int | None = None
@@ -163,6 +178,81 @@ class AsyncSessionStore:
                     yield sid
             if cursor == 0:
                 return
+
+    async def watch(
+        self,
+        session_id: SessionId | str,
+        after_seq: int = 0,
+        *,
+        timeout: float | None = None,
+        poll_interval: float = 1.0,
+    ) -> AsyncGenerator[Appended, None]:
+        """Every message appended after ``after_seq``, in order, each once, as soon as it is stored.
+
+        Ends when the session is deleted (or recreated), or when ``timeout`` seconds pass without a
+        new message. Notifications come over pub/sub, but each wake-up reads "everything after the
+        last seq seen" from the list, so a lost notification or a reconnect delays, never skips;
+        ``poll_interval`` bounds that delay. ``MessagesTrimmed`` if trimming removed the position.
+        """
+        sid = parse_session_id(session_id)
+        channel = live_keys(self._core.prefix, sid)[1]
+        if self._sharded is None:
+            self._sharded = await self._run(PUBSUB_PROBE) >= SHARDED_FROM
+        pubsub = await self._subscribe(channel)
+        seq, epoch = after_seq, None
+        deadline = None if timeout is None else time.monotonic() + timeout
+        try:
+            while True:
+                batch = await self._run(read_after(self._core, sid, seq))
+                if batch is None or epoch not in (None, batch.epoch):
+                    return
+                epoch = batch.epoch
+                for item in batch.appended:
+                    seq = item.seq
+                    deadline = None if timeout is None else time.monotonic() + timeout
+                    yield item
+                if seq < batch.seq:
+                    continue  # more than one read's worth: read on
+                wait = poll_interval if deadline is None else min(poll_interval, deadline - time.monotonic())
+                if wait <= 0:
+                    return
+                try:
+                    await pubsub.get_message(ignore_subscribe_messages=True, timeout=wait)
+                except TRANSIENT:
+                    await pubsub.aclose()
+                    pubsub = await self._subscribe(channel)
+        finally:
+            await pubsub.aclose()
+
+    async def next_message(
+        self, session_id: SessionId | str, after_seq: int, *, timeout: float
+    ) -> Appended | None:
+        """The first message after ``after_seq``, waiting up to ``timeout`` seconds; else ``None``."""
+        watching = self.watch(session_id, after_seq, timeout=timeout)
+        try:
+            async for item in watching:
+                return item
+            return None
+        finally:
+            await watching.aclose()
+
+    def lease(self, session_id: SessionId | str, owner: str, ttl: float | timedelta) -> AsyncLease:
+        """The session's turn lease for ``owner``: use it as a context manager (or ``acquire()``).
+
+        While held, appends through ``lease.append`` carry its fencing token, and the append script
+        refuses them (``LeaseLost``) once the lease expired or a newer holder took over.
+        """
+        if not isinstance(owner, str) or not owner:
+            raise TypeError("a lease owner must be a non-empty str")
+        return AsyncLease(self, parse_session_id(session_id), owner, ttl_ms(ttl))
+
+    async def _subscribe(self, channel: str) -> Any:
+        pubsub = self.client.pubsub()  # type: ignore[no-untyped-call, unused-ignore]
+        if self._sharded:
+            await pubsub.ssubscribe(channel)
+        else:
+            await pubsub.subscribe(channel)
+        return pubsub
 
     async def aclose(self) -> None:
         """Close the client if this store created it (``from_url``)."""
@@ -221,3 +311,61 @@ class AsyncSessionStore:
         except TRANSIENT as exc:
             raise StoreUnavailable(call.op, call.sid, attempts, exc) from exc
         raise AssertionError("unreachable: tenacity returns or raises")
+
+
+class AsyncLease:
+    """A turn lease on one session, with its fencing token once acquired.
+
+    ``async with store.lease(sid, "worker-1", ttl=30) as lease: await lease.append(message)``.
+    Each acquisition gets a token greater than any before for this session; ``extend`` renews,
+    leaving the context (or ``release``) gives the lease up early.
+    """
+
+    def __init__(self, store: AsyncSessionStore, sid: SessionId, owner: str, ttl_ms: int) -> None:
+        self.store, self.session_id, self.owner, self.ttl_ms = store, sid, owner, ttl_ms
+        self.token: int | None = None
+
+    async def acquire(self) -> Self:
+        """Take the lease (``LeaseHeld`` if another owner holds it) and get a new fencing token."""
+        self.token = await self._call("acquire", self.ttl_ms)
+        return self
+
+    async def extend(self, ttl: float | timedelta | None = None) -> None:
+        """Renew the lease for ``ttl`` (default: the original ttl); ``LeaseLost`` if it is gone."""
+        await self._call("renew", self.ttl_ms if ttl is None else ttl_ms(ttl))
+
+    async def release(self) -> None:
+        """Give the lease up now; ``LeaseLost`` if it had already expired or passed on."""
+        if self.token is not None:
+            await self._call("release", 0)
+            self.token = None
+
+    async def append(self, message: AgentMessage, *, expected_seq: int | None = None) -> int:
+        """``store.append`` under this lease's fencing token."""
+        return await self.store.append(
+            self.session_id, message, expected_seq=expected_seq, fence=self._token()
+        )
+
+    async def extend_messages(
+        self, messages: Iterable[AgentMessage], *, expected_seq: int | None = None
+    ) -> int:
+        """``store.extend`` under this lease's fencing token."""
+        return await self.store.extend(
+            self.session_id, messages, expected_seq=expected_seq, fence=self._token()
+        )
+
+    def _token(self) -> int:
+        if self.token is None:
+            raise LeaseLost(self.session_id, None)
+        return self.token
+
+    async def _call(self, action: str, ttl: int) -> int:
+        call = lease_call(self.store._core, self.session_id, action, self.owner, self.token, ttl)
+        return await self.store._run(call)
+
+    async def __aenter__(self) -> Self:
+        return await self.acquire()
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        with contextlib.suppress(LeaseLost):  # expired meanwhile: nothing left to give up
+            await self.release()

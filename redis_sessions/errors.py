@@ -9,6 +9,9 @@
     ├── SessionNotFound                            no session with that id
     ├── SessionExists                              ``create`` with an id that is taken
     ├── ConflictError                              ``expected_seq`` no longer matches: someone appended
+    ├── LeaseHeld                                  another owner holds the session's turn lease
+    ├── LeaseLost                                  a fencing token that is not the live lease's
+    ├── MessagesTrimmed                            a watcher's position was trimmed away
     ├── PersistenceError                           what is stored cannot be used as it is
     │   ├── SchemaVersionError                     stored by another schema version of this library
     │   ├── CodecMismatch                          stored with another codec than this store writes
@@ -30,7 +33,10 @@ __all__ = [
     "CorruptSession",
     "InvalidMessage",
     "InvalidSessionId",
+    "LeaseHeld",
+    "LeaseLost",
     "MessageTooLarge",
+    "MessagesTrimmed",
     "PersistenceError",
     "SchemaVersionError",
     "SessionError",
@@ -122,6 +128,39 @@ class ConflictError(SessionError):
         self.session_id = session_id
         self.expected = expected
         self.actual = actual
+
+
+class LeaseHeld(SessionError):
+    """Another owner holds a live turn lease on the session."""
+
+    def __init__(self, session_id: uuid.UUID, holder: str) -> None:
+        super().__init__(f"session `{session_id}` is leased by {holder!r}")
+        self.session_id = session_id
+        self.holder = holder
+
+
+class LeaseLost(SessionError):
+    """The lease behind a fencing token expired or passed to a newer holder: the write was refused."""
+
+    def __init__(self, session_id: uuid.UUID, token: int | None) -> None:
+        super().__init__(
+            f"session `{session_id}`: fencing token {token} is not the live lease's (expired or taken over)"
+        )
+        self.session_id = session_id
+        self.token = token
+
+
+class MessagesTrimmed(SessionError):
+    """A watcher asked for messages after a seq that trimming (``max_messages``) already removed."""
+
+    def __init__(self, session_id: uuid.UUID, after_seq: int, first_seq: int) -> None:
+        super().__init__(
+            f"session `{session_id}`: messages after seq {after_seq} were trimmed;"
+            f" the oldest stored is seq {first_seq}"
+        )
+        self.session_id = session_id
+        self.after_seq = after_seq
+        self.first_seq = first_seq
 
 
 class PersistenceError(SessionError):

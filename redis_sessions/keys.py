@@ -7,6 +7,8 @@ slot and a Lua script may touch all of them::
                                    created_at, updated_at, seq, m:<metadata key> ...
     rs:{0b7c...}:messages   list   encoded AgentMessages, oldest first
     rs:{0b7c...}:ids        zset   message id -> seq, for idempotent appends
+    rs:{0b7c...}:lease      hash   owner, token of the turn lease (expires with the lease)
+    rs:{0b7c...}:events     pub/sub channel: the seq of each append, "0" on delete
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from .errors import InvalidSessionId, PersistenceError
 __all__ = [
     "SessionKeys",
     "check_prefix",
+    "live_keys",
     "meta_key_pattern",
     "parse_meta_key",
     "session_id",
@@ -72,6 +75,13 @@ def session_keys(prefix: str, sid: uuid.UUID) -> SessionKeys:
     """All keys of session ``sid`` under ``prefix`` (memoised: built on every call otherwise)."""
     base = f"{prefix}:{{{sid}}}:"
     return SessionKeys(base + "meta", base + "messages", base + "ids")
+
+
+@functools.lru_cache(maxsize=65536)
+def live_keys(prefix: str, sid: uuid.UUID) -> tuple[str, str]:
+    """The session's lease hash and its events channel (a sharded pub/sub channel on Redis >= 7)."""
+    base = f"{prefix}:{{{sid}}}:"
+    return base + "lease", base + "events"
 
 
 def meta_key_pattern(prefix: str) -> str:

@@ -6,7 +6,9 @@ Everything but the sending lives in ``_core``; a method here builds a call and s
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Iterable, Mapping
+import contextlib
+import time
+from collections.abc import Generator, Iterator, Iterable, Mapping
 from datetime import timedelta
 from typing import Any, Self, TypeVar
 
@@ -22,12 +24,17 @@ from ._core import (
     Messages,
     StoreCore,
     check_client,
+    ttl_ms,
 )
-from .errors import StoreUnavailable
+from ._live import PUBSUB_PROBE, SHARDED_FROM, Appended, read_after
+from ._live import lease as lease_call
+from .errors import LeaseLost, StoreUnavailable
+from .keys import live_keys
+from .keys import session_id as parse_session_id
 from .models import AgentMessage, Session, SessionId
 from .retry import NO_CLIENT_RETRY, REFUSED, TRANSIENT, RetryPolicy
 
-__all__ = ["SessionStore"]
+__all__ = ["Lease", "SessionStore"]
 
 T = TypeVar("T")
 _DEFAULT_RETRY = RetryPolicy()
@@ -75,6 +82,7 @@ class SessionStore:
         if retry is not None and client.get_retry() is not NO_CLIENT_RETRY:
             client.set_retry(NO_CLIENT_RETRY)
         self._owns_client = False
+        self._sharded: bool | None = None  # sharded pub/sub? asked of the server on first watch
 
     @classmethod
     def from_url(cls, url: str, **options: Any) -> Self:
@@ -110,14 +118,20 @@ class SessionStore:
         return self._run(call)
 
     def append(
-        self, session_id: SessionId | str, message: AgentMessage, *, expected_seq: int | None = None
+        self,
+        session_id: SessionId | str,
+        message: AgentMessage,
+        *,
+        expected_seq: int | None = None,
+        fence: int | None = None,
     ) -> int:
         """Append one message atomically and return the session's seq after it.
 
         A message whose id is already stored is not stored again: its stored seq is returned.
         With ``expected_seq``, ``ConflictError`` unless the session is still at that seq.
+        With ``fence`` (a lease's token), ``LeaseLost`` unless that lease is still the live one.
         """
-        return self._run(self._core.extend(session_id, (message,), expected_seq))
+        return self._run(self._core.extend(session_id, (message,), expected_seq, fence))
 
     def extend(
         self,
@@ -125,9 +139,10 @@ class SessionStore:
         messages: Iterable[AgentMessage],
         *,
         expected_seq: int | None = None,
+        fence: int | None = None,
     ) -> int:
         """Append a batch, all or nothing, in one round trip; returns the seq after it."""
-        return self._run(self._core.extend(session_id, messages, expected_seq))
+        return self._run(self._core.extend(session_id, messages, expected_seq, fence))
 
     def messages(
         self, session_id: SessionId | str, start: int = 0, stop: int | None = None
@@ -162,6 +177,81 @@ class SessionStore:
                     yield sid
             if cursor == 0:
                 return
+
+    def watch(
+        self,
+        session_id: SessionId | str,
+        after_seq: int = 0,
+        *,
+        timeout: float | None = None,
+        poll_interval: float = 1.0,
+    ) -> Generator[Appended, None, None]:
+        """Every message appended after ``after_seq``, in order, each once, as soon as it is stored.
+
+        Ends when the session is deleted (or recreated), or when ``timeout`` seconds pass without a
+        new message. Notifications come over pub/sub, but each wake-up reads "everything after the
+        last seq seen" from the list, so a lost notification or a reconnect delays, never skips;
+        ``poll_interval`` bounds that delay. ``MessagesTrimmed`` if trimming removed the position.
+        """
+        sid = parse_session_id(session_id)
+        channel = live_keys(self._core.prefix, sid)[1]
+        if self._sharded is None:
+            self._sharded = self._run(PUBSUB_PROBE) >= SHARDED_FROM
+        pubsub = self._subscribe(channel)
+        seq, epoch = after_seq, None
+        deadline = None if timeout is None else time.monotonic() + timeout
+        try:
+            while True:
+                batch = self._run(read_after(self._core, sid, seq))
+                if batch is None or epoch not in (None, batch.epoch):
+                    return
+                epoch = batch.epoch
+                for item in batch.appended:
+                    seq = item.seq
+                    deadline = None if timeout is None else time.monotonic() + timeout
+                    yield item
+                if seq < batch.seq:
+                    continue  # more than one read's worth: read on
+                wait = poll_interval if deadline is None else min(poll_interval, deadline - time.monotonic())
+                if wait <= 0:
+                    return
+                try:
+                    pubsub.get_message(ignore_subscribe_messages=True, timeout=wait)
+                except TRANSIENT:
+                    pubsub.close()
+                    pubsub = self._subscribe(channel)
+        finally:
+            pubsub.close()
+
+    def next_message(
+        self, session_id: SessionId | str, after_seq: int, *, timeout: float
+    ) -> Appended | None:
+        """The first message after ``after_seq``, waiting up to ``timeout`` seconds; else ``None``."""
+        watching = self.watch(session_id, after_seq, timeout=timeout)
+        try:
+            for item in watching:
+                return item
+            return None
+        finally:
+            watching.close()
+
+    def lease(self, session_id: SessionId | str, owner: str, ttl: float | timedelta) -> Lease:
+        """The session's turn lease for ``owner``: use it as a context manager (or ``acquire()``).
+
+        While held, appends through ``lease.append`` carry its fencing token, and the append script
+        refuses them (``LeaseLost``) once the lease expired or a newer holder took over.
+        """
+        if not isinstance(owner, str) or not owner:
+            raise TypeError("a lease owner must be a non-empty str")
+        return Lease(self, parse_session_id(session_id), owner, ttl_ms(ttl))
+
+    def _subscribe(self, channel: str) -> Any:
+        pubsub = self.client.pubsub()  # type: ignore[no-untyped-call, unused-ignore]
+        if self._sharded:
+            pubsub.ssubscribe(channel)
+        else:
+            pubsub.subscribe(channel)
+        return pubsub
 
     def close(self) -> None:
         """Close the client if this store created it (``from_url``)."""
@@ -220,3 +310,61 @@ class SessionStore:
         except TRANSIENT as exc:
             raise StoreUnavailable(call.op, call.sid, attempts, exc) from exc
         raise AssertionError("unreachable: tenacity returns or raises")
+
+
+class Lease:
+    """A turn lease on one session, with its fencing token once acquired.
+
+    ``with store.lease(sid, "worker-1", ttl=30) as lease: lease.append(message)``.
+    Each acquisition gets a token greater than any before for this session; ``extend`` renews,
+    leaving the context (or ``release``) gives the lease up early.
+    """
+
+    def __init__(self, store: SessionStore, sid: SessionId, owner: str, ttl_ms: int) -> None:
+        self.store, self.session_id, self.owner, self.ttl_ms = store, sid, owner, ttl_ms
+        self.token: int | None = None
+
+    def acquire(self) -> Self:
+        """Take the lease (``LeaseHeld`` if another owner holds it) and get a new fencing token."""
+        self.token = self._call("acquire", self.ttl_ms)
+        return self
+
+    def extend(self, ttl: float | timedelta | None = None) -> None:
+        """Renew the lease for ``ttl`` (default: the original ttl); ``LeaseLost`` if it is gone."""
+        self._call("renew", self.ttl_ms if ttl is None else ttl_ms(ttl))
+
+    def release(self) -> None:
+        """Give the lease up now; ``LeaseLost`` if it had already expired or passed on."""
+        if self.token is not None:
+            self._call("release", 0)
+            self.token = None
+
+    def append(self, message: AgentMessage, *, expected_seq: int | None = None) -> int:
+        """``store.append`` under this lease's fencing token."""
+        return self.store.append(
+            self.session_id, message, expected_seq=expected_seq, fence=self._token()
+        )
+
+    def extend_messages(
+        self, messages: Iterable[AgentMessage], *, expected_seq: int | None = None
+    ) -> int:
+        """``store.extend`` under this lease's fencing token."""
+        return self.store.extend(
+            self.session_id, messages, expected_seq=expected_seq, fence=self._token()
+        )
+
+    def _token(self) -> int:
+        if self.token is None:
+            raise LeaseLost(self.session_id, None)
+        return self.token
+
+    def _call(self, action: str, ttl: int) -> int:
+        call = lease_call(self.store._core, self.session_id, action, self.owner, self.token, ttl)
+        return self.store._run(call)
+
+    def __enter__(self) -> Self:
+        return self.acquire()
+
+    def __exit__(self, *exc_info: object) -> None:
+        with contextlib.suppress(LeaseLost):  # expired meanwhile: nothing left to give up
+            self.release()

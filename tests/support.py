@@ -17,7 +17,7 @@ import fakeredis
 import redis
 import redis.asyncio
 
-from redis_sessions import AgentMessage, AsyncSessionStore, Session, SessionId
+from redis_sessions import AgentMessage, Appended, AsyncLease, AsyncSessionStore, Session, SessionId
 
 T = TypeVar("T")
 _DONE = object()
@@ -128,8 +128,52 @@ class AsyncAdapter:
         finally:
             self._run(iterator.aclose())
 
+    def watch(self, session_id: Any, *args: Any, **kwargs: Any) -> Iterator[Appended]:
+        iterator = self.store.watch(session_id, *args, **kwargs)
+        try:
+            while (item := self._run(_next(iterator))) is not _DONE:
+                yield item
+        finally:
+            self._run(iterator.aclose())
+
+    def next_message(self, session_id: Any, *args: Any, **kwargs: Any) -> Appended | None:
+        return self._run(self.store.next_message(session_id, *args, **kwargs))
+
+    def lease(self, session_id: Any, owner: str, ttl: float) -> LeaseAdapter:
+        return LeaseAdapter(self.store.lease(session_id, owner, ttl), self)
+
     def close(self) -> None:
         self._run(self.store.aclose())
+
+
+class LeaseAdapter:
+    """An ``AsyncLease`` behind the synchronous ``Lease`` interface."""
+
+    def __init__(self, lease: AsyncLease, adapter: AsyncAdapter) -> None:
+        self.lease, self.adapter = lease, adapter
+
+    @property
+    def token(self) -> int | None:
+        return self.lease.token
+
+    def acquire(self) -> LeaseAdapter:
+        self.adapter._run(self.lease.acquire())
+        return self
+
+    def extend(self, ttl: float | None = None) -> None:
+        self.adapter._run(self.lease.extend(ttl))
+
+    def release(self) -> None:
+        self.adapter._run(self.lease.release())
+
+    def append(self, message: AgentMessage, **kwargs: Any) -> int:
+        return self.adapter._run(self.lease.append(message, **kwargs))
+
+    def __enter__(self) -> LeaseAdapter:
+        return self.acquire()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.adapter._run(self.lease.__aexit__(*exc_info))
 
 
 def messages_of(count: int, tag: str = "m") -> list[AgentMessage]:

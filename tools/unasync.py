@@ -25,8 +25,11 @@ Everything but the sending lives in ``_core``; a method here builds a call and s
 # (pattern, replacement), applied in order, as whole words.
 SUBSTITUTIONS = [
     (r"AsyncSessionStore", "SessionStore"),
+    (r"AsyncLease", "Lease"),
     (r"from redis\.asyncio import", "from redis import"),
     (r"AsyncIterator", "Iterator"),
+    (r"AsyncGenerator\[(\w+), None\]", r"Generator[\1, None, None]"),
+    (r"AsyncGenerator", "Generator"),
     (r"ASYNC_NO_CLIENT_RETRY", "NO_CLIENT_RETRY"),
     (r"async_retrying", "retrying"),
     (r"async (def|for|with) ", r"\1 "),

@@ -1,11 +1,13 @@
 -- Append messages atomically, skipping ids already stored (idempotent appends).
--- KEYS[1] = meta hash, KEYS[2] = messages list, KEYS[3] = ids zset (message id -> seq)
+-- KEYS[1] = meta hash, KEYS[2] = messages list, KEYS[3] = ids zset (message id -> seq),
+-- KEYS[4] = lease hash, KEYS[5] = events channel (sharded on Redis >= 7; watchers listen there)
 -- ARGV[1] = schema version, ARGV[2] = codec name, ARGV[3] = expected seq ('' = any),
--- ARGV[4..] = message id, encoded message, message id, encoded message, ...
+-- ARGV[4] = fencing token ('' = none: sessions without leases),
+-- ARGV[5..] = message id, encoded message, message id, encoded message, ...
 -- Trimming and TTL follow the session's own ttl_ms / max_messages fields (set by create).
 -- Returns {0, seq}: seq of the last given message (the session's seq when any was new);
 -- {1} not found; {2, version} other schema; {5, codec} other codec; {3, seq} expected seq differs;
--- {6, detail} the meta hash is corrupt.
+-- {6, detail} the meta hash is corrupt; {9, token} the fencing token is not the live lease's.
 local meta, list, ids = KEYS[1], KEYS[2], KEYS[3]
 local h = redis.call('HMGET', meta, 'schema_version', 'codec', 'seq', 'ttl_ms', 'max_messages')
 if not h[1] then
@@ -21,13 +23,13 @@ local seq = tonumber(h[3])
 if not seq then
   return {6, 'the meta hash holds no numeric seq'}
 end
-if #ARGV < 4 then
+if #ARGV < 5 then
   return {0, seq}
 end
 
 -- Which messages are new? A retried call finds all of them stored and changes nothing.
 local fresh, seen, last = {}, {}, 0
-for i = 4, #ARGV, 2 do
+for i = 5, #ARGV, 2 do
   local id = ARGV[i]
   local stored = seen[id] or redis.call('ZSCORE', ids, id)
   if stored then
@@ -39,6 +41,13 @@ for i = 4, #ARGV, 2 do
 end
 if #fresh == 0 then
   return {0, last}
+end
+-- Fencing: a writer whose lease expired or was taken over must not write, however late it wakes.
+if ARGV[4] ~= '' then
+  local live = redis.call('HGET', KEYS[4], 'token')
+  if live ~= ARGV[4] then
+    return {9, live or ''}
+  end
 end
 if ARGV[3] ~= '' and tonumber(ARGV[3]) ~= seq then
   return {3, seq}
@@ -74,4 +83,5 @@ if ttl > 0 then
   redis.call('PEXPIRE', list, ttl)
   redis.call('PEXPIRE', ids, ttl)
 end
+redis.call((redis.REDIS_VERSION_NUM or 0) >= 0x070000 and 'SPUBLISH' or 'PUBLISH', KEYS[5], seq)
 return {0, seq}

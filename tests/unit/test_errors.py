@@ -15,6 +15,9 @@ from redis_sessions import (
     CorruptSession,
     InvalidMessage,
     InvalidSessionId,
+    LeaseHeld,
+    LeaseLost,
+    MessagesTrimmed,
     MessageTooLarge,
     PersistenceError,
     SchemaVersionError,
@@ -40,6 +43,9 @@ PARENTS = {
     CorruptSession: (PersistenceError,),
     StoreError: (SessionError,),
     StoreUnavailable: (StoreError,),
+    LeaseHeld: (SessionError,),
+    LeaseLost: (SessionError,),
+    MessagesTrimmed: (SessionError,),
 }
 
 

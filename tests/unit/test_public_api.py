@@ -6,6 +6,12 @@ import redis_sessions
 
 PUBLIC = {
     "SCHEMA_VERSION",
+    "Appended",
+    "AsyncLease",
+    "Lease",
+    "LeaseHeld",
+    "LeaseLost",
+    "MessagesTrimmed",
     "AgentMessage",
     "AsyncSessionStore",
     "CodecMismatch",

@@ -1,0 +1,79 @@
+"""Sans-IO calls for the live side of a conversation: watching for appends, and turn leases.
+
+Watchers subscribe to the session's events channel, which the append script publishes to, but the
+list stays the source of truth: a watcher reads "everything after the seq I saw last", so a missed
+notification or a reconnect costs latency, never a message. Leases hand out fencing tokens from a
+counter in the meta hash; the append script refuses a token that is not the live lease's.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any, Final, NamedTuple
+
+from ._core import _VERSION, Call, StoreCore
+from .errors import LeaseLost, MessagesTrimmed
+from .keys import live_keys, session_id, session_keys
+from .models import AgentMessage
+
+__all__ = ["PUBSUB_PROBE", "Appended", "Batch", "lease", "read_after"]
+
+_TRIMMED, _LEASE_LOST = 7, 9
+
+PUBSUB_PROBE: Final = Call[int](
+    "watch", None, None, (), ("EVAL", "return redis.REDIS_VERSION_NUM or 0", 0), int
+)
+"""Asks what the scripts ask: sharded pub/sub (SPUBLISH) on Redis >= 7.0, else classic PUBLISH."""
+
+SHARDED_FROM: Final = 0x070000
+
+
+class Appended(NamedTuple):
+    """A message as a watcher sees it: with its sequence number, to resume from after a restart."""
+
+    seq: int
+    message: AgentMessage
+
+
+class Batch(NamedTuple):
+    """What a catch-up read found: the session's incarnation, its seq, and the new messages."""
+
+    epoch: bytes
+    seq: int
+    appended: list[Appended]
+
+
+def read_after(core: StoreCore, sid: object, after: int, limit: int = 1000) -> Call[Batch | None]:
+    """Up to ``limit`` messages with seq > ``after``; ``None`` when the session is gone."""
+    sid = session_id(sid)
+    if type(after) is not int or after < 0:
+        raise TypeError(f"session `{sid}`: after_seq must be an int >= 0")
+
+    def parse(reply: list[Any]) -> Batch | None:
+        if reply[0] == 1:
+            return None
+        if reply[0] == _TRIMMED:
+            raise MessagesTrimmed(sid, after, int(reply[1]))
+        core.check(sid, reply)
+        _, codec, epoch, seq, items = reply
+        messages = core.codec_named(sid, codec).decode(sid, items)
+        return Batch(epoch, int(seq), [Appended(after + 1 + i, m) for i, m in enumerate(messages)])
+
+    keys = session_keys(core.prefix, sid)[:2]
+    return Call("watch", sid, "read_after", keys, (_VERSION, after, limit), parse)
+
+
+def lease(
+    core: StoreCore, sid: uuid.UUID, action: str, owner: str, token: int | None, ttl_ms: int
+) -> Call[int]:
+    """Acquire (a new token), renew or release the session's turn lease; returns the token."""
+    keys = (session_keys(core.prefix, sid).meta, live_keys(core.prefix, sid)[0])
+    args = (_VERSION, action, owner, "" if token is None else token, ttl_ms)
+
+    def parse(reply: list[Any]) -> int:
+        if reply[0] == _LEASE_LOST:
+            raise LeaseLost(sid, token)
+        core.check(sid, reply)
+        return int(reply[1])
+
+    return Call("lease", sid, "lease", keys, args, parse)

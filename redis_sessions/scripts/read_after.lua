@@ -1,0 +1,29 @@
+-- Read the messages appended after a sequence number (for watchers catching up).
+-- KEYS[1] = meta hash, KEYS[2] = messages list
+-- ARGV[1] = schema version, ARGV[2] = after seq, ARGV[3] = at most this many messages
+-- Returns {0, codec, epoch, seq, items}: items are seqs after+1, after+2, ...;
+-- {7, first seq still stored} when messages after ARGV[2] were trimmed away;
+-- {1} not found; {2, version} other schema; {6, detail} corrupt meta hash.
+local meta, list = KEYS[1], KEYS[2]
+local h = redis.call('HMGET', meta, 'schema_version', 'codec', 'seq', 'epoch')
+if not h[1] then
+  return {1}
+end
+if h[1] ~= ARGV[1] then
+  return {2, h[1]}
+end
+local seq = tonumber(h[3])
+if not seq then
+  return {6, 'the meta hash holds no numeric seq'}
+end
+local after = tonumber(ARGV[2])
+local base = seq - redis.call('LLEN', list)  -- the seq just before the list's head
+if after < base then
+  return {7, base + 1}
+end
+local items = {}
+if after < seq then
+  local first = after - base
+  items = redis.call('LRANGE', list, first, first + tonumber(ARGV[3]) - 1)
+end
+return {0, h[2], h[4] or '', seq, items}
