@@ -1,0 +1,220 @@
+"""A chat service that any number of identical workers can serve behind a load balancer.
+
+No state lives in a worker: every request reads and writes the conversation in Redis through
+``AsyncSessionStore``, so consecutive requests of one conversation may land on different workers.
+``/events`` streams a conversation live (server-sent events over ``store.watch``), whichever worker
+wrote the messages; ``/reply`` answers a user turn under the session's lease, so two workers racing on
+the same turn store exactly one reply (the other gets 409).
+
+Configuration comes from the environment: ``REDIS_URL`` (required), ``WORKER_ID`` (default
+``<host>-<pid>``, sent back in an ``X-Worker`` header on every response), ``CHAT_PREFIX`` (key
+prefix, default ``chat``), ``FAKE_MODEL_DELAY`` (seconds the fake model "thinks", default 0).
+Run with ``uvicorn --app-dir examples/chat_service app:app``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import socket
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
+from contextlib import asynccontextmanager
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import Route
+
+from redis_sessions import (
+    AgentMessage,
+    AsyncSessionStore,
+    ConflictError,
+    InvalidSessionId,
+    LeaseHeld,
+    LeaseLost,
+    Role,
+    SessionError,
+    SessionNotFound,
+    StoreUnavailable,
+)
+
+WORKER_ID = os.environ.get("WORKER_ID") or f"{socket.gethostname()}-{os.getpid()}"
+LEASE_TTL = 30.0  # seconds; far longer than a fake reply takes, renewed by nobody
+KEEPALIVE = 15.0  # seconds of silence before an SSE comment line keeps proxies from timing out
+
+# Typed library errors -> HTTP status. Order matters: the first matching base class wins.
+STATUS: list[tuple[type[SessionError], int]] = [
+    (SessionNotFound, 404),
+    (InvalidSessionId, 400),
+    (LeaseHeld, 409),
+    (ConflictError, 409),
+    (LeaseLost, 409),
+    (StoreUnavailable, 503),
+]
+
+
+def store(request: Request) -> AsyncSessionStore:
+    found: AsyncSessionStore = request.app.state.store
+    return found
+
+
+def fake_model(messages: list[AgentMessage]) -> str:
+    """A deterministic stand-in for a model call: echo the last user message."""
+    last_user = next(m for m in reversed(messages) if m.role is Role.USER)
+    return f"echo: {last_user.text}"
+
+
+def as_json(seq: int, message: AgentMessage) -> dict[str, Any]:
+    return {"seq": seq, "id": message.id, "role": message.role.value, "text": message.text}
+
+
+async def body(request: Request) -> dict[str, Any]:
+    """The request's JSON object ({} for an empty body); 400 for anything else."""
+    raw = await request.body()
+    if not raw.strip():
+        return {}
+    try:
+        parsed = json.loads(raw)
+    except ValueError:
+        raise HTTPException(400, "body must be JSON") from None
+    if not isinstance(parsed, dict):
+        raise HTTPException(400, "body must be a JSON object")
+    return parsed
+
+
+async def health(request: Request) -> Response:
+    return JSONResponse({"worker": WORKER_ID})
+
+
+async def create_session(request: Request) -> Response:
+    sid = await store(request).create()
+    return JSONResponse({"id": str(sid)}, status_code=201)
+
+
+async def post_message(request: Request) -> Response:
+    text = (await body(request)).get("text")
+    if not isinstance(text, str) or not text:
+        raise HTTPException(400, '"text" must be a non-empty string')
+    seq = await store(request).append(request.path_params["sid"], AgentMessage.user(text))
+    return JSONResponse({"seq": seq}, status_code=201)
+
+
+async def get_session(request: Request) -> Response:
+    sid = request.path_params["sid"]
+    session = await store(request).load(sid)
+    if session is None:
+        raise SessionNotFound(uuid.UUID(sid))  # load() already refused a malformed id
+    first = session.seq - len(session.messages) + 1  # trimming keeps seq counting
+    messages = [as_json(first + i, m) for i, m in enumerate(session.messages)]
+    return JSONResponse({"id": str(session.id), "seq": session.seq, "messages": messages})
+
+
+async def reply(request: Request) -> Response:
+    """Answer the user turn at ``seq`` (default: the latest) under the session's lease.
+
+    The lease keeps a second worker out while this one "thinks"; ``expected_seq`` refuses the
+    append if anything was stored since the conversation was read, so a worker that takes the lease
+    after the first one released it cannot answer the same turn again.
+    """
+    sid = request.path_params["sid"]
+    wanted = (await body(request)).get("seq")
+    if wanted is not None and (not isinstance(wanted, int) or isinstance(wanted, bool)):
+        raise HTTPException(400, '"seq" must be an integer')
+    async with store(request).lease(sid, owner=WORKER_ID, ttl=LEASE_TTL) as lease:
+        session = await store(request).load(sid)
+        if session is None:
+            raise SessionNotFound(uuid.UUID(sid))
+        turn = session.seq if wanted is None else wanted
+        if session.seq != turn:
+            raise ConflictError(session.id, turn, session.seq)
+        if not session.messages or session.messages[-1].role is not Role.USER:
+            return JSONResponse({"error": "NothingToAnswer", "detail": "no user turn to answer"}, 409)
+        delay = float(os.environ.get("FAKE_MODEL_DELAY", "0"))
+        if delay:
+            await asyncio.sleep(delay)
+        answer = AgentMessage.assistant(fake_model(session.messages))
+        seq = await lease.append(answer, expected_seq=turn)
+        token = lease.token  # the fencing token the reply was written under
+    return JSONResponse({"seq": seq, "text": answer.text, "token": token}, status_code=201)
+
+
+async def events(request: Request) -> Response:
+    """Server-sent events: every message after ``?after=N`` (or ``Last-Event-ID``), live."""
+    sid = request.path_params["sid"]
+    after_text = request.headers.get("last-event-id") or request.query_params.get("after", "0")
+    try:
+        after = int(after_text)
+    except ValueError:
+        raise HTTPException(400, '"after" must be an integer') from None
+    if not await store(request).exists(sid):  # before the 200: errors mid-stream cannot change it
+        raise SessionNotFound(uuid.UUID(sid))
+
+    async def stream() -> AsyncIterator[str]:
+        seq = after
+        while True:
+            async for item in store(request).watch(sid, after_seq=seq, timeout=KEEPALIVE):
+                seq = item.seq
+                yield f"id: {seq}\ndata: {json.dumps(as_json(seq, item.message))}\n\n"
+            if not await store(request).exists(sid):
+                return  # deleted (the watch ended for that): end the stream
+            yield ": keepalive\n\n"
+
+    headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+    return StreamingResponse(stream(), media_type="text/event-stream", headers=headers)
+
+
+async def session_error(request: Request, exc: Exception) -> Response:
+    status = next((code for kind, code in STATUS if isinstance(exc, kind)), 500)
+    return JSONResponse({"error": type(exc).__name__, "detail": str(exc)}, status_code=status)
+
+
+async def http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    return JSONResponse({"error": "HTTPException", "detail": exc.detail}, status_code=exc.status_code)
+
+
+Scope = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
+Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
+
+
+class WorkerHeader:
+    """ASGI middleware: ``X-Worker: <WORKER_ID>`` on every response, streaming ones included."""
+
+    def __init__(self, app: Callable[[Scope, Receive, Send], Awaitable[None]]) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        async def send_with_header(message: MutableMapping[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", []), (b"x-worker", WORKER_ID.encode())]
+            await send(message)
+
+        await self.app(scope, receive, send_with_header if scope["type"] == "http" else send)
+
+
+@asynccontextmanager
+async def lifespan(app: Starlette) -> AsyncIterator[None]:
+    prefix = os.environ.get("CHAT_PREFIX", "chat")
+    async with AsyncSessionStore.from_url(os.environ["REDIS_URL"], prefix=prefix) as opened:
+        app.state.store = opened
+        yield
+
+
+app = Starlette(
+    routes=[
+        Route("/healthz", health),
+        Route("/sessions", create_session, methods=["POST"]),
+        Route("/sessions/{sid}", get_session),
+        Route("/sessions/{sid}/messages", post_message, methods=["POST"]),
+        Route("/sessions/{sid}/reply", reply, methods=["POST"]),
+        Route("/sessions/{sid}/events", events),
+    ],
+    exception_handlers={SessionError: session_error, HTTPException: http_error},
+    lifespan=lifespan,
+)
+app.add_middleware(WorkerHeader)

@@ -1,0 +1,311 @@
+"""examples/chat_service behind nginx: real redis-server, two uvicorn workers, nginx round-robin.
+
+Nothing is mocked: the workers are separate processes that share nothing but Redis, and nginx is
+the Debian package's binary, run as a child with a config generated in a temporary directory.
+Without nginx the tests skip, except under ``CI=true`` (``.ci/run`` installs it), where they fail.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import redis
+
+from redis_sessions.embedded import free_port
+from tests.conftest import in_ci
+
+pytestmark = pytest.mark.real
+
+ROOT = Path(__file__).resolve().parents[2]
+APP_DIR = ROOT / "examples" / "chat_service"
+WORKERS = ("worker-a", "worker-b")
+STARTUP = 15.0  # seconds for a worker or nginx to come up
+MODEL_DELAY = "0.05"  # the fake model "thinks" 50 ms, so racing replies overlap under the lease
+
+
+@dataclass
+class Service:
+    lb: str  # nginx
+    workers: dict[str, str]  # worker id -> its own URL, bypassing nginx
+
+
+def nginx_binary() -> str:
+    found = shutil.which("nginx") or next(
+        (p for p in ("/usr/sbin/nginx", "/sbin/nginx") if os.access(p, os.X_OK)), None
+    )
+    if found is None:
+        reason = "nginx is not installed (apt-get install nginx)"
+        if in_ci():
+            pytest.fail(f"CI=true: {reason}", pytrace=False)
+        pytest.skip(reason)
+    return found
+
+
+def nginx_conf(tmp: Path, port: int, upstreams: list[str]) -> str:
+    servers = "".join(f"        server {u};\n" for u in upstreams)
+    # A root master would hand its workers to `nobody`, who cannot write our temp dirs.
+    user = "user root;\n" if os.geteuid() == 0 else ""
+    return f"""{user}daemon off;
+worker_processes 1;
+pid {tmp}/nginx.pid;
+error_log {tmp}/error.log warn;
+events {{ worker_connections 256; }}
+http {{
+    access_log off;
+    client_body_temp_path {tmp}/client_body;
+    proxy_temp_path {tmp}/proxy;
+    fastcgi_temp_path {tmp}/fastcgi;
+    uwsgi_temp_path {tmp}/uwsgi;
+    scgi_temp_path {tmp}/scgi;
+    upstream chat {{
+{servers}    }}
+    server {{
+        listen 127.0.0.1:{port};
+        location / {{
+            proxy_pass http://chat;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_buffering off;
+            proxy_cache off;
+            proxy_read_timeout 1h;
+        }}
+    }}
+}}
+"""
+
+
+def wait_ready(url: str, process: subprocess.Popen[bytes], log: Path) -> None:
+    deadline = time.monotonic() + STARTUP
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{url}: process exited {process.returncode}:\n{log.read_text()}")
+        try:
+            if httpx.get(f"{url}/healthz", timeout=0.5).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.05)  # polling interval under a deadline
+    raise RuntimeError(f"{url} not ready after {STARTUP} s:\n{log.read_text()}")
+
+
+def stop(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=5)
+
+
+@pytest.fixture(scope="module")
+def service(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
+    nginx = nginx_binary()
+    tmp = tmp_path_factory.mktemp("chat_service")
+    prefix = f"chat-test-{uuid.uuid4().hex[:8]}"
+    children: list[subprocess.Popen[bytes]] = []
+    try:
+        workers: dict[str, str] = {}
+        for worker in WORKERS:
+            port = free_port()
+            log = tmp / f"{worker}.log"
+            env = {
+                **os.environ,
+                "REDIS_URL": redis_url,
+                "WORKER_ID": worker,
+                "CHAT_PREFIX": prefix,
+                "FAKE_MODEL_DELAY": MODEL_DELAY,
+            }
+            command = [sys.executable, "-m", "uvicorn", "--app-dir", str(APP_DIR), "app:app"]
+            command += ["--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"]
+            command += ["--no-access-log", "--timeout-graceful-shutdown", "2"]
+            with log.open("wb") as out:
+                children.append(subprocess.Popen(command, env=env, stdout=out, stderr=out))
+            workers[worker] = f"http://127.0.0.1:{port}"
+            wait_ready(workers[worker], children[-1], log)
+        lb_port = free_port()
+        conf = tmp / "nginx.conf"
+        conf.write_text(nginx_conf(tmp, lb_port, [u.removeprefix("http://") for u in workers.values()]))
+        log = tmp / "nginx.out"
+        with log.open("wb") as out:
+            command = [nginx, "-e", str(tmp / "error.log"), "-c", str(conf), "-p", str(tmp)]
+            children.append(subprocess.Popen(command, stdout=out, stderr=out))
+        lb = f"http://127.0.0.1:{lb_port}"
+        wait_ready(lb, children[-1], log)
+        yield Service(lb, workers)
+    finally:
+        for child in reversed(children):
+            stop(child)
+        client = redis.Redis.from_url(redis_url)
+        try:
+            keys = list(client.scan_iter(match=f"{prefix}:*"))
+            if keys:
+                client.delete(*keys)
+        finally:
+            client.close()
+
+
+async def conversation(client: httpx.AsyncClient, sid: str) -> list[dict[str, Any]]:
+    got = await client.get(f"/sessions/{sid}")
+    assert got.status_code == 200, got.text
+    messages: list[dict[str, Any]] = got.json()["messages"]
+    return messages
+
+
+async def converse(client: httpx.AsyncClient, name: str, turns: int) -> tuple[str, list[str]]:
+    """Create a session and talk ``turns`` turns through nginx; returns its id and each X-Worker."""
+    served: list[str] = []
+    created = await client.post("/sessions")
+    assert created.status_code == 201, created.text
+    served.append(created.headers["x-worker"])
+    sid = created.json()["id"]
+    for turn in range(turns):
+        posted = await client.post(f"/sessions/{sid}/messages", json={"text": f"{name} turn {turn}"})
+        assert posted.status_code == 201, posted.text
+        assert posted.json()["seq"] == 2 * turn + 1
+        served.append(posted.headers["x-worker"])
+        answered = await client.post(f"/sessions/{sid}/reply", json={"seq": 2 * turn + 1})
+        assert answered.status_code == 201, answered.text
+        assert answered.json()["seq"] == 2 * turn + 2
+        served.append(answered.headers["x-worker"])
+    return sid, served
+
+
+def expected(name: str, turns: int) -> list[dict[str, Any]]:
+    rows = []
+    for turn in range(turns):
+        text = f"{name} turn {turn}"
+        rows.append({"seq": 2 * turn + 1, "role": "user", "text": text})
+        rows.append({"seq": 2 * turn + 2, "role": "assistant", "text": f"echo: {text}"})
+    return rows
+
+
+def stripped(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [{k: m[k] for k in ("seq", "role", "text")} for m in messages]
+
+
+async def test_one_conversation_alternates_workers_through_nginx(service: Service) -> None:
+    # Alone on nginx (one worker process, round robin), consecutive requests alternate strictly.
+    async with httpx.AsyncClient(base_url=service.lb, timeout=10) as client:
+        sid, served = await converse(client, "solo", 3)
+        assert all(a != b for a, b in itertools.pairwise(served)), served
+        assert set(served) == set(WORKERS)
+        assert stripped(await conversation(client, sid)) == expected("solo", 3)
+
+
+async def test_concurrent_conversations_store_every_turn_once_in_order(service: Service) -> None:
+    names = [f"chat{i}" for i in range(5)]
+    turns = 6
+    async with httpx.AsyncClient(base_url=service.lb, timeout=10) as client:
+        done = await asyncio.gather(*(converse(client, name, turns) for name in names))
+        switches = 0
+        for name, (sid, served) in zip(names, done, strict=True):
+            assert stripped(await conversation(client, sid)) == expected(name, turns)
+            # No worker keeps a conversation to itself: both served each one.
+            assert set(served) == set(WORKERS), (name, served)
+            switches += sum(a != b for a, b in itertools.pairwise(served))
+        assert switches > 0
+
+
+async def test_sse_client_on_one_worker_sees_writes_through_the_other(service: Service) -> None:
+    count = 40
+    async with httpx.AsyncClient(base_url=service.lb, timeout=10) as lb:
+        sid = (await lb.post("/sessions")).json()["id"]
+        received: asyncio.Queue[tuple[float, dict[str, Any]]] = asyncio.Queue()
+        async with lb.stream("GET", f"/sessions/{sid}/events", params={"after": 0}) as stream:
+            assert stream.status_code == 200
+            assert stream.headers["content-type"].startswith("text/event-stream")
+            watcher = stream.headers["x-worker"]  # nginx picked it; the writes go to the other
+            writer = next(w for w in WORKERS if w != watcher)
+
+            async def read() -> None:
+                async for line in stream.aiter_lines():
+                    if line.startswith("data: "):
+                        await received.put((time.perf_counter(), json.loads(line[6:])))
+
+            reader = asyncio.create_task(read())
+            latencies = []
+            try:
+                async with httpx.AsyncClient(base_url=service.workers[writer], timeout=10) as direct:
+                    for i in range(count):
+                        sent = time.perf_counter()
+                        posted = await direct.post(f"/sessions/{sid}/messages", json={"text": f"m{i}"})
+                        assert posted.status_code == 201
+                        assert posted.headers["x-worker"] == writer != watcher
+                        at, event = await asyncio.wait_for(received.get(), timeout=5)
+                        assert (event["seq"], event["role"], event["text"]) == (i + 1, "user", f"m{i}")
+                        latencies.append(at - sent)
+            finally:
+                reader.cancel()
+    latencies.sort()
+    p50 = statistics.median(latencies) * 1000
+    p99 = latencies[int(len(latencies) * 0.99) - 1] * 1000
+    print(f"\nSSE via nginx ({watcher}), writes via {writer}: POST sent -> event received")
+    print(f"  n={count} p50={p50:.2f} ms p99={p99:.2f} ms max={latencies[-1] * 1000:.2f} ms")
+
+
+async def test_racing_replies_store_exactly_one(service: Service) -> None:
+    outcomes: dict[str, int] = {}
+    async with (
+        httpx.AsyncClient(base_url=service.lb, timeout=10) as lb,
+        httpx.AsyncClient(base_url=service.workers[WORKERS[0]], timeout=10) as a,
+        httpx.AsyncClient(base_url=service.workers[WORKERS[1]], timeout=10) as b,
+    ):
+        sid = (await lb.post("/sessions")).json()["id"]
+        for turn in range(8):
+            seq = (await lb.post(f"/sessions/{sid}/messages", json={"text": f"q{turn}"})).json()["seq"]
+            replies = await asyncio.gather(
+                *(c.post(f"/sessions/{sid}/reply", json={"seq": seq}) for c in (a, b))
+            )
+            codes = sorted(r.status_code for r in replies)
+            assert codes == [201, 409], [r.text for r in replies]
+            loser = next(r for r in replies if r.status_code == 409).json()["error"]
+            assert loser in {"LeaseHeld", "ConflictError"}
+            outcomes[loser] = outcomes.get(loser, 0) + 1
+        stored = stripped(await conversation(lb, sid))
+    want = []
+    for turn in range(8):
+        want += [{"seq": 2 * turn + 1, "role": "user", "text": f"q{turn}"}]
+        want += [{"seq": 2 * turn + 2, "role": "assistant", "text": f"echo: q{turn}"}]
+    assert stored == want
+    print(f"\nracing replies: the loser got {outcomes}")
+
+
+async def test_typed_errors_map_to_http_codes(service: Service) -> None:
+    async with httpx.AsyncClient(base_url=service.lb, timeout=10) as lb:
+        assert (await lb.get("/sessions/not-a-uuid")).status_code == 400
+        missing = f"/sessions/{uuid.uuid4()}"
+        for response in (
+            await lb.get(missing),
+            await lb.get(f"{missing}/events"),
+            await lb.post(f"{missing}/messages", json={"text": "hi"}),
+            await lb.post(f"{missing}/reply"),
+        ):
+            assert response.status_code == 404, response.text
+            assert response.json()["error"] == "SessionNotFound"
+            assert response.headers["x-worker"] in WORKERS
+        sid = (await lb.post("/sessions")).json()["id"]
+        assert (await lb.post(f"/sessions/{sid}/messages", json={})).status_code == 400
+        nothing = await lb.post(f"/sessions/{sid}/reply")
+        assert nothing.status_code == 409
+        assert nothing.json()["error"] == "NothingToAnswer"
+        await lb.post(f"/sessions/{sid}/messages", json={"text": "hi"})
+        assert (await lb.post(f"/sessions/{sid}/reply", json={"seq": 1})).status_code == 201
+        stale = await lb.post(f"/sessions/{sid}/reply", json={"seq": 1})  # answered already
+        assert stale.status_code == 409
+        assert stale.json()["error"] == "ConflictError"
