@@ -209,17 +209,22 @@ async def test_one_conversation_alternates_workers_through_nginx(service: Servic
 
 
 async def test_concurrent_conversations_store_every_turn_once_in_order(service: Service) -> None:
+    # nginx's round robin alternates over all requests, not per conversation: under concurrency a
+    # conversation's next request may hit the same worker (even every time, when its requests fall
+    # into step with the others'). So per conversation this checks the stored result only; that the
+    # workers take turns serving the traffic is checked over all of it.
     names = [f"chat{i}" for i in range(5)]
     turns = 6
     async with httpx.AsyncClient(base_url=service.lb, timeout=10) as client:
         done = await asyncio.gather(*(converse(client, name, turns) for name in names))
-        switches = 0
+        switches: list[int] = []
         for name, (sid, served) in zip(names, done, strict=True):
             assert stripped(await conversation(client, sid)) == expected(name, turns)
-            # No worker keeps a conversation to itself: both served each one.
-            assert set(served) == set(WORKERS), (name, served)
-            switches += sum(a != b for a, b in itertools.pairwise(served))
-        assert switches > 0
+            switches.append(sum(a != b for a, b in itertools.pairwise(served)))
+        assert {w for _, served in done for w in served} == set(WORKERS)
+        assert sum(switches) > 0, [served for _, served in done]
+    pairs = sum(len(served) - 1 for _, served in done)
+    print(f"\nconcurrent: {sum(switches)} of {pairs} consecutive request pairs changed worker")
 
 
 async def test_sse_client_on_one_worker_sees_writes_through_the_other(service: Service) -> None:
