@@ -1,0 +1,180 @@
+"""What the suite prints and draws: the table, the memory figures, the issue's targets, the chart."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from _procs import A_COLD, A_WARM, AG, COLD, RAW, RAW_A, RS, RS_A, WARM
+
+FRESH, WRITERS = "read 1,000 fresh process", "4 processes, one session"
+
+# (target, op (prefix), system, against "raw" or "ref" (RedisSession), at least)
+TARGETS = [
+    ("append ≥ 0.9x raw", "append", RS, "raw", 0.9),
+    ("append ≥ 0.9x raw", "append", RS_A, "raw", 0.9),
+    ("append ≥ 5x RedisSession", "append", RS, "ref", 5.0),
+    ("append ≥ 5x RedisSession", "append", RS_A, "ref", 5.0),
+    ("read 1,000 cold (fresh process) ≥ 3.5x raw", FRESH, RS, "raw", 3.5),
+    ("read 1,000 cold (fresh process) ≥ 3.5x raw", FRESH, RS_A, "raw", 3.5),
+    ("read 1,000 cold (fresh process) ≥ 4x RedisSession", FRESH, RS, "ref", 4.0),
+    ("read 1,000 cold (fresh process) ≥ 4x RedisSession", FRESH, RS_A, "ref", 4.0),
+    ("read 1,000 cold (cache off, in process) ≥ 3.5x raw", "read 1,000", COLD, "raw", 3.5),
+    ("read 1,000 warm ≥ 10x raw", "read 1,000", WARM, "raw", 10.0),
+    ("read 1,000 warm ≥ 10x raw", "read 1,000", A_WARM, "raw", 10.0),
+    ("4 processes ≥ 0.8x raw, none lost or duplicated", WRITERS, RS, "raw", 0.8),
+    ("asyncio, 1,000 sessions ≥ 0.8x raw", "asyncio", RS_A, "raw", 0.8),
+]
+
+
+def _row(rows: list[dict[str, Any]], op: str, system: str) -> dict[str, Any] | None:
+    return next((r for r in rows if r["op"].startswith(op) and r["system"] == system), None)
+
+
+def targets(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each of the issue's targets with the measured median ratio and whether it is met."""
+    out = []
+    for target, op, system, against, need in TARGETS:
+        row = _row(rows, op, system)
+        if row is None:
+            continue
+        ratio = row["ratio_vs_raw"] if against == "raw" else row["ratio_vs_ref"]
+        ratios = row["ratios"] if against == "raw" else row["ratios_vs_ref"]
+        checks_ok = all(c["ok"] for c in row["checks"])
+        out.append(
+            {
+                "target": target,
+                "op": row["op"],
+                "system": system,
+                "against": row["baseline"] if against == "raw" else AG,
+                "need": need,
+                "measured": ratio,
+                "range": [min(ratios), max(ratios)],
+                "met": ratio >= need and checks_ok,
+            }
+        )
+    return out
+
+
+def _ratio(x: float | None) -> str:
+    return "" if x is None else f"{x:.2f}x"
+
+
+def table(rows: list[dict[str, Any]]) -> str:
+    head = (
+        f"{'op':<26} {'system':<25} {'ops/s':>9} {'p50 µs':>8} {'p99 µs':>8} {'CPU µs/op':>9} "
+        f"{'vs raw':>7} {'(rounds)':>13} {'vs RedisS.':>10}"
+    )
+    lines = [head, "-" * len(head)]
+    op = None
+    for r in rows:
+        spread = f"{min(r['ratios']):.2f}-{max(r['ratios']):.2f}" if r["system"] != r["baseline"] else ""
+        lines.append(
+            f"{r['op'] if r['op'] != op else '':<26} {r['system']:<25} {r['ops_per_s']:>9,.0f} "
+            f"{r['p50_us']:>8,.0f} {r['p99_us']:>8,.0f} {r['cpu_us_per_op']:>9,.0f} "
+            f"{_ratio(r['ratio_vs_raw']):>7} {spread:>13} {_ratio(r['ratio_vs_ref']):>10}"
+        )
+        op = r["op"]
+    return "\n".join(lines)
+
+
+def report(results: dict[str, Any]) -> str:
+    m, cfg, rows = results["machine"], results["config"], results["results"]
+    out = [
+        "",
+        f"redis-sessions @ {m['commit']} (codec {cfg['codec']}) vs raw redis-py and the Agents SDK's "
+        f"RedisSession — {m['date']}",
+        f"{m['nproc']} CPU ({m['cpu']}), load {m['loadavg'][0]:.2f}; Python {m['python']}, redis-server "
+        f"{m['redis_server']} [{m['server']}], redis-py {m['redis_py']} (hiredis {m['hiredis']}), "
+        f"msgspec {m['msgspec']}, openai-agents {m['openai-agents']}",
+        f"messages as JSON: text {cfg['text_json_bytes']:.0f} B, tool call {cfg['tool_json_bytes']:.0f} B, "
+        f"mean {cfg['json_bytes']:.0f} B ({cfg['codec']}: mean {cfg['stored_bytes']:.0f} B)",
+        f"medians of {cfg['rounds']} interleaved rounds; vs raw / vs RedisSession = median of per-round "
+        f"ops/s ratios (async systems vs raw redis.asyncio); {cfg['elapsed_s']} s",
+        "",
+        table(rows),
+        "",
+    ]
+    for r in rows:
+        for i, c in enumerate(r["checks"]):
+            if i == 0 or not c["ok"]:
+                out.append(
+                    f"{r['op']}, {r['system']}: {len(r['checks'])} rounds, "
+                    f"{'all correct' if all(x['ok'] for x in r['checks']) else 'WRONG'} "
+                    f"(round 1: {c['count']}/{c['expected']} messages, {c['duplicates']} duplicates, "
+                    f"per-writer order kept: {c['in_order']})"
+                )
+    out += ["", "Redis memory per stored message (MEMORY USAGE ... SAMPLES 0 of every key, 1,000 messages):"]
+    for mem in results["memory"]:
+        out.append(
+            f"  {mem['system']:<28} {mem['bytes_per_message']:>6.0f} B/message "
+            f"({mem['keys']} keys; encoded message {mem['payload_bytes']:.0f} B)"
+        )
+    st = results["server_us_per_call"]
+    shown = [f"{k} {v['us_per_call']:.1f}" for k, v in sorted(st.items()) if v["calls"] >= 100]
+    out += ["", "Redis server time per call over the run, µs: " + ", ".join(shown), "", "Targets (issue 5):"]
+    for t in results["targets"]:
+        out.append(
+            f"  {'met    ' if t['met'] else 'NOT met'} {t['target']:<52} {t['system']:<22} "
+            f"{t['measured']:.2f}x vs {t['against']} (rounds {t['range'][0]:.2f}-{t['range'][1]:.2f})"
+        )
+    return "\n".join(out)
+
+
+COLORS = {RS: "#1f5fa8", COLD: "#1f5fa8", WARM: "#5b9bd5", RS_A: "#2e8b57", A_COLD: "#2e8b57"}
+COLORS |= {A_WARM: "#7cc49a", AG: "#e07b39"}
+
+
+def chart(results: dict[str, Any], path: str) -> None:
+    """Ratios vs raw redis-py per operation and system (log scale), and memory per message."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = [r for r in results["results"] if r["system"] not in (RAW, RAW_A)]
+    m, cfg = results["machine"], results["config"]
+    labels, values, colors, ypos, y, op = [], [], [], [], 0.0, None
+    for r in rows:
+        if op is not None and r["op"] != op:
+            y += 0.6
+        labels.append(f"{r['op']}  ·  {r['system']}" if r["op"] != op else r["system"])
+        values.append(r["ratio_vs_raw"])
+        colors.append(COLORS.get(r["system"], "#888888"))
+        ypos.append(y)
+        y, op = y + 1, r["op"]
+    fig, (ax, mx) = plt.subplots(
+        1, 2, figsize=(13, 0.27 * y + 2.2), gridspec_kw={"width_ratios": [3.2, 1]}, layout="constrained"
+    )
+    ax.barh(ypos, values, color=colors, height=0.8)
+    ax.set_xscale("log")
+    ax.axvline(1.0, color="black", linewidth=1)
+    ax.set_yticks(ypos, labels, fontsize=7.5)
+    ax.invert_yaxis()
+    ax.set_xlabel("throughput ÷ raw redis-py's in the same round (median of rounds; log scale; 1 = raw)")
+    ax.grid(axis="x", which="both", alpha=0.3)
+    for yy, v in zip(ypos, values, strict=True):
+        ax.text(v * 1.04, yy, f"{v:.2f}\u00d7", va="center", fontsize=7)
+    ax.set_xlim(min(values) / 1.5, max(values) * 2.2)
+    at = {(r["op"], r["system"]): yy for r, yy in zip(rows, ypos, strict=True)}
+    marks = [(at[(t["op"], t["system"])], t["need"]) for t in results["targets"] if t["against"] != AG]
+    ax.scatter([x for _, x in marks], [yy for yy, _ in marks], marker="|", s=160, color="red", zorder=3)
+    ax.scatter([], [], marker="|", s=160, color="red", label="issue 5 target (vs raw)")
+    ax.legend(loc="lower right", fontsize=7.5)
+    mem = results["memory"]
+    mx.barh(range(len(mem)), [x["bytes_per_message"] for x in mem], color="#777777", height=0.5)
+    mx.set_yticks(range(len(mem)), [x["system"] for x in mem], fontsize=7.5)
+    mx.invert_yaxis()
+    mx.set_xlabel("Redis memory per message (bytes)")
+    mx.set_title("1,000 messages, all keys", fontsize=8)
+    for i, x in enumerate(mem):
+        mx.text(x["bytes_per_message"], i, f" {x['bytes_per_message']:.0f}", va="center", fontsize=7)
+    mx.set_xlim(0, max(x["bytes_per_message"] for x in mem) * 1.3)
+    fig.suptitle(
+        f"redis-sessions @ {m['commit']} vs raw redis-py and the OpenAI Agents SDK's RedisSession "
+        f"(medians of {cfg['rounds']} interleaved rounds)\n{m['date'][:10]} · {m['nproc']} CPU {m['cpu']} · "
+        f"Python {m['python']} · redis-server {m['redis_server']} · redis-py {m['redis_py']} "
+        f"(hiredis {m['hiredis']}) · openai-agents {m['openai-agents']} · codec {cfg['codec']}",
+        fontsize=9,
+    )
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
