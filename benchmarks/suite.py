@@ -237,7 +237,7 @@ class Bench:
     def fresh_case(self) -> Case:
         """Each round, one new process per system reads ``fresh`` 1,000-message histories once."""
         keys, sids, ags = self.stored(1000, self.cfg.fresh)
-        targets = {RAW: keys, RAW_A: keys, RS: sids, RS_A: sids, AG: ags}
+        targets = {RAW: keys, RAW_A: keys, RS: sids, COLD: sids, RS_A: sids, AG: ags}
 
         def runner(system: str) -> Runner:
             return lambda r, k: run_fresh_read(system, self.url, self.prefix, targets[system])
