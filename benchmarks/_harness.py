@@ -215,14 +215,17 @@ def machine(client: redis.Redis, source: str, package: str, module_file: str) ->
         "hiredis": version("hiredis"),
         package: version(package),
         "commit": commit(os.path.dirname(module_file)),
+        "library_commit": commit(os.path.dirname(module_file), last_change=True),
     }
 
 
-def commit(where: str) -> str:
-    """The git commit of the checkout holding ``where``, ``-dirty`` if files there differ from it."""
+def commit(where: str, last_change: bool = False) -> str:
+    """The git commit of the checkout holding ``where`` (with ``last_change``: the last commit that
+    changed files under ``where``), ``-dirty`` if files there differ from it."""
     try:
         git = ["git", "-C", where]
-        head = subprocess.run([*git, "rev-parse", "--short", "HEAD"], capture_output=True, check=True)
+        ask = ["log", "-1", "--format=%h", "--", "."] if last_change else ["rev-parse", "--short", "HEAD"]
+        head = subprocess.run([*git, *ask], capture_output=True, check=True)
         dirty = subprocess.run([*git, "status", "--porcelain", "."], capture_output=True, check=True)
     except (OSError, subprocess.CalledProcessError):
         return "-"

@@ -56,8 +56,12 @@ def fresh_read(system: str, url: str, prefix: str, targets: Sequence[str]) -> Sa
         lrange, loads = client.lrange, json.loads
         return time_sync(len(targets), lambda i: [loads(x) for x in lrange(targets[i], 0, -1)])
     if system in (RS, COLD):  # the default store keeps what it read (the history cache); cold does not
-        cache = {"cache_messages": 0} if system == COLD else {}
-        store = SessionStore(redis.Redis.from_url(url), prefix=prefix, **cache)
+        client = redis.Redis.from_url(url)
+        store = (
+            SessionStore(client, prefix=prefix, cache_messages=0)
+            if system == COLD
+            else SessionStore(client, prefix=prefix)
+        )
         store.client.ping()
         return time_sync(len(targets), lambda i: store.messages(targets[i]))
     return asyncio.run(_fresh_read_async(system, url, prefix, targets))

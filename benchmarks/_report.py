@@ -83,8 +83,8 @@ def report(results: dict[str, Any]) -> str:
     m, cfg, rows = results["machine"], results["config"], results["results"]
     out = [
         "",
-        f"redis-sessions @ {m['commit']} (codec {cfg['codec']}) vs raw redis-py and the Agents SDK's "
-        f"RedisSession — {m['date']}",
+        f"redis-sessions @ {m['commit']} (redis_sessions/ last changed in {m['library_commit']}; codec "
+        f"{cfg['codec']}) vs raw redis-py and the Agents SDK's RedisSession — {m['date']}",
         f"{m['nproc']} CPU ({m['cpu']}), load {m['loadavg'][0]:.2f}; Python {m['python']}, redis-server "
         f"{m['redis_server']} [{m['server']}], redis-py {m['redis_py']} (hiredis {m['hiredis']}), "
         f"msgspec {m['msgspec']}, openai-agents {m['openai-agents']}",
@@ -172,8 +172,9 @@ def chart(results: dict[str, Any], path: str) -> None:
         mx.text(x["bytes_per_message"], i, f" {x['bytes_per_message']:.0f}", va="center", fontsize=7)
     mx.set_xlim(0, max(x["bytes_per_message"] for x in mem) * 1.3)
     fig.suptitle(
-        f"redis-sessions @ {m['commit']} vs raw redis-py and the OpenAI Agents SDK's RedisSession "
-        f"(medians of {cfg['rounds']} interleaved rounds)\n{m['date'][:10]} · {m['nproc']} CPU {m['cpu']} · "
+        f"redis-sessions @ {m['commit']} (library {m['library_commit']}) vs raw redis-py and the OpenAI "
+        f"Agents SDK's RedisSession (medians of {cfg['rounds']} interleaved rounds, --pin {cfg['pin']})\n"
+        f"{m['date'][:10]} · {m['nproc']} CPU {m['cpu']} · "
         f"Python {m['python']} · redis-server {m['redis_server']} · redis-py {m['redis_py']} "
         f"(hiredis {m['hiredis']}) · openai-agents {m['openai-agents']} · codec {cfg['codec']}",
         fontsize=9,
