@@ -127,7 +127,7 @@ COLORS |= {A_WARM: "#7cc49a", AG: "#e07b39"}
 
 
 def chart(results: dict[str, Any], path: str) -> None:
-    """Ratios vs raw redis-py per operation and system (log scale), and memory per message."""
+    """Ratios vs raw redis-py per operation and system (log scale), memory per message, targets."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -144,9 +144,14 @@ def chart(results: dict[str, Any], path: str) -> None:
         colors.append(COLORS.get(r["system"], "#888888"))
         ypos.append(y)
         y, op = y + 1, r["op"]
-    fig, (ax, mx) = plt.subplots(
-        1, 2, figsize=(13, 0.27 * y + 2.2), gridspec_kw={"width_ratios": [3.2, 1]}, layout="constrained"
+    fig, axes = plt.subplot_mosaic(
+        [["ratios", "memory"], ["ratios", "targets"]],
+        figsize=(14, 0.27 * y + 2.2),
+        width_ratios=[2.6, 1],
+        height_ratios=[1, 2.2],
+        layout="constrained",
     )
+    ax, mx, tx = axes["ratios"], axes["memory"], axes["targets"]
     ax.barh(ypos, values, color=colors, height=0.8)
     ax.set_xscale("log")
     ax.axvline(1.0, color="black", linewidth=1)
@@ -154,23 +159,29 @@ def chart(results: dict[str, Any], path: str) -> None:
     ax.invert_yaxis()
     ax.set_xlabel("throughput ÷ raw redis-py's in the same round (median of rounds; log scale; 1 = raw)")
     ax.grid(axis="x", which="both", alpha=0.3)
-    for yy, v in zip(ypos, values, strict=True):
-        ax.text(v * 1.04, yy, f"{v:.2f}\u00d7", va="center", fontsize=7)
-    ax.set_xlim(min(values) / 1.5, max(values) * 2.2)
     at = {(r["op"], r["system"]): yy for r, yy in zip(rows, ypos, strict=True)}
-    marks = [(at[(t["op"], t["system"])], t["need"]) for t in results["targets"] if t["against"] != AG]
-    ax.scatter([x for _, x in marks], [yy for yy, _ in marks], marker="|", s=160, color="red", zorder=3)
+    need = {at[(t["op"], t["system"])]: t["need"] for t in results["targets"] if t["against"] != AG}
+    for yy, v in zip(ypos, values, strict=True):
+        ax.text(max(v, need.get(yy, 0)) * 1.06, yy, f"{v:.2f}\u00d7", va="center", fontsize=7)
+    ax.set_xlim(min(values) / 1.5, max(values) * 2.2)
+    ax.scatter(list(need.values()), list(need), marker="|", s=160, color="red", zorder=3)
     ax.scatter([], [], marker="|", s=160, color="red", label="issue 5 target (vs raw)")
     ax.legend(loc="lower right", fontsize=7.5)
     mem = results["memory"]
-    mx.barh(range(len(mem)), [x["bytes_per_message"] for x in mem], color="#777777", height=0.5)
+    mx.barh(range(len(mem)), [x["bytes_per_message"] for x in mem], color="#777777", height=0.6)
     mx.set_yticks(range(len(mem)), [x["system"] for x in mem], fontsize=7.5)
     mx.invert_yaxis()
-    mx.set_xlabel("Redis memory per message (bytes)")
-    mx.set_title("1,000 messages, all keys", fontsize=8)
+    mx.set_xlabel("bytes per message", fontsize=8)
+    mx.set_title("Redis memory, 1,000 messages (all keys)", fontsize=8)
     for i, x in enumerate(mem):
         mx.text(x["bytes_per_message"], i, f" {x['bytes_per_message']:.0f}", va="center", fontsize=7)
     mx.set_xlim(0, max(x["bytes_per_message"] for x in mem) * 1.3)
+    tx.axis("off")
+    lines = ["Issue 5 targets (median ratio, range over rounds)", ""]
+    for t in results["targets"]:
+        lines.append(f"{'met ' if t['met'] else 'NOT '} {t['target']}")
+        lines.append(f"     {t['system']}: {t['measured']:.2f}x ({t['range'][0]:.2f}-{t['range'][1]:.2f})")
+    tx.text(0, 1, "\n".join(lines), va="top", ha="left", family="monospace", fontsize=6)
     fig.suptitle(
         f"redis-sessions @ {m['commit']} (library {m['library_commit']}) vs raw redis-py and the OpenAI "
         f"Agents SDK's RedisSession (medians of {cfg['rounds']} interleaved rounds, --pin {cfg['pin']})\n"
