@@ -387,7 +387,7 @@ async def gather(*aws: Awaitable[Any]) -> list[Any]:
 
 def parse_args(argv: Sequence[str] | None) -> tuple[argparse.Namespace, Config]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
-    parser.add_argument("--quick", action="store_true", help="a smoke run: 3 small rounds (~20 s)")
+    parser.add_argument("--quick", action="store_true", help="a smoke run: 3 small rounds (~25 s)")
     parser.add_argument("--rounds", type=int, help="interleaved rounds (default 5; --quick 3)")
     parser.add_argument("--ops", type=int, help="appends per system per round (default 2000; --quick 200)")
     parser.add_argument(
