@@ -11,14 +11,12 @@ from __future__ import annotations
 import uuid
 from typing import Any, Final, NamedTuple
 
-from ._core import _VERSION, Call, StoreCore
+from ._core import _LEASE_LOST, _NOT_FOUND, _TRIMMED, _VERSION, Call, StoreCore
 from .errors import LeaseLost, MessagesTrimmed
 from .keys import live_keys, session_id, session_keys
 from .models import AgentMessage
 
 __all__ = ["PUBSUB_PROBE", "Appended", "Batch", "lease", "read_after"]
-
-_TRIMMED, _LEASE_LOST = 7, 9
 
 PUBSUB_PROBE: Final = Call[int](
     "watch", None, None, (), ("EVAL", "return redis.REDIS_VERSION_NUM or 0", 0), int
@@ -50,7 +48,7 @@ def read_after(core: StoreCore, sid: object, after: int, limit: int = 1000) -> C
         raise TypeError(f"session `{sid}`: after_seq must be an int >= 0")
 
     def parse(reply: list[Any]) -> Batch | None:
-        if reply[0] == 1:
+        if reply[0] == _NOT_FOUND:
             return None
         if reply[0] == _TRIMMED:
             raise MessagesTrimmed(sid, after, int(reply[1]))
