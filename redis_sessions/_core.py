@@ -15,7 +15,6 @@ from importlib import resources
 from typing import Any, Final, Generic, NamedTuple, TypeVar
 
 import msgspec
-import redis.exceptions
 
 from .cache import CachedHistory, HistoryCache
 from .codec import CODECS, Codec
@@ -361,7 +360,7 @@ class StoreCore:
         raise CorruptSession(sid, f"unexpected script status {reply!r}")
 
     @staticmethod
-    def refused(call: Call[Any], exc: redis.exceptions.RedisError) -> Exception:
+    def refused(call: Call[Any], exc: Exception) -> Exception:
         """The typed error for a command Redis refused (or credentials it did not accept)."""
         text = str(exc)
         if "WRONGTYPE" in text and call.sid is not None:  # also inside "Command # n of pipeline..."

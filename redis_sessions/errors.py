@@ -17,7 +17,8 @@
     │   ├── CodecMismatch                          stored with another codec than this store writes
     │   └── CorruptSession                         stored bytes do not decode, or a key has the wrong type
     └── StoreError                                 Redis refused a command (out of memory, read-only...)
-        └── StoreUnavailable                       Redis could not be reached, retries exhausted
+        ├── StoreUnavailable                       Redis could not be reached, retries exhausted
+        └── NotReplicated                          written, but fewer replicas than asked confirmed it
 
 Driver errors are wrapped (``raise ... from exc``); our own checks never raise redis-py's types.
 Every error about one session carries its ``session_id`` and names it in the message.
@@ -37,6 +38,7 @@ __all__ = [
     "LeaseLost",
     "MessageTooLarge",
     "MessagesTrimmed",
+    "NotReplicated",
     "PersistenceError",
     "SchemaVersionError",
     "SessionError",
@@ -223,3 +225,23 @@ class StoreUnavailable(StoreError):
         reason = f" ({cause})" if cause is not None and str(cause) else ""
         super().__init__(operation, session_id, f"Redis unavailable after {attempts} attempt(s){reason}")
         self.attempts = attempts
+
+
+class NotReplicated(StoreError):
+    """The write was applied on the primary, but ``WAIT`` saw fewer replicas confirm it in time.
+
+    The write is not undone: it stands, and is lost only if the primary fails before a replica
+    catches up. Sending the same call again is safe (appends are idempotent) and waits again.
+    """
+
+    def __init__(
+        self, operation: str, session_id: uuid.UUID | None, acknowledged: int, required: int, timeout_ms: int
+    ) -> None:
+        super().__init__(
+            operation,
+            session_id,
+            f"written on the primary, but {acknowledged} of the {required} replica(s) asked for "
+            f"confirmed it within {timeout_ms} ms",
+        )
+        self.acknowledged = acknowledged
+        self.required = required

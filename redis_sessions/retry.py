@@ -18,8 +18,16 @@ from redis.backoff import NoBackoff
 
 __all__ = ["ASYNC_NO_CLIENT_RETRY", "NO_CLIENT_RETRY", "REFUSED", "TRANSIENT", "RetryPolicy"]
 
-TRANSIENT: Final = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
-"""What is worth another try: the connection broke or timed out (includes BusyLoadingError)."""
+TRANSIENT: Final = (
+    redis.exceptions.ConnectionError,
+    redis.exceptions.TimeoutError,
+    redis.exceptions.ClusterDownError,
+    redis.exceptions.TryAgainError,
+    redis.exceptions.SlotNotCoveredError,
+)
+"""What is worth another try: the connection broke or timed out (includes BusyLoadingError), or a
+Redis Cluster is between owners of a slot (CLUSTERDOWN, TRYAGAIN, an uncovered slot) during a
+failover or resharding. MOVED and ASK never get here: the cluster client follows them itself."""
 
 REFUSED: Final = (redis.exceptions.AuthenticationError, redis.exceptions.AuthorizationError)
 """Connection errors that another try cannot mend: wrong credentials or missing permissions."""

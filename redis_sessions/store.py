@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Generator, Iterator, Iterable, Mapping
+from collections.abc import Generator, Iterator, Iterable, Mapping, Sequence
 from datetime import timedelta
 from typing import Any, Self, TypeVar
 
 import redis.exceptions
 from redis import BlockingConnectionPool, Redis
+from redis.cluster import RedisCluster
+from redis.sentinel import Sentinel
 
 from ._core import (
     DEFAULT_CACHE_MESSAGES,
@@ -28,6 +30,7 @@ from ._core import (
 )
 from ._live import PUBSUB_PROBE, SHARDED_FROM, Appended, read_after
 from ._live import lease as lease_call
+from ._replication import WRITE_SCRIPTS, Waited, wait_for
 from .errors import LeaseLost, StoreUnavailable
 from .keys import live_keys
 from .keys import session_id as parse_session_id
@@ -39,8 +42,20 @@ __all__ = ["Lease", "SessionStore"]
 T = TypeVar("T")
 _DEFAULT_RETRY = RetryPolicy()
 _STORE_OPTIONS = frozenset(
-    {"prefix", "ttl", "max_messages", "codec", "max_message_bytes", "cache_messages", "retry"}
+    {
+        "prefix",
+        "ttl",
+        "max_messages",
+        "codec",
+        "max_message_bytes",
+        "cache_messages",
+        "retry",
+        "wait_replicas",
+        "wait_timeout",
+    }
 )
+_TIMEOUTS = {"socket_timeout": 5.0, "socket_connect_timeout": 5.0}
+_FAILED = (redis.exceptions.RedisError, redis.exceptions.RedisClusterException)
 
 
 class SessionStore:
@@ -54,11 +69,17 @@ class SessionStore:
     round trip that also proves the rest current (``0`` turns it off).
     ``retry`` is the one retry policy for transport errors: the store turns the client's own
     retry off; pass ``retry=None`` to keep the client's retry as it is and not retry here.
+    ``wait_replicas`` (default 0: off) makes every write wait until that many replicas confirm it,
+    up to ``wait_timeout`` seconds, else raise ``NotReplicated``; see the README on what Redis's
+    asynchronous replication promises with and without it.
+
+    ``client`` is a ``Redis`` (also one from a ``Sentinel``) or a ``RedisCluster``; ``from_url``,
+    ``from_cluster`` and ``from_sentinel`` build one with sensible timeouts.
     """
 
     def __init__(
         self,
-        client: Redis,
+        client: Redis | RedisCluster,
         *,
         prefix: str = "rs",
         ttl: float | timedelta | None = None,
@@ -67,6 +88,8 @@ class SessionStore:
         max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
         cache_messages: int = DEFAULT_CACHE_MESSAGES,
         retry: RetryPolicy | None = _DEFAULT_RETRY,
+        wait_replicas: int = 0,
+        wait_timeout: float | timedelta = 1.0,
     ) -> None:
         check_client(client)
         self._core = StoreCore(
@@ -78,10 +101,15 @@ class SessionStore:
             cache_messages=cache_messages,
         )
         self.client = client
+        self._cluster = isinstance(client, RedisCluster)
         self._retry = retry
-        if retry is not None and client.get_retry() is not NO_CLIENT_RETRY:
+        self._wait = wait_for(wait_replicas, wait_timeout)
+        # One retry layer: ours. (Only when not already off: a BlockingConnectionPool cannot
+        # take a new retry in redis-py 8.1.)
+        current = client.retry if isinstance(client, RedisCluster) else client.get_retry()
+        if retry is not None and current is not NO_CLIENT_RETRY:
             client.set_retry(NO_CLIENT_RETRY)
-        self._owns_client = False
+        self._owned: tuple[Any, ...] = ()  # clients this store made (from_url...) and so closes
         self._sharded: bool | None = None  # sharded pub/sub? asked of the server on first watch
 
     @classmethod
@@ -94,14 +122,40 @@ class SessionStore:
         The pool blocks (up to ``timeout``, 20 s) when all ``max_connections`` (50) are busy,
         instead of failing the call: more concurrent callers than connections just wait their turn.
         """
-        store_options = {k: options.pop(k) for k in _STORE_OPTIONS & options.keys()}
-        options.setdefault("socket_timeout", 5.0)
-        options.setdefault("socket_connect_timeout", 5.0)
-        if store_options.get("retry", _DEFAULT_RETRY) is not None:
-            options["retry"] = NO_CLIENT_RETRY
+        store_options = _split_options(options)
         client = Redis.from_pool(BlockingConnectionPool.from_url(url, **options))
+        return cls._owning(client, (client,), store_options)
+
+    @classmethod
+    def from_cluster(cls, url: str, **options: Any) -> Self:
+        """A store on a Redis Cluster, found through any one node's ``url`` (``redis://host:port``).
+
+        The cluster client discovers the other nodes, sends each call to the primary of the
+        session's slot and follows MOVED/ASK itself; every key of a session shares one slot.
+        Options the store knows configure the store; the rest go to ``RedisCluster``.
+        """
+        store_options = _split_options(options)
+        client = RedisCluster.from_url(url, **options)
+        return cls._owning(client, (client,), store_options)
+
+    @classmethod
+    def from_sentinel(cls, sentinels: Sequence[tuple[str, int]], service_name: str, **options: Any) -> Self:
+        """A store on the primary that Redis Sentinel names for ``service_name``.
+
+        ``sentinels`` are ``(host, port)`` pairs. After a failover the client asks the sentinels
+        again and follows the new primary. ``sentinel_kwargs`` (a dict) configures the connections
+        to the sentinels; other options the store does not know go to the primary's connections.
+        """
+        sentinel_kwargs = {**_TIMEOUTS, **options.pop("sentinel_kwargs", {})}
+        store_options = _split_options(options)
+        sentinel = Sentinel(sentinels, sentinel_kwargs=sentinel_kwargs, **options)  # type: ignore[no-untyped-call, unused-ignore]
+        client = sentinel.master_for(service_name)  # type: ignore[no-untyped-call, unused-ignore]
+        return cls._owning(client, (client, *sentinel.sentinels), store_options)
+
+    @classmethod
+    def _owning(cls, client: Any, owned: tuple[Any, ...], store_options: dict[str, Any]) -> Self:
         store = cls(client, **store_options)
-        store._owns_client = True
+        store._owned = owned
         return store
 
     def create(
@@ -167,16 +221,20 @@ class SessionStore:
         self._run(self._core.set_metadata(session_id, updates))
 
     def list(self) -> Iterator[SessionId]:
-        """Every session id under this store's prefix, found with SCAN (never KEYS)."""
-        cursor, seen = 0, set[SessionId]()
-        while True:
-            cursor, found = self._run(self._core.scan(cursor))
-            for sid in found:
-                if sid not in seen:
-                    seen.add(sid)
-                    yield sid
-            if cursor == 0:
-                return
+        """Every session id under this store's prefix, found with SCAN (never KEYS).
+
+        On a cluster every primary is scanned in turn."""
+        seen = set[SessionId]()
+        for node in self._scan_nodes():
+            cursor = 0
+            while True:
+                cursor, found = self._run(self._core.scan(cursor), node)
+                for sid in found:
+                    if sid not in seen:
+                        seen.add(sid)
+                        yield sid
+                if cursor == 0:
+                    break
 
     def watch(
         self,
@@ -216,7 +274,10 @@ class SessionStore:
                 if wait <= 0:
                     return
                 try:
-                    pubsub.get_message(ignore_subscribe_messages=True, timeout=wait)
+                    if self._cluster and self._sharded:
+                        pubsub.get_sharded_message(ignore_subscribe_messages=True, timeout=wait)
+                    else:
+                        pubsub.get_message(ignore_subscribe_messages=True, timeout=wait)
                 except TRANSIENT:
                     pubsub.close()
                     pubsub = self._subscribe(channel)
@@ -253,10 +314,19 @@ class SessionStore:
             pubsub.subscribe(channel)
         return pubsub
 
+    def _scan_nodes(self) -> Sequence[Any]:
+        """Where SCAN must look: the one server (``None``), or each primary of a cluster."""
+        if not isinstance(self.client, RedisCluster):
+            return [None]
+        if not self.client.get_primaries():  # type: ignore[no-untyped-call, unused-ignore]  # the asyncio cluster client connects lazily
+            self.client.nodes_manager.initialize()
+        primaries: Sequence[Any] = self.client.get_primaries()  # type: ignore[no-untyped-call, unused-ignore]
+        return primaries
+
     def close(self) -> None:
-        """Close the client if this store created it (``from_url``)."""
-        if self._owns_client:
-            self.client.close()
+        """Close the clients this store created (``from_url``, ``from_cluster``, ``from_sentinel``)."""
+        for client in self._owned:
+            client.close()
 
     def __enter__(self) -> Self:
         return self
@@ -264,34 +334,63 @@ class SessionStore:
     def __exit__(self, *exc_info: object) -> None:
         self.close()
 
-    def _run(self, call: Call[T]) -> T:
+    def _run(self, call: Call[T], node: Any = None) -> T:
         try:
             try:
-                reply = self._send(call)
+                reply = self._send(call, node)
             except TRANSIENT as exc:
-                reply = self._resend(call, exc)
-        except redis.exceptions.RedisError as exc:
+                reply = self._resend(call, node, exc)
+        except _FAILED as exc:
             raise self._core.refused(call, exc) from exc
+        if type(reply) is Waited:
+            result = call.parse(reply.reply)  # the script's own verdict first, then replication's
+            self._wait.check(call, reply.acknowledged)  # type: ignore[union-attr]
+            return result
         return call.parse(reply)
 
-    def _send(self, call: Call[Any]) -> Any:
+    def _send(self, call: Call[Any], node: Any = None) -> Any:
         if call.script is not None:
             # EVALSHA straight away: redis-py's Script wrapper costs ~7 us of CPU per call, 10 % of
             # an append. A server that lost its script cache (restart, SCRIPT FLUSH) gets it again.
             command = ("EVALSHA", SHAS[call.script], len(call.keys), *call.keys, *call.args)
+            if self._wait is not None and call.script in WRITE_SCRIPTS:
+                return self._send_waited(call.keys[0], command, self._wait.command, call.script)
             try:
-                return self.client.execute_command(*command)  # type: ignore[no-untyped-call]
+                return self.client.execute_command(*command)  # type: ignore[no-untyped-call, unused-ignore]
             except redis.exceptions.NoScriptError:
                 self.client.script_load(SCRIPTS[call.script])
-                return self.client.execute_command(*command)  # type: ignore[no-untyped-call]
+                return self.client.execute_command(*command)  # type: ignore[no-untyped-call, unused-ignore]
         if call.multi:
             with self.client.pipeline(transaction=True) as pipe:
                 for command in call.multi:
                     pipe.execute_command(*command)  # type: ignore[no-untyped-call, unused-ignore]
                 return pipe.execute()
-        return self.client.execute_command(*call.args)  # type: ignore[no-untyped-call]
+        if node is not None:
+            return self.client.execute_command(*call.args, target_nodes=node)  # type: ignore[no-untyped-call, unused-ignore]
+        return self.client.execute_command(*call.args)  # type: ignore[no-untyped-call, unused-ignore]
 
-    def _resend(self, call: Call[Any], error: Exception) -> Any:
+    def _send_waited(
+        self, key: str, command: tuple[Any, ...], wait: tuple[Any, ...], script: str
+    ) -> Waited:
+        """The write script and ``WAIT`` in one pipeline, so both use one connection to one node."""
+        while True:
+            node = self.client.get_node_from_key(key) if self._cluster else None  # type: ignore[union-attr]
+            target = {} if node is None else {"target_nodes": node}
+            with self.client.pipeline(transaction=False) as pipe:
+                pipe.execute_command(*command)  # type: ignore[no-untyped-call, unused-ignore]
+                pipe.execute_command(*wait, **target)  # type: ignore[no-untyped-call, unused-ignore]
+                reply, acknowledged = pipe.execute(raise_on_error=False)
+            if isinstance(reply, redis.exceptions.NoScriptError):
+                self.client.script_load(SCRIPTS[script])
+                continue
+            for outcome in (reply, acknowledged):
+                if isinstance(outcome, Exception):
+                    raise outcome
+            if node is not None and self.client.get_node_from_key(key) is not node:  # type: ignore[union-attr]
+                continue  # the slot moved meanwhile: WAIT asked the old owner; again (idempotent)
+            return Waited(reply, int(acknowledged))
+
+    def _resend(self, call: Call[Any], node: Any, error: Exception) -> Any:
         """Retry a call whose first try failed in transport; the failure counts as attempt 1."""
         if isinstance(error, REFUSED):
             raise error
@@ -304,12 +403,24 @@ class SessionStore:
                     attempts = attempt.retry_state.attempt_number
                     if pending:
                         raise pending.pop()
-                    return self._send(call)
+                    return self._send(call, node)
         except REFUSED:
             raise
         except TRANSIENT as exc:
             raise StoreUnavailable(call.op, call.sid, attempts, exc) from exc
         raise AssertionError("unreachable: tenacity returns or raises")
+
+
+def _split_options(options: dict[str, Any]) -> dict[str, Any]:
+    """Take the store's own options out of ``options``, and give the client our defaults:
+    5 s socket timeouts (a stalled server cannot hang a caller) and, when the store retries,
+    no retry of its own."""
+    store_options = {k: options.pop(k) for k in _STORE_OPTIONS & options.keys()}
+    for name, value in _TIMEOUTS.items():
+        options.setdefault(name, value)
+    if store_options.get("retry", _DEFAULT_RETRY) is not None:
+        options["retry"] = NO_CLIENT_RETRY
+    return store_options
 
 
 class Lease:

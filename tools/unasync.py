@@ -27,6 +27,7 @@ SUBSTITUTIONS = [
     (r"AsyncSessionStore", "SessionStore"),
     (r"AsyncLease", "Lease"),
     (r"from redis\.asyncio import", "from redis import"),
+    (r"from redis\.asyncio\.(\w+) import", r"from redis.\1 import"),
     (r"AsyncIterator", "Iterator"),
     (r"AsyncGenerator\[(\w+), None\]", r"Generator[\1, None, None]"),
     (r"AsyncGenerator", "Generator"),

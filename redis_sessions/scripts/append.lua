@@ -5,6 +5,7 @@
 -- ARGV[4] = fencing token ('' = none: sessions without leases),
 -- ARGV[5..] = message id, encoded message, message id, encoded message, ...
 -- Trimming and TTL follow the session's own ttl_ms / max_messages fields (set by create).
+-- A call whose messages are all stored already changes nothing but the meta's replays counter.
 -- Returns {0, seq}: seq of the last given message (the session's seq when any was new);
 -- {1} not found; {2, version} other schema; {5, codec} other codec; {3, seq} expected seq differs;
 -- {6, detail} the meta hash is corrupt; {9, token} the fencing token is not the live lease's.
@@ -40,6 +41,9 @@ for i = 5, #ARGV, 2 do
   end
 end
 if #fresh == 0 then
+  -- A replay (a retry after a lost reply): count it, which is also a write that replicates, so a
+  -- WAIT after this call covers the original write, whichever connection made it.
+  redis.call('HINCRBY', meta, 'replays', 1)
   return {0, last}
 end
 -- Fencing: a writer whose lease expired or was taken over must not write, however late it wakes.

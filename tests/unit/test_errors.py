@@ -19,6 +19,7 @@ from redis_sessions import (
     LeaseLost,
     MessagesTrimmed,
     MessageTooLarge,
+    NotReplicated,
     PersistenceError,
     SchemaVersionError,
     SessionError,
@@ -43,6 +44,7 @@ PARENTS = {
     CorruptSession: (PersistenceError,),
     StoreError: (SessionError,),
     StoreUnavailable: (StoreError,),
+    NotReplicated: (StoreError,),
     LeaseHeld: (SessionError,),
     LeaseLost: (SessionError,),
     MessagesTrimmed: (SessionError,),
@@ -62,6 +64,7 @@ def one_of_each() -> list[SessionError]:
         CorruptSession(SID, "bad bytes", 4),
         StoreError("append", SID, "OOM command not allowed"),
         StoreUnavailable("append", SID, 3),
+        NotReplicated("append", SID, 0, 1, 100),
     ]
 
 

@@ -22,6 +22,7 @@ PUBLIC = {
     "InvalidMessage",
     "InvalidSessionId",
     "MessageTooLarge",
+    "NotReplicated",
     "PersistenceError",
     "RetryPolicy",
     "Role",

@@ -31,9 +31,20 @@ def test_policy_is_frozen() -> None:
         FAST.attempts = 10  # type: ignore[misc]
 
 
-def test_transient_errors_are_connection_and_timeout() -> None:
-    assert set(TRANSIENT) == {redis.exceptions.ConnectionError, redis.exceptions.TimeoutError}
+def test_transient_errors_are_transport_and_cluster_handovers() -> None:
+    assert set(TRANSIENT) == {
+        redis.exceptions.ConnectionError,
+        redis.exceptions.TimeoutError,
+        redis.exceptions.ClusterDownError,
+        redis.exceptions.TryAgainError,
+        redis.exceptions.SlotNotCoveredError,
+    }
     assert issubclass(redis.exceptions.BusyLoadingError, TRANSIENT)
+    assert issubclass(redis.exceptions.MasterDownError, TRANSIENT)
+    # Redirections are the cluster client's own business, and errors in a script are final.
+    assert not issubclass(redis.exceptions.MovedError, TRANSIENT)
+    assert not issubclass(redis.exceptions.AskError, TRANSIENT)
+    assert not issubclass(redis.exceptions.ResponseError, TRANSIENT)
 
 
 def test_client_retry_is_off() -> None:
