@@ -315,7 +315,10 @@ class StoreCore:
         pattern = meta_key_pattern(self.prefix)
 
         def parse(reply: list[Any]) -> tuple[int, list[SessionId]]:
-            return int(reply[0]), [parse_meta_key(self.prefix, key) for key in reply[1]]
+            cursor = reply[0]
+            if isinstance(cursor, dict):  # a cluster client keys the cursor by node: one node here
+                (cursor,) = cursor.values()
+            return int(cursor), [parse_meta_key(self.prefix, key) for key in reply[1]]
 
         args = ("SCAN", cursor, "MATCH", pattern, "COUNT", _SCAN_COUNT)
         return Call("list", None, None, (), args, parse)

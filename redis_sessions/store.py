@@ -318,10 +318,14 @@ class SessionStore:
         """Where SCAN must look: the one server (``None``), or each primary of a cluster."""
         if not isinstance(self.client, RedisCluster):
             return [None]
-        if not self.client.get_primaries():  # type: ignore[no-untyped-call, unused-ignore]  # the asyncio cluster client connects lazily
-            self.client.nodes_manager.initialize()
+        self._slot_map()
         primaries: Sequence[Any] = self.client.get_primaries()  # type: ignore[no-untyped-call, unused-ignore]
         return primaries
+
+    def _slot_map(self) -> None:
+        """Load the cluster's slot map if the client has none yet (the asyncio one connects lazily)."""
+        if not self.client.get_primaries():  # type: ignore[union-attr, no-untyped-call, unused-ignore]
+            self.client.nodes_manager.initialize()  # type: ignore[union-attr]
 
     def close(self) -> None:
         """Close the clients this store created (``from_url``, ``from_cluster``, ``from_sentinel``)."""
@@ -373,6 +377,8 @@ class SessionStore:
         self, key: str, command: tuple[Any, ...], wait: tuple[Any, ...], script: str
     ) -> Waited:
         """The write script and ``WAIT`` in one pipeline, so both use one connection to one node."""
+        if self._cluster:
+            self._slot_map()
         while True:
             node = self.client.get_node_from_key(key) if self._cluster else None  # type: ignore[union-attr]
             target = {} if node is None else {"target_nodes": node}

@@ -1,9 +1,11 @@
-"""The backend table: every integration test runs on fakeredis and on a real redis-server, sync and async.
+"""The backend table: every integration test runs on fakeredis, on a real redis-server and on a real
+Redis Cluster (3 primaries, 3 replicas), sync and async.
 
 The real server is a ``redis-server`` spawned once per run on a free loopback port, or ``REDIS_URL``
-when set. Either way each test works under its own key prefix and deletes only those keys, so a
-shared ``REDIS_URL`` is never flushed. Without ``redis-server`` the real tests skip, except under
-``CI=true``, where a missing server fails the run.
+when set; the cluster is six ``redis-server`` processes spawned once per run (``tests/servers.py``),
+or ``REDIS_CLUSTER_URL`` (any node) when set. Either way each test works under its own key prefix
+and deletes only those keys, so a shared server is never flushed. Without ``redis-server`` the real
+tests skip, except under ``CI=true``, where a missing server fails the run.
 """
 
 from __future__ import annotations
@@ -18,11 +20,13 @@ import pytest
 
 from redis_sessions import AsyncSessionStore, SessionStore
 from redis_sessions.embedded import RedisServer
+from tests.servers import RedisClusterServers, require_redis_binaries
 from tests.support import AsyncAdapter, Backend
 
 BACKENDS = [
     pytest.param("fakeredis", id="fakeredis"),
     pytest.param("real", marks=pytest.mark.real, id="real"),
+    pytest.param("cluster", marks=[pytest.mark.real, pytest.mark.cluster], id="cluster"),
 ]
 FRONTS = ["sync", "async"]
 
@@ -50,6 +54,18 @@ def redis_url() -> Iterator[str]:
         yield server.url
 
 
+@pytest.fixture(scope="session")
+def cluster_url() -> Iterator[str]:
+    """Any node of a real Redis Cluster: ``REDIS_CLUSTER_URL``, or six nodes started for this run."""
+    given = os.environ.get("REDIS_CLUSTER_URL")
+    if given:
+        yield given
+        return
+    require_redis_binaries()
+    with RedisClusterServers() as cluster:
+        yield cluster.url
+
+
 @pytest.fixture
 def spawned_server(redis_url: str) -> bool:
     """True when the real server is ours (not a shared ``REDIS_URL``), so server-wide commands are fine."""
@@ -58,7 +74,11 @@ def spawned_server(redis_url: str) -> bool:
 
 @pytest.fixture(params=BACKENDS)
 def backend(request: pytest.FixtureRequest) -> Iterator[Backend]:
-    url = request.getfixturevalue("redis_url") if request.param == "real" else None
+    url = None
+    if request.param == "real":
+        url = request.getfixturevalue("redis_url")
+    elif request.param == "cluster":
+        url = request.getfixturevalue("cluster_url")
     namespace = Backend(request.param, url)
     yield namespace
     namespace.close()

@@ -1,7 +1,8 @@
 """Helpers shared by the tests: the backends (fakeredis or a real server) and the async adapter.
 
-A ``Backend`` is one Redis namespace for one test: a unique key prefix on a fakeredis ``FakeServer``
-or on a real server, with a sync ``raw`` client to write bad data by hand and to inspect keys.
+A ``Backend`` is one Redis namespace for one test: a unique key prefix on a fakeredis ``FakeServer``,
+on a real server or on a real Redis Cluster, with a sync ``raw`` client to write bad data by hand and
+to inspect keys.
 ``AsyncAdapter`` lets one synchronous test body drive an ``AsyncSessionStore`` by running each
 coroutine on an ``asyncio.Runner`` owned by the test.
 """
@@ -16,6 +17,8 @@ from typing import Any, TypeVar
 import fakeredis
 import redis
 import redis.asyncio
+import redis.asyncio.cluster
+import redis.cluster
 
 from redis_sessions import AgentMessage, Appended, AsyncLease, AsyncSessionStore, Session, SessionId
 
@@ -29,7 +32,7 @@ def unique_prefix() -> str:
 
 
 class Backend:
-    """One test's namespace on fakeredis or a real server."""
+    """One test's namespace on fakeredis, a real server, or a real cluster (``name == "cluster"``)."""
 
     def __init__(self, name: str, url: str | None) -> None:
         self.name = name
@@ -38,16 +41,24 @@ class Backend:
         self.server = fakeredis.FakeServer() if url is None else None
         self.raw = self.sync_client()
 
-    def sync_client(self, **options: Any) -> redis.Redis:
+    @property
+    def cluster(self) -> bool:
+        return self.name == "cluster"
+
+    def sync_client(self, **options: Any) -> Any:
         if self.server is not None:
             return fakeredis.FakeRedis(server=self.server, **options)
         assert self.url is not None
+        if self.cluster:
+            return redis.cluster.RedisCluster.from_url(self.url, **options)
         return redis.Redis.from_url(self.url, **options)
 
-    def async_client(self, **options: Any) -> redis.asyncio.Redis:
+    def async_client(self, **options: Any) -> Any:
         if self.server is not None:
             return fakeredis.FakeAsyncRedis(server=self.server, **options)
         assert self.url is not None
+        if self.cluster:
+            return redis.asyncio.cluster.RedisCluster.from_url(self.url, **options)
         return redis.asyncio.Redis.from_url(self.url, **options)
 
     def stored_keys(self, prefix: str | None = None) -> set[bytes]:

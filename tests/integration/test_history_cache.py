@@ -38,10 +38,11 @@ def test_write_by_another_process_is_seen_on_the_next_read(make_store: MakeStore
     code = (
         "import sys, uuid\n"
         "from redis_sessions import SessionStore, AgentMessage\n"
-        "with SessionStore.from_url(sys.argv[1], prefix=sys.argv[2]) as s:\n"
+        "with getattr(SessionStore, sys.argv[4])(sys.argv[1], prefix=sys.argv[2]) as s:\n"
         "    s.append(uuid.UUID(sys.argv[3]), AgentMessage.user('from afar', id='afar'))\n"
     )
-    subprocess.run([sys.executable, "-c", code, backend.url, backend.prefix, str(sid)], check=True)
+    opener = "from_cluster" if backend.cluster else "from_url"
+    subprocess.run([sys.executable, "-c", code, backend.url, backend.prefix, str(sid), opener], check=True)
     assert ids(reader.messages(sid))[-1] == "afar"
     session = reader.load(sid)
     assert session is not None
