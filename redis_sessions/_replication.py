@@ -14,10 +14,12 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any, Final, NamedTuple
 
+import redis.exceptions
+
 from ._core import Call, ttl_ms
 from .errors import NotReplicated
 
-__all__ = ["WRITE_SCRIPTS", "Wait", "Waited", "wait_for"]
+__all__ = ["WRITE_SCRIPTS", "Wait", "Waited", "handover", "wait_for"]
 
 WRITE_SCRIPTS: Final = frozenset({"create", "append", "set_metadata", "delete", "lease"})
 """The scripts that change a session: the ones a ``WAIT`` follows."""
@@ -51,3 +53,14 @@ def wait_for(replicas: int, timeout: float | timedelta) -> Wait | None:
     if type(replicas) is not int or replicas < 0:
         raise ValueError(f"wait_replicas must be an int >= 0, got {replicas!r}")
     return Wait(replicas, ttl_ms(timeout)) if replicas else None
+
+
+_DEMOTED: Final = ("UNBLOCKED", "WAIT cannot be used with replica")
+
+
+def handover(error: Exception) -> Exception:
+    """``WAIT``'s error as the stores should see it: a node that stopped being the primary
+    while (or before) it waited is a handover in progress, worth another try, not a failure."""
+    if isinstance(error, redis.exceptions.ResponseError) and str(error).startswith(_DEMOTED):
+        return redis.exceptions.TryAgainError(f"the primary changed during WAIT: {error}")
+    return error

@@ -30,7 +30,7 @@ from ._core import (
 )
 from ._live import PUBSUB_PROBE, SHARDED_FROM, Appended, read_after
 from ._live import lease as lease_call
-from ._replication import WRITE_SCRIPTS, Waited, wait_for
+from ._replication import WRITE_SCRIPTS, Waited, handover, wait_for
 from .errors import LeaseLost, StoreUnavailable
 from .keys import live_keys
 from .keys import session_id as parse_session_id
@@ -379,7 +379,7 @@ class SessionStore:
         """The write script and ``WAIT`` in one pipeline, so both use one connection to one node."""
         if self._cluster:
             self._slot_map()
-        while True:
+        for _ in range(3):
             node = self.client.get_node_from_key(key) if self._cluster else None  # type: ignore[union-attr]
             target = {} if node is None else {"target_nodes": node}
             with self.client.pipeline(transaction=False) as pipe:
@@ -389,12 +389,17 @@ class SessionStore:
             if isinstance(reply, redis.exceptions.NoScriptError):
                 self.client.script_load(SCRIPTS[script])
                 continue
-            for outcome in (reply, acknowledged):
-                if isinstance(outcome, Exception):
-                    raise outcome
             if node is not None and self.client.get_node_from_key(key) is not node:  # type: ignore[union-attr]
-                continue  # the slot moved meanwhile: WAIT asked the old owner; again (idempotent)
+                # The slot moved (a failover, a resharding): the script followed the redirection,
+                # but WAIT asked the old owner, and may have failed there. Again: appends are
+                # idempotent, and a replay is itself a write that the next WAIT covers.
+                continue
+            if isinstance(reply, Exception):
+                raise reply
+            if isinstance(acknowledged, Exception):
+                raise handover(acknowledged)
             return Waited(reply, int(acknowledged))
+        raise redis.exceptions.TryAgainError(f"the owner of {key!r} kept changing; WAIT not confirmed")
 
     def _resend(self, call: Call[Any], node: Any, error: Exception) -> Any:
         """Retry a call whose first try failed in transport; the failure counts as attempt 1."""

@@ -56,6 +56,7 @@ class WriterReport:
     attempted: int = 0
     acknowledged: dict[str, tuple[uuid.UUID, int]] = field(default_factory=dict)  # id -> (sid, seq)
     failures: Counter[str] = field(default_factory=Counter)  # failed calls by error type
+    samples: dict[str, str] = field(default_factory=dict)  # the first message of each error type
 
 
 def failover_writer(
@@ -83,6 +84,7 @@ def failover_writer(
                         seq = store.append(sid, message)
                     except (StoreError, NotReplicated) as exc:
                         report.failures[type(exc).__name__] += 1
+                        report.samples.setdefault(type(exc).__name__, str(exc))
                         stop.wait(0.02)  # back off a little, then send the same message again
                         continue
                     report.acknowledged[message.id] = (sid, seq)
@@ -107,12 +109,14 @@ class Audit:
     disagreements: list[uuid.UUID] = field(default_factory=list)  # readers saw different lists
     out_of_order: list[int] = field(default_factory=list)  # writers whose messages are reordered
     failures: Counter[str] = field(default_factory=Counter)
+    samples: dict[str, str] = field(default_factory=dict)
 
     def line(self) -> str:
         return (
             f"appends attempted {self.attempted}, acknowledged {self.acknowledged}, stored {self.stored}, "
             f"duplicates {self.duplicates}, lost acknowledged {len(self.lost)}, "
-            f"reader disagreements {len(self.disagreements)}, failed calls {dict(self.failures)}"
+            f"reader disagreements {len(self.disagreements)}, failed calls {dict(self.failures)} "
+            f"(first of each: {self.samples})"
         )
 
 
@@ -123,6 +127,7 @@ def audit(target: Target, prefix: str, sids: list[uuid.UUID], reports: list[Writ
         result.attempted += report.attempted
         result.acknowledged += len(report.acknowledged)
         result.failures.update(report.failures)
+        result.samples = {**report.samples, **result.samples}
     with target.store(prefix, cache_messages=0) as one, target.store(prefix, cache_messages=0) as two:
         views = [
             {sid: [m.id for m in one.messages(sid)] for sid in sids},
