@@ -15,10 +15,12 @@ the test measures and prints how many (``pytest -s`` shows the figures), it does
 from __future__ import annotations
 
 import multiprocessing
+import subprocess
 import time
 from collections.abc import Callable, Iterator
 
 import pytest
+import redis.cluster
 
 from tests.integration.failover import Audit, Target, WriterReport, audit, failover_writer
 from tests.servers import RedisClusterServers, RedisSentinelServers, require_redis_binaries
@@ -132,6 +134,42 @@ def test_cluster_failover_and_a_killed_primary_under_load(
     assert_consistent(result)
     if wait_replicas:
         assert not result.lost, f"acknowledged after WAIT, then lost: {result.lost[:10]}"
+
+
+def test_cluster_resharding_under_load(cluster: RedisClusterServers) -> None:
+    # Every slot of one primary moves, keys and all, to another while the writers append: the
+    # scripts meet ASK redirections and TRYAGAIN (a session's keys half migrated) on the way.
+    entry, source, destination = cluster.primaries()
+    target = Target("cluster", url=f"redis://127.0.0.1:{entry}")
+    moved: list[str] = []
+
+    def node_id(port: int) -> str:
+        out = subprocess.run(
+            ["redis-cli", "-p", str(port), "CLUSTER", "MYID"], capture_output=True, text=True, check=True
+        )
+        return out.stdout.strip()
+
+    def faults(progress: Progress) -> None:
+        started = time.monotonic()
+        command = [
+            *("redis-cli", "--cluster", "reshard", f"127.0.0.1:{entry}"),
+            *("--cluster-from", node_id(source), "--cluster-to", node_id(destination)),
+            *("--cluster-slots", "16384", "--cluster-yes"),
+        ]
+        subprocess.run(command, capture_output=True, check=True, timeout=180)
+        moved.append(f"all slots of {source} moved to {destination} in {time.monotonic() - started:.1f} s")
+
+    result, reports = under_load(target, 0, faults, writers=3)
+    print(f"\ncluster resharding: {result.line()}; {moved[0]}")
+    assert_consistent(result)
+    assert not result.lost, "resharding must not lose anything"
+    sids = {sid for report in reports for sid, _ in report.acknowledged.values()}
+    client = redis.cluster.RedisCluster.from_url(target.url)
+    try:
+        owners = {client.get_node_from_key(f"{{{sid}}}").port for sid in sids}
+    finally:
+        client.close()
+    assert source not in owners, "the sessions on the source primary should have moved"
 
 
 def test_sentinel_failover_under_load(sentinel: RedisSentinelServers) -> None:
