@@ -16,7 +16,7 @@
     │   ├── SchemaVersionError                     stored by another schema version of this library
     │   ├── CodecMismatch                          stored with another codec than this store writes
     │   └── CorruptSession                         stored bytes do not decode, or a key has the wrong type
-    └── StoreError                                 Redis refused a command (out of memory, read-only...)
+    └── StoreError                                 Redis (or the backing database) refused or failed
         ├── StoreUnavailable                       Redis could not be reached, retries exhausted
         └── NotReplicated                          written, but fewer replicas than asked confirmed it
 
@@ -207,7 +207,8 @@ class CorruptSession(PersistenceError):
 
 
 class StoreError(SessionError):
-    """Redis refused the command (for example out of memory, or a read-only replica)."""
+    """Redis refused the command (for example out of memory, or a read-only replica), or the
+    backing database of ``redis_sessions.persistence`` failed (the driver's error is the cause)."""
 
     def __init__(self, operation: str, session_id: uuid.UUID | None, detail: str) -> None:
         about = f" for session `{session_id}`" if session_id is not None else ""

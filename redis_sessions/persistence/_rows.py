@@ -1,0 +1,267 @@
+"""What every adapter stores and reads, with no I/O: JSON encoding, checks, and the append rule.
+
+A session is stored as the seed's JSON ``SessionState``. The relational adapters split it in two: a
+*header* (the state's JSON without ``messages``) and one JSON *body* per message; the directory
+adapter keeps the whole document in one file. Either way a reader first decodes only
+``schema_version`` and refuses a version it does not know, then decodes the rest typed; what does
+not decode raises ``CorruptSession`` naming the session (and the message's position when one
+message is at fault). Nothing is ever unpickled or evaluated.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Final
+
+import msgspec
+
+from ..codec import CODECS
+from ..errors import (
+    CorruptSession,
+    InvalidMessage,
+    InvalidSessionId,
+    PersistenceError,
+    SchemaVersionError,
+    StoreError,
+)
+from ..keys import session_id
+from ..models import SCHEMA_VERSION, AgentMessage, SessionId, SessionState
+
+__all__ = [
+    "Header",
+    "check_version",
+    "decode_document",
+    "decode_header",
+    "decode_messages",
+    "document",
+    "driver_errors",
+    "encode_header",
+    "header_after_append",
+    "message_body",
+    "refuse_newer",
+    "snapshot",
+    "stored_id",
+    "unique_messages",
+]
+
+_ENCODER: Final = msgspec.json.Encoder()
+_STATE: Final = msgspec.json.Decoder(SessionState)
+_MESSAGE: Final = msgspec.json.Decoder(AgentMessage)
+
+
+class _Version(msgspec.Struct):
+    """Only the version: decoding it skips every other field, whatever shape they have."""
+
+    schema_version: Any = msgspec.UNSET
+
+
+class _Messages(msgspec.Struct):
+    """The messages of a document left undecoded, to find which one is at fault."""
+
+    messages: list[msgspec.Raw] = msgspec.field(default_factory=list)
+
+
+_VERSION: Final = msgspec.json.Decoder(_Version)
+_MESSAGES: Final = msgspec.json.Decoder(_Messages)
+
+
+@dataclass(frozen=True, slots=True)
+class Header:
+    """A session's header row: its JSON and the copies of three fields kept as columns for queries.
+
+    The JSON is what is read back; the columns only let an operator (or a migration) select rows
+    by version, progress or age without parsing JSON.
+    """
+
+    json: bytes
+    schema_version: int
+    seq: int
+    updated_at: datetime | None
+
+
+def check_version(sid: SessionId, data: bytes) -> None:
+    """Refuse a stored header or document whose ``schema_version`` this code does not know.
+
+    Runs before the typed decode, so a document of another version is reported as such even when
+    the rest of it has a shape this code cannot read. A missing version is not guessed: corrupt.
+    """
+    try:
+        found = _VERSION.decode(data).schema_version
+    except msgspec.DecodeError as exc:
+        raise CorruptSession(sid, f"not a JSON object: {exc}") from exc
+    if found is msgspec.UNSET:
+        raise CorruptSession(sid, "no schema_version")
+    if type(found) is not int or found != SCHEMA_VERSION:
+        raise SchemaVersionError(sid, found, SCHEMA_VERSION)
+
+
+def refuse_newer(sid: SessionId, stored: bytes | None) -> None:
+    """Refuse to replace a session a newer version of this library stored: never downgrade data.
+
+    Anything else stored under the id (this version, an older one, bytes that do not decode) may
+    be replaced by a snapshot: that is how a corrupt row is repaired.
+    """
+    if stored is None:
+        return
+    try:
+        found = _VERSION.decode(stored).schema_version
+    except msgspec.DecodeError:
+        return
+    if type(found) is int and found > SCHEMA_VERSION:
+        raise SchemaVersionError(sid, found, SCHEMA_VERSION)
+
+
+def decode_header(sid: SessionId, data: bytes) -> SessionState:
+    """A header row as a ``SessionState`` (its ``messages`` are the caller's to fill in)."""
+    check_version(sid, data)
+    try:
+        return _STATE.decode(data)
+    except msgspec.DecodeError as exc:
+        raise CorruptSession(sid, f"header: {exc}") from exc
+
+
+def decode_messages(sid: SessionId, bodies: Sequence[bytes]) -> list[AgentMessage]:
+    """Message bodies in stored order; the first undecodable one is reported by its position."""
+    return CODECS["json"].decode(sid, bodies)
+
+
+def decode_document(sid: SessionId, data: bytes) -> SessionState:
+    """A whole stored document (messages included), as the directory adapter keeps it."""
+    check_version(sid, data)
+    try:
+        return _STATE.decode(data)
+    except msgspec.DecodeError as exc:
+        error = exc
+    try:
+        raw_messages = _MESSAGES.decode(data).messages
+    except msgspec.DecodeError:
+        raw_messages = []
+    for position, raw in enumerate(raw_messages):
+        try:
+            _MESSAGE.decode(raw)
+        except msgspec.DecodeError as exc:
+            raise CorruptSession(sid, f"undecodable json message: {exc}", position) from exc
+    raise CorruptSession(sid, str(error)) from error
+
+
+def _checked_state(sid: SessionId, state: SessionState) -> SessionState:
+    if type(state) is not SessionState:
+        raise TypeError(f"expected a SessionState for session `{sid}`, got {type(state).__name__}")
+    if state.schema_version != SCHEMA_VERSION:
+        raise SchemaVersionError(sid, state.schema_version, SCHEMA_VERSION)
+    return state
+
+
+def encode_header(sid: SessionId, state: SessionState, count: int = 0) -> Header:
+    """The header row of ``state``: its JSON without ``messages``, checked to decode back.
+
+    The JSON keeps ``seq`` as the state has it (``None`` included, so a snapshot loads back equal);
+    the ``seq`` column needs a number, and takes ``count``, the number of stored messages, when the
+    state has none: what ``Session.from_state`` counts in that case.
+    """
+    _checked_state(sid, state)
+    try:
+        fields = msgspec.to_builtins(msgspec.structs.replace(state, messages=[]))
+        del fields["messages"]
+        data = _ENCODER.encode(fields)
+        _STATE.decode(data)
+    except (msgspec.DecodeError, msgspec.EncodeError, TypeError, OverflowError) as exc:
+        raise TypeError(f"the state of session `{sid}` does not match the schema: {exc}") from exc
+    column_seq = state.seq if state.seq is not None else count
+    return Header(data, SCHEMA_VERSION, column_seq, state.updated_at)
+
+
+def snapshot(sid: SessionId, state: SessionState) -> tuple[Header, list[tuple[str, bytes]]]:
+    """The header row and the ``(id, body)`` rows that store ``state`` (the first of each id)."""
+    _checked_state(sid, state)
+    rows = unique_messages(sid, state.messages)
+    return encode_header(sid, state, len(rows)), rows
+
+
+def document(header: bytes, bodies: Sequence[bytes]) -> bytes:
+    """The seed's whole JSON document from a header row and message bodies, spliced, not re-encoded.
+
+    A header is always a JSON object holding at least ``schema_version``, so ``messages`` goes
+    in before its closing brace.
+    """
+    return b'%s,"messages":[%s]}' % (header[:-1], b",".join(bodies))
+
+
+def message_body(message: AgentMessage) -> bytes:
+    """A stored message's JSON body (the message came from a decoded document: it is valid)."""
+    return _ENCODER.encode(message)
+
+
+def unique_messages(sid: SessionId, messages: Sequence[AgentMessage]) -> list[tuple[str, bytes]]:
+    """``(id, JSON body)`` of each message, the first of each id only, checked like the Redis store.
+
+    What is stored must decode back as it was given, or a write-behind would store a message no
+    reader can load; ``InvalidMessage`` refuses it first, before anything is written.
+    """
+    seen: set[str] = set()
+    out: list[tuple[str, bytes]] = []
+    for message in messages:
+        if type(message) is not AgentMessage:
+            raise InvalidMessage(sid, f"expected an AgentMessage, got {type(message).__name__}")
+        if not isinstance(message.id, str) or not message.id:
+            raise InvalidMessage(sid, f"a message id must be a non-empty str, got {message.id!r}")
+        if message.id in seen:
+            continue
+        try:
+            body = _ENCODER.encode(message)
+            _MESSAGE.decode(body)
+        except (msgspec.DecodeError, msgspec.EncodeError, TypeError, OverflowError) as exc:
+            raise InvalidMessage(sid, f"message {message.id!r} does not match the schema: {exc}") from exc
+        seen.add(message.id)
+        out.append((message.id, body))
+    return out
+
+
+def header_after_append(
+    stored: SessionState, stored_count: int, state: SessionState | None, added: int
+) -> SessionState:
+    """The header after ``added`` new messages were stored behind ``stored_count`` older ones.
+
+    With ``state``, its scalar fields replace the stored ones; ``seq`` never goes backwards: it is
+    the larger of the stored one and the state's. Without a seq to go by, each newly stored message
+    counts one (as Redis counts appends). A stored header without ``seq`` counts its messages.
+    """
+    base = stored if state is None else state
+    stored_seq = stored.seq if stored.seq is not None else stored_count
+    given = state.seq if state is not None else None
+    seq = max(stored_seq, given) if given is not None else stored_seq + added
+    return msgspec.structs.replace(base, messages=[], seq=seq)
+
+
+def stored_id(raw: object, where: str) -> SessionId:
+    """The session id of a stored row or file name; ``PersistenceError`` names one that is not.
+
+    Only the canonical form (``str(uuid)``) is accepted: an id stored in another spelling could be
+    listed but never loaded, since every lookup uses the canonical one.
+    """
+    text = raw.decode("utf-8", "backslashreplace") if isinstance(raw, bytes) else raw
+    try:
+        parsed: SessionId | None = session_id(text)
+    except InvalidSessionId:
+        parsed = None
+    if parsed is None or str(parsed) != text:
+        raise PersistenceError(f"{where} holds a session id that is not a canonical UUID: {text!r}")
+    return parsed
+
+
+@contextlib.contextmanager
+def driver_errors(
+    operation: str, sid: SessionId | None, errors: tuple[type[BaseException], ...]
+) -> Iterator[None]:
+    """Turn the driver's own errors (locked, unreachable, disk full...) into ``StoreError``.
+
+    Our checks raise our types already; only ``errors`` (the driver's) are wrapped, with the
+    original kept as ``__cause__``. Callers retry ``StoreError`` as they retry Redis's.
+    """
+    try:
+        yield
+    except errors as exc:
+        raise StoreError(operation, sid, f"{type(exc).__name__}: {exc}") from exc

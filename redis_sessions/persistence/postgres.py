@@ -1,0 +1,282 @@
+"""``PostgresAdapter``: sessions in PostgreSQL through psycopg 3 and its connection pool.
+
+An optional extra: ``pip install 'redis-sessions[postgres]'`` (``psycopg[binary]``, ``psycopg-pool``).
+psycopg is imported when an adapter is made, so the rest of the package works without it.
+
+The tables, in their own schema (``redis_sessions`` by default), created if absent::
+
+    sessions  id text PRIMARY KEY           the session id, canonical UUID text
+              schema_version integer        copies of the header's fields, for queries only
+              seq bigint
+              updated_at timestamptz
+              header text                   the SessionState JSON without "messages" (what is read)
+    messages  session_id text               -> sessions.id, ON DELETE CASCADE
+              position bigint               0, 1, 2... the session's order; PRIMARY KEY (session_id, position)
+              message_id bytea              UNIQUE (session_id, message_id): appends are idempotent
+              body text                     the AgentMessage JSON, byte for byte as encoded
+
+JSON is kept as ``text``, not ``jsonb``: ``jsonb`` reorders keys and refuses ``\\u0000``, which a
+message may hold; ``body::jsonb`` still queries it. ``message_id`` is the id's UTF-8 bytes because
+PostgreSQL text cannot hold NUL, which a message id may contain (the readable id is in ``body``).
+
+Writers of one session serialise on its ``sessions`` row (``SELECT ... FOR UPDATE``), so concurrent
+appends from many processes keep every message once, in one order. Tables are created under a
+transaction-scoped advisory lock: several processes starting at once do not race on the DDL.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+from collections.abc import Iterator, Sequence
+from datetime import UTC, datetime
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Final, Self
+
+from ..keys import session_id as check_id
+from ..models import AgentMessage, SessionId, SessionState
+from ._rows import (
+    Header,
+    decode_header,
+    decode_messages,
+    driver_errors,
+    encode_header,
+    header_after_append,
+    refuse_newer,
+    snapshot,
+    stored_id,
+    unique_messages,
+)
+
+if TYPE_CHECKING:
+    import psycopg
+    import psycopg.sql
+    import psycopg_pool
+
+__all__ = ["PostgresAdapter"]
+
+_PAGE: Final = 1000  # ids per query of list_sessions
+_IDENTIFIER: Final = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,62}\Z")
+
+_STATEMENTS: Final = {
+    "ddl": """
+        CREATE SCHEMA IF NOT EXISTS {s};
+        CREATE TABLE IF NOT EXISTS {s}.sessions (
+            id text PRIMARY KEY,
+            schema_version integer NOT NULL,
+            seq bigint NOT NULL,
+            updated_at timestamptz,
+            header text NOT NULL
+        );
+        CREATE TABLE IF NOT EXISTS {s}.messages (
+            session_id text NOT NULL REFERENCES {s}.sessions (id) ON DELETE CASCADE,
+            position bigint NOT NULL,
+            message_id bytea NOT NULL,
+            body text NOT NULL,
+            PRIMARY KEY (session_id, position),
+            UNIQUE (session_id, message_id)
+        )""",
+    "lock_header": "SELECT header FROM {s}.sessions WHERE id = %s FOR UPDATE",
+    "load": """
+        SELECT s.header, ARRAY(SELECT m.body FROM {s}.messages AS m WHERE m.session_id = s.id
+                               ORDER BY m.position)
+        FROM {s}.sessions AS s WHERE s.id = %s""",
+    "page": "SELECT id FROM {s}.sessions WHERE id > %s ORDER BY id LIMIT %s",
+    "next_position": "SELECT COALESCE(MAX(position) + 1, 0) FROM {s}.messages WHERE session_id = %s",
+    "create": """
+        INSERT INTO {s}.sessions (id, schema_version, seq, updated_at, header) VALUES (%s, %s, %s, %s, %s)
+        ON CONFLICT (id) DO NOTHING""",
+    "upsert": """
+        INSERT INTO {s}.sessions (id, schema_version, seq, updated_at, header) VALUES (%s, %s, %s, %s, %s)
+        ON CONFLICT (id) DO UPDATE SET schema_version = EXCLUDED.schema_version, seq = EXCLUDED.seq,
+            updated_at = EXCLUDED.updated_at, header = EXCLUDED.header""",
+    # One round trip for a batch; ids already stored are skipped and positions stay contiguous
+    # (the caller holds the session row's lock, so no other writer inserts meanwhile).
+    "insert": """
+        INSERT INTO {s}.messages (session_id, position, message_id, body)
+        SELECT %(sid)s, %(first)s + row_number() OVER (ORDER BY t.ord) - 1, t.mid, t.body
+        FROM unnest(%(ids)s::bytea[], %(bodies)s::text[]) WITH ORDINALITY AS t (mid, body, ord)
+        WHERE NOT EXISTS (
+            SELECT 1 FROM {s}.messages AS m WHERE m.session_id = %(sid)s AND m.message_id = t.mid)
+        ON CONFLICT (session_id, message_id) DO NOTHING""",
+    "delete_messages": "DELETE FROM {s}.messages WHERE session_id = %s",
+    "delete_session": "DELETE FROM {s}.sessions WHERE id = %s",
+}
+
+
+def _driver() -> tuple[Any, Any]:
+    """psycopg and psycopg_pool, or an ``ImportError`` that says which extra to install."""
+    try:
+        import psycopg
+        import psycopg.sql
+        import psycopg_pool
+    except ImportError as exc:
+        raise ImportError(
+            "PostgresAdapter needs psycopg 3 and psycopg-pool: pip install 'redis-sessions[postgres]'"
+        ) from exc
+    return psycopg, psycopg_pool
+
+
+def _utc(moment: datetime | None) -> datetime | None:
+    """``updated_at`` for the timestamptz column; a naive time is taken as UTC."""
+    return moment if moment is None or moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+class PostgresAdapter:
+    """A ``PersistenceAdapter`` on PostgreSQL; thread-safe (a pool of ``min_size..max_size`` connections).
+
+    ``dsn`` is a libpq connection string or URL. ``schema`` holds the two tables: tables named
+    ``sessions`` and ``messages`` would likely clash in ``public``. ``timeout`` bounds the wait for a
+    pooled connection (and for the first one, at construction) in seconds.
+    """
+
+    def __init__(
+        self,
+        dsn: str,
+        *,
+        schema: str = "redis_sessions",
+        min_size: int = 1,
+        max_size: int = 10,
+        timeout: float = 30.0,
+    ) -> None:
+        driver, pools = _driver()
+        if not isinstance(schema, str) or not _IDENTIFIER.match(schema):
+            raise ValueError(f"schema must be 1-63 characters of [A-Za-z0-9_], not a digit first: {schema!r}")
+        self.schema = schema
+        self._errors: tuple[type[BaseException], ...] = (driver.Error,)
+        name = driver.sql.Identifier(schema)
+        self._sql: dict[str, psycopg.sql.Composed] = {
+            key: driver.sql.SQL(text).format(s=name) for key, text in _STATEMENTS.items()
+        }
+        self._pool: psycopg_pool.ConnectionPool[Any] = pools.ConnectionPool(
+            dsn, min_size=min_size, max_size=max_size, timeout=timeout, open=False, name=f"rs-{schema}"
+        )
+        try:
+            with driver_errors("PostgreSQL connect", None, self._errors):
+                self._pool.open(wait=True, timeout=timeout)
+                self._create_tables()
+        except BaseException:
+            self._pool.close()
+            raise
+
+    def __repr__(self) -> str:
+        return f"PostgresAdapter(schema={self.schema!r})"
+
+    def _create_tables(self) -> None:
+        with self._pool.connection() as connection:
+            found = connection.execute(
+                "SELECT count(*) FROM pg_catalog.pg_tables"
+                " WHERE schemaname = %s AND tablename IN ('sessions', 'messages')",
+                (self.schema,),
+            ).fetchone()
+            if found is not None and found[0] == 2:
+                return  # no DDL, so no CREATE privilege is needed once the tables exist
+            lock = f"redis_sessions.ddl:{self.schema}"
+            connection.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (lock,))
+            connection.execute(self._sql["ddl"])
+
+    @contextlib.contextmanager
+    def _transaction(self, operation: str, sid: SessionId | None) -> Iterator[psycopg.Connection[Any]]:
+        """A pooled connection in a transaction: committed on exit, rolled back on an exception."""
+        with driver_errors(f"PostgreSQL {operation}", sid, self._errors), self._pool.connection() as conn:
+            yield conn
+
+    def _put(self, connection: psycopg.Connection[Any], statement: str, key: str, header: Header) -> None:
+        values = (key, header.schema_version, header.seq, _utc(header.updated_at), header.json.decode())
+        connection.execute(self._sql[statement], values)
+
+    def _insert(
+        self, connection: psycopg.Connection[Any], key: str, first: int, rows: list[tuple[str, bytes]]
+    ) -> int:
+        if not rows:
+            return 0
+        params = {
+            "sid": key,
+            "first": first,
+            "ids": [message_id.encode() for message_id, _ in rows],
+            "bodies": [body.decode() for _, body in rows],
+        }
+        return connection.execute(self._sql["insert"], params).rowcount
+
+    def save_session(self, session_id: SessionId | str, state: SessionState) -> None:
+        """Store ``state`` as the whole session, replacing what was stored under its id."""
+        sid = check_id(session_id)
+        key = str(sid)
+        header, rows = snapshot(sid, state)
+        with self._transaction("save_session", sid) as connection:
+            row = connection.execute(self._sql["lock_header"], (key,)).fetchone()
+            refuse_newer(sid, None if row is None else row[0].encode())
+            self._put(connection, "upsert", key, header)
+            connection.execute(self._sql["delete_messages"], (key,))
+            self._insert(connection, key, 0, rows)
+
+    def load_session(self, session_id: SessionId | str) -> SessionState | None:
+        """The stored session, or ``None``; one statement, so header and messages are one snapshot."""
+        sid = check_id(session_id)
+        with self._transaction("load_session", sid) as connection:
+            row = connection.execute(self._sql["load"], (str(sid),)).fetchone()
+        if row is None:
+            return None
+        state = decode_header(sid, row[0].encode())
+        state.messages = decode_messages(sid, [body.encode() for body in row[1]])
+        return state
+
+    def list_sessions(self) -> Iterator[SessionId]:
+        """Every stored session id in id order, a page per query (no transaction held between pages)."""
+        after = ""
+        where = f"PostgreSQL table {self.schema}.sessions"
+        while True:
+            with self._transaction("list_sessions", None) as connection:
+                page = [raw for (raw,) in connection.execute(self._sql["page"], (after, _PAGE))]
+            for raw in page:
+                yield stored_id(raw, where)
+            if len(page) < _PAGE:
+                return
+            after = page[-1]
+
+    def delete_session(self, session_id: SessionId | str) -> bool:
+        """Delete the session and its messages; ``True`` if it was stored."""
+        sid = check_id(session_id)
+        with self._transaction("delete_session", sid) as connection:
+            connection.execute(self._sql["delete_messages"], (str(sid),))
+            deleted = connection.execute(self._sql["delete_session"], (str(sid),)).rowcount
+        return deleted > 0
+
+    def append_messages(
+        self,
+        session_id: SessionId | str,
+        messages: Sequence[AgentMessage],
+        *,
+        state: SessionState | None = None,
+    ) -> int:
+        """Store the messages not stored yet after the stored ones; see ``PersistenceAdapter``."""
+        sid = check_id(session_id)
+        key = str(sid)
+        rows = unique_messages(sid, messages)
+        if state is not None:
+            encode_header(sid, state)  # refuse a bad state before anything is written
+        with self._transaction("append_messages", sid) as connection:
+            row = connection.execute(self._sql["lock_header"], (key,)).fetchone()
+            if row is None:  # create it; a concurrent creator wins and we lock its row instead
+                self._put(connection, "create", key, encode_header(sid, SessionState()))
+                row = connection.execute(self._sql["lock_header"], (key,)).fetchone()
+                assert row is not None
+            stored = decode_header(sid, row[0].encode())
+            position = connection.execute(self._sql["next_position"], (key,)).fetchone()
+            count = 0 if position is None else int(position[0])
+            added = self._insert(connection, key, count, rows)
+            header = encode_header(sid, header_after_append(stored, count, state, added))
+            self._put(connection, "upsert", key, header)
+        return added
+
+    def close(self) -> None:
+        """Close the pool and its connections; the adapter cannot be used afterwards."""
+        self._pool.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()

@@ -1,0 +1,287 @@
+"""``SQLiteAdapter``: sessions in one SQLite file, the embedded default (standard library only).
+
+The tables, created on first use::
+
+    sessions  id TEXT PRIMARY KEY         the session id, canonical UUID text
+              schema_version INTEGER      copies of the header's fields, for queries only
+              seq INTEGER
+              updated_at TEXT             ISO 8601
+              header TEXT                 the SessionState JSON without "messages" (what is read)
+    messages  session_id TEXT             -> sessions.id, ON DELETE CASCADE
+              position INTEGER            0, 1, 2... the session's order; PRIMARY KEY (session_id, position)
+              message_id TEXT             UNIQUE (session_id, message_id): appends are idempotent
+              body TEXT                   the AgentMessage JSON
+
+Any SQLite reader gets the seed's document back with
+``json_set(header, '$.messages', json_group_array(json(body)))`` over the rows in ``position`` order.
+
+Several processes and threads may share the file: WAL mode lets readers run beside the writer,
+``busy_timeout`` makes a writer wait for the lock instead of failing, and each thread gets its own
+connection. Every write is one ``BEGIN IMMEDIATE`` transaction, which takes the write lock before it
+reads: a transaction that read first and then asked for the lock could fail with "database is
+locked" whatever the timeout, when another writer committed in between. WAL needs a local file
+system (not NFS).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import random
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from datetime import datetime
+from pathlib import Path
+from types import TracebackType
+from typing import Final, Literal, Self
+
+from ..keys import session_id as check_id
+from ..models import AgentMessage, SessionId, SessionState
+from ._rows import (
+    Header,
+    decode_header,
+    decode_messages,
+    driver_errors,
+    encode_header,
+    header_after_append,
+    refuse_newer,
+    snapshot,
+    stored_id,
+    unique_messages,
+)
+
+__all__ = ["SQLiteAdapter"]
+
+_PAGE: Final = 1000  # ids per query of list_sessions
+
+_SCHEMA: Final = """
+CREATE TABLE IF NOT EXISTS sessions (
+    id TEXT PRIMARY KEY NOT NULL,
+    schema_version INTEGER NOT NULL,
+    seq INTEGER NOT NULL,
+    updated_at TEXT,
+    header TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS messages (
+    session_id TEXT NOT NULL REFERENCES sessions (id) ON DELETE CASCADE DEFERRABLE INITIALLY DEFERRED,
+    position INTEGER NOT NULL,
+    message_id TEXT NOT NULL,
+    body TEXT NOT NULL,
+    PRIMARY KEY (session_id, position),
+    UNIQUE (session_id, message_id)
+) WITHOUT ROWID;
+"""
+_HEADER: Final = "SELECT CAST(header AS BLOB) FROM sessions WHERE id = ?"
+_BODIES: Final = "SELECT CAST(body AS BLOB) FROM messages WHERE session_id = ? ORDER BY position"
+_NEXT_POSITION: Final = "SELECT COALESCE(MAX(position) + 1, 0) FROM messages WHERE session_id = ?"
+_UPSERT: Final = """
+INSERT INTO sessions (id, schema_version, seq, updated_at, header) VALUES (?, ?, ?, ?, ?)
+ON CONFLICT (id) DO UPDATE SET schema_version = excluded.schema_version, seq = excluded.seq,
+    updated_at = excluded.updated_at, header = excluded.header
+"""
+_INSERT: Final = "INSERT INTO messages (session_id, position, message_id, body) VALUES (?, ?, ?, ?)"
+_APPEND: Final = _INSERT + " ON CONFLICT (session_id, message_id) DO NOTHING"
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return None if moment is None else moment.isoformat()
+
+
+class SQLiteAdapter:
+    """A ``PersistenceAdapter`` on an SQLite file (created with its tables if absent).
+
+    ``timeout`` is how long a write waits for another connection's lock (seconds);
+    ``synchronous="FULL"`` (the default) makes each commit survive a power cut, ``"NORMAL"`` only a
+    crash of the process, for fewer fsyncs.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        timeout: float = 30.0,
+        synchronous: Literal["FULL", "NORMAL"] = "FULL",
+    ) -> None:
+        if str(path) in {"", ":memory:"}:
+            raise ValueError("SQLiteAdapter needs a file: each thread opens its own connection to it")
+        if synchronous not in {"FULL", "NORMAL"}:
+            raise ValueError(f"synchronous must be 'FULL' or 'NORMAL', got {synchronous!r}")
+        self.path = Path(path)
+        self.timeout = timeout
+        self.synchronous = synchronous
+        self._local = threading.local()
+        self._lock = threading.Lock()
+        self._connections: list[sqlite3.Connection] = []
+        self._closed = False
+        self._tables_ready = False
+        self._connection()  # create the file and tables now, so a bad path fails here
+
+    def __repr__(self) -> str:
+        return f"SQLiteAdapter({str(self.path)!r})"
+
+    def _connection(self) -> sqlite3.Connection:
+        """This thread's connection (a fresh one in a forked child: connections do not survive fork)."""
+        if self._closed:
+            raise RuntimeError(f"{self!r} is closed")
+        local = self._local
+        if getattr(local, "pid", None) == os.getpid():
+            connection: sqlite3.Connection = local.connection
+            return connection
+        with driver_errors("SQLite open", None, (sqlite3.Error,)):
+            connection = sqlite3.connect(
+                self.path, timeout=self.timeout, isolation_level=None, check_same_thread=False
+            )
+            try:
+                self._enable_wal(connection)
+                connection.execute(f"PRAGMA synchronous = {self.synchronous}")
+                connection.execute("PRAGMA foreign_keys = ON")
+                with self._lock:
+                    if not self._tables_ready:
+                        connection.execute("BEGIN IMMEDIATE")
+                        for statement in _SCHEMA.split(";"):
+                            connection.execute(statement)
+                        connection.execute("COMMIT")
+                        self._tables_ready = True
+                    self._connections.append(connection)
+            except BaseException:
+                connection.close()
+                raise
+        local.connection, local.pid = connection, os.getpid()
+        return connection
+
+    def _enable_wal(self, connection: sqlite3.Connection) -> None:
+        """Switch the file to WAL mode (once per file: the mode is stored in it).
+
+        The switch needs the file to itself, and SQLite reports "database is locked" at once,
+        without waiting for ``busy_timeout``, when another process has it open at that moment (as
+        when several processes create the file together): retry with backoff until ``timeout``.
+        """
+        deadline = time.monotonic() + self.timeout
+        delay = 0.001
+        while True:
+            try:
+                (mode,) = connection.execute("PRAGMA journal_mode = WAL").fetchone()
+                break
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() + delay > deadline:
+                    raise
+            time.sleep(delay * random.uniform(0.5, 1.5))
+            delay = min(delay * 2, 0.1)
+        if str(mode).lower() != "wal":
+            raise sqlite3.OperationalError(
+                f"journal_mode is {mode!r}, not 'wal': WAL needs a local file system"
+            )
+
+    @contextlib.contextmanager
+    def _transaction(
+        self, operation: str, sid: SessionId | None, *, write: bool
+    ) -> Iterator[sqlite3.Connection]:
+        """One transaction: ``BEGIN IMMEDIATE`` for writes (the lock first), a snapshot for reads."""
+        with driver_errors(f"SQLite {operation}", sid, (sqlite3.Error,)):
+            connection = self._connection()
+            connection.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+            try:
+                yield connection
+            except BaseException:
+                if connection.in_transaction:
+                    connection.execute("ROLLBACK")
+                raise
+            connection.execute("COMMIT")
+
+    @staticmethod
+    def _put_header(connection: sqlite3.Connection, key: str, header: Header) -> None:
+        values = (key, header.schema_version, header.seq, _iso(header.updated_at), header.json.decode())
+        connection.execute(_UPSERT, values)
+
+    def save_session(self, session_id: SessionId | str, state: SessionState) -> None:
+        """Store ``state`` as the whole session, replacing what was stored under its id."""
+        sid = check_id(session_id)
+        key = str(sid)
+        header, rows = snapshot(sid, state)
+        with self._transaction("save_session", sid, write=True) as connection:
+            row = connection.execute(_HEADER, (key,)).fetchone()
+            refuse_newer(sid, None if row is None else row[0])
+            self._put_header(connection, key, header)
+            connection.execute("DELETE FROM messages WHERE session_id = ?", (key,))
+            connection.executemany(
+                _INSERT, [(key, i, mid, body.decode()) for i, (mid, body) in enumerate(rows)]
+            )
+
+    def load_session(self, session_id: SessionId | str) -> SessionState | None:
+        """The stored session, or ``None``; header and messages are read from one snapshot."""
+        sid = check_id(session_id)
+        key = str(sid)
+        with self._transaction("load_session", sid, write=False) as connection:
+            row = connection.execute(_HEADER, (key,)).fetchone()
+            if row is None:
+                return None
+            bodies = [body for (body,) in connection.execute(_BODIES, (key,))]
+        state = decode_header(sid, row[0])
+        state.messages = decode_messages(sid, bodies)
+        return state
+
+    def list_sessions(self) -> Iterator[SessionId]:
+        """Every stored session id, a page per short read (no transaction is held between pages)."""
+        after = 0
+        where = f"SQLite {str(self.path)!r} table sessions"
+        while True:
+            with self._transaction("list_sessions", None, write=False) as connection:
+                page = connection.execute(
+                    "SELECT rowid, id FROM sessions WHERE rowid > ? ORDER BY rowid LIMIT ?", (after, _PAGE)
+                ).fetchall()
+            for _, raw in page:
+                yield stored_id(raw, where)
+            if len(page) < _PAGE:
+                return
+            after = page[-1][0]
+
+    def delete_session(self, session_id: SessionId | str) -> bool:
+        """Delete the session and its messages; ``True`` if it was stored."""
+        sid = check_id(session_id)
+        with self._transaction("delete_session", sid, write=True) as connection:
+            connection.execute("DELETE FROM messages WHERE session_id = ?", (str(sid),))
+            deleted = connection.execute("DELETE FROM sessions WHERE id = ?", (str(sid),)).rowcount
+        return deleted > 0
+
+    def append_messages(
+        self,
+        session_id: SessionId | str,
+        messages: Sequence[AgentMessage],
+        *,
+        state: SessionState | None = None,
+    ) -> int:
+        """Store the messages not stored yet after the stored ones; see ``PersistenceAdapter``."""
+        sid = check_id(session_id)
+        key = str(sid)
+        rows = unique_messages(sid, messages)
+        if state is not None:
+            encode_header(sid, state)  # refuse a bad state before anything is written
+        with self._transaction("append_messages", sid, write=True) as connection:
+            row = connection.execute(_HEADER, (key,)).fetchone()
+            stored = SessionState() if row is None else decode_header(sid, row[0])
+            (count,) = connection.execute(_NEXT_POSITION, (key,)).fetchone()
+            added = 0
+            for message_id, body in rows:
+                values = (key, count + added, message_id, body.decode())
+                added += connection.execute(_APPEND, values).rowcount
+            header = encode_header(sid, header_after_append(stored, count, state, added))
+            self._put_header(connection, key, header)
+        return added
+
+    def close(self) -> None:
+        """Close every thread's connection; the adapter cannot be used afterwards."""
+        with self._lock:
+            self._closed = True
+            connections, self._connections = self._connections, []
+        for connection in connections:
+            connection.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
