@@ -31,7 +31,15 @@ from .errors import (
     SessionNotFound,
     StoreError,
 )
-from .keys import check_prefix, live_keys, meta_key_pattern, parse_meta_key, session_id, session_keys
+from .keys import (
+    check_prefix,
+    dirty_key,
+    meta_key_pattern,
+    parse_meta_key,
+    script_keys,
+    session_id,
+    session_keys,
+)
 from .models import SCHEMA_VERSION, AgentMessage, Session, SessionId
 
 __all__ = [
@@ -43,6 +51,7 @@ __all__ = [
     "Messages",
     "StoreCore",
     "check_client",
+    "scan_page",
     "ttl_ms",
 ]
 
@@ -51,7 +60,18 @@ Messages = list[AgentMessage]
 
 SCRIPTS: Final[dict[str, str]] = {
     name: resources.files(__package__).joinpath("scripts", f"{name}.lua").read_text("utf-8")
-    for name in ("create", "append", "read_since", "set_metadata", "delete", "read_after", "lease")
+    for name in (
+        "create",
+        "append",
+        "read_since",
+        "set_metadata",
+        "delete",
+        "read_after",
+        "lease",
+        "restore",
+        "sync_read",
+        "sync_mark",
+    )
 }
 """Lua sources by name, read once from the package's ``scripts/*.lua`` files."""
 
@@ -107,6 +127,14 @@ def check_client(client: Any) -> None:
         raise ValueError("the Redis client must return bytes: create it with decode_responses=False")
 
 
+def scan_page(reply: Any) -> tuple[int, list[bytes]]:
+    """A SCAN reply as (cursor, keys); a cluster client keys the cursor by node (one node here)."""
+    cursor = reply[0]
+    if isinstance(cursor, dict):
+        (cursor,) = cursor.values()
+    return int(cursor), list(reply[1])
+
+
 def _timestamp(raw: bytes | None) -> datetime | None:
     return None if raw is None else _EPOCH + timedelta(microseconds=int(raw))
 
@@ -123,6 +151,7 @@ class StoreCore:
         codec: str,
         max_message_bytes: int,
         cache_messages: int,
+        durable: bool = False,
     ) -> None:
         if codec not in CODECS:
             raise ValueError(f"codec must be one of {sorted(CODECS)}, got {codec!r}")
@@ -134,6 +163,9 @@ class StoreCore:
         self.codec: Codec = CODECS[codec]
         self.max_message_bytes = max_message_bytes
         self.cache = HistoryCache(cache_messages) if cache_messages > 0 else None
+        # With a backing store, sessions this store creates are durable: listed as dirty until the
+        # sync worker has stored them, and without a TTL until then (any store's writes keep that).
+        self.durable = durable
 
     # -- writes -----------------------------------------------------------------------------
 
@@ -146,16 +178,10 @@ class StoreCore:
         sid: object,
     ) -> Call[SessionId]:
         sid = uuid.uuid4() if sid is None else session_id(sid)
-        if not isinstance(model, str) or not isinstance(max_turns, int) or max_turns < 0:
-            raise TypeError(f"session `{sid}`: model must be a str and max_turns an int >= 0")
-        fields: list[str | int] = ["model", model, "max_turns", max_turns]
-        if system_message is not None:
-            if not isinstance(system_message, str):
-                raise TypeError(f"session `{sid}`: system_message must be a str or None")
-            fields += ["system_message", system_message]
-        for key, value in self._metadata(sid, metadata or {}):
-            fields += [key, value]
-        keys = session_keys(self.prefix, sid)
+        fields = self.header(sid, model, max_turns, system_message, metadata)
+        if self.durable:
+            fields += ["durable", 1]
+        keys = (*session_keys(self.prefix, sid), dirty_key(self.prefix, sid))
         token = uuid.uuid4().hex
         args = (_VERSION, self.codec.name, token, self.ttl_ms, self.max_messages, *fields)
 
@@ -187,8 +213,7 @@ class StoreCore:
             self.check(sid, reply, expected_seq)
             return int(reply[1])
 
-        keys = (*session_keys(self.prefix, sid), *live_keys(self.prefix, sid))
-        return Call("append", sid, "append", keys, tuple(args), parse)
+        return Call("append", sid, "append", script_keys(self.prefix, sid), tuple(args), parse)
 
     def set_metadata(self, sid: object, updates: Mapping[str, str | None]) -> Call[None]:
         sid = session_id(sid)
@@ -202,14 +227,14 @@ class StoreCore:
         def parse(reply: list[Any]) -> None:
             self.check(sid, reply)
 
-        return Call("set_metadata", sid, "set_metadata", session_keys(self.prefix, sid), args, parse)
+        keys = (*session_keys(self.prefix, sid), dirty_key(self.prefix, sid))
+        return Call("set_metadata", sid, "set_metadata", keys, args, parse)
 
     def delete(self, sid: object) -> Call[bool]:
         sid = session_id(sid)
-        keys = (*session_keys(self.prefix, sid), *live_keys(self.prefix, sid))
         if self.cache is not None:
             self.cache.discard(sid)
-        return Call("delete", sid, "delete", keys, (), lambda n: bool(n))
+        return Call("delete", sid, "delete", script_keys(self.prefix, sid), (), lambda n: bool(n))
 
     # -- reads ------------------------------------------------------------------------------
 
@@ -257,7 +282,7 @@ class StoreCore:
         if cached is not None:
 
             def session(history: tuple[AgentMessage, ...] | None, meta: dict[bytes, bytes]) -> Session | None:
-                return None if history is None else self._session(sid, meta, list(history))
+                return None if history is None else self.session(sid, meta, list(history))
 
             return self._read_since(sid, cached, True, session)
         keys = session_keys(self.prefix, sid)
@@ -267,7 +292,7 @@ class StoreCore:
             if not meta:
                 return None
             self._check_version(sid, meta.get(b"schema_version"))
-            session = self._session(sid, meta, self.codec_named(sid, meta.get(b"codec")).decode(sid, items))
+            session = self.session(sid, meta, self.codec_named(sid, meta.get(b"codec")).decode(sid, items))
             if self.cache is not None:
                 self.cache.put(
                     sid, CachedHistory(meta.get(b"epoch", b""), session.seq, tuple(session.messages))
@@ -315,15 +340,33 @@ class StoreCore:
         pattern = meta_key_pattern(self.prefix)
 
         def parse(reply: list[Any]) -> tuple[int, list[SessionId]]:
-            cursor = reply[0]
-            if isinstance(cursor, dict):  # a cluster client keys the cursor by node: one node here
-                (cursor,) = cursor.values()
-            return int(cursor), [parse_meta_key(self.prefix, key) for key in reply[1]]
+            cursor, keys = scan_page(reply)
+            return cursor, [parse_meta_key(self.prefix, key) for key in keys]
 
         args = ("SCAN", cursor, "MATCH", pattern, "COUNT", _SCAN_COUNT)
         return Call("list", None, None, (), args, parse)
 
     # -- shared pieces ----------------------------------------------------------------------
+
+    def header(
+        self,
+        sid: SessionId,
+        model: str,
+        max_turns: int,
+        system_message: str | None,
+        metadata: Mapping[str, str] | None,
+    ) -> list[str | int]:
+        """The meta hash's field/value pairs for a session's configuration, checked."""
+        if not isinstance(model, str) or not isinstance(max_turns, int) or max_turns < 0:
+            raise TypeError(f"session `{sid}`: model must be a str and max_turns an int >= 0")
+        fields: list[str | int] = ["model", model, "max_turns", max_turns]
+        if system_message is not None:
+            if not isinstance(system_message, str):
+                raise TypeError(f"session `{sid}`: system_message must be a str or None")
+            fields += ["system_message", system_message]
+        for key, value in self._metadata(sid, metadata or {}):
+            fields += [key, value]
+        return fields
 
     def encode(self, sid: SessionId, message: AgentMessage) -> bytes:
         """Encode and validate one message: what is stored must decode back as it was given."""
@@ -382,7 +425,7 @@ class StoreCore:
             raise CorruptSession(sid, f"unknown codec {name!r} in the meta hash")
         return codec
 
-    def _session(self, sid: SessionId, meta: dict[bytes, bytes], messages: Messages) -> Session:
+    def session(self, sid: SessionId, meta: dict[bytes, bytes], messages: Messages) -> Session:
         try:
             system = meta.get(b"system_message")
             return Session(

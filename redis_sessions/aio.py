@@ -7,11 +7,12 @@ Everything but the sending lives in ``_core``; a method here builds a call and s
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Mapping, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable, Mapping, Sequence
 from datetime import timedelta
-from typing import Any, Self, TypeVar
+from typing import TYPE_CHECKING, Any, Self, TypeVar
 
 import redis.exceptions
 from redis.asyncio import BlockingConnectionPool, Redis
@@ -29,14 +30,19 @@ from ._core import (
     check_client,
     ttl_ms,
 )
+from ._durable import restore as restore_call
 from ._live import PUBSUB_PROBE, SHARDED_FROM, Appended, read_after
 from ._live import lease as lease_call
 from ._replication import WRITE_SCRIPTS, Waited, handover, wait_for
-from .errors import LeaseLost, StoreUnavailable
+from .errors import LeaseLost, SessionExists, SessionNotFound, StoreUnavailable
 from .keys import live_keys
 from .keys import session_id as parse_session_id
 from .models import AgentMessage, Session, SessionId
 from .retry import ASYNC_NO_CLIENT_RETRY, REFUSED, TRANSIENT, RetryPolicy
+from .writebehind import SyncWorker
+
+if TYPE_CHECKING:
+    from .persistence import AsyncPersistenceAdapter, PersistenceAdapter
 
 __all__ = ["AsyncLease", "AsyncSessionStore"]
 
@@ -53,6 +59,7 @@ _STORE_OPTIONS = frozenset(
         "retry",
         "wait_replicas",
         "wait_timeout",
+        "backing",
     }
 )
 _TIMEOUTS = {"socket_timeout": 5.0, "socket_connect_timeout": 5.0}
@@ -76,6 +83,11 @@ class AsyncSessionStore:
 
     ``client`` is a ``Redis`` (also one from a ``Sentinel``) or a ``RedisCluster``; ``from_url``,
     ``from_cluster`` and ``from_sentinel`` build one with sensible timeouts.
+
+    ``backing`` (a ``redis_sessions.persistence`` adapter) makes Redis the cache of a durable
+    store: sessions this store creates are written behind to it, a session Redis lacks is read
+    through from it, and ``delete`` removes both copies. ``from_url`` & co. also start a
+    write-behind worker thread; see the README's *Durability*.
     """
 
     def __init__(
@@ -91,6 +103,7 @@ class AsyncSessionStore:
         retry: RetryPolicy | None = _DEFAULT_RETRY,
         wait_replicas: int = 0,
         wait_timeout: float | timedelta = 1.0,
+        backing: PersistenceAdapter | None = None,
     ) -> None:
         check_client(client)
         self._core = StoreCore(
@@ -100,8 +113,11 @@ class AsyncSessionStore:
             codec=codec,
             max_message_bytes=max_message_bytes,
             cache_messages=cache_messages,
+            durable=backing is not None,
         )
         self.client = client
+        self._backing = backing
+        self._worker: SyncWorker | None = None
         self._cluster = isinstance(client, RedisCluster)
         self._retry = retry
         self._wait = wait_for(wait_replicas, wait_timeout)
@@ -123,9 +139,10 @@ class AsyncSessionStore:
         The pool blocks (up to ``timeout``, 20 s) when all ``max_connections`` (50) are busy,
         instead of failing the call: more concurrent callers than connections just wait their turn.
         """
+        worker = _worker_options(options)
         store_options = _split_options(options)
         client = Redis.from_pool(BlockingConnectionPool.from_url(url, **options))
-        return cls._owning(client, (client,), store_options)
+        return cls._owning(client, (client,), store_options)._behind("from_url", (url,), worker)
 
     @classmethod
     def from_cluster(cls, url: str, **options: Any) -> Self:
@@ -135,9 +152,10 @@ class AsyncSessionStore:
         session's slot and follows MOVED/ASK itself; every key of a session shares one slot.
         Options the store knows configure the store; the rest go to ``RedisCluster``.
         """
+        worker = _worker_options(options)
         store_options = _split_options(options)
         client = RedisCluster.from_url(url, **options)
-        return cls._owning(client, (client,), store_options)
+        return cls._owning(client, (client,), store_options)._behind("from_cluster", (url,), worker)
 
     @classmethod
     def from_sentinel(cls, sentinels: Sequence[tuple[str, int]], service_name: str, **options: Any) -> Self:
@@ -147,17 +165,25 @@ class AsyncSessionStore:
         again and follows the new primary. ``sentinel_kwargs`` (a dict) configures the connections
         to the sentinels; other options the store does not know go to the primary's connections.
         """
+        worker = _worker_options(options)
         sentinel_kwargs = {**_TIMEOUTS, **options.pop("sentinel_kwargs", {})}
         store_options = _split_options(options)
         sentinel = Sentinel(sentinels, sentinel_kwargs=sentinel_kwargs, **options)  # type: ignore[no-untyped-call, unused-ignore]
         client = sentinel.master_for(service_name)  # type: ignore[no-untyped-call, unused-ignore]
-        return cls._owning(client, (client, *sentinel.sentinels), store_options)
+        store = cls._owning(client, (client, *sentinel.sentinels), store_options)
+        return store._behind("from_sentinel", (sentinels, service_name), worker)
 
     @classmethod
     def _owning(cls, client: Any, owned: tuple[Any, ...], store_options: dict[str, Any]) -> Self:
         store = cls(client, **store_options)
         store._owned = owned
         return store
+
+    def _behind(self, opener: str, args: tuple[Any, ...], options: dict[str, Any]) -> Self:
+        """With a backing store, start the write-behind worker: a thread with its own connections."""
+        if self._backing is not None:
+            self._worker = SyncWorker.open(opener, args, options, self._backing).start()
+        return self
 
     async def create(
         self,
@@ -186,7 +212,7 @@ class AsyncSessionStore:
         With ``expected_seq``, ``ConflictError`` unless the session is still at that seq.
         With ``fence`` (a lease's token), ``LeaseLost`` unless that lease is still the live one.
         """
-        return await self._run(self._core.extend(session_id, (message,), expected_seq, fence))
+        return await self._through(lambda: self._core.extend(session_id, (message,), expected_seq, fence))
 
     async def extend(
         self,
@@ -197,29 +223,65 @@ class AsyncSessionStore:
         fence: int | None = None,
     ) -> int:
         """Append a batch, all or nothing, in one round trip; returns the seq after it."""
-        return await self._run(self._core.extend(session_id, messages, expected_seq, fence))
+        messages = tuple(messages)  # it may be sent twice (read-through)
+        return await self._through(lambda: self._core.extend(session_id, messages, expected_seq, fence))
 
     async def messages(
         self, session_id: SessionId | str, start: int = 0, stop: int | None = None
     ) -> Messages:
         """The stored messages ``[start:stop]`` (Python slice rules); only that range is read."""
-        return await self._run(self._core.messages(session_id, start, stop))
+        return await self._through(lambda: self._core.messages(session_id, start, stop))
 
     async def load(self, session_id: SessionId | str) -> Session | None:
         """The whole session as one consistent snapshot, or ``None`` if there is none."""
-        return await self._run(self._core.load(session_id))
+        return await self._through(lambda: self._core.load(session_id), lambda found: found is None)
 
     async def exists(self, session_id: SessionId | str) -> bool:
         """Whether the session exists."""
-        return await self._run(self._core.exists(session_id))
+        return await self._through(lambda: self._core.exists(session_id), lambda found: not found)
 
     async def delete(self, session_id: SessionId | str) -> bool:
         """Delete the session and its messages; ``False`` if there was none."""
-        return await self._run(self._core.delete(session_id))
+        deleted = await self._run(self._core.delete(session_id))
+        if self._backing is None:
+            return deleted
+        stored = await asyncio.to_thread(self._backing.delete_session, parse_session_id(session_id))
+        return deleted or stored
 
     async def set_metadata(self, session_id: SessionId | str, updates: Mapping[str, str | None]) -> None:
         """Merge ``updates`` into the session's metadata atomically; a ``None`` value removes the key."""
-        await self._run(self._core.set_metadata(session_id, updates))
+        await self._through(lambda: self._core.set_metadata(session_id, updates))
+
+    async def flush(self, timeout: float | None = None) -> None:
+        """Return once every write acknowledged so far, by any process, is in the backing store
+        (delivering what is pending itself); ``TimeoutError`` after ``timeout`` seconds."""
+        if self._worker is None:
+            raise RuntimeError(
+                "flush needs a store made by from_url/from_cluster/from_sentinel with backing="
+            )
+        await asyncio.to_thread(self._worker.flush, timeout)
+
+    async def save(self, session_id: SessionId | str, adapter: AsyncPersistenceAdapter) -> bool:
+        """Write a snapshot of the session (as ``load`` sees it) to ``adapter``, replacing what it
+        had for this id; ``False`` if the session is not in Redis."""
+        session = await self.load(session_id)
+        if session is None:
+            return False
+        await adapter.save_session(session.id, session.to_state())
+        return True
+
+    async def restore(
+        self, session_id: SessionId | str, adapter: AsyncPersistenceAdapter, *, replace: bool = False
+    ) -> bool:
+        """Put the session ``adapter`` holds back into Redis, in one atomic step, continuing from its
+        stored seq; ``False`` if the adapter has none. ``SessionExists`` if the session is live in
+        Redis, unless ``replace=True`` (watchers of the replaced session then end)."""
+        sid = parse_session_id(session_id)
+        state = await adapter.load_session(sid)
+        if state is None:
+            return False
+        await self._run(restore_call(self._core, sid, state, replace))
+        return True
 
     async def list(self) -> AsyncIterator[SessionId]:
         """Every session id under this store's prefix, found with SCAN (never KEYS).
@@ -315,6 +377,32 @@ class AsyncSessionStore:
             await pubsub.subscribe(channel)
         return pubsub
 
+    async def _through(self, make: Callable[[], Call[T]], missing: Callable[[T], bool] | None = None) -> T:
+        """Run the call; with a backing store, on a miss bring the session back into Redis and run
+        it again (read-through). Two processes that miss at once restore it once: the restore is
+        one script, and the second finds the first's session and leaves it."""
+        call = make()
+        if self._backing is None:
+            return await self._run(call)
+        try:
+            result = await self._run(call)
+        except SessionNotFound:
+            if call.sid is None or not await self._hydrate(call.sid):
+                raise
+            return await self._run(make())
+        if missing is not None and missing(result) and call.sid is not None and await self._hydrate(call.sid):
+            return await self._run(make())
+        return result
+
+    async def _hydrate(self, sid: SessionId) -> bool:
+        assert self._backing is not None
+        state = await asyncio.to_thread(self._backing.load_session, sid)
+        if state is None:
+            return False
+        with contextlib.suppress(SessionExists):  # another process restored it first
+            await self._run(restore_call(self._core, sid, state, False))
+        return True
+
     async def _scan_nodes(self) -> Sequence[Any]:
         """Where SCAN must look: the one server (``None``), or each primary of a cluster."""
         if not isinstance(self.client, RedisCluster):
@@ -330,6 +418,8 @@ class AsyncSessionStore:
 
     async def aclose(self) -> None:
         """Close the clients this store created (``from_url``, ``from_cluster``, ``from_sentinel``)."""
+        if self._worker is not None:
+            await asyncio.to_thread(self._worker.close)
         for client in self._owned:
             await client.aclose()
 
@@ -421,6 +511,13 @@ class AsyncSessionStore:
         except TRANSIENT as exc:
             raise StoreUnavailable(call.op, call.sid, attempts, exc) from exc
         raise AssertionError("unreachable: tenacity returns or raises")
+
+
+def _worker_options(options: dict[str, Any]) -> dict[str, Any]:
+    """What the write-behind worker's own (synchronous) store is opened with: the caller's client
+    options and the prefix."""
+    worker = {k: v for k, v in options.items() if k not in _STORE_OPTIONS}
+    return {**worker, "prefix": options.get("prefix", "rs")}
 
 
 def _split_options(options: dict[str, Any]) -> dict[str, Any]:

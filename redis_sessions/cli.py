@@ -11,6 +11,7 @@ import itertools
 import json
 import multiprocessing
 import shutil
+import signal
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -269,3 +270,54 @@ def demo(settings: Settings, agents: int, turns: int, show: int, keep: bool) -> 
         failed = sum(not ok for ok, _ in checks)
         console.print(Text.assemble(("FAIL", "bold red"), f": {failed} check(s) failed, {rate}"))
         raise SystemExit(1)
+
+
+@main.command(short_help="Deliver pending writes of durable sessions to the backing store.")
+@click.option("--backing", required=True, help="sqlite:///path.db, postgresql://..., or dir:///path")
+@click.option("--cluster", is_flag=True, help="--url names a node of a Redis Cluster.")
+@click.option("--once", is_flag=True, help="Deliver everything pending now (a flush), then exit.")
+@click.option(
+    "--interval", default=0.1, show_default=True, type=click.FloatRange(0.001), help="Seconds between passes."
+)
+@click.option(
+    "--report", default=5.0, show_default=True, type=click.FloatRange(0.1), help="Seconds between lag lines."
+)
+@click.pass_obj
+def sync(settings: Settings, backing: str, cluster: bool, once: bool, interval: float, report: float) -> None:
+    """Run the write-behind worker on its own (a tiered store also runs one in a thread).
+
+    Several may run at once, and alongside the tiered stores' own: they only repeat each other's
+    work. Stop it with Ctrl-C or SIGTERM; what it had not delivered stays pending in Redis.
+    """
+    from .persistence import adapter_from_url
+    from .writebehind import SyncWorker
+
+    if settings.url is None:
+        raise click.ClickException("sync needs --url (or REDIS_URL): the Redis to deliver from")
+    console = Console(stderr=True, highlight=False)
+    try:
+        adapter = adapter_from_url(backing)
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from exc
+    opener = SessionStore.from_cluster if cluster else SessionStore.from_url
+    with opener(settings.url, prefix=settings.prefix) as store, adapter:
+        worker = SyncWorker(store, adapter)
+        if once:
+            worker.flush()
+            console.print(f"delivered {worker.delivered} message(s); lag now {_lag(worker)}")
+            return
+        stop = threading.Event()
+        signal.signal(signal.SIGTERM, lambda *_: stop.set())
+        worker.start(interval)
+        try:
+            while not stop.wait(report):
+                console.print(f"delivered {worker.delivered} message(s); lag {_lag(worker)}")
+        except KeyboardInterrupt:
+            pass
+        finally:
+            worker.stop()
+
+
+def _lag(worker: Any) -> str:
+    lag = worker.lag()
+    return f"{lag.sessions} session(s), {lag.messages} message(s), {lag.seconds:.2f} s behind"

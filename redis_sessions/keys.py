@@ -9,10 +9,18 @@ slot and a Lua script may touch all of them::
     rs:{0b7c...}:ids        zset   message id -> seq, for idempotent appends
     rs:{0b7c...}:lease      hash   owner, token of the turn lease (expires with the lease)
     rs:{0b7c...}:events     pub/sub channel: the seq of each append, "0" on delete
+
+With a backing store, sessions whose newest messages have not reached it yet are listed in a
+*dirty index*: one sorted set per cluster slot, ``rs:dirty:{<tag>}``, whose tag hashes to the same
+slot as the sessions it lists, so the append script can mark a session dirty atomically even on
+Redis Cluster (a script may only touch keys of one slot)::
+
+    rs:dirty:{<tag>}        zset   session id -> when it became dirty (ms), for the sync worker
 """
 
 from __future__ import annotations
 
+import binascii
 import functools
 import re
 import uuid
@@ -23,9 +31,12 @@ from .errors import InvalidSessionId, PersistenceError
 __all__ = [
     "SessionKeys",
     "check_prefix",
+    "dirty_key",
+    "dirty_key_pattern",
     "live_keys",
     "meta_key_pattern",
     "parse_meta_key",
+    "script_keys",
     "session_id",
     "session_keys",
 ]
@@ -82,6 +93,46 @@ def live_keys(prefix: str, sid: uuid.UUID) -> tuple[str, str]:
     """The session's lease hash and its events channel (a sharded pub/sub channel on Redis >= 7)."""
     base = f"{prefix}:{{{sid}}}:"
     return base + "lease", base + "events"
+
+
+_SLOTS = 16384
+
+
+def _slot(text: str) -> int:
+    """The Redis Cluster slot of a hash tag's content: CRC16 (XMODEM) mod 16384."""
+    return binascii.crc_hqx(text.encode(), 0) % _SLOTS
+
+
+@functools.cache
+def _slot_tags() -> tuple[str, ...]:
+    """For every cluster slot, a short hash tag that lands in it (found once, in ~50 ms)."""
+    tags: list[str | None] = [None] * _SLOTS
+    missing, n = _SLOTS, 0
+    while missing:
+        tag = format(n, "x")
+        slot = _slot(tag)
+        if tags[slot] is None:
+            tags[slot], missing = tag, missing - 1
+        n += 1
+    return tuple(t for t in tags if t is not None)
+
+
+@functools.lru_cache(maxsize=65536)
+def dirty_key(prefix: str, sid: uuid.UUID) -> str:
+    """The dirty index that lists session ``sid``: in the slot of the session's own keys."""
+    return f"{prefix}:dirty:{{{_slot_tags()[_slot(str(sid))]}}}"
+
+
+@functools.lru_cache(maxsize=65536)
+def script_keys(prefix: str, sid: uuid.UUID) -> tuple[str, str, str, str, str, str]:
+    """Every key an append or a delete may touch: the session's own, its lease and channel, and
+    its slot's dirty index (one memoised tuple: appends build it on every call otherwise)."""
+    return (*session_keys(prefix, sid), *live_keys(prefix, sid), dirty_key(prefix, sid))
+
+
+def dirty_key_pattern(prefix: str) -> str:
+    """The SCAN pattern that matches every dirty index under ``prefix``."""
+    return f"{prefix}:dirty:*"
 
 
 def meta_key_pattern(prefix: str) -> str:

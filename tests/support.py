@@ -131,6 +131,12 @@ class AsyncAdapter:
     def set_metadata(self, session_id: Any, updates: Mapping[str, str | None]) -> None:
         self._run(self.store.set_metadata(session_id, updates))
 
+    def save(self, session_id: Any, adapter: Any) -> bool:
+        return self._run(self.store.save(session_id, adapter))
+
+    def restore(self, session_id: Any, adapter: Any, **kwargs: Any) -> bool:
+        return self._run(self.store.restore(session_id, adapter, **kwargs))
+
     def list(self) -> Iterator[SessionId]:
         iterator = self.store.list()
         try:

@@ -26,6 +26,8 @@ Everything but the sending lives in ``_core``; a method here builds a call and s
 SUBSTITUTIONS = [
     (r"AsyncSessionStore", "SessionStore"),
     (r"AsyncLease", "Lease"),
+    (r"from \.persistence import AsyncPersistenceAdapter, ", "from .persistence import "),
+    (r"AsyncPersistenceAdapter", "PersistenceAdapter"),
     (r"from redis\.asyncio import", "from redis import"),
     (r"from redis\.asyncio\.(\w+) import", r"from redis.\1 import"),
     (r"AsyncIterator", "Iterator"),
@@ -34,6 +36,9 @@ SUBSTITUTIONS = [
     (r"ASYNC_NO_CLIENT_RETRY", "NO_CLIENT_RETRY"),
     (r"async_retrying", "retrying"),
     (r"async (def|for|with) ", r"\1 "),
+    (r"await asyncio\.to_thread\(([\w.]+), ", r"\1("),
+    (r"await asyncio\.to_thread\(([\w.]+)\)", r"\1()"),
+    (r"import asyncio\n", ""),
     (r"await ", ""),
     (r"__aenter__", "__enter__"),
     (r"__aexit__", "__exit__"),

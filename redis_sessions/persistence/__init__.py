@@ -37,6 +37,7 @@ __all__ = [
     "PostgresAdapter",
     "SQLiteAdapter",
     "ThreadedAdapter",
+    "adapter_from_url",
 ]
 
 
@@ -143,6 +144,20 @@ class AsyncPersistenceAdapter(Protocol):
     async def __aexit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None: ...
+
+
+def adapter_from_url(url: str) -> PersistenceAdapter:
+    """An adapter named by a URL, as the command line takes it: ``sqlite:///path/to.db`` (or a
+    path ending in ``.db``/``.sqlite``), ``postgresql://user@host/db``, or ``dir:///path``."""
+    if url.startswith(("postgresql://", "postgres://")):
+        return PostgresAdapter(url)
+    if url.startswith("sqlite://"):
+        return SQLiteAdapter(url.removeprefix("sqlite://"))
+    if url.startswith("dir://"):
+        return DirectoryAdapter(url.removeprefix("dir://"))
+    if url.endswith((".db", ".sqlite", ".sqlite3")):
+        return SQLiteAdapter(url)
+    raise ValueError(f"not a backing store URL (sqlite:///..., postgresql://..., dir:///...): {url!r}")
 
 
 def _conforms(

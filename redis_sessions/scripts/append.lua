@@ -1,16 +1,20 @@
 -- Append messages atomically, skipping ids already stored (idempotent appends).
 -- KEYS[1] = meta hash, KEYS[2] = messages list, KEYS[3] = ids zset (message id -> seq),
--- KEYS[4] = lease hash, KEYS[5] = events channel (sharded on Redis >= 7; watchers listen there)
+-- KEYS[4] = lease hash, KEYS[5] = events channel (sharded on Redis >= 7; watchers listen there),
+-- KEYS[6] = the dirty index of the session's slot (used when the session is durable)
 -- ARGV[1] = schema version, ARGV[2] = codec name, ARGV[3] = expected seq ('' = any),
 -- ARGV[4] = fencing token ('' = none: sessions without leases),
 -- ARGV[5..] = message id, encoded message, message id, encoded message, ...
--- Trimming and TTL follow the session's own ttl_ms / max_messages fields (set by create).
+-- Trimming and TTL follow the session's own ttl_ms / max_messages fields (set by create). A durable
+-- session (one with a backing store) is listed in the dirty index until the sync worker has stored
+-- it, keeps no TTL meanwhile, and is never trimmed below its first message not yet stored there.
 -- A call whose messages are all stored already changes nothing but the meta's replays counter.
 -- Returns {0, seq}: seq of the last given message (the session's seq when any was new);
 -- {1} not found; {2, version} other schema; {5, codec} other codec; {3, seq} expected seq differs;
 -- {6, detail} the meta hash is corrupt; {9, token} the fencing token is not the live lease's.
 local meta, list, ids = KEYS[1], KEYS[2], KEYS[3]
-local h = redis.call('HMGET', meta, 'schema_version', 'codec', 'seq', 'ttl_ms', 'max_messages')
+local h = redis.call('HMGET', meta, 'schema_version', 'codec', 'seq', 'ttl_ms', 'max_messages', 'durable',
+  'synced_seq')
 if not h[1] then
   return {1}
 end
@@ -76,13 +80,24 @@ end
 local t = redis.call('TIME')
 redis.call('HSET', meta, 'seq', seq, 'updated_at', string.format('%s%06d', t[1], tonumber(t[2])))
 
+local durable = h[6] == '1'
 local max = tonumber(h[5]) or 0
+if durable and max > 0 then
+  max = math.max(max, seq - (tonumber(h[7]) or 0))
+end
 if max > 0 and len > max then
   redis.call('LTRIM', list, -max, -1)
   redis.call('ZREMRANGEBYSCORE', ids, '-inf', seq - max)
 end
 local ttl = tonumber(h[4]) or 0
-if ttl > 0 then
+if durable then
+  redis.call('ZADD', KEYS[6], 'NX', t[1] * 1000 + math.floor(t[2] / 1000), string.match(meta, '{(.-)}'))
+  if ttl > 0 then
+    redis.call('PERSIST', meta)
+    redis.call('PERSIST', list)
+    redis.call('PERSIST', ids)
+  end
+elseif ttl > 0 then
   redis.call('PEXPIRE', meta, ttl)
   redis.call('PEXPIRE', list, ttl)
   redis.call('PEXPIRE', ids, ttl)

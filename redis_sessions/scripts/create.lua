@@ -2,7 +2,9 @@
 -- KEYS[1] = meta hash, KEYS[2] = messages list, KEYS[3] = ids zset
 -- ARGV[1] = schema version, ARGV[2] = codec name, ARGV[3] = create token (unique per create call),
 -- ARGV[4] = the session's ttl in ms (0 = never expire), ARGV[5] = its max messages (0 = unbounded),
--- ARGV[6..] = field, value pairs (model, max_turns, m:<key> ...)
+-- ARGV[6..] = field, value pairs (model, max_turns, m:<key> ..., and durable = 1 with a backing store)
+-- KEYS[4] = the dirty index of the session's slot: a durable session is listed there until the sync
+-- worker has stored it, and gets no TTL until then.
 -- The ttl and max messages are the session's own: every later write applies them, whichever store
 -- (with whatever defaults) makes it, so no key of a session can outlive the others.
 -- Returns {0} created (or already created by this very call: a retried create), {4} id taken.
@@ -24,6 +26,10 @@ redis.call('HSET', meta, 'schema_version', ARGV[1], 'codec', ARGV[2], 'create_to
 -- In chunks: unpack() of thousands of values would overflow the Lua stack.
 for i = 6, #ARGV, 1000 do
   redis.call('HSET', meta, unpack(ARGV, i, math.min(i + 999, #ARGV)))
+end
+if redis.call('HGET', meta, 'durable') == '1' then
+  redis.call('ZADD', KEYS[4], 'NX', t[1] * 1000 + math.floor(t[2] / 1000), string.match(meta, '{(.-)}'))
+  return {0}
 end
 local ttl = tonumber(ARGV[4])
 if ttl > 0 then

@@ -1,8 +1,9 @@
 -- Delete a session (every key, its lease included) and wake its watchers.
 -- KEYS[1] = meta hash, KEYS[2] = messages list, KEYS[3] = ids zset, KEYS[4] = lease hash,
--- KEYS[5] = events channel (sharded on Redis >= 7)
--- Returns the number of keys deleted.
+-- KEYS[5] = events channel (sharded on Redis >= 7), KEYS[6] = the slot's dirty index
+-- Returns the number of keys deleted. (The backing store's copy is the store's to delete.)
 local n = redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[4])
+redis.call('ZREM', KEYS[6], string.match(KEYS[1], '{(.-)}'))
 if n > 0 then
   redis.call((redis.REDIS_VERSION_NUM or 0) >= 0x070000 and 'SPUBLISH' or 'PUBLISH', KEYS[5], '0')
 end

@@ -1,11 +1,12 @@
 -- Merge metadata into a session: set some keys, remove others, in one atomic step.
--- KEYS[1] = meta hash, KEYS[2] = messages list, KEYS[3] = ids zset
+-- KEYS[1] = meta hash, KEYS[2] = messages list, KEYS[3] = ids zset, KEYS[4] = the slot's dirty index
 -- ARGV[1] = schema version, ARGV[2] = number of fields to set,
 -- ARGV[3..] = field, value pairs to set, then fields to delete (all already prefixed 'm:')
--- Refreshes the session's own TTL (its ttl_ms field) on every key.
+-- Refreshes the session's own TTL (its ttl_ms field) on every key; a durable session is marked dirty
+-- instead (the sync worker stores the new metadata) and keeps no TTL until then.
 -- Returns {0}; {1} not found; {2, version} other schema.
 local meta = KEYS[1]
-local h = redis.call('HMGET', meta, 'schema_version', 'ttl_ms')
+local h = redis.call('HMGET', meta, 'schema_version', 'ttl_ms', 'durable')
 local version = h[1]
 if not version then
   return {1}
@@ -26,7 +27,12 @@ for i = last_set + 1, #ARGV, 1000 do
   redis.call('HDEL', meta, unpack(ARGV, i, math.min(i + 999, #ARGV)))
 end
 local ttl = tonumber(h[2]) or 0
-if ttl > 0 then
+if h[3] == '1' then
+  redis.call('ZADD', KEYS[4], 'NX', t[1] * 1000 + math.floor(t[2] / 1000), string.match(meta, '{(.-)}'))
+  for i = 1, 3 do
+    redis.call('PERSIST', KEYS[i])
+  end
+elseif ttl > 0 then
   for i = 1, 3 do
     redis.call('PEXPIRE', KEYS[i], ttl)
   end

@@ -28,7 +28,7 @@ from redis_sessions import (
     ToolUse,
 )
 from redis_sessions._core import DEFAULT_MAX_MESSAGE_BYTES, SCRIPTS, StoreCore, check_client, ttl_ms
-from redis_sessions.keys import live_keys, session_keys
+from redis_sessions.keys import dirty_key, live_keys, session_keys
 
 SID = uuid.UUID("9e8d7c6b-5a49-4382-a1b0-c9d8e7f6a5b4")
 
@@ -105,7 +105,18 @@ def test_configuration_is_kept() -> None:
 
 
 def test_scripts_are_read_from_lua_files_with_headers() -> None:
-    assert set(SCRIPTS) == {"create", "append", "read_since", "set_metadata", "delete", "read_after", "lease"}
+    assert set(SCRIPTS) == {
+        "create",
+        "append",
+        "read_since",
+        "set_metadata",
+        "delete",
+        "read_after",
+        "lease",
+        "restore",
+        "sync_read",
+        "sync_mark",
+    }
     for source in SCRIPTS.values():
         assert "-- KEYS[1]" in source
         assert "ARGV[1]" in source or "ARGV" not in source.split("\n", 5)[-1]
@@ -123,7 +134,7 @@ def test_check_client_refuses_decoded_responses() -> None:
 def test_create_call() -> None:
     call = core(ttl=5, max_messages=7).create("m", 3, "sys", {"k": "v"}, SID)
     assert (call.op, call.sid, call.script) == ("create", SID, "create")
-    assert call.keys == tuple(session_keys("rs", SID))
+    assert call.keys == (*session_keys("rs", SID), dirty_key("rs", SID))
     version, codec, token, ttl, max_messages, *fields = call.args
     assert (version, codec, ttl, max_messages) == ("1", "msgpack", 5000, 7)
     assert len(token) == 32
@@ -165,7 +176,7 @@ def test_extend_call_layout() -> None:
     first, second = AgentMessage.user("a", id="i1"), AgentMessage.user("b", id="i2")
     call = c.extend(str(SID), [first, second], 4)
     assert (call.op, call.sid, call.script) == ("append", SID, "append")
-    assert call.keys == (*session_keys("rs", SID), *live_keys("rs", SID))
+    assert call.keys == (*session_keys("rs", SID), *live_keys("rs", SID), dirty_key("rs", SID))
     encoded = (c.encode(SID, first), c.encode(SID, second))
     assert call.args == ("1", "msgpack", "4", "", "i1", encoded[0], "i2", encoded[1])
     assert core().extend(SID, [], None).args == ("1", "msgpack", "", "")
@@ -213,7 +224,7 @@ def test_delete_and_exists_calls() -> None:
     keys = session_keys("rs", SID)
     delete = core().delete(SID)
     assert delete.script == "delete"
-    assert delete.keys == (*keys, *live_keys("rs", SID))
+    assert delete.keys == (*keys, *live_keys("rs", SID), dirty_key("rs", SID))
     assert (delete.parse(3), delete.parse(0)) == (True, False)
     exists = core().exists(SID)
     assert exists.args == ("EXISTS", keys.meta)

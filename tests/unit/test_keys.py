@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fnmatch
 import uuid
 
 import pytest
@@ -10,7 +11,17 @@ from hypothesis import strategies as st
 from redis.crc import key_slot
 
 from redis_sessions import InvalidSessionId, PersistenceError
-from redis_sessions.keys import check_prefix, meta_key_pattern, parse_meta_key, session_id, session_keys
+from redis_sessions.keys import (
+    check_prefix,
+    dirty_key,
+    dirty_key_pattern,
+    live_keys,
+    meta_key_pattern,
+    parse_meta_key,
+    script_keys,
+    session_id,
+    session_keys,
+)
 
 SID = uuid.UUID("0b7c6a52-7f3e-4d2a-9c1b-5e8f00a1b2c3")
 
@@ -48,8 +59,25 @@ def test_keys_are_hash_tagged_by_session_id() -> None:
 
 @given(st.uuids(), st.sampled_from(["rs", "app:sessions", "a", "x-y_z.9", "p" * 64]))
 def test_all_keys_of_a_session_map_to_one_cluster_slot(sid: uuid.UUID, prefix: str) -> None:
-    slots = {key_slot(key.encode()) for key in session_keys(prefix, sid)}
+    slots = {key_slot(key.encode()) for key in script_keys(prefix, sid)}
     assert slots == {key_slot(str(sid).encode())}
+    assert script_keys(prefix, sid) == (
+        *session_keys(prefix, sid),
+        *live_keys(prefix, sid),
+        dirty_key(prefix, sid),
+    )
+
+
+def test_dirty_indexes_are_per_slot_and_found_by_their_pattern() -> None:
+    # Two sessions in one slot share a dirty index; the index never matches the meta-key pattern.
+    by_slot: dict[int, set[str]] = {}
+    for _ in range(3000):
+        sid = uuid.uuid4()
+        by_slot.setdefault(key_slot(str(sid).encode()), set()).add(dirty_key("rs", sid))
+    assert all(len(keys) == 1 for keys in by_slot.values())
+    some = next(iter(next(iter(by_slot.values()))))
+    assert fnmatch.fnmatchcase(some, dirty_key_pattern("rs"))
+    assert not fnmatch.fnmatchcase(some, meta_key_pattern("rs"))
 
 
 def test_different_sessions_usually_land_in_different_slots() -> None:

@@ -1,0 +1,60 @@
+-- Put a whole session into Redis in one step: a restore from the backing store, or a read-through
+-- that brings back a session Redis no longer has. Two processes doing it at once cannot interleave:
+-- the second finds the first's session and leaves it alone.
+-- KEYS[1] = meta hash, KEYS[2] = messages list, KEYS[3] = ids zset, KEYS[4] = events channel,
+-- KEYS[5] = the slot's dirty index (a restored session is as clean as the store it came from)
+-- ARGV[1] = schema version, ARGV[2] = codec name, ARGV[3] = token (the new incarnation's epoch),
+-- ARGV[4] = ttl in ms (0 = never), ARGV[5] = max messages (0 = unbounded), ARGV[6] = '1' to replace
+-- a live session, ARGV[7] = seq (of the last message), ARGV[8] / ARGV[9] = created_at / updated_at
+-- in microseconds ('' = now), ARGV[10] = n, ARGV[11 .. 10 + 2n] = field, value pairs (model,
+-- max_turns, system_message, m:<key>), then message id, encoded message, message id, ...
+-- Returns {0} restored, {4} a session with this id is live (and ARGV[6] is not '1').
+local meta, list, ids = KEYS[1], KEYS[2], KEYS[3]
+local live = redis.call('EXISTS', meta) == 1
+if live and ARGV[6] ~= '1' then
+  return {4}
+end
+redis.call('DEL', meta, list, ids)
+redis.call('ZREM', KEYS[5], string.match(meta, '{(.-)}'))
+if live then
+  redis.call((redis.REDIS_VERSION_NUM or 0) >= 0x070000 and 'SPUBLISH' or 'PUBLISH', KEYS[4], 0)
+end
+local t = redis.call('TIME')
+local now = string.format('%s%06d', t[1], tonumber(t[2]))
+local seq = tonumber(ARGV[7])
+redis.call('HSET', meta, 'schema_version', ARGV[1], 'codec', ARGV[2], 'create_token', ARGV[3],
+  'epoch', ARGV[3], 'seq', seq, 'created_at', ARGV[8] ~= '' and ARGV[8] or now,
+  'updated_at', ARGV[9] ~= '' and ARGV[9] or now, 'ttl_ms', ARGV[4], 'max_messages', ARGV[5])
+local first = 11 + 2 * tonumber(ARGV[10])
+for i = 11, first - 1, 1000 do
+  redis.call('HSET', meta, unpack(ARGV, i, math.min(i + 999, first - 1)))
+end
+-- Messages in chunks (unpack() of thousands of values would overflow the Lua stack); the last one
+-- has the session's seq, so seqs and the idempotency index continue where they left off.
+local count = (#ARGV - first + 1) / 2
+local position = seq - count
+for c = first, #ARGV, 1000 do
+  local payloads, scored = {}, {}
+  for i = c, math.min(c + 999, #ARGV), 2 do
+    position = position + 1
+    payloads[#payloads + 1] = ARGV[i + 1]
+    scored[#scored + 1] = position
+    scored[#scored + 1] = ARGV[i]
+  end
+  redis.call('RPUSH', list, unpack(payloads))
+  redis.call('ZADD', ids, unpack(scored))
+end
+local max = tonumber(ARGV[5])
+if max > 0 and count > max then
+  redis.call('LTRIM', list, -max, -1)
+  redis.call('ZREMRANGEBYSCORE', ids, '-inf', seq - max)
+end
+local ttl = tonumber(ARGV[4])
+if ttl > 0 then
+  redis.call('PEXPIRE', meta, ttl)
+  if count > 0 then
+    redis.call('PEXPIRE', list, ttl)
+    redis.call('PEXPIRE', ids, ttl)
+  end
+end
+return {0}
