@@ -16,6 +16,7 @@ from typing import Any, Final, Generic, NamedTuple, TypeVar
 
 import msgspec
 
+from . import migrations
 from .cache import CachedHistory, HistoryCache
 from .codec import CODECS, Codec
 from .errors import (
@@ -40,7 +41,7 @@ from .keys import (
     session_id,
     session_keys,
 )
-from .models import SCHEMA_VERSION, AgentMessage, Session, SessionId
+from .models import AgentMessage, Session, SessionId
 
 __all__ = [
     "DEFAULT_CACHE_MESSAGES",
@@ -86,8 +87,6 @@ DEFAULT_MAX_MESSAGE_BYTES: Final = 8 * 1024 * 1024
 DEFAULT_CACHE_MESSAGES: Final = 10_000
 """Messages a store keeps decoded for re-reads (a few MB); 0 turns the history cache off."""
 
-_VERSION: Final = str(SCHEMA_VERSION)
-_VERSION_BYTES: Final = _VERSION.encode()
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 _SCAN_COUNT: Final = 1000
 _OK, _NOT_FOUND, _VERSION_MISMATCH, _CONFLICT, _EXISTS, _CODEC, _CORRUPT = range(7)
@@ -166,6 +165,10 @@ class StoreCore:
         # With a backing store, sessions this store creates are durable: listed as dirty until the
         # sync worker has stored them, and without a TTL until then (any store's writes keep that).
         self.durable = durable
+        # The schema version this store writes and reads (older ones are upgraded: migrations).
+        self.schema = migrations.active()
+        self.version = str(self.schema.current)
+        self._version_bytes = self.version.encode()
 
     # -- writes -----------------------------------------------------------------------------
 
@@ -183,7 +186,7 @@ class StoreCore:
             fields += ["durable", 1]
         keys = (*session_keys(self.prefix, sid), dirty_key(self.prefix, sid))
         token = uuid.uuid4().hex
-        args = (_VERSION, self.codec.name, token, self.ttl_ms, self.max_messages, *fields)
+        args = (self.version, self.codec.name, token, self.ttl_ms, self.max_messages, *fields)
 
         def parse(reply: list[Any]) -> SessionId:
             self.check(sid, reply)
@@ -201,7 +204,7 @@ class StoreCore:
         sid = session_id(sid)
         if fence is not None and (type(fence) is not int or fence < 1):
             raise TypeError(f"session `{sid}`: fence must be a lease token (an int >= 1) or None")
-        args: list[Any] = [_VERSION, self.codec.name, self._expected(sid, expected_seq)]
+        args: list[Any] = [self.version, self.codec.name, self._expected(sid, expected_seq)]
         args.append("" if fence is None else fence)
         for message in messages:
             data = self.encode(sid, message)
@@ -222,7 +225,7 @@ class StoreCore:
         sets = [(k, v) for k, v in updates.items() if v is not None]
         dels = [self._metadata_key(sid, k) for k, v in updates.items() if v is None]
         pairs = [item for pair in self._metadata(sid, dict(sets)) for item in pair]
-        args = (_VERSION, len(sets), *pairs, *dels)
+        args = (self.version, len(sets), *pairs, *dels)
 
         def parse(reply: list[Any]) -> None:
             self.check(sid, reply)
@@ -316,7 +319,7 @@ class StoreCore:
         """
         cache = self.cache
         assert cache is not None
-        args = (_VERSION, cached.epoch, cached.seq, cached.first_seq, int(want_meta))
+        args = (self.version, cached.epoch, cached.seq, cached.first_seq, int(want_meta))
 
         def parse(reply: list[Any]) -> T:
             if reply[0] == _NOT_FOUND:
@@ -394,7 +397,7 @@ class StoreCore:
             raise SessionExists(sid)
         detail = reply[1].decode("utf-8", "backslashreplace") if isinstance(reply[1], bytes) else reply[1]
         if code == _VERSION_MISMATCH:
-            raise SchemaVersionError(sid, int(detail) if detail.isdigit() else detail, SCHEMA_VERSION)
+            raise SchemaVersionError(sid, int(detail) if detail.isdigit() else detail, self.schema.current)
         if code == _CODEC:
             raise CodecMismatch(sid, detail, self.codec.name)
         if code == _CONFLICT:
@@ -416,7 +419,7 @@ class StoreCore:
     def _check_version(self, sid: SessionId, version: bytes | None) -> None:
         if version is None:
             raise SessionNotFound(sid)
-        if version != _VERSION_BYTES:
+        if version != self._version_bytes:
             self.check(sid, [_VERSION_MISMATCH, version])
 
     def codec_named(self, sid: SessionId, name: bytes | None) -> Codec:

@@ -18,12 +18,12 @@ from typing import Any, Literal, NamedTuple
 
 import msgspec
 
-from ._core import _NOT_FOUND, _TRIMMED, _VERSION, Call, StoreCore
-from .errors import MessagesTrimmed, SchemaVersionError
+from ._core import _NOT_FOUND, _TRIMMED, Call, StoreCore
+from .errors import CorruptSession, MessagesTrimmed, SchemaVersionError
 from .keys import dirty_key, live_keys, session_keys
-from .models import SCHEMA_VERSION, SessionId, SessionState
+from .models import SessionId, SessionState
 
-__all__ = ["Mark", "Unsynced", "restore", "sync_mark", "sync_read"]
+__all__ = ["Mark", "RawSession", "Unsynced", "raw_session", "restore", "sync_mark", "sync_read", "upgraded"]
 
 Mark = Literal["clean", "dirty", "gone", "recreated"]
 _MARKS: dict[int, Mark] = {1: "clean", 0: "dirty"}
@@ -41,10 +41,21 @@ def _micros(moment: datetime | None) -> str:
     return str((moment - _EPOCH) // _MICROSECOND)
 
 
-def restore(core: StoreCore, sid: SessionId, state: SessionState, replace: bool) -> Call[None]:
-    """Write ``state`` as session ``sid``; ``SessionExists`` if one is live, unless ``replace``."""
-    if state.schema_version != SCHEMA_VERSION:
-        raise SchemaVersionError(sid, state.schema_version, SCHEMA_VERSION)
+def restore(
+    core: StoreCore,
+    sid: SessionId,
+    state: SessionState,
+    replace: bool,
+    *,
+    upgrading: RawSession | None = None,
+) -> Call[None]:
+    """Write ``state`` as session ``sid``; ``SessionExists`` if one is live, unless ``replace``.
+
+    ``upgrading`` (the session as read before its schema upgrade) makes it a compare-and-set:
+    ``ConflictError`` if the session changed since, and it keeps its epoch, its place in the dirty
+    index and its write-behind bookkeeping."""
+    if state.schema_version != core.schema.current:
+        raise SchemaVersionError(sid, state.schema_version, core.schema.current)
     fields = core.header(sid, state.model, state.max_turns, state.system_message, state.metadata)
     payloads: list[str | bytes] = []
     seen: set[str] = set()
@@ -53,15 +64,19 @@ def restore(core: StoreCore, sid: SessionId, state: SessionState, replace: bool)
             seen.add(message.id)
             payloads += (message.id, core.encode(sid, message))
     seq = max(state.seq or 0, len(seen))
-    if core.durable:  # it comes from the backing store: clean, up to its last message
+    mode, token = ("1" if replace else ""), uuid.uuid4().hex
+    if upgrading is not None:
+        mode, token = f"={upgrading.epoch.decode()}:{upgrading.seq}", upgrading.epoch.decode()
+        fields += [x for pair in upgrading.bookkeeping.items() for x in pair]
+    elif core.durable:  # it comes from the backing store: clean, up to its last message
         fields += ["durable", 1, "synced_seq", seq]
     args: tuple[Any, ...] = (
-        _VERSION,
+        core.version,
         core.codec.name,
-        uuid.uuid4().hex,
+        token,
         core.ttl_ms,
         core.max_messages,
-        "1" if replace else "",
+        mode,
         seq,
         _micros(state.created_at),
         _micros(state.updated_at),
@@ -75,6 +90,49 @@ def restore(core: StoreCore, sid: SessionId, state: SessionState, replace: bool)
         core.check(sid, reply)
 
     return Call("restore", sid, "restore", keys, args, parse)
+
+
+class RawSession(NamedTuple):
+    """A session as stored, in plain data, for a schema upgrade (``migrations``)."""
+
+    version: int
+    data: dict[str, Any]  # SessionState's fields, messages as dicts
+    epoch: bytes
+    seq: int
+    bookkeeping: dict[str, str]  # write-behind fields to keep (durable, synced_seq)
+
+
+def raw_session(core: StoreCore, sid: SessionId) -> Call[RawSession | None]:
+    """The whole session without the typed decode (it may be of an older schema version)."""
+
+    def parse(replies: list[Any]) -> RawSession | None:
+        meta, items = replies
+        if not meta:
+            return None
+        try:
+            version = int(meta[b"schema_version"])
+            codec = core.codec_named(sid, meta.get(b"codec"))
+            messages = [codec.raw(item) for item in items]
+            session = core.session(sid, meta, [])
+        except (KeyError, ValueError, msgspec.DecodeError) as exc:
+            raise CorruptSession(sid, f"unreadable for a schema upgrade: {exc!r}") from exc
+        data = msgspec.structs.asdict(session.to_state())
+        data["messages"] = messages
+        keep = {k.decode(): v.decode() for k, v in meta.items() if k in (b"durable", b"synced_seq")}
+        return RawSession(version, data, meta.get(b"epoch", b""), session.seq, keep)
+
+    keys = session_keys(core.prefix, sid)
+    multi = (("HGETALL", keys.meta), ("LRANGE", keys.messages, 0, -1))
+    return Call("upgrade", sid, None, keys[:2], (), parse, multi)
+
+
+def upgraded(core: StoreCore, sid: SessionId, raw: RawSession) -> SessionState:
+    """``raw`` brought to the current schema by the registered steps, as a typed state."""
+    data = core.schema.upgrade(sid, raw.version, raw.data)
+    try:
+        return msgspec.convert(data, SessionState)
+    except msgspec.ValidationError as exc:
+        raise CorruptSession(sid, f"the upgraded session does not fit the schema: {exc}") from exc
 
 
 class Unsynced(NamedTuple):
@@ -103,7 +161,7 @@ def sync_read(core: StoreCore, sid: SessionId, limit: int = 500) -> Call[Unsynce
         return Unsynced(state, int(synced), meta.get(b"epoch", b""), meta.get(b"updated_at", b""))
 
     keys = session_keys(core.prefix, sid)[:2]
-    return Call("sync", sid, "sync_read", keys, (_VERSION, limit), parse)
+    return Call("sync", sid, "sync_read", keys, (core.version, limit), parse)
 
 
 def sync_mark(core: StoreCore, sid: SessionId, read: Unsynced) -> Call[Mark]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import uuid
 from typing import Any, Final, NamedTuple
 
-from ._core import _LEASE_LOST, _NOT_FOUND, _TRIMMED, _VERSION, Call, StoreCore
+from ._core import _LEASE_LOST, _NOT_FOUND, _TRIMMED, Call, StoreCore
 from .errors import LeaseLost, MessagesTrimmed
 from .keys import live_keys, session_id, session_keys
 from .models import AgentMessage
@@ -58,7 +58,7 @@ def read_after(core: StoreCore, sid: object, after: int, limit: int = 1000) -> C
         return Batch(epoch, int(seq), [Appended(after + 1 + i, m) for i, m in enumerate(messages)])
 
     keys = session_keys(core.prefix, sid)[:2]
-    return Call("watch", sid, "read_after", keys, (_VERSION, after, limit), parse)
+    return Call("watch", sid, "read_after", keys, (core.version, after, limit), parse)
 
 
 def lease(
@@ -66,7 +66,7 @@ def lease(
 ) -> Call[int]:
     """Acquire (a new token), renew or release the session's turn lease; returns the token."""
     keys = (session_keys(core.prefix, sid).meta, live_keys(core.prefix, sid)[0])
-    args = (_VERSION, action, owner, "" if token is None else token, ttl_ms)
+    args = (core.version, action, owner, "" if token is None else token, ttl_ms)
 
     def parse(reply: list[Any]) -> int:
         if reply[0] == _LEASE_LOST:

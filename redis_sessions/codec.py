@@ -11,7 +11,7 @@ from __future__ import annotations
 import struct
 import uuid
 from collections.abc import Sequence
-from typing import Final, Literal
+from typing import Any, Final, Literal
 
 import msgspec
 
@@ -30,11 +30,19 @@ class Codec:
 
     def __init__(self) -> None:
         self._encoder: msgspec.msgpack.Encoder | msgspec.json.Encoder
+        self._raw: msgspec.msgpack.Decoder[Any] | msgspec.json.Decoder[Any]
         self._one: msgspec.msgpack.Decoder[AgentMessage] | msgspec.json.Decoder[AgentMessage]
         self._many: msgspec.msgpack.Decoder[list[AgentMessage]] | msgspec.json.Decoder[list[AgentMessage]]
 
     def encode(self, message: AgentMessage) -> bytes:
         return self._encoder.encode(message)
+
+    def raw(self, data: bytes) -> dict[str, object]:
+        """One stored message as plain data, without the typed decode (for schema upgrades)."""
+        value = self._raw.decode(data)
+        if not isinstance(value, dict):
+            raise msgspec.DecodeError(f"a stored message is a {type(value).__name__}, not a map")
+        return value
 
     def check(self, data: bytes) -> None:
         """Raise ``msgspec.DecodeError`` unless ``data`` decodes as one message."""
@@ -68,6 +76,7 @@ class MsgpackCodec(Codec):
     def __init__(self) -> None:
         self._encoder = msgspec.msgpack.Encoder()
         self._one = msgspec.msgpack.Decoder(AgentMessage)
+        self._raw = msgspec.msgpack.Decoder()
         self._many = msgspec.msgpack.Decoder(list[AgentMessage])
 
     def frame(self, items: Sequence[bytes]) -> bytes:
@@ -87,6 +96,7 @@ class JsonCodec(Codec):
     def __init__(self) -> None:
         self._encoder = msgspec.json.Encoder()
         self._one = msgspec.json.Decoder(AgentMessage)
+        self._raw = msgspec.json.Decoder()
         self._many = msgspec.json.Decoder(list[AgentMessage])
 
     def frame(self, items: Sequence[bytes]) -> bytes:

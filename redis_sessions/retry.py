@@ -7,6 +7,7 @@ is idempotent: appends carry message ids, ``create`` carries a token, the rest s
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from typing import Final
 
@@ -16,7 +17,7 @@ import redis.retry
 import tenacity
 from redis.backoff import NoBackoff
 
-__all__ = ["ASYNC_NO_CLIENT_RETRY", "NO_CLIENT_RETRY", "REFUSED", "TRANSIENT", "RetryPolicy"]
+__all__ = ["ASYNC_NO_CLIENT_RETRY", "NO_CLIENT_RETRY", "REFUSED", "TRANSIENT", "RetryPolicy", "driver_fault"]
 
 TRANSIENT: Final = (
     redis.exceptions.ConnectionError,
@@ -31,6 +32,28 @@ failover or resharding. MOVED and ASK never get here: the cluster client follows
 
 REFUSED: Final = (redis.exceptions.AuthenticationError, redis.exceptions.AuthorizationError)
 """Connection errors that another try cannot mend: wrong credentials or missing permissions."""
+
+_CONNECTION_MODULES: Final = (
+    os.path.join("redis", "connection.py"),
+    os.path.join("redis", "asyncio", "connection.py"),
+)
+
+
+def driver_fault(error: BaseException) -> bool:
+    """An ``AttributeError``/``TypeError`` raised inside redis-py's connection code itself.
+
+    redis-py 8.1's asyncio cluster client sometimes sends on a connection whose stream another
+    task has just reset, when many tasks make their first calls at once (``'NoneType' object has
+    no attribute 'writelines'``; redis-py #3546 is a sibling). The connection is broken, not the
+    call: the stores treat this as a connection error, which their retry policy handles.
+    """
+    if not isinstance(error, AttributeError | TypeError):
+        return False
+    tb = error.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    return tb is not None and tb.tb_frame.f_code.co_filename.endswith(_CONNECTION_MODULES)
+
 
 NO_CLIENT_RETRY: Final = redis.retry.Retry(NoBackoff(), 0)
 """Given to redis-py clients so that they do not retry underneath our policy."""

@@ -28,15 +28,23 @@ from ._core import (
     check_client,
     ttl_ms,
 )
+from ._durable import raw_session, upgraded
 from ._durable import restore as restore_call
 from ._live import PUBSUB_PROBE, SHARDED_FROM, Appended, read_after
 from ._live import lease as lease_call
 from ._replication import WRITE_SCRIPTS, Waited, handover, wait_for
-from .errors import LeaseLost, SessionExists, SessionNotFound, StoreUnavailable
+from .errors import (
+    ConflictError,
+    LeaseLost,
+    SchemaVersionError,
+    SessionExists,
+    SessionNotFound,
+    StoreUnavailable,
+)
 from .keys import live_keys
 from .keys import session_id as parse_session_id
 from .models import AgentMessage, Session, SessionId
-from .retry import NO_CLIENT_RETRY, REFUSED, TRANSIENT, RetryPolicy
+from .retry import NO_CLIENT_RETRY, REFUSED, TRANSIENT, RetryPolicy, driver_fault
 from .writebehind import SyncWorker
 
 if TYPE_CHECKING:
@@ -380,17 +388,40 @@ class SessionStore:
         it again (read-through). Two processes that miss at once restore it once: the restore is
         one script, and the second finds the first's session and leaves it."""
         call = make()
-        if self._backing is None:
-            return self._run(call)
         try:
             result = self._run(call)
         except SessionNotFound:
-            if call.sid is None or not self._hydrate(call.sid):
+            if self._backing is None or call.sid is None or not self._hydrate(call.sid):
                 raise
             return self._run(make())
-        if missing is not None and missing(result) and call.sid is not None and self._hydrate(call.sid):
+        except SchemaVersionError as exc:
+            if call.sid is None or not self._upgrade(call.sid, exc):
+                raise
+            return self._run(make())
+        if (
+            missing is not None
+            and self._backing is not None
+            and call.sid is not None
+            and missing(result)
+            and self._hydrate(call.sid)
+        ):
             return self._run(make())
         return result
+
+    def _upgrade(self, sid: SessionId, error: SchemaVersionError) -> bool:
+        """Bring a session of an older schema version up to this one in Redis, in place (see
+        ``migrations``); ``False`` if it cannot be (newer, or no upgrade step registered)."""
+        schema = self._core.schema
+        if type(error.found) is not int or error.found >= schema.current or not schema.can_read(error.found):
+            return False
+        raw = self._run(raw_session(self._core, sid))
+        if raw is None:
+            return True  # gone meanwhile: the call again says what it finds
+        with contextlib.suppress(ConflictError):  # changed meanwhile (or upgraded by another): again
+            self._run(
+                restore_call(self._core, sid, upgraded(self._core, sid, raw), True, upgrading=raw)
+            )
+        return True
 
     def _hydrate(self, sid: SessionId) -> bool:
         assert self._backing is not None
@@ -442,6 +473,14 @@ class SessionStore:
         return call.parse(reply)
 
     def _send(self, call: Call[Any], node: Any = None) -> Any:
+        try:
+            return self._send_call(call, node)
+        except (AttributeError, TypeError) as exc:
+            if driver_fault(exc):  # see retry.driver_fault: a broken connection, so retried
+                raise redis.exceptions.ConnectionError(f"redis-py connection fault: {exc!r}") from exc
+            raise
+
+    def _send_call(self, call: Call[Any], node: Any) -> Any:
         if call.script is not None:
             # EVALSHA straight away: redis-py's Script wrapper costs ~7 us of CPU per call, 10 % of
             # an append. A server that lost its script cache (restart, SCRIPT FLUSH) gets it again.

@@ -18,6 +18,7 @@ from typing import Any, Final
 
 import msgspec
 
+from .. import migrations
 from ..codec import CODECS
 from ..errors import (
     CorruptSession,
@@ -28,7 +29,7 @@ from ..errors import (
     StoreError,
 )
 from ..keys import session_id
-from ..models import SCHEMA_VERSION, AgentMessage, SessionId, SessionState
+from ..models import AgentMessage, SessionId, SessionState
 
 __all__ = [
     "Header",
@@ -82,20 +83,58 @@ class Header:
     updated_at: datetime | None
 
 
-def check_version(sid: SessionId, data: bytes) -> None:
-    """Refuse a stored header or document whose ``schema_version`` this code does not know.
-
-    Runs before the typed decode, so a document of another version is reported as such even when
-    the rest of it has a shape this code cannot read. A missing version is not guessed: corrupt.
-    """
+def stored_version(sid: SessionId, data: bytes) -> int:
+    """The ``schema_version`` of a stored header or document, read before any typed decode, so
+    a document of another version is reported as such even when the rest of it has a shape this
+    code cannot read. A missing version is not guessed: corrupt; a non-integer one is refused."""
     try:
         found = _VERSION.decode(data).schema_version
     except msgspec.DecodeError as exc:
         raise CorruptSession(sid, f"not a JSON object: {exc}") from exc
     if found is msgspec.UNSET:
         raise CorruptSession(sid, "no schema_version")
-    if type(found) is not int or found != SCHEMA_VERSION:
-        raise SchemaVersionError(sid, found, SCHEMA_VERSION)
+    if type(found) is not int:
+        raise SchemaVersionError(sid, found, migrations.active().current)
+    return found
+
+
+def check_version(sid: SessionId, data: bytes) -> None:
+    """Refuse a stored header or document that is not of the version this code writes."""
+    found, current = stored_version(sid, data), migrations.active().current
+    if found != current:
+        raise SchemaVersionError(sid, found, current)
+
+
+def decode_stored(sid: SessionId, header: bytes, bodies: Sequence[bytes]) -> SessionState:
+    """A header row and its message bodies as a ``SessionState``: of this schema version, or of
+    an older one brought up to it by the registered upgrade steps (``migrations``)."""
+    schema, found = migrations.active(), stored_version(sid, header)
+    if found == schema.current:
+        state = decode_header(sid, header)
+        state.messages = decode_messages(sid, bodies)
+        return state
+    if not schema.can_read(found):
+        raise SchemaVersionError(sid, found, schema.current)
+    data = _object(sid, header)
+    data["messages"] = [_object(sid, body, position) for position, body in enumerate(bodies)]
+    return _upgraded(sid, schema, found, data)
+
+
+def _object(sid: SessionId, data: bytes, position: int | None = None) -> dict[str, Any]:
+    try:
+        value = msgspec.json.decode(data)
+    except msgspec.DecodeError as exc:
+        raise CorruptSession(sid, f"not JSON: {exc}", position) from exc
+    if not isinstance(value, dict):
+        raise CorruptSession(sid, f"a {type(value).__name__}, not a JSON object", position)
+    return value
+
+
+def _upgraded(sid: SessionId, schema: migrations.Schema, found: int, data: dict[str, Any]) -> SessionState:
+    try:
+        return msgspec.convert(schema.upgrade(sid, found, data), SessionState)
+    except msgspec.ValidationError as exc:
+        raise CorruptSession(sid, f"the upgraded session does not fit the schema: {exc}") from exc
 
 
 def refuse_newer(sid: SessionId, stored: bytes | None) -> None:
@@ -110,8 +149,9 @@ def refuse_newer(sid: SessionId, stored: bytes | None) -> None:
         found = _VERSION.decode(stored).schema_version
     except msgspec.DecodeError:
         return
-    if type(found) is int and found > SCHEMA_VERSION:
-        raise SchemaVersionError(sid, found, SCHEMA_VERSION)
+    current = migrations.active().current
+    if type(found) is int and found > current:
+        raise SchemaVersionError(sid, found, current)
 
 
 def decode_header(sid: SessionId, data: bytes) -> SessionState:
@@ -129,8 +169,13 @@ def decode_messages(sid: SessionId, bodies: Sequence[bytes]) -> list[AgentMessag
 
 
 def decode_document(sid: SessionId, data: bytes) -> SessionState:
-    """A whole stored document (messages included), as the directory adapter keeps it."""
-    check_version(sid, data)
+    """A whole stored document (messages included), as the directory adapter keeps it; one of an
+    older schema version is brought up to this one by the registered upgrade steps."""
+    schema, found = migrations.active(), stored_version(sid, data)
+    if found != schema.current:
+        if not schema.can_read(found):
+            raise SchemaVersionError(sid, found, schema.current)
+        return _upgraded(sid, schema, found, _object(sid, data))
     try:
         return _STATE.decode(data)
     except msgspec.DecodeError as exc:
@@ -150,8 +195,9 @@ def decode_document(sid: SessionId, data: bytes) -> SessionState:
 def _checked_state(sid: SessionId, state: SessionState) -> SessionState:
     if type(state) is not SessionState:
         raise TypeError(f"expected a SessionState for session `{sid}`, got {type(state).__name__}")
-    if state.schema_version != SCHEMA_VERSION:
-        raise SchemaVersionError(sid, state.schema_version, SCHEMA_VERSION)
+    current = migrations.active().current
+    if state.schema_version != current:
+        raise SchemaVersionError(sid, state.schema_version, current)
     return state
 
 
@@ -171,7 +217,7 @@ def encode_header(sid: SessionId, state: SessionState, count: int = 0) -> Header
     except (msgspec.DecodeError, msgspec.EncodeError, TypeError, OverflowError) as exc:
         raise TypeError(f"the state of session `{sid}` does not match the schema: {exc}") from exc
     column_seq = state.seq if state.seq is not None else count
-    return Header(data, SCHEMA_VERSION, column_seq, state.updated_at)
+    return Header(data, state.schema_version, column_seq, state.updated_at)
 
 
 def snapshot(sid: SessionId, state: SessionState) -> tuple[Header, list[tuple[str, bytes]]]:

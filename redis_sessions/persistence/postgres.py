@@ -38,7 +38,7 @@ from ..models import AgentMessage, SessionId, SessionState
 from ._rows import (
     Header,
     decode_header,
-    decode_messages,
+    decode_stored,
     driver_errors,
     encode_header,
     header_after_append,
@@ -217,9 +217,7 @@ class PostgresAdapter:
             row = connection.execute(self._sql["load"], (str(sid),)).fetchone()
         if row is None:
             return None
-        state = decode_header(sid, row[0].encode())
-        state.messages = decode_messages(sid, [body.encode() for body in row[1]])
-        return state
+        return decode_stored(sid, row[0].encode(), [body.encode() for body in row[1]])
 
     def list_sessions(self) -> Iterator[SessionId]:
         """Every stored session id in id order, a page per query (no transaction held between pages)."""

@@ -42,7 +42,7 @@ from ..models import AgentMessage, SessionId, SessionState
 from ._rows import (
     Header,
     decode_header,
-    decode_messages,
+    decode_stored,
     driver_errors,
     encode_header,
     header_after_append,
@@ -218,9 +218,7 @@ class SQLiteAdapter:
             if row is None:
                 return None
             bodies = [body for (body,) in connection.execute(_BODIES, (key,))]
-        state = decode_header(sid, row[0])
-        state.messages = decode_messages(sid, bodies)
-        return state
+        return decode_stored(sid, row[0], bodies)
 
     def list_sessions(self) -> Iterator[SessionId]:
         """Every stored session id, a page per short read (no transaction is held between pages)."""

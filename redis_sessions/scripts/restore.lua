@@ -4,19 +4,32 @@
 -- KEYS[1] = meta hash, KEYS[2] = messages list, KEYS[3] = ids zset, KEYS[4] = events channel,
 -- KEYS[5] = the slot's dirty index (a restored session is as clean as the store it came from)
 -- ARGV[1] = schema version, ARGV[2] = codec name, ARGV[3] = token (the new incarnation's epoch),
--- ARGV[4] = ttl in ms (0 = never), ARGV[5] = max messages (0 = unbounded), ARGV[6] = '1' to replace
--- a live session, ARGV[7] = seq (of the last message), ARGV[8] / ARGV[9] = created_at / updated_at
+-- ARGV[4] = ttl in ms (0 = never), ARGV[5] = max messages (0 = unbounded), ARGV[6] = '' to refuse
+-- a live session, '1' to replace it, '=<epoch>:<seq>' to replace it only if it is still that
+-- incarnation at that seq (a schema upgrade in place: compare-and-set), ARGV[7] = seq (of the last
+-- message), ARGV[8] / ARGV[9] = created_at / updated_at
 -- in microseconds ('' = now), ARGV[10] = n, ARGV[11 .. 10 + 2n] = field, value pairs (model,
 -- max_turns, system_message, m:<key>), then message id, encoded message, message id, ...
--- Returns {0} restored, {4} a session with this id is live (and ARGV[6] is not '1').
+-- Returns {0} restored, {4} a session with this id is live (and ARGV[6] is ''), {3, seq} the
+-- session changed since it was read (ARGV[6] = '=...').
 local meta, list, ids = KEYS[1], KEYS[2], KEYS[3]
+local mode = ARGV[6]
+local upgrade = string.sub(mode, 1, 1) == '='
 local live = redis.call('EXISTS', meta) == 1
-if live and ARGV[6] ~= '1' then
+if live and mode == '' then
   return {4}
 end
+if upgrade then
+  local h = redis.call('HMGET', meta, 'epoch', 'seq')
+  if mode ~= '=' .. (h[1] or '') .. ':' .. (h[2] or '') then
+    return {3, h[2] or 0}
+  end
+end
 redis.call('DEL', meta, list, ids)
-redis.call('ZREM', KEYS[5], string.match(meta, '{(.-)}'))
-if live then
+if not upgrade then  -- an upgrade keeps the session's place in the dirty index, and its epoch
+  redis.call('ZREM', KEYS[5], string.match(meta, '{(.-)}'))
+end
+if live and not upgrade then
   redis.call((redis.REDIS_VERSION_NUM or 0) >= 0x070000 and 'SPUBLISH' or 'PUBLISH', KEYS[4], 0)
 end
 local t = redis.call('TIME')
@@ -50,6 +63,10 @@ if max > 0 and count > max then
   redis.call('ZREMRANGEBYSCORE', ids, '-inf', seq - max)
 end
 local ttl = tonumber(ARGV[4])
+local state = redis.call('HMGET', meta, 'durable', 'synced_seq')
+if state[1] == '1' and (tonumber(state[2]) or 0) < seq then
+  ttl = 0  -- durable and not yet all in the backing store: no TTL until it is
+end
 if ttl > 0 then
   redis.call('PEXPIRE', meta, ttl)
   if count > 0 then

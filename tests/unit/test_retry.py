@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 
 import pytest
 import redis.exceptions
 
 from redis_sessions import RetryPolicy
-from redis_sessions.retry import ASYNC_NO_CLIENT_RETRY, NO_CLIENT_RETRY, TRANSIENT
+from redis_sessions.retry import ASYNC_NO_CLIENT_RETRY, NO_CLIENT_RETRY, TRANSIENT, driver_fault
 
 FAST = RetryPolicy(attempts=3, initial=0.001, max_wait=0.002, jitter=0.001)
 
@@ -118,3 +119,27 @@ async def test_async_retrying_counts_the_same() -> None:
 
 def test_each_call_gets_a_fresh_controller() -> None:
     assert FAST.retrying() is not FAST.retrying()
+
+
+def _raised_in(filename: str, source: str) -> BaseException:
+    namespace: dict[str, object] = {}
+    exec(compile(f"def fault():\n    {source}\n", filename, "exec"), namespace)
+    try:
+        namespace["fault"]()  # type: ignore[operator]
+    except Exception as exc:
+        return exc
+    raise AssertionError("the snippet should raise")
+
+
+def test_a_fault_inside_redis_py_connection_code_counts_as_a_broken_connection() -> None:
+    inside = os.path.join("site-packages", "redis", "asyncio", "connection.py")
+    assert driver_fault(_raised_in(inside, "None.writelines([])"))
+    assert driver_fault(_raised_in(inside, "(lambda: None)()()"))  # TypeError: not callable
+    sync_inside = os.path.join("site-packages", "redis", "connection.py")
+    assert driver_fault(_raised_in(sync_inside, "None.sendall(b'')"))
+
+
+def test_the_same_errors_elsewhere_are_bugs_not_faults() -> None:
+    assert not driver_fault(_raised_in("mine.py", "None.writelines([])"))
+    assert not driver_fault(_raised_in(os.path.join("redis", "client.py"), "None.x"))
+    assert not driver_fault(redis.exceptions.ConnectionError("down"))
