@@ -90,7 +90,7 @@ DEFAULT_CACHE_MESSAGES: Final = 10_000
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 _SCAN_COUNT: Final = 1000
 _OK, _NOT_FOUND, _VERSION_MISMATCH, _CONFLICT, _EXISTS, _CODEC, _CORRUPT = range(7)
-_TRIMMED, _LEASE_HELD, _LEASE_LOST = 7, 8, 9
+_TRIMMED, _LEASE_HELD, _LEASE_LOST, _EVICTED = 7, 8, 9, 10
 _META_PREFIX: Final = "m:"
 
 
@@ -264,8 +264,10 @@ class StoreCore:
         keys = session_keys(self.prefix, sid)
 
         def parse(replies: list[Any]) -> Messages:
-            (version, codec, epoch, seq), length, items = replies
+            (version, codec, epoch, seq, durable), length, items = replies
             self._check_version(sid, version)
+            if durable == b"1" and length == 0 and seq not in (None, b"0"):
+                self.check(sid, [_EVICTED])
             offset = first if first >= 0 else max(0, length + first)
             messages = self.codec_named(sid, codec).decode(sid, items, offset)
             if self.cache is not None and first == 0 and last == -1:
@@ -273,7 +275,7 @@ class StoreCore:
             return messages
 
         multi = (
-            ("HMGET", keys.meta, "schema_version", "codec", "epoch", "seq"),
+            ("HMGET", keys.meta, "schema_version", "codec", "epoch", "seq", "durable"),
             ("LLEN", keys.messages),
             ("LRANGE", keys.messages, first, last),
         )
@@ -295,6 +297,8 @@ class StoreCore:
             if not meta:
                 return None
             self._check_version(sid, meta.get(b"schema_version"))
+            if meta.get(b"durable") == b"1" and not items and meta.get(b"seq", b"0") != b"0":
+                self.check(sid, [_EVICTED])
             session = self.session(sid, meta, self.codec_named(sid, meta.get(b"codec")).decode(sid, items))
             if self.cache is not None:
                 self.cache.put(
@@ -395,6 +399,8 @@ class StoreCore:
             raise SessionNotFound(sid)
         if code == _EXISTS:
             raise SessionExists(sid)
+        if code == _EVICTED:
+            raise CorruptSession(sid, "Redis evicted part of it (a backing store restores it)", evicted=True)
         detail = reply[1].decode("utf-8", "backslashreplace") if isinstance(reply[1], bytes) else reply[1]
         if code == _VERSION_MISMATCH:
             raise SchemaVersionError(sid, int(detail) if detail.isdigit() else detail, self.schema.current)

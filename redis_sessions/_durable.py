@@ -45,7 +45,7 @@ def restore(
     core: StoreCore,
     sid: SessionId,
     state: SessionState,
-    replace: bool,
+    replace: bool | str,
     *,
     upgrading: RawSession | None = None,
 ) -> Call[None]:
@@ -64,7 +64,8 @@ def restore(
             seen.add(message.id)
             payloads += (message.id, core.encode(sid, message))
     seq = max(state.seq or 0, len(seen))
-    mode, token = ("1" if replace else ""), uuid.uuid4().hex
+    mode = replace if isinstance(replace, str) else ("1" if replace else "")  # see restore.lua
+    token = uuid.uuid4().hex
     if upgrading is not None:
         mode, token = f"={upgrading.epoch.decode()}:{upgrading.seq}", upgrading.epoch.decode()
         fields += [x for pair in upgrading.bookkeeping.items() for x in pair]

@@ -37,6 +37,7 @@ from ._live import lease as lease_call
 from ._replication import WRITE_SCRIPTS, Waited, handover, wait_for
 from .errors import (
     ConflictError,
+    CorruptSession,
     LeaseLost,
     SchemaVersionError,
     SessionExists,
@@ -46,7 +47,7 @@ from .errors import (
 from .keys import live_keys
 from .keys import session_id as parse_session_id
 from .models import AgentMessage, Session, SessionId
-from .retry import ASYNC_NO_CLIENT_RETRY, REFUSED, TRANSIENT, RetryPolicy, driver_fault
+from .retry import ASYNC_NO_CLIENT_RETRY, REFUSED, TRANSIENT, RetryPolicy, driver_fault, turn_off_client_retry
 from .writebehind import SyncWorker
 
 if TYPE_CHECKING:
@@ -131,9 +132,8 @@ class AsyncSessionStore:
         self._wait = wait_for(wait_replicas, wait_timeout)
         # One retry layer: ours. (Only when not already off: a BlockingConnectionPool cannot
         # take a new retry in redis-py 8.1.)
-        current = client.retry if isinstance(client, RedisCluster) else client.get_retry()
-        if retry is not None and current is not ASYNC_NO_CLIENT_RETRY:
-            client.set_retry(ASYNC_NO_CLIENT_RETRY)
+        if retry is not None:
+            turn_off_client_retry(client, ASYNC_NO_CLIENT_RETRY)
         self._owned: tuple[Any, ...] = ()  # clients this store made (from_url...) and so closes
         self._sharded: bool | None = None  # sharded pub/sub? asked of the server on first watch
 
@@ -400,6 +400,12 @@ class AsyncSessionStore:
             if call.sid is None or not await self._upgrade(call.sid, exc):
                 raise
             return await self._run(make())
+        except CorruptSession as exc:  # some keys evicted: the backing store has all of it
+            if not exc.evicted or self._backing is None or call.sid is None:
+                raise
+            if not await self._hydrate(call.sid, repair=True):
+                raise
+            return await self._run(make())
         if (
             missing is not None
             and self._backing is not None
@@ -425,13 +431,14 @@ class AsyncSessionStore:
             )
         return True
 
-    async def _hydrate(self, sid: SessionId) -> bool:
+    async def _hydrate(self, sid: SessionId, *, repair: bool = False) -> bool:
+        """Restore the session from the backing store (``repair``: over what eviction left of it)."""
         assert self._backing is not None
         state = await asyncio.to_thread(self._backing.load_session, sid)
         if state is None:
             return False
         with contextlib.suppress(SessionExists):  # another process restored it first
-            await self._run(restore_call(self._core, sid, state, False))
+            await self._run(restore_call(self._core, sid, state, "!" if repair else False))
         return True
 
     async def _scan_nodes(self) -> Sequence[Any]:

@@ -200,10 +200,13 @@ class CodecMismatch(PersistenceError):
 class CorruptSession(PersistenceError):
     """Stored bytes that do not decode, or a key of the session holding the wrong Redis type."""
 
-    def __init__(self, session_id: uuid.UUID, detail: str, position: int | None = None) -> None:
+    def __init__(
+        self, session_id: uuid.UUID, detail: str, position: int | None = None, *, evicted: bool = False
+    ) -> None:
         where = f" at position {position}" if position is not None else ""
         super().__init__(f"session `{session_id}` is corrupt{where}: {detail}", session_id)
         self.position = position
+        self.evicted = evicted  # Redis evicted some of its keys: a backing store can restore it
 
 
 class StoreError(SessionError):

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Final
+from typing import Any, Final
 
 import redis.asyncio.retry
 import redis.exceptions
@@ -17,7 +17,15 @@ import redis.retry
 import tenacity
 from redis.backoff import NoBackoff
 
-__all__ = ["ASYNC_NO_CLIENT_RETRY", "NO_CLIENT_RETRY", "REFUSED", "TRANSIENT", "RetryPolicy", "driver_fault"]
+__all__ = [
+    "ASYNC_NO_CLIENT_RETRY",
+    "NO_CLIENT_RETRY",
+    "REFUSED",
+    "TRANSIENT",
+    "RetryPolicy",
+    "driver_fault",
+    "turn_off_client_retry",
+]
 
 TRANSIENT: Final = (
     redis.exceptions.ConnectionError,
@@ -37,6 +45,25 @@ _CONNECTION_MODULES: Final = (
     os.path.join("redis", "connection.py"),
     os.path.join("redis", "asyncio", "connection.py"),
 )
+
+
+def turn_off_client_retry(client: Any, off: Any) -> None:
+    """Give ``client`` (a Redis or RedisCluster, sync or asyncio) the ``off`` retry (no retries).
+
+    ``set_retry`` of redis-py 8.1 fails on a ``BlockingConnectionPool`` (it walks a list that pool
+    does not have); such a pool then gets the setting for the connections it makes from now on.
+    """
+    if hasattr(client, "get_retry"):
+        if client.get_retry() is off:
+            return
+        try:
+            client.set_retry(off)
+        except AttributeError:
+            client.get_connection_kwargs()["retry"] = off
+            for connection in list(getattr(client.connection_pool, "_connections", ())):
+                connection.retry = off
+    else:  # a cluster client keeps its retry on itself
+        client.set_retry(off)
 
 
 def driver_fault(error: BaseException) -> bool:

@@ -35,6 +35,7 @@ from ._live import lease as lease_call
 from ._replication import WRITE_SCRIPTS, Waited, handover, wait_for
 from .errors import (
     ConflictError,
+    CorruptSession,
     LeaseLost,
     SchemaVersionError,
     SessionExists,
@@ -44,7 +45,7 @@ from .errors import (
 from .keys import live_keys
 from .keys import session_id as parse_session_id
 from .models import AgentMessage, Session, SessionId
-from .retry import NO_CLIENT_RETRY, REFUSED, TRANSIENT, RetryPolicy, driver_fault
+from .retry import NO_CLIENT_RETRY, REFUSED, TRANSIENT, RetryPolicy, driver_fault, turn_off_client_retry
 from .writebehind import SyncWorker
 
 if TYPE_CHECKING:
@@ -129,9 +130,8 @@ class SessionStore:
         self._wait = wait_for(wait_replicas, wait_timeout)
         # One retry layer: ours. (Only when not already off: a BlockingConnectionPool cannot
         # take a new retry in redis-py 8.1.)
-        current = client.retry if isinstance(client, RedisCluster) else client.get_retry()
-        if retry is not None and current is not NO_CLIENT_RETRY:
-            client.set_retry(NO_CLIENT_RETRY)
+        if retry is not None:
+            turn_off_client_retry(client, NO_CLIENT_RETRY)
         self._owned: tuple[Any, ...] = ()  # clients this store made (from_url...) and so closes
         self._sharded: bool | None = None  # sharded pub/sub? asked of the server on first watch
 
@@ -398,6 +398,12 @@ class SessionStore:
             if call.sid is None or not self._upgrade(call.sid, exc):
                 raise
             return self._run(make())
+        except CorruptSession as exc:  # some keys evicted: the backing store has all of it
+            if not exc.evicted or self._backing is None or call.sid is None:
+                raise
+            if not self._hydrate(call.sid, repair=True):
+                raise
+            return self._run(make())
         if (
             missing is not None
             and self._backing is not None
@@ -423,13 +429,14 @@ class SessionStore:
             )
         return True
 
-    def _hydrate(self, sid: SessionId) -> bool:
+    def _hydrate(self, sid: SessionId, *, repair: bool = False) -> bool:
+        """Restore the session from the backing store (``repair``: over what eviction left of it)."""
         assert self._backing is not None
         state = self._backing.load_session(sid)
         if state is None:
             return False
         with contextlib.suppress(SessionExists):  # another process restored it first
-            self._run(restore_call(self._core, sid, state, False))
+            self._run(restore_call(self._core, sid, state, "!" if repair else False))
         return True
 
     def _scan_nodes(self) -> Sequence[Any]:

@@ -78,8 +78,10 @@ class SyncWorker:
         return found
 
     def sync_session(self, sid: SessionId, rounds: int = 100) -> int:
-        """Deliver what ``backing`` lacks of one session; returns the seq it now holds (or 0 if
-        the session is gone). Gives up after ``rounds`` reads if writers keep it busy."""
+        """Deliver what ``backing`` lacks of one session, as far as it went when the visit began
+        (a busy session is not chased: the next pass takes the rest, so other sessions get their
+        turn and each backing-store write carries a full batch); returns the seq the backing store
+        now holds, or 0 if the session is gone."""
         core, reached = self.store._core, 0
         for _ in range(rounds):
             read = self.store._run(sync_read(core, sid, self.batch))
@@ -97,6 +99,8 @@ class SyncWorker:
                 return 0
             if mark == "recreated":  # another incarnation of the id: it starts afresh
                 self.backing.delete_session(sid)
+            elif len(read.state.messages) < self.batch:
+                return reached  # all there was when read; newer writes wait for the next pass
         return reached
 
     def sync_once(self) -> int:

@@ -11,7 +11,8 @@
 -- A call whose messages are all stored already changes nothing but the meta's replays counter.
 -- Returns {0, seq}: seq of the last given message (the session's seq when any was new);
 -- {1} not found; {2, version} other schema; {5, codec} other codec; {3, seq} expected seq differs;
--- {6, detail} the meta hash is corrupt; {9, token} the fencing token is not the live lease's.
+-- {6, detail} the meta hash is corrupt; {9, token} the fencing token is not the live lease's;
+-- {10} a durable session lost its list or ids to eviction (the store restores it and retries).
 local meta, list, ids = KEYS[1], KEYS[2], KEYS[3]
 local h = redis.call('HMGET', meta, 'schema_version', 'codec', 'seq', 'ttl_ms', 'max_messages', 'durable',
   'synced_seq')
@@ -27,6 +28,11 @@ end
 local seq = tonumber(h[3])
 if not seq then
   return {6, 'the meta hash holds no numeric seq'}
+end
+-- A durable session with messages always has its list and ids; if eviction took one of them
+-- (volatile-* policies evict key by key), appending now would build on a hole.
+if h[6] == '1' and seq > 0 and redis.call('EXISTS', list, ids) < 2 then
+  return {10}
 end
 if #ARGV < 5 then
   return {0, seq}

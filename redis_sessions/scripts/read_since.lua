@@ -4,9 +4,10 @@
 -- ARGV[5] = '1' to return the whole meta hash, '0' for its codec only
 -- Returns {0, meta, epoch, seq, length, first, items}: items are list positions first..end; first == 0
 -- means the whole list (another incarnation of the id, or the cache no longer reaches the list's head);
--- {1} not found; {2, version} other schema; {6, detail} corrupt meta hash.
+-- {1} not found; {2, version} other schema; {6, detail} corrupt meta hash;
+-- {10} a durable session lost its list or ids to eviction (the store restores it and retries).
 local meta, list = KEYS[1], KEYS[2]
-local h = redis.call('HMGET', meta, 'schema_version', 'codec', 'epoch', 'seq')
+local h = redis.call('HMGET', meta, 'schema_version', 'codec', 'epoch', 'seq', 'durable')
 if not h[1] then
   return {1}
 end
@@ -18,6 +19,9 @@ if not seq then
   return {6, 'the meta hash holds no numeric seq'}
 end
 local length = redis.call('LLEN', list)
+if h[5] == '1' and seq > 0 and length == 0 then
+  return {10}
+end
 local first = 0
 local fresh = seq - tonumber(ARGV[3])
 if h[3] == ARGV[2] and fresh >= 0 and tonumber(ARGV[4]) <= seq - length + 1 then

@@ -5,9 +5,10 @@
 -- KEYS[5] = the slot's dirty index (a restored session is as clean as the store it came from)
 -- ARGV[1] = schema version, ARGV[2] = codec name, ARGV[3] = token (the new incarnation's epoch),
 -- ARGV[4] = ttl in ms (0 = never), ARGV[5] = max messages (0 = unbounded), ARGV[6] = '' to refuse
--- a live session, '1' to replace it, '=<epoch>:<seq>' to replace it only if it is still that
--- incarnation at that seq (a schema upgrade in place: compare-and-set), ARGV[7] = seq (of the last
--- message), ARGV[8] / ARGV[9] = created_at / updated_at
+-- a live session, '1' to replace it, '!' to replace it only if eviction took its list or ids (a
+-- repair: never over a whole session, which may hold writes not yet in the backing store),
+-- '=<epoch>:<seq>' to replace it only if it is still that incarnation at that seq (a schema
+-- upgrade in place: compare-and-set), ARGV[7] = seq (of the last message), ARGV[8] / ARGV[9] = created_at / updated_at
 -- in microseconds ('' = now), ARGV[10] = n, ARGV[11 .. 10 + 2n] = field, value pairs (model,
 -- max_turns, system_message, m:<key>), then message id, encoded message, message id, ...
 -- Returns {0} restored, {4} a session with this id is live (and ARGV[6] is ''), {3, seq} the
@@ -18,6 +19,12 @@ local upgrade = string.sub(mode, 1, 1) == '='
 local live = redis.call('EXISTS', meta) == 1
 if live and mode == '' then
   return {4}
+end
+if live and mode == '!' then
+  local seq = tonumber(redis.call('HGET', meta, 'seq')) or 0
+  if seq == 0 or redis.call('EXISTS', list, ids) == 2 then
+    return {4}  -- whole (repaired by another process already, or nothing to lose)
+  end
 end
 if upgrade then
   local h = redis.call('HMGET', meta, 'epoch', 'seq')

@@ -1,6 +1,8 @@
+#!lua flags=allow-oom
 -- Record that the backing store now holds a session up to a seq; once it holds all of it (and no
 -- metadata changed since it was read), take the session off the dirty index and give it its TTL
--- and trimming back.
+-- and trimming back. It may run when Redis is out of memory (allow-oom, Redis >= 7): it is what
+-- makes sessions evictable again, so refusing it would leave a full Redis full for good.
 -- KEYS[1] = meta hash, KEYS[2] = messages list, KEYS[3] = ids zset, KEYS[4] = the slot's dirty index
 -- ARGV[1] = epoch read, ARGV[2] = seq now stored, ARGV[3] = updated_at read (the change token)
 -- Returns {0, 1} clean, {0, 0} still dirty (written to meanwhile); {1} gone; {3, epoch} another

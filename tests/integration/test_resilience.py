@@ -241,3 +241,33 @@ def test_a_wrong_password_is_refused_at_once_not_retried(redis_url: str, front: 
         assert isinstance(info.value.__cause__, redis.exceptions.AuthenticationError)
         with SessionStore.from_url(f"redis://:right@{server.host}:{server.port}/0") as good:
             assert good.exists(good.create())
+
+
+@pytest.mark.parametrize("backend", REAL, indirect=True)
+def test_a_client_on_a_blocking_pool_gets_its_retry_turned_off(backend: Backend) -> None:
+    # redis-py 8.1's set_retry fails on a BlockingConnectionPool; the store must still take it.
+    import redis.asyncio
+
+    assert backend.url is not None
+    client = redis.Redis.from_pool(redis.BlockingConnectionPool.from_url(backend.url))
+    try:
+        client.ping()  # a connection exists before the store is made
+        store = SessionStore(client, prefix=backend.prefix)
+        assert client.get_retry().get_retries() == 0
+        sid = store.create()
+        assert store.append(sid, AgentMessage.user("x")) == 1
+    finally:
+        client.close()
+
+    async def asynchronous() -> int:
+        aclient = redis.asyncio.Redis.from_pool(
+            redis.asyncio.BlockingConnectionPool.from_url(backend.url or "")
+        )
+        try:
+            astore = AsyncSessionStore(aclient, prefix=backend.prefix)
+            assert aclient.get_retry().get_retries() == 0
+            return await astore.append(sid, AgentMessage.user("y"))
+        finally:
+            await aclient.aclose()
+
+    assert asyncio.run(asynchronous()) == 2

@@ -420,7 +420,7 @@ def test_messages_parse_reports_absolute_positions(length: int, start: int, data
     call = c.messages(SID, start, None)
     _, _, first, last = call.multi[-1]
     read = lrange(list(range(length)), first, last)
-    head = [b"1", b"msgpack", b"epoch", str(length).encode()]
+    head = [b"1", b"msgpack", b"epoch", str(length).encode(), None]
     if not read:
         assert call.parse([head, length, []]) == []
         return
