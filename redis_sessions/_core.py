@@ -15,6 +15,7 @@ from importlib import resources
 from typing import Any, Final, Generic, NamedTuple, TypeVar
 
 import msgspec
+import redis.exceptions
 
 from . import migrations
 from .cache import CachedHistory, HistoryCache
@@ -40,6 +41,7 @@ from .keys import (
     script_keys,
     session_id,
     session_keys,
+    tombstone_key,
 )
 from .models import AgentMessage, Session, SessionId
 
@@ -92,6 +94,7 @@ _SCAN_COUNT: Final = 1000
 _OK, _NOT_FOUND, _VERSION_MISMATCH, _CONFLICT, _EXISTS, _CODEC, _CORRUPT = range(7)
 _TRIMMED, _LEASE_HELD, _LEASE_LOST, _EVICTED = 7, 8, 9, 10
 _META_PREFIX: Final = "m:"
+_NOTHING_CACHED: Final = CachedHistory(b"", 0, ())  # read_since.lua answers it with the whole list
 
 
 class Call(NamedTuple, Generic[T]):
@@ -108,6 +111,9 @@ class Call(NamedTuple, Generic[T]):
     args: tuple[Any, ...]
     parse: Callable[[Any], T]
     multi: tuple[tuple[Any, ...], ...] = ()
+    # What to send instead when Redis is out of memory: it refuses every command queued in a
+    # MULTI then, even reads, but still runs a script that only reads.
+    fallback: Call[T] | None = None
 
 
 def ttl_ms(ttl: float | timedelta | None) -> int:
@@ -237,7 +243,8 @@ class StoreCore:
         sid = session_id(sid)
         if self.cache is not None:
             self.cache.discard(sid)
-        return Call("delete", sid, "delete", script_keys(self.prefix, sid), (), lambda n: bool(n))
+        keys = (*script_keys(self.prefix, sid), tombstone_key(self.prefix, sid))
+        return Call("delete", sid, "delete", keys, (), lambda n: bool(n))
 
     # -- reads ------------------------------------------------------------------------------
 
@@ -250,14 +257,14 @@ class StoreCore:
         sid = session_id(sid)
         if not isinstance(start, int) or not (stop is None or isinstance(stop, int)):
             raise TypeError(f"session `{sid}`: start and stop must be ints (stop may be None)")
+
+        def window(history: tuple[AgentMessage, ...] | None, _: dict[bytes, bytes]) -> Messages:
+            if history is None:
+                raise SessionNotFound(sid)
+            return list(history[start:stop])
+
         cached = self.cache.get(sid) if self.cache is not None else None
         if cached is not None:
-
-            def window(history: tuple[AgentMessage, ...] | None, _: dict[bytes, bytes]) -> Messages:
-                if history is None:
-                    raise SessionNotFound(sid)
-                return list(history[start:stop])
-
             return self._read_since(sid, cached, False, window)
         # Python slice -> LRANGE (inclusive end); stop == 0 is always empty, and 1..0 is too.
         first, last = (1, 0) if stop == 0 else (start, -1 if stop is None else stop - 1)
@@ -279,16 +286,17 @@ class StoreCore:
             ("LLEN", keys.messages),
             ("LRANGE", keys.messages, first, last),
         )
-        return Call("messages", sid, None, keys[:2], (), parse, multi)
+        fallback = self._read_since(sid, _NOTHING_CACHED, False, window)
+        return Call("messages", sid, None, keys[:2], (), parse, multi, fallback)
 
     def load(self, sid: object) -> Call[Session | None]:
         sid = session_id(sid)
+
+        def session(history: tuple[AgentMessage, ...] | None, meta: dict[bytes, bytes]) -> Session | None:
+            return None if history is None else self.session(sid, meta, list(history))
+
         cached = self.cache.get(sid) if self.cache is not None else None
         if cached is not None:
-
-            def session(history: tuple[AgentMessage, ...] | None, meta: dict[bytes, bytes]) -> Session | None:
-                return None if history is None else self.session(sid, meta, list(history))
-
             return self._read_since(sid, cached, True, session)
         keys = session_keys(self.prefix, sid)
 
@@ -307,7 +315,8 @@ class StoreCore:
             return session
 
         multi = (("HGETALL", keys.meta), ("LRANGE", keys.messages, 0, -1))
-        return Call("load", sid, None, keys[:2], (), parse, multi)
+        fallback = self._read_since(sid, _NOTHING_CACHED, True, session)
+        return Call("load", sid, None, keys[:2], (), parse, multi, fallback)
 
     def _read_since(
         self,
@@ -322,12 +331,12 @@ class StoreCore:
         (only its codec unless ``want_meta``).
         """
         cache = self.cache
-        assert cache is not None
         args = (self.version, cached.epoch, cached.seq, cached.first_seq, int(want_meta))
 
         def parse(reply: list[Any]) -> T:
             if reply[0] == _NOT_FOUND:
-                cache.discard(sid)
+                if cache is not None:
+                    cache.discard(sid)
                 return finish(None, {})
             self.check(sid, reply)
             _, head, epoch, seq, length, first, items = reply
@@ -335,9 +344,11 @@ class StoreCore:
             fresh = self.codec_named(sid, meta.get(b"codec")).decode(sid, items, first)
             history = cached.extended(epoch or b"", seq, length, first, fresh)
             if history is None:
-                cache.discard(sid)
+                if cache is not None:
+                    cache.discard(sid)
                 raise CorruptSession(sid, "the cached history is out of step with Redis; read again")
-            cache.put(sid, history)
+            if cache is not None:
+                cache.put(sid, history)
             return finish(history.messages, meta)
 
         keys = session_keys(self.prefix, sid)[:2]
@@ -413,6 +424,11 @@ class StoreCore:
         if code == _LEASE_HELD:
             raise LeaseHeld(sid, detail)
         raise CorruptSession(sid, f"unexpected script status {reply!r}")
+
+    @staticmethod
+    def out_of_memory(exc: Exception) -> bool:
+        """Whether Redis refused for want of memory (``maxmemory`` reached, nothing evictable)."""
+        return isinstance(exc, redis.exceptions.OutOfMemoryError) or "maxmemory" in str(exc)
 
     @staticmethod
     def refused(call: Call[Any], exc: Exception) -> Exception:

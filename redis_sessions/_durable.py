@@ -20,13 +20,14 @@ import msgspec
 
 from ._core import _NOT_FOUND, _TRIMMED, Call, StoreCore
 from .errors import CorruptSession, MessagesTrimmed, SchemaVersionError
-from .keys import dirty_key, live_keys, session_keys
+from .keys import dirty_key, live_keys, session_keys, tombstone_key
 from .models import SessionId, SessionState
 
 __all__ = ["Mark", "RawSession", "Unsynced", "raw_session", "restore", "sync_mark", "sync_read", "upgraded"]
 
-Mark = Literal["clean", "dirty", "gone", "recreated"]
+Mark = Literal["clean", "dirty", "gone", "deleted", "recreated"]
 _MARKS: dict[int, Mark] = {1: "clean", 0: "dirty"}
+_DELETED = 11
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
@@ -171,10 +172,12 @@ def sync_mark(core: StoreCore, sid: SessionId, read: Unsynced) -> Call[Mark]:
     def parse(reply: list[Any]) -> Mark:
         if reply[0] == _NOT_FOUND:
             return "gone"
+        if reply[0] == _DELETED:
+            return "deleted"
         if reply[0] == 3:
             return "recreated"
         return _MARKS[int(reply[1])]
 
-    keys = (*session_keys(core.prefix, sid), dirty_key(core.prefix, sid))
+    keys = (*session_keys(core.prefix, sid), dirty_key(core.prefix, sid), tombstone_key(core.prefix, sid))
     args = (read.epoch, read.state.seq, read.token)
     return Call("sync", sid, "sync_mark", keys, args, parse)

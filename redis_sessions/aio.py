@@ -42,6 +42,7 @@ from .errors import (
     SchemaVersionError,
     SessionExists,
     SessionNotFound,
+    StoreError,
     StoreUnavailable,
 )
 from .keys import live_keys
@@ -393,9 +394,12 @@ class AsyncSessionStore:
         try:
             result = await self._run(call)
         except SessionNotFound:
-            if self._backing is None or call.sid is None or not await self._hydrate(call.sid):
+            if self._backing is None or call.sid is None:
                 raise
-            return await self._run(make())
+            found, again = await self._again(make, call.sid, missing)
+            if not found:
+                raise
+            return again  # type: ignore[no-any-return]
         except SchemaVersionError as exc:
             if call.sid is None or not await self._upgrade(call.sid, exc):
                 raise
@@ -403,18 +407,36 @@ class AsyncSessionStore:
         except CorruptSession as exc:  # some keys evicted: the backing store has all of it
             if not exc.evicted or self._backing is None or call.sid is None:
                 raise
-            if not await self._hydrate(call.sid, repair=True):
+            found, again = await self._again(make, call.sid, missing, repair=True)
+            if not found:
                 raise
-            return await self._run(make())
-        if (
-            missing is not None
-            and self._backing is not None
-            and call.sid is not None
-            and missing(result)
-            and await self._hydrate(call.sid)
-        ):
-            return await self._run(make())
+            return again  # type: ignore[no-any-return]
+        if missing is not None and self._backing is not None and call.sid is not None and missing(result):
+            found, again = await self._again(make, call.sid, missing)
+            return again if found else result
         return result
+
+    async def _again(
+        self,
+        make: Callable[[], Call[T]],
+        sid: SessionId,
+        missing: Callable[[T], bool] | None,
+        repair: bool = False,
+    ) -> tuple[bool, Any]:
+        """Restore the session from the backing store and run the call again; ``(False, None)`` if
+        the backing store has no such session. A restored session is clean, so under a volatile
+        eviction policy Redis may evict it again before the call: a few tries."""
+        for _ in range(3):
+            if not await self._hydrate(sid, repair=repair):
+                return False, None
+            repair = False
+            try:
+                result = await self._run(make())
+            except SessionNotFound:
+                continue
+            if missing is None or not missing(result):
+                return True, result
+        raise StoreError("read-through", sid, "Redis evicted the session each time it was restored")
 
     async def _upgrade(self, sid: SessionId, error: SchemaVersionError) -> bool:
         """Bring a session of an older schema version up to this one in Redis, in place (see
@@ -474,6 +496,8 @@ class AsyncSessionStore:
             except TRANSIENT as exc:
                 reply = await self._resend(call, node, exc)
         except _FAILED as exc:
+            if call.fallback is not None and self._core.out_of_memory(exc):
+                return await self._run(call.fallback, node)
             raise self._core.refused(call, exc) from exc
         if type(reply) is Waited:
             result = call.parse(reply.reply)  # the script's own verdict first, then replication's

@@ -9,6 +9,7 @@ slot and a Lua script may touch all of them::
     rs:{0b7c...}:ids        zset   message id -> seq, for idempotent appends
     rs:{0b7c...}:lease      hash   owner, token of the turn lease (expires with the lease)
     rs:{0b7c...}:events     pub/sub channel: the seq of each append, "0" on delete
+    rs:{0b7c...}:deleted    string the epoch of a deleted durable session, for a while (a tombstone)
 
 With a backing store, sessions whose newest messages have not reached it yet are listed in a
 *dirty index*: one sorted set per cluster slot, ``rs:dirty:{<tag>}``, whose tag hashes to the same
@@ -39,6 +40,7 @@ __all__ = [
     "script_keys",
     "session_id",
     "session_keys",
+    "tombstone_key",
 ]
 
 _CANONICAL = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\Z", re.IGNORECASE)
@@ -128,6 +130,12 @@ def script_keys(prefix: str, sid: uuid.UUID) -> tuple[str, str, str, str, str, s
     """Every key an append or a delete may touch: the session's own, its lease and channel, and
     its slot's dirty index (one memoised tuple: appends build it on every call otherwise)."""
     return (*session_keys(prefix, sid), *live_keys(prefix, sid), dirty_key(prefix, sid))
+
+
+def tombstone_key(prefix: str, sid: uuid.UUID) -> str:
+    """Left by ``delete`` for a while: tells a sync worker that a session it finds gone was deleted
+    (so its backing copy goes too), not evicted or expired (so its backing copy is all there is)."""
+    return f"{prefix}:{{{sid}}}:deleted"
 
 
 def dirty_key_pattern(prefix: str) -> str:

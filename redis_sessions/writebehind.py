@@ -94,12 +94,14 @@ class SyncWorker:
             mark = self.store._run(sync_mark(core, sid, read))
             if mark == "clean":
                 return reached
-            if mark == "gone":  # deleted while we copied it: do not leave a copy behind
+            if mark == "deleted":  # deleted while we copied it: do not leave a copy behind
                 self.backing.delete_session(sid)
                 return 0
-            if mark == "recreated":  # another incarnation of the id: it starts afresh
-                self.backing.delete_session(sid)
-            elif len(read.state.messages) < self.batch:
+            if mark == "gone":  # evicted or expired once clean: the backing copy is the session now
+                return 0
+            if mark == "recreated":
+                continue  # another incarnation (restored from the record, or created again): read it
+            if len(read.state.messages) < self.batch:
                 return reached  # all there was when read; newer writes wait for the next pass
         return reached
 

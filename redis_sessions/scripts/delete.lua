@@ -1,7 +1,13 @@
 -- Delete a session (every key, its lease included) and wake its watchers.
 -- KEYS[1] = meta hash, KEYS[2] = messages list, KEYS[3] = ids zset, KEYS[4] = lease hash,
--- KEYS[5] = events channel (sharded on Redis >= 7), KEYS[6] = the slot's dirty index
+-- KEYS[5] = events channel (sharded on Redis >= 7), KEYS[6] = the slot's dirty index,
+-- KEYS[7] = the tombstone: a durable session's epoch, kept an hour, so that a sync worker that was
+-- delivering it meanwhile deletes its backing copy instead of writing it back
 -- Returns the number of keys deleted. (The backing store's copy is the store's to delete.)
+local h = redis.call('HMGET', KEYS[1], 'durable', 'epoch')
+if h[1] == '1' then
+  redis.call('SET', KEYS[7], h[2] or '', 'PX', 3600000)
+end
 local n = redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[4])
 redis.call('ZREM', KEYS[6], string.match(KEYS[1], '{(.-)}'))
 if n > 0 then

@@ -28,7 +28,7 @@ from redis_sessions import (
     ToolUse,
 )
 from redis_sessions._core import DEFAULT_MAX_MESSAGE_BYTES, SCRIPTS, StoreCore, check_client, ttl_ms
-from redis_sessions.keys import dirty_key, live_keys, session_keys
+from redis_sessions.keys import dirty_key, live_keys, session_keys, tombstone_key
 
 SID = uuid.UUID("9e8d7c6b-5a49-4382-a1b0-c9d8e7f6a5b4")
 
@@ -224,7 +224,7 @@ def test_delete_and_exists_calls() -> None:
     keys = session_keys("rs", SID)
     delete = core().delete(SID)
     assert delete.script == "delete"
-    assert delete.keys == (*keys, *live_keys("rs", SID), dirty_key("rs", SID))
+    assert delete.keys == (*keys, *live_keys("rs", SID), dirty_key("rs", SID), tombstone_key("rs", SID))
     assert (delete.parse(3), delete.parse(0)) == (True, False)
     exists = core().exists(SID)
     assert exists.args == ("EXISTS", keys.meta)
