@@ -38,6 +38,7 @@ from .errors import (
     CorruptSession,
     LeaseLost,
     SchemaVersionError,
+    SessionError,
     SessionExists,
     SessionNotFound,
     StoreError,
@@ -72,6 +73,7 @@ _STORE_OPTIONS = frozenset(
 )
 _TIMEOUTS = {"socket_timeout": 5.0, "socket_connect_timeout": 5.0}
 _FAILED = (redis.exceptions.RedisError, redis.exceptions.RedisClusterException)
+_RECOVERABLE = (SessionNotFound, SchemaVersionError, CorruptSession)
 
 
 class SessionStore:
@@ -219,7 +221,12 @@ class SessionStore:
         With ``expected_seq``, ``ConflictError`` unless the session is still at that seq.
         With ``fence`` (a lease's token), ``LeaseLost`` unless that lease is still the live one.
         """
-        return self._through(lambda: self._core.extend(session_id, (message,), expected_seq, fence))
+        try:  # the hot path: no extra frame; misses, old versions and evictions recover below
+            return self._run(self._core.extend(session_id, (message,), expected_seq, fence))
+        except _RECOVERABLE as exc:
+            return self._recover(
+                exc, lambda: self._core.extend(session_id, (message,), expected_seq, fence)
+            )
 
     def extend(
         self,
@@ -231,13 +238,21 @@ class SessionStore:
     ) -> int:
         """Append a batch, all or nothing, in one round trip; returns the seq after it."""
         messages = tuple(messages)  # it may be sent twice (read-through)
-        return self._through(lambda: self._core.extend(session_id, messages, expected_seq, fence))
+        try:
+            return self._run(self._core.extend(session_id, messages, expected_seq, fence))
+        except _RECOVERABLE as exc:
+            return self._recover(
+                exc, lambda: self._core.extend(session_id, messages, expected_seq, fence)
+            )
 
     def messages(
         self, session_id: SessionId | str, start: int = 0, stop: int | None = None
     ) -> Messages:
         """The stored messages ``[start:stop]`` (Python slice rules); only that range is read."""
-        return self._through(lambda: self._core.messages(session_id, start, stop))
+        try:
+            return self._run(self._core.messages(session_id, start, stop))
+        except _RECOVERABLE as exc:
+            return self._recover(exc, lambda: self._core.messages(session_id, start, stop))
 
     def load(self, session_id: SessionId | str) -> Session | None:
         """The whole session as one consistent snapshot, or ``None`` if there is none."""
@@ -385,34 +400,39 @@ class SessionStore:
         return pubsub
 
     def _through(self, make: Callable[[], Call[T]], missing: Callable[[T], bool] | None = None) -> T:
-        """Run the call; with a backing store, on a miss bring the session back into Redis and run
-        it again (read-through). Two processes that miss at once restore it once: the restore is
-        one script, and the second finds the first's session and leaves it."""
+        """Run the call, recovering from a miss, an older schema version or an eviction (see
+        ``_recover``); ``missing(result)`` says a result means "not in Redis" (``load``, ``exists``)."""
         call = make()
         try:
             result = self._run(call)
-        except SessionNotFound:
-            if self._backing is None or call.sid is None:
-                raise
-            found, again = self._again(make, call.sid, missing)
-            if not found:
-                raise
-            return again  # type: ignore[no-any-return]
-        except SchemaVersionError as exc:
-            if call.sid is None or not self._upgrade(call.sid, exc):
-                raise
-            return self._run(make())
-        except CorruptSession as exc:  # some keys evicted: the backing store has all of it
-            if not exc.evicted or self._backing is None or call.sid is None:
-                raise
-            found, again = self._again(make, call.sid, missing, repair=True)
-            if not found:
-                raise
-            return again  # type: ignore[no-any-return]
+        except _RECOVERABLE as exc:
+            return self._recover(exc, make, missing)
         if missing is not None and self._backing is not None and call.sid is not None and missing(result):
             found, again = self._again(make, call.sid, missing)
             return again if found else result
         return result
+
+    def _recover(
+        self, error: SessionError, make: Callable[[], Call[T]], missing: Callable[[T], bool] | None = None
+    ) -> T:
+        """After ``error``, mend the session and run the call again, or raise ``error``:
+        a session Redis lacks is read through from the backing store (two processes that miss at
+        once restore it once: the restore is one script, the second finds the first's session);
+        an older schema version is upgraded in place; a session eviction took keys of is restored
+        over what is left."""
+        sid = error.session_id
+        if sid is not None:
+            if isinstance(error, SessionNotFound) and self._backing is not None:
+                found, again = self._again(make, sid, missing)
+                if found:
+                    return again  # type: ignore[no-any-return]
+            elif isinstance(error, SchemaVersionError) and self._upgrade(sid, error):
+                return self._run(make())
+            elif isinstance(error, CorruptSession) and error.evicted and self._backing is not None:
+                found, again = self._again(make, sid, missing, repair=True)
+                if found:
+                    return again  # type: ignore[no-any-return]
+        raise error
 
     def _again(
         self,
@@ -493,6 +513,10 @@ class SessionStore:
                 reply = self._send(call, node)
             except TRANSIENT as exc:
                 reply = self._resend(call, node, exc)
+            except (AttributeError, TypeError) as exc:
+                if not driver_fault(exc):  # see retry.driver_fault: a broken connection, retried
+                    raise
+                reply = self._resend(call, node, _broken(exc))
         except _FAILED as exc:
             if call.fallback is not None and self._core.out_of_memory(exc):
                 return self._run(call.fallback, node)
@@ -504,14 +528,6 @@ class SessionStore:
         return call.parse(reply)
 
     def _send(self, call: Call[Any], node: Any = None) -> Any:
-        try:
-            return self._send_call(call, node)
-        except (AttributeError, TypeError) as exc:
-            if driver_fault(exc):  # see retry.driver_fault: a broken connection, so retried
-                raise redis.exceptions.ConnectionError(f"redis-py connection fault: {exc!r}") from exc
-            raise
-
-    def _send_call(self, call: Call[Any], node: Any) -> Any:
         if call.script is not None:
             # EVALSHA straight away: redis-py's Script wrapper costs ~7 us of CPU per call, 10 % of
             # an append. A server that lost its script cache (restart, SCRIPT FLUSH) gets it again.
@@ -573,12 +589,24 @@ class SessionStore:
                     attempts = attempt.retry_state.attempt_number
                     if pending:
                         raise pending.pop()
-                    return self._send(call, node)
+                    try:
+                        return self._send(call, node)
+                    except (AttributeError, TypeError) as exc:
+                        if not driver_fault(exc):
+                            raise
+                        raise _broken(exc) from exc
         except REFUSED:
             raise
         except TRANSIENT as exc:
             raise StoreUnavailable(call.op, call.sid, attempts, exc) from exc
         raise AssertionError("unreachable: tenacity returns or raises")
+
+
+def _broken(error: Exception) -> redis.exceptions.ConnectionError:
+    """A fault inside redis-py's connection code, as the connection error it stands for."""
+    broken = redis.exceptions.ConnectionError(f"redis-py connection fault: {error!r}")
+    broken.__cause__ = error
+    return broken
 
 
 def _worker_options(options: dict[str, Any]) -> dict[str, Any]:
