@@ -539,8 +539,10 @@ class AsyncSessionStore:
             try:
                 return await self.client.execute_command(*command)  # type: ignore[no-untyped-call, unused-ignore]
             except redis.exceptions.NoScriptError:
-                await self.client.script_load(SCRIPTS[call.script])
-                return await self.client.execute_command(*command)  # type: ignore[no-untyped-call, unused-ignore]
+                # EVAL runs the script and caches it in one step: no SCRIPT FLUSH can slip in
+                # between loading and running it, as it could between SCRIPT LOAD and EVALSHA.
+                source = ("EVAL", SCRIPTS[call.script], *command[2:])
+                return await self.client.execute_command(*source)  # type: ignore[no-untyped-call, unused-ignore]
         if call.multi:
             async with self.client.pipeline(transaction=True) as pipe:
                 for command in call.multi:
