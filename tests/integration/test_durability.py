@@ -12,7 +12,6 @@ import asyncio
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -30,13 +29,6 @@ REAL = [
 pytestmark = pytest.mark.parametrize("backend", REAL, indirect=True)
 
 Tiered = Callable[..., Any]
-
-
-@pytest.fixture
-def database(tmp_path: Path) -> Iterator[SQLiteAdapter]:
-    """The backing store, and (the same object) what the tests inspect it with."""
-    with SQLiteAdapter(tmp_path / "record.db") as adapter:
-        yield adapter
 
 
 @pytest.fixture

@@ -10,10 +10,9 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from contextlib import ExitStack
 from functools import partial
-from pathlib import Path
 
 import pytest
 import redis
@@ -27,8 +26,6 @@ from tests.integration.durable_support import (
     EvictsWhatItRestores,
     accepted,
     keys_present,
-    redis_servers,
-    require_redis_server,
     squeeze,
     volatile_lru,
     wait_until,
@@ -41,32 +38,6 @@ BODY = "x" * 1000  # ~1 KB per message
 SESSIONS, MESSAGES = 300, 20  # ~6 MB of messages through a 2 or 4 MB Redis
 
 Acknowledged = dict[uuid.UUID, list[str]]
-
-
-@pytest.fixture
-def start_redis() -> Iterator[Callable[..., RedisServer]]:
-    yield from redis_servers()
-
-
-@pytest.fixture(scope="module")
-def plain_redis() -> Iterator[RedisServer]:
-    """A plain redis-server for the tests that need no special configuration (each its own prefix)."""
-    require_redis_server()
-    with RedisServer() as server:
-        yield server
-
-
-@pytest.fixture
-def database(tmp_path: Path) -> Iterator[SQLiteAdapter]:
-    with SQLiteAdapter(tmp_path / "record.db") as adapter:
-        yield adapter
-
-
-@pytest.fixture
-def stack() -> Iterator[ExitStack]:
-    """Stores and clients a test opens, closed when it ends."""
-    with ExitStack() as opened:
-        yield opened
 
 
 @pytest.mark.parametrize(

@@ -12,7 +12,7 @@ from __future__ import annotations
 import sqlite3
 import threading
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
@@ -32,37 +32,11 @@ from redis_sessions.embedded import RedisServer
 from redis_sessions.keys import dirty_key, session_keys
 from redis_sessions.persistence import SQLiteAdapter
 from redis_sessions.writebehind import SyncWorker
-from tests.integration.durable_support import redis_servers, require_redis_server, wait_until
+from tests.integration.durable_support import wait_until
 from tests.persistence.raw import RawSQLite
 from tests.support import ids, messages_of, unique_prefix
 
 pytestmark = pytest.mark.real
-
-
-@pytest.fixture
-def start_redis() -> Iterator[Callable[..., RedisServer]]:
-    yield from redis_servers()
-
-
-@pytest.fixture(scope="module")
-def plain_redis() -> Iterator[RedisServer]:
-    """A plain redis-server for the tests that need no special configuration (each its own prefix)."""
-    require_redis_server()
-    with RedisServer() as server:
-        yield server
-
-
-@pytest.fixture
-def database(tmp_path: Path) -> Iterator[SQLiteAdapter]:
-    with SQLiteAdapter(tmp_path / "record.db") as adapter:
-        yield adapter
-
-
-@pytest.fixture
-def stack() -> Iterator[ExitStack]:
-    """Stores and clients a test opens, closed when it ends."""
-    with ExitStack() as opened:
-        yield opened
 
 
 def test_a_redis_restarted_empty_is_refilled_from_the_backing_store(

@@ -24,18 +24,11 @@ from redis_sessions import AgentMessage, AsyncSessionStore, ConflictError, Sessi
 from redis_sessions.embedded import RedisServer
 from redis_sessions.keys import session_keys
 from redis_sessions.persistence import PostgresAdapter
-from tests.integration.durable_support import postgres, require_redis_server
+from tests.integration.durable_support import postgres
 from tests.integration.durable_workers import tiered_postgres_appender
 from tests.support import AsyncAdapter, ids, messages_of, unique_prefix
 
 pytestmark = [pytest.mark.real, pytest.mark.postgres]
-
-
-@pytest.fixture(scope="module")
-def plain_redis() -> Iterator[RedisServer]:
-    require_redis_server()
-    with RedisServer() as server:
-        yield server
 
 
 @pytest.fixture(scope="module")

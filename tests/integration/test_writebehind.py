@@ -10,8 +10,6 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
@@ -24,12 +22,6 @@ from tests.support import Backend, ids
 pytestmark = pytest.mark.parametrize("backend", [pytest.param("real", marks=pytest.mark.real)], indirect=True)
 
 WRITERS, EACH = 4, 1000
-
-
-@pytest.fixture
-def database(tmp_path: Path) -> Iterator[SQLiteAdapter]:
-    with SQLiteAdapter(tmp_path / "record.db") as adapter:
-        yield adapter
 
 
 def start_sync(backend: Backend, database: SQLiteAdapter) -> subprocess.Popen[bytes]:
