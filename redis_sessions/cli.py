@@ -27,7 +27,7 @@ import click
 from rich.console import Console
 from rich.text import Text
 
-from . import AgentMessage, Session, SessionError, SessionStore, StoreUnavailable
+from . import AgentMessage, Session, SessionError, SessionStore
 from .embedded import embedded_redis
 from .models import ContentBlock, Image, Thinking, ToolResult, ToolUse
 from .models import Text as TextBlock
@@ -64,16 +64,16 @@ class _Group(click.Group):
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
-        except StoreUnavailable as exc:
-            raise click.ClickException(f"{exc} ({exc.__cause__})" if exc.__cause__ else str(exc)) from exc
-        except SessionError as exc:
+        except SessionError as exc:  # StoreUnavailable's message names its cause already
             raise click.ClickException(str(exc)) from exc
 
 
-def open_store(url: str, prefix: str) -> SessionStore:
-    """A store for ``url``; a malformed URL or prefix is a one-line error, not a traceback."""
+def open_store(url: str, prefix: str, *, cluster: bool = False, **options: Any) -> SessionStore:
+    """A store for ``url`` (a cluster node's with ``cluster``); a malformed URL or prefix is a
+    one-line error, not a traceback."""
+    opener = SessionStore.from_cluster if cluster else SessionStore.from_url
     try:
-        return SessionStore.from_url(url, prefix=prefix)
+        return opener(url, prefix=prefix, **options)
     except ValueError as exc:
         raise click.ClickException(f"cannot use --url {_redacted(url)} / --prefix {prefix!r}: {exc}") from exc
 
@@ -299,8 +299,7 @@ def sync(settings: Settings, backing: str, cluster: bool, once: bool, interval: 
         adapter = adapter_from_url(backing)
     except ValueError as exc:
         raise click.ClickException(str(exc)) from exc
-    opener = SessionStore.from_cluster if cluster else SessionStore.from_url
-    with opener(settings.url, prefix=settings.prefix) as store, adapter:
+    with open_store(settings.url, settings.prefix, cluster=cluster) as store, adapter:
         worker = SyncWorker(store, adapter)
         if once:
             worker.flush()
@@ -343,7 +342,6 @@ def migrate(settings: Settings, backing: str | None, cluster: bool) -> None:
     if settings.url is None:
         raise click.ClickException("migrate needs --url (or REDIS_URL)")
     console = Console(stderr=True, highlight=False)
-    opener = SessionStore.from_cluster if cluster else SessionStore.from_url
     columns = (
         SpinnerColumn(),
         TextColumn("{task.description}: {task.completed} sessions"),
@@ -351,7 +349,7 @@ def migrate(settings: Settings, backing: str | None, cluster: bool) -> None:
     )
     results: list[tuple[str, bulk.Migrated]] = []
     with Progress(*columns, console=console, disable=not console.is_terminal) as progress:
-        with opener(settings.url, prefix=settings.prefix, cache_messages=0) as store:
+        with open_store(settings.url, settings.prefix, cluster=cluster, cache_messages=0) as store:
             task = progress.add_task("Redis")
             results.append(("Redis", bulk.upgrade_redis(store, lambda _: progress.advance(task))))
         if backing is not None:

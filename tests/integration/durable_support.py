@@ -20,6 +20,7 @@ from redis_sessions.embedded import RedisServer
 from redis_sessions.keys import session_keys
 from tests.persistence.pg_server import PostgresServer, find_binaries, run_as
 from tests.servers import in_ci
+from tests.support import AsyncAdapter
 
 
 def require_redis_server() -> None:
@@ -128,3 +129,11 @@ def postgres() -> Iterator[str]:
         yield server.dsn
     finally:
         server.stop()
+
+
+def flush(store: Any, timeout: float = 30) -> None:
+    """``store.flush(timeout)`` on a sync store, or on the async one behind an ``AsyncAdapter``."""
+    if isinstance(store, AsyncAdapter):
+        store._run(store.store.flush(timeout))
+    else:
+        store.flush(timeout)

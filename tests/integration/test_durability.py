@@ -20,6 +20,7 @@ from redis_sessions import AgentMessage, AsyncSessionStore, ConflictError, Sessi
 from redis_sessions.keys import dirty_key, session_keys
 from redis_sessions.persistence import SQLiteAdapter
 from redis_sessions.writebehind import SyncWorker
+from tests.integration.durable_support import flush
 from tests.support import AsyncAdapter, Backend, ids, messages_of
 
 REAL = [
@@ -54,13 +55,6 @@ def tiered(backend: Backend, front: str, database: SQLiteAdapter) -> Iterator[Ti
         for store in made:
             store.close()
         runner.close()
-
-
-def flush(store: Any, timeout: float = 30) -> None:
-    if isinstance(store, AsyncAdapter):
-        store._run(store.store.flush(timeout))
-    else:
-        store.flush(timeout)
 
 
 def test_every_write_reaches_the_backing_store(tiered: Tiered, database: SQLiteAdapter) -> None:

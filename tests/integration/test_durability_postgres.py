@@ -24,7 +24,7 @@ from redis_sessions import AgentMessage, AsyncSessionStore, ConflictError, Sessi
 from redis_sessions.embedded import RedisServer
 from redis_sessions.keys import session_keys
 from redis_sessions.persistence import PostgresAdapter
-from tests.integration.durable_support import postgres
+from tests.integration.durable_support import flush, postgres
 from tests.integration.durable_workers import tiered_postgres_appender
 from tests.support import AsyncAdapter, ids, messages_of, unique_prefix
 
@@ -76,13 +76,6 @@ def tiered(plain_redis: RedisServer, pg: PostgresAdapter) -> Iterator[Callable[[
         for store in made:
             store.close()
         runner.close()
-
-
-def flush(store: Any) -> None:
-    if isinstance(store, AsyncAdapter):
-        store._run(store.store.flush(30))
-    else:
-        store.flush(30)
 
 
 @pytest.mark.parametrize("front", ["sync", "async"])
