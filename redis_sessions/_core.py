@@ -74,6 +74,7 @@ SCRIPTS: Final[dict[str, str]] = {
         "restore",
         "sync_read",
         "sync_mark",
+        "pop",
     )
 }
 """Lua sources by name, read once from the package's ``scripts/*.lua`` files."""
@@ -114,6 +115,8 @@ class Call(NamedTuple, Generic[T]):
     # What to send instead when Redis is out of memory: it refuses every command queued in a
     # MULTI then, even reads, but still runs a script that only reads.
     fallback: Call[T] | None = None
+    # False: the commands in ``multi`` go as a plain pipeline (keys in many cluster slots).
+    atomic: bool = True
 
 
 def ttl_ms(ttl: float | timedelta | None) -> int:

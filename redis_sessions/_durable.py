@@ -49,12 +49,14 @@ def restore(
     replace: bool | str,
     *,
     upgrading: RawSession | None = None,
+    fresh: bool = False,
 ) -> Call[None]:
     """Write ``state`` as session ``sid``; ``SessionExists`` if one is live, unless ``replace``.
 
-    ``upgrading`` (the session as read before its schema upgrade) makes it a compare-and-set:
-    ``ConflictError`` if the session changed since, and it keeps its epoch, its place in the dirty
-    index and its write-behind bookkeeping."""
+    ``fresh``: the state does not come from the backing store (an import), so a durable store
+    writes all of it behind. ``upgrading`` (the session as read before its schema upgrade) makes
+    it a compare-and-set: ``ConflictError`` if the session changed since, and it keeps its epoch,
+    its place in the dirty index and its write-behind bookkeeping."""
     if state.schema_version != core.schema.current:
         raise SchemaVersionError(sid, state.schema_version, core.schema.current)
     fields = core.header(sid, state.model, state.max_turns, state.system_message, state.metadata)
@@ -70,8 +72,8 @@ def restore(
     if upgrading is not None:
         mode, token = f"={upgrading.epoch.decode()}:{upgrading.seq}", upgrading.epoch.decode()
         fields += [x for pair in upgrading.bookkeeping.items() for x in pair]
-    elif core.durable:  # it comes from the backing store: clean, up to its last message
-        fields += ["durable", 1, "synced_seq", seq]
+    elif core.durable:  # from the backing store: clean up to its last message; fresh: none of it
+        fields += ["durable", 1, "synced_seq", 0 if fresh else seq]
     args: tuple[Any, ...] = (
         core.version,
         core.codec.name,

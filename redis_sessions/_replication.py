@@ -22,7 +22,7 @@ from .errors import NotReplicated
 __all__ = ["WRITE_SCRIPTS", "Wait", "Waited", "handover", "wait_for"]
 
 WRITE_SCRIPTS: Final = frozenset(
-    {"create", "append", "set_metadata", "delete", "lease", "restore", "sync_mark"}
+    {"create", "append", "set_metadata", "delete", "lease", "restore", "sync_mark", "pop"}
 )
 """The scripts that change a session: the ones a ``WAIT`` follows."""
 

@@ -19,6 +19,7 @@ from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.sentinel import Sentinel
 
+from ._admin import info, info_page, pop, put
 from ._core import (
     DEFAULT_CACHE_MESSAGES,
     DEFAULT_MAX_MESSAGE_BYTES,
@@ -48,7 +49,7 @@ from .errors import (
 )
 from .keys import live_keys
 from .keys import session_id as parse_session_id
-from .models import AgentMessage, Session, SessionId
+from .models import AgentMessage, Session, SessionId, SessionInfo, SessionState
 from .retry import ASYNC_NO_CLIENT_RETRY, REFUSED, TRANSIENT, RetryPolicy, driver_fault, turn_off_client_retry
 from .writebehind import SyncWorker
 
@@ -323,6 +324,46 @@ class AsyncSessionStore:
                 if cursor == 0:
                     break
 
+    async def info(self, session_id: SessionId | str, *, memory: bool = False) -> SessionInfo | None:
+        """What Redis holds of the session (counts, times, TTL; with ``memory``, its bytes), without
+        reading its messages; ``None`` if Redis has none (a backing store is not consulted)."""
+        return await self._run(info(self._core, session_id, memory))
+
+    async def infos(self, *, memory: bool = False, count: int = 500) -> AsyncIterator[SessionInfo]:
+        """The ``SessionInfo`` of every session in Redis under this prefix: SCAN (every primary of
+        a cluster), then one pipelined round trip per ``count`` sessions found."""
+        if count < 1:
+            raise ValueError(f"count must be >= 1, got {count!r}")
+        page: list[SessionId] = []
+        async for sid in self.list():
+            page.append(sid)
+            if len(page) >= count:
+                for item in await self._run(info_page(self._core, page, memory)):
+                    yield item
+                page = []
+        if page:
+            for item in await self._run(info_page(self._core, page, memory)):
+                yield item
+
+    async def pop(self, session_id: SessionId | str) -> AgentMessage | None:
+        """Remove the last message and return it (``None`` if there is none), atomically: two
+        processes popping at once never get the same message, and a retried call does not pop a
+        second one. It rewrites history: seq goes down by one and watchers end, as on a re-create.
+        Not for durable sessions (``StoreError``): their backing store keeps every message."""
+        return await self._through(lambda: pop(self._core, session_id))
+
+    async def import_state(
+        self, session_id: SessionId | str, state: SessionState, *, replace: bool = False
+    ) -> bool:
+        """Put a whole session (an export, a ``SessionState``) into Redis in one atomic step,
+        keeping its seq and timestamps; ``False``, changing nothing, if the id exists already
+        (so importing twice is harmless), unless ``replace``. A durable store writes it behind."""
+        try:
+            await self._run(put(self._core, session_id, state, replace))
+        except SessionExists:
+            return False
+        return True
+
     async def watch(
         self,
         session_id: SessionId | str,
@@ -544,7 +585,7 @@ class AsyncSessionStore:
                 source = ("EVAL", SCRIPTS[call.script], *command[2:])
                 return await self.client.execute_command(*source)  # type: ignore[no-untyped-call, unused-ignore]
         if call.multi:
-            async with self.client.pipeline(transaction=True) as pipe:
+            async with self.client.pipeline(transaction=call.atomic) as pipe:
                 for command in call.multi:
                     pipe.execute_command(*command)  # type: ignore[no-untyped-call, unused-ignore]
                 return await pipe.execute()

@@ -24,6 +24,7 @@ __all__ = [
     "Role",
     "Session",
     "SessionId",
+    "SessionInfo",
     "SessionState",
     "Text",
     "Thinking",
@@ -89,7 +90,7 @@ def new_message_id() -> str:
     return uuid.uuid4().hex
 
 
-class AgentMessage(msgspec.Struct, frozen=True, gc=False):
+class AgentMessage(msgspec.Struct, frozen=True, gc=False, omit_defaults=True):
     """One message of a conversation.
 
     Messages and content blocks are not tracked by the garbage collector (``gc=False``): decoded
@@ -98,11 +99,17 @@ class AgentMessage(msgspec.Struct, frozen=True, gc=False):
 
     ``id`` makes appends idempotent: appending a message whose id is already stored is a no-op
     that returns the stored position, so a retried append never duplicates.
+
+    ``extra`` keeps, verbatim, what a framework needs back that the typed blocks do not carry (an
+    OpenAI Agents item's ``id`` and ``status``, a LangChain message's ``additional_kwargs``). It is
+    JSON-like data the store never interprets; left out of the stored bytes when ``None``, and older
+    readers ignore it, so adding it needed no schema version.
     """
 
     role: Role
     content: list[ContentBlock]
     id: str = msgspec.field(default_factory=new_message_id)
+    extra: dict[str, Any] | None = None
 
     @classmethod
     def user(cls, text: str, *, id: str | None = None) -> AgentMessage:
@@ -207,3 +214,22 @@ class Session(msgspec.Struct, kw_only=True):
             updated_at=state.updated_at,
             seq=state.seq if state.seq is not None else len(state.messages),
         )
+
+
+class SessionInfo(msgspec.Struct, frozen=True, kw_only=True):
+    """What Redis holds of a session, without its messages: for listings and statistics.
+
+    ``messages`` is how many are held (trimming lowers it), ``seq`` how many were ever appended;
+    ``ttl`` is the seconds left before Redis expires it (``None``: no expiry); ``bytes`` is Redis's
+    ``MEMORY USAGE`` of its keys, only when asked for (it costs a command per key).
+    """
+
+    id: SessionId
+    model: str
+    messages: int
+    seq: int
+    schema_version: int
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+    ttl: float | None = None
+    bytes: int | None = None

@@ -17,6 +17,7 @@ from redis import BlockingConnectionPool, Redis
 from redis.cluster import RedisCluster
 from redis.sentinel import Sentinel
 
+from ._admin import info, info_page, pop, put
 from ._core import (
     DEFAULT_CACHE_MESSAGES,
     DEFAULT_MAX_MESSAGE_BYTES,
@@ -46,7 +47,7 @@ from .errors import (
 )
 from .keys import live_keys
 from .keys import session_id as parse_session_id
-from .models import AgentMessage, Session, SessionId
+from .models import AgentMessage, Session, SessionId, SessionInfo, SessionState
 from .retry import NO_CLIENT_RETRY, REFUSED, TRANSIENT, RetryPolicy, driver_fault, turn_off_client_retry
 from .writebehind import SyncWorker
 
@@ -321,6 +322,46 @@ class SessionStore:
                 if cursor == 0:
                     break
 
+    def info(self, session_id: SessionId | str, *, memory: bool = False) -> SessionInfo | None:
+        """What Redis holds of the session (counts, times, TTL; with ``memory``, its bytes), without
+        reading its messages; ``None`` if Redis has none (a backing store is not consulted)."""
+        return self._run(info(self._core, session_id, memory))
+
+    def infos(self, *, memory: bool = False, count: int = 500) -> Iterator[SessionInfo]:
+        """The ``SessionInfo`` of every session in Redis under this prefix: SCAN (every primary of
+        a cluster), then one pipelined round trip per ``count`` sessions found."""
+        if count < 1:
+            raise ValueError(f"count must be >= 1, got {count!r}")
+        page: list[SessionId] = []
+        for sid in self.list():
+            page.append(sid)
+            if len(page) >= count:
+                for item in self._run(info_page(self._core, page, memory)):
+                    yield item
+                page = []
+        if page:
+            for item in self._run(info_page(self._core, page, memory)):
+                yield item
+
+    def pop(self, session_id: SessionId | str) -> AgentMessage | None:
+        """Remove the last message and return it (``None`` if there is none), atomically: two
+        processes popping at once never get the same message, and a retried call does not pop a
+        second one. It rewrites history: seq goes down by one and watchers end, as on a re-create.
+        Not for durable sessions (``StoreError``): their backing store keeps every message."""
+        return self._through(lambda: pop(self._core, session_id))
+
+    def import_state(
+        self, session_id: SessionId | str, state: SessionState, *, replace: bool = False
+    ) -> bool:
+        """Put a whole session (an export, a ``SessionState``) into Redis in one atomic step,
+        keeping its seq and timestamps; ``False``, changing nothing, if the id exists already
+        (so importing twice is harmless), unless ``replace``. A durable store writes it behind."""
+        try:
+            self._run(put(self._core, session_id, state, replace))
+        except SessionExists:
+            return False
+        return True
+
     def watch(
         self,
         session_id: SessionId | str,
@@ -542,7 +583,7 @@ class SessionStore:
                 source = ("EVAL", SCRIPTS[call.script], *command[2:])
                 return self.client.execute_command(*source)  # type: ignore[no-untyped-call, unused-ignore]
         if call.multi:
-            with self.client.pipeline(transaction=True) as pipe:
+            with self.client.pipeline(transaction=call.atomic) as pipe:
                 for command in call.multi:
                     pipe.execute_command(*command)  # type: ignore[no-untyped-call, unused-ignore]
                 return pipe.execute()

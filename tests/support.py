@@ -20,7 +20,16 @@ import redis.asyncio
 import redis.asyncio.cluster
 import redis.cluster
 
-from redis_sessions import AgentMessage, Appended, AsyncLease, AsyncSessionStore, Session, SessionId
+from redis_sessions import (
+    AgentMessage,
+    Appended,
+    AsyncLease,
+    AsyncSessionStore,
+    Session,
+    SessionId,
+    SessionInfo,
+    SessionState,
+)
 
 T = TypeVar("T")
 _DONE = object()
@@ -144,6 +153,23 @@ class AsyncAdapter:
                 yield item
         finally:
             self._run(iterator.aclose())
+
+    def info(self, session_id: Any, **kwargs: Any) -> SessionInfo | None:
+        return self._run(self.store.info(session_id, **kwargs))
+
+    def infos(self, **kwargs: Any) -> Iterator[SessionInfo]:
+        iterator = self.store.infos(**kwargs)
+        try:
+            while (item := self._run(_next(iterator))) is not _DONE:
+                yield item
+        finally:
+            self._run(iterator.aclose())
+
+    def pop(self, session_id: Any) -> AgentMessage | None:
+        return self._run(self.store.pop(session_id))
+
+    def import_state(self, session_id: Any, state: SessionState, **kwargs: Any) -> bool:
+        return self._run(self.store.import_state(session_id, state, **kwargs))
 
     def watch(self, session_id: Any, *args: Any, **kwargs: Any) -> Iterator[Appended]:
         iterator = self.store.watch(session_id, *args, **kwargs)

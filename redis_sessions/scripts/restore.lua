@@ -2,7 +2,8 @@
 -- that brings back a session Redis no longer has. Two processes doing it at once cannot interleave:
 -- the second finds the first's session and leaves it alone.
 -- KEYS[1] = meta hash, KEYS[2] = messages list, KEYS[3] = ids zset, KEYS[4] = events channel,
--- KEYS[5] = the slot's dirty index (a restored session is as clean as the store it came from)
+-- KEYS[5] = the slot's dirty index (a restored session is as clean as the store it came from; an
+-- imported one, ARGV field synced_seq 0, is listed there for write-behind)
 -- ARGV[1] = schema version, ARGV[2] = codec name, ARGV[3] = token (the new incarnation's epoch),
 -- ARGV[4] = ttl in ms (0 = never), ARGV[5] = max messages (0 = unbounded), ARGV[6] = '' to refuse
 -- a live session, '1' to replace it, '!' to replace it only if eviction took its list or ids (a
@@ -72,7 +73,9 @@ end
 local ttl = tonumber(ARGV[4])
 local state = redis.call('HMGET', meta, 'durable', 'synced_seq')
 if state[1] == '1' and (tonumber(state[2]) or 0) < seq then
-  ttl = 0  -- durable and not yet all in the backing store: no TTL until it is
+  ttl = 0  -- durable and not yet all in the backing store: no TTL until it is, and listed as dirty
+  local t = redis.call('TIME')
+  redis.call('ZADD', KEYS[5], 'NX', t[1] * 1000 + math.floor(t[2] / 1000), string.match(meta, '{(.-)}'))
 end
 if ttl > 0 then
   redis.call('PEXPIRE', meta, ttl)

@@ -54,11 +54,12 @@ ACL_COMMANDS = (
     # sent by the client: the scripts (EVALSHA, SCRIPT LOAD after NOSCRIPT), the snapshot reads
     # (MULTI/EXEC of HMGET/HGETALL/LRANGE), exists(), list() (SCAN), the write-behind worker
     # (ZRANGE of the dirty index), watch() (EVAL of its pub/sub probe, SSUBSCRIBE) and WAIT for
-    # wait_replicas. HELLO ... AUTH, which redis-py connects with, needs no permission.
+    # wait_replicas, info()/infos() (PTTL; MEMORY USAGE with memory=True). HELLO ... AUTH, which
+    # redis-py connects with, needs no permission.
     "+evalsha +script|load +eval +multi +exec +hmget +hgetall +lrange +exists +scan +zrange +ssubscribe"
-    " +wait"
+    " +wait +pttl +memory|usage"
     # called inside the Lua scripts (ACLs apply to redis.call too)
-    " +time +get +set +del +hget +hset +hdel +hincrby +llen +rpush +ltrim +pexpire +persist +zadd"
+    " +time +get +set +del +hget +hset +hdel +hincrby +llen +rpush +rpop +ltrim +pexpire +persist +zadd"
     " +zscore +zrem +zremrangebyscore +spublish"
 )
 """What the library sends to a single Redis >= 7.0 (Cluster and Sentinel need their discovery
@@ -203,6 +204,14 @@ def test_a_user_confined_to_the_prefix_can_use_every_feature(
         assert session.seq == 4
         assert store.exists(sid)
         assert sid in list(store.list())
+        info = store.info(sid, memory=True)
+        assert info is not None
+        assert (info.messages, info.seq, info.bytes is not None) == (3, 4, True)
+        assert sid in {i.id for i in store.infos(memory=True)}
+        copy = uuid.uuid4()
+        assert store.import_state(copy, session.to_state())
+        assert store.pop(copy) == session.messages[-1]
+        store.delete(copy)
 
         with store.lease(sid, "worker", 10) as lease:
             lease.extend()

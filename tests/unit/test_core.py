@@ -116,6 +116,7 @@ def test_scripts_are_read_from_lua_files_with_headers() -> None:
         "restore",
         "sync_read",
         "sync_mark",
+        "pop",
     }
     for source in SCRIPTS.values():
         assert "-- KEYS[1]" in source

@@ -31,6 +31,7 @@ PUBLIC = {
     "SessionError",
     "SessionExists",
     "SessionId",
+    "SessionInfo",
     "SessionNotFound",
     "SessionState",
     "SessionStore",

@@ -1,0 +1,113 @@
+"""Sans-IO calls for looking after sessions rather than conversing in them: what a session holds
+(``info``, a page of them for listings), taking back the last message (``pop``), and putting a
+whole exported session in (``put``).
+
+They share ``StoreCore``'s keys, codecs and error mapping; the stores only send them.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from typing import Any, Final
+
+import msgspec
+
+from ._core import _OK, Call, StoreCore, _timestamp
+from ._durable import restore
+from .errors import CorruptSession, InvalidMessage, StoreError
+from .keys import script_keys, session_id, session_keys
+from .models import AgentMessage, SessionId, SessionInfo, SessionState
+
+__all__ = ["info", "info_page", "pop", "put"]
+
+_DURABLE: Final = 12
+_FIELDS: Final = ("model", "seq", "schema_version", "created_at", "updated_at")
+
+
+def _reads(core: StoreCore, sid: SessionId, memory: bool) -> tuple[tuple[Any, ...], ...]:
+    keys = session_keys(core.prefix, sid)
+    reads: tuple[tuple[Any, ...], ...] = (
+        ("HMGET", keys.meta, *_FIELDS),
+        ("LLEN", keys.messages),
+        ("PTTL", keys.meta),
+    )
+    if memory:
+        reads += tuple(("MEMORY", "USAGE", key) for key in keys)
+    return reads
+
+
+def _info(sid: SessionId, replies: Sequence[Any], memory: bool) -> SessionInfo | None:
+    (model, seq, version, created, updated), length, pttl, *usage = replies
+    if version is None:
+        return None  # gone (deleted or expired since it was listed)
+    try:
+        return SessionInfo(
+            id=sid,
+            model=(model or b"").decode(),
+            messages=int(length),
+            seq=int(seq or 0),
+            schema_version=int(version),
+            created_at=_timestamp(created),
+            updated_at=_timestamp(updated),
+            ttl=pttl / 1000 if pttl >= 0 else None,
+            bytes=sum(int(n or 0) for n in usage) if memory else None,
+        )
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise CorruptSession(sid, f"unreadable meta hash: {exc!r}") from exc
+
+
+def info(core: StoreCore, session: object, memory: bool) -> Call[SessionInfo | None]:
+    """One session's ``SessionInfo`` (``None`` if there is none), read in one transaction."""
+    sid = session_id(session)
+    keys = session_keys(core.prefix, sid)[:2]
+    return Call("info", sid, None, keys, (), lambda r: _info(sid, r, memory), _reads(core, sid, memory))
+
+
+def info_page(core: StoreCore, sids: Sequence[SessionId], memory: bool) -> Call[list[SessionInfo]]:
+    """The ``SessionInfo`` of each of ``sids`` (those still there), in one pipelined round trip.
+
+    Not a transaction: the sessions live in many cluster slots, and a listing need not be one
+    snapshot; each session's own reads are still consistent enough for a listing."""
+    per = len(_reads(core, sids[0], memory)) if sids else 0
+    reads = tuple(read for sid in sids for read in _reads(core, sid, memory))
+
+    def parse(replies: list[Any]) -> list[SessionInfo]:
+        found = (_info(sid, replies[i * per : (i + 1) * per], memory) for i, sid in enumerate(sids))
+        return [item for item in found if item is not None]
+
+    return Call("info", None, None, (), (), parse, reads, atomic=False)
+
+
+def pop(core: StoreCore, session: object) -> Call[AgentMessage | None]:
+    """Remove and return the last message (see pop.lua); a retry returns the same message."""
+    sid = session_id(session)
+    token = uuid.uuid4().hex  # one per call: a retry of this call carries it, and is recognised
+
+    def parse(reply: list[Any]) -> AgentMessage | None:
+        if reply[0] == _DURABLE:
+            raise StoreError(
+                "pop", sid, "not supported on a durable session: its backing store keeps every message"
+            )
+        core.check(sid, reply)
+        if reply[0] != _OK or len(reply) == 1:
+            return None
+        _, codec, position, payload = reply
+        (message,) = core.codec_named(sid, codec).decode(sid, [payload], int(position))
+        return message
+
+    return Call("pop", sid, "pop", script_keys(core.prefix, sid), (core.version, token), parse)
+
+
+def put(core: StoreCore, session: object, state: SessionState, replace: bool) -> Call[None]:
+    """Write an exported session as ``session`` in one step (``SessionExists`` if it is live,
+    unless ``replace``). Unlike a restore from the backing store it is new data: a durable store
+    lists it for write-behind."""
+    sid = session_id(session)
+    if not isinstance(state, SessionState):
+        raise TypeError(f"session `{sid}`: expected a SessionState, got {type(state).__name__}")
+    try:  # a Struct built in Python is not validated: check every field's type once, here
+        state = msgspec.msgpack.decode(msgspec.msgpack.encode(state), type=SessionState)
+    except (msgspec.EncodeError, msgspec.ValidationError, TypeError) as exc:
+        raise InvalidMessage(sid, f"not a valid session state: {exc}") from exc
+    return restore(core, sid, state, replace, fresh=True)
