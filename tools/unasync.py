@@ -1,4 +1,5 @@
-"""Generate ``redis_sessions/store.py`` (sync) from ``redis_sessions/aio.py`` (asyncio).
+"""Generate the synchronous store from the asyncio one: ``store.py`` from ``aio.py``, and its
+sending/recovery base ``_base.py`` from ``_aio_base.py``.
 
 The two stores differ only in ``async``/``await`` and a few names, so one is written and the other
 derived, as httpcore does. ``python tools/unasync.py`` writes the file; ``--check`` exits 1 when the
@@ -12,19 +13,35 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-SOURCE = ROOT / "redis_sessions" / "aio.py"
-TARGET = ROOT / "redis_sessions" / "store.py"
+PACKAGE = ROOT / "redis_sessions"
 
-HEADER = '''"""``SessionStore``: the session store over ``redis.Redis`` (synchronous).
+# source -> (target, the generated module's docstring)
+PAIRS = {
+    "aio.py": (
+        "store.py",
+        '''"""``SessionStore``: the session store over ``redis.Redis`` (synchronous).
 
 GENERATED from ``aio.py`` by ``python tools/unasync.py``: do not edit; edit ``aio.py`` and regenerate.
 Everything but the sending lives in ``_core``; a method here builds a call and sends it.
 """
-'''
+''',
+    ),
+    "_aio_base.py": (
+        "_base.py",
+        '''"""``StoreBase``: how ``SessionStore`` sends a call and recovers from what a call finds.
+
+GENERATED from ``_aio_base.py`` by ``python tools/unasync.py``: do not edit; edit the source and
+regenerate. See the source's docstring.
+"""
+''',
+    ),
+}
 
 # (pattern, replacement), applied in order, as whole words.
 SUBSTITUTIONS = [
     (r"AsyncSessionStore", "SessionStore"),
+    (r"AsyncStoreBase", "StoreBase"),
+    (r"from \._aio_base import", "from ._base import"),
     (r"AsyncLease", "Lease"),
     (r"from \.persistence import AsyncPersistenceAdapter, ", "from .persistence import "),
     (r"AsyncPersistenceAdapter", "PersistenceAdapter"),
@@ -46,22 +63,24 @@ SUBSTITUTIONS = [
 ]
 
 
-def generate(source: str) -> str:
+def generate(source: str, header: str = PAIRS["aio.py"][1]) -> str:
     body = source[source.index('"""\n', 3) + 4 :]  # drop the module docstring
     for pattern, replacement in SUBSTITUTIONS:
         body = re.sub(rf"\b{pattern}", replacement, body)
-    return HEADER + body
+    return header + body
 
 
 def main(argv: list[str]) -> int:
-    expected = generate(SOURCE.read_text("utf-8"))
-    if "--check" in argv:
-        if TARGET.read_text("utf-8") != expected:
-            print(f"{TARGET} is stale: run python tools/unasync.py", file=sys.stderr)
-            return 1
-        return 0
-    TARGET.write_text(expected, "utf-8")
-    return 0
+    stale = 0
+    for source, (target, header) in PAIRS.items():
+        expected = generate((PACKAGE / source).read_text("utf-8"), header)
+        path = PACKAGE / target
+        if "--check" not in argv:
+            path.write_text(expected, "utf-8")
+        elif path.read_text("utf-8") != expected:
+            print(f"{path} is stale: run python tools/unasync.py", file=sys.stderr)
+            stale = 1
+    return stale
 
 
 if __name__ == "__main__":
