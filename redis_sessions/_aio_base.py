@@ -226,10 +226,17 @@ class AsyncStoreBase:
 
     async def _resend(self, call: Call[Any], node: Any, error: Exception) -> Any:
         """Retry a call whose first try failed in transport; the failure counts as attempt 1."""
+        return await self._retried(call.op, call.sid, error, lambda: self._send(call, node))
+
+    async def _retried(
+        self, op: str, sid: SessionId | None, error: Exception, again: Callable[[], Any]
+    ) -> Any:
+        """Retry ``await again()`` under the retry policy after its first try failed in transport
+        with ``error`` (attempt 1); ``StoreUnavailable`` when the policy gives up."""
         if isinstance(error, REFUSED):
             raise error
         if self._retry is None:
-            raise StoreUnavailable(call.op, call.sid, 1, error) from error
+            raise StoreUnavailable(op, sid, 1, error) from error
         pending, attempts = [error], 0
         try:
             async for attempt in self._retry.async_retrying():
@@ -238,7 +245,7 @@ class AsyncStoreBase:
                     if pending:
                         raise pending.pop()
                     try:
-                        return await self._send(call, node)
+                        return await again()
                     except (AttributeError, TypeError) as exc:
                         if not driver_fault(exc):
                             raise
@@ -246,7 +253,7 @@ class AsyncStoreBase:
         except REFUSED:
             raise
         except TRANSIENT as exc:
-            raise StoreUnavailable(call.op, call.sid, attempts, exc) from exc
+            raise StoreUnavailable(op, sid, attempts, exc) from exc
         raise AssertionError("unreachable: tenacity returns or raises")
 
 

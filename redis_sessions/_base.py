@@ -221,10 +221,17 @@ class StoreBase:
 
     def _resend(self, call: Call[Any], node: Any, error: Exception) -> Any:
         """Retry a call whose first try failed in transport; the failure counts as attempt 1."""
+        return self._retried(call.op, call.sid, error, lambda: self._send(call, node))
+
+    def _retried(
+        self, op: str, sid: SessionId | None, error: Exception, again: Callable[[], Any]
+    ) -> Any:
+        """Retry ``again()`` under the retry policy after its first try failed in transport
+        with ``error`` (attempt 1); ``StoreUnavailable`` when the policy gives up."""
         if isinstance(error, REFUSED):
             raise error
         if self._retry is None:
-            raise StoreUnavailable(call.op, call.sid, 1, error) from error
+            raise StoreUnavailable(op, sid, 1, error) from error
         pending, attempts = [error], 0
         try:
             for attempt in self._retry.retrying():
@@ -233,7 +240,7 @@ class StoreBase:
                     if pending:
                         raise pending.pop()
                     try:
-                        return self._send(call, node)
+                        return again()
                     except (AttributeError, TypeError) as exc:
                         if not driver_fault(exc):
                             raise
@@ -241,7 +248,7 @@ class StoreBase:
         except REFUSED:
             raise
         except TRANSIENT as exc:
-            raise StoreUnavailable(call.op, call.sid, attempts, exc) from exc
+            raise StoreUnavailable(op, sid, attempts, exc) from exc
         raise AssertionError("unreachable: tenacity returns or raises")
 
 

@@ -370,7 +370,7 @@ class AsyncSessionStore(AsyncStoreBase):
         channel = live_keys(self._core.prefix, sid)[1]
         if self._sharded is None:
             self._sharded = await self._run(PUBSUB_PROBE) >= SHARDED_FROM
-        pubsub = await self._subscribe(channel)
+        pubsub = await self._subscribe(sid, channel)
         seq, epoch = after_seq, None
         deadline = None if timeout is None else time.monotonic() + timeout
         try:
@@ -394,8 +394,9 @@ class AsyncSessionStore(AsyncStoreBase):
                     else:
                         await pubsub.get_message(ignore_subscribe_messages=True, timeout=wait)
                 except TRANSIENT:
-                    await pubsub.aclose()
-                    pubsub = await self._subscribe(channel)
+                    with contextlib.suppress(*TRANSIENT):
+                        await pubsub.aclose()
+                    pubsub = await self._subscribe(sid, channel)
         finally:
             await pubsub.aclose()
 
@@ -421,13 +422,26 @@ class AsyncSessionStore(AsyncStoreBase):
             raise TypeError("a lease owner must be a non-empty str")
         return AsyncLease(self, parse_session_id(session_id), owner, ttl_ms(ttl))
 
-    async def _subscribe(self, channel: str) -> Any:
-        pubsub = self.client.pubsub()  # type: ignore[no-untyped-call, unused-ignore]
-        if self._sharded:
-            await pubsub.ssubscribe(channel)
-        else:
-            await pubsub.subscribe(channel)
-        return pubsub
+    async def _subscribe(self, sid: SessionId, channel: str) -> Any:
+        """A pub/sub connection listening on ``channel``; an outage is retried under the policy,
+        then ``StoreUnavailable``, as for any call."""
+
+        async def subscribe() -> Any:
+            pubsub = self.client.pubsub()  # type: ignore[no-untyped-call, unused-ignore]
+            try:
+                if self._sharded:
+                    await pubsub.ssubscribe(channel)
+                else:
+                    await pubsub.subscribe(channel)
+            except BaseException:
+                await pubsub.aclose()  # type: ignore[no-untyped-call, unused-ignore]
+                raise
+            return pubsub
+
+        try:
+            return await subscribe()
+        except TRANSIENT as exc:
+            return await self._retried("watch", sid, exc, subscribe)
 
     async def aclose(self) -> None:
         """Close the clients this store created (``from_url``, ``from_cluster``, ``from_sentinel``)."""

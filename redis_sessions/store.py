@@ -368,7 +368,7 @@ class SessionStore(StoreBase):
         channel = live_keys(self._core.prefix, sid)[1]
         if self._sharded is None:
             self._sharded = self._run(PUBSUB_PROBE) >= SHARDED_FROM
-        pubsub = self._subscribe(channel)
+        pubsub = self._subscribe(sid, channel)
         seq, epoch = after_seq, None
         deadline = None if timeout is None else time.monotonic() + timeout
         try:
@@ -392,8 +392,9 @@ class SessionStore(StoreBase):
                     else:
                         pubsub.get_message(ignore_subscribe_messages=True, timeout=wait)
                 except TRANSIENT:
-                    pubsub.close()
-                    pubsub = self._subscribe(channel)
+                    with contextlib.suppress(*TRANSIENT):
+                        pubsub.close()
+                    pubsub = self._subscribe(sid, channel)
         finally:
             pubsub.close()
 
@@ -419,13 +420,26 @@ class SessionStore(StoreBase):
             raise TypeError("a lease owner must be a non-empty str")
         return Lease(self, parse_session_id(session_id), owner, ttl_ms(ttl))
 
-    def _subscribe(self, channel: str) -> Any:
-        pubsub = self.client.pubsub()  # type: ignore[no-untyped-call, unused-ignore]
-        if self._sharded:
-            pubsub.ssubscribe(channel)
-        else:
-            pubsub.subscribe(channel)
-        return pubsub
+    def _subscribe(self, sid: SessionId, channel: str) -> Any:
+        """A pub/sub connection listening on ``channel``; an outage is retried under the policy,
+        then ``StoreUnavailable``, as for any call."""
+
+        def subscribe() -> Any:
+            pubsub = self.client.pubsub()  # type: ignore[no-untyped-call, unused-ignore]
+            try:
+                if self._sharded:
+                    pubsub.ssubscribe(channel)
+                else:
+                    pubsub.subscribe(channel)
+            except BaseException:
+                pubsub.close()  # type: ignore[no-untyped-call, unused-ignore]
+                raise
+            return pubsub
+
+        try:
+            return subscribe()
+        except TRANSIENT as exc:
+            return self._retried("watch", sid, exc, subscribe)
 
     def close(self) -> None:
         """Close the clients this store created (``from_url``, ``from_cluster``, ``from_sentinel``)."""
