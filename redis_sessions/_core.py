@@ -264,11 +264,12 @@ class StoreCore:
         def window(history: tuple[AgentMessage, ...] | None, _: dict[bytes, bytes]) -> Messages:
             if history is None:
                 raise SessionNotFound(sid)
-            return list(history[start:stop])
+            return list(history)
 
+        span = slice(start, stop)
         cached = self.cache.get(sid) if self.cache is not None else None
         if cached is not None:
-            return self._read_since(sid, cached, False, window)
+            return self._read_since(sid, cached, False, window, span)
         # Python slice -> LRANGE (inclusive end); stop == 0 is always empty, and 1..0 is too.
         first, last = (1, 0) if stop == 0 else (start, -1 if stop is None else stop - 1)
         keys = session_keys(self.prefix, sid)
@@ -281,7 +282,7 @@ class StoreCore:
             offset = first if first >= 0 else max(0, length + first)
             messages = self.codec_named(sid, codec).decode(sid, items, offset)
             if self.cache is not None and first == 0 and last == -1:
-                self.cache.put(sid, CachedHistory(epoch or b"", int(seq), tuple(messages)))
+                self.cache.put(sid, CachedHistory(epoch or b"", self._seq(sid, seq), tuple(messages)))
             return messages
 
         multi = (
@@ -289,7 +290,7 @@ class StoreCore:
             ("LLEN", keys.messages),
             ("LRANGE", keys.messages, first, last),
         )
-        fallback = self._read_since(sid, _NOTHING_CACHED, False, window)
+        fallback = self._read_since(sid, _NOTHING_CACHED, False, window, span)
         return Call("messages", sid, None, keys[:2], (), parse, multi, fallback)
 
     def load(self, sid: object) -> Call[Session | None]:
@@ -327,11 +328,13 @@ class StoreCore:
         cached: CachedHistory,
         want_meta: bool,
         finish: Callable[[tuple[AgentMessage, ...] | None, dict[bytes, bytes]], T],
+        span: slice | None = None,
     ) -> Call[T]:
         """A read served from the cache after one round trip fetched what it lacked.
 
-        ``finish`` gets the whole history (``None`` when the session is gone) and the meta hash
-        (only its codec unless ``want_meta``).
+        ``finish`` gets the history, or the ``span`` of it (``None`` when the session is gone), and
+        the meta hash (only its codec unless ``want_meta``). A span that avoids a corrupt new item
+        is still served, as an uncached read of that span would be.
         """
         cache = self.cache
         args = (self.version, cached.epoch, cached.seq, cached.first_seq, int(want_meta))
@@ -344,7 +347,18 @@ class StoreCore:
             self.check(sid, reply)
             _, head, epoch, seq, length, first, items = reply
             meta = dict(zip(head[::2], head[1::2], strict=True)) if want_meta else {b"codec": head}
-            fresh = self.codec_named(sid, meta.get(b"codec")).decode(sid, items, first)
+            codec = self.codec_named(sid, meta.get(b"codec"))
+            try:
+                fresh = codec.decode(sid, items, first)
+            except CorruptSession:
+                if cache is not None:
+                    cache.discard(sid)
+                kept = cached.extended(epoch or b"", seq, length, first, [])
+                if span is None or kept is None:
+                    raise
+                lo, hi, _ = span.indices(length)  # decode only what the span covers
+                part = codec.decode(sid, items[max(lo - first, 0) : max(hi - first, 0)], max(lo, first))
+                return finish(kept.messages[lo : min(hi, first)] + tuple(part), meta)
             history = cached.extended(epoch or b"", seq, length, first, fresh)
             if history is None:
                 if cache is not None:
@@ -352,7 +366,7 @@ class StoreCore:
                 raise CorruptSession(sid, "the cached history is out of step with Redis; read again")
             if cache is not None:
                 cache.put(sid, history)
-            return finish(history.messages, meta)
+            return finish(history.messages if span is None else history.messages[span], meta)
 
         keys = session_keys(self.prefix, sid)[:2]
         return Call("read", sid, "read_since", keys, args, parse)
@@ -467,8 +481,15 @@ class StoreCore:
                 updated_at=_timestamp(meta.get(b"updated_at")),
                 seq=int(meta.get(b"seq", 0)),
             )
-        except (ValueError, UnicodeDecodeError) as exc:
+        except (ValueError, UnicodeDecodeError, OverflowError) as exc:  # Overflow: a timestamp
             raise CorruptSession(sid, f"unreadable meta hash: {exc!r}") from exc
+
+    @staticmethod
+    def _seq(sid: SessionId, raw: bytes | None) -> int:
+        """The meta hash's seq, which the scripts keep a decimal integer."""
+        if raw is None or not raw.isdigit():
+            raise CorruptSession(sid, f"the meta hash holds no decimal integer seq: {raw!r}")
+        return int(raw)
 
     def _expected(self, sid: SessionId, expected_seq: int | None) -> str:
         if expected_seq is None:

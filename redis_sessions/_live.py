@@ -53,8 +53,8 @@ def read_after(core: StoreCore, sid: object, after: int, limit: int = 1000) -> C
         if reply[0] == _TRIMMED:
             raise MessagesTrimmed(sid, after, int(reply[1]))
         core.check(sid, reply)
-        _, codec, epoch, seq, items = reply
-        messages = core.codec_named(sid, codec).decode(sid, items)
+        _, codec, epoch, seq, items, first = reply
+        messages = core.codec_named(sid, codec).decode(sid, items, first)
         return Batch(epoch, int(seq), [Appended(after + 1 + i, m) for i, m in enumerate(messages)])
 
     keys = session_keys(core.prefix, sid)[:2]

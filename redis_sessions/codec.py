@@ -16,11 +16,13 @@ from typing import Any, Final, Literal
 import msgspec
 
 from .errors import CorruptSession
-from .models import AgentMessage
+from .models import AgentMessage, decode_persisted
 
 __all__ = ["CODECS", "Codec", "CodecName", "JsonCodec", "MsgpackCodec"]
 
 CodecName = Literal["msgpack", "json"]
+_UNDECODABLE: Final = (msgspec.DecodeError, UnicodeDecodeError)
+"""msgspec raises ``UnicodeDecodeError``, not ``DecodeError``, for invalid UTF-8 in a string."""
 
 
 class Codec:
@@ -39,14 +41,14 @@ class Codec:
 
     def raw(self, data: bytes) -> dict[str, object]:
         """One stored message as plain data, without the typed decode (for schema upgrades)."""
-        value = self._raw.decode(data)
+        value = _decode(self._raw, data)
         if not isinstance(value, dict):
             raise msgspec.DecodeError(f"a stored message is a {type(value).__name__}, not a map")
         return value
 
     def check(self, data: bytes) -> None:
         """Raise ``msgspec.DecodeError`` unless ``data`` decodes as one message."""
-        self._one.decode(data)
+        _decode(self._one, data, strict_id=True)
 
     def frame(self, items: Sequence[bytes]) -> bytes:
         raise NotImplementedError
@@ -56,18 +58,26 @@ class Codec:
         if not items:
             return []
         try:
-            decoded = self._many.decode(self.frame(items))
+            decoded = decode_persisted(self._many.decode, self.frame(items))
             if len(decoded) == len(items):
                 return decoded
-        except msgspec.DecodeError:
+        except _UNDECODABLE:
             pass
         for i, item in enumerate(items):
             try:
-                self._one.decode(item)
-            except msgspec.DecodeError as exc:
+                decode_persisted(self._one.decode, item)
+            except _UNDECODABLE as exc:
                 raise CorruptSession(sid, f"undecodable {self.name} message: {exc}", first + i) from exc
         # Each item decodes alone but not framed together: only possible with trailing bytes.
         raise CorruptSession(sid, f"undecodable {self.name} message range", first)
+
+
+def _decode(decoder: Any, data: bytes, *, strict_id: bool = False) -> Any:
+    """``decoder.decode(data)``, with invalid UTF-8 in a string as the ``msgspec.DecodeError`` it is."""
+    try:
+        return decode_persisted(decoder.decode, data) if strict_id else decoder.decode(data)
+    except UnicodeDecodeError as exc:
+        raise msgspec.DecodeError(f"invalid UTF-8 in a string: {exc}") from exc
 
 
 class MsgpackCodec(Codec):

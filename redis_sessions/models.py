@@ -8,13 +8,17 @@ Schema evolution follows msgspec's advice: new fields get defaults, unknown fiel
 from __future__ import annotations
 
 import enum
+import threading
 import uuid
+from collections.abc import Callable
 from datetime import datetime
-from typing import Any
+from typing import Any, Final, TypeVar
 
 import msgspec
 
 from .errors import SchemaVersionError
+
+T = TypeVar("T")
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -90,6 +94,32 @@ def new_message_id() -> str:
     return uuid.uuid4().hex
 
 
+class _Reading(threading.local):
+    stored = False
+
+
+_READING: Final = _Reading()
+
+
+def _id_of_a_new_message() -> str:
+    """``AgentMessage.id``'s default: a new message gets a fresh id, but a stored one always has
+    its own, so one read without an id is foreign or corrupt, not new (see ``decode_persisted``)."""
+    if _READING.stored:
+        raise msgspec.ValidationError("Object missing required field `id`")
+    return new_message_id()
+
+
+def decode_persisted(decode: Callable[[bytes], T], data: bytes) -> T:
+    """``decode(data)`` for stored messages: one without an id is a ``msgspec.ValidationError``
+    instead of a message with a new random id on every read (the default factory is only called
+    for a missing id, so this costs nothing per message)."""
+    _READING.stored = True
+    try:
+        return decode(data)
+    finally:
+        _READING.stored = False
+
+
 class AgentMessage(msgspec.Struct, frozen=True, gc=False, omit_defaults=True):
     """One message of a conversation.
 
@@ -108,7 +138,7 @@ class AgentMessage(msgspec.Struct, frozen=True, gc=False, omit_defaults=True):
 
     role: Role
     content: list[ContentBlock]
-    id: str = msgspec.field(default_factory=new_message_id)
+    id: str = msgspec.field(default_factory=_id_of_a_new_message)
     extra: dict[str, Any] | None = None
 
     @classmethod

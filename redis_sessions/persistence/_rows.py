@@ -29,7 +29,7 @@ from ..errors import (
     StoreError,
 )
 from ..keys import session_id
-from ..models import AgentMessage, SessionId, SessionState
+from ..models import AgentMessage, SessionId, SessionState, decode_persisted
 
 __all__ = [
     "Header",
@@ -158,7 +158,7 @@ def decode_header(sid: SessionId, data: bytes) -> SessionState:
     """A header row as a ``SessionState`` (its ``messages`` are the caller's to fill in)."""
     check_version(sid, data)
     try:
-        return _STATE.decode(data)
+        return decode_persisted(_STATE.decode, data)
     except msgspec.DecodeError as exc:
         raise CorruptSession(sid, f"header: {exc}") from exc
 
@@ -177,16 +177,16 @@ def decode_document(sid: SessionId, data: bytes) -> SessionState:
             raise SchemaVersionError(sid, found, schema.current)
         return _upgraded(sid, schema, found, _object(sid, data))
     try:
-        return _STATE.decode(data)
+        return decode_persisted(_STATE.decode, data)
     except msgspec.DecodeError as exc:
         error = exc
     try:
-        raw_messages = _MESSAGES.decode(data).messages
+        raw_messages = decode_persisted(_MESSAGES.decode, data).messages
     except msgspec.DecodeError:
         raw_messages = []
     for position, raw in enumerate(raw_messages):
         try:
-            _MESSAGE.decode(raw)
+            decode_persisted(_MESSAGE.decode, raw)
         except msgspec.DecodeError as exc:
             raise CorruptSession(sid, f"undecodable json message: {exc}", position) from exc
     raise CorruptSession(sid, str(error)) from error
@@ -213,7 +213,7 @@ def encode_header(sid: SessionId, state: SessionState, count: int = 0) -> Header
         fields = msgspec.to_builtins(msgspec.structs.replace(state, messages=[]))
         del fields["messages"]
         data = _ENCODER.encode(fields)
-        _STATE.decode(data)
+        decode_persisted(_STATE.decode, data)
     except (msgspec.DecodeError, msgspec.EncodeError, TypeError, OverflowError) as exc:
         raise TypeError(f"the state of session `{sid}` does not match the schema: {exc}") from exc
     column_seq = state.seq if state.seq is not None else count
@@ -258,7 +258,7 @@ def unique_messages(sid: SessionId, messages: Sequence[AgentMessage]) -> list[tu
             continue
         try:
             body = _ENCODER.encode(message)
-            _MESSAGE.decode(body)
+            decode_persisted(_MESSAGE.decode, body)
         except (msgspec.DecodeError, msgspec.EncodeError, TypeError, OverflowError) as exc:
             raise InvalidMessage(sid, f"message {message.id!r} does not match the schema: {exc}") from exc
         seen.add(message.id)

@@ -25,9 +25,11 @@ end
 if h[2] ~= ARGV[2] then
   return {5, h[2]}
 end
-local seq = tonumber(h[3])
+-- Digits only: tonumber() would also take '1e3', '0x10', 'inf' or ' 2 ', and write on at a wrong seq.
+local seq = h[3]
+seq = seq and #seq <= 15 and string.find(seq, '^%d+$') and tonumber(seq)
 if not seq then
-  return {6, 'the meta hash holds no numeric seq'}
+  return {6, 'the meta hash holds no decimal integer seq'}
 end
 -- A durable session with messages always has its list and ids; if eviction took one of them
 -- (volatile-* policies evict key by key), appending now would build on a hole.

@@ -17,9 +17,11 @@ end
 if h[1] ~= ARGV[1] then
   return {2, h[1]}
 end
-local seq = tonumber(h[3])
+-- Digits only: tonumber() would also take '1e3', '0x10', 'inf' or ' 2 ', and write on at a wrong seq.
+local seq = h[3]
+seq = seq and #seq <= 15 and string.find(seq, '^%d+$') and tonumber(seq)
 if not seq then
-  return {6, 'the meta hash holds no numeric seq'}
+  return {6, 'the meta hash holds no decimal integer seq'}
 end
 if h[5] == '1' then
   return {12}

@@ -1,7 +1,7 @@
 -- Read the messages appended after a sequence number (for watchers catching up).
 -- KEYS[1] = meta hash, KEYS[2] = messages list
 -- ARGV[1] = schema version, ARGV[2] = after seq, ARGV[3] = at most this many messages
--- Returns {0, codec, epoch, seq, items}: items are seqs after+1, after+2, ...;
+-- Returns {0, codec, epoch, seq, items, first}: items are seqs after+1, after+2, ..., from list position first;
 -- {7, first seq still stored} when messages after ARGV[2] were trimmed away;
 -- {1} not found; {2, version} other schema; {6, detail} corrupt meta hash.
 local meta, list = KEYS[1], KEYS[2]
@@ -12,9 +12,11 @@ end
 if h[1] ~= ARGV[1] then
   return {2, h[1]}
 end
-local seq = tonumber(h[3])
+-- Digits only: tonumber() would also take '1e3', '0x10', 'inf' or ' 2 ', and write on at a wrong seq.
+local seq = h[3]
+seq = seq and #seq <= 15 and string.find(seq, '^%d+$') and tonumber(seq)
 if not seq then
-  return {6, 'the meta hash holds no numeric seq'}
+  return {6, 'the meta hash holds no decimal integer seq'}
 end
 local after = tonumber(ARGV[2])
 local base = seq - redis.call('LLEN', list)  -- the seq just before the list's head
@@ -22,8 +24,8 @@ if after < base then
   return {7, base + 1}
 end
 local items = {}
+local first = after - base
 if after < seq then
-  local first = after - base
   items = redis.call('LRANGE', list, first, first + tonumber(ARGV[3]) - 1)
 end
-return {0, h[2], h[4] or '', seq, items}
+return {0, h[2], h[4] or '', seq, items, first}

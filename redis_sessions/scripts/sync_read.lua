@@ -16,9 +16,11 @@ end
 if f['schema_version'] ~= ARGV[1] then
   return {2, f['schema_version'] or ''}
 end
-local seq = tonumber(f['seq'])
+-- Digits only: tonumber() would also take '1e3', '0x10', 'inf' or ' 2 ', and write on at a wrong seq.
+local seq = f['seq']
+seq = seq and #seq <= 15 and string.find(seq, '^%d+$') and tonumber(seq)
 if not seq then
-  return {6, 'the meta hash holds no numeric seq'}
+  return {6, 'the meta hash holds no decimal integer seq'}
 end
 local after = tonumber(f['synced_seq']) or 0
 local base = seq - redis.call('LLEN', list)  -- the seq just before the list's head
