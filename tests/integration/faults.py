@@ -68,7 +68,11 @@ class LossyProxy:
                 client, _ = self.listener.accept()
             except OSError:
                 return
-            upstream = socket.create_connection(self.target)
+            try:
+                upstream = socket.create_connection(self.target)
+            except OSError:  # Redis is down (restarting): the client sees a dropped connection
+                _shut(client)
+                continue
             with self._lock:
                 self._sockets += [client, upstream]
             doomed = threading.Event()
