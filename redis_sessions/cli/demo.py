@@ -1,38 +1,33 @@
-"""The ``redis-sessions`` command: a thin Click + Rich front over the public API.
-
-Global options (``--url``, else ``REDIS_URL``; ``--prefix``) live on the group so every command
-shares them; library errors become one ``Error: ...`` line and exit code 1, never a traceback.
-"""
+"""``redis-sessions demo``: agent processes append to one conversation at once, then the checks
+that nothing was lost, duplicated or reordered."""
 
 from __future__ import annotations
 
 import contextlib
 import itertools
-import json
 import multiprocessing
 import shutil
-import signal
 import threading
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 from multiprocessing.process import BaseProcess
 from multiprocessing.queues import Queue
 from multiprocessing.synchronize import Barrier
 from queue import Empty
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import click
 from rich.console import Console
 from rich.text import Text
 
-from . import AgentMessage, Session, SessionError, SessionStore
-from .embedded import embedded_redis
-from .models import ContentBlock, Image, Thinking, ToolResult, ToolUse
-from .models import Text as TextBlock
+from .. import AgentMessage, Session, SessionStore
+from ..embedded import embedded_redis
+from ..models import Text as TextBlock
+from ..models import ToolUse
+from .common import Settings, open_store, redacted
+from .render import render_block
 
-__all__ = ["main"]
+__all__ = ["demo"]
 
 PER_TURN = 4  # user question, assistant tool call, tool result, assistant answer
 # (question, tool, tool input, tool output, answer): what an agent "does" in one turn.
@@ -48,59 +43,6 @@ TASKS: list[tuple[str, str, dict[str, Any], str, str]] = [
 ]  # fmt: skip
 Report = tuple[int, str | None, list[tuple[str, int]]]  # agent, error, (message id, seq returned)
 ROLE_STYLE = {"user": "cyan", "assistant": "green", "tool": "yellow", "system": "magenta"}
-
-
-@dataclass(frozen=True)
-class Settings:
-    """The global options, handed to every command."""
-
-    url: str | None
-    prefix: str
-
-
-class _Group(click.Group):
-    """Turns the library's typed errors into one readable line (exit code 1)."""
-
-    def invoke(self, ctx: click.Context) -> Any:
-        try:
-            return super().invoke(ctx)
-        except SessionError as exc:  # StoreUnavailable's message names its cause already
-            raise click.ClickException(str(exc)) from exc
-
-
-def open_store(url: str, prefix: str, *, cluster: bool = False, **options: Any) -> SessionStore:
-    """A store for ``url`` (a cluster node's with ``cluster``); a malformed URL or prefix is a
-    one-line error, not a traceback."""
-    opener = SessionStore.from_cluster if cluster else SessionStore.from_url
-    try:
-        return opener(url, prefix=prefix, **options)
-    except ValueError as exc:
-        raise click.ClickException(f"cannot use --url {_redacted(url)} / --prefix {prefix!r}: {exc}") from exc
-
-
-@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--url", envvar="REDIS_URL", help="Redis URL (default: $REDIS_URL).")
-@click.option("--prefix", default="rs", show_default=True, help="Key prefix of the sessions.")
-@click.version_option(package_name="redis-sessions")
-@click.pass_context
-def main(ctx: click.Context, url: str | None, prefix: str) -> None:
-    """Keep LLM-agent conversations in Redis, shared safely by many processes."""
-    ctx.obj = Settings(url or None, prefix)
-
-
-def render_block(block: ContentBlock) -> str:
-    """One content block as a single line for a person."""
-    if isinstance(block, TextBlock):
-        return block.text
-    if isinstance(block, ToolUse):
-        return f"→ {block.name}({json.dumps(block.input, ensure_ascii=False)}) [{block.id}]"
-    if isinstance(block, ToolResult):
-        body = block.content if isinstance(block.content, str) else " ".join(map(render_block, block.content))
-        return f"{'✗' if block.is_error else '←'} [{block.tool_use_id}] {body}"
-    if isinstance(block, Thinking):
-        return f"(thinking) {block.text}"
-    assert isinstance(block, Image)
-    return f"[image {block.media_type}, {len(block.data)} bytes]"
 
 
 def _turn(agent: int, turn: int) -> list[AgentMessage]:
@@ -188,18 +130,10 @@ def _collect(procs: Sequence[BaseProcess], results: Queue[Report]) -> list[Repor
     return [reports[a] for a in range(len(procs))]
 
 
-def _redacted(url: str) -> str:
-    """``url`` without its password, for printing."""
-    parts = urlsplit(url)
-    if not parts.password:
-        return url
-    return urlunsplit(parts._replace(netloc=parts.netloc.replace(f":{parts.password}@", ":***@", 1)))
-
-
 @contextlib.contextmanager
 def _server(console: Console, url: str | None) -> Iterator[str]:
     if url:
-        console.print(f"Using Redis at {_redacted(url)}")
+        console.print(f"Using Redis at {redacted(url)}")
         yield url
         return
     binary = shutil.which("redis-server")
@@ -213,7 +147,7 @@ def _server(console: Console, url: str | None) -> Iterator[str]:
         yield embedded
 
 
-@main.command(short_help="Several processes share one conversation; check nothing is lost.")
+@click.command(short_help="Several processes share one conversation; check nothing is lost.")
 @click.option("--agents", default=4, show_default=True, type=click.IntRange(1, 64), help="Agent processes.")
 @click.option("--turns", default=25, show_default=True, type=click.IntRange(1), help="Turns per agent.")
 @click.option("--show", default=16, show_default=True, type=click.IntRange(0), help="Messages shown, 0: all.")
@@ -269,106 +203,4 @@ def demo(settings: Settings, agents: int, turns: int, show: int, keep: bool) -> 
     else:
         failed = sum(not ok for ok, _ in checks)
         console.print(Text.assemble(("FAIL", "bold red"), f": {failed} check(s) failed, {rate}"))
-        raise SystemExit(1)
-
-
-@main.command(short_help="Deliver pending writes of durable sessions to the backing store.")
-@click.option("--backing", required=True, help="sqlite:///path.db, postgresql://..., or dir:///path")
-@click.option("--cluster", is_flag=True, help="--url names a node of a Redis Cluster.")
-@click.option("--once", is_flag=True, help="Deliver everything pending now (a flush), then exit.")
-@click.option(
-    "--interval", default=0.1, show_default=True, type=click.FloatRange(0.001), help="Seconds between passes."
-)
-@click.option(
-    "--report", default=5.0, show_default=True, type=click.FloatRange(0.1), help="Seconds between lag lines."
-)
-@click.pass_obj
-def sync(settings: Settings, backing: str, cluster: bool, once: bool, interval: float, report: float) -> None:
-    """Run the write-behind worker on its own (a tiered store also runs one in a thread).
-
-    Several may run at once, and alongside the tiered stores' own: they only repeat each other's
-    work. Stop it with Ctrl-C or SIGTERM; what it had not delivered stays pending in Redis.
-    """
-    from .persistence import adapter_from_url
-    from .writebehind import SyncWorker
-
-    if settings.url is None:
-        raise click.ClickException("sync needs --url (or REDIS_URL): the Redis to deliver from")
-    console = Console(stderr=True, highlight=False)
-    try:
-        adapter = adapter_from_url(backing)
-    except ValueError as exc:
-        raise click.ClickException(str(exc)) from exc
-    with open_store(settings.url, settings.prefix, cluster=cluster) as store, adapter:
-        worker = SyncWorker(store, adapter)
-        if once:
-            worker.flush()
-            console.print(f"delivered {worker.delivered} message(s); lag now {_lag(worker)}")
-            return
-        stop = threading.Event()
-        signal.signal(signal.SIGTERM, lambda *_: stop.set())
-        worker.start(interval)
-        try:
-            while not stop.wait(report):
-                console.print(f"delivered {worker.delivered} message(s); lag {_lag(worker)}")
-        except KeyboardInterrupt:
-            pass
-        finally:
-            worker.stop()
-
-
-def _lag(worker: Any) -> str:
-    lag = worker.lag()
-    return f"{lag.sessions} session(s), {lag.messages} message(s), {lag.seconds:.2f} s behind"
-
-
-@main.command(short_help="Upgrade stored sessions to this version's schema, in place.")
-@click.option("--backing", help="Also the backing store: sqlite:///path.db, postgresql://..., dir:///path")
-@click.option("--cluster", is_flag=True, help="--url names a node of a Redis Cluster.")
-@click.pass_obj
-def migrate(settings: Settings, backing: str | None, cluster: bool) -> None:
-    """Bring every session in Redis (and in the backing store) to this version's schema.
-
-    Online and resumable: each session is upgraded on its own, one that is appended to meanwhile
-    is upgraded again, and sessions already current are only read, so it can run again after an
-    interruption. A version newer than this code is reported, never touched. Exits 1 if any
-    session could not be upgraded.
-    """
-    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
-
-    from . import migrate as bulk
-    from .persistence import adapter_from_url
-
-    if settings.url is None:
-        raise click.ClickException("migrate needs --url (or REDIS_URL)")
-    console = Console(stderr=True, highlight=False)
-    columns = (
-        SpinnerColumn(),
-        TextColumn("{task.description}: {task.completed} sessions"),
-        TimeElapsedColumn(),
-    )
-    results: list[tuple[str, bulk.Migrated]] = []
-    with Progress(*columns, console=console, disable=not console.is_terminal) as progress:
-        with open_store(settings.url, settings.prefix, cluster=cluster, cache_messages=0) as store:
-            task = progress.add_task("Redis")
-            results.append(("Redis", bulk.upgrade_redis(store, lambda _: progress.advance(task))))
-        if backing is not None:
-            try:
-                adapter = adapter_from_url(backing)
-            except ValueError as exc:
-                raise click.ClickException(str(exc)) from exc
-            with adapter:
-                task = progress.add_task("backing store")
-                results.append(
-                    ("backing store", bulk.upgrade_backing(adapter, lambda _: progress.advance(task)))
-                )
-    failures = 0
-    for where, result in results:
-        click.echo(
-            f"{where}: {result.seen} sessions, {result.upgraded} upgraded, {len(result.failed)} failed"
-        )
-        for sid, reason in result.failed:
-            click.echo(f"  {sid}: {reason}", err=True)
-        failures += len(result.failed)
-    if failures:
         raise SystemExit(1)

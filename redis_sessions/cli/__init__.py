@@ -1,0 +1,84 @@
+"""The ``redis-sessions`` command: a thin Click + Rich front over the public API.
+
+Global options (``--url``, else ``REDIS_URL``, else localhost; ``--prefix``; ``--cluster``) live on
+the group so every command shares them. Errors become one ``Error: ...`` line and exit code 1,
+never a traceback: the library's typed errors, a Redis that cannot be reached (named, without its
+password), and file errors. One module per concern:
+
+- ``demo``: agent processes share one conversation (``demo.py``)
+- ``ls``, ``show``, ``tail``, ``delete``: look at what is stored (``browse.py``)
+- ``stats``: counts and memory (``stats.py``)
+- ``export``, ``import``: JSON Lines out and in (``transfer.py``)
+- ``sync``, ``migrate``: the durable tier (``durable.py``)
+
+Shared pieces (settings, opening the store, consoles, formatting) are in ``common.py``, the
+rendering of messages in ``render.py``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+import redis.exceptions
+
+from .. import SessionError, StoreUnavailable
+from .browse import delete, ls, show, tail
+from .common import DEFAULT_URL, Settings, open_store, redacted
+from .demo import demo
+from .durable import migrate, sync
+from .render import render_block
+from .stats import stats
+from .transfer import export, import_
+
+__all__ = ["Settings", "main", "open_store", "render_block"]
+
+
+class _Group(click.Group):
+    """Turns the library's typed errors, Redis's and the system's into one readable line (exit 1)."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return list(self.commands)  # in the order they are added below, not alphabetical
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except StoreUnavailable as exc:
+            cause = exc.__cause__ or exc
+            raise click.ClickException(f"cannot reach Redis at {_url(ctx)}: {cause}") from exc
+        except SessionError as exc:
+            raise click.ClickException(str(exc)) from exc
+        except (redis.exceptions.RedisError, redis.exceptions.RedisClusterException) as exc:
+            # Only what the store does not send itself (a watch's subscription) gets here.
+            raise click.ClickException(f"Redis at {_url(ctx)}: {exc}") from exc
+        except BrokenPipeError:
+            raise  # the reader went away (``| head``): Click exits quietly
+        except OSError as exc:
+            raise click.ClickException(str(exc)) from exc
+
+
+def _url(ctx: click.Context) -> str:
+    settings = ctx.obj
+    return redacted(settings.url or DEFAULT_URL) if isinstance(settings, Settings) else DEFAULT_URL
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--url",
+    envvar="REDIS_URL",
+    help=f"Redis URL (default: $REDIS_URL, else {DEFAULT_URL}; demo starts its own).",
+)
+@click.option("--prefix", default="rs", show_default=True, help="Key prefix of the sessions.")
+@click.option("--cluster", is_flag=True, help="--url names a node of a Redis Cluster.")
+@click.version_option(package_name="redis-sessions")
+@click.pass_context
+def main(ctx: click.Context, url: str | None, prefix: str, cluster: bool) -> None:
+    """Keep LLM-agent conversations in Redis, shared safely by many processes.
+
+    Every listing command (ls, show, tail, stats) takes --json for scripts; export writes JSON Lines.
+    """
+    ctx.obj = Settings(url or None, prefix, cluster)
+
+
+for _command in (demo, ls, show, tail, export, import_, stats, delete, sync, migrate):
+    main.add_command(_command)

@@ -1,0 +1,173 @@
+"""Looking at what is stored: ``ls``, ``show``, ``tail``, and ``delete``.
+
+``ls`` reads ``store.infos()`` (SCAN pages, one pipelined round trip a page) and writes its rows as
+plain aligned text, so it stays fast on 100,000 sessions (a Rich table of 100,000 rows takes half a
+minute to lay out); on a terminal only the header is styled.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import uuid
+from datetime import UTC, datetime
+
+import click
+from rich.text import Text
+
+from .. import AgentMessage, SessionInfo, SessionNotFound
+from .common import SESSION_ID, Settings, connect, emit_json, make_console, ttl_text, when
+from .render import print_header, print_message
+
+__all__ = ["delete", "ls", "show", "tail"]
+
+_NEVER = datetime.min.replace(tzinfo=UTC)
+_CHUNK = 1000  # rows written at a time
+_MODEL_MIN = 16  # a terminal too narrow for this much of a model name wraps instead
+
+
+def _recent(info: SessionInfo) -> datetime:
+    return info.updated_at or info.created_at or _NEVER
+
+
+@click.command("ls", short_help="List the sessions, most recently updated first.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON array of the sessions' summaries.")
+@click.pass_obj
+def ls(settings: Settings, as_json: bool) -> None:
+    """List every session: id, model, messages held, last update and time to live (``-``: none).
+
+    Most recently updated first. Found with SCAN, a page at a time, never KEYS.
+    """
+    with connect(settings) as store:
+        infos = sorted(store.infos(), key=_recent, reverse=True)
+    if as_json:
+        emit_json(infos)
+        return
+    console = make_console()
+    if not infos:
+        make_console(stderr=True).print(f"no sessions under prefix {settings.prefix!r}")
+        return
+    rows = [(str(i.id), i.model or "-", str(i.messages), when(i.updated_at), ttl_text(i.ttl)) for i in infos]
+    heads = ("ID", "MODEL", "MESSAGES", "UPDATED", "TTL")
+    widths = [max(len(head), *(len(row[c]) for row in rows)) for c, head in enumerate(heads)]
+    if console.is_terminal:  # keep a row on one screen line: shorten a long model name only
+        room = console.width - (sum(widths) - widths[1]) - 2 * (len(heads) - 1)
+        widths[1] = min(widths[1], max(room, _MODEL_MIN))
+    lines = [_row(heads, widths)] + [_row(row, widths) for row in rows]
+    console.print(Text(lines[0], style="bold"), no_wrap=True, overflow="ignore", crop=False)
+    for start in range(1, len(lines), _CHUNK):
+        click.echo("\n".join(lines[start : start + _CHUNK]))
+    if console.is_terminal:
+        make_console(stderr=True).print(f"{len(rows):,} session(s)", style="dim")
+
+
+def _row(cells: tuple[str, ...], widths: list[int]) -> str:
+    model = cells[1] if len(cells[1]) <= widths[1] else cells[1][: widths[1] - 1] + "…"
+    return "  ".join(
+        (
+            cells[0].ljust(widths[0]),
+            model.ljust(widths[1]),
+            cells[2].rjust(widths[2]),
+            cells[3].ljust(widths[3]),
+            cells[4],
+        )
+    )
+
+
+@click.command(short_help="Print one conversation for a person.")
+@click.argument("session_id", type=SESSION_ID)
+@click.option("--json", "as_json", is_flag=True, help="Print the session as one JSON object.")
+@click.pass_obj
+def show(settings: Settings, session_id: uuid.UUID, as_json: bool) -> None:
+    """Print the session SESSION_ID: its settings, then every message with its role; tool calls with
+    their input as indented JSON, images as a placeholder with their size."""
+    with connect(settings) as store:
+        session = store.load(session_id)
+        info = store.info(session_id) if session is not None else None
+    if session is None:
+        raise SessionNotFound(session_id)
+    if as_json:
+        emit_json(session)
+        return
+    console = make_console()
+    print_header(console, session, info.ttl if info is not None else None)
+    first = session.seq - len(session.messages) + 1
+    for n, message in enumerate(session.messages):
+        print_message(console, first + n, message)
+
+
+@click.command(short_help="Print the last messages of a conversation; -f: and new ones as they come.")
+@click.argument("session_id", type=SESSION_ID)
+@click.option("-f", "--follow", is_flag=True, help="Keep printing messages as they are appended.")
+@click.option("-n", "--messages", "last", default=10, show_default=True, type=click.IntRange(0))
+@click.option(
+    "--timeout",
+    type=click.FloatRange(0, min_open=True),
+    help="With -f: stop after this many seconds without a new message.",
+)
+@click.option("--json", "as_json", is_flag=True, help="One JSON object a message: {seq, message}.")
+@click.pass_obj
+def tail(
+    settings: Settings, session_id: uuid.UUID, follow: bool, last: int, timeout: float | None, as_json: bool
+) -> None:
+    """Print the last messages of SESSION_ID; with -f, then every message appended to it, live
+    (through ``watch``), until Ctrl-C, the session is deleted, or --timeout passes quietly."""
+    console = make_console()
+
+    def emit(seq: int, message: AgentMessage) -> None:
+        if as_json:
+            emit_json({"seq": seq, "message": message})
+        else:
+            print_message(console, seq, message)
+
+    with connect(settings) as store:
+        session = store.load(session_id)
+        if session is None:
+            raise SessionNotFound(session_id)
+        shown = session.messages[len(session.messages) - last :] if last else []
+        for n, message in enumerate(shown):
+            emit(session.seq - len(shown) + 1 + n, message)
+        if not follow:
+            return
+        with contextlib.closing(store.watch(session_id, session.seq, timeout=timeout)) as appended:
+            try:
+                for item in appended:
+                    emit(item.seq, item.message)
+            except KeyboardInterrupt:
+                raise SystemExit(130) from None
+        if not store.exists(session_id):
+            make_console(stderr=True).print(f"session {session_id} was deleted")
+
+
+@click.command(short_help="Delete sessions (asks first, unless --yes).")
+@click.argument("session_ids", nargs=-1, required=True, type=SESSION_ID)
+@click.option("-y", "--yes", is_flag=True, help="Do not ask.")
+@click.pass_obj
+def delete(settings: Settings, session_ids: tuple[uuid.UUID, ...], yes: bool) -> None:
+    """Delete each SESSION_ID and its messages, after showing them and asking. Exits 1 if any of
+    them was not found (the others are deleted)."""
+    err = make_console(stderr=True)
+    with connect(settings) as store:
+        found: list[SessionInfo] = []
+        missing: list[uuid.UUID] = []
+        for sid in dict.fromkeys(session_ids):
+            info = store.info(sid)
+            if info is None:
+                missing.append(sid)
+            else:
+                found.append(info)
+        for sid in missing:
+            err.print(f"session {sid} not found")
+        if found and not yes:
+            for info in found:
+                err.print(f"  {info.id}  {info.model or '-'}  {info.messages} message(s)")
+            total = sum(i.messages for i in found)
+            question = f"Delete {len(found)} session(s) with {total} message(s)?"
+            click.confirm(question, abort=True, err=True)
+        for info in found:
+            if store.delete(info.id):
+                click.echo(f"deleted {info.id}")
+            else:
+                err.print(f"session {info.id} not found")
+                missing.append(info.id)
+    if missing:
+        raise SystemExit(1)

@@ -1,0 +1,115 @@
+"""``redis-sessions stats``: how many sessions and messages, and the memory they take in Redis.
+
+One pass over ``store.infos(memory=True)`` (SCAN pages, one pipelined round trip a page). A server
+without ``MEMORY USAGE`` (fakeredis, some managed Redis) gets the counts without the bytes.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import click
+from rich.text import Text
+
+from .. import SessionInfo, SessionStore, StoreError
+from .common import Settings, connect, emit_json, make_console, size_text, when
+
+__all__ = ["stats"]
+
+
+@dataclass
+class Tally:
+    """The sums ``stats`` prints."""
+
+    sessions: int = 0
+    messages: int = 0
+    appended: int = 0
+    bytes: int | None = 0
+    expiring: int = 0
+    oldest: datetime | None = None
+    newest: datetime | None = None
+    by_model: Counter[str] = field(default_factory=Counter)
+    held_by_model: Counter[str] = field(default_factory=Counter)
+
+    def add(self, info: SessionInfo) -> None:
+        self.sessions += 1
+        self.messages += info.messages
+        self.appended += info.seq
+        self.bytes = None if self.bytes is None or info.bytes is None else self.bytes + info.bytes
+        self.expiring += info.ttl is not None
+        self.by_model[info.model] += 1
+        self.held_by_model[info.model] += info.messages
+        if info.updated_at is not None:
+            self.oldest = min(self.oldest or info.updated_at, info.updated_at)
+            self.newest = max(self.newest or info.updated_at, info.updated_at)
+
+    def models(self) -> dict[str, dict[str, int]]:
+        """Sessions and messages per model, the most used model first."""
+        return {m: {"sessions": n, "messages": self.held_by_model[m]} for m, n in self.by_model.most_common()}
+
+
+def tally(store: SessionStore) -> Tally:
+    """Every session's numbers summed; without bytes where the server cannot say them."""
+    total = Tally()
+    try:
+        for info in store.infos(memory=True):
+            total.add(info)
+    except StoreError as exc:
+        if "unknown command" not in str(exc).lower():
+            raise
+        total = Tally(bytes=None)
+        for info in store.infos():
+            total.add(info)
+    return total
+
+
+@click.command(short_help="Count the sessions, their messages and the memory they use.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@click.pass_obj
+def stats(settings: Settings, as_json: bool) -> None:
+    """Sessions, messages held and ever appended, bytes in Redis (MEMORY USAGE of each session's
+    keys), how many expire, and the same per model."""
+    with connect(settings) as store:
+        total = tally(store)
+    if as_json:
+        emit_json(_json(settings, total))
+        return
+    console = make_console()
+    n = total.sessions
+    size = "unknown (the server has no MEMORY USAGE)"
+    if total.bytes is not None:
+        size = f"{size_text(total.bytes)} ({total.bytes:,} bytes)"
+    lines = [
+        ("sessions", f"{n:,}"),
+        ("messages", f"{total.messages:,} held, {total.appended:,} appended"),
+        ("per session", f"{total.messages / n:,.1f} messages" if n else "-"),
+        ("in Redis", size),
+        ("expiring", f"{total.expiring:,} (the rest never expire)"),
+        ("updated", f"{when(total.oldest)} .. {when(total.newest)}"),
+    ]
+    for label, value in lines:
+        console.print(Text.assemble((f"{label:<12} ", "bold"), value))
+    models = total.models()
+    if models:
+        console.print(Text("by model", style="bold"))
+    width = max((len(model or "-") for model in models), default=0)
+    for model, counts in models.items():
+        line = f"{counts['sessions']:>9,} session(s) {counts['messages']:>11,} message(s)"
+        console.print(Text.assemble("  ", ((model or "-").ljust(width), "cyan"), line))
+
+
+def _json(settings: Settings, total: Tally) -> dict[str, Any]:
+    return {
+        "prefix": settings.prefix,
+        "sessions": total.sessions,
+        "messages": total.messages,
+        "appended": total.appended,
+        "bytes": total.bytes,
+        "expiring": total.expiring,
+        "oldest_update": total.oldest,
+        "newest_update": total.newest,
+        "models": total.models(),
+    }

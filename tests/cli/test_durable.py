@@ -1,0 +1,68 @@
+"""``sync`` and ``migrate``'s argument checks and ``sync --once`` (``migrate`` itself is covered by
+tests/integration/test_migrate_command.py). The global ``--cluster`` is accepted by both."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import redis
+from click.testing import CliRunner
+
+from redis_sessions import AgentMessage, SessionStore
+from redis_sessions.cli import main
+from redis_sessions.persistence import SQLiteAdapter
+from tests.support import unique_prefix
+
+
+@pytest.mark.real
+def test_sync_once_delivers_pending_writes(redis_url: str, tmp_path: Path) -> None:
+    prefix, database = unique_prefix(), tmp_path / "record.db"
+    client = redis.Redis.from_url(redis_url)
+    # The constructor starts no write-behind worker: the writes wait for `sync`.
+    with SQLiteAdapter(database) as adapter, SessionStore(client, prefix=prefix, backing=adapter) as store:
+        sid = store.create("m")
+        store.extend(sid, [AgentMessage.user("one"), AgentMessage.assistant("two")])
+        command = [
+            "--url",
+            redis_url,
+            "--prefix",
+            prefix,
+            "sync",
+            "--once",
+            "--backing",
+            f"sqlite://{database}",
+        ]
+        result = CliRunner().invoke(main, command)
+        assert result.exit_code == 0, result.output
+        assert "lag now 0 session(s), 0 message(s)" in result.output
+        state = adapter.load_session(sid)
+        assert state is not None
+        assert [m.text for m in state.messages] == ["one", "two"]
+        store.delete(sid)
+    client.close()
+
+
+@pytest.mark.parametrize("command", [["sync", "--backing", "sqlite:///x.db"], ["migrate"]])
+def test_sync_and_migrate_need_a_url(command: list[str]) -> None:
+    result = CliRunner().invoke(main, command, env={"REDIS_URL": ""})
+    assert result.exit_code == 1
+    assert "needs --url (or REDIS_URL)" in result.output
+
+
+@pytest.mark.parametrize("command", [["sync", "--once"], ["migrate"]])
+def test_a_bad_backing_url_is_one_line(command: list[str]) -> None:
+    args = ["--url", "redis://127.0.0.1:1/0", *command, "--backing", "nosuch://where"]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 1
+    assert len(result.output.splitlines()) == 1
+    assert result.output.startswith("Error: ")
+
+
+def test_the_global_cluster_flag_reaches_sync(closed_url: str) -> None:
+    result = CliRunner().invoke(
+        main, ["--url", closed_url, "--cluster", "sync", "--once", "--backing", "sqlite:///:memory:"]
+    )
+    assert result.exit_code == 1
+    assert "Traceback" not in result.output
+    assert len(result.output.splitlines()) == 1

@@ -1,0 +1,56 @@
+"""Once as a real process against a real redis-server: ``python -m redis_sessions`` and the
+installed ``redis-sessions`` console script do the same, and a pipe gets plain JSON."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from redis_sessions import SessionStore
+from tests.cli.conftest import seed
+from tests.support import unique_prefix
+
+pytestmark = pytest.mark.real
+
+SCRIPT = Path(sys.executable).with_name("redis-sessions")
+ENTRY_POINTS = [
+    pytest.param([sys.executable, "-m", "redis_sessions"], id="python-m"),
+    pytest.param([str(SCRIPT)], id="console-script"),
+]
+
+
+def run(command: list[str], *args: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k not in {"FORCE_COLOR", "NO_COLOR", "REDIS_URL"}}
+    return subprocess.run([*command, *args], capture_output=True, text=True, timeout=60, env=env, check=False)
+
+
+@pytest.mark.parametrize("command", ENTRY_POINTS)
+def test_ls_json_as_a_real_process(command: list[str], redis_url: str) -> None:
+    if not Path(command[0]).exists():
+        pytest.fail(f"{command[0]} is not installed: pip install -e .")
+    prefix = unique_prefix()
+    with SessionStore.from_url(redis_url, prefix=prefix) as store:
+        sids = seed(store, 3)
+        try:
+            done = run(command, "--url", redis_url, "--prefix", prefix, "ls", "--json")
+        finally:
+            for sid in sids:
+                store.delete(sid)
+    assert done.returncode == 0, done.stderr
+    assert {item["id"] for item in json.loads(done.stdout)} == set(map(str, sids))
+    assert done.stderr == ""
+    assert "\x1b" not in done.stdout
+
+
+@pytest.mark.parametrize("command", ENTRY_POINTS)
+def test_a_down_server_as_a_real_process(command: list[str], closed_url: str) -> None:
+    done = run(command, "--url", closed_url, "ls")
+    assert done.returncode == 1
+    assert done.stdout == ""
+    (line,) = done.stderr.splitlines()
+    assert line.startswith(f"Error: cannot reach Redis at {closed_url}: ")
