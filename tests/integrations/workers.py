@@ -1,0 +1,31 @@
+"""Process entry points for the cross-process tests (importable by name, for the spawn start method)."""
+
+from __future__ import annotations
+
+import asyncio
+from multiprocessing.queues import Queue
+from multiprocessing.synchronize import Barrier
+from typing import Any
+
+from redis_sessions import AsyncSessionStore
+
+
+def pop_all(url: str, prefix: str, session_id: str, barrier: Barrier, out: Queue[Any]) -> None:
+    """Pop items from the session until it is empty, starting together with the other workers;
+    put the list of popped items on ``out``."""
+    from redis_sessions.integrations.openai_agents import RedisAgentSession
+
+    async def run() -> list[Any]:
+        store = AsyncSessionStore.from_url(url, prefix=prefix)
+        try:
+            session = RedisAgentSession(session_id, store)
+            await session.get_items(1)  # connect before the start line
+            popped = []
+            await asyncio.to_thread(barrier.wait)
+            while (item := await session.pop_item()) is not None:
+                popped.append(item)
+            return popped
+        finally:
+            await store.aclose()
+
+    out.put(asyncio.run(run()))
