@@ -18,7 +18,7 @@ import msgspec
 import redis.exceptions
 
 from . import migrations
-from .cache import CachedHistory, HistoryCache
+from .cache import HistoryCache
 from .codec import CODECS, Codec
 from .errors import (
     CodecMismatch,
@@ -95,7 +95,6 @@ _SCAN_COUNT: Final = 1000
 _OK, _NOT_FOUND, _VERSION_MISMATCH, _CONFLICT, _EXISTS, _CODEC, _CORRUPT = range(7)
 _TRIMMED, _LEASE_HELD, _LEASE_LOST, _EVICTED = 7, 8, 9, 10
 _META_PREFIX: Final = "m:"
-_NOTHING_CACHED: Final = CachedHistory(b"", 0, ())  # read_since.lua answers it with the whole list
 
 
 class Call(NamedTuple, Generic[T]):
@@ -256,121 +255,6 @@ class StoreCore:
         meta = session_keys(self.prefix, sid).meta
         return Call("exists", sid, None, (meta,), ("EXISTS", meta), lambda n: bool(n))
 
-    def messages(self, sid: object, start: int, stop: int | None) -> Call[Messages]:
-        sid = session_id(sid)
-        if not isinstance(start, int) or not (stop is None or isinstance(stop, int)):
-            raise TypeError(f"session `{sid}`: start and stop must be ints (stop may be None)")
-
-        def window(history: tuple[AgentMessage, ...] | None, _: dict[bytes, bytes]) -> Messages:
-            if history is None:
-                raise SessionNotFound(sid)
-            return list(history)
-
-        span = slice(start, stop)
-        cached = self.cache.get(sid) if self.cache is not None else None
-        if cached is not None:
-            return self._read_since(sid, cached, False, window, span)
-        # Python slice -> LRANGE (inclusive end); stop == 0 is always empty, and 1..0 is too.
-        first, last = (1, 0) if stop == 0 else (start, -1 if stop is None else stop - 1)
-        keys = session_keys(self.prefix, sid)
-
-        def parse(replies: list[Any]) -> Messages:
-            (version, codec, epoch, seq, durable), length, items = replies
-            self._check_version(sid, version)
-            if durable == b"1" and length == 0 and seq not in (None, b"0"):
-                self.check(sid, [_EVICTED])
-            offset = first if first >= 0 else max(0, length + first)
-            messages = self.codec_named(sid, codec).decode(sid, items, offset)
-            if self.cache is not None and first == 0 and last == -1:
-                self.cache.put(sid, CachedHistory(epoch or b"", self._seq(sid, seq), tuple(messages)))
-            return messages
-
-        multi = (
-            ("HMGET", keys.meta, "schema_version", "codec", "epoch", "seq", "durable"),
-            ("LLEN", keys.messages),
-            ("LRANGE", keys.messages, first, last),
-        )
-        fallback = self._read_since(sid, _NOTHING_CACHED, False, window, span)
-        return Call("messages", sid, None, keys[:2], (), parse, multi, fallback)
-
-    def load(self, sid: object) -> Call[Session | None]:
-        sid = session_id(sid)
-
-        def session(history: tuple[AgentMessage, ...] | None, meta: dict[bytes, bytes]) -> Session | None:
-            return None if history is None else self.session(sid, meta, list(history))
-
-        cached = self.cache.get(sid) if self.cache is not None else None
-        if cached is not None:
-            return self._read_since(sid, cached, True, session)
-        keys = session_keys(self.prefix, sid)
-
-        def parse(replies: list[Any]) -> Session | None:
-            meta, items = replies
-            if not meta:
-                return None
-            self._check_version(sid, meta.get(b"schema_version"))
-            if meta.get(b"durable") == b"1" and not items and meta.get(b"seq", b"0") != b"0":
-                self.check(sid, [_EVICTED])
-            session = self.session(sid, meta, self.codec_named(sid, meta.get(b"codec")).decode(sid, items))
-            if self.cache is not None:
-                self.cache.put(
-                    sid, CachedHistory(meta.get(b"epoch", b""), session.seq, tuple(session.messages))
-                )
-            return session
-
-        multi = (("HGETALL", keys.meta), ("LRANGE", keys.messages, 0, -1))
-        fallback = self._read_since(sid, _NOTHING_CACHED, True, session)
-        return Call("load", sid, None, keys[:2], (), parse, multi, fallback)
-
-    def _read_since(
-        self,
-        sid: SessionId,
-        cached: CachedHistory,
-        want_meta: bool,
-        finish: Callable[[tuple[AgentMessage, ...] | None, dict[bytes, bytes]], T],
-        span: slice | None = None,
-    ) -> Call[T]:
-        """A read served from the cache after one round trip fetched what it lacked.
-
-        ``finish`` gets the history, or the ``span`` of it (``None`` when the session is gone), and
-        the meta hash (only its codec unless ``want_meta``). A span that avoids a corrupt new item
-        is still served, as an uncached read of that span would be.
-        """
-        cache = self.cache
-        args = (self.version, cached.epoch, cached.seq, cached.first_seq, int(want_meta))
-
-        def parse(reply: list[Any]) -> T:
-            if reply[0] == _NOT_FOUND:
-                if cache is not None:
-                    cache.discard(sid)
-                return finish(None, {})
-            self.check(sid, reply)
-            _, head, epoch, seq, length, first, items = reply
-            meta = dict(zip(head[::2], head[1::2], strict=True)) if want_meta else {b"codec": head}
-            codec = self.codec_named(sid, meta.get(b"codec"))
-            try:
-                fresh = codec.decode(sid, items, first)
-            except CorruptSession:
-                if cache is not None:
-                    cache.discard(sid)
-                kept = cached.extended(epoch or b"", seq, length, first, [])
-                if span is None or kept is None:
-                    raise
-                lo, hi, _ = span.indices(length)  # decode only what the span covers
-                part = codec.decode(sid, items[max(lo - first, 0) : max(hi - first, 0)], max(lo, first))
-                return finish(kept.messages[lo : min(hi, first)] + tuple(part), meta)
-            history = cached.extended(epoch or b"", seq, length, first, fresh)
-            if history is None:
-                if cache is not None:
-                    cache.discard(sid)
-                raise CorruptSession(sid, "the cached history is out of step with Redis; read again")
-            if cache is not None:
-                cache.put(sid, history)
-            return finish(history.messages if span is None else history.messages[span], meta)
-
-        keys = session_keys(self.prefix, sid)[:2]
-        return Call("read", sid, "read_since", keys, args, parse)
-
     def scan(self, cursor: int) -> Call[tuple[int, list[SessionId]]]:
         pattern = meta_key_pattern(self.prefix)
 
@@ -455,7 +339,7 @@ class StoreCore:
             return CorruptSession(call.sid, "a key of this session holds the wrong Redis type")
         return StoreError(call.op, call.sid, text)
 
-    def _check_version(self, sid: SessionId, version: bytes | None) -> None:
+    def check_version(self, sid: SessionId, version: bytes | None) -> None:
         if version is None:
             raise SessionNotFound(sid)
         if version != self._version_bytes:
@@ -485,7 +369,7 @@ class StoreCore:
             raise CorruptSession(sid, f"unreadable meta hash: {exc!r}") from exc
 
     @staticmethod
-    def _seq(sid: SessionId, raw: bytes | None) -> int:
+    def stored_seq(sid: SessionId, raw: bytes | None) -> int:
         """The meta hash's seq, which the scripts keep a decimal integer."""
         if raw is None or not raw.isdigit():
             raise CorruptSession(sid, f"the meta hash holds no decimal integer seq: {raw!r}")

@@ -29,6 +29,8 @@ from ._core import (
 from ._durable import restore as restore_call
 from ._live import PUBSUB_PROBE, SHARDED_FROM, Appended, read_after
 from ._live import lease as lease_call
+from ._read import load as load_call
+from ._read import messages as messages_call
 from ._replication import wait_for
 from .errors import (
     LeaseLost,
@@ -238,13 +240,13 @@ class SessionStore(StoreBase):
     ) -> Messages:
         """The stored messages ``[start:stop]`` (Python slice rules); only that range is read."""
         try:
-            return self._run(self._core.messages(session_id, start, stop))
+            return self._run(messages_call(self._core, session_id, start, stop))
         except RECOVERABLE as exc:
-            return self._recover(exc, lambda: self._core.messages(session_id, start, stop))
+            return self._recover(exc, lambda: messages_call(self._core, session_id, start, stop))
 
     def load(self, session_id: SessionId | str) -> Session | None:
         """The whole session as one consistent snapshot, or ``None`` if there is none."""
-        return self._through(lambda: self._core.load(session_id), lambda found: found is None)
+        return self._through(lambda: load_call(self._core, session_id), lambda found: found is None)
 
     def exists(self, session_id: SessionId | str) -> bool:
         """Whether the session exists."""

@@ -28,6 +28,7 @@ from redis_sessions import (
     ToolUse,
 )
 from redis_sessions._core import DEFAULT_MAX_MESSAGE_BYTES, SCRIPTS, StoreCore, check_client, ttl_ms
+from redis_sessions._read import load, messages
 from redis_sessions.keys import dirty_key, live_keys, session_keys, tombstone_key
 
 SID = uuid.UUID("9e8d7c6b-5a49-4382-a1b0-c9d8e7f6a5b4")
@@ -196,8 +197,8 @@ def test_every_operation_validates_the_id_first(sid: Any) -> None:
     message = AgentMessage.user("x")
     operations = [
         lambda: c.extend(sid, [message], None),
-        lambda: c.messages(sid, 0, None),
-        lambda: c.load(sid),
+        lambda: messages(c, sid, 0, None),
+        lambda: load(c, sid),
         lambda: c.exists(sid),
         lambda: c.delete(sid),
         lambda: c.set_metadata(sid, {"a": "b"}),
@@ -340,7 +341,7 @@ def test_check_details() -> None:
 
 
 def test_refused_maps_wrongtype_to_corrupt_and_the_rest_to_store_error() -> None:
-    call = core().load(SID)
+    call = load(core(), SID)
     wrong = core().refused(call, redis.exceptions.ResponseError("WRONGTYPE Operation against a key"))
     assert isinstance(wrong, CorruptSession)
     assert wrong.session_id == SID
@@ -356,7 +357,7 @@ def test_load_parse() -> None:
     item = c.encode(SID, AgentMessage.user("hi", id="m"))
     meta = [b"schema_version", b"1", b"codec", b"msgpack", b"model", b"gpt", b"max_turns", b"4"]
     meta += [b"seq", b"9", b"created_at", b"1700000000000001", b"m:k", b"v", b"system_message", b""]
-    session = c.load(SID).parse([dict(zip(meta[::2], meta[1::2], strict=True)), [item]])
+    session = load(c, SID).parse([dict(zip(meta[::2], meta[1::2], strict=True)), [item]])
     assert session is not None
     assert (session.id, session.model, session.max_turns, session.seq) == (SID, "gpt", 4, 9)
     assert session.system_message == ""
@@ -365,7 +366,7 @@ def test_load_parse() -> None:
     assert session.created_at is not None
     assert session.created_at.timestamp() == 1700000000.000001
     assert session.updated_at is None
-    assert c.load(SID).parse([{}, []]) is None
+    assert load(c, SID).parse([{}, []]) is None
 
 
 @pytest.mark.parametrize(
@@ -380,7 +381,7 @@ def test_load_parse() -> None:
 )
 def test_load_parse_reports_an_unreadable_meta_hash(meta: list[bytes]) -> None:
     with pytest.raises(CorruptSession) as info:
-        core().load(SID).parse([dict(zip(meta[::2], meta[1::2], strict=True)), []])
+        load(core(), SID).parse([dict(zip(meta[::2], meta[1::2], strict=True)), []])
     assert str(SID) in str(info.value)
 
 
@@ -406,7 +407,7 @@ def lrange(items: list[int], first: int, last: int) -> list[int]:
 )
 def test_messages_call_reads_exactly_the_python_slice(length: int, start: int, stop: int | None) -> None:
     items = list(range(length))
-    call = core().messages(SID, start, stop)
+    call = messages(core(), SID, start, stop)
     assert call.script is None
     command, _, first, last = call.multi[-1]
     assert command == "LRANGE"
@@ -418,7 +419,7 @@ def test_messages_call_reads_exactly_the_python_slice(length: int, start: int, s
 def test_messages_parse_reports_absolute_positions(length: int, start: int, data: st.DataObject) -> None:
     c = core()
     items = [c.encode(SID, AgentMessage.user(str(i))) for i in range(length)]
-    call = c.messages(SID, start, None)
+    call = messages(c, SID, start, None)
     _, _, first, last = call.multi[-1]
     read = lrange(list(range(length)), first, last)
     head = [b"1", b"msgpack", b"epoch", str(length).encode(), None]
@@ -435,4 +436,4 @@ def test_messages_parse_reports_absolute_positions(length: int, start: int, data
 @pytest.mark.parametrize(("start", "stop"), [("0", None), (0, "3"), (0.5, None), (0, 2.0)])
 def test_messages_bounds_must_be_ints(start: Any, stop: Any) -> None:
     with pytest.raises(TypeError):
-        core().messages(SID, start, stop)
+        messages(core(), SID, start, stop)
