@@ -368,13 +368,6 @@ class StoreCore:
         except (ValueError, UnicodeDecodeError, OverflowError) as exc:  # Overflow: a timestamp
             raise CorruptSession(sid, f"unreadable meta hash: {exc!r}") from exc
 
-    @staticmethod
-    def stored_seq(sid: SessionId, raw: bytes | None) -> int:
-        """The meta hash's seq, which the scripts keep a decimal integer."""
-        if raw is None or not raw.isdigit():
-            raise CorruptSession(sid, f"the meta hash holds no decimal integer seq: {raw!r}")
-        return int(raw)
-
     def _expected(self, sid: SessionId, expected_seq: int | None) -> str:
         if expected_seq is None:
             return ""

@@ -29,7 +29,7 @@ def messages(core: StoreCore, sid: object, start: int, stop: int | None) -> Call
     if not isinstance(start, int) or not (stop is None or isinstance(stop, int)):
         raise TypeError(f"session `{sid}`: start and stop must be ints (stop may be None)")
 
-    def window(history: tuple[AgentMessage, ...] | None, _: dict[bytes, bytes]) -> Messages:
+    def listed(history: tuple[AgentMessage, ...] | None, _: dict[bytes, bytes]) -> Messages:
         if history is None:
             raise SessionNotFound(sid)
         return list(history)
@@ -37,7 +37,7 @@ def messages(core: StoreCore, sid: object, start: int, stop: int | None) -> Call
     span = slice(start, stop)
     cached = core.cache.get(sid) if core.cache is not None else None
     if cached is not None:
-        return _read_since(core, sid, cached, False, window, span)
+        return _read_since(core, sid, cached, False, listed, span)
     # Python slice -> LRANGE (inclusive end); stop == 0 is always empty, and 1..0 is too.
     first, last = (1, 0) if stop == 0 else (start, -1 if stop is None else stop - 1)
     keys = session_keys(core.prefix, sid)
@@ -50,7 +50,7 @@ def messages(core: StoreCore, sid: object, start: int, stop: int | None) -> Call
         offset = first if first >= 0 else max(0, length + first)
         messages = core.codec_named(sid, codec).decode(sid, items, offset)
         if core.cache is not None and first == 0 and last == -1:
-            core.cache.put(sid, CachedHistory(epoch or b"", core.stored_seq(sid, seq), tuple(messages)))
+            core.cache.put(sid, CachedHistory(epoch or b"", _seq(sid, seq), tuple(messages)))
         return messages
 
     multi = (
@@ -58,7 +58,7 @@ def messages(core: StoreCore, sid: object, start: int, stop: int | None) -> Call
         ("LLEN", keys.messages),
         ("LRANGE", keys.messages, first, last),
     )
-    fallback = _read_since(core, sid, _NOTHING_CACHED, False, window, span)
+    fallback = _read_since(core, sid, _NOTHING_CACHED, False, listed, span)
     return Call("messages", sid, None, keys[:2], (), parse, multi, fallback)
 
 
@@ -123,7 +123,7 @@ def _read_since(
             if cache is not None:
                 cache.discard(sid)
             kept = cached.extended(epoch or b"", seq, length, first, [])
-            if span is None or kept is None:
+            if span is None or kept is None:  # the whole history is wanted, or the cache is stale
                 raise
             lo, hi, _ = span.indices(length)  # decode only what the span covers
             part = codec.decode(sid, items[max(lo - first, 0) : max(hi - first, 0)], max(lo, first))
@@ -139,3 +139,10 @@ def _read_since(
 
     keys = session_keys(core.prefix, sid)[:2]
     return Call("read", sid, "read_since", keys, args, parse)
+
+
+def _seq(sid: SessionId, raw: bytes | None) -> int:
+    """The meta hash's seq, which the scripts keep a decimal integer."""
+    if raw is None or not raw.isdigit():
+        raise CorruptSession(sid, f"the meta hash holds no decimal integer seq: {raw!r}")
+    return int(raw)

@@ -21,8 +21,6 @@ from .models import AgentMessage, decode_persisted
 __all__ = ["CODECS", "Codec", "CodecName", "JsonCodec", "MsgpackCodec"]
 
 CodecName = Literal["msgpack", "json"]
-_UNDECODABLE: Final = (msgspec.DecodeError, UnicodeDecodeError)
-"""msgspec raises ``UnicodeDecodeError``, not ``DecodeError``, for invalid UTF-8 in a string."""
 
 
 class Codec:
@@ -41,14 +39,14 @@ class Codec:
 
     def raw(self, data: bytes) -> dict[str, object]:
         """One stored message as plain data, without the typed decode (for schema upgrades)."""
-        value = _decode(self._raw, data)
+        value = decode_persisted(self._raw.decode, data)
         if not isinstance(value, dict):
             raise msgspec.DecodeError(f"a stored message is a {type(value).__name__}, not a map")
         return value
 
     def check(self, data: bytes) -> None:
         """Raise ``msgspec.DecodeError`` unless ``data`` decodes as one message."""
-        _decode(self._one, data, strict_id=True)
+        decode_persisted(self._one.decode, data)
 
     def frame(self, items: Sequence[bytes]) -> bytes:
         raise NotImplementedError
@@ -61,23 +59,15 @@ class Codec:
             decoded = decode_persisted(self._many.decode, self.frame(items))
             if len(decoded) == len(items):
                 return decoded
-        except _UNDECODABLE:
+        except msgspec.DecodeError:
             pass
         for i, item in enumerate(items):
             try:
                 decode_persisted(self._one.decode, item)
-            except _UNDECODABLE as exc:
+            except msgspec.DecodeError as exc:
                 raise CorruptSession(sid, f"undecodable {self.name} message: {exc}", first + i) from exc
         # Each item decodes alone but not framed together: only possible with trailing bytes.
         raise CorruptSession(sid, f"undecodable {self.name} message range", first)
-
-
-def _decode(decoder: Any, data: bytes, *, strict_id: bool = False) -> Any:
-    """``decoder.decode(data)``, with invalid UTF-8 in a string as the ``msgspec.DecodeError`` it is."""
-    try:
-        return decode_persisted(decoder.decode, data) if strict_id else decoder.decode(data)
-    except UnicodeDecodeError as exc:
-        raise msgspec.DecodeError(f"invalid UTF-8 in a string: {exc}") from exc
 
 
 class MsgpackCodec(Codec):

@@ -110,12 +110,15 @@ def _id_of_a_new_message() -> str:
 
 
 def decode_persisted(decode: Callable[[bytes], T], data: bytes) -> T:
-    """``decode(data)`` for stored messages: one without an id is a ``msgspec.ValidationError``
-    instead of a message with a new random id on every read (the default factory is only called
-    for a missing id, so this costs nothing per message)."""
+    """``decode(data)`` for stored bytes, where every failure is a ``msgspec.DecodeError``: a
+    message without an id is one (not a message with a new random id on every read; the default
+    factory is only called for a missing id, so this costs nothing per message), and so is invalid
+    UTF-8 in a string (msgspec raises ``UnicodeDecodeError`` for it)."""
     _READING.stored = True
     try:
         return decode(data)
+    except UnicodeDecodeError as exc:
+        raise msgspec.DecodeError(f"invalid UTF-8 in a string: {exc}") from exc
     finally:
         _READING.stored = False
 
