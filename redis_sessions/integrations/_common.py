@@ -11,7 +11,7 @@ import binascii
 import contextlib
 import re
 import uuid
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any, Final
 
 import msgspec
@@ -119,63 +119,61 @@ def fill_parts(rest: Sequence[Any], blocks: Sequence[ContentBlock], fill: Fill) 
 
 
 class StoreAccess:
-    """One session of a ``SessionStore`` or an ``AsyncSessionStore``.
+    """The session of a framework's ``session_id`` in a ``SessionStore`` or an ``AsyncSessionStore``.
 
+    The session is stored under ``session_uuid(session_id)`` (``sid``) and created by the first
+    write, with metadata ``integration`` and ``external_id``; a missing session reads as empty.
     The async methods await an ``AsyncSessionStore`` and run a ``SessionStore`` in a worker thread
     (``asyncio.to_thread``), so they never block the event loop. The ``*_sync`` methods need a
     ``SessionStore``: an ``AsyncSessionStore``'s connections belong to its event loop, which a
     synchronous caller cannot safely drive, so they raise ``TypeError`` instead.
-    A missing session reads as empty and is created by the first write (``metadata``).
     """
 
-    def __init__(self, store: Store, sid: uuid.UUID, owner: str, metadata: Mapping[str, str]) -> None:
+    def __init__(self, store: Store, session_id: str | uuid.UUID, owner: str, integration: str) -> None:
         if not isinstance(store, SessionStore | AsyncSessionStore):
             raise TypeError(
                 f"{owner} needs a SessionStore or an AsyncSessionStore, got {type(store).__name__}"
             )
         self.store = store
-        self.sid = sid
+        self.session_id = str(session_id)
+        self.sid = session_uuid(session_id)
         self._owner = owner
-        self._metadata = dict(metadata)
+        self._metadata = {"integration": integration, "external_id": self.session_id}
+
+    async def _call(self, method: str, *args: Any, **kwargs: Any) -> Any:
+        """``store.<method>(...)``, awaited, or in a worker thread for a ``SessionStore``."""
+        bound = getattr(self.store, method)
+        if isinstance(self.store, AsyncSessionStore):
+            return await bound(*args, **kwargs)
+        return await asyncio.to_thread(bound, *args, **kwargs)
 
     async def messages(self, start: int = 0) -> list[AgentMessage]:
         try:
-            if isinstance(self.store, AsyncSessionStore):
-                return await self.store.messages(self.sid, start)
-            return await asyncio.to_thread(self.store.messages, self.sid, start)
+            messages: list[AgentMessage] = await self._call("messages", self.sid, start)
         except SessionNotFound:
             return []
+        return messages
 
     async def extend(self, messages: Sequence[AgentMessage]) -> None:
         for attempt in range(_CREATE_ATTEMPTS):
             try:
-                if isinstance(self.store, AsyncSessionStore):
-                    await self.store.extend(self.sid, messages)
-                else:
-                    await asyncio.to_thread(self.store.extend, self.sid, messages)
+                await self._call("extend", self.sid, messages)
                 return
             except SessionNotFound:
                 if attempt == _CREATE_ATTEMPTS - 1:
                     raise
             with contextlib.suppress(SessionExists):  # another process created it first: fine
-                if isinstance(self.store, AsyncSessionStore):
-                    await self.store.create(metadata=self._metadata, session_id=self.sid)
-                else:
-                    await asyncio.to_thread(self._create)
+                await self._call("create", metadata=self._metadata, session_id=self.sid)
 
     async def pop(self) -> AgentMessage | None:
         try:
-            if isinstance(self.store, AsyncSessionStore):
-                return await self.store.pop(self.sid)
-            return await asyncio.to_thread(self.store.pop, self.sid)
+            message: AgentMessage | None = await self._call("pop", self.sid)
         except SessionNotFound:
             return None
+        return message
 
     async def delete(self) -> None:
-        if isinstance(self.store, AsyncSessionStore):
-            await self.store.delete(self.sid)
-        else:
-            await asyncio.to_thread(self.store.delete, self.sid)
+        await self._call("delete", self.sid)
 
     def messages_sync(self, start: int = 0) -> list[AgentMessage]:
         try:
@@ -193,14 +191,10 @@ class StoreAccess:
                 if attempt == _CREATE_ATTEMPTS - 1:
                     raise
             with contextlib.suppress(SessionExists):
-                self._create()
+                store.create(metadata=self._metadata, session_id=self.sid)
 
     def delete_sync(self) -> None:
         self._sync("clear").delete(self.sid)
-
-    def _create(self) -> None:
-        assert isinstance(self.store, SessionStore)
-        self.store.create(metadata=self._metadata, session_id=self.sid)
 
     def _sync(self, method: str) -> SessionStore:
         if isinstance(self.store, SessionStore):

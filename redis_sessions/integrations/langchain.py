@@ -51,7 +51,6 @@ from ._common import (
     fill_parts,
     image_of,
     missing_framework,
-    session_uuid,
     split_parts,
 )
 
@@ -93,10 +92,9 @@ class RedisChatMessageHistory(BaseChatMessageHistory):
 
     def __init__(self, session_id: str | uuid.UUID, store: Store) -> None:
         super().__init__()
-        self.session_id = str(session_id)
-        self.uuid = session_uuid(session_id)
-        metadata = {"integration": "langchain", "external_id": self.session_id}
-        self._access = StoreAccess(store, self.uuid, type(self).__name__, metadata)
+        self._access = StoreAccess(store, session_id, type(self).__name__, "langchain")
+        self.session_id = self._access.session_id
+        self.uuid = self._access.sid
 
     @property
     def store(self) -> Store:

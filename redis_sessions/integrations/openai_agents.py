@@ -50,7 +50,6 @@ from ._common import (
     fill_parts,
     image_of,
     missing_framework,
-    session_uuid,
     split_parts,
 )
 
@@ -94,13 +93,12 @@ class RedisAgentSession:
         *,
         session_settings: SessionSettings | dict[str, Any] | None = None,
     ) -> None:
-        self.session_id = str(session_id)
-        self.uuid = session_uuid(session_id)
+        self._access = StoreAccess(store, session_id, type(self).__name__, "openai-agents")
+        self.session_id = self._access.session_id
+        self.uuid = self._access.sid
         self.session_settings = (
             SessionSettings() if session_settings is None else coerce_session_settings(session_settings)
         )
-        metadata = {"integration": "openai-agents", "external_id": self.session_id}
-        self._access = StoreAccess(store, self.uuid, type(self).__name__, metadata)
 
     @property
     def store(self) -> Store:
