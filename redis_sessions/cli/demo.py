@@ -25,7 +25,7 @@ from ..embedded import embedded_redis
 from ..models import Text as TextBlock
 from ..models import ToolUse
 from .common import Settings, open_store, redacted
-from .render import render_block
+from .render import ROLE_STYLE, render_block
 
 __all__ = ["demo"]
 
@@ -42,7 +42,6 @@ TASKS: list[tuple[str, str, dict[str, Any], str, str]] = [
      '{"amount": 40612.5, "rate": 162.45}', "250 EUR is about 40,612 JPY."),
 ]  # fmt: skip
 Report = tuple[int, str | None, list[tuple[str, int]]]  # agent, error, (message id, seq returned)
-ROLE_STYLE = {"user": "cyan", "assistant": "green", "tool": "yellow", "system": "magenta"}
 
 
 def _turn(agent: int, turn: int) -> list[AgentMessage]:

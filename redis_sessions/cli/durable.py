@@ -4,19 +4,20 @@ from __future__ import annotations
 
 import signal
 import threading
-from typing import Any
+from typing import TYPE_CHECKING
 
 import click
-from rich.console import Console
 
-from .common import Settings, open_store
+from .common import Settings, make_console, open_store
+
+if TYPE_CHECKING:
+    from ..writebehind import SyncWorker
 
 __all__ = ["migrate", "sync"]
 
 
 @click.command(short_help="Deliver pending writes of durable sessions to the backing store.")
 @click.option("--backing", required=True, help="sqlite:///path.db, postgresql://..., or dir:///path")
-@click.option("--cluster", is_flag=True, help="--url names a node of a Redis Cluster.")
 @click.option("--once", is_flag=True, help="Deliver everything pending now (a flush), then exit.")
 @click.option(
     "--interval", default=0.1, show_default=True, type=click.FloatRange(0.001), help="Seconds between passes."
@@ -25,7 +26,7 @@ __all__ = ["migrate", "sync"]
     "--report", default=5.0, show_default=True, type=click.FloatRange(0.1), help="Seconds between lag lines."
 )
 @click.pass_obj
-def sync(settings: Settings, backing: str, cluster: bool, once: bool, interval: float, report: float) -> None:
+def sync(settings: Settings, backing: str, once: bool, interval: float, report: float) -> None:
     """Run the write-behind worker on its own (a tiered store also runs one in a thread).
 
     Several may run at once, and alongside the tiered stores' own: they only repeat each other's
@@ -36,12 +37,12 @@ def sync(settings: Settings, backing: str, cluster: bool, once: bool, interval: 
 
     if settings.url is None:
         raise click.ClickException("sync needs --url (or REDIS_URL): the Redis to deliver from")
-    console = Console(stderr=True, highlight=False)
+    console = make_console(stderr=True)
     try:
         adapter = adapter_from_url(backing)
     except ValueError as exc:
         raise click.ClickException(str(exc)) from exc
-    with open_store(settings.url, settings.prefix, cluster=cluster or settings.cluster) as store, adapter:
+    with open_store(settings.url, settings.prefix, cluster=settings.cluster) as store, adapter:
         worker = SyncWorker(store, adapter)
         if once:
             worker.flush()
@@ -59,16 +60,15 @@ def sync(settings: Settings, backing: str, cluster: bool, once: bool, interval: 
             worker.stop()
 
 
-def _lag(worker: Any) -> str:
+def _lag(worker: SyncWorker) -> str:
     lag = worker.lag()
     return f"{lag.sessions} session(s), {lag.messages} message(s), {lag.seconds:.2f} s behind"
 
 
 @click.command(short_help="Upgrade stored sessions to this version's schema, in place.")
 @click.option("--backing", help="Also the backing store: sqlite:///path.db, postgresql://..., dir:///path")
-@click.option("--cluster", is_flag=True, help="--url names a node of a Redis Cluster.")
 @click.pass_obj
-def migrate(settings: Settings, backing: str | None, cluster: bool) -> None:
+def migrate(settings: Settings, backing: str | None) -> None:
     """Bring every session in Redis (and in the backing store) to this version's schema.
 
     Online and resumable: each session is upgraded on its own, one that is appended to meanwhile
@@ -83,7 +83,7 @@ def migrate(settings: Settings, backing: str | None, cluster: bool) -> None:
 
     if settings.url is None:
         raise click.ClickException("migrate needs --url (or REDIS_URL)")
-    console = Console(stderr=True, highlight=False)
+    console = make_console(stderr=True)
     columns = (
         SpinnerColumn(),
         TextColumn("{task.description}: {task.completed} sessions"),
@@ -91,8 +91,7 @@ def migrate(settings: Settings, backing: str | None, cluster: bool) -> None:
     )
     results: list[tuple[str, bulk.Migrated]] = []
     with Progress(*columns, console=console, disable=not console.is_terminal) as progress:
-        cluster = cluster or settings.cluster
-        with open_store(settings.url, settings.prefix, cluster=cluster, cache_messages=0) as store:
+        with open_store(settings.url, settings.prefix, cluster=settings.cluster, cache_messages=0) as store:
             task = progress.add_task("Redis")
             results.append(("Redis", bulk.upgrade_redis(store, lambda _: progress.advance(task))))
         if backing is not None:

@@ -44,12 +44,11 @@ def test_migrate_upgrades_both_tiers_and_is_resumable(backend: Backend, tmp_path
         backend.url,
         "--prefix",
         backend.prefix,
+        *(["--cluster"] if backend.cluster else []),
         "migrate",
         "--backing",
         f"sqlite://{database}",
     ]
-    if backend.cluster:
-        command.append("--cluster")
 
     with using(V2):
         first = CliRunner().invoke(main, command)
@@ -78,9 +77,8 @@ def test_a_newer_version_is_reported_and_left_alone(backend: Backend, tmp_path: 
     three = Schema(3, {1: V2.upgrades[1], 2: V2.upgrades[1]})
     with using(three), opener(backend.url, prefix=backend.prefix) as store:  # using first: the store takes it
         newer = old_session(store)
-    command = ["--url", backend.url, "--prefix", backend.prefix, "migrate"] + (
-        ["--cluster"] if backend.cluster else []
-    )
+    command = ["--url", backend.url, "--prefix", backend.prefix, *(["--cluster"] if backend.cluster else [])]
+    command.append("migrate")
     with using(V2):
         result = CliRunner().invoke(main, command)
     assert result.exit_code == 1
