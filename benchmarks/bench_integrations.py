@@ -35,6 +35,16 @@ from _harness import Case, Sample, run, server, summarize, time_async, time_sync
 from redis_sessions import AsyncSessionStore, SessionStore
 
 T = TypeVar("T")
+Make = Callable[[str], Any]  # a framework session/history for a session id
+Build = Callable[[Make], Callable[[int, int], Sample]]  # a case's timed runner for one system
+
+
+def _case(op: str, count: int, makers: dict[str, Make], reference: str, build: Build) -> Case:
+    """One operation timed on every system, against ``reference``."""
+    systems = {name: build(make) for name, make in makers.items()}
+    return Case(op, "ops", count, systems, dict.fromkeys(systems), reference=reference)
+
+
 WORDS = ("the", "agent", "reads", "a", "file", "then", "calls", "tool", "and", "writes", "answer", "back")
 TURN = 10  # items in a batch write: about one agent turn with a few tool calls
 
@@ -129,11 +139,8 @@ class Bench:
 
             return runner
 
-        def case(
-            op: str, count: int, build: Callable[[Callable[[str], Any]], Callable[[int, int], Sample]]
-        ) -> Case:
-            systems = {name: build(make) for name, make in makers.items()}
-            return Case(op, "ops", count, systems, dict.fromkeys(systems), reference=ref)
+        def case(op: str, count: int, build: Build) -> Case:
+            return _case(op, count, makers, ref, build)
 
         return [
             case("add_items (1 item)", n, lambda m: add(m, 1)),
@@ -188,11 +195,8 @@ class Bench:
             history.add_messages(messages[:size])
             return lambda r, count: time_sync(count, lambda i: history.messages)
 
-        def case(
-            op: str, count: int, build: Callable[[Callable[[str], Any]], Callable[[int, int], Sample]]
-        ) -> Case:
-            systems = {name: build(make) for name, make in makers.items()}
-            return Case(op, "ops", count, systems, dict.fromkeys(systems), reference=ref)
+        def case(op: str, count: int, build: Build) -> Case:
+            return _case(op, count, makers, ref, build)
 
         return [
             case("add_messages (1 message)", n, lambda m: add(m, 1)),
