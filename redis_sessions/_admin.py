@@ -13,15 +13,14 @@ from typing import Any, Final
 
 import msgspec
 
-from ._core import _OK, Call, StoreCore, _timestamp
+from ._core import Call, StoreCore, _timestamp
 from ._durable import restore
-from .errors import CorruptSession, InvalidMessage, StoreError
+from .errors import CorruptSession, InvalidMessage
 from .keys import script_keys, session_id, session_keys
 from .models import AgentMessage, SessionId, SessionInfo, SessionState
 
 __all__ = ["info", "info_page", "pop", "put"]
 
-_DURABLE: Final = 12
 _FIELDS: Final = ("model", "seq", "schema_version", "created_at", "updated_at")
 
 
@@ -85,12 +84,8 @@ def pop(core: StoreCore, session: object) -> Call[AgentMessage | None]:
     token = uuid.uuid4().hex  # one per call: a retry of this call carries it, and is recognised
 
     def parse(reply: list[Any]) -> AgentMessage | None:
-        if reply[0] == _DURABLE:
-            raise StoreError(
-                "pop", sid, "not supported on a durable session: its backing store keeps every message"
-            )
-        core.check(sid, reply)
-        if reply[0] != _OK or len(reply) == 1:
+        core.check(sid, reply, op="pop")
+        if len(reply) == 1:
             return None
         _, codec, position, payload = reply
         (message,) = core.codec_named(sid, codec).decode(sid, [payload], int(position))

@@ -11,8 +11,8 @@ from __future__ import annotations
 import uuid
 from typing import Any, Final, NamedTuple
 
-from ._core import _LEASE_LOST, _NOT_FOUND, _TRIMMED, Call, StoreCore
-from .errors import LeaseLost, MessagesTrimmed
+from ._core import Call, StoreCore
+from ._protocol import Status
 from .keys import live_keys, session_id, session_keys
 from .models import AgentMessage
 
@@ -48,11 +48,9 @@ def read_after(core: StoreCore, sid: object, after: int, limit: int = 1000) -> C
         raise TypeError(f"session `{sid}`: after_seq must be an int >= 0")
 
     def parse(reply: list[Any]) -> Batch | None:
-        if reply[0] == _NOT_FOUND:
+        if reply[0] == Status.NOT_FOUND:
             return None
-        if reply[0] == _TRIMMED:
-            raise MessagesTrimmed(sid, after, int(reply[1]))
-        core.check(sid, reply)
+        core.check(sid, reply, after=after)
         _, codec, epoch, seq, items, first = reply
         messages = core.codec_named(sid, codec).decode(sid, items, first)
         return Batch(epoch, int(seq), [Appended(after + 1 + i, m) for i, m in enumerate(messages)])
@@ -69,9 +67,7 @@ def lease(
     args = (core.version, action, owner, "" if token is None else token, ttl_ms)
 
     def parse(reply: list[Any]) -> int:
-        if reply[0] == _LEASE_LOST:
-            raise LeaseLost(sid, token)
-        core.check(sid, reply)
+        core.check(sid, reply, token=token)
         return int(reply[1])
 
     return Call("lease", sid, "lease", keys, args, parse)

@@ -10,7 +10,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, Final, TypeVar
 
-from ._core import _EVICTED, _NOT_FOUND, Call, Messages, StoreCore
+from ._core import Call, Messages, StoreCore
+from ._protocol import Status
 from .cache import CachedHistory
 from .errors import CorruptSession, SessionNotFound
 from .keys import session_id, session_keys
@@ -46,7 +47,7 @@ def messages(core: StoreCore, sid: object, start: int, stop: int | None) -> Call
         (version, codec, epoch, seq, durable), length, items = replies
         core.check_version(sid, version)
         if durable == b"1" and length == 0 and seq not in (None, b"0"):
-            core.check(sid, [_EVICTED])
+            core.check(sid, [Status.EVICTED])
         offset = first if first >= 0 else max(0, length + first)
         messages = core.codec_named(sid, codec).decode(sid, items, offset)
         if core.cache is not None and first == 0 and last == -1:
@@ -80,7 +81,7 @@ def load(core: StoreCore, sid: object) -> Call[Session | None]:
             return None
         core.check_version(sid, meta.get(b"schema_version"))
         if meta.get(b"durable") == b"1" and not items and meta.get(b"seq", b"0") != b"0":
-            core.check(sid, [_EVICTED])
+            core.check(sid, [Status.EVICTED])
         session = core.session(sid, meta, core.codec_named(sid, meta.get(b"codec")).decode(sid, items))
         if core.cache is not None:
             core.cache.put(sid, CachedHistory(meta.get(b"epoch", b""), session.seq, tuple(session.messages)))
@@ -109,7 +110,7 @@ def _read_since(
     args = (core.version, cached.epoch, cached.seq, cached.first_seq, int(want_meta))
 
     def parse(reply: list[Any]) -> T:
-        if reply[0] == _NOT_FOUND:
+        if reply[0] == Status.NOT_FOUND:
             if cache is not None:
                 cache.discard(sid)
             return finish(None, {})

@@ -13,6 +13,7 @@
 -- {1} not found; {2, version} other schema; {5, codec} other codec; {3, seq} expected seq differs;
 -- {6, detail} the meta hash is corrupt; {9, token} the fencing token is not the live lease's;
 -- {10} a durable session lost its list or ids to eviction (the store restores it and retries).
+-- Status (redis_sessions._protocol.Status): OK NOT_FOUND VERSION_MISMATCH CONFLICT CODEC CORRUPT LEASE_LOST EVICTED
 local meta, list, ids = KEYS[1], KEYS[2], KEYS[3]
 local h = redis.call('HMGET', meta, 'schema_version', 'codec', 'seq', 'ttl_ms', 'max_messages', 'durable',
   'synced_seq')

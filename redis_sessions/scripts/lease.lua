@@ -6,6 +6,7 @@
 --          (the meta hash's fence counter); {8, holder} when another owner holds a live lease.
 -- renew / release: {0, token}; {9, ''} when the lease expired or another holder took over.
 -- {1} not found; {2, version} other schema.
+-- Status (redis_sessions._protocol.Status): OK NOT_FOUND VERSION_MISMATCH LEASE_HELD LEASE_LOST
 local meta, lease = KEYS[1], KEYS[2]
 local version = redis.call('HGET', meta, 'schema_version')
 if not version then

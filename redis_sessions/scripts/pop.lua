@@ -9,6 +9,7 @@
 -- {12} a durable session (its backing store keeps every message: not supported).
 -- A pop rewrites history: seq goes down by one (the next append takes the popped seq again) and the
 -- epoch changes, so cached histories are read again whole and watchers end, as on a re-create.
+-- Status (redis_sessions._protocol.Status): OK NOT_FOUND VERSION_MISMATCH CORRUPT DURABLE
 local meta, list, ids = KEYS[1], KEYS[2], KEYS[3]
 local h = redis.call('HMGET', meta, 'schema_version', 'codec', 'seq', 'ttl_ms', 'durable', 'pop_token')
 if not h[1] then

@@ -4,6 +4,7 @@
 -- Returns {0, codec, epoch, seq, items, first}: items are seqs after+1, after+2, ..., from list position first;
 -- {7, first seq still stored} when messages after ARGV[2] were trimmed away;
 -- {1} not found; {2, version} other schema; {6, detail} corrupt meta hash.
+-- Status (redis_sessions._protocol.Status): OK NOT_FOUND VERSION_MISMATCH CORRUPT TRIMMED
 local meta, list = KEYS[1], KEYS[2]
 local h = redis.call('HMGET', meta, 'schema_version', 'codec', 'seq', 'epoch')
 if not h[1] then

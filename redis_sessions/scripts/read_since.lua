@@ -6,6 +6,7 @@
 -- means the whole list (another incarnation of the id, or the cache no longer reaches the list's head);
 -- {1} not found; {2, version} other schema; {6, detail} corrupt meta hash;
 -- {10} a durable session lost its list or ids to eviction (the store restores it and retries).
+-- Status (redis_sessions._protocol.Status): OK NOT_FOUND VERSION_MISMATCH CORRUPT EVICTED
 local meta, list = KEYS[1], KEYS[2]
 local h = redis.call('HMGET', meta, 'schema_version', 'codec', 'epoch', 'seq', 'durable')
 if not h[1] then
