@@ -15,7 +15,7 @@ import msgspec
 
 from ._core import Call, StoreCore, _timestamp
 from ._durable import restore
-from .errors import CorruptSession, InvalidMessage
+from .errors import CorruptSession, InvalidArgumentType, InvalidMessage
 from .keys import script_keys, session_id, session_keys
 from .models import AgentMessage, SessionId, SessionInfo, SessionState
 
@@ -100,7 +100,7 @@ def put(core: StoreCore, session: object, state: SessionState, replace: bool) ->
     lists it for write-behind."""
     sid = session_id(session)
     if not isinstance(state, SessionState):
-        raise TypeError(f"session `{sid}`: expected a SessionState, got {type(state).__name__}")
+        raise InvalidArgumentType(f"expected a SessionState, got {type(state).__name__}", sid)
     try:  # a Struct built in Python is not validated: check every field's type once, here
         state = msgspec.msgpack.decode(msgspec.msgpack.encode(state), type=SessionState)
     except (msgspec.EncodeError, msgspec.ValidationError, TypeError) as exc:

@@ -23,6 +23,8 @@ from .cache import HistoryCache
 from .codec import CODECS, Codec
 from .errors import (
     CorruptSession,
+    InvalidArgument,
+    InvalidArgumentType,
     InvalidMessage,
     MessageTooLarge,
     SessionNotFound,
@@ -119,14 +121,14 @@ def ttl_ms(ttl: float | timedelta | None) -> int:
         return 0
     seconds = ttl.total_seconds() if isinstance(ttl, timedelta) else float(ttl)
     if seconds <= 0:
-        raise ValueError(f"ttl must be positive or None, got {ttl!r}")
+        raise InvalidArgument(f"ttl must be positive or None, got {ttl!r}")
     return max(1, round(seconds * 1000))
 
 
 def check_client(client: Any) -> None:
     """Refuse a client that decodes replies to str: stored messages are binary."""
     if client.get_encoder().decode_responses:
-        raise ValueError("the Redis client must return bytes: create it with decode_responses=False")
+        raise InvalidArgument("the Redis client must return bytes: create it with decode_responses=False")
 
 
 def scan_page(reply: Any) -> tuple[int, list[bytes]]:
@@ -156,9 +158,9 @@ class StoreCore:
         durable: bool = False,
     ) -> None:
         if codec not in CODECS:
-            raise ValueError(f"codec must be one of {sorted(CODECS)}, got {codec!r}")
+            raise InvalidArgument(f"codec must be one of {sorted(CODECS)}, got {codec!r}")
         if max_messages is not None and (not isinstance(max_messages, int) or max_messages < 1):
-            raise ValueError(f"max_messages must be a positive int or None, got {max_messages!r}")
+            raise InvalidArgument(f"max_messages must be a positive int or None, got {max_messages!r}")
         self.prefix = check_prefix(prefix)
         self.ttl_ms = ttl_ms(ttl)
         self.max_messages = max_messages or 0
@@ -206,7 +208,7 @@ class StoreCore:
     ) -> Call[int]:
         sid = session_id(sid)
         if fence is not None and (type(fence) is not int or fence < 1):
-            raise TypeError(f"session `{sid}`: fence must be a lease token (an int >= 1) or None")
+            raise InvalidArgumentType("fence must be a lease token (an int >= 1) or None", sid)
         args: list[Any] = [self.version, self.codec.name, self._expected(sid, expected_seq)]
         args.append("" if fence is None else fence)
         for message in messages:
@@ -223,7 +225,7 @@ class StoreCore:
     def set_metadata(self, sid: object, updates: Mapping[str, str | None]) -> Call[None]:
         sid = session_id(sid)
         if not isinstance(updates, Mapping):
-            raise TypeError(f"session `{sid}`: metadata updates must be a mapping")
+            raise InvalidArgumentType("metadata updates must be a mapping", sid)
         sets = [(k, v) for k, v in updates.items() if v is not None]
         dels = [self._metadata_key(sid, k) for k, v in updates.items() if v is None]
         pairs = [item for pair in self._metadata(sid, dict(sets)) for item in pair]
@@ -271,11 +273,11 @@ class StoreCore:
     ) -> list[str | int]:
         """The meta hash's field/value pairs for a session's configuration, checked."""
         if not isinstance(model, str) or not isinstance(max_turns, int) or max_turns < 0:
-            raise TypeError(f"session `{sid}`: model must be a str and max_turns an int >= 0")
+            raise InvalidArgumentType("model must be a str and max_turns an int >= 0", sid)
         fields: list[str | int] = ["model", model, "max_turns", max_turns]
         if system_message is not None:
             if not isinstance(system_message, str):
-                raise TypeError(f"session `{sid}`: system_message must be a str or None")
+                raise InvalidArgumentType("system_message must be a str or None", sid)
             fields += ["system_message", system_message]
         for key, value in self._metadata(sid, metadata or {}):
             fields += [key, value]
@@ -365,18 +367,18 @@ class StoreCore:
         if expected_seq is None:
             return ""
         if not isinstance(expected_seq, int) or expected_seq < 0:
-            raise TypeError(f"session `{sid}`: expected_seq must be an int >= 0 or None")
+            raise InvalidArgumentType("expected_seq must be an int >= 0 or None", sid)
         return str(expected_seq)
 
     def _metadata_key(self, sid: SessionId, key: object) -> str:
         if not isinstance(key, str) or not key:
-            raise TypeError(f"session `{sid}`: metadata keys must be non-empty str, got {key!r}")
+            raise InvalidArgumentType(f"metadata keys must be non-empty str, got {key!r}", sid)
         return _META_PREFIX + key
 
     def _metadata(self, sid: SessionId, metadata: Mapping[str, str]) -> list[tuple[str, str]]:
         pairs = []
         for key, value in metadata.items():
             if not isinstance(value, str):
-                raise TypeError(f"session `{sid}`: metadata value for {key!r} must be a str")
+                raise InvalidArgumentType(f"metadata value for {key!r} must be a str", sid)
             pairs.append((self._metadata_key(sid, key), value))
         return pairs

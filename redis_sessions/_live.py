@@ -13,6 +13,7 @@ from typing import Any, Final, NamedTuple
 
 from ._core import Call, StoreCore
 from ._protocol import Status
+from .errors import InvalidArgumentType
 from .keys import live_keys, session_id, session_keys
 from .models import AgentMessage
 
@@ -45,7 +46,7 @@ def read_after(core: StoreCore, sid: object, after: int, limit: int = 1000) -> C
     """Up to ``limit`` messages with seq > ``after``; ``None`` when the session is gone."""
     sid = session_id(sid)
     if type(after) is not int or after < 0:
-        raise TypeError(f"session `{sid}`: after_seq must be an int >= 0")
+        raise InvalidArgumentType("after_seq must be an int >= 0", sid)
 
     def parse(reply: list[Any]) -> Batch | None:
         if reply[0] == Status.NOT_FOUND:

@@ -13,7 +13,7 @@ from typing import Any, Final, TypeVar
 from ._core import Call, Messages, StoreCore
 from ._protocol import Status
 from .cache import CachedHistory
-from .errors import CorruptSession, SessionNotFound
+from .errors import CorruptSession, InvalidArgumentType, SessionNotFound
 from .keys import session_id, session_keys
 from .models import AgentMessage, Session, SessionId
 
@@ -28,7 +28,7 @@ def messages(core: StoreCore, sid: object, start: int, stop: int | None) -> Call
     the session is cached, else one MULTI/EXEC snapshot of the meta hash and the range."""
     sid = session_id(sid)
     if not isinstance(start, int) or not (stop is None or isinstance(stop, int)):
-        raise TypeError(f"session `{sid}`: start and stop must be ints (stop may be None)")
+        raise InvalidArgumentType("start and stop must be ints (stop may be None)", sid)
 
     def listed(history: tuple[AgentMessage, ...] | None, _: dict[bytes, bytes]) -> Messages:
         if history is None:

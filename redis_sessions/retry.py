@@ -17,6 +17,8 @@ import redis.retry
 import tenacity
 from redis.backoff import NoBackoff
 
+from .errors import InvalidArgument
+
 __all__ = [
     "ASYNC_NO_CLIENT_RETRY",
     "NO_CLIENT_RETRY",
@@ -104,7 +106,7 @@ class RetryPolicy:
 
     def __post_init__(self) -> None:
         if self.attempts < 1:
-            raise ValueError(f"attempts must be at least 1, got {self.attempts}")
+            raise InvalidArgument(f"attempts must be at least 1, got {self.attempts}")
 
     def _options(self) -> dict[str, object]:
         return {

@@ -33,6 +33,9 @@ from ._read import load as load_call
 from ._read import messages as messages_call
 from ._replication import wait_for
 from .errors import (
+    InvalidArgument,
+    InvalidArgumentType,
+    InvalidOperation,
     LeaseLost,
     SessionExists,
 )
@@ -268,7 +271,7 @@ class SessionStore(StoreBase):
         """Return once every write acknowledged so far, by any process, is in the backing store
         (delivering what is pending itself); ``TimeoutError`` after ``timeout`` seconds."""
         if self._worker is None:
-            raise RuntimeError(
+            raise InvalidOperation(
                 "flush needs a store made by from_url/from_cluster/from_sentinel with backing="
             )
         self._worker.flush(timeout)
@@ -320,7 +323,7 @@ class SessionStore(StoreBase):
         """The ``SessionInfo`` of every session in Redis under this prefix: SCAN (every primary of
         a cluster), then one pipelined round trip per ``count`` sessions found."""
         if count < 1:
-            raise ValueError(f"count must be >= 1, got {count!r}")
+            raise InvalidArgument(f"count must be >= 1, got {count!r}")
         page: list[SessionId] = []
         for sid in self.list():
             page.append(sid)
@@ -419,7 +422,7 @@ class SessionStore(StoreBase):
         refuses them (``LeaseLost``) once the lease expired or a newer holder took over.
         """
         if not isinstance(owner, str) or not owner:
-            raise TypeError("a lease owner must be a non-empty str")
+            raise InvalidArgumentType("a lease owner must be a non-empty str")
         return Lease(self, parse_session_id(session_id), owner, ttl_ms(ttl))
 
     def _subscribe(self, sid: SessionId, channel: str) -> Any:
