@@ -13,9 +13,9 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import redis.exceptions
 from redis.cluster import RedisCluster
 
-from ._core import SCRIPTS, SHAS, Call, StoreCore
-from ._durable import raw_session, upgraded
-from ._durable import restore as restore_call
+from . import _durable as durable
+from ._calls import Call, Command, Script, Transaction
+from ._core import SCRIPTS, SHAS, StoreCore
 from ._replication import WRITE_SCRIPTS, Wait, Waited, handover
 from .errors import (
     ConflictError,
@@ -116,12 +116,12 @@ class StoreBase:
         schema = self._core.schema
         if type(error.found) is not int or error.found >= schema.current or not schema.can_read(error.found):
             return False
-        raw = self._run(raw_session(self._core, sid))
+        raw = self._run(durable.raw_session(self._core, sid))
         if raw is None:
             return True  # gone meanwhile: the call again says what it finds
         with contextlib.suppress(ConflictError):  # changed meanwhile (or upgraded by another): again
             self._run(
-                restore_call(self._core, sid, upgraded(self._core, sid, raw), True, upgrading=raw)
+                durable.restore(self._core, sid, durable.upgraded(self._core, sid, raw), True, upgrading=raw)
             )
         return True
 
@@ -132,7 +132,7 @@ class StoreBase:
         if state is None:
             return False
         with contextlib.suppress(SessionExists):  # another process restored it first
-            self._run(restore_call(self._core, sid, state, "!" if repair else False))
+            self._run(durable.restore(self._core, sid, state, "!" if repair else False))
         return True
 
     def _scan_nodes(self) -> Sequence[Any]:
@@ -159,8 +159,9 @@ class StoreBase:
                     raise
                 reply = self._resend(call, node, _broken(exc))
         except _FAILED as exc:
-            if call.fallback is not None and self._core.out_of_memory(exc):
-                return self._run(call.fallback, node)
+            fallback: Script[T] | None = call.fallback if isinstance(call, Transaction) else None
+            if fallback is not None and self._core.out_of_memory(exc):
+                return self._run(fallback, node)
             raise self._core.refused(call, exc) from exc
         if type(reply) is Waited:
             result = call.parse(reply.reply)  # the script's own verdict first, then replication's
@@ -169,7 +170,8 @@ class StoreBase:
         return call.parse(reply)
 
     def _send(self, call: Call[Any], node: Any = None) -> Any:
-        if call.script is not None:
+        """One round trip for ``call``, by its shape (``_calls``)."""
+        if isinstance(call, Script):
             # EVALSHA straight away: redis-py's Script wrapper costs ~7 us of CPU per call, 10 % of
             # an append. A server that lost its script cache (restart, SCRIPT FLUSH) gets it again.
             command = ("EVALSHA", SHAS[call.script], len(call.keys), *call.keys, *call.args)
@@ -182,8 +184,8 @@ class StoreBase:
                 # between loading and running it, as it could between SCRIPT LOAD and EVALSHA.
                 source = ("EVAL", SCRIPTS[call.script], *command[2:])
                 return self.client.execute_command(*source)  # type: ignore[no-untyped-call, unused-ignore]
-        if call.multi:
-            with self.client.pipeline(transaction=call.atomic) as pipe:
+        if not isinstance(call, Command):  # a Transaction (MULTI/EXEC) or a Pipeline
+            with self.client.pipeline(transaction=isinstance(call, Transaction)) as pipe:
                 for command in call.multi:
                     pipe.execute_command(*command)  # type: ignore[no-untyped-call, unused-ignore]
                 return pipe.execute()

@@ -1,23 +1,25 @@
-"""The sans-IO core shared by both stores: operations become calls, replies become models.
+"""The sans-IO core shared by every operation: a store's configuration and the pieces all
+operations use (encoding and checking messages, the meta hash's fields, turning a script's status
+into its error, reading a meta hash back). No I/O.
 
-A ``Call`` names a Lua script (or a plain command), its KEYS and ARGV, and how to parse the reply.
-The stores in ``store.py`` and ``aio.py`` only send calls; everything that can be decided without
-Redis (validation, keys, encoding, slicing, error mapping) is decided here, once.
+The operations themselves are ``op(core, ...) -> Call`` functions grouped by concern (``_write``,
+``_read``, ``_live``, ``_admin``, ``_durable``); the stores in ``store.py`` and ``aio.py`` only send
+the calls (``_calls``).
 """
 
 from __future__ import annotations
 
 import hashlib
-import uuid
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from importlib import resources
-from typing import Any, Final, Generic, NamedTuple, TypeVar
+from typing import Any, Final, TypeVar
 
 import msgspec
 import redis.exceptions
 
 from . import migrations
+from ._calls import Call
 from ._protocol import OK, Status, error_for
 from .cache import HistoryCache
 from .codec import CODECS, Codec
@@ -32,13 +34,6 @@ from .errors import (
 )
 from .keys import (
     check_prefix,
-    dirty_key,
-    meta_key_pattern,
-    parse_meta_key,
-    script_keys,
-    session_id,
-    session_keys,
-    tombstone_key,
 )
 from .models import AgentMessage, Session, SessionId
 
@@ -47,11 +42,11 @@ __all__ = [
     "DEFAULT_MAX_MESSAGE_BYTES",
     "SCRIPTS",
     "SHAS",
-    "Call",
     "Messages",
     "StoreCore",
     "check_client",
     "scan_page",
+    "stored_time",
     "ttl_ms",
 ]
 
@@ -88,31 +83,9 @@ DEFAULT_CACHE_MESSAGES: Final = 10_000
 """Messages a store keeps decoded for re-reads (a few MB); 0 turns the history cache off."""
 
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
-_SCAN_COUNT: Final = 1000
 _META_PREFIX: Final = "m:"
 # Until the durable tier (issue 13, being rewritten) names the statuses itself: the old private names.
 _NOT_FOUND, _TRIMMED = Status.NOT_FOUND, Status.TRIMMED
-
-
-class Call(NamedTuple, Generic[T]):
-    """One round trip and its parser: a script, or with ``script=None`` the commands in ``multi``
-    as one MULTI/EXEC transaction, or else the single command in ``args``.
-
-    A NamedTuple, not a frozen dataclass: one is built per call, and tuple construction is the
-    cheapest Python has."""
-
-    op: str
-    sid: SessionId | None
-    script: str | None
-    keys: tuple[str, ...]
-    args: tuple[Any, ...]
-    parse: Callable[[Any], T]
-    multi: tuple[tuple[Any, ...], ...] = ()
-    # What to send instead when Redis is out of memory: it refuses every command queued in a
-    # MULTI then, even reads, but still runs a script that only reads.
-    fallback: Call[T] | None = None
-    # False: the commands in ``multi`` go as a plain pipeline (keys in many cluster slots).
-    atomic: bool = True
 
 
 def ttl_ms(ttl: float | timedelta | None) -> int:
@@ -139,7 +112,8 @@ def scan_page(reply: Any) -> tuple[int, list[bytes]]:
     return int(cursor), list(reply[1])
 
 
-def _timestamp(raw: bytes | None) -> datetime | None:
+def stored_time(raw: bytes | None) -> datetime | None:
+    """A time as the meta hash keeps it (microseconds since the epoch), or ``None``."""
     return None if raw is None else _EPOCH + timedelta(microseconds=int(raw))
 
 
@@ -175,92 +149,6 @@ class StoreCore:
         self.version = str(self.schema.current)
         self._version_bytes = self.version.encode()
 
-    # -- writes -----------------------------------------------------------------------------
-
-    def create(
-        self,
-        model: str,
-        max_turns: int,
-        system_message: str | None,
-        metadata: Mapping[str, str] | None,
-        sid: object,
-    ) -> Call[SessionId]:
-        sid = uuid.uuid4() if sid is None else session_id(sid)
-        fields = self.header(sid, model, max_turns, system_message, metadata)
-        if self.durable:
-            fields += ["durable", 1]
-        keys = (*session_keys(self.prefix, sid), dirty_key(self.prefix, sid))
-        token = uuid.uuid4().hex
-        args = (self.version, self.codec.name, token, self.ttl_ms, self.max_messages, *fields)
-
-        def parse(reply: list[Any]) -> SessionId:
-            self.check(sid, reply)
-            return sid
-
-        return Call("create", sid, "create", keys, args, parse)
-
-    def extend(
-        self,
-        sid: object,
-        messages: Iterable[AgentMessage],
-        expected_seq: int | None,
-        fence: int | None = None,
-    ) -> Call[int]:
-        sid = session_id(sid)
-        if fence is not None and (type(fence) is not int or fence < 1):
-            raise InvalidArgumentType("fence must be a lease token (an int >= 1) or None", sid)
-        args: list[Any] = [self.version, self.codec.name, self._expected(sid, expected_seq)]
-        args.append("" if fence is None else fence)
-        for message in messages:
-            data = self.encode(sid, message)
-            args += [message.id, data]
-
-        def parse(reply: list[Any]) -> int:
-            if reply[0] != OK:
-                self.check(sid, reply, expected_seq, token=fence)
-            return int(reply[1])
-
-        return Call("append", sid, "append", script_keys(self.prefix, sid), tuple(args), parse)
-
-    def set_metadata(self, sid: object, updates: Mapping[str, str | None]) -> Call[None]:
-        sid = session_id(sid)
-        if not isinstance(updates, Mapping):
-            raise InvalidArgumentType("metadata updates must be a mapping", sid)
-        sets = [(k, v) for k, v in updates.items() if v is not None]
-        dels = [self._metadata_key(sid, k) for k, v in updates.items() if v is None]
-        pairs = [item for pair in self._metadata(sid, dict(sets)) for item in pair]
-        args = (self.version, len(sets), *pairs, *dels)
-
-        def parse(reply: list[Any]) -> None:
-            self.check(sid, reply)
-
-        keys = (*session_keys(self.prefix, sid), dirty_key(self.prefix, sid))
-        return Call("set_metadata", sid, "set_metadata", keys, args, parse)
-
-    def delete(self, sid: object) -> Call[bool]:
-        sid = session_id(sid)
-        if self.cache is not None:
-            self.cache.discard(sid)
-        keys = (*script_keys(self.prefix, sid), tombstone_key(self.prefix, sid))
-        return Call("delete", sid, "delete", keys, (), lambda n: bool(n))
-
-    # -- reads ------------------------------------------------------------------------------
-
-    def exists(self, sid: object) -> Call[bool]:
-        sid = session_id(sid)
-        meta = session_keys(self.prefix, sid).meta
-        return Call("exists", sid, None, (meta,), ("EXISTS", meta), lambda n: bool(n))
-
-    def scan(self, cursor: int) -> Call[tuple[int, list[SessionId]]]:
-        pattern = meta_key_pattern(self.prefix)
-
-        def parse(reply: list[Any]) -> tuple[int, list[SessionId]]:
-            cursor, keys = scan_page(reply)
-            return cursor, [parse_meta_key(self.prefix, key) for key in keys]
-
-        args = ("SCAN", cursor, "MATCH", pattern, "COUNT", _SCAN_COUNT)
-        return Call("list", None, None, (), args, parse)
-
     # -- shared pieces ----------------------------------------------------------------------
 
     def header(
@@ -279,7 +167,7 @@ class StoreCore:
             if not isinstance(system_message, str):
                 raise InvalidArgumentType("system_message must be a str or None", sid)
             fields += ["system_message", system_message]
-        for key, value in self._metadata(sid, metadata or {}):
+        for key, value in self.metadata_fields(sid, metadata or {}):
             fields += [key, value]
         return fields
 
@@ -356,29 +244,24 @@ class StoreCore:
                 system_message=None if system is None else system.decode(),
                 messages=messages,
                 metadata={k[2:].decode(): v.decode() for k, v in meta.items() if k.startswith(b"m:")},
-                created_at=_timestamp(meta.get(b"created_at")),
-                updated_at=_timestamp(meta.get(b"updated_at")),
+                created_at=stored_time(meta.get(b"created_at")),
+                updated_at=stored_time(meta.get(b"updated_at")),
                 seq=int(meta.get(b"seq", 0)),
             )
         except (ValueError, UnicodeDecodeError, OverflowError) as exc:  # Overflow: a timestamp
             raise CorruptSession(sid, f"unreadable meta hash: {exc!r}") from exc
 
-    def _expected(self, sid: SessionId, expected_seq: int | None) -> str:
-        if expected_seq is None:
-            return ""
-        if not isinstance(expected_seq, int) or expected_seq < 0:
-            raise InvalidArgumentType("expected_seq must be an int >= 0 or None", sid)
-        return str(expected_seq)
-
-    def _metadata_key(self, sid: SessionId, key: object) -> str:
+    def metadata_field(self, sid: SessionId, key: object) -> str:
+        """The meta hash field that holds metadata ``key`` (checked)."""
         if not isinstance(key, str) or not key:
             raise InvalidArgumentType(f"metadata keys must be non-empty str, got {key!r}", sid)
         return _META_PREFIX + key
 
-    def _metadata(self, sid: SessionId, metadata: Mapping[str, str]) -> list[tuple[str, str]]:
+    def metadata_fields(self, sid: SessionId, metadata: Mapping[str, str]) -> list[tuple[str, str]]:
+        """The meta hash's (field, value) pairs for ``metadata`` (checked)."""
         pairs = []
         for key, value in metadata.items():
             if not isinstance(value, str):
                 raise InvalidArgumentType(f"metadata value for {key!r} must be a str", sid)
-            pairs.append((self._metadata_key(sid, key), value))
+            pairs.append((self.metadata_field(sid, key), value))
         return pairs

@@ -18,7 +18,8 @@ from typing import Any, Literal, NamedTuple
 
 import msgspec
 
-from ._core import _NOT_FOUND, _TRIMMED, Call, StoreCore
+from ._calls import Call, Script, Transaction
+from ._core import _NOT_FOUND, _TRIMMED, StoreCore
 from .errors import CorruptSession, MessagesTrimmed, SchemaVersionError
 from .keys import dirty_key, live_keys, session_keys, tombstone_key
 from .models import SessionId, SessionState
@@ -93,7 +94,7 @@ def restore(
     def parse(reply: list[Any]) -> None:
         core.check(sid, reply)
 
-    return Call("restore", sid, "restore", keys, args, parse)
+    return Script("restore", sid, "restore", keys, args, parse)
 
 
 class RawSession(NamedTuple):
@@ -127,7 +128,7 @@ def raw_session(core: StoreCore, sid: SessionId) -> Call[RawSession | None]:
 
     keys = session_keys(core.prefix, sid)
     multi = (("HGETALL", keys.meta), ("LRANGE", keys.messages, 0, -1))
-    return Call("upgrade", sid, None, keys[:2], (), parse, multi)
+    return Transaction("upgrade", sid, keys[:2], multi, parse)
 
 
 def upgraded(core: StoreCore, sid: SessionId, raw: RawSession) -> SessionState:
@@ -165,7 +166,7 @@ def sync_read(core: StoreCore, sid: SessionId, limit: int = 500) -> Call[Unsynce
         return Unsynced(state, int(synced), meta.get(b"epoch", b""), meta.get(b"updated_at", b""))
 
     keys = session_keys(core.prefix, sid)[:2]
-    return Call("sync", sid, "sync_read", keys, (core.version, limit), parse)
+    return Script("sync", sid, "sync_read", keys, (core.version, limit), parse)
 
 
 def sync_mark(core: StoreCore, sid: SessionId, read: Unsynced) -> Call[Mark]:
@@ -182,4 +183,4 @@ def sync_mark(core: StoreCore, sid: SessionId, read: Unsynced) -> Call[Mark]:
 
     keys = (*session_keys(core.prefix, sid), dirty_key(core.prefix, sid), tombstone_key(core.prefix, sid))
     args = (read.epoch, read.state.seq, read.token)
-    return Call("sync", sid, "sync_mark", keys, args, parse)
+    return Script("sync", sid, "sync_mark", keys, args, parse)

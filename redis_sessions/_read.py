@@ -10,20 +10,23 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, Final, TypeVar
 
-from ._core import Call, Messages, StoreCore
+from ._calls import Command, Script, Transaction
+from ._core import Messages, StoreCore
 from ._protocol import Status
 from .cache import CachedHistory
 from .errors import CorruptSession, InvalidArgumentType, SessionNotFound
 from .keys import session_id, session_keys
 from .models import AgentMessage, Session, SessionId
 
-__all__ = ["load", "messages"]
+__all__ = ["exists", "load", "messages"]
 
 T = TypeVar("T")
 _NOTHING_CACHED: Final = CachedHistory(b"", 0, ())  # read_since.lua answers it with the whole list
 
 
-def messages(core: StoreCore, sid: object, start: int, stop: int | None) -> Call[Messages]:
+def messages(
+    core: StoreCore, sid: object, start: int, stop: int | None
+) -> Script[Messages] | Transaction[Messages]:
     """A slice of the history (Python slice semantics): from the cache after one round trip when
     the session is cached, else one MULTI/EXEC snapshot of the meta hash and the range."""
     sid = session_id(sid)
@@ -60,10 +63,10 @@ def messages(core: StoreCore, sid: object, start: int, stop: int | None) -> Call
         ("LRANGE", keys.messages, first, last),
     )
     fallback = _read_since(core, sid, _NOTHING_CACHED, False, listed, span)
-    return Call("messages", sid, None, keys[:2], (), parse, multi, fallback)
+    return Transaction("messages", sid, keys[:2], multi, parse, fallback)
 
 
-def load(core: StoreCore, sid: object) -> Call[Session | None]:
+def load(core: StoreCore, sid: object) -> Script[Session | None] | Transaction[Session | None]:
     """The whole session, meta hash and history as one snapshot (``None`` if there is none)."""
     sid = session_id(sid)
 
@@ -89,7 +92,14 @@ def load(core: StoreCore, sid: object) -> Call[Session | None]:
 
     multi = (("HGETALL", keys.meta), ("LRANGE", keys.messages, 0, -1))
     fallback = _read_since(core, sid, _NOTHING_CACHED, True, session)
-    return Call("load", sid, None, keys[:2], (), parse, multi, fallback)
+    return Transaction("load", sid, keys[:2], multi, parse, fallback)
+
+
+def exists(core: StoreCore, sid: object) -> Command[bool]:
+    """Whether the session exists (its meta hash does)."""
+    sid = session_id(sid)
+    meta = session_keys(core.prefix, sid).meta
+    return Command("exists", sid, (meta,), ("EXISTS", meta), bool)
 
 
 def _read_since(
@@ -99,7 +109,7 @@ def _read_since(
     want_meta: bool,
     finish: Callable[[tuple[AgentMessage, ...] | None, dict[bytes, bytes]], T],
     span: slice | None = None,
-) -> Call[T]:
+) -> Script[T]:
     """A read served from the cache after one round trip fetched what it lacked.
 
     ``finish`` gets the history, or the ``span`` of it (``None`` when the session is gone), and
@@ -139,7 +149,7 @@ def _read_since(
         return finish(history.messages if span is None else history.messages[span], meta)
 
     keys = session_keys(core.prefix, sid)[:2]
-    return Call("read", sid, "read_since", keys, args, parse)
+    return Script("read", sid, "read_since", keys, args, parse)
 
 
 def _seq(sid: SessionId, raw: bytes | None) -> int:

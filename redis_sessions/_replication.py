@@ -16,7 +16,8 @@ from typing import Any, Final, NamedTuple
 
 import redis.exceptions
 
-from ._core import Call, ttl_ms
+from ._calls import Call
+from ._core import ttl_ms
 from .errors import InvalidArgument, NotReplicated
 
 __all__ = ["WRITE_SCRIPTS", "Wait", "Waited", "handover", "wait_for"]

@@ -18,7 +18,11 @@ from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.sentinel import Sentinel
 
-from ._admin import info, info_page, pop, put
+from . import _admin as admin
+from . import _durable as durable
+from . import _live as live
+from . import _read as read
+from . import _write as write
 from ._aio_base import RECOVERABLE, AsyncStoreBase
 from ._core import (
     DEFAULT_CACHE_MESSAGES,
@@ -28,11 +32,7 @@ from ._core import (
     check_client,
     ttl_ms,
 )
-from ._durable import restore as restore_call
-from ._live import PUBSUB_PROBE, SHARDED_FROM, Appended, read_after
-from ._live import lease as lease_call
-from ._read import load as load_call
-from ._read import messages as messages_call
+from ._live import Appended
 from ._replication import wait_for
 from .errors import (
     InvalidArgument,
@@ -199,7 +199,7 @@ class AsyncSessionStore(AsyncStoreBase):
         session_id: SessionId | str | None = None,
     ) -> SessionId:
         """Create a session and return its id; ``SessionExists`` if ``session_id`` is taken."""
-        call = self._core.create(model, max_turns, system_message, metadata, session_id)
+        call = write.create(self._core, model, max_turns, system_message, metadata, session_id)
         return await self._run(call)
 
     async def append(
@@ -217,10 +217,10 @@ class AsyncSessionStore(AsyncStoreBase):
         With ``fence`` (a lease's token), ``LeaseLost`` unless that lease is still the live one.
         """
         try:  # the hot path: no extra frame; misses, old versions and evictions recover below
-            return await self._run(self._core.extend(session_id, (message,), expected_seq, fence))
+            return await self._run(write.extend(self._core, session_id, (message,), expected_seq, fence))
         except RECOVERABLE as exc:
             return await self._recover(
-                exc, lambda: self._core.extend(session_id, (message,), expected_seq, fence)
+                exc, lambda: write.extend(self._core, session_id, (message,), expected_seq, fence)
             )
 
     async def extend(
@@ -234,10 +234,10 @@ class AsyncSessionStore(AsyncStoreBase):
         """Append a batch, all or nothing, in one round trip; returns the seq after it."""
         messages = tuple(messages)  # it may be sent twice (read-through)
         try:
-            return await self._run(self._core.extend(session_id, messages, expected_seq, fence))
+            return await self._run(write.extend(self._core, session_id, messages, expected_seq, fence))
         except RECOVERABLE as exc:
             return await self._recover(
-                exc, lambda: self._core.extend(session_id, messages, expected_seq, fence)
+                exc, lambda: write.extend(self._core, session_id, messages, expected_seq, fence)
             )
 
     async def messages(
@@ -245,21 +245,21 @@ class AsyncSessionStore(AsyncStoreBase):
     ) -> Messages:
         """The stored messages ``[start:stop]`` (Python slice rules); only that range is read."""
         try:
-            return await self._run(messages_call(self._core, session_id, start, stop))
+            return await self._run(read.messages(self._core, session_id, start, stop))
         except RECOVERABLE as exc:
-            return await self._recover(exc, lambda: messages_call(self._core, session_id, start, stop))
+            return await self._recover(exc, lambda: read.messages(self._core, session_id, start, stop))
 
     async def load(self, session_id: SessionId | str) -> Session | None:
         """The whole session as one consistent snapshot, or ``None`` if there is none."""
-        return await self._through(lambda: load_call(self._core, session_id), lambda found: found is None)
+        return await self._through(lambda: read.load(self._core, session_id), lambda found: found is None)
 
     async def exists(self, session_id: SessionId | str) -> bool:
         """Whether the session exists."""
-        return await self._through(lambda: self._core.exists(session_id), lambda found: not found)
+        return await self._through(lambda: read.exists(self._core, session_id), lambda found: not found)
 
     async def delete(self, session_id: SessionId | str) -> bool:
         """Delete the session and its messages; ``False`` if there was none."""
-        deleted = await self._run(self._core.delete(session_id))
+        deleted = await self._run(write.delete(self._core, session_id))
         if self._backing is None:
             return deleted
         stored = await asyncio.to_thread(self._backing.delete_session, parse_session_id(session_id))
@@ -267,7 +267,7 @@ class AsyncSessionStore(AsyncStoreBase):
 
     async def set_metadata(self, session_id: SessionId | str, updates: Mapping[str, str | None]) -> None:
         """Merge ``updates`` into the session's metadata atomically; a ``None`` value removes the key."""
-        await self._through(lambda: self._core.set_metadata(session_id, updates))
+        await self._through(lambda: write.set_metadata(self._core, session_id, updates))
 
     async def flush(self, timeout: float | None = None) -> None:
         """Return once every write acknowledged so far, by any process, is in the backing store
@@ -297,7 +297,7 @@ class AsyncSessionStore(AsyncStoreBase):
         state = await adapter.load_session(sid)
         if state is None:
             return False
-        await self._run(restore_call(self._core, sid, state, replace))
+        await self._run(durable.restore(self._core, sid, state, replace))
         return True
 
     async def list(self) -> AsyncIterator[SessionId]:
@@ -308,7 +308,7 @@ class AsyncSessionStore(AsyncStoreBase):
         for node in await self._scan_nodes():
             cursor = 0
             while True:
-                cursor, found = await self._run(self._core.scan(cursor), node)
+                cursor, found = await self._run(admin.scan(self._core, cursor), node)
                 for sid in found:
                     if sid not in seen:
                         seen.add(sid)
@@ -319,7 +319,7 @@ class AsyncSessionStore(AsyncStoreBase):
     async def info(self, session_id: SessionId | str, *, memory: bool = False) -> SessionInfo | None:
         """What Redis holds of the session (counts, times, TTL; with ``memory``, its bytes), without
         reading its messages; ``None`` if Redis has none (a backing store is not consulted)."""
-        return await self._run(info(self._core, session_id, memory))
+        return await self._run(admin.info(self._core, session_id, memory))
 
     async def infos(self, *, memory: bool = False, count: int = 500) -> AsyncIterator[SessionInfo]:
         """The ``SessionInfo`` of every session in Redis under this prefix: SCAN (every primary of
@@ -330,11 +330,11 @@ class AsyncSessionStore(AsyncStoreBase):
         async for sid in self.list():
             page.append(sid)
             if len(page) >= count:
-                for item in await self._run(info_page(self._core, page, memory)):
+                for item in await self._run(admin.info_page(self._core, page, memory)):
                     yield item
                 page = []
         if page:
-            for item in await self._run(info_page(self._core, page, memory)):
+            for item in await self._run(admin.info_page(self._core, page, memory)):
                 yield item
 
     async def pop(self, session_id: SessionId | str) -> AgentMessage | None:
@@ -342,7 +342,7 @@ class AsyncSessionStore(AsyncStoreBase):
         processes popping at once never get the same message, and a retried call does not pop a
         second one. It rewrites history: seq goes down by one and watchers end, as on a re-create.
         Not for durable sessions (``StoreError``): their backing store keeps every message."""
-        return await self._through(lambda: pop(self._core, session_id))
+        return await self._through(lambda: admin.pop(self._core, session_id))
 
     async def import_state(
         self, session_id: SessionId | str, state: SessionState, *, replace: bool = False
@@ -351,7 +351,7 @@ class AsyncSessionStore(AsyncStoreBase):
         keeping its seq and timestamps; ``False``, changing nothing, if the id exists already
         (so importing twice is harmless), unless ``replace``. A durable store writes it behind."""
         try:
-            await self._run(put(self._core, session_id, state, replace))
+            await self._run(admin.put(self._core, session_id, state, replace))
         except SessionExists:
             return False
         return True
@@ -374,13 +374,13 @@ class AsyncSessionStore(AsyncStoreBase):
         sid = parse_session_id(session_id)
         channel = live_keys(self._core.prefix, sid)[1]
         if self._sharded is None:
-            self._sharded = await self._run(PUBSUB_PROBE) >= SHARDED_FROM
+            self._sharded = await self._run(live.PUBSUB_PROBE) >= live.SHARDED_FROM
         pubsub = await self._subscribe(sid, channel)
         seq, epoch = after_seq, None
         deadline = None if timeout is None else time.monotonic() + timeout
         try:
             while True:
-                batch = await self._run(read_after(self._core, sid, seq))
+                batch = await self._run(live.read_after(self._core, sid, seq))
                 if batch is None or epoch not in (None, batch.epoch):
                     return
                 epoch = batch.epoch
@@ -528,7 +528,7 @@ class AsyncLease:
         return self.token
 
     async def _call(self, action: str, ttl: int) -> int:
-        call = lease_call(self.store._core, self.session_id, action, self.owner, self.token, ttl)
+        call = live.lease(self.store._core, self.session_id, action, self.owner, self.token, ttl)
         return await self.store._run(call)
 
     async def __aenter__(self) -> Self:

@@ -21,7 +21,8 @@ import uuid
 from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from ._core import Call, scan_page
+from ._calls import Command
+from ._core import scan_page
 from ._durable import sync_mark, sync_read
 from .errors import SessionError
 from .keys import dirty_key, dirty_key_pattern, session_keys
@@ -64,11 +65,11 @@ class SyncWorker:
             cursor = 0
             while True:
                 scan = ("SCAN", cursor, "MATCH", dirty_key_pattern(prefix), "COUNT", 1000)
-                cursor, keys = store._run(Call("sync", None, None, (), scan, scan_page), node)
+                cursor, keys = store._run(Command("sync", None, (), scan, scan_page), node)
                 for raw in keys:
                     key = raw.decode() if isinstance(raw, bytes) else raw
                     zrange = ("ZRANGE", key, 0, -1, "WITHSCORES")
-                    entries = store._run(Call("sync", None, None, (key,), zrange, list))
+                    entries = store._run(Command("sync", None, (key,), zrange, list))
                     for member, score in _pairs(entries):
                         sid = _session_id(member)
                         if sid is not None:
@@ -121,7 +122,7 @@ class SyncWorker:
         for sid in pending:
             meta = session_keys(self.store._core.prefix, sid).meta
             seq, synced = self.store._run(
-                Call("sync", sid, None, (meta,), ("HMGET", meta, "seq", "synced_seq"), list)
+                Command("sync", sid, (meta,), ("HMGET", meta, "seq", "synced_seq"), list)
             )
             messages += int(seq or 0) - int(synced or 0)
         return Lag(len(pending), messages, max(0.0, time.time() - min(pending.values())))
@@ -185,17 +186,17 @@ class SyncWorker:
         seqs = {}
         for sid in sids:
             meta = session_keys(self.store._core.prefix, sid).meta
-            seq = self.store._run(Call("sync", sid, None, (meta,), ("HGET", meta, "seq"), _int))
+            seq = self.store._run(Command("sync", sid, (meta,), ("HGET", meta, "seq"), _int))
             seqs[sid] = seq
         return seqs
 
     def _listed(self, sid: SessionId) -> bool:
         key = dirty_key(self.store._core.prefix, sid)
-        return self.store._run(Call("sync", sid, None, (key,), ("ZSCORE", key, str(sid)), bool))
+        return self.store._run(Command("sync", sid, (key,), ("ZSCORE", key, str(sid)), bool))
 
     def _forget(self, sid: SessionId) -> None:
         key = dirty_key(self.store._core.prefix, sid)
-        self.store._run(Call("sync", sid, None, (key,), ("ZREM", key, str(sid)), int))
+        self.store._run(Command("sync", sid, (key,), ("ZREM", key, str(sid)), int))
 
 
 def _pairs(entries: Any) -> Iterator[tuple[Any, Any]]:
