@@ -61,7 +61,7 @@ class SyncWorker:
         """Every session listed as dirty, with when it became dirty (Unix seconds)."""
         store, prefix = self.store, self.store._core.prefix
         found: dict[SessionId, float] = {}
-        for node in store._scan_nodes():
+        for node in store.transport.scan_nodes():
             cursor = 0
             while True:
                 scan = ("SCAN", cursor, "MATCH", dirty_key_pattern(prefix), "COUNT", 1000)
