@@ -30,6 +30,7 @@ from .models import SessionId
 
 if TYPE_CHECKING:
     from .persistence import PersistenceAdapter
+    from .writebehind import SyncWorker
 
 __all__ = ["RECOVERABLE", "AsyncRecovery"]
 
@@ -45,6 +46,7 @@ class AsyncRecovery:
     def __init__(self, transport: AsyncTransport, backing: PersistenceAdapter | None) -> None:
         self.transport = transport
         self.backing = backing
+        self.worker: SyncWorker | None = None  # the store's write-behind worker, once it has one
 
     async def through(self, make: Callable[[], Call[T]], missing: Callable[[T], bool] | None = None) -> T:
         """Run the call, recovering from a miss, an older schema version or an eviction (see
@@ -127,6 +129,8 @@ class AsyncRecovery:
     async def _hydrate(self, sid: SessionId, *, repair: bool = False) -> bool:
         """Restore the session from the backing store (``repair``: over what eviction left of it)."""
         assert self.backing is not None
+        if self.worker is not None and self.worker.unbound is not None:
+            raise self.worker.unbound  # the prefix moved to another record: ours is stale now
         state = await asyncio.to_thread(self.backing.load_session, sid)
         if state is None:
             return False

@@ -67,6 +67,7 @@ SCRIPTS: Final[dict[str, str]] = {
         "sync_read",
         "sync_mark",
         "pop",
+        "rebind",
     )
 }
 """Lua sources by name, read once from the package's ``scripts/*.lua`` files."""
@@ -130,6 +131,7 @@ class StoreCore:
         max_message_bytes: int,
         cache_messages: int,
         durable: bool = False,
+        record: str = "",
     ) -> None:
         if codec not in CODECS:
             raise InvalidArgument(f"codec must be one of {sorted(CODECS)}, got {codec!r}")
@@ -144,6 +146,8 @@ class StoreCore:
         # With a backing store, sessions this store creates are durable: listed as dirty until the
         # sync worker has stored them, and without a TTL until then (any store's writes keep that).
         self.durable = durable
+        # ...and bound to this backing record (its ``record_id``): only its workers deliver them.
+        self.record = record
         # The schema version this store writes and reads (older ones are upgraded: migrations).
         self.schema = migrations.active()
         self.version = str(self.schema.current)
@@ -247,6 +251,8 @@ class StoreCore:
                 created_at=stored_time(meta.get(b"created_at")),
                 updated_at=stored_time(meta.get(b"updated_at")),
                 seq=int(meta.get(b"seq", 0)),
+                ttl_ms=int(meta.get(b"ttl_ms", 0)),
+                max_messages=int(meta.get(b"max_messages", 0)),
             )
         except (ValueError, UnicodeDecodeError, OverflowError) as exc:  # Overflow: a timestamp
             raise CorruptSession(sid, f"unreadable meta hash: {exc!r}") from exc

@@ -33,7 +33,7 @@ def create(
     sid = uuid.uuid4() if sid is None else session_id(sid)
     fields = core.header(sid, model, max_turns, system_message, metadata)
     if core.durable:
-        fields += ["durable", 1]
+        fields += ["durable", 1, "record", core.record]
     keys = (*session_keys(core.prefix, sid), dirty_key(core.prefix, sid))
     token = uuid.uuid4().hex
     args = (core.version, core.codec.name, token, core.ttl_ms, core.max_messages, *fields)

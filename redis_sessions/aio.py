@@ -101,6 +101,7 @@ class AsyncSessionStore(AsyncStoreBase):
             max_message_bytes=max_message_bytes,
             cache_messages=cache_messages,
             durable=backing is not None,
+            record="" if backing is None else backing.record_id,
         )
         self.client = client
         self.transport = AsyncTransport(client, self._core, retry, wait_for(wait_replicas, wait_timeout))
@@ -169,6 +170,7 @@ class AsyncSessionStore(AsyncStoreBase):
         if self._backing is not None:
             options = {**given, "prefix": self.config.prefix}
             self._worker = SyncWorker.open(opener, args, options, self._backing).start()
+            self._recovery.worker = self._worker
         return self
 
     async def create(

@@ -99,6 +99,7 @@ class SessionStore(StoreBase):
             max_message_bytes=max_message_bytes,
             cache_messages=cache_messages,
             durable=backing is not None,
+            record="" if backing is None else backing.record_id,
         )
         self.client = client
         self.transport = Transport(client, self._core, retry, wait_for(wait_replicas, wait_timeout))
@@ -167,6 +168,7 @@ class SessionStore(StoreBase):
         if self._backing is not None:
             options = {**given, "prefix": self.config.prefix}
             self._worker = SyncWorker.open(opener, args, options, self._backing).start()
+            self._recovery.worker = self._worker
         return self
 
     def create(

@@ -11,6 +11,7 @@ The tables, created on first use::
               position INTEGER            0, 1, 2... the session's order; PRIMARY KEY (session_id, position)
               message_id TEXT             UNIQUE (session_id, message_id): appends are idempotent
               body TEXT                   the AgentMessage JSON
+    record    id TEXT                     this record's identity (one row, made with the tables)
 
 Any SQLite reader gets the seed's document back with
 ``json_set(header, '$.messages', json_group_array(json(body)))`` over the rows in ``position`` order.
@@ -37,8 +38,10 @@ from pathlib import Path
 from types import TracebackType
 from typing import Final, Literal, Self
 
+from ..errors import BackingMismatch, RecordMismatch
 from ..keys import session_id as check_id
 from ..models import AgentMessage, SessionId, SessionState
+from ._delivery import Delivered, Delivery, header_state, last_seq, new_record_id, plan
 from ._rows import (
     Header,
     decode_header,
@@ -72,6 +75,8 @@ CREATE TABLE IF NOT EXISTS messages (
     PRIMARY KEY (session_id, position),
     UNIQUE (session_id, message_id)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS record (id TEXT NOT NULL);
+INSERT INTO record (id) SELECT :record WHERE NOT EXISTS (SELECT 1 FROM record)
 """
 _HEADER: Final = "SELECT CAST(header AS BLOB) FROM sessions WHERE id = ?"
 _BODIES: Final = "SELECT CAST(body AS BLOB) FROM messages WHERE session_id = ? ORDER BY position"
@@ -81,8 +86,18 @@ INSERT INTO sessions (id, schema_version, seq, updated_at, header) VALUES (?, ?,
 ON CONFLICT (id) DO UPDATE SET schema_version = excluded.schema_version, seq = excluded.seq,
     updated_at = excluded.updated_at, header = excluded.header
 """
+_HELD: Final = """
+SELECT seq, (SELECT COALESCE(MAX(position) + 1, 0) FROM messages WHERE session_id = sessions.id)
+FROM sessions WHERE id = ?"""
 _INSERT: Final = "INSERT INTO messages (session_id, position, message_id, body) VALUES (?, ?, ?, ?)"
 _APPEND: Final = _INSERT + " ON CONFLICT (session_id, message_id) DO NOTHING"
+
+
+def _inode(path: Path) -> int:
+    try:
+        return os.stat(path).st_ino
+    except FileNotFoundError:
+        return -1
 
 
 def _iso(moment: datetime | None) -> str | None:
@@ -115,41 +130,65 @@ class SQLiteAdapter:
         self._lock = threading.Lock()
         self._connections: list[sqlite3.Connection] = []
         self._closed = False
-        self._tables_ready = False
+        self._tables_ready = -1  # the inode of the file whose tables exist
+        self._record_id = ""
         self._connection()  # create the file and tables now, so a bad path fails here
 
     def __repr__(self) -> str:
         return f"SQLiteAdapter({str(self.path)!r})"
 
+    @property
+    def record_id(self) -> str:
+        """This file's identity, made with its tables: a copy of the file keeps it, a new file
+        (even at the same path) has another."""
+        return self._record_id
+
     def _connection(self) -> sqlite3.Connection:
-        """This thread's connection (a fresh one in a forked child: connections do not survive fork)."""
+        """This thread's connection: a fresh one in a forked child (connections do not survive
+        fork), and once the file at ``path`` was replaced (a restored backup, another record): an
+        open connection would go on writing into the replaced file, which nobody reads again."""
         if self._closed:
             raise RuntimeError(f"{self!r} is closed")
         local = self._local
         if getattr(local, "pid", None) == os.getpid():
-            connection: sqlite3.Connection = local.connection
-            return connection
+            if local.inode == _inode(self.path):
+                connection: sqlite3.Connection = local.connection
+                return connection
+            with self._lock:
+                self._connections.remove(local.connection)
+            local.connection.close()
+            local.pid = None
         with driver_errors("SQLite open", None, (sqlite3.Error,)):
             connection = sqlite3.connect(
                 self.path, timeout=self.timeout, isolation_level=None, check_same_thread=False
             )
             try:
+                inode = _inode(self.path)
                 self._enable_wal(connection)
                 connection.execute(f"PRAGMA synchronous = {self.synchronous}")
                 connection.execute("PRAGMA foreign_keys = ON")
                 with self._lock:
-                    if not self._tables_ready:
+                    if self._tables_ready != inode:
                         connection.execute("BEGIN IMMEDIATE")
                         for statement in _SCHEMA.split(";"):
-                            connection.execute(statement)
+                            connection.execute(statement, {"record": new_record_id()})
                         connection.execute("COMMIT")
-                        self._tables_ready = True
+                        self._tables_ready = inode
+                    if not self._record_id:  # the identity is the one of the file first opened
+                        (self._record_id,) = connection.execute("SELECT id FROM record").fetchone()
                     self._connections.append(connection)
             except BaseException:
                 connection.close()
                 raise
-        local.connection, local.pid = connection, os.getpid()
+        local.connection, local.pid, local.inode = connection, os.getpid(), inode
         return connection
+
+    def _check_identity(self, connection: sqlite3.Connection) -> None:
+        """Refuse to write behind into a file that is not the record this adapter was opened on."""
+        row = connection.execute("SELECT id FROM record").fetchone()
+        if row is None or row[0] != self._record_id:
+            found = "no record" if row is None else row[0]
+            raise BackingMismatch(f"SQLite file {str(self.path)!r}", found, self._record_id)
 
     def _enable_wal(self, connection: sqlite3.Connection) -> None:
         """Switch the file to WAL mode (once per file: the mode is stored in it).
@@ -267,6 +306,56 @@ class SQLiteAdapter:
             header = encode_header(sid, header_after_append(stored, count, state, added))
             self._put_header(connection, key, header)
         return added
+
+    def deliver(self, deliveries: Sequence[Delivery]) -> dict[SessionId, Delivered]:
+        """Store write-behind batches of many sessions in one transaction (one fsync); see
+        ``PersistenceAdapter.deliver``."""
+        for delivery in deliveries:  # refuse a bad state before anything is written
+            encode_header(delivery.session_id, delivery.state)
+        results: dict[SessionId, Delivered] = {}
+        with self._transaction("deliver", None, write=True) as connection:
+            self._check_identity(connection)
+            rows: list[tuple[str, int, str, str]] = []
+            for delivery in deliveries:
+                sid = delivery.session_id
+                key = str(sid)
+                held, count = connection.execute(_HELD, (key,)).fetchone() or (0, 0)
+                stored = self._stored_ids(connection, key, [m.id for m in delivery.messages])
+                try:
+                    fresh = plan(delivery, held, stored)
+                except RecordMismatch as exc:
+                    results[sid] = exc
+                    continue
+                if fresh is None:  # a gap: not stored; the worker delivers again from ``held``
+                    results[sid] = held
+                    continue
+                rows += [(key, count + i, mid, body.decode()) for i, (mid, body) in enumerate(fresh)]
+                self._put_header(connection, key, encode_header(sid, header_state(delivery, held)))
+                results[sid] = max(held, last_seq(delivery))
+            connection.executemany(_INSERT, rows)
+        return results
+
+    @staticmethod
+    def _stored_ids(connection: sqlite3.Connection, key: str, ids: list[str]) -> set[str]:
+        found: set[str] = set()
+        for start in range(0, len(ids), _PAGE):
+            chunk = ids[start : start + _PAGE]
+            marks = ",".join("?" * len(chunk))
+            query = f"SELECT message_id FROM messages WHERE session_id = ? AND message_id IN ({marks})"
+            found.update(mid for (mid,) in connection.execute(query, (key, *chunk)))
+        return found
+
+    def seqs(self, session_ids: Sequence[SessionId]) -> dict[SessionId, int]:
+        """The seq the record holds of each session (0 for one it does not hold)."""
+        held = dict.fromkeys(session_ids, 0)
+        keys = [str(sid) for sid in session_ids]
+        with self._transaction("seqs", None, write=False) as connection:
+            for start in range(0, len(keys), _PAGE):
+                chunk = keys[start : start + _PAGE]
+                query = f"SELECT id, seq FROM sessions WHERE id IN ({','.join('?' * len(chunk))})"
+                for key, seq in connection.execute(query, chunk):
+                    held[check_id(key)] = int(seq)
+        return held
 
     def close(self) -> None:
         """Close every thread's connection; the adapter cannot be used afterwards."""
