@@ -85,8 +85,6 @@ DEFAULT_CACHE_MESSAGES: Final = 10_000
 
 _EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
 _META_PREFIX: Final = "m:"
-# Until the durable tier (issue 13, being rewritten) names the statuses itself: the old private names.
-_NOT_FOUND, _TRIMMED = Status.NOT_FOUND, Status.TRIMMED
 
 
 def ttl_ms(ttl: float | timedelta | None) -> int:
@@ -197,6 +195,7 @@ class StoreCore:
         expected: int | None = None,
         *,
         op: str = "",
+        record: str = "",
         token: int | None = None,
         after: int = -1,
     ) -> None:
@@ -208,6 +207,8 @@ class StoreCore:
                 schema=self.schema.current,
                 codec=self.codec.name,
                 op=op,
+                prefix=self.prefix,
+                record=record,
                 expected=expected,
                 token=token,
                 after=after,

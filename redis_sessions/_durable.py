@@ -20,7 +20,8 @@ from typing import Any, Literal, NamedTuple
 import msgspec
 
 from ._calls import Call, Script, Transaction
-from ._core import _NOT_FOUND, _TRIMMED, StoreCore
+from ._core import StoreCore
+from ._protocol import Status
 from .errors import BackingMismatch, CorruptSession, MessagesTrimmed, SchemaVersionError, SessionError
 from .keys import dirty_key, live_keys, session_keys, tombstone_key
 from .models import SessionId, SessionState
@@ -40,12 +41,11 @@ __all__ = [
 ]
 
 Mark = Literal["clean", "dirty", "gone", "deleted", "recreated", "other-record"]
-_DELETED, _RECREATED, _OTHER_RECORD = 11, 3, 13
 _MARKS: dict[int, Mark] = {
-    _NOT_FOUND: "gone",
-    _DELETED: "deleted",
-    _RECREATED: "recreated",
-    _OTHER_RECORD: "other-record",
+    Status.NOT_FOUND: "gone",
+    Status.DELETED: "deleted",
+    Status.CONFLICT: "recreated",
+    Status.OTHER_RECORD: "other-record",
 }
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -189,11 +189,11 @@ def sync_read(
 
     def one(sid: SessionId, reply: list[Any]) -> Read:
         try:
-            if reply[0] == _NOT_FOUND:
+            if reply[0] == Status.NOT_FOUND:
                 return None
-            if reply[0] == _TRIMMED:
+            if reply[0] == Status.TRIMMED:
                 raise MessagesTrimmed(sid, -1, int(reply[1]))
-            if reply[0] == _OTHER_RECORD:
+            if reply[0] == Status.OTHER_RECORD:
                 raise BackingMismatch(f"prefix {core.prefix!r}", reply[1].decode(), record, sid)
             core.check(sid, reply)
             _, flat, synced, items = reply
@@ -221,7 +221,11 @@ def sync_mark(
     sessions must share the dirty index (and so, on a cluster, its slot)."""
 
     def one(reply: list[Any]) -> Mark:
-        return _MARKS.get(int(reply[0]), "dirty") if reply[0] != 0 else ("clean" if reply[1] else "dirty")
+        return (
+            _MARKS.get(int(reply[0]), "dirty")
+            if reply[0] != Status.OK
+            else ("clean" if reply[1] else "dirty")
+        )
 
     def parse(replies: list[Any]) -> list[Mark]:
         return [one(reply) for reply in replies]
@@ -243,11 +247,11 @@ def rebind(core: StoreCore, sid: SessionId, old: str, new: str, copied: int) -> 
     seq ``copied``; ``retry`` when the old record took more meanwhile (copy again first)."""
 
     def parse(reply: list[Any]) -> Rebound:
-        if reply[0] == _NOT_FOUND:
+        if reply[0] == Status.NOT_FOUND:
             return "gone"
-        if reply[0] == _RECREATED:
+        if reply[0] == Status.CONFLICT:
             return "retry"
-        if reply[0] == _OTHER_RECORD:
+        if reply[0] == Status.OTHER_RECORD:
             raise BackingMismatch(f"prefix {core.prefix!r}", reply[1].decode(), old, sid)
         return "rebound"
 

@@ -14,6 +14,7 @@ from enum import IntEnum
 from typing import Any, Final, NamedTuple
 
 from .errors import (
+    BackingMismatch,
     CodecMismatch,
     ConflictError,
     CorruptSession,
@@ -37,7 +38,8 @@ class Status(IntEnum):
     OK = 0
     NOT_FOUND = 1  # no meta hash: the session does not exist (or expired)
     VERSION_MISMATCH = 2  # {2, version}: stored by another schema version
-    CONFLICT = 3  # {3, seq}: expected seq differs; {3, epoch} (sync_mark): another incarnation
+    CONFLICT = 3  # {3, seq}: expected seq differs; {3, epoch} (sync_mark): another incarnation;
+    # {3, synced seq} (rebind): the old record took more meanwhile
     EXISTS = 4  # the id is taken
     CODEC = 5  # {5, codec}: stored with another codec
     CORRUPT = 6  # {6, detail}: the meta hash is unusable
@@ -47,6 +49,7 @@ class Status(IntEnum):
     EVICTED = 10  # a durable session lost its list or ids to eviction
     DELETED = 11  # (sync_mark) this very incarnation was deleted
     DURABLE = 12  # (pop) not supported on a durable session
+    OTHER_RECORD = 13  # {13, record id}: the session is bound to another backing record
 
 
 OK: Final = Status.OK
@@ -61,6 +64,8 @@ class Refusal(NamedTuple):
     schema: int  # the schema version this store writes
     codec: str  # the codec this store writes
     op: str
+    prefix: str = ""  # the store's key prefix
+    record: str = ""  # the backing record the call was made for
     expected: int | None = None  # the caller's expected_seq
     token: int | None = None  # the caller's fencing token
     after: int = -1  # the seq a read asked for messages after
@@ -90,6 +95,7 @@ ERRORS: Final[Mapping[Status, Callable[[Refusal], SessionError]]] = {
     Status.DURABLE: lambda r: StoreError(
         r.op, r.sid, "not supported on a durable session: its backing store keeps every message"
     ),
+    Status.OTHER_RECORD: lambda r: BackingMismatch(f"prefix {r.prefix!r}", r.detail, r.record, r.sid),
 }
 """The error each refusing status stands for. (``DELETED`` is an answer, not an error: the one
 script that returns it, ``sync_mark``, reports it to the write-behind worker.)"""
@@ -102,6 +108,8 @@ def error_for(
     schema: int,
     codec: str,
     op: str,
+    prefix: str = "",
+    record: str = "",
     expected: int | None = None,
     token: int | None = None,
     after: int = -1,
@@ -113,4 +121,4 @@ def error_for(
     make = ERRORS.get(reply[0])
     if make is None:
         return CorruptSession(sid, f"unexpected script status {list(reply)!r}")
-    return make(Refusal(sid, detail, schema, codec, op, expected, token, after))
+    return make(Refusal(sid, detail, schema, codec, op, prefix, record, expected, token, after))

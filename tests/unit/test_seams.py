@@ -16,8 +16,6 @@ NAMEDTUPLE_API = {"_replace", "_asdict", "_fields", "_make", "_field_defaults"}
 # issue 14's item 3, with the durable tier's rewrite (issue 13), moves them onto ``store.transport``.
 REACHING_IN = {"writebehind.py", "migrate.py", "rebind.py"}
 CYCLES_PENDING = {("writebehind", "store")}  # the worker opens its own SessionStore (same item)
-# _durable still takes two statuses by their old private names until its rewrite lands.
-PRIVATE_IMPORTS_PENDING = {("_durable.py", "_NOT_FOUND"), ("_durable.py", "_TRIMMED")}
 
 
 def _modules() -> Iterator[tuple[str, ast.Module]]:
@@ -50,9 +48,7 @@ def test_no_module_imports_another_modules_private_names() -> None:
         for node in ast.walk(tree)
         if isinstance(node, ast.ImportFrom) and (node.level > 0 or (node.module or "").startswith("redis_"))
         for alias in node.names
-        if _private(alias.name)
-        and not _is_module(_absolute(module, node), alias.name)
-        and (module, alias.name) not in PRIVATE_IMPORTS_PENDING
+        if _private(alias.name) and not _is_module(_absolute(module, node), alias.name)
     ]
     assert not found, "private names imported across modules (make them public, or move them):\n" + "\n".join(
         found
