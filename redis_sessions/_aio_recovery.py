@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from . import _durable as durable
 from ._aio_transport import AsyncTransport
 from ._calls import Call
+from ._read import StaleCache
 from .errors import (
     ConflictError,
     CorruptSession,
@@ -65,10 +66,13 @@ class AsyncRecovery:
         self, error: SessionError, make: Callable[[], Call[T]], missing: Callable[[T], bool] | None = None
     ) -> T:
         """After ``error``, mend the session and run the call again, or raise ``error``:
+        a cache entry out of step with Redis is dropped and the call read again uncached;
         a session Redis lacks is read through from the backing store (two processes that miss at
         once restore it once: the restore is one script, the second finds the first's session);
         an older schema version is upgraded in place; a session eviction took keys of is restored
         over what is left."""
+        if isinstance(error, StaleCache):  # the entry is dropped: the call now reads uncached
+            return await self.transport.run(make())
         sid = error.session_id
         if sid is not None:
             if isinstance(error, SessionNotFound) and self.backing is not None:

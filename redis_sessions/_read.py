@@ -18,10 +18,19 @@ from .errors import CorruptSession, InvalidArgumentType, SessionNotFound
 from .keys import session_id, session_keys
 from .models import AgentMessage, Session, SessionId
 
-__all__ = ["exists", "load", "messages"]
+__all__ = ["StaleCache", "exists", "load", "messages"]
 
 T = TypeVar("T")
 _NOTHING_CACHED: Final = CachedHistory(b"", 0, ())  # read_since.lua answers it with the whole list
+
+
+class StaleCache(CorruptSession):
+    """The cached history no longer lines up with what Redis returned (nothing is corrupt). Its
+    entry is dropped already; the store's recovery reads again, uncached, once, so this never
+    reaches a caller. (A ``CorruptSession`` so that the recovery the reads already have sees it.)"""
+
+    def __init__(self, sid: SessionId) -> None:
+        super().__init__(sid, "the cached history is out of step with Redis")
 
 
 def messages(
@@ -143,7 +152,7 @@ def _read_since(
         if history is None:
             if cache is not None:
                 cache.discard(sid)
-            raise CorruptSession(sid, "the cached history is out of step with Redis; read again")
+            raise StaleCache(sid)
         if cache is not None:
             cache.put(sid, history)
         return finish(history.messages if span is None else history.messages[span], meta)
