@@ -10,6 +10,7 @@ the calls (``_calls``).
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from importlib import resources
@@ -53,8 +54,23 @@ __all__ = [
 T = TypeVar("T")
 Messages = list[AgentMessage]
 
+_PREAMBLE: Final = resources.files(__package__).joinpath("scripts", "_preamble.lua").read_text("utf-8")
+_SHARED: Final = re.compile(r"\b(?:version_refusal|decimal_seq|corrupt_seq)\(")
+
+
+def _script(name: str) -> str:
+    """A script's source; one that calls the shared checks gets ``_preamble.lua`` after its header."""
+    text = resources.files(__package__).joinpath("scripts", f"{name}.lua").read_text("utf-8")
+    lines = text.split("\n")
+    end = next(i for i, line in enumerate(lines) if not line.startswith(("--", "#!")))
+    body = "\n".join(lines[end:])
+    if not _SHARED.search(body):
+        return text
+    return "\n".join([*lines[:end], "", _PREAMBLE.rstrip("\n"), body])
+
+
 SCRIPTS: Final[dict[str, str]] = {
-    name: resources.files(__package__).joinpath("scripts", f"{name}.lua").read_text("utf-8")
+    name: _script(name)
     for name in (
         "create",
         "append",
@@ -70,7 +86,8 @@ SCRIPTS: Final[dict[str, str]] = {
         "rebind",
     )
 }
-"""Lua sources by name, read once from the package's ``scripts/*.lua`` files."""
+"""Lua sources by name, read once from the package's ``scripts/*.lua`` files (with the shared
+checks of ``scripts/_preamble.lua`` where a script calls them)."""
 
 SHAS: Final[dict[str, str]] = {
     name: hashlib.sha1(source.encode()).hexdigest() for name, source in SCRIPTS.items()

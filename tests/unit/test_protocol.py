@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 import uuid
+from importlib import resources
 
 import pytest
 
@@ -26,6 +27,17 @@ HEADER = re.compile(r"^-- Status \(redis_sessions\._protocol\.Status\): (.+)$", 
 RETURN = re.compile(r"(?:\breturn|=|\band|\bor)\s*\{(\d+)\s*[,}]")
 DOCUMENTED = re.compile(r"\{(\d+)[,}]")
 SID = uuid.UUID(int=1)
+LUA = resources.files("redis_sessions").joinpath("scripts")
+FUNCTION = re.compile(r"^local function (\w+)\(.*?^end$", re.MULTILINE | re.DOTALL)
+
+
+def _shared() -> dict[str, set[int]]:
+    """The statuses each shared check of ``_preamble.lua`` returns, by function name."""
+    preamble = LUA.joinpath("_preamble.lua").read_text("utf-8")
+    return {
+        match.group(1): {int(n) for n in RETURN.findall(match.group(0))}
+        for match in FUNCTION.finditer(preamble)
+    }
 
 
 def _split(source: str) -> tuple[str, str]:
@@ -39,10 +51,13 @@ def _split(source: str) -> tuple[str, str]:
 
 @pytest.mark.parametrize("name", sorted(SCRIPTS))
 def test_every_status_a_script_returns_is_named_in_its_header(name: str) -> None:
-    header, code = _split(SCRIPTS[name])
+    header, code = _split(LUA.joinpath(f"{name}.lua").read_text("utf-8"))  # as written, no preamble
     found = HEADER.findall(header)
     assert len(found) == 1, f"{name}.lua: no (or more than one) '-- Status (...): ...' header line"
     returned = {int(n) for n in RETURN.findall(code)}
+    for function, statuses in _shared().items():
+        if re.search(rf"\b{function}\(", code):
+            returned |= statuses
     if found[0].startswith("none"):
         assert not returned, f"{name}.lua says it returns no status, but returns {sorted(returned)}"
         return
@@ -90,3 +105,19 @@ def test_an_unknown_status_is_a_corrupt_session_not_a_crash() -> None:
     error = error_for([99, b"x"], SID, schema=1, codec="msgpack", op="read")
     assert isinstance(error, CorruptSession)
     assert "unexpected script status" in str(error)
+
+
+def test_the_shared_checks_are_found_and_return_statuses() -> None:
+    assert _shared() == {
+        "version_refusal": {Status.NOT_FOUND, Status.VERSION_MISMATCH},
+        "decimal_seq": set(),
+        "corrupt_seq": {Status.CORRUPT},
+    }
+
+
+@pytest.mark.parametrize("name", sorted(SCRIPTS))
+def test_a_script_that_calls_a_shared_check_gets_the_preamble_once(name: str) -> None:
+    written = LUA.joinpath(f"{name}.lua").read_text("utf-8")
+    calls = any(re.search(rf"\b{function}\(", written) for function in _shared())
+    assert SCRIPTS[name].count("local function version_refusal(") == int(calls)
+    assert SCRIPTS[name].startswith(written.split("\n", 1)[0])  # the header (and any #! line) first
