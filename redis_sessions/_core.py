@@ -22,7 +22,6 @@ import redis.exceptions
 from . import migrations
 from ._calls import Call
 from ._protocol import OK, Status, error_for
-from .cache import HistoryCache
 from .codec import CODECS, Codec
 from .errors import (
     CorruptSession,
@@ -144,7 +143,6 @@ class StoreCore:
         max_messages: int | None,
         codec: str,
         max_message_bytes: int,
-        cache_messages: int,
         durable: bool = False,
         record: str = "",
     ) -> None:
@@ -157,7 +155,6 @@ class StoreCore:
         self.max_messages = max_messages or 0
         self.codec: Codec = CODECS[codec]
         self.max_message_bytes = max_message_bytes
-        self.cache = HistoryCache(cache_messages) if cache_messages > 0 else None
         # With a backing store, sessions this store creates are durable: listed as dirty until the
         # sync worker has stored them, and without a TTL until then (any store's writes keep that).
         self.durable = durable

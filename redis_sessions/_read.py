@@ -3,6 +3,7 @@
 new, ``read_since.lua``), else read as one MULTI/EXEC snapshot.
 
 They share ``StoreCore``'s keys, codecs, version check and error mapping; the stores only send them.
+The cache is the store's (``cache``, passed in): the core keeps no state.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from typing import Any, Final, TypeVar
 from ._calls import Command, Script, Transaction
 from ._core import Messages, StoreCore
 from ._protocol import Status
-from .cache import CachedHistory
+from .cache import CachedHistory, HistoryCache
 from .errors import CorruptSession, InvalidArgumentType, SessionNotFound
 from .keys import session_id, session_keys
 from .models import AgentMessage, Session, SessionId
@@ -34,7 +35,7 @@ class StaleCache(CorruptSession):
 
 
 def messages(
-    core: StoreCore, sid: object, start: int, stop: int | None
+    core: StoreCore, sid: object, start: int, stop: int | None, cache: HistoryCache | None = None
 ) -> Script[Messages] | Transaction[Messages]:
     """A slice of the history (Python slice semantics): from the cache after one round trip when
     the session is cached, else one MULTI/EXEC snapshot of the meta hash and the range."""
@@ -48,9 +49,9 @@ def messages(
         return list(history)
 
     span = slice(start, stop)
-    cached = core.cache.get(sid) if core.cache is not None else None
+    cached = cache.get(sid) if cache is not None else None
     if cached is not None:
-        return _read_since(core, sid, cached, False, listed, span)
+        return _read_since(core, sid, cached, False, listed, span, cache)
     # Python slice -> LRANGE (inclusive end); stop == 0 is always empty, and 1..0 is too.
     first, last = (1, 0) if stop == 0 else (start, -1 if stop is None else stop - 1)
     keys = session_keys(core.prefix, sid)
@@ -62,8 +63,8 @@ def messages(
             core.check(sid, [Status.EVICTED])
         offset = first if first >= 0 else max(0, length + first)
         messages = core.codec_named(sid, codec).decode(sid, items, offset)
-        if core.cache is not None and first == 0 and last == -1:
-            core.cache.put(sid, CachedHistory(epoch or b"", _seq(sid, seq), tuple(messages)))
+        if cache is not None and first == 0 and last == -1:
+            cache.put(sid, CachedHistory(epoch or b"", _seq(sid, seq), tuple(messages)))
         return messages
 
     multi = (
@@ -71,20 +72,22 @@ def messages(
         ("LLEN", keys.messages),
         ("LRANGE", keys.messages, first, last),
     )
-    fallback = _read_since(core, sid, _NOTHING_CACHED, False, listed, span)
+    fallback = _read_since(core, sid, _NOTHING_CACHED, False, listed, span, cache)
     return Transaction("messages", sid, keys[:2], multi, parse, fallback)
 
 
-def load(core: StoreCore, sid: object) -> Script[Session | None] | Transaction[Session | None]:
+def load(
+    core: StoreCore, sid: object, cache: HistoryCache | None = None
+) -> Script[Session | None] | Transaction[Session | None]:
     """The whole session, meta hash and history as one snapshot (``None`` if there is none)."""
     sid = session_id(sid)
 
     def session(history: tuple[AgentMessage, ...] | None, meta: dict[bytes, bytes]) -> Session | None:
         return None if history is None else core.session(sid, meta, list(history))
 
-    cached = core.cache.get(sid) if core.cache is not None else None
+    cached = cache.get(sid) if cache is not None else None
     if cached is not None:
-        return _read_since(core, sid, cached, True, session)
+        return _read_since(core, sid, cached, True, session, None, cache)
     keys = session_keys(core.prefix, sid)
 
     def parse(replies: list[Any]) -> Session | None:
@@ -95,12 +98,12 @@ def load(core: StoreCore, sid: object) -> Script[Session | None] | Transaction[S
         if meta.get(b"durable") == b"1" and not items and meta.get(b"seq", b"0") != b"0":
             core.check(sid, [Status.EVICTED])
         session = core.session(sid, meta, core.codec_named(sid, meta.get(b"codec")).decode(sid, items))
-        if core.cache is not None:
-            core.cache.put(sid, CachedHistory(meta.get(b"epoch", b""), session.seq, tuple(session.messages)))
+        if cache is not None:
+            cache.put(sid, CachedHistory(meta.get(b"epoch", b""), session.seq, tuple(session.messages)))
         return session
 
     multi = (("HGETALL", keys.meta), ("LRANGE", keys.messages, 0, -1))
-    fallback = _read_since(core, sid, _NOTHING_CACHED, True, session)
+    fallback = _read_since(core, sid, _NOTHING_CACHED, True, session, None, cache)
     return Transaction("load", sid, keys[:2], multi, parse, fallback)
 
 
@@ -118,6 +121,7 @@ def _read_since(
     want_meta: bool,
     finish: Callable[[tuple[AgentMessage, ...] | None, dict[bytes, bytes]], T],
     span: slice | None = None,
+    cache: HistoryCache | None = None,
 ) -> Script[T]:
     """A read served from the cache after one round trip fetched what it lacked.
 
@@ -125,7 +129,6 @@ def _read_since(
     the meta hash (only its codec unless ``want_meta``). A span that avoids a corrupt new item
     is still served, as an uncached read of that span would be.
     """
-    cache = core.cache
     args = (core.version, cached.epoch, cached.seq, cached.first_seq, int(want_meta))
 
     def parse(reply: list[Any]) -> T:

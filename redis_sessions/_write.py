@@ -90,8 +90,6 @@ def set_metadata(core: StoreCore, sid: object, updates: Mapping[str, str | None]
 def delete(core: StoreCore, sid: object) -> Script[bool]:
     """Delete every key of the session; whether there was one."""
     sid = session_id(sid)
-    if core.cache is not None:
-        core.cache.discard(sid)
     keys = (*script_keys(core.prefix, sid), tombstone_key(core.prefix, sid))
     return Script("delete", sid, "delete", keys, (), bool)
 

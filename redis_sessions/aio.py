@@ -31,6 +31,7 @@ from ._core import (
     ttl_ms,
 )
 from ._replication import wait_for
+from .cache import HistoryCache
 from .config import CLIENT_DEFAULTS, DEFAULT_RETRY, StoreConfig
 from .errors import InvalidArgumentType, InvalidOperation
 from .keys import session_id as parse_session_id
@@ -99,11 +100,12 @@ class AsyncSessionStore(AsyncStoreBase):
             max_messages=max_messages,
             codec=codec,
             max_message_bytes=max_message_bytes,
-            cache_messages=cache_messages,
             durable=backing is not None,
             record="" if backing is None else backing.record_id,
         )
         self.client = client
+        # Decoded histories for re-reads: the store's own state (the core keeps none).
+        self._cache = HistoryCache(cache_messages) if cache_messages > 0 else None
         self.transport = AsyncTransport(client, self._core, retry, wait_for(wait_replicas, wait_timeout))
         """Sends this store's calls: for components that are not the store (the sync worker...)."""
         self._run = self.transport.run
@@ -229,16 +231,16 @@ class AsyncSessionStore(AsyncStoreBase):
     ) -> Messages:
         """The stored messages ``[start:stop]`` (Python slice rules); only that range is read."""
         try:
-            return await self._run(read.messages(self._core, session_id, start, stop))
+            return await self._run(read.messages(self._core, session_id, start, stop, self._cache))
         except RECOVERABLE as exc:
             return await self._recovery.recover(
-                exc, lambda: read.messages(self._core, session_id, start, stop)
+                exc, lambda: read.messages(self._core, session_id, start, stop, self._cache)
             )
 
     async def load(self, session_id: SessionId | str) -> Session | None:
         """The whole session as one consistent snapshot, or ``None`` if there is none."""
         return await self._recovery.through(
-            lambda: read.load(self._core, session_id), lambda found: found is None
+            lambda: read.load(self._core, session_id, self._cache), lambda found: found is None
         )
 
     async def exists(self, session_id: SessionId | str) -> bool:
@@ -249,7 +251,10 @@ class AsyncSessionStore(AsyncStoreBase):
 
     async def delete(self, session_id: SessionId | str) -> bool:
         """Delete the session and its messages; ``False`` if there was none."""
-        deleted = await self._run(write.delete(self._core, session_id))
+        call = write.delete(self._core, session_id)
+        if self._cache is not None:
+            self._cache.discard(parse_session_id(session_id))
+        deleted = await self._run(call)
         if self._backing is None:
             return deleted
         stored = await asyncio.to_thread(self._backing.delete_session, parse_session_id(session_id))

@@ -29,6 +29,7 @@ from ._core import (
     ttl_ms,
 )
 from ._replication import wait_for
+from .cache import HistoryCache
 from .config import CLIENT_DEFAULTS, DEFAULT_RETRY, StoreConfig
 from .errors import InvalidArgumentType, InvalidOperation
 from .keys import session_id as parse_session_id
@@ -97,11 +98,12 @@ class SessionStore(StoreBase):
             max_messages=max_messages,
             codec=codec,
             max_message_bytes=max_message_bytes,
-            cache_messages=cache_messages,
             durable=backing is not None,
             record="" if backing is None else backing.record_id,
         )
         self.client = client
+        # Decoded histories for re-reads: the store's own state (the core keeps none).
+        self._cache = HistoryCache(cache_messages) if cache_messages > 0 else None
         self.transport = Transport(client, self._core, retry, wait_for(wait_replicas, wait_timeout))
         """Sends this store's calls: for components that are not the store (the sync worker...)."""
         self._run = self.transport.run
@@ -227,16 +229,16 @@ class SessionStore(StoreBase):
     ) -> Messages:
         """The stored messages ``[start:stop]`` (Python slice rules); only that range is read."""
         try:
-            return self._run(read.messages(self._core, session_id, start, stop))
+            return self._run(read.messages(self._core, session_id, start, stop, self._cache))
         except RECOVERABLE as exc:
             return self._recovery.recover(
-                exc, lambda: read.messages(self._core, session_id, start, stop)
+                exc, lambda: read.messages(self._core, session_id, start, stop, self._cache)
             )
 
     def load(self, session_id: SessionId | str) -> Session | None:
         """The whole session as one consistent snapshot, or ``None`` if there is none."""
         return self._recovery.through(
-            lambda: read.load(self._core, session_id), lambda found: found is None
+            lambda: read.load(self._core, session_id, self._cache), lambda found: found is None
         )
 
     def exists(self, session_id: SessionId | str) -> bool:
@@ -247,7 +249,10 @@ class SessionStore(StoreBase):
 
     def delete(self, session_id: SessionId | str) -> bool:
         """Delete the session and its messages; ``False`` if there was none."""
-        deleted = self._run(write.delete(self._core, session_id))
+        call = write.delete(self._core, session_id)
+        if self._cache is not None:
+            self._cache.discard(parse_session_id(session_id))
+        deleted = self._run(call)
         if self._backing is None:
             return deleted
         stored = self._backing.delete_session(parse_session_id(session_id))

@@ -44,7 +44,6 @@ def core(**options: Any) -> StoreCore:
         "max_messages": None,
         "codec": "msgpack",
         "max_message_bytes": DEFAULT_MAX_MESSAGE_BYTES,
-        "cache_messages": 0,
     }
     return StoreCore(**{**settings_, **options})
 

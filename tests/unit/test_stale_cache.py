@@ -11,7 +11,7 @@ import pytest
 from redis_sessions import AgentMessage, CorruptSession, SessionStore
 from redis_sessions._core import StoreCore
 from redis_sessions._read import StaleCache, messages
-from redis_sessions.cache import CachedHistory
+from redis_sessions.cache import CachedHistory, HistoryCache
 
 SID = uuid.UUID("0b1c2d3e-4f5a-4b6c-8d7e-9f0a1b2c3d4e")
 
@@ -21,24 +21,17 @@ def history(n: int) -> tuple[AgentMessage, ...]:
 
 
 def test_an_out_of_step_reply_drops_the_entry_and_says_stale() -> None:
-    core = StoreCore(
-        prefix="rs",
-        ttl=None,
-        max_messages=None,
-        codec="msgpack",
-        max_message_bytes=1 << 20,
-        cache_messages=100,
-    )
-    assert core.cache is not None
-    core.cache.put(SID, CachedHistory(b"e", 3, history(3)))
-    call = messages(core, SID, 0, None)
+    core = StoreCore(prefix="rs", ttl=None, max_messages=None, codec="msgpack", max_message_bytes=1 << 20)
+    cache = HistoryCache(100)
+    cache.put(SID, CachedHistory(b"e", 3, history(3)))
+    call = messages(core, SID, 0, None, cache)
     assert call.script == "read_since"
     # Redis answers "items from list position 2" where the cache can only line up at position 3.
     reply = [0, b"msgpack", b"e", 5, 5, 2, [core.codec.encode(m) for m in history(5)[2:]]]
     with pytest.raises(StaleCache) as info:
         call.parse(reply)
     assert isinstance(info.value, CorruptSession)  # what the reads' recovery already catches
-    assert core.cache.get(SID) is None
+    assert cache.get(SID) is None
 
 
 def test_the_store_reads_again_uncached_instead_of_raising(monkeypatch: pytest.MonkeyPatch) -> None:
