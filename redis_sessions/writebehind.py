@@ -306,11 +306,16 @@ class SyncWorker:
                 log.warning("write-behind could not hand its slot groups back: %s", exc)
 
     def _loop(self, interval: float) -> None:
-        while not self._stop.wait(interval):
+        """Passes every ``interval`` seconds while there is work; an idle worker waits twice as
+        long after each empty pass, up to 1 s (an idle pass is cheap, but not free on a cluster)."""
+        wait = interval
+        while not self._stop.wait(wait):
             try:
-                self.sync_once()
+                found = self.sync_once()
             except (SessionError, OSError) as exc:  # the next pass tries again; nothing is lost
                 log.warning("write-behind pass failed: %s", exc)
+                found = 0
+            wait = interval if found else min(max(interval, 1.0), wait * 2)
 
     @classmethod
     def open(
