@@ -104,7 +104,9 @@ def pop(core: StoreCore, session: object) -> Script[AgentMessage | None]:
         (message,) = core.codec_named(sid, codec).decode(sid, [payload], int(position))
         return message
 
-    return Script("pop", sid, "pop", script_keys(core.prefix, sid), (core.version, token), parse)
+    return Script(
+        "pop", sid, "pop", script_keys(core.prefix, sid, core.cluster), (core.version, token), parse
+    )
 
 
 def put(core: StoreCore, session: object, state: SessionState, replace: bool) -> Call[None]:

@@ -81,11 +81,11 @@ class AsyncTransport:
         """Where SCAN must look: the one server (``None``), or each primary of a cluster."""
         if not isinstance(self.client, RedisCluster):
             return [None]
-        await self._slot_map()
+        await self.slot_map()
         primaries: Sequence[Any] = self.client.get_primaries()  # type: ignore[no-untyped-call, unused-ignore]
         return primaries
 
-    async def _slot_map(self) -> None:
+    async def slot_map(self) -> None:
         """Load the cluster's slot map if the client has none yet (the asyncio one connects lazily)."""
         if not self.client.get_primaries():  # type: ignore[union-attr, no-untyped-call, unused-ignore]
             await self.client.nodes_manager.initialize()  # type: ignore[union-attr]
@@ -141,7 +141,7 @@ class AsyncTransport:
     ) -> Waited:
         """The write script and ``WAIT`` in one pipeline, so both use one connection to one node."""
         if self.cluster:
-            await self._slot_map()
+            await self.slot_map()
         for _ in range(3):
             node = self.client.get_node_from_key(key) if self.cluster else None  # type: ignore[union-attr]
             target = {} if node is None else {"target_nodes": node}

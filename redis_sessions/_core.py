@@ -83,6 +83,8 @@ SCRIPTS: Final[dict[str, str]] = {
         "sync_mark",
         "pop",
         "rebind",
+        "dirty",
+        "sync_lease",
     )
 }
 """Lua sources by name, read once from the package's ``scripts/*.lua`` files (with the shared
@@ -145,6 +147,7 @@ class StoreCore:
         max_message_bytes: int,
         durable: bool = False,
         record: str = "",
+        cluster: bool = False,
     ) -> None:
         if codec not in CODECS:
             raise InvalidArgument(f"codec must be one of {sorted(CODECS)}, got {codec!r}")
@@ -160,6 +163,8 @@ class StoreCore:
         self.durable = durable
         # ...and bound to this backing record (its ``record_id``): only its workers deliver them.
         self.record = record
+        # Where dirty indexes live: one per slot on a cluster, one per slot group on one server.
+        self.cluster = cluster
         # The schema version this store writes and reads (older ones are upgraded: migrations).
         self.schema = migrations.active()
         self.version = str(self.schema.current)

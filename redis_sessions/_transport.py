@@ -76,11 +76,11 @@ class Transport:
         """Where SCAN must look: the one server (``None``), or each primary of a cluster."""
         if not isinstance(self.client, RedisCluster):
             return [None]
-        self._slot_map()
+        self.slot_map()
         primaries: Sequence[Any] = self.client.get_primaries()  # type: ignore[no-untyped-call, unused-ignore]
         return primaries
 
-    def _slot_map(self) -> None:
+    def slot_map(self) -> None:
         """Load the cluster's slot map if the client has none yet (the asyncio one connects lazily)."""
         if not self.client.get_primaries():  # type: ignore[union-attr, no-untyped-call, unused-ignore]
             self.client.nodes_manager.initialize()  # type: ignore[union-attr]
@@ -136,7 +136,7 @@ class Transport:
     ) -> Waited:
         """The write script and ``WAIT`` in one pipeline, so both use one connection to one node."""
         if self.cluster:
-            self._slot_map()
+            self.slot_map()
         for _ in range(3):
             node = self.client.get_node_from_key(key) if self.cluster else None  # type: ignore[union-attr]
             target = {} if node is None else {"target_nodes": node}

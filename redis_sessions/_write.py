@@ -34,7 +34,7 @@ def create(
     fields = core.header(sid, model, max_turns, system_message, metadata)
     if core.durable:
         fields += ["durable", 1, "record", core.record]
-    keys = (*session_keys(core.prefix, sid), dirty_key(core.prefix, sid))
+    keys = (*session_keys(core.prefix, sid), dirty_key(core.prefix, sid, core.cluster))
     token = uuid.uuid4().hex
     args = (core.version, core.codec.name, token, core.ttl_ms, core.max_messages, *fields)
 
@@ -67,7 +67,7 @@ def extend(
             core.check(sid, reply, expected_seq, token=fence)
         return int(reply[1])
 
-    return Script("append", sid, "append", script_keys(core.prefix, sid), tuple(args), parse)
+    return Script("append", sid, "append", script_keys(core.prefix, sid, core.cluster), tuple(args), parse)
 
 
 def set_metadata(core: StoreCore, sid: object, updates: Mapping[str, str | None]) -> Script[None]:
@@ -83,14 +83,14 @@ def set_metadata(core: StoreCore, sid: object, updates: Mapping[str, str | None]
     def parse(reply: list[Any]) -> None:
         core.check(sid, reply)
 
-    keys = (*session_keys(core.prefix, sid), dirty_key(core.prefix, sid))
+    keys = (*session_keys(core.prefix, sid), dirty_key(core.prefix, sid, core.cluster))
     return Script("set_metadata", sid, "set_metadata", keys, args, parse)
 
 
 def delete(core: StoreCore, sid: object) -> Script[bool]:
     """Delete every key of the session; whether there was one."""
     sid = session_id(sid)
-    keys = (*script_keys(core.prefix, sid), tombstone_key(core.prefix, sid))
+    keys = (*script_keys(core.prefix, sid, core.cluster), tombstone_key(core.prefix, sid))
     return Script("delete", sid, "delete", keys, (), bool)
 
 

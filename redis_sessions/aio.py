@@ -102,6 +102,7 @@ class AsyncSessionStore(AsyncStoreBase):
             max_message_bytes=max_message_bytes,
             durable=backing is not None,
             record="" if backing is None else backing.record_id,
+            cluster=isinstance(client, RedisCluster),
         )
         self.client = client
         # Decoded histories for re-reads: the store's own state (the core keeps none).
