@@ -46,6 +46,7 @@ __all__ = [
     "NoSuchSession",
     "SessionAlreadyExists",
     "StaleSession",
+    "WrongType",
     "app_record",
     "check",
     "dumps",
@@ -112,6 +113,13 @@ class InvalidName(SessionError, ValueError):
         self.value = value
 
 
+class WrongType(SessionError, TypeError):
+    """An argument of the wrong type: not a store, a ``Session`` or an ``Event`` (nothing was sent)."""
+
+    def __init__(self, what: str, value: object) -> None:
+        super().__init__(f"RedisSessionService needs {what}, got {type(value).__name__}")
+
+
 def dumps(value: Any) -> str:
     """A state value as JSON; what JSON cannot hold becomes its ``repr`` (as ADK's database
     service does), so one odd value cannot fail a whole turn."""
@@ -146,7 +154,7 @@ def to_message(event: Event) -> AgentMessage:
     nothing, while two different events that share an ``id`` are both kept (as ADK's in-memory
     service does)."""
     if not isinstance(event, Event):
-        raise TypeError(f"append_event needs a google.adk Event, got {type(event).__name__}")
+        raise WrongType("a google.adk Event", event)
     text = event.model_dump_json(exclude_none=True)
     if Event.model_validate_json(text) != event:
         text = event.model_dump_json()
@@ -212,7 +220,7 @@ def session_of(
         ):
             kept.append(message)
     if config.num_recent_events is not None:
-        kept = kept[len(kept) - config.num_recent_events :] if config.num_recent_events else []
+        kept = kept[-config.num_recent_events :] if config.num_recent_events else []
     session = AdkSession(
         id=meta.get("external_id", str(stored.id)),
         app_name=meta.get("adk_app", ""),

@@ -56,6 +56,7 @@ from ._adk import (
     NoSuchSession,
     SessionAlreadyExists,
     StaleSession,
+    WrongType,
     app_record,
     check,
     dumps,
@@ -73,7 +74,14 @@ from ._adk import (
     user_record,
 )
 
-__all__ = ["InvalidName", "NoSuchSession", "RedisSessionService", "SessionAlreadyExists", "StaleSession"]
+__all__ = [
+    "InvalidName",
+    "NoSuchSession",
+    "RedisSessionService",
+    "SessionAlreadyExists",
+    "StaleSession",
+    "WrongType",
+]
 
 _ATTEMPTS = 3  # set-or-create a record, again if another process deletes it in between
 
@@ -87,9 +95,14 @@ class RedisSessionService(BaseSessionService):
 
     def __init__(self, store: SessionStore | AsyncSessionStore) -> None:
         if not isinstance(store, SessionStore | AsyncSessionStore):
-            kind = type(store).__name__
-            raise TypeError(f"RedisSessionService needs a SessionStore or an AsyncSessionStore, got {kind}")
+            raise WrongType("a SessionStore or an AsyncSessionStore", store)
         self.store = store
+
+    @staticmethod
+    def storage_id(app_name: str, user_id: str, session_id: str) -> uuid.UUID:
+        """The store's id of an ADK session (for ``redis-sessions show`` or the store's own API)."""
+        check(app_name=app_name, user_id=user_id, session_id=session_id)
+        return sid_of(app_name, user_id, session_id)
 
     async def create_session(
         self,
@@ -185,7 +198,9 @@ class RedisSessionService(BaseSessionService):
     async def append_event(self, session: AdkSession, event: Event) -> Event:
         """Append ``event`` atomically (see the module docstring) and apply it to ``session``."""
         if not isinstance(session, AdkSession):
-            raise TypeError(f"append_event needs a google.adk Session, got {type(session).__name__}")
+            raise WrongType("a google.adk Session", session)
+        if not isinstance(event, Event):
+            raise WrongType("a google.adk Event", event)
         if event.partial:
             return event
         check(app_name=session.app_name, user_id=session.user_id, session_id=session.id)
