@@ -76,8 +76,8 @@ class StaleSession(ConflictError, StaleSessionError):
     def __init__(self, session_id: uuid.UUID, name: str, expected: int, actual: int) -> None:
         SessionError.__init__(
             self,
-            f"ADK session {name} was read at event {expected}, but another writer has taken it to "
-            f"{actual} since: nothing was written; get_session again and redo the turn",
+            f"ADK session {name} has been modified in storage since it was loaded (at event {expected}, "
+            f"now at {actual}): nothing was written; get_session again and redo the turn",
         )
         self.session_id = session_id
         self.expected = expected

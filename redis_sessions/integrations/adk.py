@@ -36,7 +36,7 @@ import contextlib
 import time
 import uuid
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Self
 
 from .. import AsyncSessionStore, ConflictError, Session, SessionExists, SessionNotFound, SessionStore
 from ._common import missing_framework
@@ -222,6 +222,16 @@ class RedisSessionService(BaseSessionService):
         session._storage_update_marker = str(seq)
         session.last_update_time = event.timestamp
         return self._commit_event_to_session(session, event)
+
+    async def close(self) -> None:
+        """Nothing to close: the store is the caller's (``async with`` works as with ADK's
+        database service, for code written against it)."""
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
 
     # -- the records -------------------------------------------------------------------------
 

@@ -76,6 +76,9 @@ async def test_is_a_session_service(service: RedisSessionService) -> None:
     assert await service.get_session(app_name=APP, user_id="u", session_id="nope") is None
     assert (await service.list_sessions(app_name=APP)).sessions == []
     assert await service.get_user_state(app_name=APP, user_id="u") == {}
+    async with service as entered:  # as ADK's database service; closes nothing (the store is ours)
+        assert entered is service
+    assert await service.create_session(app_name=APP, user_id="u", session_id="after")
 
 
 async def test_create_get_delete(service: RedisSessionService) -> None:
@@ -242,6 +245,7 @@ async def test_stale_writer_gets_a_typed_error_and_writes_nothing(service: Redis
     assert isinstance(error, ConflictError)
     assert (error.expected, error.actual) == (0, 1)
     assert "get_session again" in str(error)
+    assert "modified in storage" in str(error)  # the words of ADK's own message, which callers match
     assert repr(session.id) in str(error)
     assert second.events == []
     assert "k" not in second.state
