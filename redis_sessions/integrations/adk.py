@@ -26,7 +26,8 @@ whose copy is stale gets ``StaleSession`` (ADK's ``StaleSessionError`` and our
 ``ConflictError``) and writes nothing, instead of interleaving its turn with another worker's.
 Shared ``app:``/``user:`` keys are written after the event; if that write fails, appending the
 same event again completes it. A store with ``max_messages`` would trim events, and with them the
-state they carry: give ADK a store without it.
+state they carry: give ADK a store without it. A store's ``ttl`` applies to the records too: shared
+state not written for that long expires, as a session does.
 """
 
 from __future__ import annotations
@@ -217,8 +218,10 @@ class RedisSessionService(BaseSessionService):
             raise NoSuchSession(sid, shown) from exc
         app, user, _ = split_state(event.actions.state_delta if event.actions else None)
         await self._share(session.app_name, session.user_id, app, user)
-        if expected is not None and seq <= expected:  # an equal event stored before: a retry
-            return event
+        if (expected is not None and seq <= expected) or any(
+            e.id == event.id and e == event for e in session.events
+        ):
+            return event  # an equal event stored before: a retry, already in the store and in session
         session._storage_update_marker = str(seq)
         session.last_update_time = event.timestamp
         return self._commit_event_to_session(session, event)

@@ -31,6 +31,7 @@ from google.genai import types
 from pydantic import Field
 
 from redis_sessions import (
+    AgentMessage,
     AsyncSessionStore,
     ConflictError,
     Role,
@@ -190,6 +191,35 @@ async def test_events_round_trip_losslessly(service: RedisSessionService) -> Non
     assert stored[0].content == [Text("Weather in Oslo?")]
     assert stored[1].content[1] == ToolUse("call-1", "get_weather", {"city": "Oslo", "days": [1, 2]})
     assert stored[2].content == [ToolResult("call-1", '{"result":"12 °C"}')]
+
+
+async def test_messages_from_other_writers_read_as_text_events(service: RedisSessionService) -> None:
+    session = await service.create_session(app_name=APP, user_id="u")
+    store, sid = service.store, service.storage_id(APP, "u", session.id)
+    foreign = [AgentMessage.user("typed at the CLI"), AgentMessage.assistant("an agent on another framework")]
+    if isinstance(store, AsyncSessionStore):
+        await store.extend(sid, foreign)
+    else:
+        store.extend(sid, foreign)
+    got = await service.get_session(app_name=APP, user_id="u", session_id=session.id)
+    assert got is not None
+    assert [(e.id, e.author) for e in got.events] == [(foreign[0].id, "user"), (foreign[1].id, "model")]
+    assert [e.content.parts[0].text for e in got.events if e.content and e.content.parts] == [
+        "typed at the CLI",
+        "an agent on another framework",
+    ]
+    await service.append_event(got, _text_event("user", "and on it goes"))  # the count includes them
+    assert got._storage_update_marker == "3"
+
+
+async def test_markerless_session_retry_is_not_applied_twice(service: RedisSessionService) -> None:
+    session = await service.create_session(app_name=APP, user_id="u")
+    session._storage_update_marker = None  # a Session this service did not hand out: no fence
+    event = _text_event("user", "once")
+    await service.append_event(session, event)
+    await service.append_event(session, event)
+    assert session.events == [event]
+    assert len(await _messages(service, session.id)) == 1
 
 
 async def test_get_session_config(service: RedisSessionService) -> None:
