@@ -12,6 +12,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 import msgspec
+import pydantic
 import pydantic_core
 from google.adk.errors import StaleSessionError
 from google.adk.errors.already_exists_error import AlreadyExistsError
@@ -26,6 +27,7 @@ from .. import (
     AgentMessage,
     ConflictError,
     ContentBlock,
+    CorruptSession,
     Role,
     Session,
     SessionError,
@@ -203,9 +205,19 @@ def _blocks(event: Event) -> tuple[Role, list[ContentBlock]]:
 def session_of(
     stored: Session, app_state: dict[str, Any], user_state: dict[str, Any], config: GetSessionConfig
 ) -> AdkSession:
-    """An ADK session from a stored snapshot: state folded from the events' deltas."""
+    """An ADK session from a stored snapshot: state folded from the events' deltas;
+    ``CorruptSession`` if what the service stored in it does not decode."""
+    try:
+        return _session_of(stored, app_state, user_state, config)
+    except (msgspec.DecodeError, pydantic.ValidationError, ValueError, TypeError) as exc:
+        raise CorruptSession(stored.id, f"its ADK data does not decode: {exc}") from exc
+
+
+def _session_of(
+    stored: Session, app_state: dict[str, Any], user_state: dict[str, Any], config: GetSessionConfig
+) -> AdkSession:
     meta = stored.metadata
-    state: dict[str, Any] = loads(meta.get("adk_state", "{}"))
+    state: dict[str, Any] = dict(loads(meta.get("adk_state", "{}")))
     last = float(meta.get("adk_created", "0"))
     kept = []
     for message in stored.messages:
@@ -244,8 +256,12 @@ def fields(delta: dict[str, Any]) -> dict[str, str | None]:
     return {STATE + key: dumps(value) for key, value in delta.items()}
 
 
-def state_of(metadata: Mapping[str, str]) -> dict[str, Any]:
-    return {key[len(STATE) :]: loads(value) for key, value in metadata.items() if key.startswith(STATE)}
+def state_of(sid: uuid.UUID, metadata: Mapping[str, str]) -> dict[str, Any]:
+    """The state in a record's metadata; ``CorruptSession`` if a value is not JSON."""
+    try:
+        return {key[len(STATE) :]: loads(value) for key, value in metadata.items() if key.startswith(STATE)}
+    except msgspec.DecodeError as exc:
+        raise CorruptSession(sid, f"a state value of the ADK record does not decode: {exc}") from exc
 
 
 def named(metadata: Mapping[str, str], kind: str) -> Iterable[str]:

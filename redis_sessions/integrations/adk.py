@@ -173,12 +173,10 @@ class RedisSessionService(BaseSessionService):
         """The app's sessions (one user's, given ``user_id``) without events, with merged state,
         oldest update first. Reads each listed session whole: its state is in its events."""
         check(app_name=app_name)
-        if user_id is None:
-            users = sorted(named(await self._record(app_record(app_name)), USER))
-        else:
+        if user_id is not None:
             check(user_id=user_id)
-            users = [user_id]
-        app_state = state_of(await self._record(app_record(app_name)))
+        app, app_state = await self._record(app_record(app_name))
+        users = sorted(named(app, USER)) if user_id is None else [user_id]
         found = await asyncio.gather(*(self._user_sessions(app_name, user, app_state) for user in users))
         sessions = [session for per_user in found for session in per_user]
         sessions.sort(key=lambda s: (s.last_update_time, s.user_id, s.id))
@@ -194,7 +192,8 @@ class RedisSessionService(BaseSessionService):
     async def get_user_state(self, *, app_name: str, user_id: str) -> dict[str, Any]:
         """The user's ``user:`` state, keys without the prefix (``{}`` if none)."""
         check(app_name=app_name, user_id=user_id)
-        return state_of(await self._record(user_record(app_name, user_id)))
+        _, state = await self._record(user_record(app_name, user_id))
+        return state
 
     async def append_event(self, session: AdkSession, event: Event) -> Event:
         """Append ``event`` atomically (see the module docstring) and apply it to ``session``."""
@@ -245,15 +244,17 @@ class RedisSessionService(BaseSessionService):
             return await bound(*args, **kwargs)
         return await asyncio.to_thread(bound, *args, **kwargs)
 
-    async def _record(self, sid: uuid.UUID) -> Mapping[str, str]:
+    async def _record(self, sid: uuid.UUID) -> tuple[Mapping[str, str], dict[str, Any]]:
+        """A record's metadata and the state in it (nothing for a record not written yet)."""
         stored: Session | None = await self._call("load", sid)
-        return {} if stored is None else stored.metadata
+        metadata = {} if stored is None else stored.metadata
+        return metadata, state_of(sid, metadata)
 
     async def _shared(self, app_name: str, user_id: str) -> tuple[dict[str, Any], dict[str, Any]]:
-        app, user = await asyncio.gather(
+        (_, app), (_, user) = await asyncio.gather(
             self._record(app_record(app_name)), self._record(user_record(app_name, user_id))
         )
-        return state_of(app), state_of(user)
+        return app, user
 
     async def _share(self, app_name: str, user_id: str, app: dict[str, Any], user: dict[str, Any]) -> None:
         """Merge ``app:`` and ``user:`` deltas into their records, each in one atomic write."""
@@ -284,8 +285,7 @@ class RedisSessionService(BaseSessionService):
     async def _user_sessions(
         self, app_name: str, user_id: str, app_state: dict[str, Any]
     ) -> list[AdkSession]:
-        record = await self._record(user_record(app_name, user_id))
-        user_state = state_of(record)
+        record, user_state = await self._record(user_record(app_name, user_id))
         ids = sorted(named(record, SESSION))
         stored = await asyncio.gather(*(self._call("load", sid_of(app_name, user_id, i)) for i in ids))
         none = GetSessionConfig(num_recent_events=0)

@@ -34,13 +34,16 @@ from redis_sessions import (
     AgentMessage,
     AsyncSessionStore,
     ConflictError,
+    CorruptSession,
     Role,
     SessionError,
     SessionStore,
+    StoreUnavailable,
     Text,
     ToolResult,
     ToolUse,
 )
+from redis_sessions.integrations._adk import user_record
 from redis_sessions.integrations.adk import (
     InvalidName,
     NoSuchSession,
@@ -212,6 +215,18 @@ async def test_messages_from_other_writers_read_as_text_events(service: RedisSes
     assert got._storage_update_marker == "3"
 
 
+async def test_corrupt_adk_data_is_a_corrupt_session(service: RedisSessionService) -> None:
+    session = await service.create_session(app_name=APP, user_id="u", state={"user:k": 1})
+    sid = service.storage_id(APP, "u", session.id)
+    await _store_call(service, "append", sid, AgentMessage(Role.USER, [], "bad", {"adk": "{not json"}))
+    with pytest.raises(CorruptSession, match="its ADK data does not decode") as caught:
+        await service.get_session(app_name=APP, user_id="u", session_id=session.id)
+    assert caught.value.session_id == sid
+    await _store_call(service, "set_metadata", user_record(APP, "u"), {"s:k": "{not json"})
+    with pytest.raises(CorruptSession, match="a state value of the ADK record does not decode"):
+        await service.get_user_state(app_name=APP, user_id="u")
+
+
 async def test_markerless_session_retry_is_not_applied_twice(service: RedisSessionService) -> None:
     session = await service.create_session(app_name=APP, user_id="u")
     session._storage_update_marker = None  # a Session this service did not hand out: no fence
@@ -258,6 +273,33 @@ async def test_equal_event_again_is_stored_once(service: RedisSessionService) ->
     got = await service.get_session(app_name=APP, user_id="u", session_id=session.id)
     assert got is not None
     assert got.events == [event, twin]
+
+
+async def test_a_failed_shared_write_is_completed_by_appending_again(
+    service: RedisSessionService, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    session = await service.create_session(app_name=APP, user_id="u")
+
+    def down(*args: Any, **kwargs: Any) -> Any:
+        raise StoreUnavailable("set_metadata", None, 3)
+
+    async def adown(*args: Any, **kwargs: Any) -> Any:
+        down()
+
+    with monkeypatch.context() as patch:  # the event is stored, then Redis goes away
+        patch.setattr(
+            service.store, "set_metadata", adown if isinstance(service.store, AsyncSessionStore) else down
+        )
+        event = _text_event("user", "hi", own=1, **{"app:k": 1, "user:k": 2})
+        with pytest.raises(StoreUnavailable):
+            await service.append_event(session, event)
+    assert session.events == []  # the caller's copy did not take an event that failed
+    await service.append_event(session, event)  # the same event again: stored once, shared state done
+    assert session.events == [event]
+    got = await service.get_session(app_name=APP, user_id="u", session_id=session.id)
+    assert got is not None
+    assert got.events == [event]
+    assert got.state == {"own": 1, "app:k": 1, "user:k": 2}
 
 
 async def test_stale_writer_gets_a_typed_error_and_writes_nothing(service: RedisSessionService) -> None:
@@ -483,6 +525,13 @@ def test_importing_redis_sessions_imports_no_adk() -> None:
 
 def _run(coroutine: Any) -> Any:
     return asyncio.run(coroutine)
+
+
+async def _store_call(service: RedisSessionService, method: str, *args: Any) -> Any:
+    store = service.store
+    if isinstance(store, AsyncSessionStore):
+        return await getattr(store, method)(*args)
+    return getattr(store, method)(*args)
 
 
 async def _messages(service: RedisSessionService, session_id: str, user: str = "u") -> list[Any]:
