@@ -255,7 +255,7 @@ def test_a_user_confined_to_the_prefix_can_use_a_tiered_store(acl: AclServer, tm
         sid = store.create(model="m")
         store.extend(sid, messages_of(3))
         store.flush(10)
-        assert acl.admin.zscore(dirty_key(PREFIX, sid), str(sid)) is None  # delivered
+        assert acl.admin.zscore(dirty_key(PREFIX, sid, False), str(sid)) is None  # delivered
         acl.admin.delete(*session_keys(PREFIX, sid))  # as if evicted
         assert ids(store.messages(sid)) == ids(messages_of(3))  # read through from SQLite
         assert store.delete(sid)
