@@ -182,9 +182,13 @@ def sync_read(
 ) -> Call[list[Read]]:
     """Up to ``limit`` messages the record lacks of each session, with its header, in one script
     call for the worker of ``record`` (a session bound to another is refused: ``BackingMismatch``);
-    the sessions must share a slot (they do when they share a dirty index). ``after`` reads a
-    session from that seq instead of its ``synced_seq`` (the record reported a gap)."""
+    the sessions must share a dirty index (and so, on a cluster, its slot), which a session found
+    gone leaves in the same step. ``after`` reads a session from that seq instead of its
+    ``synced_seq`` (the record reported a gap)."""
     after = after or {}
+    index = dirty_key(core.prefix, sids[0])
+    if any(dirty_key(core.prefix, sid) != index for sid in sids):
+        raise ValueError("sync_read: the sessions must share one dirty index")
 
     def one(sid: SessionId, reply: list[Any]) -> Read:
         try:
@@ -207,7 +211,7 @@ def sync_read(
     def parse(replies: list[Any]) -> list[Read]:
         return [one(sid, reply) for sid, reply in zip(sids, replies, strict=True)]
 
-    keys = tuple(key for sid in sids for key in session_keys(core.prefix, sid)[:2])
+    keys = (index, *(key for sid in sids for key in session_keys(core.prefix, sid)[:2]))
     args = (core.version, limit, record, *(str(after[sid]) if sid in after else "" for sid in sids))
     return Call("sync", sids[0] if len(sids) == 1 else None, "sync_read", keys, args, parse)
 

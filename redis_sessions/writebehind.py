@@ -157,9 +157,8 @@ class SyncWorker:
             reads = self.store._run(sync_read(core, self.record, todo, self.batch, after))
             ready: dict[SessionId, Unsynced] = {}
             for sid, read in zip(todo, reads, strict=True):
-                if read is None:  # deleted (its delete removes the record's copy) or never durable
-                    self._forget(sid)
-                    reached[sid] = 0
+                if read is None:  # deleted (its delete removes the record's copy) or evicted clean:
+                    reached[sid] = 0  # sync_read took it off the dirty index in the same step
                 elif isinstance(read, SessionError):
                     self._failed(sid, read)
                 else:
@@ -333,10 +332,6 @@ class SyncWorker:
     def _listed(self, sid: SessionId) -> bool:
         key = dirty_key(self.store._core.prefix, sid)
         return self.store._run(Call("sync", sid, None, (key,), ("ZSCORE", key, str(sid)), bool))
-
-    def _forget(self, sid: SessionId) -> None:
-        key = dirty_key(self.store._core.prefix, sid)
-        self.store._run(Call("sync", sid, None, (key,), ("ZREM", key, str(sid)), int))
 
 
 def _pairs(entries: Any) -> Iterator[tuple[Any, Any]]:
