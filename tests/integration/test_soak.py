@@ -18,7 +18,7 @@ anomalies.
 The short form (``slow``, ``real``) loads for ``SHORT_SECONDS``; ``SOAK_SECONDS=600`` enables the
 long form (marker ``soak``): ``SOAK_SECONDS=600 .venv/bin/pytest -m soak -s tests/integration/test_soak.py``.
 ``SOAK_SEED`` replays a seed: the same faults and operations in the same order (timing still varies).
-The tiered (durable) mode is not soaked here; its faults have their own tests (test_durability*.py).
+The tiered (durable) mode has a soak of its own: ``test_soak_tiered.py``.
 """
 
 from __future__ import annotations
