@@ -96,7 +96,7 @@ def pop(core: StoreCore, session: object) -> Call[AgentMessage | None]:
         (message,) = core.codec_named(sid, codec).decode(sid, [payload], int(position))
         return message
 
-    return Call("pop", sid, "pop", script_keys(core.prefix, sid), (core.version, token), parse)
+    return Call("pop", sid, "pop", script_keys(core.prefix, sid, core.cluster), (core.version, token), parse)
 
 
 def put(core: StoreCore, session: object, state: SessionState, replace: bool) -> Call[None]:
