@@ -57,7 +57,7 @@ import redis
 
 from redis_sessions import SessionNotFound, SessionStore
 from redis_sessions.embedded import RedisServer
-from redis_sessions.keys import dirty_key, dirty_key_pattern, record_key, session_keys
+from redis_sessions.keys import dirty_key, dirty_keys, record_key, session_keys
 from redis_sessions.persistence import SQLiteAdapter
 from tests.integration.durable_support import require_redis_server
 from tests.integration.faults import LossyProxy
@@ -272,11 +272,11 @@ def compare(url: str, prefix: str, record: Path, sessions: tuple[uuid.UUID, ...]
                 checked.anomaly(f"session {n}: the record is at seq {state.seq}, Redis at {seq}")
             if synced != seq:
                 checked.anomaly(f"session {n}: synced_seq {synced} after the flush, seq {seq}")
-            if raw.zscore(dirty_key(prefix, sid), str(sid)) is not None:
+            if raw.zscore(dirty_key(prefix, sid, False), str(sid)) is not None:
                 checked.anomaly(f"session {n}: still dirty after the flush")
             if bound_to != rec.record_id:
                 checked.anomaly(f"session {n}: bound to record {bound_to}, not {rec.record_id}")
-        left = sum(raw.zcard(key) for key in raw.scan_iter(match=dirty_key_pattern(prefix)))
+        left = sum(raw.zcard(key) for key in dirty_keys(prefix, False))
         if left:
             checked.anomaly(f"{left} entries left in the dirty indexes after the flush")
     return checked
@@ -472,6 +472,7 @@ def soak_tiered(tmp_path: Path, seconds: float, processes: list[Any]) -> None:
         for process in processes:
             process.join(30)
         stray = {name: json.loads(out.read_text()) for name, (_, out) in strays.items()}
+        stop_seconds = time.monotonic() - loaded - load_seconds
 
         flush_began = time.monotonic()
         with (
@@ -484,6 +485,7 @@ def soak_tiered(tmp_path: Path, seconds: float, processes: list[Any]) -> None:
         flush_seconds = time.monotonic() - flush_began
         checked = compare(server.url, prefix, record, sessions)
         read_back(server.url, prefix, record, sessions, checked)
+        audit_seconds = time.monotonic() - flush_began
     finally:
         stray_stop.set()
         for slot in slots:
@@ -538,7 +540,8 @@ def soak_tiered(tmp_path: Path, seconds: float, processes: list[Any]) -> None:
         f"tiered soak: {WRITERS} writers ({fronts['sync']} sync, {fronts['async']} async; {len(PROXIED)}"
         f" through the lossy proxy) x {SESSIONS} sessions, {DELIVERY_WORKERS} delivery worker processes,"
         f" {COMMANDS} sync command(s), a stray opener and a stray worker on another record;"
-        f" {load_seconds:.1f} s of load, {time.monotonic() - began:.1f} s in all"
+        f" started in {loaded - began:.1f} s, {load_seconds:.1f} s of load, stopped in {stop_seconds:.1f} s,"
+        f" flushed and audited in {audit_seconds:.1f} s; {time.monotonic() - began:.1f} s in all"
     )
     print(f"operations: {line(ops)}; {sum(ops.values())} in all ({sum(ops.values()) / load_seconds:.0f}/s)")
     print(f"calls (resends included): {line(calls)}; raised: {line(raised)}")
