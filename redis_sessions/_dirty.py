@@ -130,7 +130,7 @@ def fields(io: SyncTransport, sids: Iterable[SessionId], *names: str) -> dict[Se
     connection reset must not fail a flush at once, as a plain ``StoreError``)."""
     order = list(sids)
     try:
-        with io.store.client.pipeline(transaction=False) as pipe:
+        with io.client.pipeline(transaction=False) as pipe:
             for sid in order:
                 pipe.hmget(session_keys(io.core.prefix, sid).meta, list(names))
             replies = pipe.execute()

@@ -33,20 +33,22 @@ class SyncTransport:
     """The calls of one synchronous store, for the write-behind worker."""
 
     def __init__(self, store: SessionStore) -> None:
-        self.store = store
+        self.store = store  # only to close it: every call goes through its transport
+        self.transport = store.transport
+        self.client = store.transport.client
         self.core: StoreCore = store.transport.core
         self.cluster = store.transport.cluster
 
     def run(self, call: Call[T]) -> T:
-        """One call, through the store's retries and recovery."""
-        return self.store._run(call)
+        """One call, through the store's transport (its retries)."""
+        return self.transport.run(call)
 
     def run_all(self, calls: Sequence[Call[T]]) -> list[T]:
         """Many script calls in one round trip; each parsed as ``run`` would."""
         if len(calls) < 2:
             return [self.run(call) for call in calls]
         try:
-            with self.store.client.pipeline(transaction=False) as pipe:
+            with self.client.pipeline(transaction=False) as pipe:
                 for call in calls:
                     assert call.script is not None
                     pipe.execute_command("EVALSHA", SHAS[call.script], len(call.keys), *call.keys, *call.args)  # type: ignore[no-untyped-call, unused-ignore]
@@ -67,7 +69,7 @@ class SyncTransport:
         assert isinstance(call, Script)
         script = call.script
         args = (len(call.keys), *call.keys, *call.args)
-        client = self.store.client
+        client = self.client
 
         def send() -> Any:
             try:
@@ -79,7 +81,7 @@ class SyncTransport:
             try:
                 reply = send()
             except TRANSIENT as exc:
-                reply = self.store.transport.retried(call.op, None, exc, send)
+                reply = self.transport.retried(call.op, None, exc, send)
         except (redis.exceptions.RedisError, redis.exceptions.RedisClusterException) as exc:
             raise StoreError(call.op, None, f"{type(exc).__name__}: {exc}") from exc
         return parse(reply)
@@ -88,8 +90,8 @@ class SyncTransport:
         """``slots`` by the primary that owns them (all under ``None`` on one server)."""
         if not self.cluster:
             return {None: list(slots)}
-        self.store.transport.slot_map()
-        cache = self.store.client.nodes_manager.slots_cache  # type: ignore[union-attr]
+        self.transport.slot_map()
+        cache = self.client.nodes_manager.slots_cache  # type: ignore[union-attr]
         owners: dict[Any, list[int]] = defaultdict(list)
         for slot in slots:
             owners[cache[slot][0]].append(slot)

@@ -12,9 +12,9 @@ from pathlib import Path
 PACKAGE = Path(__file__).resolve().parents[2] / "redis_sessions"
 # A namedtuple's own API starts with an underscore so as not to clash with field names.
 NAMEDTUPLE_API = {"_replace", "_asdict", "_fields", "_make", "_field_defaults"}
-# The write-behind worker, the bulk migration and rebind still drive a store through its privates:
-# issue 14's item 3, with the durable tier's rewrite (issue 13), moves them onto ``store.transport``.
-REACHING_IN = {"writebehind.py", "migrate.py", "rebind.py", "_sync_io.py"}
+# Modules still allowed to reach into another's private attributes: none. (The write-behind worker,
+# the bulk migration and rebind drive a store through ``store.transport`` since issue 14's item 3.)
+REACHING_IN: set[str] = set()
 CYCLES_PENDING = {("writebehind", "store")}  # the worker opens its own SessionStore (same item)
 
 
