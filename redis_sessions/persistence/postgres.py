@@ -34,7 +34,7 @@ from datetime import UTC, datetime
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Final, Self
 
-from ..errors import BackingMismatch, RecordMismatch
+from ..errors import BackingMismatch, InvalidArgument, RecordMismatch
 from ..keys import session_id as check_id
 from ..models import AgentMessage, SessionId, SessionState
 from ._delivery import Delivered, Delivery, header_state, last_seq, new_record_id, plan
@@ -161,7 +161,9 @@ class PostgresAdapter:
     ) -> None:
         driver, pools = _driver()
         if not isinstance(schema, str) or not _IDENTIFIER.match(schema):
-            raise ValueError(f"schema must be 1-63 characters of [A-Za-z0-9_], not a digit first: {schema!r}")
+            raise InvalidArgument(
+                f"schema must be 1-63 characters of [A-Za-z0-9_], not a digit first: {schema!r}"
+            )
         self.schema = schema
         self._errors: tuple[type[BaseException], ...] = (driver.Error,)
         name = driver.sql.Identifier(schema)

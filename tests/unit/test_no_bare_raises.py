@@ -31,11 +31,6 @@ BUILTIN_ERRORS = {
 ALLOWED = {
     ("cli/demo.py", "RuntimeError"): "the demo's own self-check failing, not a caller's mistake",
     ("embedded.py", "RuntimeError"): "the bundled redis-server did not start: an environment fault",
-    ("persistence/__init__.py", "ValueError"): "durable tier, rewritten in issue 13: its own pass",
-    ("persistence/postgres.py", "ValueError"): "durable tier, rewritten in issue 13: its own pass",
-    ("persistence/sqlite.py", "ValueError"): "durable tier, rewritten in issue 13: its own pass",
-    ("persistence/sqlite.py", "RuntimeError"): "durable tier, rewritten in issue 13: its own pass",
-    ("persistence/_rows.py", "TypeError"): "durable tier, rewritten in issue 13: its own pass",
 }
 
 
