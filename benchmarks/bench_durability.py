@@ -55,6 +55,7 @@ from dataclasses import asdict, dataclass
 from multiprocessing.connection import wait
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import msgspec
 import redis
@@ -109,6 +110,7 @@ class Backings:
         self.tmp = tempfile.TemporaryDirectory(prefix="rs-durability-")
         self.schema = f"rsbench_{uuid.uuid4().hex[:8]}"
         self.adapters: list[PersistenceAdapter] = []
+        self.databases: list[str] = []  # PostgreSQL databases made for worker processes
 
     @property
     def kinds(self) -> list[str]:
@@ -128,10 +130,31 @@ class Backings:
         return Path(self.tmp.name) / f"{name}.db"
 
     def url(self, kind: str, name: str) -> str:
-        """What ``redis-sessions sync --backing`` takes (SQLite only: it cannot name a schema)."""
+        """What ``redis-sessions sync --backing`` takes: it cannot name a schema, so for PostgreSQL
+        a throw-away database of its own (``process_adapter`` opens the same)."""
         if kind != "SQLite":
-            raise ValueError("redis-sessions sync writes PostgreSQL's default schema, not the run's own")
+            return self._database(name)
         return f"sqlite://{self.path(name)}"
+
+    def process_adapter(self, kind: str, name: str) -> PersistenceAdapter:
+        """The adapter of what ``url`` names (PostgreSQL: the default schema of its own database)."""
+        if kind == "SQLite":
+            return self.make(kind, name)
+        adapter = PostgresAdapter(self._database(name))
+        self.adapters.append(adapter)
+        return adapter
+
+    def _database(self, name: str) -> str:
+        import psycopg
+        import psycopg.sql
+
+        assert self.cfg.postgres is not None
+        db = f"{self.schema}_{name.replace('-', '_')}".lower()[:60]
+        if db not in self.databases:
+            with psycopg.connect(self.cfg.postgres, autocommit=True) as conn:
+                conn.execute(psycopg.sql.SQL("CREATE DATABASE {}").format(psycopg.sql.Identifier(db)))
+            self.databases.append(db)
+        return urlunsplit(urlsplit(self.cfg.postgres)._replace(path=f"/{db}"))
 
     def close(self) -> None:
         for adapter in self.adapters:
@@ -146,6 +169,12 @@ class Backings:
                         psycopg.sql.Identifier(self.schema)
                     )
                 )
+                for db in self.databases:
+                    conn.execute(
+                        psycopg.sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
+                            psycopg.sql.Identifier(db)
+                        )
+                    )
         self.tmp.cleanup()
 
 
@@ -360,6 +389,27 @@ def _wait_for_shares(raw: redis.Redis, prefix: str, workers: int, timeout: float
     raise TimeoutError(f"{workers} sync workers did not share the slot groups within {timeout:.0f} s")
 
 
+def _delivery_lag(samples: Sequence[dict[str, float]]) -> list[float]:
+    """How long ago the messages being delivered were appended, at each sample: the time shift
+    between the curves of messages appended and messages delivered (``t - A⁻¹(D(t))``, A and D
+    interpolated between samples; messages in the order they were appended, which is how the
+    writers go round the sessions). Unlike ``SyncWorker.lag().seconds`` it does not depend on
+    when a session last left its dirty index."""
+    out, j = [], 0
+    points = [(s["t"], s["appended"]) for s in samples]
+    for s in samples:
+        target = s["delivered"]
+        while j < len(points) and points[j][1] < target:
+            j += 1
+        if j == 0 or j == len(points):
+            out.append(0.0 if j == 0 else s["t"] - points[-1][0])
+            continue
+        (t0, a0), (t1, a1) = points[j - 1], points[j]
+        at = t0 + (t1 - t0) * (target - a0) / max(1, a1 - a0)
+        out.append(max(0.0, s["t"] - at))
+    return out
+
+
 def _trend(samples: Sequence[dict[str, float]]) -> dict[str, float]:
     """Whether the backlog stays bounded: the median lag (messages, seconds) of the load's second
     quarter against its last quarter (a backlog that grows without bound grows between them)."""
@@ -391,8 +441,10 @@ def lag_run(
     sessions, delivered by one worker of ``mode`` (``workers`` processes for ``cli``)."""
     writers = writers or cfg.writers
     seconds = seconds or cfg.seconds
+    # SyncWorker.lag() reads every dirty session: at 10,000 of them, sample less often
+    every = max(SAMPLE_EVERY, sessions / 10_000)
     name = f"lag-{mode}{workers if mode == 'cli' else ''}-{kind}-{sessions}-{uuid.uuid4().hex[:4]}"
-    adapter = backings.make(kind, name)
+    adapter = backings.process_adapter(kind, name) if mode == "cli" else backings.make(kind, name)
     raw = redis.Redis.from_url(url)
     thread_worker: SessionStore | None = None
     clis: list[subprocess.Popen[bytes]] = []
@@ -442,8 +494,8 @@ def lag_run(
     t0 = time.perf_counter()
     results: dict[int, dict[str, Any]] = {}
     next_at = t0
-    while True:  # sample every SAMPLE_EVERY s (at once when a sample ran late) until all writers report
-        next_at = max(next_at + SAMPLE_EVERY, time.perf_counter())
+    while True:  # sample every ``every`` s (at once when a sample ran late) until all writers report
+        next_at = max(next_at + every, time.perf_counter())
         while len(results) < writers:
             timeout = next_at - time.perf_counter()
             for ready in wait([p for w, p in enumerate(pipes) if w not in results], max(0.0, timeout)):
@@ -546,6 +598,8 @@ def lag_run(
         "writer_cpu_us_per_op": writer_sample.cpu_us_per_op,
         "lag_messages": _percentiles([s["lag_messages"] for s in during]),
         "lag_seconds": _percentiles([s["lag_seconds"] for s in during]),
+        "delivery_lag": _percentiles(_delivery_lag(during)),
+        "sample_every": every,
         "lag_sessions": _percentiles([s["lag_sessions"] for s in during]),
         "lag_call_ms": _percentiles([s["lag_call_ms"] for s in during]),
         "delivery_rate": (delivered - delivered0) / (t_stop - t0),
@@ -813,7 +867,8 @@ def _run_writers(url: str, prefix: str, sids: list[str], writers: int, seconds: 
 def sustained(url: str, prefix: str, cfg: Config, backings: Backings) -> list[dict[str, Any]]:
     """Part 5: ``--fleet-writers`` processes append to ``--fleet-sessions`` sessions in turn (each
     once per round) for ``--fleet-seconds``: plain first, then durable on each backing store, a
-    tiered store's worker thread delivering; the delivery rate against the plain rate of this run."""
+    ``redis-sessions sync`` process delivering (a thread in this process would share its GIL with
+    the sampling, which reads every session); the delivery rate against the plain rate of this run."""
     n, writers, seconds = cfg.fleet_sessions, cfg.fleet_writers, cfg.fleet_seconds
     print(f"5. sustained fleet: plain, {writers} writers x {seconds:g} s, {n} sessions ...", file=sys.stderr)
     plain = plain_run(url, f"{prefix}-sp", n, writers, seconds)
@@ -824,7 +879,7 @@ def sustained(url: str, prefix: str, cfg: Config, backings: Backings) -> list[di
             file=sys.stderr,
         )
         r = lag_run(
-            url, f"{prefix}-s{kind[0]}", cfg, backings, kind, "thread", n, writers=writers, seconds=seconds
+            url, f"{prefix}-s{kind[0]}", cfg, backings, kind, "cli", n, writers=writers, seconds=seconds
         )
         r["plain_rate"] = plain["append_rate"]
         r["plain"] = plain
@@ -872,8 +927,8 @@ def worker_scaling(url: str, prefix: str, cfg: Config, backings: Backings) -> li
                 "rounds": len(got),
                 "append_rate": med(lambda g: g["append_rate"]),
                 "delivery_rate": med(lambda g: g["delivery_rate"]),
-                "lag_p50_s": med(lambda g: g["lag_seconds"]["p50"]),
-                "lag_p99_s": med(lambda g: g["lag_seconds"]["p99"]),
+                "lag_p50_s": med(lambda g: g["delivery_lag"]["p50"]),
+                "lag_p99_s": med(lambda g: g["delivery_lag"]["p99"]),
                 "backlog_at_stop": med(lambda g: g["backlog_at_stop"]),
                 "drain_s": med(lambda g: g["drain_s"] or 0.0),
                 "drain_rate": med(lambda g: g["drain_rate"] or 0.0),
@@ -1056,7 +1111,12 @@ def _report_fleet(results: dict[str, Any]) -> list[str]:
                 ),
             ],
         )
-        out += [_table(title, ["", *(f"{r['backing']}, worker thread" for r in runs)], rows), ""]
+        out += [_table(title, ["", *(f"{r['backing']}, redis-sessions sync" for r in runs)], rows)]
+        out += [
+            "   lag, seconds: SyncWorker.lag(), the age of the oldest dirty-index entry; delivery lag: the",
+            "   time shift between the appended and delivered curves (how old what is being delivered is).",
+            "",
+        ]
     if results["workers"]:
         rows = [
             [
@@ -1077,7 +1137,8 @@ def _report_fleet(results: dict[str, Any]) -> list[str]:
             f"6. redis-sessions sync processes (SQLite) under the load of part 5 for "
             f"{results['config']['scale_seconds']:g} s; medians of {r0['rounds']} interleaved rounds"
         )
-        head = ["workers", "appends/s", "delivered/s", "lag p50 / p99 s", "backlog at stop", "drain s"]
+        head = ["workers", "appends/s", "delivered/s", "delivery lag p50 / p99 s", "backlog at stop"]
+        head += ["drain s"]
         head += ["drain msgs/s", "load + drain msgs/s", "all stored"]
         out += [_table(title, head, rows)]
         out += [
@@ -1126,6 +1187,7 @@ def _lag_rows(runs: list[dict[str, Any]]) -> list[list[str]]:
         row("delivery rate during load (msgs/s)", lambda r: f"{r['delivery_rate']:,.0f}"),
         row("lag, messages: p50 / p99 / max", pct("lag_messages", ",.0f")),
         row("lag, seconds: p50 / p99 / max", pct("lag_seconds", ".2f")),
+        row("delivery lag, seconds: p50 / p99 / max", pct("delivery_lag", ".2f")),
         row(
             "lag, sessions: p50 / max",
             lambda r: f"{r['lag_sessions']['p50']:,.0f} / {r['lag_sessions']['max']:,.0f}",
