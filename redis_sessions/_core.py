@@ -197,8 +197,13 @@ class StoreCore:
         metadata: Mapping[str, str] | None,
         sid: object,
     ) -> Call[SessionId]:
-        sid = uuid.uuid4() if sid is None else session_id(sid)
-        fields = self.header(sid, model, max_turns, system_message, metadata)
+        given, sid = sid is not None, uuid.uuid4() if sid is None else session_id(sid)
+        try:
+            fields = self.header(sid, model, max_turns, system_message, metadata)
+        except TypeError as exc:  # nothing was sent: name the call, not an id the caller never saw
+            if given:
+                raise
+            raise TypeError(str(exc).replace(f"session `{sid}`", "create()", 1)) from None
         if self.durable:
             fields += ["durable", 1, "record", self.record]
         keys = (*session_keys(self.prefix, sid), dirty_key(self.prefix, sid, self.cluster))
