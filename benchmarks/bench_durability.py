@@ -1,13 +1,17 @@
-"""Issue 7's figures: append throughput with and without a backing store, and sync lag under load.
+"""Issues 7 and 18's figures: appends with and without a backing store, sync lag, the fleet.
 
-    .venv/bin/python benchmarks/bench_durability.py                  # about a minute on 2 cores
-    .venv/bin/python benchmarks/bench_durability.py --quick          # smoke run, about 15 s
+    .venv/bin/python benchmarks/bench_durability.py                  # about 15 minutes on 2 cores
+    .venv/bin/python benchmarks/bench_durability.py --quick          # smoke run, about 2 minutes
     .venv/bin/python benchmarks/bench_durability.py --json durability.json --postgres postgresql://...
     .venv/bin/python benchmarks/bench_durability.py --skip-appends --profile /tmp/wb --sessions 100,1000
-    .venv/bin/python benchmarks/bench_durability.py --skip-appends --skip-lag --scan-keys 0,100000,1000000
+    .venv/bin/python benchmarks/bench_durability.py --skip-appends --skip-lag --fleet 0 \
+        --fleet-sessions 0 --scan-keys 1,1000000 --cluster                 # part 3 only
+    git worktree add /tmp/old <commit> && .venv/bin/python benchmarks/bench_durability.py \
+        --skip-appends --skip-lag --fleet-sessions 0 --before /tmp/old    # part 4, before/after
 
 Always a private redis-server (free loopback port, no persistence) and SQLite files in a temporary
-directory; ``--postgres DSN`` adds PostgreSQL (tables in a throw-away schema, dropped afterwards).
+directory; ``--postgres DSN`` adds PostgreSQL (tables in a throw-away schema, and for
+``redis-sessions sync``, which cannot name a schema, throw-away databases; all dropped afterwards).
 
 1. **Append throughput.** One process appends the suite's messages one by one to a new session,
    through a plain store (``SessionStore.from_url(url)``) and a tiered one
@@ -21,15 +25,30 @@ directory; ``--postgres DSN`` adds PostgreSQL (tables in a throw-away schema, dr
    ``--sessions`` durable sessions through plain stores (a session is durable because a store with a
    backing store created it), while one worker delivers: the tiered store's thread in this process
    (``thread``), ``redis-sessions sync`` as a subprocess (``cli``), or with ``--profile`` the same
-   passes as the thread's under cProfile (``profiled``). Every 0.25 s this process samples
-   ``SyncWorker.lag()`` and the sum of the sessions' ``seq`` and ``synced_seq`` (what was appended,
-   what the backing store holds). When the writers stop, the catch-up is timed: ``flush()``
-   (``thread``) or the lone worker draining the backlog, then ``flush()``. At the end every
+   passes as the thread's under cProfile (``profiled``). Every 0.25 s (every sessions/10,000 s when
+   there are more) this process samples ``SyncWorker.lag()`` and the sum of the sessions' ``seq``
+   and ``synced_seq`` (what was appended, what the backing store holds); the *delivery lag* is the
+   time shift between those two curves. When the writers stop, the catch-up is timed: ``flush()``
+   (``thread``) or the worker(s) draining the backlog, then ``flush()``. At the end every
    session's stored messages are compared with what the writers were acknowledged: count,
    duplicates, each writer's order.
-3. **An idle worker's pass against the keyspace** (``--scan-keys``, off by default): ``pending()``
-   SCANs every key in Redis for dirty indexes, so a pass costs in proportion to all keys, not to the
-   pending sessions. Its own redis-server, filled with ``DEBUG POPULATE``.
+3. **An idle worker's pass against the keyspace** (``--scan-keys``, off by default):
+   ``pending()`` and ``sync_once()`` with nothing pending, as Redis holds more keys (``DEBUG
+   POPULATE``, its own redis-server; ``--cluster``: also the tests' 3+3 cluster); the SCAN calls
+   the servers saw (none: the dirty indexes have known names).
+4. **Fleet flush** (``--fleet``, 5,000 sessions): one process appends one message to each of
+   ``--fleet`` durable sessions through a tiered store on SQLite whose worker runs throughout, then
+   ``flush()``; flush time against the writing time. Each round is a fresh process
+   (``--fleet-child``), so ``--before PATH`` runs the same with an older checkout of the library
+   in the same rounds (interleaved).
+5. **Sustained fleet** (``--fleet-sessions``, 10,000): ``--fleet-writers`` (2) processes append
+   to every session in turn for ``--fleet-seconds`` (60): plain sessions first (the plain append
+   rate of this run), then durable ones on SQLite and on PostgreSQL, a ``redis-sessions sync``
+   process delivering. Part 2's figures, plus delivered/s against the plain rate and the backlog
+   of the load's second quarter against its last (bounded or growing).
+6. **Worker processes** (``--scale-workers 1,2,3``): part 5's load for ``--scale-seconds`` (20)
+   with 1, 2 and 3 ``redis-sessions sync`` processes on SQLite, sharing the slot groups before the
+   writers start; interleaved rounds (``--scale-rounds``, 3), medians.
 """
 
 from __future__ import annotations
