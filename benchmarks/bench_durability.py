@@ -1,7 +1,7 @@
 """Issues 7 and 18's figures: appends with and without a backing store, sync lag, the fleet.
 
     .venv/bin/python benchmarks/bench_durability.py                  # about 15 minutes on 2 cores
-    .venv/bin/python benchmarks/bench_durability.py --quick          # smoke run, about 2 minutes
+    .venv/bin/python benchmarks/bench_durability.py --quick          # smoke run, about a minute
     .venv/bin/python benchmarks/bench_durability.py --json durability.json --postgres postgresql://...
     .venv/bin/python benchmarks/bench_durability.py --skip-appends --profile /tmp/wb --sessions 100,1000
     .venv/bin/python benchmarks/bench_durability.py --skip-appends --skip-lag --fleet 0 \
