@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import redis.exceptions
 
-from ._core import SCRIPTS, SHAS, Call, StoreCore
+from ._calls import Call, Script
+from ._core import SCRIPTS, SHAS, StoreCore
 from .errors import StoreError
 from .retry import TRANSIENT
 
@@ -33,8 +34,8 @@ class SyncTransport:
 
     def __init__(self, store: SessionStore) -> None:
         self.store = store
-        self.core: StoreCore = store._core
-        self.cluster = store._cluster
+        self.core: StoreCore = store.transport.core
+        self.cluster = store.transport.cluster
 
     def run(self, call: Call[T]) -> T:
         """One call, through the store's retries and recovery."""
@@ -62,8 +63,9 @@ class SyncTransport:
         fault is retried under the store's policy, then ``StoreUnavailable``, as for any call."""
         if node is None:
             return self.run(call)
+        parse = call.parse  # typed before the narrowing below (which forgets T)
+        assert isinstance(call, Script)
         script = call.script
-        assert script is not None
         args = (len(call.keys), *call.keys, *call.args)
         client = self.store.client
 
@@ -77,16 +79,16 @@ class SyncTransport:
             try:
                 reply = send()
             except TRANSIENT as exc:
-                reply = self.store._retried(call.op, None, exc, send)
+                reply = self.store.transport.retried(call.op, None, exc, send)
         except (redis.exceptions.RedisError, redis.exceptions.RedisClusterException) as exc:
             raise StoreError(call.op, None, f"{type(exc).__name__}: {exc}") from exc
-        return call.parse(reply)
+        return parse(reply)
 
     def nodes(self, slots: Iterable[int]) -> dict[Any, list[int]]:
         """``slots`` by the primary that owns them (all under ``None`` on one server)."""
         if not self.cluster:
             return {None: list(slots)}
-        self.store._slot_map()
+        self.store.transport.slot_map()
         cache = self.store.client.nodes_manager.slots_cache  # type: ignore[union-attr]
         owners: dict[Any, list[int]] = defaultdict(list)
         for slot in slots:

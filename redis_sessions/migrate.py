@@ -14,7 +14,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, NamedTuple
 
 from . import migrations
-from ._core import Call
+from ._calls import Command
 from .errors import SchemaVersionError, SessionError
 from .keys import session_keys
 from .models import SessionId
@@ -44,7 +44,7 @@ def upgrade_redis(store: SessionStore, step: Step | None = None) -> Migrated:
         seen += 1
         meta = session_keys(store._core.prefix, sid).meta
         try:
-            version = store._run(Call("migrate", sid, None, (meta,), ("HGET", meta, "schema_version"), _raw))
+            version = store._run(Command("migrate", sid, (meta,), ("HGET", meta, "schema_version"), _raw))
             if version not in (None, current):
                 store.load(sid)  # meets the older version: upgrades in place, or raises why not
                 upgraded += 1

@@ -22,7 +22,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, NamedTuple
 
-from ._core import Call
+from ._calls import Command
 from ._durable import rebind as rebind_call
 from .errors import BackingMismatch
 from .keys import record_key, session_keys
@@ -52,10 +52,10 @@ def rebind(
     ``BackingMismatch`` if the prefix is bound to a third record."""
     prefix = store._core.prefix
     key = record_key(prefix)
-    bound = store._run(Call("rebind", None, None, (key,), ("GET", key), _text))
+    bound = store._run(Command("rebind", None, (key,), ("GET", key), _text))
     if bound not in (None, old.record_id, new.record_id):
         raise BackingMismatch(f"prefix {prefix!r}", bound, f"{old.record_id} ({old!r})")
-    store._run(Call("rebind", None, None, (key,), ("SET", key, new.record_id), bool))
+    store._run(Command("rebind", None, (key,), ("SET", key, new.record_id), bool))
     copied = moved = passes = 0
     for sid in old.list_sessions():
         copied += _copy(old, new, sid)
@@ -90,7 +90,7 @@ def _move(store: SessionStore, old: PersistenceAdapter, new: PersistenceAdapter,
     """Rebind one session in Redis if it is a durable session of the old record; 1 if it moved."""
     meta = session_keys(store._core.prefix, sid).meta
     fields = ("HMGET", meta, "durable", "record")
-    durable, record = store._run(Call("rebind", sid, None, (meta,), fields, list))
+    durable, record = store._run(Command("rebind", sid, (meta,), fields, list))
     if durable != b"1" or (record is not None and record.decode() != old.record_id):
         return 0  # not durable, or bound to the new record already (a third one: the script says)
     for _ in range(100):

@@ -11,6 +11,7 @@
 -- without a delete (evicted or expired: the record's copy is all there is now); {11} deleted (this
 -- very incarnation); {3, epoch} another incarnation of the id (restored, or created again);
 -- {13, record id} bound to another record: nothing changed.
+-- Status (redis_sessions._protocol.Status): OK NOT_FOUND CONFLICT DELETED OTHER_RECORD
 local replies = {}
 for i = 1, #KEYS / 5 do
   local meta, list, ids, tomb, index = KEYS[5 * i - 4], KEYS[5 * i - 3], KEYS[5 * i - 2], KEYS[5 * i - 1],
