@@ -34,6 +34,12 @@ for i = 1, #KEYS / 5 do
       redis.call('HSET', meta, 'synced_seq', upto)
     end
     if upto < seq or h[6] ~= token then
+      if upto > (tonumber(h[5]) or 0) then
+        -- Written to since it was read: what is pending now was written after that read, not when
+        -- the session first became dirty, so the entry's age (lag().seconds) starts again here.
+        local t = redis.call('TIME')
+        redis.call('ZADD', index, 'XX', t[1] * 1000 + math.floor(t[2] / 1000), sid)
+      end
       reply = {0, 0}
     else
       redis.call('ZREM', index, sid)
