@@ -4,7 +4,10 @@
 have the same methods; messages are msgspec Structs; every error derives from ``SessionError``.
 """
 
+from ._aio_reply import AsyncReplyStream
 from ._live import Appended
+from ._partial import Aborted, Delta
+from ._reply import ReplyStream
 from .aio import AsyncLease, AsyncSessionStore
 from .errors import (
     BackingMismatch,
@@ -20,6 +23,8 @@ from .errors import (
     NotReplicated,
     PersistenceError,
     RecordMismatch,
+    ReplyClosed,
+    ReplyTooLarge,
     SchemaVersionError,
     SessionError,
     SessionExists,
@@ -49,15 +54,18 @@ __version__ = "0.1.0"
 
 __all__ = [
     "SCHEMA_VERSION",
+    "Aborted",
     "AgentMessage",
     "Appended",
     "AsyncLease",
+    "AsyncReplyStream",
     "AsyncSessionStore",
     "BackingMismatch",
     "CodecMismatch",
     "ConflictError",
     "ContentBlock",
     "CorruptSession",
+    "Delta",
     "Image",
     "InvalidMessage",
     "InvalidSessionId",
@@ -69,6 +77,9 @@ __all__ = [
     "NotReplicated",
     "PersistenceError",
     "RecordMismatch",
+    "ReplyClosed",
+    "ReplyStream",
+    "ReplyTooLarge",
     "RetryPolicy",
     "Role",
     "SchemaVersionError",

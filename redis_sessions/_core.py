@@ -85,6 +85,8 @@ SCRIPTS: Final[dict[str, str]] = {
         "rebind",
         "dirty",
         "sync_lease",
+        "stream_write",
+        "stream_abort",
     )
 }
 """Lua sources by name, read once from the package's ``scripts/*.lua`` files (with the shared
@@ -217,6 +219,7 @@ class StoreCore:
         record: str = "",
         token: int | None = None,
         after: int = -1,
+        message_id: str = "",
     ) -> None:
         """Turn a script's status reply into the typed error it stands for (``_protocol.ERRORS``)."""
         if reply[0] != OK:
@@ -231,6 +234,7 @@ class StoreCore:
                 expected=expected,
                 token=token,
                 after=after,
+                message_id=message_id,
             )
 
     @staticmethod

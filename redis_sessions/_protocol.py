@@ -21,6 +21,8 @@ from .errors import (
     LeaseHeld,
     LeaseLost,
     MessagesTrimmed,
+    ReplyClosed,
+    ReplyTooLarge,
     SchemaVersionError,
     SessionError,
     SessionExists,
@@ -50,6 +52,8 @@ class Status(IntEnum):
     DELETED = 11  # (sync_mark) this very incarnation was deleted
     DURABLE = 12  # (pop) not supported on a durable session
     OTHER_RECORD = 13  # {13, record id}: the session is bound to another backing record
+    REPLY_CLOSED = 14  # {14, 'finished' | 'aborted' | 'expired'}: a streamed reply takes no more writes
+    REPLY_FULL = 15  # {15, 'deltas' | 'bytes', limit}: a streamed reply would pass its bound
 
 
 OK: Final = Status.OK
@@ -69,6 +73,8 @@ class Refusal(NamedTuple):
     expected: int | None = None  # the caller's expected_seq
     token: int | None = None  # the caller's fencing token
     after: int = -1  # the seq a read asked for messages after
+    message_id: str = ""  # the streamed reply a call was about
+    extra: str = ""  # the reply's third item, if any
 
 
 def _version(r: Refusal) -> SessionError:
@@ -96,6 +102,8 @@ ERRORS: Final[Mapping[Status, Callable[[Refusal], SessionError]]] = {
         r.op, r.sid, "not supported on a durable session: its backing store keeps every message"
     ),
     Status.OTHER_RECORD: lambda r: BackingMismatch(f"prefix {r.prefix!r}", r.detail, r.record, r.sid),
+    Status.REPLY_CLOSED: lambda r: ReplyClosed(r.sid, r.message_id, r.detail),
+    Status.REPLY_FULL: lambda r: ReplyTooLarge(r.sid, r.message_id, r.detail, int(r.extra or 0)),
 }
 """The error each refusing status stands for. (``DELETED`` is an answer, not an error: the one
 script that returns it, ``sync_mark``, reports it to the write-behind worker.)"""
@@ -113,12 +121,19 @@ def error_for(
     expected: int | None = None,
     token: int | None = None,
     after: int = -1,
+    message_id: str = "",
 ) -> SessionError:
     """The typed error a refusing reply stands for (``CorruptSession`` for a status no table
     entry knows: a script and this module out of step)."""
-    raw = reply[1] if len(reply) > 1 else b""
-    detail = raw.decode("utf-8", "backslashreplace") if isinstance(raw, bytes) else str(raw)
+    detail, extra = (_text(reply[i]) if len(reply) > i else "" for i in (1, 2))
     make = ERRORS.get(reply[0])
     if make is None:
         return CorruptSession(sid, f"unexpected script status {list(reply)!r}")
-    return make(Refusal(sid, detail, schema, codec, op, prefix, record, expected, token, after))
+    refusal = Refusal(
+        sid, detail, schema, codec, op, prefix, record, expected, token, after, message_id, extra
+    )
+    return make(refusal)
+
+
+def _text(raw: Any) -> str:
+    return raw.decode("utf-8", "backslashreplace") if isinstance(raw, bytes) else str(raw)

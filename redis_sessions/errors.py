@@ -7,7 +7,8 @@
     │   ├── InvalidArgumentType (also TypeError)   an argument of the wrong type (or kind)
     │   │   └── InvalidMessage  (also TypeError)   not an AgentMessage, or fields of the wrong type
     │   ├── InvalidSessionId    (also ValueError)  the id is not a UUID; raised before any key is built
-    │   └── MessageTooLarge     (also ValueError)  an encoded message exceeds ``max_message_bytes``
+    │   ├── MessageTooLarge     (also ValueError)  an encoded message exceeds ``max_message_bytes``
+    │   └── ReplyTooLarge       (also ValueError)  a streamed reply would pass its bound of deltas or bytes
     ├── InvalidOperation        (also RuntimeError) the store is not set up for this call
     ├── SessionNotFound                            no session with that id
     ├── SessionExists                              ``create`` with an id that is taken
@@ -15,6 +16,7 @@
     ├── LeaseHeld                                  another owner holds the session's turn lease
     ├── LeaseLost                                  a fencing token that is not the live lease's
     ├── MessagesTrimmed                            a watcher's position was trimmed away
+    ├── ReplyClosed                                a write to a streamed reply that was finished or aborted
     ├── PersistenceError                           what is stored cannot be used as it is
     │   ├── SchemaVersionError                     stored by another schema version of this library
     │   ├── CodecMismatch                          stored with another codec than this store writes
@@ -54,6 +56,8 @@ __all__ = [
     "NotReplicated",
     "PersistenceError",
     "RecordMismatch",
+    "ReplyClosed",
+    "ReplyTooLarge",
     "SchemaVersionError",
     "SessionError",
     "SessionExists",
@@ -182,6 +186,31 @@ class LeaseLost(SessionError):
         )
         self.session_id = session_id
         self.token = token
+
+
+class ReplyTooLarge(InvalidArgument):
+    """A streamed reply would pass its bound (``max_deltas`` deltas or ``max_bytes`` bytes of text):
+    the delta was refused, every delta stored before it stays (and ``finish`` may still store them)."""
+
+    def __init__(self, session_id: uuid.UUID, message_id: str, what: str, limit: int) -> None:
+        super().__init__(  # the message names the session itself: no prefix
+            f"streamed reply {message_id!r} of session `{session_id}` would pass its bound of {limit} {what}"
+        )
+        self.session_id = session_id
+        self.message_id = message_id
+        self.what = what
+        self.limit = limit
+
+
+class ReplyClosed(SessionError):
+    """A write or ``finish`` to a streamed reply that is closed: finished, aborted, or given up as
+    dead by a reader (its lease expired, or it wrote nothing for its idle time)."""
+
+    def __init__(self, session_id: uuid.UUID, message_id: str, state: str) -> None:
+        super().__init__(f"session `{session_id}`: streamed reply {message_id!r} is {state}")
+        self.session_id = session_id
+        self.message_id = message_id
+        self.state = state
 
 
 class MessagesTrimmed(SessionError):

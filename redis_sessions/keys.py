@@ -10,6 +10,9 @@ slot and a Lua script may touch all of them::
     rs:{0b7c...}:lease      hash   owner, token of the turn lease (expires with the lease)
     rs:{0b7c...}:events     pub/sub channel: the seq of each append, "0" on delete
     rs:{0b7c...}:deleted    string the epoch of a deleted durable session, for a while (a tombstone)
+    rs:{0b7c...}:stream     stream the deltas of streamed replies, and the marks that close them
+    rs:{0b7c...}:replies    hash   <message id>:st / :n / :b / :t / :f / :i / :s per streamed reply
+    rs:{0b7c...}:deltas     pub/sub channel: wakes partial watchers after each write to the stream
 
 With a backing store, sessions whose newest messages have not reached it yet are listed in a
 *dirty index*. On Redis Cluster one sorted set per slot, ``rs:dirty:{<tag>}``, whose tag hashes to
@@ -46,6 +49,7 @@ __all__ = [
     "meta_key_pattern",
     "parse_meta_key",
     "record_key",
+    "reply_keys",
     "script_keys",
     "session_id",
     "session_keys",
@@ -106,6 +110,14 @@ def live_keys(prefix: str, sid: uuid.UUID) -> tuple[str, str]:
     """The session's lease hash and its events channel (a sharded pub/sub channel on Redis >= 7)."""
     base = f"{prefix}:{{{sid}}}:"
     return base + "lease", base + "events"
+
+
+@functools.lru_cache(maxsize=65536)
+def reply_keys(prefix: str, sid: uuid.UUID) -> tuple[str, str, str]:
+    """The session's stream of partial replies, its hash of their states, and the channel that
+    wakes partial watchers (the session's hash tag: one slot with the rest)."""
+    base = f"{prefix}:{{{sid}}}:"
+    return base + "stream", base + "replies", base + "deltas"
 
 
 _SLOTS = 16384

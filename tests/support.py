@@ -25,6 +25,7 @@ from redis_sessions import (
     AgentMessage,
     Appended,
     AsyncLease,
+    AsyncReplyStream,
     AsyncSessionStore,
     Session,
     SessionId,
@@ -196,6 +197,9 @@ class AsyncAdapter:
     def lease(self, session_id: Any, owner: str, ttl: float) -> LeaseAdapter:
         return LeaseAdapter(self.store.lease(session_id, owner, ttl), self)
 
+    def stream(self, session_id: Any, **kwargs: Any) -> ReplyAdapter:
+        return ReplyAdapter(self.store.stream(session_id, **kwargs), self)
+
     def close(self) -> None:
         self._run(self.store.aclose())
 
@@ -247,3 +251,31 @@ def expect_no_change(backend: Backend) -> Callable[[], None]:
         assert backend.dump() == before
 
     return check
+
+
+class ReplyAdapter:
+    """An ``AsyncReplyStream`` behind the synchronous ``ReplyStream`` interface."""
+
+    def __init__(self, reply: AsyncReplyStream, adapter: AsyncAdapter) -> None:
+        self.reply, self.adapter = reply, adapter
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.reply, name)
+
+    def write(self, text: str) -> int:
+        return self.adapter._run(self.reply.write(text))
+
+    def flush(self) -> None:
+        self.adapter._run(self.reply.flush())
+
+    def finish(self, message: AgentMessage | None = None) -> int:
+        return self.adapter._run(self.reply.finish(message))
+
+    def abort(self, reason: str = "") -> None:
+        self.adapter._run(self.reply.abort(reason))
+
+    def __enter__(self) -> ReplyAdapter:
+        return self
+
+    def __exit__(self, kind: Any, error: Any, tb: Any) -> None:
+        self.adapter._run(self.reply.__aexit__(kind, error, tb))

@@ -123,6 +123,8 @@ def test_scripts_are_read_from_lua_files_with_headers() -> None:
         "rebind",
         "dirty",
         "sync_lease",
+        "stream_write",
+        "stream_abort",
     }
     for source in SCRIPTS.values():
         assert "-- KEYS[1]" in source

@@ -43,6 +43,12 @@ PUBLIC = {
     "Thinking",
     "ToolResult",
     "ToolUse",
+    "Aborted",
+    "AsyncReplyStream",
+    "Delta",
+    "ReplyClosed",
+    "ReplyStream",
+    "ReplyTooLarge",
 }
 
 
