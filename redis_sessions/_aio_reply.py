@@ -6,6 +6,7 @@ This module is the source of ``_reply.py`` (``python tools/unasync.py``), like `
 from __future__ import annotations
 
 import contextlib
+import math
 import time
 from typing import TYPE_CHECKING, Self
 
@@ -53,7 +54,7 @@ class AsyncReplyStream:
         self._parts: list[str] = []  # every delta written
         self._stored = 0  # deltas stored in Redis
         self._bytes = 0
-        self._sent = 0.0  # when deltas were last sent (time.monotonic)
+        self._sent = -math.inf  # when deltas were last sent (time.monotonic): never yet
 
     async def write(self, text: str) -> int:
         """Add ``text`` to the reply; its index (0, 1, 2...). ``ReplyTooLarge`` past the reply's

@@ -7,6 +7,7 @@ regenerate. See the source's docstring.
 from __future__ import annotations
 
 import contextlib
+import math
 import time
 from typing import TYPE_CHECKING, Self
 
@@ -54,7 +55,7 @@ class ReplyStream:
         self._parts: list[str] = []  # every delta written
         self._stored = 0  # deltas stored in Redis
         self._bytes = 0
-        self._sent = 0.0  # when deltas were last sent (time.monotonic)
+        self._sent = -math.inf  # when deltas were last sent (time.monotonic): never yet
 
     def write(self, text: str) -> int:
         """Add ``text`` to the reply; its index (0, 1, 2...). ``ReplyTooLarge`` past the reply's
