@@ -291,7 +291,7 @@ class SessionStore(StoreBase):
         fence: int | None = None,
         message_id: str | None = None,
         role: Role = Role.ASSISTANT,
-        flush_interval: float = 0.005,
+        flush_interval: float = 0.002,
         flush_deltas: int = 64,
         max_deltas: int = MAX_DELTAS,
         max_bytes: int = MAX_REPLY_BYTES,
