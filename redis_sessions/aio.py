@@ -299,7 +299,7 @@ class AsyncSessionStore(AsyncStoreBase):
         max_bytes: int = MAX_REPLY_BYTES,
         idle: float = IDLE,
     ) -> AsyncReplyStream:
-        """A reply streamed into the session as it is made: ``async with`` it, ``write`` deltas,
+        """A reply streamed into the session as it is made: use it as a context manager, ``write`` deltas,
         and leaving the block stores the final message (``finish``) or, on an exception, aborts.
 
         Every watcher with ``partial=True``, in any process, follows the deltas as they come. With
