@@ -262,3 +262,23 @@ def test_a_watcher_skips_replies_closed_before_its_position(make_store: MakeStor
         ("appended", 3, "u3", None),
     ]
     assert shape(events(store, sid, after_seq=3)) == []
+
+
+def test_delete_takes_the_streamed_replies_with_it(make_store: MakeStore, backend: Backend) -> None:
+    store = make_store()
+    sid = store.create()
+    reply = store.stream(sid, message_id="r1")
+    reply.write("x")
+    reply.flush()
+    assert store.delete(sid)
+    assert not backend.raw.exists(*reply_keys(backend.prefix, sid)[:2])
+    assert events(store, sid) == []
+
+
+def test_a_reply_with_no_delta_finishes_as_an_empty_text(make_store: MakeStore) -> None:
+    store = make_store()
+    sid = store.create()
+    with store.stream(sid, message_id="r1"):
+        pass
+    assert store.messages(sid)[0].content == [Text("")]
+    assert shape(events(store, sid)) == [("appended", 1, "r1", 0)]
