@@ -9,11 +9,12 @@ from __future__ import annotations
 import contextlib
 import math
 import time
-from typing import TYPE_CHECKING, Self
+from typing import TYPE_CHECKING, Any, Self
 
 import msgspec
 
 from . import _partial as partial
+from ._deferred import later
 from .errors import InvalidArgumentType, ReplyClosed, ReplyTooLarge, SessionError
 from .models import AgentMessage, Role, SessionId, Text
 
@@ -30,8 +31,9 @@ class ReplyStream:
     ``with store.stream(sid, fence=lease.token) as reply: reply.write("Hel")``.
     ``write`` buffers: deltas go to Redis in one round trip when ``flush_deltas`` are waiting, or
     at the first ``write`` ``flush_interval`` seconds after the last send (and on ``flush``,
-    ``finish``, ``abort``), so a token does not cost a round trip. Leaving the block finishes the
-    reply, or aborts it when an exception leaves it.
+    ``finish``, ``abort``), so a token does not cost a round trip. On the asyncio store a delta
+    left waiting goes by itself ``flush_interval`` seconds on; on the sync one, with the next call.
+    Leaving the block finishes the reply, or aborts it when an exception leaves it.
     """
 
     def __init__(
@@ -56,6 +58,7 @@ class ReplyStream:
         self._stored = 0  # deltas stored in Redis
         self._bytes = 0
         self._sent = -math.inf  # when deltas were last sent (time.monotonic): never yet
+        self._timer: Any = None  # the flush scheduled for buffered deltas (asyncio only)
 
     def write(self, text: str) -> int:
         """Add ``text`` to the reply; its index (0, 1, 2...). ``ReplyTooLarge`` past the reply's
@@ -74,10 +77,15 @@ class ReplyStream:
             time.monotonic() - self._sent >= self.flush_interval
         ):
             self.flush()
+        elif self._timer is None:
+            self._timer = later(self.flush_interval, self._flush_later)
         return index
 
     def flush(self) -> None:
         """Send the deltas written and not yet sent, now."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
         if self._stored == len(self._parts):
             return
         texts = self._parts[self._stored :]
@@ -85,8 +93,13 @@ class ReplyStream:
         call = partial.write(
             self.transport.core, self.session_id, self.message_id, self.fence, self._stored, texts, limits
         )
-        self._stored = self.transport.run(call)
+        self._stored = max(self._stored, self.transport.run(call))  # sends may overlap
         self._sent = time.monotonic()
+
+    def _flush_later(self) -> None:
+        self._timer = None
+        with contextlib.suppress(SessionError):  # the next write, flush or finish meets it again
+            self.flush()
 
     def finish(self, message: AgentMessage | None = None) -> int:
         """Store the final message (by default one ``Text`` of every delta; given one, it gets

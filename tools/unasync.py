@@ -61,6 +61,7 @@ SUBSTITUTIONS = [
     (r"AsyncGenerator", "Generator"),
     (r"ASYNC_NO_CLIENT_RETRY", "NO_CLIENT_RETRY"),
     (r"async_retrying", "retrying"),
+    (r"async_later", "later"),
     (r"async (def|for|with) ", r"\1 "),
     (r"await asyncio\.to_thread\(([\w.]+), ", r"\1("),
     (r"await asyncio\.to_thread\(([\w.]+)\)", r"\1()"),

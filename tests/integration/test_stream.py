@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import threading
 from typing import Any
@@ -12,6 +13,7 @@ from redis_sessions import (
     Aborted,
     AgentMessage,
     Appended,
+    AsyncSessionStore,
     Delta,
     LeaseLost,
     ReplyClosed,
@@ -282,3 +284,22 @@ def test_a_reply_with_no_delta_finishes_as_an_empty_text(make_store: MakeStore) 
         pass
     assert store.messages(sid)[0].content == [Text("")]
     assert shape(events(store, sid)) == [("appended", 1, "r1", 0)]
+
+
+async def test_on_the_asyncio_store_a_buffered_delta_goes_by_itself(backend: Backend) -> None:
+    client = backend.async_client()
+    store = AsyncSessionStore(client, prefix=backend.prefix)
+    sid = await store.create()
+    stream_key = reply_keys(backend.prefix, sid)[0]
+    reply = store.stream(sid, message_id="r1", flush_interval=0.05)
+    await reply.write("a")  # the first goes at once
+    await reply.write("b")  # within flush_interval of it: waits
+    assert backend.raw.xlen(stream_key) == 1
+    await asyncio.sleep(0.5)
+    assert backend.raw.xlen(stream_key) == 2, "sent without another call"
+    await reply.write("c")
+    assert await reply.finish() == 1
+    await asyncio.sleep(0.1)  # a flush scheduled for "c" was called off by finish
+    assert backend.raw.xlen(stream_key) == 4  # three deltas and the entry that closed the reply
+    assert (await store.messages(sid))[0].content == [Text("abc")]
+    await client.aclose()
