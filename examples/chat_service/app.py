@@ -4,11 +4,16 @@ No state lives in a worker: every request reads and writes the conversation in R
 ``AsyncSessionStore``, so consecutive requests of one conversation may land on different workers.
 ``/events`` streams a conversation live (server-sent events over ``store.watch``), whichever worker
 wrote the messages; ``/reply`` answers a user turn under the session's lease, so two workers racing on
-the same turn store exactly one reply (the other gets 409).
+the same turn store exactly one reply (the other gets 409). With ``{"stream": true}`` the reply is
+streamed token by token (``store.stream``, fenced by the lease) and ``/live`` follows it from any
+worker (``watch(partial=True)``): SSE events ``delta``, ``aborted`` and ``message``, each with the
+library's ``event_id`` as its SSE id, so a client that reconnects with ``Last-Event-ID`` (to any
+worker) continues right after the last event it got.
 
 Configuration comes from the environment: ``REDIS_URL`` (required), ``WORKER_ID`` (default
 ``<host>-<pid>``, sent back in an ``X-Worker`` header on every response), ``CHAT_PREFIX`` (key
-prefix, default ``chat``), ``FAKE_MODEL_DELAY`` (seconds the fake model "thinks", default 0).
+prefix, default ``chat``), ``FAKE_MODEL_DELAY`` (seconds the fake model "thinks", default 0),
+``FAKE_TOKEN_DELAY`` (seconds between the tokens of a streamed reply, default 0.01).
 Run with ``uvicorn --app-dir examples/chat_service app:app``.
 """
 
@@ -17,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import socket
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
@@ -30,9 +36,11 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from redis_sessions import (
+    Aborted,
     AgentMessage,
     AsyncSessionStore,
     ConflictError,
+    Delta,
     InvalidSessionId,
     LeaseHeld,
     LeaseLost,
@@ -121,7 +129,8 @@ async def reply(request: Request) -> Response:
     after the first one released it cannot answer the same turn again.
     """
     sid = request.path_params["sid"]
-    wanted = (await body(request)).get("seq")
+    given = await body(request)
+    wanted = given.get("seq")
     if wanted is not None and (not isinstance(wanted, int) or isinstance(wanted, bool)):
         raise HTTPException(400, '"seq" must be an integer')
     async with store(request).lease(sid, owner=WORKER_ID, ttl=LEASE_TTL) as lease:
@@ -137,7 +146,15 @@ async def reply(request: Request) -> Response:
         if delay:
             await asyncio.sleep(delay)
         answer = AgentMessage.assistant(fake_model(session.messages))
-        seq = await lease.append(answer, expected_seq=turn)
+        if given.get("stream") is True:  # token by token; a stale worker's writes are refused
+            async with store(request).stream(sid, fence=lease.token, message_id=answer.id) as streamed:
+                for piece in re.findall(r"\S+\s*", answer.text):
+                    await streamed.write(piece)
+                    await asyncio.sleep(float(os.environ.get("FAKE_TOKEN_DELAY", "0.01")))
+            assert streamed.seq is not None
+            seq = streamed.seq
+        else:
+            seq = await lease.append(answer, expected_seq=turn)
         token = lease.token  # the fencing token the reply was written under
     return JSONResponse({"seq": seq, "text": answer.text, "token": token}, status_code=201)
 
@@ -161,6 +178,42 @@ async def events(request: Request) -> Response:
                 yield f"id: {seq}\ndata: {json.dumps(as_json(seq, item.message))}\n\n"
             if not await store(request).exists(sid):
                 return  # deleted (the watch ended for that): end the stream
+            yield ": keepalive\n\n"
+
+    headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+    return StreamingResponse(stream(), media_type="text/event-stream", headers=headers)
+
+
+async def live(request: Request) -> Response:
+    """Server-sent events with streamed replies: ``delta``, ``aborted`` and ``message`` events after
+    ``?after=N``, or right after the event whose id a reconnecting client sends as ``Last-Event-ID``."""
+    sid = request.path_params["sid"]
+    resume = request.headers.get("last-event-id")
+    try:
+        after = int(request.query_params.get("after", "0"))
+    except ValueError:
+        raise HTTPException(400, '"after" must be an integer') from None
+    if not await store(request).exists(sid):
+        raise SessionNotFound(uuid.UUID(sid))
+
+    async def stream() -> AsyncIterator[str]:
+        last = resume
+        while True:
+            start = {"resume": last} if last else {"after_seq": after}
+            async for event in store(request).watch(sid, partial=True, timeout=KEEPALIVE, **start):
+                last = event.event_id
+                if isinstance(event, Delta):
+                    kind, data = (
+                        "delta",
+                        {"message_id": event.message_id, "index": event.index, "text": event.text},
+                    )
+                elif isinstance(event, Aborted):
+                    kind, data = "aborted", {"message_id": event.message_id, "reason": event.reason}
+                else:
+                    kind, data = "message", {**as_json(event.seq, event.message), "deltas": event.deltas}
+                yield f"id: {last}\nevent: {kind}\ndata: {json.dumps(data)}\n\n"
+            if not await store(request).exists(sid):
+                return
             yield ": keepalive\n\n"
 
     headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
@@ -213,6 +266,7 @@ app = Starlette(
         Route("/sessions/{sid}/messages", post_message, methods=["POST"]),
         Route("/sessions/{sid}/reply", reply, methods=["POST"]),
         Route("/sessions/{sid}/events", events),
+        Route("/sessions/{sid}/live", live),
     ],
     exception_handlers={SessionError: session_error, HTTPException: http_error},
     lifespan=lifespan,

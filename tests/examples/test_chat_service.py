@@ -314,3 +314,94 @@ async def test_typed_errors_map_to_http_codes(service: Service) -> None:
         stale = await lb.post(f"/sessions/{sid}/reply", json={"seq": 1})  # answered already
         assert stale.status_code == 409
         assert stale.json()["error"] == "ConflictError"
+
+
+# -- streamed replies (issue 19) ------------------------------------------------------------------
+
+
+async def read_sse(stream: Any, out: asyncio.Queue[dict[str, str]]) -> None:
+    """Put each server-sent event of ``stream`` on ``out`` as {field: value} (comments skipped)."""
+    event: dict[str, str] = {}
+    async for line in stream.aiter_lines():
+        if not line:
+            if event:
+                await out.put(event)
+            event = {}
+        elif not line.startswith(":"):
+            field, _, value = line.partition(": ")
+            event[field] = value
+
+
+async def until_message(out: asyncio.Queue[dict[str, str]], limit: int = 10_000) -> list[dict[str, str]]:
+    got: list[dict[str, str]] = []
+    while len(got) < limit and (not got or got[-1]["event"] != "message"):
+        got.append(await asyncio.wait_for(out.get(), timeout=10))
+    return got
+
+
+def check_reply(events: list[dict[str, str]], words: int) -> None:
+    """Every delta once, in order, then the final message made of them."""
+    deltas = [json.loads(e["data"]) for e in events if e["event"] == "delta"]
+    final = json.loads(events[-1]["data"])
+    assert [e["event"] for e in events] == ["delta"] * (words + 1) + ["message"]
+    assert [d["index"] for d in deltas] == list(range(words + 1))
+    assert final["deltas"] == words + 1
+    assert "".join(d["text"] for d in deltas) == final["text"]
+    assert len({e["id"] for e in events}) == len(events)
+
+
+async def start_conversation(lb: httpx.AsyncClient, words: int) -> str:
+    sid: str = (await lb.post("/sessions")).json()["id"]
+    text = " ".join(f"w{i}" for i in range(words))
+    assert (await lb.post(f"/sessions/{sid}/messages", json={"text": text})).status_code == 201
+    return sid
+
+
+async def test_a_streamed_reply_reaches_a_client_on_the_other_worker_once(service: Service) -> None:
+    words = 40
+    async with httpx.AsyncClient(base_url=service.lb, timeout=10) as lb:
+        sid = await start_conversation(lb, words)
+        out: asyncio.Queue[dict[str, str]] = asyncio.Queue()
+        async with lb.stream("GET", f"/sessions/{sid}/live", params={"after": 1}) as stream:
+            assert stream.status_code == 200
+            watcher = stream.headers["x-worker"]
+            writer = next(w for w in WORKERS if w != watcher)
+            reader = asyncio.create_task(read_sse(stream, out))
+            try:
+                async with httpx.AsyncClient(base_url=service.workers[writer], timeout=10) as direct:
+                    answered = await direct.post(f"/sessions/{sid}/reply", json={"stream": True})
+                    assert answered.status_code == 201, answered.text
+                events = await until_message(out)
+            finally:
+                reader.cancel()
+    check_reply(events, words)
+
+
+async def test_a_client_reconnecting_with_last_event_id_to_either_worker_misses_nothing(
+    service: Service,
+) -> None:
+    words = 40
+    async with httpx.AsyncClient(base_url=service.lb, timeout=10) as lb:
+        sid = await start_conversation(lb, words)
+        replying = asyncio.create_task(lb.post(f"/sessions/{sid}/reply", json={"stream": True}))
+        events: list[dict[str, str]] = []
+        try:
+            for hop, worker in enumerate([*WORKERS, *WORKERS]):  # each reconnect goes to the next worker
+                headers = {"Last-Event-ID": events[-1]["id"]} if events else {}
+                out: asyncio.Queue[dict[str, str]] = asyncio.Queue()
+                async with (
+                    httpx.AsyncClient(base_url=service.workers[worker], timeout=10) as direct,
+                    direct.stream("GET", f"/sessions/{sid}/live", params={"after": 1}, headers=headers) as s,
+                ):
+                    reader = asyncio.create_task(read_sse(s, out))
+                    try:  # leave after 10 events (the last hop: at the message)
+                        events += await until_message(out, 10_000 if hop == 3 else 10)
+                    finally:
+                        reader.cancel()
+                if events[-1]["event"] == "message":
+                    break
+            assert (await replying).status_code == 201
+        finally:
+            replying.cancel()
+    assert hop == 3, "read in four connections, alternating workers"
+    check_reply(events, words)
