@@ -13,7 +13,9 @@ worker) continues right after the last event it got.
 Configuration comes from the environment: ``REDIS_URL`` (required), ``WORKER_ID`` (default
 ``<host>-<pid>``, sent back in an ``X-Worker`` header on every response), ``CHAT_PREFIX`` (key
 prefix, default ``chat``), ``FAKE_MODEL_DELAY`` (seconds the fake model "thinks", default 0),
-``FAKE_TOKEN_DELAY`` (seconds between the tokens of a streamed reply, default 0.01).
+``FAKE_TOKEN_DELAY`` (seconds between the tokens of a streamed reply, default 0.01), ``LEASE_TTL``
+(seconds a worker's turn lease lasts, default 30; a streamed reply of a worker that died is
+given up as aborted once it expired).
 Run with ``uvicorn --app-dir examples/chat_service app:app``.
 """
 
@@ -24,6 +26,7 @@ import json
 import os
 import re
 import socket
+import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from contextlib import asynccontextmanager
@@ -51,7 +54,7 @@ from redis_sessions import (
 )
 
 WORKER_ID = os.environ.get("WORKER_ID") or f"{socket.gethostname()}-{os.getpid()}"
-LEASE_TTL = 30.0  # seconds; far longer than a fake reply takes, renewed by nobody
+LEASE_TTL = float(os.environ.get("LEASE_TTL", "30"))  # seconds; longer than a fake reply takes
 KEEPALIVE = 15.0  # seconds of silence before an SSE comment line keeps proxies from timing out
 
 # Typed library errors -> HTTP status. Order matters: the first matching base class wins.
@@ -148,9 +151,13 @@ async def reply(request: Request) -> Response:
         answer = AgentMessage.assistant(fake_model(session.messages))
         if given.get("stream") is True:  # token by token; a stale worker's writes are refused
             async with store(request).stream(sid, fence=lease.token, message_id=answer.id) as streamed:
+                renewed = time.monotonic()
                 for piece in re.findall(r"\S+\s*", answer.text):
                     await streamed.write(piece)
                     await asyncio.sleep(float(os.environ.get("FAKE_TOKEN_DELAY", "0.01")))
+                    if time.monotonic() - renewed > LEASE_TTL / 3:  # keep the turn while streaming
+                        await lease.extend()
+                        renewed = time.monotonic()
             assert streamed.seq is not None
             seq = streamed.seq
         else:

@@ -8,6 +8,7 @@ Without nginx the tests skip, except under ``CI=true`` (``.ci/run`` installs it)
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import json
 import os
@@ -42,6 +43,7 @@ MODEL_DELAY = "0.05"  # the fake model "thinks" 50 ms, so racing replies overlap
 class Service:
     lb: str  # nginx
     workers: dict[str, str]  # worker id -> its own URL, bypassing nginx
+    processes: dict[str, subprocess.Popen[bytes]]  # worker id -> its process
 
 
 def nginx_binary() -> str:
@@ -113,10 +115,10 @@ def stop(process: subprocess.Popen[bytes]) -> None:
             process.wait(timeout=5)
 
 
-@pytest.fixture(scope="module")
-def service(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
+@contextlib.contextmanager
+def running(redis_url: str, tmp: Path, **settings: str) -> Iterator[Service]:
+    """Two workers (with ``settings`` in their environment) behind nginx, stopped at the end."""
     nginx = nginx_binary()
-    tmp = tmp_path_factory.mktemp("chat_service")
     prefix = f"chat-test-{uuid.uuid4().hex[:8]}"
     children: list[subprocess.Popen[bytes]] = []
     try:
@@ -130,6 +132,7 @@ def service(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterato
                 "WORKER_ID": worker,
                 "CHAT_PREFIX": prefix,
                 "FAKE_MODEL_DELAY": MODEL_DELAY,
+                **settings,
             }
             command = [sys.executable, "-m", "uvicorn", "--app-dir", str(APP_DIR), "app:app"]
             command += ["--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"]
@@ -147,7 +150,7 @@ def service(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterato
             children.append(subprocess.Popen(command, stdout=out, stderr=out))
         lb = f"http://127.0.0.1:{lb_port}"
         wait_ready(lb, children[-1], log)
-        yield Service(lb, workers)
+        yield Service(lb, workers, dict(zip(WORKERS, children, strict=False)))
     finally:
         for child in reversed(children):
             stop(child)
@@ -158,6 +161,12 @@ def service(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterato
                 client.delete(*keys)
         finally:
             client.close()
+
+
+@pytest.fixture(scope="module")
+def service(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
+    with running(redis_url, tmp_path_factory.mktemp("chat_service")) as started:
+        yield started
 
 
 async def conversation(client: httpx.AsyncClient, sid: str) -> list[dict[str, Any]]:
@@ -405,3 +414,40 @@ async def test_a_client_reconnecting_with_last_event_id_to_either_worker_misses_
             replying.cancel()
     assert hop == 3, "read in four connections, alternating workers"
     check_reply(events, words)
+
+
+async def test_a_worker_killed_mid_reply_gives_readers_aborted_and_the_turn_can_be_retried(
+    redis_url: str, tmp_path: Path
+) -> None:
+    words = 60
+    with running(redis_url, tmp_path, LEASE_TTL="1", FAKE_TOKEN_DELAY="0.05") as started:
+        doomed, survivor = WORKERS
+        async with (
+            httpx.AsyncClient(base_url=started.workers[survivor], timeout=10) as direct,
+            httpx.AsyncClient(base_url=started.workers[doomed], timeout=10) as producer,
+        ):
+            sid = await start_conversation(direct, words)
+            replying = asyncio.create_task(producer.post(f"/sessions/{sid}/reply", json={"stream": True}))
+            out: asyncio.Queue[dict[str, str]] = asyncio.Queue()
+            async with direct.stream("GET", f"/sessions/{sid}/live", params={"after": 1}) as stream:
+                reader = asyncio.create_task(read_sse(stream, out))
+                try:
+                    events = [await asyncio.wait_for(out.get(), timeout=10) for _ in range(5)]
+                    started.processes[doomed].kill()  # SIGKILL, mid-reply
+                    killed = time.monotonic()
+                    while events[-1]["event"] != "aborted":
+                        events.append(await asyncio.wait_for(out.get(), timeout=10))
+                    waited = time.monotonic() - killed
+                    # The lease expired: the surviving worker retries the turn, streamed again.
+                    retried = await direct.post(f"/sessions/{sid}/reply", json={"stream": True})
+                    assert retried.status_code == 201, retried.text
+                    events += await until_message(out)
+                finally:
+                    reader.cancel()
+                    replying.cancel()
+    first = [e for e in events if e["event"] == "delta" and json.loads(e["data"])["index"] == 0]
+    assert len(first) == 2, "two replies began: the killed one and the retry"
+    cut = next(i for i, e in enumerate(events) if e["event"] == "aborted")
+    assert json.loads(events[cut]["data"])["reason"] == "producer lost"
+    assert 0.3 < waited < 8, waited
+    check_reply(events[cut + 1 :], words)
