@@ -7,11 +7,21 @@ mend through ``_aio_recovery``. This module is the source of ``_base.py`` (``too
 
 from __future__ import annotations
 
+from typing import Any, TypeVar
+
 from ._aio_manage import AsyncManaging
 from ._aio_watch import AsyncWatching
+from ._calls import Call
 
 __all__ = ["AsyncStoreBase"]
+
+T = TypeVar("T")
 
 
 class AsyncStoreBase(AsyncManaging, AsyncWatching):
     """The methods of ``AsyncSessionStore`` that ``aio.py`` does not hold itself."""
+
+    async def _run(self, call: Call[T], node: Any = None) -> T:
+        """Send ``call`` through the transport: the one point where the store's own calls (and its
+        write-behind worker's) pass, so a subclass or a test can interpose."""
+        return await self.transport.run(call, node)

@@ -6,11 +6,21 @@ regenerate. See the source's docstring.
 
 from __future__ import annotations
 
+from typing import Any, TypeVar
+
 from ._manage import Managing
 from ._watch import Watching
+from ._calls import Call
 
 __all__ = ["StoreBase"]
+
+T = TypeVar("T")
 
 
 class StoreBase(Managing, Watching):
     """The methods of ``SessionStore`` that ``aio.py`` does not hold itself."""
+
+    def _run(self, call: Call[T], node: Any = None) -> T:
+        """Send ``call`` through the transport: the one point where the store's own calls (and its
+        write-behind worker's) pass, so a subclass or a test can interpose."""
+        return self.transport.run(call, node)

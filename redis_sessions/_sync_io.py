@@ -16,9 +16,10 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import redis.exceptions
 
-from ._calls import Call
+from ._calls import Call, Script
 from ._core import SCRIPTS, SHAS, StoreCore
 from .errors import StoreError
+from .retry import TRANSIENT
 
 if TYPE_CHECKING:
     from .store import SessionStore
@@ -38,7 +39,7 @@ class SyncTransport:
 
     def run(self, call: Call[T]) -> T:
         """One call, through the store's retries and recovery."""
-        return self.store.transport.run(call)
+        return self.store._run(call)
 
     def run_all(self, calls: Sequence[Call[T]]) -> list[T]:
         """Many script calls in one round trip; each parsed as ``run`` would."""
@@ -58,23 +59,30 @@ class SyncTransport:
         ]
 
     def run_on(self, call: Call[T], node: Any) -> T:
-        """A script call on ``node`` (a cluster primary; ``None``: the one server)."""
+        """A script call on ``node`` (a cluster primary; ``None``: the one server); a transport
+        fault is retried under the store's policy, then ``StoreUnavailable``, as for any call."""
         if node is None:
             return self.run(call)
-        assert call.script is not None
+        parse = call.parse  # typed before the narrowing below (which forgets T)
+        assert isinstance(call, Script)
+        script = call.script
         args = (len(call.keys), *call.keys, *call.args)
+        client = self.store.client
+
+        def send() -> Any:
+            try:
+                return client.execute_command("EVALSHA", SHAS[script], *args, target_nodes=node)  # type: ignore[no-untyped-call, unused-ignore]
+            except redis.exceptions.NoScriptError:
+                return client.execute_command("EVAL", SCRIPTS[script], *args, target_nodes=node)  # type: ignore[no-untyped-call, unused-ignore]
+
         try:
             try:
-                reply = self.store.client.execute_command(
-                    "EVALSHA", SHAS[call.script], *args, target_nodes=node
-                )  # type: ignore[no-untyped-call, unused-ignore]
-            except redis.exceptions.NoScriptError:
-                reply = self.store.client.execute_command(
-                    "EVAL", SCRIPTS[call.script], *args, target_nodes=node
-                )  # type: ignore[no-untyped-call, unused-ignore]
+                reply = send()
+            except TRANSIENT as exc:
+                reply = self.store.transport.retried(call.op, None, exc, send)
         except (redis.exceptions.RedisError, redis.exceptions.RedisClusterException) as exc:
             raise StoreError(call.op, None, f"{type(exc).__name__}: {exc}") from exc
-        return call.parse(reply)
+        return parse(reply)
 
     def nodes(self, slots: Iterable[int]) -> dict[Any, list[int]]:
         """``slots`` by the primary that owns them (all under ``None`` on one server)."""

@@ -111,7 +111,6 @@ class AsyncSessionStore(AsyncStoreBase):
         self._cache = HistoryCache(cache_messages) if cache_messages > 0 else None
         self.transport = AsyncTransport(client, self._core, retry, wait_for(wait_replicas, wait_timeout))
         """Sends this store's calls: for components that are not the store (the sync worker...)."""
-        self._run = self.transport.run
         self._recovery = AsyncRecovery(self.transport, backing)
         self._backing = backing
         self._worker: SyncWorker | None = None

@@ -14,7 +14,7 @@ PACKAGE = Path(__file__).resolve().parents[2] / "redis_sessions"
 NAMEDTUPLE_API = {"_replace", "_asdict", "_fields", "_make", "_field_defaults"}
 # The write-behind worker, the bulk migration and rebind still drive a store through its privates:
 # issue 14's item 3, with the durable tier's rewrite (issue 13), moves them onto ``store.transport``.
-REACHING_IN = {"writebehind.py", "migrate.py", "rebind.py"}
+REACHING_IN = {"writebehind.py", "migrate.py", "rebind.py", "_sync_io.py"}
 CYCLES_PENDING = {("writebehind", "store")}  # the worker opens its own SessionStore (same item)
 
 
