@@ -66,46 +66,4 @@ if ARGV[3] ~= '' and tonumber(ARGV[3]) ~= seq then
   return {3, seq}
 end
 
--- Push in chunks: unpack() of a very large batch would overflow the Lua stack.
-local len = 0
-local chunk = 500
-for c = 1, #fresh, chunk do
-  local payloads, scored = {}, {}
-  for k = c, math.min(c + chunk - 1, #fresh) do
-    local i = fresh[k]
-    seq = seq + 1
-    payloads[#payloads + 1] = ARGV[i + 1]
-    scored[#scored + 1] = seq
-    scored[#scored + 1] = ARGV[i]
-  end
-  len = redis.call('RPUSH', list, unpack(payloads))
-  redis.call('ZADD', ids, unpack(scored))
-end
-
-local t = redis.call('TIME')
-redis.call('HSET', meta, 'seq', seq, 'updated_at', string.format('%s%06d', t[1], tonumber(t[2])))
-
-local durable = h[6] == '1'
-local max = tonumber(h[5]) or 0
-if durable and max > 0 then
-  max = math.max(max, seq - (tonumber(h[7]) or 0))
-end
-if max > 0 and len > max then
-  redis.call('LTRIM', list, -max, -1)
-  redis.call('ZREMRANGEBYSCORE', ids, '-inf', seq - max)
-end
-local ttl = tonumber(h[4]) or 0
-if durable then
-  redis.call('ZADD', KEYS[6], 'NX', t[1] * 1000 + math.floor(t[2] / 1000), string.match(meta, '{(.-)}'))
-  if ttl > 0 then
-    redis.call('PERSIST', meta)
-    redis.call('PERSIST', list)
-    redis.call('PERSIST', ids)
-  end
-elseif ttl > 0 then
-  redis.call('PEXPIRE', meta, ttl)
-  redis.call('PEXPIRE', list, ttl)
-  redis.call('PEXPIRE', ids, ttl)
-end
-redis.call((redis.REDIS_VERSION_NUM or 0) >= 0x070000 and 'SPUBLISH' or 'PUBLISH', KEYS[5], seq)
-return {0, seq}
+return {0, push_messages(KEYS, ARGV, fresh, h, seq)}

@@ -112,6 +112,7 @@ def test_the_shared_checks_are_found_and_return_statuses() -> None:
         "version_refusal": {Status.NOT_FOUND, Status.VERSION_MISMATCH},
         "decimal_seq": set(),
         "corrupt_seq": {Status.CORRUPT},
+        "push_messages": set(),
     }
 
 
