@@ -5,7 +5,7 @@ have the same methods; messages are msgspec Structs; every error derives from ``
 """
 
 from ._live import Appended
-from .aio import AsyncLease, AsyncSessionStore
+from .aio import AsyncLease, AsyncSessionStore, AsyncToolCall
 from .errors import (
     BackingMismatch,
     CodecMismatch,
@@ -26,6 +26,7 @@ from .errors import (
     SessionNotFound,
     StoreError,
     StoreUnavailable,
+    ToolCallPending,
 )
 from .models import (
     SCHEMA_VERSION,
@@ -43,7 +44,7 @@ from .models import (
     ToolUse,
 )
 from .retry import RetryPolicy
-from .store import Lease, SessionStore
+from .store import Lease, SessionStore, ToolCall
 
 __version__ = "0.1.0"
 
@@ -53,6 +54,7 @@ __all__ = [
     "Appended",
     "AsyncLease",
     "AsyncSessionStore",
+    "AsyncToolCall",
     "BackingMismatch",
     "CodecMismatch",
     "ConflictError",
@@ -84,6 +86,8 @@ __all__ = [
     "StoreUnavailable",
     "Text",
     "Thinking",
+    "ToolCall",
+    "ToolCallPending",
     "ToolResult",
     "ToolUse",
 ]

@@ -7,10 +7,11 @@ regenerate. See the source's docstring.
 from __future__ import annotations
 
 from ._manage import Managing
+from ._tool_call import ToolCalling
 from ._watch import Watching
 
 __all__ = ["StoreBase"]
 
 
-class StoreBase(Managing, Watching):
+class StoreBase(Managing, Watching, ToolCalling):
     """The methods of ``SessionStore`` that ``aio.py`` does not hold itself."""

@@ -85,6 +85,7 @@ SCRIPTS: Final[dict[str, str]] = {
         "rebind",
         "dirty",
         "sync_lease",
+        "tool_call",
     )
 }
 """Lua sources by name, read once from the package's ``scripts/*.lua`` files (with the shared
@@ -217,6 +218,7 @@ class StoreCore:
         record: str = "",
         token: int | None = None,
         after: int = -1,
+        tool_use_id: str = "",
     ) -> None:
         """Turn a script's status reply into the typed error it stands for (``_protocol.ERRORS``)."""
         if reply[0] != OK:
@@ -231,6 +233,7 @@ class StoreCore:
                 expected=expected,
                 token=token,
                 after=after,
+                tool_use_id=tool_use_id,
             )
 
     @staticmethod

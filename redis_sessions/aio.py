@@ -21,6 +21,7 @@ from . import _write as write
 from ._aio_base import AsyncStoreBase
 from ._aio_lease import AsyncLease
 from ._aio_recovery import RECOVERABLE, AsyncRecovery
+from ._aio_tool_call import AsyncToolCall
 from ._aio_transport import AsyncTransport
 from ._core import (
     DEFAULT_CACHE_MESSAGES,
@@ -42,7 +43,7 @@ from .writebehind import SyncWorker
 if TYPE_CHECKING:
     from .persistence import PersistenceAdapter
 
-__all__ = ["AsyncLease", "AsyncSessionStore"]
+__all__ = ["AsyncLease", "AsyncSessionStore", "AsyncToolCall"]
 
 
 class AsyncSessionStore(AsyncStoreBase):

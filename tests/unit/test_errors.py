@@ -29,6 +29,7 @@ from redis_sessions import (
     SessionNotFound,
     StoreError,
     StoreUnavailable,
+    ToolCallPending,
 )
 
 SID = uuid.UUID("a1b2c3d4-e5f6-4a7b-8c9d-0e1f2a3b4c5d")
@@ -51,6 +52,7 @@ PARENTS = {
     NotReplicated: (StoreError,),
     LeaseHeld: (SessionError,),
     LeaseLost: (SessionError,),
+    ToolCallPending: (SessionError,),
     MessagesTrimmed: (SessionError,),
 }
 

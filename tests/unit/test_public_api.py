@@ -43,6 +43,9 @@ PUBLIC = {
     "Thinking",
     "ToolResult",
     "ToolUse",
+    "ToolCall",
+    "AsyncToolCall",
+    "ToolCallPending",
 }
 
 
