@@ -14,7 +14,7 @@ from typing import Self
 from . import _tools as tools
 from ._aio_recovery import AsyncRecovery
 from ._core import StoreCore
-from .errors import InvalidOperation, SessionError
+from .errors import InvalidOperation, SessionError, SessionNotFound
 from .keys import session_id as parse_session_id
 from .models import Image, SessionId, Text, ToolResult
 
@@ -103,7 +103,10 @@ class AsyncToolCall:
         if self._claimed:
             self._claimed = False
             transport = self._recovery.transport
-            await transport.run(tools.release(transport.core, self.session_id, self.tool_use_id, self._token))
+            with contextlib.suppress(SessionNotFound):  # deleted meanwhile: nothing left to give up
+                await transport.run(
+                    tools.release(transport.core, self.session_id, self.tool_use_id, self._token)
+                )
 
     async def __aenter__(self) -> Self:
         return await self.claim()

@@ -13,7 +13,7 @@ from typing import Self
 from . import _tools as tools
 from ._recovery import Recovery
 from ._core import StoreCore
-from .errors import InvalidOperation, SessionError
+from .errors import InvalidOperation, SessionError, SessionNotFound
 from .keys import session_id as parse_session_id
 from .models import Image, SessionId, Text, ToolResult
 
@@ -102,7 +102,10 @@ class ToolCall:
         if self._claimed:
             self._claimed = False
             transport = self._recovery.transport
-            transport.run(tools.release(transport.core, self.session_id, self.tool_use_id, self._token))
+            with contextlib.suppress(SessionNotFound):  # deleted meanwhile: nothing left to give up
+                transport.run(
+                    tools.release(transport.core, self.session_id, self.tool_use_id, self._token)
+                )
 
     def __enter__(self) -> Self:
         return self.claim()

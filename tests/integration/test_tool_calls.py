@@ -15,6 +15,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -175,10 +176,20 @@ def test_the_result_message_alone_marks_the_call_done(store: Store, backend: Bac
     sid = store.create()
     with store.tool_call(sid, "toolu_1") as call:
         call.complete("done")
+    store.extend(sid, [AgentMessage.user("thanks"), AgentMessage.assistant("welcome")])
     backend.raw.delete(tools_key(backend.prefix, sid))
     with store.tool_call(sid, "toolu_1") as again:
         assert again.done
         assert again.result == ToolResult("toolu_1", "done")
+        assert again.seq == 1
+    assert len(tool_messages(store, sid)) == 1
+
+
+def test_a_session_deleted_while_the_tool_ran_is_left_quietly(store: Store) -> None:
+    sid = store.create()
+    with store.tool_call(sid, "toolu_1"):
+        store.delete(sid)
+    assert not store.exists(sid)
 
 
 def test_tool_call_state_expires_with_a_session_ttl(
@@ -389,3 +400,20 @@ def test_a_durable_sessions_result_reaches_the_record_and_survives_redis(
         assert again.done
         assert again.result == ToolResult("toolu_book", "booked: ref 7")
     assert len(tool_messages(store, sid)) == 1
+
+
+# -- the README's example -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("backend", REAL, indirect=True)
+def test_the_readme_example_runs(
+    backend: Backend, redis_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text("utf-8")
+    section = readme[readme.index("### Tool calls that run once") :]
+    code = section[section.index("```python\n") + 10 : section.index("```\n", section.index("```python"))]
+    given = 'SessionStore.from_url("redis://localhost:6379/0")'
+    assert given in code
+    code = code.replace(given, f'SessionStore.from_url("{redis_url}", prefix="{backend.prefix}")')
+    exec(compile(code, "README.md", "exec"), {})
+    assert "content='charged 42 EUR'" in capsys.readouterr().out
