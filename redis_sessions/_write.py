@@ -30,8 +30,13 @@ def create(
     sid: object,
 ) -> Script[SessionId]:
     """A new session (a fresh id unless ``sid``); ``SessionExists`` if the id is taken."""
-    sid = uuid.uuid4() if sid is None else session_id(sid)
-    fields = core.header(sid, model, max_turns, system_message, metadata)
+    given, sid = sid is not None, uuid.uuid4() if sid is None else session_id(sid)
+    try:
+        fields = core.header(sid, model, max_turns, system_message, metadata)
+    except InvalidArgumentType as exc:  # nothing was sent: name the call, not an id never seen
+        if given:
+            raise
+        raise InvalidArgumentType("create(): " + str(exc).removeprefix(f"session `{sid}`: ")) from None
     if core.durable:
         fields += ["durable", 1, "record", core.record]
     keys = (*session_keys(core.prefix, sid), dirty_key(core.prefix, sid, core.cluster))

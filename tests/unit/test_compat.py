@@ -21,7 +21,7 @@ def test_the_installed_redis_py_is_one_the_workarounds_were_checked_against() ->
 
 
 def test_sync_set_retry_still_fails_on_a_blocking_pool() -> None:
-    client = redis.Redis.from_pool(redis.BlockingConnectionPool())
+    client = redis.Redis.from_pool(redis.BlockingConnectionPool())  # type: ignore[no-untyped-call]
     try:
         client.set_retry(redis.retry.Retry(NoBackoff(), 0))
     except AttributeError:
@@ -33,7 +33,7 @@ def test_sync_set_retry_still_fails_on_a_blocking_pool() -> None:
 
 
 def test_turn_off_client_retry_reaches_a_blocking_pools_connections() -> None:
-    client = redis.Redis.from_pool(redis.BlockingConnectionPool())
+    client = redis.Redis.from_pool(redis.BlockingConnectionPool())  # type: ignore[no-untyped-call]
     try:
         turn_off_client_retry(client, NO_CLIENT_RETRY)
         assert client.get_connection_kwargs()["retry"] is NO_CLIENT_RETRY

@@ -21,7 +21,7 @@ FRONTS = {"sync": (SessionStore, redis.Redis), "async": (AsyncSessionStore, redi
 def make_store(request: pytest.FixtureRequest) -> MakeStore:
     """``make_store(**options)``: a store of one front over a client that is never used."""
     store_class, client_class = FRONTS[request.param]
-    return lambda **options: store_class(client_class(), **options)  # type: ignore[return-value]
+    return lambda **options: store_class(client_class(), **options)
 
 
 @pytest.mark.parametrize("bad", [*BAD_IDS, None], ids=lambda v: repr(v)[:24])
