@@ -269,7 +269,7 @@ def test_a_holder_killed_mid_tool_lets_the_next_claim_in_after_expiry(
         claimed = context.Queue()
         holder = context.Process(
             target=claim_and_hang,
-            args=(redis_url, backend.prefix, sid, "toolu_mail", 1.5, claimed),
+            args=(redis_url, backend.prefix, sid, "toolu_mail", 4.0, claimed),
             daemon=True,
         )
         holder.start()
@@ -295,7 +295,7 @@ def test_a_holder_killed_mid_tool_lets_the_next_claim_in_after_expiry(
             except ToolCallPending:
                 return False
 
-        wait_until(attempt_two, "the dead holder's claim expired", timeout=10)
+        wait_until(attempt_two, "the dead holder's claim expired", timeout=15)
         assert len(tool_messages(store, sid)) == 1
 
 
