@@ -32,6 +32,7 @@ __all__ = [
     "Completion",
     "check_call",
     "check_tool_use_id",
+    "check_ttl",
     "claim",
     "complete",
     "new_token",
@@ -86,17 +87,22 @@ def check_call(
     tool_use_id = check_tool_use_id(sid, tool_use_id)
     if fence is not None and (type(fence) is not int or fence < 1):
         raise InvalidArgumentType("fence must be a lease token (an int >= 1) or None", sid)
-    if ttl is None or isinstance(ttl, bool) or not isinstance(ttl, int | float | timedelta):
-        raise InvalidArgumentType(f"a tool call's ttl must be seconds (or a timedelta), got {ttl!r}", sid)
-    try:
-        claim_ms = ttl_ms(ttl)
-    except InvalidArgument as exc:
-        raise InvalidArgument(str(exc), sid) from None
+    claim_ms = check_ttl(sid, ttl)
     if owner is None:
         owner = f"{socket.gethostname()}:{os.getpid()}"
     if not isinstance(owner, str) or not owner:
         raise InvalidArgumentType(f"a tool call's owner must be a non-empty str, got {owner!r}", sid)
     return tool_use_id, claim_ms, owner
+
+
+def check_ttl(sid: SessionId, ttl: object) -> int:
+    """A claim's ttl (seconds, or a timedelta) in ms, checked."""
+    if ttl is None or isinstance(ttl, bool) or not isinstance(ttl, int | float | timedelta):
+        raise InvalidArgumentType(f"a tool call's ttl must be seconds (or a timedelta), got {ttl!r}", sid)
+    try:
+        return ttl_ms(ttl)
+    except InvalidArgument as exc:
+        raise InvalidArgument(str(exc), sid) from None
 
 
 def _keys(core: StoreCore, sid: SessionId) -> tuple[str, ...]:
@@ -126,11 +132,14 @@ def claim(
     holder: str,
     ttl_ms: int,
     fence: int | None,
+    renew: bool = False,
 ) -> Script[Claim]:
     """Claim the tool call for ``ttl_ms`` under ``token``; ``ToolCallPending`` while another live
-    claim holds it; a ``Claim`` that is ``done`` (with the stored result) when a result is stored."""
+    claim holds it; a ``Claim`` that is ``done`` (with the stored result) when a result is stored.
+    ``renew``: the claim ``token`` holds (or held, if no one claimed after it) lasts ``ttl_ms`` from now."""
+    action = "renew" if renew else "claim"
     args = (
-        *(core.version, core.codec.name, "claim", tool_use_id, token, _fence(fence)),
+        *(core.version, core.codec.name, action, tool_use_id, token, _fence(fence)),
         *(result_id(tool_use_id), holder, ttl_ms),
     )
 

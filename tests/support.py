@@ -251,6 +251,9 @@ class ToolCallAdapter:
     def complete(self, content: Any, is_error: bool = False) -> ToolResult | None:
         return self.adapter._run(self.call.complete(content, is_error))
 
+    def extend(self, ttl: float | None = None) -> None:
+        self.adapter._run(self.call.extend(ttl))
+
     def release(self) -> None:
         self.adapter._run(self.call.release())
 

@@ -4,15 +4,17 @@
 -- KEYS[7] = the tool calls hash: epoch (the session incarnation its fields belong to), and per
 -- tool_use_id a:<id> = attempts so far, c:<id> = '<claim end ms> <claim token> <holder>' while
 -- claimed, s:<id> / r:<id> / k:<id> = seq, encoded message and claim token of the stored result
--- ARGV[1] = schema version, ARGV[2] = codec name, ARGV[3] = 'claim' | 'release' | 'complete',
+-- ARGV[1] = schema version, ARGV[2] = codec name, ARGV[3] = 'claim' | 'renew' | 'release' | 'complete',
 -- ARGV[4] = tool_use_id, ARGV[5] = claim token (unique per claim), ARGV[6] = fencing token ('' = none),
 -- ARGV[7] = the result message's id (derived from tool_use_id), ARGV[8] = holder (claim) or the
--- encoded result message (complete), ARGV[9] = claim ttl in ms (claim)
+-- encoded result message (complete), ARGV[9] = claim ttl in ms (claim, renew)
 -- A stored result is found in the hash, or else by its message id in the ids zset (the hash
 -- expires with the session's ttl, and a session read back from its backing store starts a new one).
 -- claim: {0, attempt} claimed (or already by this very token: a retry); {20, holder, ms left,
 --   attempt} another live claim; {21, attempt, seq, encoded message} a result is stored (encoded
 --   message '' when trimming took it); {9, token} the fence is not the live lease's.
+-- renew: as claim, but a claim of this token gets ttl ms from now, and one that lapsed with no one
+--   claiming after it is taken back (the same attempt).
 -- release: {0, attempt}, whether or not the claim was still this token's.
 -- complete: {0, seq, encoded message, 1} stored by this claim token (now, or by a try whose reply
 --   was lost); {0, seq, encoded message, 0} another result was stored first (this one is not);
@@ -85,7 +87,7 @@ end
 
 local at, payload = stored()
 if at then
-  if action == 'claim' then
+  if action ~= 'complete' then
     return {21, attempt, at, payload}
   end
   return {0, at, payload, redis.call('HGET', tools, 'k:' .. id) == token and 1 or 0}
@@ -97,21 +99,25 @@ if ARGV[6] ~= '' then
   end
 end
 
-if action == 'claim' then
+if action ~= 'complete' then
   local t = redis.call('TIME')
   local now = t[1] * 1000 + math.floor(t[2] / 1000)
+  local claim_ms = tonumber(ARGV[9])
   local claim = redis.call('HGET', tools, 'c:' .. id)
+  local mine = false
   if claim then
     local ends, holder_token, holder = string.match(claim, '^(%d+) (%x+) (.*)$')
-    if holder_token == token then
+    mine = holder_token == token
+    if mine and action == 'claim' then
       return {0, attempt}  -- a retry of this very claim
     end
-    if tonumber(ends) > now then
+    if not mine and tonumber(ends) > now then
       return {20, holder, tonumber(ends) - now, attempt}
     end
   end
-  attempt = attempt + 1
-  local claim_ms = tonumber(ARGV[9])
+  if action == 'claim' or attempt == 0 then
+    attempt = attempt + 1
+  end
   redis.call('HSET', tools, 'a:' .. id, attempt, 'c:' .. id, string.format('%d %s %s', now + claim_ms, token,
     ARGV[8]))
   keep(claim_ms)

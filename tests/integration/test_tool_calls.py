@@ -123,6 +123,32 @@ def test_an_expired_claim_gives_the_next_attempt_and_the_first_result_wins(store
     assert stored.content == [ToolResult("toolu_1", "from the slow one")]
 
 
+def test_extend_keeps_a_long_tool_claimed(store: Store) -> None:
+    sid = store.create()
+    with store.tool_call(sid, "toolu_1", ttl=0.3, owner="slow") as call:
+        time.sleep(0.2)
+        call.extend(5)
+        time.sleep(0.2)  # past the first ttl: still held
+        with pytest.raises(ToolCallPending) as info, store.tool_call(sid, "toolu_1"):
+            pytest.fail("entered a call whose claim was extended")
+        assert info.value.retry_after > 4
+        call.extend(0.2)
+        time.sleep(0.3)
+        call.extend()  # lapsed, but nobody claimed it since: taken back, the same attempt
+        assert (call.attempt, call.done) == (1, False)
+        call.complete("done at last")
+    lapsed = store.tool_call(sid, "toolu_2", ttl=0.2).claim()
+    time.sleep(0.3)
+    with store.tool_call(sid, "toolu_2") as other:
+        assert other.attempt == 2
+        with pytest.raises(ToolCallPending):
+            lapsed.extend()  # another worker claimed it after the lapse
+        other.complete("by the other")
+    lapsed.extend()  # done meanwhile: extend finds the result
+    assert lapsed.done
+    assert lapsed.result == ToolResult("toolu_2", "by the other")
+
+
 def test_a_result_is_stored_with_its_error_flag_and_blocks(store: Store) -> None:
     from redis_sessions import Text
 
