@@ -244,6 +244,37 @@ def test_a_bad_result_is_refused_and_nothing_is_stored(store: Store, backend: Ba
         store.tool_call(sid, "t").complete("not claimed")
 
 
+# -- many coroutines --------------------------------------------------------------------------------
+
+
+async def test_coroutines_racing_for_one_call_run_the_tool_once(backend: Backend) -> None:
+    client = backend.async_client()
+    store = AsyncSessionStore(client, prefix=backend.prefix)
+    sid = await store.create()
+    runs = 0
+
+    async def worker(n: int) -> ToolResult | None:
+        nonlocal runs
+        while True:
+            try:
+                async with store.tool_call(sid, "toolu_1", owner=f"task-{n}") as call:
+                    if not call.done:
+                        runs += 1
+                        await asyncio.sleep(0.05)
+                        await call.complete(f"by task {n}")
+                    return call.result
+            except ToolCallPending as pending:
+                await asyncio.sleep(min(pending.retry_after, 0.01))
+
+    try:
+        results = await asyncio.gather(*(worker(n) for n in range(20)))
+        assert runs == 1
+        assert len(set(results)) == 1
+        assert [m.role for m in await store.messages(sid)] == [Role.TOOL]
+    finally:
+        await client.aclose()
+
+
 # -- many processes ---------------------------------------------------------------------------------
 
 WORKERS = 4
