@@ -77,17 +77,26 @@ class AsyncToolCall:
 
     async def extend(self, ttl: float | timedelta | None = None) -> None:
         """Renew the claim for ``ttl`` seconds from now (default: the claim's own ttl), for a tool
-        that runs longer than planned; ``ToolCallPending`` if it lapsed and another worker claimed
-        the call since. Finds the call ``done`` instead if another worker completed it meanwhile."""
+        that runs longer than planned. If the claim lapsed: ``ToolCallPending`` while another worker
+        holds the call; taken back otherwise (``attempt`` grows if others claimed it meanwhile).
+        Finds the call ``done`` instead if another worker completed it meanwhile."""
         if not self._claimed:
             raise InvalidOperation(f"session `{self.session_id}`: extend() of a tool call not claimed")
         claim_ms = self.ttl_ms if ttl is None else tools.check_ttl(self.session_id, ttl)
         core = self._recovery.transport.core
         found = await self._recovery.through(
             lambda: tools.claim(
-                core, self.session_id, self.tool_use_id, self._token, self.owner, claim_ms, self.fence, True
+                core,
+                self.session_id,
+                self.tool_use_id,
+                self._token,
+                self.owner,
+                claim_ms,
+                self.fence,
+                self.attempt,
             )
         )
+        self.attempt = found.attempt
         if found.done:
             self._claimed = False
             self.done, self.seq, self.result = True, found.seq, found.result

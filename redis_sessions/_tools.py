@@ -132,15 +132,16 @@ def claim(
     holder: str,
     ttl_ms: int,
     fence: int | None,
-    renew: bool = False,
+    renew: int = 0,
 ) -> Script[Claim]:
     """Claim the tool call for ``ttl_ms`` under ``token``; ``ToolCallPending`` while another live
     claim holds it; a ``Claim`` that is ``done`` (with the stored result) when a result is stored.
-    ``renew``: the claim ``token`` holds (or held, if no one claimed after it) lasts ``ttl_ms`` from now."""
+    ``renew`` (the attempt that claim was): the claim ``token`` holds, or held if no one holds
+    the call now, lasts ``ttl_ms`` from now."""
     action = "renew" if renew else "claim"
     args = (
         *(core.version, core.codec.name, action, tool_use_id, token, _fence(fence)),
-        *(result_id(tool_use_id), holder, ttl_ms),
+        *(result_id(tool_use_id), holder, ttl_ms, renew),
     )
 
     def parse(reply: list[Any]) -> Claim:

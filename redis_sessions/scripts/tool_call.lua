@@ -7,14 +7,15 @@
 -- ARGV[1] = schema version, ARGV[2] = codec name, ARGV[3] = 'claim' | 'renew' | 'release' | 'complete',
 -- ARGV[4] = tool_use_id, ARGV[5] = claim token (unique per claim), ARGV[6] = fencing token ('' = none),
 -- ARGV[7] = the result message's id (derived from tool_use_id), ARGV[8] = holder (claim) or the
--- encoded result message (complete), ARGV[9] = claim ttl in ms (claim, renew)
+-- encoded result message (complete), ARGV[9] = claim ttl in ms (claim, renew), ARGV[10] = the
+-- attempt the renewing claim was (renew)
 -- A stored result is found in the hash, or else by its message id in the ids zset (the hash
 -- expires with the session's ttl, and a session read back from its backing store starts a new one).
 -- claim: {0, attempt} claimed (or already by this very token: a retry); {20, holder, ms left,
 --   attempt} another live claim; {21, attempt, seq, encoded message} a result is stored (encoded
 --   message '' when trimming took it); {9, token} the fence is not the live lease's.
 -- renew: as claim, but a claim of this token gets ttl ms from now, and one that lapsed with no one
---   claiming after it is taken back (the same attempt).
+--   claiming after it is taken back (the same attempt; the next one if others claimed meanwhile).
 -- release: {0, attempt}, whether or not the claim was still this token's.
 -- complete: {0, seq, encoded message, 1} stored by this claim token (now, or by a try whose reply
 --   was lost); {0, seq, encoded message, 0} another result was stored first (this one is not);
@@ -115,7 +116,7 @@ if action ~= 'complete' then
       return {20, holder, tonumber(ends) - now, attempt}
     end
   end
-  if action == 'claim' or attempt == 0 then
+  if action == 'claim' or attempt == 0 or (not mine and tonumber(ARGV[10]) ~= attempt) then
     attempt = attempt + 1
   end
   redis.call('HSET', tools, 'a:' .. id, attempt, 'c:' .. id, string.format('%d %s %s', now + claim_ms, token,

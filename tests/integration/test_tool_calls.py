@@ -147,6 +147,13 @@ def test_extend_keeps_a_long_tool_claimed(store: Store) -> None:
     lapsed.extend()  # done meanwhile: extend finds the result
     assert lapsed.done
     assert lapsed.result == ToolResult("toolu_2", "by the other")
+    gone = store.tool_call(sid, "toolu_3", ttl=0.2).claim()
+    time.sleep(0.3)
+    with store.tool_call(sid, "toolu_3") as between:  # claims attempt 2, then gives up
+        assert between.attempt == 2
+    gone.extend()
+    assert (gone.attempt, gone.done) == (3, False), "others claimed it meanwhile: a new attempt"
+    gone.complete("by the first, after all")
 
 
 def test_a_result_is_stored_with_its_error_flag_and_blocks(store: Store) -> None:
