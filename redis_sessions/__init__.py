@@ -8,7 +8,7 @@ from ._aio_reply import AsyncReplyStream
 from ._live import Appended
 from ._partial import Aborted, Delta
 from ._reply import ReplyStream
-from .aio import AsyncLease, AsyncSessionStore
+from .aio import AsyncLease, AsyncSessionStore, AsyncToolCall
 from .errors import (
     BackingMismatch,
     CodecMismatch,
@@ -31,6 +31,7 @@ from .errors import (
     SessionNotFound,
     StoreError,
     StoreUnavailable,
+    ToolCallPending,
 )
 from .models import (
     SCHEMA_VERSION,
@@ -48,7 +49,7 @@ from .models import (
     ToolUse,
 )
 from .retry import RetryPolicy
-from .store import Lease, SessionStore
+from .store import Lease, SessionStore, ToolCall
 
 __version__ = "0.1.0"
 
@@ -60,6 +61,7 @@ __all__ = [
     "AsyncLease",
     "AsyncReplyStream",
     "AsyncSessionStore",
+    "AsyncToolCall",
     "BackingMismatch",
     "CodecMismatch",
     "ConflictError",
@@ -95,6 +97,8 @@ __all__ = [
     "StoreUnavailable",
     "Text",
     "Thinking",
+    "ToolCall",
+    "ToolCallPending",
     "ToolResult",
     "ToolUse",
 ]

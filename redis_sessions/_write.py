@@ -15,7 +15,7 @@ from ._calls import Script
 from ._core import StoreCore
 from ._protocol import OK
 from .errors import InvalidArgumentType
-from .keys import dirty_key, reply_keys, script_keys, session_id, session_keys, tombstone_key
+from .keys import dirty_key, reply_keys, script_keys, session_id, session_keys, tombstone_key, tools_key
 from .models import AgentMessage, SessionId
 
 __all__ = ["create", "delete", "extend", "set_metadata"]
@@ -99,6 +99,7 @@ def delete(core: StoreCore, sid: object) -> Script[bool]:
         *script_keys(core.prefix, sid, core.cluster),
         tombstone_key(core.prefix, sid),
         *reply_keys(core.prefix, sid)[:2],
+        tools_key(core.prefix, sid),
     )
     return Script("delete", sid, "delete", keys, (), bool)
 

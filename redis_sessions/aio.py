@@ -22,6 +22,7 @@ from ._aio_base import AsyncStoreBase
 from ._aio_lease import AsyncLease
 from ._aio_recovery import RECOVERABLE, AsyncRecovery
 from ._aio_reply import AsyncReplyStream
+from ._aio_tool_call import AsyncToolCall
 from ._aio_transport import AsyncTransport
 from ._core import (
     DEFAULT_CACHE_MESSAGES,
@@ -44,7 +45,7 @@ from .writebehind import SyncWorker
 if TYPE_CHECKING:
     from .persistence import PersistenceAdapter
 
-__all__ = ["AsyncLease", "AsyncSessionStore"]
+__all__ = ["AsyncLease", "AsyncSessionStore", "AsyncToolCall"]
 
 
 class AsyncSessionStore(AsyncStoreBase):

@@ -15,6 +15,7 @@
     ├── ConflictError                              ``expected_seq`` no longer matches: someone appended
     ├── LeaseHeld                                  another owner holds the session's turn lease
     ├── LeaseLost                                  a fencing token that is not the live lease's
+    ├── ToolCallPending                            another worker holds a live claim on the tool call
     ├── MessagesTrimmed                            a watcher's position was trimmed away
     ├── ReplyClosed                                a write to a streamed reply that was finished or aborted
     ├── PersistenceError                           what is stored cannot be used as it is
@@ -64,6 +65,7 @@ __all__ = [
     "SessionNotFound",
     "StoreError",
     "StoreUnavailable",
+    "ToolCallPending",
 ]
 
 
@@ -211,6 +213,25 @@ class ReplyClosed(SessionError):
         self.session_id = session_id
         self.message_id = message_id
         self.state = state
+
+
+class ToolCallPending(SessionError):
+    """Another worker holds a live claim on this tool call: it is running the tool now (or died
+    doing so, and its claim has not expired yet). Try again after ``retry_after`` seconds: by then
+    the call is done (``call.done``) or the claim expired (the next claimant gets the next attempt)."""
+
+    def __init__(
+        self, session_id: uuid.UUID, tool_use_id: str, holder: str, attempt: int, retry_after: float
+    ) -> None:
+        super().__init__(
+            f"session `{session_id}`: tool call {tool_use_id!r} is claimed by {holder!r}"
+            f" (attempt {attempt}; the claim expires in {retry_after:.3f} s unless it completes)"
+        )
+        self.session_id = session_id
+        self.tool_use_id = tool_use_id
+        self.holder = holder
+        self.attempt = attempt
+        self.retry_after = retry_after
 
 
 class MessagesTrimmed(SessionError):

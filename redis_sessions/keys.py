@@ -13,6 +13,7 @@ slot and a Lua script may touch all of them::
     rs:{0b7c...}:stream     stream the deltas of streamed replies, and the marks that close them
     rs:{0b7c...}:replies    hash   <message id>:st / :n / :b / :t / :f / :i / :s per streamed reply
     rs:{0b7c...}:deltas     pub/sub channel: wakes partial watchers after each write to the stream
+    rs:{0b7c...}:tools      hash   tool calls: attempts, live claims and stored results, by tool_use_id
 
 With a backing store, sessions whose newest messages have not reached it yet are listed in a
 *dirty index*. On Redis Cluster one sorted set per slot, ``rs:dirty:{<tag>}``, whose tag hashes to
@@ -56,6 +57,7 @@ __all__ = [
     "slot",
     "sync_keys",
     "tombstone_key",
+    "tools_key",
 ]
 
 _CANONICAL = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\Z", re.IGNORECASE)
@@ -189,6 +191,11 @@ def tombstone_key(prefix: str, sid: uuid.UUID) -> str:
     """Left by ``delete`` for a while: tells a sync worker that a session it finds gone was deleted
     (so its backing copy goes too), not evicted or expired (so its backing copy is all there is)."""
     return f"{prefix}:{{{sid}}}:deleted"
+
+
+def tools_key(prefix: str, sid: uuid.UUID) -> str:
+    """The session's tool calls (``tool_call.lua``): who claims each, its attempts, its result."""
+    return f"{prefix}:{{{sid}}}:tools"
 
 
 def record_key(prefix: str) -> str:

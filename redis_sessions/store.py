@@ -20,6 +20,7 @@ from ._base import StoreBase
 from ._lease import Lease
 from ._recovery import RECOVERABLE, Recovery
 from ._reply import ReplyStream
+from ._tool_call import ToolCall
 from ._transport import Transport
 from ._core import (
     DEFAULT_CACHE_MESSAGES,
@@ -42,7 +43,7 @@ from .writebehind import SyncWorker
 if TYPE_CHECKING:
     from .persistence import PersistenceAdapter
 
-__all__ = ["Lease", "SessionStore"]
+__all__ = ["Lease", "SessionStore", "ToolCall"]
 
 
 class SessionStore(StoreBase):

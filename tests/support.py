@@ -27,10 +27,12 @@ from redis_sessions import (
     AsyncLease,
     AsyncReplyStream,
     AsyncSessionStore,
+    AsyncToolCall,
     Session,
     SessionId,
     SessionInfo,
     SessionState,
+    ToolResult,
 )
 
 T = TypeVar("T")
@@ -200,6 +202,9 @@ class AsyncAdapter:
     def stream(self, session_id: Any, **kwargs: Any) -> ReplyAdapter:
         return ReplyAdapter(self.store.stream(session_id, **kwargs), self)
 
+    def tool_call(self, session_id: Any, tool_use_id: Any, **kwargs: Any) -> ToolCallAdapter:
+        return ToolCallAdapter(self.store.tool_call(session_id, tool_use_id, **kwargs), self)
+
     def close(self) -> None:
         self._run(self.store.aclose())
 
@@ -232,6 +237,35 @@ class LeaseAdapter:
 
     def __exit__(self, *exc_info: object) -> None:
         self.adapter._run(self.lease.__aexit__(*exc_info))
+
+
+class ToolCallAdapter:
+    """An ``AsyncToolCall`` behind the synchronous ``ToolCall`` interface."""
+
+    def __init__(self, call: AsyncToolCall, adapter: AsyncAdapter) -> None:
+        self.call, self.adapter = call, adapter
+
+    def __getattr__(self, name: str) -> Any:  # done, result, attempt, seq, stored, owner...
+        return getattr(self.call, name)
+
+    def claim(self) -> ToolCallAdapter:
+        self.adapter._run(self.call.claim())
+        return self
+
+    def complete(self, content: Any, is_error: bool = False) -> ToolResult | None:
+        return self.adapter._run(self.call.complete(content, is_error))
+
+    def extend(self, ttl: float | None = None) -> None:
+        self.adapter._run(self.call.extend(ttl))
+
+    def release(self) -> None:
+        self.adapter._run(self.call.release())
+
+    def __enter__(self) -> ToolCallAdapter:
+        return self.claim()
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self.adapter._run(self.call.__aexit__(*exc_info))
 
 
 def messages_of(count: int, tag: str = "m") -> list[AgentMessage]:

@@ -35,6 +35,7 @@ for _name, _what in {
     "manage": "``Managing``: the methods of ``SessionStore`` for looking after sessions.",
     "watch": "``Watching``: the live methods of ``SessionStore`` (``watch``, ``next_message``).",
     "reply": "``ReplyStream``: a streamed partial reply on one session of a ``SessionStore``.",
+    "tool_call": "``ToolCall``: a tool call that runs once, on one session of a ``SessionStore``.",
     "base": "``StoreBase``: the parts of ``SessionStore`` kept in modules of their own, as one base.",
 }.items():
     PAIRS[f"_aio_{_name}.py"] = (
@@ -50,7 +51,7 @@ regenerate. See the source's docstring.
 # (pattern, replacement), applied in order, as whole words.
 SUBSTITUTIONS = [
     (r"AsyncSessionStore", "SessionStore"),
-    (r"Async(StoreBase|Transport|Recovery|Lease|Managing|Watching|ReplyStream)", r"\1"),
+    (r"Async(StoreBase|Transport|Recovery|Lease|Managing|Watching|ReplyStream|ToolCall)", r"\1"),
     (r"from \._aio_(\w+) import", r"from ._\1 import"),
     (r"from \.aio import", "from .store import"),
     (r"AsyncPersistenceAdapter", "PersistenceAdapter"),

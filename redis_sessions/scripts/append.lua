@@ -71,68 +71,29 @@ end
 if ARGV[3] ~= '' and tonumber(ARGV[3]) ~= seq then
   return {3, seq}
 end
-local reply
+-- Finishing a streamed reply: refused once the reply is closed; else closed by the function
+-- push_messages runs after the message is stored and before the watchers' notice, in this one step.
+-- A plain append passes no function and does no more work than before streamed replies existed.
+local finish
 if pairs_from == 6 then
-  reply = redis.call('HMGET', KEYS[8], ARGV[6] .. ':st', ARGV[6] .. ':n')
+  local reply = redis.call('HMGET', KEYS[8], ARGV[6] .. ':st', ARGV[6] .. ':n')
   if reply[1] == 'f' then
     return {14, 'finished'}
   elseif reply[1] == 'a' then
     return {14, 'aborted'}
   end
+  finish = function(at, publish)
+    local id, replies = ARGV[6], KEYS[8]
+    redis.call('XADD', KEYS[7], '*', 'm', id, 'f', at, 'n', reply[2] or 0)
+    redis.call('HSET', replies, id .. ':st', 'f', id .. ':s', at)
+    local open = reply[1] and redis.call('HINCRBY', replies, 'open', -1)
+      or tonumber(redis.call('HGET', replies, 'open') or 0)
+    if open <= 0 or redis.call('PTTL', KEYS[7]) < 0 then
+      redis.call('PEXPIRE', KEYS[7], ARGV[5])
+      redis.call('PEXPIRE', replies, ARGV[5])
+    end
+    redis.call(publish, KEYS[9], at)
+  end
 end
 
--- Push in chunks: unpack() of a very large batch would overflow the Lua stack.
-local len = 0
-local chunk = 500
-for c = 1, #fresh, chunk do
-  local payloads, scored = {}, {}
-  for k = c, math.min(c + chunk - 1, #fresh) do
-    local i = fresh[k]
-    seq = seq + 1
-    payloads[#payloads + 1] = ARGV[i + 1]
-    scored[#scored + 1] = seq
-    scored[#scored + 1] = ARGV[i]
-  end
-  len = redis.call('RPUSH', list, unpack(payloads))
-  redis.call('ZADD', ids, unpack(scored))
-end
-
-local t = redis.call('TIME')
-redis.call('HSET', meta, 'seq', seq, 'updated_at', string.format('%s%06d', t[1], tonumber(t[2])))
-
-local durable = h[6] == '1'
-local max = tonumber(h[5]) or 0
-if durable and max > 0 then
-  max = math.max(max, seq - (tonumber(h[7]) or 0))
-end
-if max > 0 and len > max then
-  redis.call('LTRIM', list, -max, -1)
-  redis.call('ZREMRANGEBYSCORE', ids, '-inf', seq - max)
-end
-local ttl = tonumber(h[4]) or 0
-if durable then
-  redis.call('ZADD', KEYS[6], 'NX', t[1] * 1000 + math.floor(t[2] / 1000), string.match(meta, '{(.-)}'))
-  if ttl > 0 then
-    redis.call('PERSIST', meta)
-    redis.call('PERSIST', list)
-    redis.call('PERSIST', ids)
-  end
-elseif ttl > 0 then
-  redis.call('PEXPIRE', meta, ttl)
-  redis.call('PEXPIRE', list, ttl)
-  redis.call('PEXPIRE', ids, ttl)
-end
-local publish = (redis.REDIS_VERSION_NUM or 0) >= 0x070000 and 'SPUBLISH' or 'PUBLISH'
-if reply then
-  local id, replies = ARGV[6], KEYS[8]
-  redis.call('XADD', KEYS[7], '*', 'm', id, 'f', seq, 'n', reply[2] or 0)
-  redis.call('HSET', replies, id .. ':st', 'f', id .. ':s', seq)
-  local open = reply[1] and redis.call('HINCRBY', replies, 'open', -1) or tonumber(redis.call('HGET', replies, 'open') or 0)
-  if open <= 0 or redis.call('PTTL', KEYS[7]) < 0 then
-    redis.call('PEXPIRE', KEYS[7], ARGV[5])
-    redis.call('PEXPIRE', replies, ARGV[5])
-  end
-  redis.call(publish, KEYS[9], seq)
-end
-redis.call(publish, KEYS[5], seq)
-return {0, seq}
+return {0, push_messages(KEYS, ARGV, fresh, h, seq, finish)}

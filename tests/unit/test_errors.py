@@ -31,6 +31,7 @@ from redis_sessions import (
     SessionNotFound,
     StoreError,
     StoreUnavailable,
+    ToolCallPending,
 )
 from redis_sessions.errors import InvalidArgument
 
@@ -54,6 +55,7 @@ PARENTS = {
     NotReplicated: (StoreError,),
     LeaseHeld: (SessionError,),
     LeaseLost: (SessionError,),
+    ToolCallPending: (SessionError,),
     MessagesTrimmed: (SessionError,),
     ReplyTooLarge: (InvalidArgument, ValueError),
     ReplyClosed: (SessionError,),

@@ -49,6 +49,9 @@ PUBLIC = {
     "ReplyClosed",
     "ReplyStream",
     "ReplyTooLarge",
+    "ToolCall",
+    "AsyncToolCall",
+    "ToolCallPending",
 }
 
 
