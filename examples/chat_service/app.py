@@ -8,14 +8,17 @@ the same turn store exactly one reply (the other gets 409). With ``{"stream": tr
 streamed token by token (``store.stream``, fenced by the lease) and ``/live`` follows it from any
 worker (``watch(partial=True)``): SSE events ``delta``, ``aborted`` and ``message``, each with the
 library's ``event_id`` as its SSE id, so a client that reconnects with ``Last-Event-ID`` (to any
-worker) continues right after the last event it got.
+worker) continues right after the last event it got. ``/tool`` is a tool step that must run once
+(``store.tool_call``): its fake tool increments a counter outside the conversation (a Redis key
+standing in for a payment provider), and however many workers are asked to run the same call, or
+retried, the counter goes up once and every one of them answers with the one stored result.
 
 Configuration comes from the environment: ``REDIS_URL`` (required), ``WORKER_ID`` (default
 ``<host>-<pid>``, sent back in an ``X-Worker`` header on every response), ``CHAT_PREFIX`` (key
 prefix, default ``chat``), ``FAKE_MODEL_DELAY`` (seconds the fake model "thinks", default 0),
 ``FAKE_TOKEN_DELAY`` (seconds between the tokens of a streamed reply, default 0.01), ``LEASE_TTL``
 (seconds a worker's turn lease lasts, default 30; a streamed reply of a worker that died is
-given up as aborted once it expired).
+given up as aborted once it expired), ``FAKE_TOOL_DELAY`` (seconds the fake tool runs, default 0).
 Run with ``uvicorn --app-dir examples/chat_service app:app``.
 """
 
@@ -32,6 +35,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from contextlib import asynccontextmanager
 from typing import Any
 
+from redis.asyncio import Redis
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -51,6 +55,9 @@ from redis_sessions import (
     SessionError,
     SessionNotFound,
     StoreUnavailable,
+    ToolCallPending,
+    ToolResult,
+    ToolUse,
 )
 
 WORKER_ID = os.environ.get("WORKER_ID") or f"{socket.gethostname()}-{os.getpid()}"
@@ -64,6 +71,7 @@ STATUS: list[tuple[type[SessionError], int]] = [
     (LeaseHeld, 409),
     (ConflictError, 409),
     (LeaseLost, 409),
+    (ToolCallPending, 409),
     (StoreUnavailable, 503),
 ]
 
@@ -166,6 +174,42 @@ async def reply(request: Request) -> Response:
     return JSONResponse({"seq": seq, "text": answer.text, "token": token}, status_code=201)
 
 
+def counter_key(request: Request, sid: str) -> str:
+    """The fake tool's counter: outside the conversation, as a payment provider's books would be."""
+    prefix: str = request.app.state.prefix
+    return f"{prefix}:example:{sid}:counter"
+
+
+async def tool(request: Request) -> Response:
+    """Run the tool call ``tool_use_id`` of the session once, whichever worker is asked and however
+    often: the assistant's ``ToolUse`` message is appended (idempotently, by its id), then the call is
+    claimed with ``store.tool_call``. The worker that gets the claim runs the fake tool (it
+    increments the counter) and stores its ``ToolResult`` with ``call.complete``: 201. A call already
+    done answers with the stored result and runs nothing: 200. While another worker holds a live
+    claim: 409 ``ToolCallPending``, with a ``Retry-After`` header.
+    """
+    sid = request.path_params["sid"]
+    tool_use_id = (await body(request)).get("tool_use_id")
+    if not isinstance(tool_use_id, str) or not tool_use_id:
+        raise HTTPException(400, '"tool_use_id" must be a non-empty string')
+    asked = AgentMessage.assistant([ToolUse(tool_use_id, "count", {})], id=f"tool_use:{tool_use_id}")
+    await store(request).append(sid, asked)  # a retry or a second worker finds it stored: no-op
+    async with store(request).tool_call(sid, tool_use_id, ttl=LEASE_TTL, owner=WORKER_ID) as call:
+        ran_here = not call.done
+        if ran_here:  # no result stored yet: this worker runs the tool (attempt > 1: check first)
+            delay = float(os.environ.get("FAKE_TOOL_DELAY", "0"))
+            if delay:
+                await asyncio.sleep(delay)
+            outside: Redis = request.app.state.outside
+            count = await outside.incr(counter_key(request, sid))
+            await call.complete(f"counter is now {count}")
+        result = call.result
+    assert isinstance(result, ToolResult)  # trimming would be the only way to lose it
+    answer = {"tool_use_id": tool_use_id, "result": result.content, "seq": call.seq}
+    answer |= {"attempt": call.attempt, "ran_here": ran_here}
+    return JSONResponse(answer, status_code=201 if call.stored else 200)
+
+
 async def events(request: Request) -> Response:
     """Server-sent events: every message after ``?after=N`` (or ``Last-Event-ID``), live."""
     sid = request.path_params["sid"]
@@ -229,7 +273,10 @@ async def live(request: Request) -> Response:
 
 async def session_error(request: Request, exc: Exception) -> Response:
     status = next((code for kind, code in STATUS if isinstance(exc, kind)), 500)
-    return JSONResponse({"error": type(exc).__name__, "detail": str(exc)}, status_code=status)
+    headers = {}
+    if isinstance(exc, ToolCallPending):
+        headers["Retry-After"] = str(max(1, round(exc.retry_after)))
+    return JSONResponse({"error": type(exc).__name__, "detail": str(exc)}, status, headers)
 
 
 async def http_error(request: Request, exc: Exception) -> Response:
@@ -261,8 +308,12 @@ class WorkerHeader:
 async def lifespan(app: Starlette) -> AsyncIterator[None]:
     prefix = os.environ.get("CHAT_PREFIX", "chat")
     async with AsyncSessionStore.from_url(os.environ["REDIS_URL"], prefix=prefix) as opened:
-        app.state.store = opened
-        yield
+        app.state.store, app.state.prefix = opened, prefix
+        app.state.outside = Redis.from_url(os.environ["REDIS_URL"])  # the fake tool's "provider"
+        try:
+            yield
+        finally:
+            await app.state.outside.aclose()
 
 
 app = Starlette(
@@ -272,6 +323,7 @@ app = Starlette(
         Route("/sessions/{sid}", get_session),
         Route("/sessions/{sid}/messages", post_message, methods=["POST"]),
         Route("/sessions/{sid}/reply", reply, methods=["POST"]),
+        Route("/sessions/{sid}/tool", tool, methods=["POST"]),
         Route("/sessions/{sid}/events", events),
         Route("/sessions/{sid}/live", live),
     ],

@@ -37,6 +37,7 @@ APP_DIR = ROOT / "examples" / "chat_service"
 WORKERS = ("worker-a", "worker-b")
 STARTUP = 15.0  # seconds for a worker or nginx to come up
 MODEL_DELAY = "0.05"  # the fake model "thinks" 50 ms, so racing replies overlap under the lease
+TOOL_DELAY = "0.3"  # the fake tool runs 300 ms, so racing tool steps overlap its claim
 
 
 @dataclass
@@ -44,6 +45,7 @@ class Service:
     lb: str  # nginx
     workers: dict[str, str]  # worker id -> its own URL, bypassing nginx
     processes: dict[str, subprocess.Popen[bytes]]  # worker id -> its process
+    prefix: str  # the workers' key prefix (CHAT_PREFIX)
 
 
 def nginx_binary() -> str:
@@ -132,6 +134,7 @@ def running(redis_url: str, tmp: Path, **settings: str) -> Iterator[Service]:
                 "WORKER_ID": worker,
                 "CHAT_PREFIX": prefix,
                 "FAKE_MODEL_DELAY": MODEL_DELAY,
+                "FAKE_TOOL_DELAY": TOOL_DELAY,
                 **settings,
             }
             command = [sys.executable, "-m", "uvicorn", "--app-dir", str(APP_DIR), "app:app"]
@@ -150,7 +153,7 @@ def running(redis_url: str, tmp: Path, **settings: str) -> Iterator[Service]:
             children.append(subprocess.Popen(command, stdout=out, stderr=out))
         lb = f"http://127.0.0.1:{lb_port}"
         wait_ready(lb, children[-1], log)
-        yield Service(lb, workers, dict(zip(WORKERS, children, strict=False)))
+        yield Service(lb, workers, dict(zip(WORKERS, children, strict=False)), prefix)
     finally:
         for child in reversed(children):
             stop(child)
@@ -451,3 +454,58 @@ async def test_a_worker_killed_mid_reply_gives_readers_aborted_and_the_turn_can_
     assert json.loads(events[cut]["data"])["reason"] == "producer lost"
     assert 0.3 < waited < 8, waited
     check_reply(events[cut + 1 :], words)
+
+
+# -- a tool step that runs once (issue 19) --------------------------------------------------------
+
+
+async def test_a_tool_step_with_a_counter_runs_once(service: Service, redis_url: str) -> None:
+    # Ten requests to run one tool call, at once, on both workers (directly and through nginx): the
+    # tool (it increments a counter outside the conversation) runs once, one ToolResult is stored,
+    # and every request answers with it; the others wait out the live claim (409 ToolCallPending).
+    pending = 0
+    async with contextlib.AsyncExitStack() as stack:
+        lb = await stack.enter_async_context(httpx.AsyncClient(base_url=service.lb, timeout=10))
+        direct = [
+            await stack.enter_async_context(httpx.AsyncClient(base_url=service.workers[w], timeout=10))
+            for w in WORKERS
+        ]
+        sid = await start_conversation(lb, 3)
+
+        async def run_tool(client: httpx.AsyncClient) -> httpx.Response:
+            nonlocal pending
+            deadline = time.monotonic() + 15
+            while True:
+                got = await client.post(f"/sessions/{sid}/tool", json={"tool_use_id": "toolu_count"})
+                if got.status_code != 409:
+                    return got
+                assert got.json()["error"] == "ToolCallPending", got.text
+                assert int(got.headers["retry-after"]) >= 1
+                pending += 1
+                assert time.monotonic() < deadline, "the claim was never completed"
+                await asyncio.sleep(0.05)  # polling interval (Retry-After is in whole seconds)
+
+        clients = [*direct * 4, lb, lb]
+        answers = await asyncio.gather(*(run_tool(c) for c in clients))
+        again = await run_tool(lb)  # a retry once the call is done runs nothing
+        stored = await conversation(lb, sid)
+    bodies = [a.json() for a in answers]
+    assert sorted(a.status_code for a in answers) == [200] * (len(clients) - 1) + [201], bodies
+    ran = [b for b in bodies if b["ran_here"]]
+    assert len(ran) == 1, bodies
+    assert ran[0]["attempt"] == 1
+    assert {b["result"] for b in [*bodies, again.json()]} == {"counter is now 1"}
+    assert {b["seq"] for b in [*bodies, again.json()]} == {3}
+    assert {a.headers["x-worker"] for a in answers} == set(WORKERS)
+    assert again.status_code == 200
+    assert not again.json()["ran_here"]
+    client = redis.Redis.from_url(redis_url)
+    try:
+        assert client.get(f"{service.prefix}:example:{sid}:counter") == b"1"
+    finally:
+        client.close()
+    assert [(m["seq"], m["role"], m["id"]) for m in stored][1:] == [
+        (2, "assistant", "tool_use:toolu_count"),
+        (3, "tool", "tool_result:toolu_count"),
+    ]
+    print(f"\ntool step: {len(clients)} racing requests, the tool ran once, {pending} 409s meanwhile")
