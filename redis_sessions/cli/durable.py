@@ -49,6 +49,9 @@ def sync(settings: Settings, backing: str, once: bool, interval: float, report: 
     if settings.url is None:
         raise click.ClickException("sync needs --url (or REDIS_URL): the Redis to deliver from")
     console = make_console(stderr=True)
+    stop = threading.Event()
+    if not once:  # as early as can be: a SIGTERM while it connects still stops it cleanly
+        signal.signal(signal.SIGTERM, lambda *_: stop.set())
     try:
         adapter = adapter_from_url(backing)
     except ValueError as exc:
@@ -62,8 +65,6 @@ def sync(settings: Settings, backing: str, once: bool, interval: float, report: 
             worker.flush()
             console.print(f"delivered {worker.delivered} message(s); lag now {_lag(worker)}")
             return
-        stop = threading.Event()
-        signal.signal(signal.SIGTERM, lambda *_: stop.set())
         worker.start(interval)
         try:
             while not stop.wait(report):

@@ -92,6 +92,13 @@ class Slot:
         text = "" if self.log is None else self.log.read_text("utf-8", "replace")
         return "Error: cannot reach Redis" in text and "delivered" not in text
 
+    def stopped_before_it_started(self, code: int | None) -> bool:
+        """SIGTERM that came while a (re)started command was still starting Python and importing,
+        before it set its handler (it had printed nothing yet): nothing it owned is lost, its
+        pending work stays in Redis for the others (the audit checks that)."""
+        text = "" if self.log is None else self.log.read_text("utf-8", "replace")
+        return code == -signal.SIGTERM and "delivered" not in text
+
     def reap(self) -> int | None:
         """Wait for the killed process; its exit code."""
         if isinstance(self.process, subprocess.Popen):

@@ -237,7 +237,7 @@ def soak_tiered(tmp_path: Path, seconds: float, processes: list[Any]) -> None:
             stopping.append(slot)
         for slot in stopping:
             code = slot.reap()
-            if code != 0 and not slot.refused_to_start():
+            if code != 0 and not slot.refused_to_start() and not slot.stopped_before_it_started(code):
                 killer.died.append(f"{kind_of(slot)} exited with {code} when asked to stop")
         died = list(killer.died)
         reports = [json.loads(Path(plan.out).read_text()) for plan in plans]
