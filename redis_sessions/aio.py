@@ -80,8 +80,8 @@ class AsyncSessionStore(AsyncStoreBase):
     ``retry`` is the one retry policy for transport errors: the store turns the client's own
     retry off; pass ``retry=None`` to keep the client's retry as it is and not retry here.
     ``wait_replicas`` (default 0: off) makes every write wait until that many replicas confirm it,
-    up to ``wait_timeout`` seconds, else raise ``NotReplicated``; see the README on what Redis's
-    asynchronous replication promises with and without it.
+    up to ``wait_timeout`` seconds, else raise ``NotReplicated``; the docs' *Scaling out* page says
+    what Redis's asynchronous replication promises with and without it.
 
     ``client`` is a ``Redis`` (also one from a ``Sentinel``) or a ``RedisCluster``; ``from_url``,
     ``from_cluster`` and ``from_sentinel`` build one with sensible timeouts.
@@ -89,7 +89,7 @@ class AsyncSessionStore(AsyncStoreBase):
     ``backing`` (a ``redis_sessions.persistence`` adapter) makes Redis the cache of a durable
     store: sessions this store creates are written behind to it, a session Redis lacks is read
     through from it, and ``delete`` removes both copies. ``from_url`` & co. also start a
-    write-behind worker thread; see the README's *Durability*.
+    write-behind worker thread; see the docs' *Durability* page.
     """
 
     def __init__(
