@@ -7,6 +7,7 @@ have the same methods; messages are msgspec Structs; every error derives from ``
 from ._live import Appended
 from .aio import AsyncLease, AsyncSessionStore
 from .errors import (
+    BackingMismatch,
     CodecMismatch,
     ConflictError,
     CorruptSession,
@@ -18,6 +19,7 @@ from .errors import (
     MessageTooLarge,
     NotReplicated,
     PersistenceError,
+    RecordMismatch,
     SchemaVersionError,
     SessionError,
     SessionExists,
@@ -51,6 +53,7 @@ __all__ = [
     "Appended",
     "AsyncLease",
     "AsyncSessionStore",
+    "BackingMismatch",
     "CodecMismatch",
     "ConflictError",
     "ContentBlock",
@@ -65,6 +68,7 @@ __all__ = [
     "MessagesTrimmed",
     "NotReplicated",
     "PersistenceError",
+    "RecordMismatch",
     "RetryPolicy",
     "Role",
     "SchemaVersionError",

@@ -39,6 +39,7 @@ if TYPE_CHECKING:
     from redis.asyncio import Redis
 
     from .persistence import PersistenceAdapter
+    from .writebehind import SyncWorker
 
 __all__ = ["RECOVERABLE", "AsyncStoreBase"]
 
@@ -57,6 +58,7 @@ class AsyncStoreBase:
     _retry: RetryPolicy | None
     _wait: Wait | None
     _cluster: bool
+    _worker: SyncWorker | None
 
     async def _through(self, make: Callable[[], Call[T]], missing: Callable[[T], bool] | None = None) -> T:
         """Run the call, recovering from a miss, an older schema version or an eviction (see
@@ -133,6 +135,8 @@ class AsyncStoreBase:
     async def _hydrate(self, sid: SessionId, *, repair: bool = False) -> bool:
         """Restore the session from the backing store (``repair``: over what eviction left of it)."""
         assert self._backing is not None
+        if self._worker is not None and self._worker.unbound is not None:
+            raise self._worker.unbound  # the prefix moved to another record: ours is stale now
         state = await asyncio.to_thread(self._backing.load_session, sid)
         if state is None:
             return False

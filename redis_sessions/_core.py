@@ -159,6 +159,7 @@ class StoreCore:
         max_message_bytes: int,
         cache_messages: int,
         durable: bool = False,
+        record: str = "",
     ) -> None:
         if codec not in CODECS:
             raise ValueError(f"codec must be one of {sorted(CODECS)}, got {codec!r}")
@@ -173,6 +174,8 @@ class StoreCore:
         # With a backing store, sessions this store creates are durable: listed as dirty until the
         # sync worker has stored them, and without a TTL until then (any store's writes keep that).
         self.durable = durable
+        # ...and bound to this backing record (its ``record_id``): only its workers deliver them.
+        self.record = record
         # The schema version this store writes and reads (older ones are upgraded: migrations).
         self.schema = migrations.active()
         self.version = str(self.schema.current)
@@ -191,7 +194,7 @@ class StoreCore:
         sid = uuid.uuid4() if sid is None else session_id(sid)
         fields = self.header(sid, model, max_turns, system_message, metadata)
         if self.durable:
-            fields += ["durable", 1]
+            fields += ["durable", 1, "record", self.record]
         keys = (*session_keys(self.prefix, sid), dirty_key(self.prefix, sid))
         token = uuid.uuid4().hex
         args = (self.version, self.codec.name, token, self.ttl_ms, self.max_messages, *fields)

@@ -13,21 +13,37 @@ got (``sync_mark``), which takes the session off the index once nothing newer wa
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal, NamedTuple
 
 import msgspec
 
 from ._core import _NOT_FOUND, _TRIMMED, Call, StoreCore
-from .errors import CorruptSession, MessagesTrimmed, SchemaVersionError
+from .errors import BackingMismatch, CorruptSession, MessagesTrimmed, SchemaVersionError, SessionError
 from .keys import dirty_key, live_keys, session_keys, tombstone_key
 from .models import SessionId, SessionState
 
-__all__ = ["Mark", "RawSession", "Unsynced", "raw_session", "restore", "sync_mark", "sync_read", "upgraded"]
+__all__ = [
+    "Mark",
+    "RawSession",
+    "Read",
+    "Unsynced",
+    "raw_session",
+    "restore",
+    "sync_mark",
+    "sync_read",
+    "upgraded",
+]
 
-Mark = Literal["clean", "dirty", "gone", "deleted", "recreated"]
-_MARKS: dict[int, Mark] = {1: "clean", 0: "dirty"}
-_DELETED = 11
+Mark = Literal["clean", "dirty", "gone", "deleted", "recreated", "other-record"]
+_DELETED, _RECREATED, _OTHER_RECORD = 11, 3, 13
+_MARKS: dict[int, Mark] = {
+    _NOT_FOUND: "gone",
+    _DELETED: "deleted",
+    _RECREATED: "recreated",
+    _OTHER_RECORD: "other-record",
+}
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
@@ -73,7 +89,7 @@ def restore(
         mode, token = f"={upgrading.epoch.decode()}:{upgrading.seq}", upgrading.epoch.decode()
         fields += [x for pair in upgrading.bookkeeping.items() for x in pair]
     elif core.durable:  # from the backing store: clean up to its last message; fresh: none of it
-        fields += ["durable", 1, "synced_seq", 0 if fresh else seq]
+        fields += ["durable", 1, "synced_seq", 0 if fresh else seq, "record", core.record]
     args: tuple[Any, ...] = (
         core.version,
         core.codec.name,
@@ -122,7 +138,9 @@ def raw_session(core: StoreCore, sid: SessionId) -> Call[RawSession | None]:
             raise CorruptSession(sid, f"unreadable for a schema upgrade: {exc!r}") from exc
         data = msgspec.structs.asdict(session.to_state())
         data["messages"] = messages
-        keep = {k.decode(): v.decode() for k, v in meta.items() if k in (b"durable", b"synced_seq")}
+        keep = {
+            k.decode(): v.decode() for k, v in meta.items() if k in (b"durable", b"synced_seq", b"record")
+        }
         return RawSession(version, data, meta.get(b"epoch", b""), session.seq, keep)
 
     keys = session_keys(core.prefix, sid)
@@ -140,46 +158,75 @@ def upgraded(core: StoreCore, sid: SessionId, raw: RawSession) -> SessionState:
 
 
 class Unsynced(NamedTuple):
-    """What the backing store lacks of one session: its header and the messages after ``synced``."""
+    """What the backing record lacks of one session: its header and the messages after ``synced``."""
 
     state: SessionState  # header fields, the new messages, and seq = the last of them
-    synced: int  # the seq the backing store held already
+    synced: int  # the seq the record holds already (what the messages follow)
     epoch: bytes  # which incarnation of the id was read
     token: bytes  # updated_at when read: a later write (even metadata only) keeps it dirty
 
 
-def sync_read(core: StoreCore, sid: SessionId, limit: int = 500) -> Call[Unsynced | None]:
-    """Up to ``limit`` messages the backing store lacks, with the header; ``None`` if gone."""
-
-    def parse(reply: list[Any]) -> Unsynced | None:
-        if reply[0] == _NOT_FOUND:
-            return None
-        if reply[0] == _TRIMMED:
-            raise MessagesTrimmed(sid, -1, int(reply[1]))
-        core.check(sid, reply)
-        _, flat, synced, items = reply
-        meta = dict(zip(flat[::2], flat[1::2], strict=True))
-        messages = core.codec_named(sid, meta.get(b"codec")).decode(sid, items, int(synced))
-        upto = int(synced) + len(messages)
-        state = msgspec.structs.replace(core.session(sid, meta, messages).to_state(), seq=upto)
-        return Unsynced(state, int(synced), meta.get(b"epoch", b""), meta.get(b"updated_at", b""))
-
-    keys = session_keys(core.prefix, sid)[:2]
-    return Call("sync", sid, "sync_read", keys, (core.version, limit), parse)
+Read = Unsynced | SessionError | None
+"""One session's share of a ``sync_read``: what to deliver, why it cannot be (the error it would
+raise), or ``None`` when it is gone (deleted, evicted) and so has nothing to deliver."""
 
 
-def sync_mark(core: StoreCore, sid: SessionId, read: Unsynced) -> Call[Mark]:
-    """Record that the backing store holds ``read``; whether the session is now clean."""
+def sync_read(
+    core: StoreCore,
+    record: str,
+    sids: Sequence[SessionId],
+    limit: int = 500,
+    after: Mapping[SessionId, int] | None = None,
+) -> Call[list[Read]]:
+    """Up to ``limit`` messages the record lacks of each session, with its header, in one script
+    call for the worker of ``record`` (a session bound to another is refused: ``BackingMismatch``);
+    the sessions must share a slot (they do when they share a dirty index). ``after`` reads a
+    session from that seq instead of its ``synced_seq`` (the record reported a gap)."""
+    after = after or {}
 
-    def parse(reply: list[Any]) -> Mark:
-        if reply[0] == _NOT_FOUND:
-            return "gone"
-        if reply[0] == _DELETED:
-            return "deleted"
-        if reply[0] == 3:
-            return "recreated"
-        return _MARKS[int(reply[1])]
+    def one(sid: SessionId, reply: list[Any]) -> Read:
+        try:
+            if reply[0] == _NOT_FOUND:
+                return None
+            if reply[0] == _TRIMMED:
+                raise MessagesTrimmed(sid, -1, int(reply[1]))
+            if reply[0] == _OTHER_RECORD:
+                raise BackingMismatch(core.prefix, reply[1].decode(), record, sid)
+            core.check(sid, reply)
+            _, flat, synced, items = reply
+            meta = dict(zip(flat[::2], flat[1::2], strict=True))
+            messages = core.codec_named(sid, meta.get(b"codec")).decode(sid, items, int(synced))
+            upto = int(synced) + len(messages)
+            state = msgspec.structs.replace(core.session(sid, meta, messages).to_state(), seq=upto)
+            return Unsynced(state, int(synced), meta.get(b"epoch", b""), meta.get(b"updated_at", b""))
+        except SessionError as exc:
+            return exc
 
-    keys = (*session_keys(core.prefix, sid), dirty_key(core.prefix, sid), tombstone_key(core.prefix, sid))
-    args = (read.epoch, read.state.seq, read.token)
-    return Call("sync", sid, "sync_mark", keys, args, parse)
+    def parse(replies: list[Any]) -> list[Read]:
+        return [one(sid, reply) for sid, reply in zip(sids, replies, strict=True)]
+
+    keys = tuple(key for sid in sids for key in session_keys(core.prefix, sid)[:2])
+    args = (core.version, limit, record, *(str(after[sid]) if sid in after else "" for sid in sids))
+    return Call("sync", sids[0] if len(sids) == 1 else None, "sync_read", keys, args, parse)
+
+
+def sync_mark(
+    core: StoreCore, record: str, index: str, marks: Sequence[tuple[SessionId, Unsynced, int]]
+) -> Call[list[Mark]]:
+    """Record, for each ``(sid, read, held)``, that the record holds the session up to ``held``;
+    what each session is now (``clean`` ones left the dirty ``index``). One script call: the
+    sessions must share the dirty index (and so, on a cluster, its slot)."""
+
+    def one(reply: list[Any]) -> Mark:
+        return _MARKS.get(int(reply[0]), "dirty") if reply[0] != 0 else ("clean" if reply[1] else "dirty")
+
+    def parse(replies: list[Any]) -> list[Mark]:
+        return [one(reply) for reply in replies]
+
+    keys: list[str] = [index]
+    args: list[Any] = [record]
+    for sid, read, held in marks:
+        keys += [*session_keys(core.prefix, sid), tombstone_key(core.prefix, sid)]
+        args += [read.epoch, held, read.token]
+    only = marks[0][0] if len(marks) == 1 else None
+    return Call("sync", only, "sync_mark", tuple(keys), tuple(args), parse)

@@ -15,7 +15,9 @@
     ├── PersistenceError                           what is stored cannot be used as it is
     │   ├── SchemaVersionError                     stored by another schema version of this library
     │   ├── CodecMismatch                          stored with another codec than this store writes
-    │   └── CorruptSession                         stored bytes do not decode, or a key has the wrong type
+    │   ├── CorruptSession                         stored bytes do not decode, or a key has the wrong type
+    │   ├── BackingMismatch                        bound to another backing record than this one
+    │   └── RecordMismatch                         the backing record disagrees with Redis (refused)
     └── StoreError                                 Redis (or the backing database) refused or failed
         ├── StoreUnavailable                       Redis could not be reached, retries exhausted
         └── NotReplicated                          written, but fewer replicas than asked confirmed it
@@ -29,6 +31,7 @@ from __future__ import annotations
 import uuid
 
 __all__ = [
+    "BackingMismatch",
     "CodecMismatch",
     "ConflictError",
     "CorruptSession",
@@ -40,6 +43,7 @@ __all__ = [
     "MessagesTrimmed",
     "NotReplicated",
     "PersistenceError",
+    "RecordMismatch",
     "SchemaVersionError",
     "SessionError",
     "SessionExists",
@@ -207,6 +211,38 @@ class CorruptSession(PersistenceError):
         super().__init__(f"session `{session_id}` is corrupt{where}: {detail}", session_id)
         self.position = position
         self.evicted = evicted  # Redis evicted some of its keys: a backing store can restore it
+
+
+class BackingMismatch(PersistenceError):
+    """A store or worker whose backing record is not the one the prefix (or session) is bound to.
+
+    The write-behind bookkeeping in Redis (``synced_seq``, the dirty index) describes one record; a
+    worker delivering to another would advance it for messages the first never got. Nothing was
+    changed: open the store with the bound record, or move to the new one on purpose with
+    ``redis-sessions rebind``.
+    """
+
+    def __init__(self, prefix: str, bound: str, backing: str, session_id: uuid.UUID | None = None) -> None:
+        about = f"session `{session_id}` under " if session_id is not None else ""
+        super().__init__(
+            f"{about}prefix {prefix!r} is bound to backing record {bound}, not to {backing};"
+            " nothing was changed (to move to another record on purpose: redis-sessions rebind)",
+            session_id,
+        )
+        self.prefix = prefix
+        self.bound = bound
+        self.backing = backing
+
+
+class RecordMismatch(PersistenceError):
+    """The backing record does not hold what Redis says it holds (a gap, or other messages at those
+    seqs): refused rather than merged, so no hole is ever filled with later messages."""
+
+    def __init__(self, session_id: uuid.UUID, detail: str) -> None:
+        super().__init__(
+            f"the backing record of session `{session_id}` disagrees with Redis: {detail}", session_id
+        )
+        self.detail = detail
 
 
 class StoreError(SessionError):

@@ -17,6 +17,7 @@ slot as the sessions it lists, so the append script can mark a session dirty ato
 Redis Cluster (a script may only touch keys of one slot)::
 
     rs:dirty:{<tag>}        zset   session id -> when it became dirty (ms), for the sync worker
+    rs:record               string the record_id of the backing record the prefix is bound to
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ __all__ = [
     "live_keys",
     "meta_key_pattern",
     "parse_meta_key",
+    "record_key",
     "script_keys",
     "session_id",
     "session_keys",
@@ -136,6 +138,11 @@ def tombstone_key(prefix: str, sid: uuid.UUID) -> str:
     """Left by ``delete`` for a while: tells a sync worker that a session it finds gone was deleted
     (so its backing copy goes too), not evicted or expired (so its backing copy is all there is)."""
     return f"{prefix}:{{{sid}}}:deleted"
+
+
+def record_key(prefix: str) -> str:
+    """The id of the one backing record the prefix's durable sessions are written behind to."""
+    return f"{prefix}:record"
 
 
 def dirty_key_pattern(prefix: str) -> str:

@@ -114,6 +114,7 @@ class SessionStore(StoreBase):
             max_message_bytes=max_message_bytes,
             cache_messages=cache_messages,
             durable=backing is not None,
+            record="" if backing is None else backing.record_id,
         )
         self.client = client
         self._backing = backing

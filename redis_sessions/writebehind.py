@@ -1,12 +1,20 @@
-"""Write-behind: deliver every acknowledged write of a durable session to the backing store.
+"""Write-behind: deliver every acknowledged write of a durable session to its one backing record.
 
 The append script lists a durable session in its slot's *dirty index* in the same atomic step as
 the write, so what is pending lives in Redis, not in the process that appended: any worker, in any
-process, later delivers it, even when the appender died. A worker scans the dirty indexes (on every
-primary of a cluster), reads what the backing store lacks of each session, stores it with
-``append_messages`` (idempotent by message id, so delivering twice is harmless and order is kept),
-and records how far it got; a session leaves the index, and gets its TTL back, only once nothing
-newer was written. Several workers may run at once; they only repeat each other's work.
+process, later delivers it, even when the appender died. A worker finds the dirty sessions, reads
+what the record lacks of a whole batch of them in one script call per dirty index (``sync_read``),
+stores them in one transaction of the record (``PersistenceAdapter.deliver``), and records how far
+each got in one more script call (``sync_mark``); a session leaves the index, and gets its TTL back,
+only once nothing newer was written.
+
+**One record per prefix.** The bookkeeping in Redis (each session's ``synced_seq``, the dirty index)
+describes one record, so a prefix is bound to one (``<prefix>:record`` holds its ``record_id``) and
+each durable session carries the id of the record it is synced to. A worker of another record is
+refused when it starts (``BackingMismatch``) and, should it run anyway, by every read and mark of
+the scripts: it can neither advance ``synced_seq`` nor mark a session clean. The record, in turn,
+never stores a batch that would leave a gap: it says what it holds and the worker delivers from
+there. ``redis-sessions rebind`` moves a prefix to another record on purpose.
 
 A tiered store (``from_url(..., backing=adapter)``) runs one worker in a daemon thread; the
 ``redis-sessions sync`` command runs one on its own. Both use this class.
@@ -18,14 +26,16 @@ import logging
 import threading
 import time
 import uuid
-from collections.abc import Iterable, Iterator
+from collections import defaultdict
+from collections.abc import Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from ._core import Call, scan_page
-from ._durable import sync_mark, sync_read
-from .errors import SessionError
-from .keys import dirty_key, dirty_key_pattern, session_keys
+from ._durable import Unsynced, sync_mark, sync_read
+from .errors import BackingMismatch, RecordMismatch, SessionError
+from .keys import dirty_key, dirty_key_pattern, record_key, session_keys
 from .models import SessionId
+from .persistence import Delivery
 
 if TYPE_CHECKING:
     from .persistence import PersistenceAdapter
@@ -46,13 +56,46 @@ class Lag(NamedTuple):
 
 
 class SyncWorker:
-    """Delivers pending writes of durable sessions from ``store``'s Redis to ``backing``."""
+    """Delivers pending writes of durable sessions from ``store``'s Redis to ``backing``.
 
-    def __init__(self, store: SessionStore, backing: PersistenceAdapter, *, batch: int = 500) -> None:
-        self.store, self.backing, self.batch = store, backing, batch
+    ``batch``: messages read per session per round; ``sessions``: sessions per script call and
+    per transaction of the record."""
+
+    def __init__(
+        self, store: SessionStore, backing: PersistenceAdapter, *, batch: int = 500, sessions: int = 200
+    ) -> None:
+        self.store, self.backing, self.batch, self.sessions = store, backing, batch, sessions
+        self.record = backing.record_id
         self.delivered = 0  # messages handed to the backing store by this worker
+        self.failures: dict[SessionId, SessionError] = {}  # sessions it cannot deliver, and why
+        self.unbound: BackingMismatch | None = None  # set once the prefix is bound elsewhere
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+
+    # -- the binding ---------------------------------------------------------------------------
+
+    def bind(self) -> SyncWorker:
+        """Bind the prefix to this worker's record, or find it bound to it already;
+        ``BackingMismatch`` (nothing changed) if it is bound to another."""
+        key = record_key(self.store._core.prefix)
+        self.store._run(Call("bind", None, None, (key,), ("SET", key, self.record, "NX"), bool))
+        self._check_binding()
+        if self.unbound is not None:
+            raise self.unbound
+        return self
+
+    def _check_binding(self) -> bool:
+        """Whether the prefix is still bound to this record (``rebind`` may have moved it)."""
+        key = record_key(self.store._core.prefix)
+        bound = self.store._run(Call("bind", None, None, (key,), ("GET", key), _text))
+        if bound not in (None, self.record):
+            if self.unbound is None:
+                log.error("write-behind stopped: prefix %r is bound to record %s", key, bound)
+            self.unbound = BackingMismatch(self.store._core.prefix, bound, self._name())
+        return self.unbound is None
+
+    def _name(self) -> str:
+        return f"{self.record} ({self.backing!r})"
 
     # -- one pass ----------------------------------------------------------------------------
 
@@ -77,39 +120,84 @@ class SyncWorker:
                     break
         return found
 
-    def sync_session(self, sid: SessionId, rounds: int = 100) -> int:
-        """Deliver what ``backing`` lacks of one session, as far as it went when the visit began
-        (a busy session is not chased: the next pass takes the rest, so other sessions get their
-        turn and each backing-store write carries a full batch); returns the seq the backing store
-        now holds, or 0 if the session is gone."""
-        core, reached = self.store._core, 0
-        for _ in range(rounds):
-            read = self.store._run(sync_read(core, sid, self.batch))
-            if read is None:  # deleted (its delete removes the backing copy) or never durable
-                self._forget(sid)
-                return 0
-            self.backing.append_messages(sid, read.state.messages, state=read.state)
-            self.delivered += len(read.state.messages)
-            reached = read.state.seq or 0
-            mark = self.store._run(sync_mark(core, sid, read))
-            if mark == "clean":
-                return reached
-            if mark == "deleted":  # deleted while we copied it: do not leave a copy behind
-                self.backing.delete_session(sid)
-                return 0
-            if mark == "gone":  # evicted or expired once clean: the backing copy is the session now
-                return 0
-            if mark == "recreated":
-                continue  # another incarnation (restored from the record, or created again): read it
-            if len(read.state.messages) < self.batch:
-                return reached  # all there was when read; newer writes wait for the next pass
+    def deliver(self, sids: Iterable[SessionId], rounds: int = 100) -> dict[SessionId, int]:
+        """Deliver what the record lacks of these sessions, as far as each went when its visit
+        began (a busy session is not chased: the next pass takes the rest); returns the seq the
+        record holds of each (0 for a session that is gone). A session that cannot be delivered
+        (another record's, a record that disagrees) is left dirty, logged, and kept in
+        ``failures``."""
+        reached: dict[SessionId, int] = {}
+        groups: dict[str, list[SessionId]] = defaultdict(list)
+        for sid in sids:
+            groups[dirty_key(self.store._core.prefix, sid)].append(sid)
+        for index, members in groups.items():
+            for start in range(0, len(members), self.sessions):
+                reached.update(self._deliver_group(index, members[start : start + self.sessions], rounds))
         return reached
+
+    def _deliver_group(self, index: str, sids: Sequence[SessionId], rounds: int) -> dict[SessionId, int]:
+        core, reached = self.store._core, {}
+        after: dict[SessionId, int] = {}
+        todo = list(sids)
+        for _ in range(rounds):
+            if not todo:
+                break
+            reads = self.store._run(sync_read(core, self.record, todo, self.batch, after))
+            ready: dict[SessionId, Unsynced] = {}
+            for sid, read in zip(todo, reads, strict=True):
+                if read is None:  # deleted (its delete removes the record's copy) or never durable
+                    self._forget(sid)
+                    reached[sid] = 0
+                elif isinstance(read, SessionError):
+                    self._failed(sid, read)
+                else:
+                    ready[sid] = read
+            deliveries = [Delivery(sid, r.synced + 1, r.state.messages, r.state) for sid, r in ready.items()]
+            results = self.backing.deliver(deliveries) if deliveries else {}
+            marks, todo, after = [], [], {}
+            for sid, read in ready.items():
+                held = results[sid]
+                last = read.synced + len(read.state.messages)
+                if isinstance(held, RecordMismatch):
+                    self._failed(sid, held)
+                elif held < last:  # a gap: the record holds less than Redis thought; from there
+                    log.warning(
+                        "record %s holds session %s up to seq %d only: delivering from there",
+                        self.record,
+                        sid,
+                        held,
+                    )
+                    after[sid] = held
+                    todo.append(sid)
+                else:
+                    self.delivered += len(read.state.messages)
+                    self.failures.pop(sid, None)
+                    reached[sid] = last
+                    marks.append((sid, read, last))
+            if marks:
+                outcome = self.store._run(sync_mark(core, self.record, index, marks))
+                for (sid, read, _), mark in zip(marks, outcome, strict=True):
+                    if mark == "deleted":  # deleted while we copied it: do not leave a copy behind
+                        self.backing.delete_session(sid)
+                        reached[sid] = 0
+                    elif mark == "gone":  # evicted or expired once clean: the record is the session
+                        reached[sid] = 0
+                    elif mark == "other-record":
+                        self._failed(sid, BackingMismatch(core.prefix, "another record", self._name(), sid))
+                    elif mark == "recreated" or (mark == "dirty" and len(read.state.messages) >= self.batch):
+                        todo.append(sid)  # another incarnation, or more than one batch: read again
+        return reached
+
+    def sync_session(self, sid: SessionId, rounds: int = 100) -> int:
+        """Deliver what the record lacks of one session; the seq the record now holds (0: gone)."""
+        return self.deliver([sid], rounds).get(sid, 0)
 
     def sync_once(self) -> int:
         """One pass over every dirty session; returns how many it visited."""
+        if not self._check_binding():
+            return 0
         pending = self.pending()
-        for sid in pending:
-            self.sync_session(sid)
+        self.deliver(pending)
         return len(pending)
 
     def lag(self) -> Lag:
@@ -128,22 +216,40 @@ class SyncWorker:
 
     def flush(self, timeout: float | None = None) -> None:
         """Return once every write acknowledged before this call (by any process) is in the backing
-        store, delivering it here if no other worker does; ``TimeoutError`` after ``timeout`` s."""
+        record, delivering it here if no other worker does, and the record confirms it holds it;
+        ``TimeoutError`` after ``timeout`` s; the session's error (``RecordMismatch``,
+        ``BackingMismatch``...) for one that cannot be delivered."""
         deadline = None if timeout is None else time.monotonic() + timeout
+        if not self._check_binding():
+            raise self.unbound  # type: ignore[misc]
         targets = self._seqs(self.pending())
+        waited = dict(targets)
         while targets:
+            reached = self.deliver(list(targets))
             for sid in list(targets):
-                reached = self.sync_session(sid)
-                if reached >= targets[sid] or (reached == 0 and not self._listed(sid)):
+                if sid in self.failures:
+                    raise self.failures[sid]
+                got = reached.get(sid, 0)
+                if got >= targets[sid] or (got == 0 and not self._listed(sid)):
                     del targets[sid]
             if targets and deadline is not None and time.monotonic() > deadline:
                 raise TimeoutError(f"flush: {len(targets)} session(s) not yet in the backing store")
+        self._confirm(waited)
+
+    def _confirm(self, waited: dict[SessionId, int]) -> None:
+        """Check the record itself, not only Redis's cursor: it holds every session waited for up
+        to the seq waited for (a session deleted meanwhile is not checked)."""
+        held = self.backing.seqs(list(waited))
+        for sid, seq in waited.items():
+            if held.get(sid, 0) < seq and self._exists(sid):
+                raise RecordMismatch(sid, f"flush waited for seq {seq}, the record holds {held.get(sid, 0)}")
 
     # -- in the background -------------------------------------------------------------------
 
     def start(self, interval: float = 0.1) -> SyncWorker:
         """Run passes every ``interval`` seconds in a daemon thread until ``stop()``."""
         if self._thread is None:
+            self._stop.clear()
             self._thread = threading.Thread(
                 target=self._loop, args=(interval,), name="redis-sessions-sync", daemon=True
             )
@@ -169,10 +275,16 @@ class SyncWorker:
         cls, opener: str, args: tuple[Any, ...], options: dict[str, Any], backing: PersistenceAdapter
     ) -> SyncWorker:
         """A worker with a synchronous store (and connection pool) of its own, made by
-        ``SessionStore.<opener>(*args, **options)``: what a tiered store runs in its thread."""
+        ``SessionStore.<opener>(*args, **options)`` and bound to the prefix: what a tiered store
+        runs in its thread. ``BackingMismatch`` if the prefix is bound to another record."""
         from .store import SessionStore
 
-        return cls(getattr(SessionStore, opener)(*args, **options), backing)
+        store = getattr(SessionStore, opener)(*args, **options)
+        try:
+            return cls(store, backing).bind()
+        except BaseException:
+            store.close()
+            raise
 
     def close(self) -> None:
         """Stop the thread, and close the store if ``open`` made it."""
@@ -181,6 +293,11 @@ class SyncWorker:
 
     # -- helpers ------------------------------------------------------------------------------
 
+    def _failed(self, sid: SessionId, error: SessionError) -> None:
+        if type(self.failures.get(sid)) is not type(error):
+            log.error("write-behind cannot deliver session %s: %s", sid, error)
+        self.failures[sid] = error
+
     def _seqs(self, sids: Iterable[SessionId]) -> dict[SessionId, int]:
         seqs = {}
         for sid in sids:
@@ -188,6 +305,10 @@ class SyncWorker:
             seq = self.store._run(Call("sync", sid, None, (meta,), ("HGET", meta, "seq"), _int))
             seqs[sid] = seq
         return seqs
+
+    def _exists(self, sid: SessionId) -> bool:
+        meta = session_keys(self.store._core.prefix, sid).meta
+        return self.store._run(Call("sync", sid, None, (meta,), ("EXISTS", meta), bool))
 
     def _listed(self, sid: SessionId) -> bool:
         key = dirty_key(self.store._core.prefix, sid)
@@ -216,3 +337,7 @@ def _session_id(member: bytes | str) -> SessionId | None:
 
 def _int(reply: Any) -> int:
     return int(reply or 0)
+
+
+def _text(reply: Any) -> str | None:
+    return reply.decode() if isinstance(reply, bytes) else reply

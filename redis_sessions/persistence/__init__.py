@@ -22,6 +22,7 @@ from types import TracebackType
 from typing import Protocol, Self, runtime_checkable
 
 from ..models import AgentMessage, SessionId, SessionState
+from ._delivery import Delivered, Delivery
 from ._threaded import AsyncDirectoryAdapter, AsyncPostgresAdapter, AsyncSQLiteAdapter, ThreadedAdapter
 from .directory import DirectoryAdapter
 from .postgres import PostgresAdapter
@@ -32,6 +33,8 @@ __all__ = [
     "AsyncPersistenceAdapter",
     "AsyncPostgresAdapter",
     "AsyncSQLiteAdapter",
+    "Delivered",
+    "Delivery",
     "DirectoryAdapter",
     "PersistenceAdapter",
     "PostgresAdapter",
@@ -94,6 +97,30 @@ class PersistenceAdapter(Protocol):
         """
         ...
 
+    @property
+    def record_id(self) -> str:
+        """This record's identity: made once with its schema (a row of its own table, a file of
+        the directory) and kept with it. Write-behind binds a prefix, and each durable session, to
+        one record id, so a worker of another record can never advance their bookkeeping."""
+        ...
+
+    def deliver(self, deliveries: Sequence[Delivery]) -> dict[SessionId, Delivered]:
+        """Store write-behind batches (of many sessions, in one transaction where the store has
+        them), each message at the seq Redis gave it; returns, per session, the seq the record
+        holds afterwards.
+
+        A batch that would leave a gap (it starts above the record's seq + 1) is not stored: the
+        seq the record holds is returned and the worker delivers from there. An overlap is a
+        redelivery: what the record holds already must be the same messages, and is skipped.
+        A session whose record disagrees with the batch gets a ``RecordMismatch`` as its result
+        (the others are still stored).
+        """
+        ...
+
+    def seqs(self, session_ids: Sequence[SessionId]) -> dict[SessionId, int]:
+        """The seq the record holds of each session (0 for one it does not hold)."""
+        ...
+
     def close(self) -> None:
         """Release connections; the adapter cannot be used afterwards."""
         ...
@@ -133,6 +160,19 @@ class AsyncPersistenceAdapter(Protocol):
         state: SessionState | None = None,
     ) -> int:
         """See ``PersistenceAdapter.append_messages``."""
+        ...
+
+    @property
+    def record_id(self) -> str:
+        """See ``PersistenceAdapter.record_id``."""
+        ...
+
+    async def deliver(self, deliveries: Sequence[Delivery]) -> dict[SessionId, Delivered]:
+        """See ``PersistenceAdapter.deliver``."""
+        ...
+
+    async def seqs(self, session_ids: Sequence[SessionId]) -> dict[SessionId, int]:
+        """See ``PersistenceAdapter.seqs``."""
         ...
 
     async def aclose(self) -> None:

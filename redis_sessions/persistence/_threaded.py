@@ -17,6 +17,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Final, Generic, Literal, Self, TypeVar
 
 from ..models import AgentMessage, SessionId, SessionState
+from ._delivery import Delivered, Delivery
 from .directory import DirectoryAdapter
 from .postgres import PostgresAdapter
 from .sqlite import SQLiteAdapter
@@ -87,6 +88,19 @@ class ThreadedAdapter(Generic[A]):
         """See ``PersistenceAdapter.append_messages`` (the messages are copied before the hop)."""
         batch = list(messages)
         return await asyncio.to_thread(self.sync.append_messages, session_id, batch, state=state)
+
+    @property
+    def record_id(self) -> str:
+        """The synchronous adapter's record identity."""
+        return self.sync.record_id
+
+    async def deliver(self, deliveries: Sequence[Delivery]) -> dict[SessionId, Delivered]:
+        """See ``PersistenceAdapter.deliver``."""
+        return await asyncio.to_thread(self.sync.deliver, list(deliveries))
+
+    async def seqs(self, session_ids: Sequence[SessionId]) -> dict[SessionId, int]:
+        """See ``PersistenceAdapter.seqs``."""
+        return await asyncio.to_thread(self.sync.seqs, list(session_ids))
 
     async def aclose(self) -> None:
         """Close the synchronous adapter."""

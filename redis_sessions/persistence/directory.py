@@ -8,7 +8,8 @@ take an exclusive ``fcntl.flock`` on ``<dir>/.<uuid>.lock`` around their read-mo
 appends from several processes or threads are never lost. The lock is a file of its own because
 the data file is replaced (a lock on it would stay with the old inode).
 
-Names starting with ``.`` (locks, temporary files) are not sessions. POSIX only (``fcntl``); local
+``<dir>/.record`` holds the directory's identity (made once, with the directory). Names starting
+with ``.`` (locks, temporary files, the identity) are not sessions. POSIX only (``fcntl``); local
 file systems only (``flock`` is not reliable over NFS).
 """
 
@@ -23,8 +24,10 @@ from pathlib import Path
 from types import TracebackType
 from typing import Self
 
+from ..errors import RecordMismatch
 from ..keys import session_id as check_id
 from ..models import AgentMessage, SessionId, SessionState
+from ._delivery import Delivered, Delivery, header_state, last_seq, new_record_id, plan
 from ._rows import (
     decode_document,
     document,
@@ -53,9 +56,30 @@ class DirectoryAdapter:
         self.fsync = fsync
         with driver_errors("directory open", None, (OSError,)):
             self.path.mkdir(parents=True, exist_ok=True)
+            self.record_id = self._identity()
 
     def __repr__(self) -> str:
         return f"DirectoryAdapter({str(self.path)!r})"
+
+    def _identity(self) -> str:
+        """The directory's record id from ``.record``, made first if absent: written whole to a
+        temporary file and linked into place, so a racing opener reads a whole id or makes none."""
+        marker = self.path / ".record"
+        with contextlib.suppress(FileNotFoundError):
+            return marker.read_text().strip()
+        fd, temporary = tempfile.mkstemp(prefix=".record.", suffix=".tmp", dir=self.path)
+        try:
+            with os.fdopen(fd, "w") as file:
+                file.write(new_record_id())
+                file.flush()
+                if self.fsync:
+                    os.fsync(file.fileno())
+            with contextlib.suppress(FileExistsError):
+                os.link(temporary, marker)
+        finally:
+            os.unlink(temporary)
+        self._sync_directory()
+        return marker.read_text().strip()
 
     def _file(self, sid: SessionId) -> Path:
         return self.path / f"{sid}.json"
@@ -179,6 +203,38 @@ class DirectoryAdapter:
             bodies = [message_body(message) for message in stored.messages] + new
             self._write(sid, document(header.json, bodies))
         return len(new)
+
+    def deliver(self, deliveries: Sequence[Delivery]) -> dict[SessionId, Delivered]:
+        """Store write-behind batches, one file each; see ``PersistenceAdapter.deliver``."""
+        results: dict[SessionId, Delivered] = {}
+        for delivery in deliveries:
+            sid = delivery.session_id
+            encode_header(sid, delivery.state)  # refuse a bad state before anything is written
+            with driver_errors("directory deliver", sid, (OSError,)), self._locked(sid):
+                current = self._read(sid)
+                stored = SessionState() if current is None else decode_document(sid, current)
+                held = stored.seq if stored.seq is not None else len(stored.messages)
+                try:
+                    fresh = plan(delivery, held, {message.id for message in stored.messages})
+                except RecordMismatch as exc:
+                    results[sid] = exc
+                    continue
+                if fresh is None:
+                    results[sid] = held
+                    continue
+                header = encode_header(sid, header_state(delivery, held))
+                bodies = [message_body(message) for message in stored.messages] + [b for _, b in fresh]
+                self._write(sid, document(header.json, bodies))
+                results[sid] = max(held, last_seq(delivery))
+        return results
+
+    def seqs(self, session_ids: Sequence[SessionId]) -> dict[SessionId, int]:
+        """The seq the record holds of each session (0 for one it does not hold)."""
+        held: dict[SessionId, int] = {}
+        for sid in session_ids:
+            state = self.load_session(sid)
+            held[sid] = 0 if state is None else state.seq if state.seq is not None else len(state.messages)
+        return held
 
     def close(self) -> None:
         """Nothing to release (no file stays open between calls); for the protocol's sake."""

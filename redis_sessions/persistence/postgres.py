@@ -14,6 +14,7 @@ The tables, in their own schema (``redis_sessions`` by default), created if abse
               position bigint               0, 1, 2... the session's order; PRIMARY KEY (session_id, position)
               message_id bytea              UNIQUE (session_id, message_id): appends are idempotent
               body text                     the AgentMessage JSON, byte for byte as encoded
+    record    id text                       this record's identity (one row, made with the tables)
 
 JSON is kept as ``text``, not ``jsonb``: ``jsonb`` reorders keys and refuses ``\\u0000``, which a
 message may hold; ``body::jsonb`` still queries it. ``message_id`` is the id's UTF-8 bytes because
@@ -33,8 +34,10 @@ from datetime import UTC, datetime
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Final, Self
 
+from ..errors import RecordMismatch
 from ..keys import session_id as check_id
 from ..models import AgentMessage, SessionId, SessionState
+from ._delivery import Delivered, Delivery, header_state, last_seq, new_record_id, plan
 from ._rows import (
     Header,
     decode_header,
@@ -75,7 +78,24 @@ _STATEMENTS: Final = {
             body text NOT NULL,
             PRIMARY KEY (session_id, position),
             UNIQUE (session_id, message_id)
-        )""",
+        );
+        CREATE TABLE IF NOT EXISTS {s}.record (id text NOT NULL)""",
+    "record_id": "SELECT id FROM {s}.record LIMIT 1",
+    "new_record": "INSERT INTO {s}.record (id) SELECT %s WHERE NOT EXISTS (SELECT 1 FROM {s}.record)",
+    "create_many": """
+        INSERT INTO {s}.sessions (id, schema_version, seq, updated_at, header)
+        SELECT t.id, %s, 0, NULL, %s FROM unnest(%s::text[]) AS t (id) ON CONFLICT (id) DO NOTHING""",
+    "lock_held": "SELECT id, seq FROM {s}.sessions WHERE id = ANY(%s) ORDER BY id FOR UPDATE",
+    "counts": """
+        SELECT session_id, MAX(position) + 1 FROM {s}.messages WHERE session_id = ANY(%s)
+        GROUP BY session_id""",
+    "stored_ids": """
+        SELECT session_id, message_id FROM {s}.messages
+        WHERE session_id = ANY(%s) AND message_id = ANY(%s::bytea[])""",
+    "insert_many": """
+        INSERT INTO {s}.messages (session_id, position, message_id, body)
+        SELECT * FROM unnest(%s::text[], %s::bigint[], %s::bytea[], %s::text[])""",
+    "seqs": "SELECT id, seq FROM {s}.sessions WHERE id = ANY(%s)",
     "lock_header": "SELECT header FROM {s}.sessions WHERE id = %s FOR UPDATE",
     "load": """
         SELECT s.header, ARRAY(SELECT m.body FROM {s}.messages AS m WHERE m.session_id = s.id
@@ -166,14 +186,17 @@ class PostgresAdapter:
         with self._pool.connection() as connection:
             found = connection.execute(
                 "SELECT count(*) FROM pg_catalog.pg_tables"
-                " WHERE schemaname = %s AND tablename IN ('sessions', 'messages')",
+                " WHERE schemaname = %s AND tablename IN ('sessions', 'messages', 'record')",
                 (self.schema,),
             ).fetchone()
-            if found is not None and found[0] == 2:
-                return  # no DDL, so no CREATE privilege is needed once the tables exist
-            lock = f"redis_sessions.ddl:{self.schema}"
-            connection.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (lock,))
-            connection.execute(self._sql["ddl"])
+            if found is None or found[0] != 3:  # no DDL once they exist: no CREATE privilege needed
+                lock = f"redis_sessions.ddl:{self.schema}"
+                connection.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (lock,))
+                connection.execute(self._sql["ddl"])
+                connection.execute(self._sql["new_record"], (new_record_id(),))
+            row = connection.execute(self._sql["record_id"]).fetchone()
+            assert row is not None, "the record table has its row (made with the tables)"
+            self.record_id: str = row[0]
 
     @contextlib.contextmanager
     def _transaction(self, operation: str, sid: SessionId | None) -> Iterator[psycopg.Connection[Any]]:
@@ -266,6 +289,66 @@ class PostgresAdapter:
             header = encode_header(sid, header_after_append(stored, count, state, added))
             self._put(connection, "upsert", key, header)
         return added
+
+    def deliver(self, deliveries: Sequence[Delivery]) -> dict[SessionId, Delivered]:
+        """Store write-behind batches of many sessions in one transaction; see
+        ``PersistenceAdapter.deliver``. Rows are locked in id order, so two deliverers never
+        deadlock."""
+        if not deliveries:
+            return {}
+        for delivery in deliveries:  # refuse a bad state before anything is written
+            encode_header(delivery.session_id, delivery.state)
+        keys = [str(d.session_id) for d in deliveries]
+        new = sorted(str(d.session_id) for d in deliveries if d.first_seq <= 1)
+        empty = encode_header(deliveries[0].session_id, SessionState())
+        ids = [m.id.encode() for d in deliveries for m in d.messages]
+        results: dict[SessionId, Delivered] = {}
+        with self._transaction("deliver", None) as connection:
+            if new:
+                connection.execute(self._sql["create_many"], (empty.schema_version, empty.json.decode(), new))
+            held = dict(connection.execute(self._sql["lock_held"], (keys,)).fetchall())
+            counts = dict(connection.execute(self._sql["counts"], (keys,)).fetchall())
+            stored: dict[str, set[str]] = {}
+            for key, mid in connection.execute(self._sql["stored_ids"], (keys, ids)):
+                stored.setdefault(key, set()).add(bytes(mid).decode())
+            columns: tuple[list[str], list[int], list[bytes], list[str]] = ([], [], [], [])
+            headers = []
+            for delivery in deliveries:
+                sid, key = delivery.session_id, str(delivery.session_id)
+                have = int(held.get(key, 0))
+                try:
+                    fresh = plan(delivery, have, stored.get(key, set()))
+                except RecordMismatch as exc:
+                    results[sid] = exc
+                    continue
+                if fresh is None:
+                    results[sid] = have
+                    continue
+                count = int(counts.get(key) or 0)
+                for i, (mid, body) in enumerate(fresh):
+                    columns[0].append(key)
+                    columns[1].append(count + i)
+                    columns[2].append(mid.encode())
+                    columns[3].append(body.decode())
+                header = encode_header(sid, header_state(delivery, have))
+                headers.append(
+                    (key, header.schema_version, header.seq, _utc(header.updated_at), header.json.decode())
+                )
+                results[sid] = max(have, last_seq(delivery))
+            if columns[0]:
+                connection.execute(self._sql["insert_many"], columns)
+            if headers:
+                with connection.cursor() as cursor:
+                    cursor.executemany(self._sql["upsert"], headers)
+        return results
+
+    def seqs(self, session_ids: Sequence[SessionId]) -> dict[SessionId, int]:
+        """The seq the record holds of each session (0 for one it does not hold)."""
+        held = dict.fromkeys(session_ids, 0)
+        with self._transaction("seqs", None) as connection:
+            for key, seq in connection.execute(self._sql["seqs"], ([str(sid) for sid in session_ids],)):
+                held[check_id(key)] = int(seq)
+        return held
 
     def close(self) -> None:
         """Close the pool and its connections; the adapter cannot be used afterwards."""

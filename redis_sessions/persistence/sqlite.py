@@ -11,6 +11,7 @@ The tables, created on first use::
               position INTEGER            0, 1, 2... the session's order; PRIMARY KEY (session_id, position)
               message_id TEXT             UNIQUE (session_id, message_id): appends are idempotent
               body TEXT                   the AgentMessage JSON
+    record    id TEXT                     this record's identity (one row, made with the tables)
 
 Any SQLite reader gets the seed's document back with
 ``json_set(header, '$.messages', json_group_array(json(body)))`` over the rows in ``position`` order.
@@ -37,8 +38,10 @@ from pathlib import Path
 from types import TracebackType
 from typing import Final, Literal, Self
 
+from ..errors import RecordMismatch
 from ..keys import session_id as check_id
 from ..models import AgentMessage, SessionId, SessionState
+from ._delivery import Delivered, Delivery, header_state, last_seq, new_record_id, plan
 from ._rows import (
     Header,
     decode_header,
@@ -72,6 +75,8 @@ CREATE TABLE IF NOT EXISTS messages (
     PRIMARY KEY (session_id, position),
     UNIQUE (session_id, message_id)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS record (id TEXT NOT NULL);
+INSERT INTO record (id) SELECT :record WHERE NOT EXISTS (SELECT 1 FROM record)
 """
 _HEADER: Final = "SELECT CAST(header AS BLOB) FROM sessions WHERE id = ?"
 _BODIES: Final = "SELECT CAST(body AS BLOB) FROM messages WHERE session_id = ? ORDER BY position"
@@ -81,6 +86,9 @@ INSERT INTO sessions (id, schema_version, seq, updated_at, header) VALUES (?, ?,
 ON CONFLICT (id) DO UPDATE SET schema_version = excluded.schema_version, seq = excluded.seq,
     updated_at = excluded.updated_at, header = excluded.header
 """
+_HELD: Final = """
+SELECT seq, (SELECT COALESCE(MAX(position) + 1, 0) FROM messages WHERE session_id = sessions.id)
+FROM sessions WHERE id = ?"""
 _INSERT: Final = "INSERT INTO messages (session_id, position, message_id, body) VALUES (?, ?, ?, ?)"
 _APPEND: Final = _INSERT + " ON CONFLICT (session_id, message_id) DO NOTHING"
 
@@ -116,10 +124,17 @@ class SQLiteAdapter:
         self._connections: list[sqlite3.Connection] = []
         self._closed = False
         self._tables_ready = False
+        self._record_id = ""
         self._connection()  # create the file and tables now, so a bad path fails here
 
     def __repr__(self) -> str:
         return f"SQLiteAdapter({str(self.path)!r})"
+
+    @property
+    def record_id(self) -> str:
+        """This file's identity, made with its tables: a copy of the file keeps it, a new file
+        (even at the same path) has another."""
+        return self._record_id
 
     def _connection(self) -> sqlite3.Connection:
         """This thread's connection (a fresh one in a forked child: connections do not survive fork)."""
@@ -141,7 +156,8 @@ class SQLiteAdapter:
                     if not self._tables_ready:
                         connection.execute("BEGIN IMMEDIATE")
                         for statement in _SCHEMA.split(";"):
-                            connection.execute(statement)
+                            connection.execute(statement, {"record": new_record_id()})
+                        (self._record_id,) = connection.execute("SELECT id FROM record").fetchone()
                         connection.execute("COMMIT")
                         self._tables_ready = True
                     self._connections.append(connection)
@@ -267,6 +283,55 @@ class SQLiteAdapter:
             header = encode_header(sid, header_after_append(stored, count, state, added))
             self._put_header(connection, key, header)
         return added
+
+    def deliver(self, deliveries: Sequence[Delivery]) -> dict[SessionId, Delivered]:
+        """Store write-behind batches of many sessions in one transaction (one fsync); see
+        ``PersistenceAdapter.deliver``."""
+        for delivery in deliveries:  # refuse a bad state before anything is written
+            encode_header(delivery.session_id, delivery.state)
+        results: dict[SessionId, Delivered] = {}
+        with self._transaction("deliver", None, write=True) as connection:
+            rows: list[tuple[str, int, str, str]] = []
+            for delivery in deliveries:
+                sid = delivery.session_id
+                key = str(sid)
+                held, count = connection.execute(_HELD, (key,)).fetchone() or (0, 0)
+                stored = self._stored_ids(connection, key, [m.id for m in delivery.messages])
+                try:
+                    fresh = plan(delivery, held, stored)
+                except RecordMismatch as exc:
+                    results[sid] = exc
+                    continue
+                if fresh is None:  # a gap: not stored; the worker delivers again from ``held``
+                    results[sid] = held
+                    continue
+                rows += [(key, count + i, mid, body.decode()) for i, (mid, body) in enumerate(fresh)]
+                self._put_header(connection, key, encode_header(sid, header_state(delivery, held)))
+                results[sid] = max(held, last_seq(delivery))
+            connection.executemany(_INSERT, rows)
+        return results
+
+    @staticmethod
+    def _stored_ids(connection: sqlite3.Connection, key: str, ids: list[str]) -> set[str]:
+        found: set[str] = set()
+        for start in range(0, len(ids), _PAGE):
+            chunk = ids[start : start + _PAGE]
+            marks = ",".join("?" * len(chunk))
+            query = f"SELECT message_id FROM messages WHERE session_id = ? AND message_id IN ({marks})"
+            found.update(mid for (mid,) in connection.execute(query, (key, *chunk)))
+        return found
+
+    def seqs(self, session_ids: Sequence[SessionId]) -> dict[SessionId, int]:
+        """The seq the record holds of each session (0 for one it does not hold)."""
+        held = dict.fromkeys(session_ids, 0)
+        keys = [str(sid) for sid in session_ids]
+        with self._transaction("seqs", None, write=False) as connection:
+            for start in range(0, len(keys), _PAGE):
+                chunk = keys[start : start + _PAGE]
+                query = f"SELECT id, seq FROM sessions WHERE id IN ({','.join('?' * len(chunk))})"
+                for key, seq in connection.execute(query, chunk):
+                    held[check_id(key)] = int(seq)
+        return held
 
     def close(self) -> None:
         """Close every thread's connection; the adapter cannot be used afterwards."""

@@ -1,34 +1,50 @@
--- Read what the backing store lacks of a session: its meta hash and the messages after synced_seq.
--- KEYS[1] = meta hash, KEYS[2] = messages list
--- ARGV[1] = schema version, ARGV[2] = at most this many messages
--- Returns {0, meta (flat field/value list), synced seq, items}: items have seqs synced+1, ...;
--- {1} not found; {2, version} other schema; {6, detail} corrupt meta hash;
--- {7, first seq stored} when messages not yet synced were trimmed away (a session made durable late).
-local meta, list = KEYS[1], KEYS[2]
-local h = redis.call('HGETALL', meta)
-if #h == 0 then
-  return {1}
+-- Read what the backing record lacks of some sessions (one slot's, or one dirty shard's): each one's
+-- meta hash and the messages after what the record holds. One call serves a whole batch of sessions.
+-- KEYS[1], KEYS[2] = meta hash, messages list of the first session; KEYS[2i-1], KEYS[2i] of the i-th
+-- ARGV[1] = schema version, ARGV[2] = at most this many messages per session,
+-- ARGV[3] = the worker's record id, ARGV[3+i] = read after this seq ('' = the session's synced_seq;
+-- a seq when the record reported holding less than synced_seq: a gap to fill again)
+-- Returns one reply per session: {0, meta (flat field/value list), after, items}: items have seqs
+-- after+1, ...; {1} not found; {2, version} other schema; {6, detail} corrupt meta hash;
+-- {7, first seq stored} when messages not yet in the record were trimmed away;
+-- {13, record id} the session is bound to another record (this worker must not deliver it).
+-- A durable session not yet bound (written before records had ids) is bound to the reader's record.
+local replies = {}
+for i = 1, #KEYS / 2 do
+  local meta, list = KEYS[2 * i - 1], KEYS[2 * i]
+  local reply
+  local h = redis.call('HGETALL', meta)
+  local f = {}
+  for j = 1, #h, 2 do
+    f[h[j]] = h[j + 1]
+  end
+  -- Digits only: tonumber() would also take '1e3', '0x10', 'inf' or ' 2 ', and write on at a wrong seq.
+  local seq = f['seq']
+  seq = seq and #seq <= 15 and string.find(seq, '^%d+$') and tonumber(seq)
+  if #h == 0 then
+    reply = {1}
+  elseif f['schema_version'] ~= ARGV[1] then
+    reply = {2, f['schema_version'] or ''}
+  elseif not seq then
+    reply = {6, 'the meta hash holds no decimal integer seq'}
+  elseif f['record'] and f['record'] ~= ARGV[3] then
+    reply = {13, f['record']}
+  else
+    if not f['record'] then
+      redis.call('HSET', meta, 'record', ARGV[3])
+    end
+    local after = tonumber(ARGV[3 + i]) or tonumber(f['synced_seq']) or 0
+    local base = seq - redis.call('LLEN', list)  -- the seq just before the list's head
+    if after < base then
+      reply = {7, base + 1}
+    else
+      local items = {}
+      if after < seq then
+        items = redis.call('LRANGE', list, after - base, after - base + tonumber(ARGV[2]) - 1)
+      end
+      reply = {0, h, after, items}
+    end
+  end
+  replies[i] = reply
 end
-local f = {}
-for i = 1, #h, 2 do
-  f[h[i]] = h[i + 1]
-end
-if f['schema_version'] ~= ARGV[1] then
-  return {2, f['schema_version'] or ''}
-end
--- Digits only: tonumber() would also take '1e3', '0x10', 'inf' or ' 2 ', and write on at a wrong seq.
-local seq = f['seq']
-seq = seq and #seq <= 15 and string.find(seq, '^%d+$') and tonumber(seq)
-if not seq then
-  return {6, 'the meta hash holds no decimal integer seq'}
-end
-local after = tonumber(f['synced_seq']) or 0
-local base = seq - redis.call('LLEN', list)  -- the seq just before the list's head
-if after < base then
-  return {7, base + 1}
-end
-local items = {}
-if after < seq then
-  items = redis.call('LRANGE', list, after - base, after - base + tonumber(ARGV[2]) - 1)
-end
-return {0, h, after, items}
+return replies

@@ -208,11 +208,11 @@ class RaceWhileDelivering:
     def __getattr__(self, name: str) -> Any:
         return getattr(self.backing, name)
 
-    def append_messages(self, sid: uuid.UUID, messages: Any, *, state: Any = None) -> int:
-        stored = self.backing.append_messages(sid, messages, state=state)
+    def deliver(self, deliveries: Any) -> Any:
+        stored = self.backing.deliver(deliveries)
         if not self.raced:
             self.raced = True
-            self.meanwhile(sid)
+            self.meanwhile(deliveries[0].session_id)
         return stored
 
 

@@ -24,12 +24,12 @@ def test_one_json_file_per_session_and_nothing_left_behind(tmp_path: Path) -> No
     with DirectoryAdapter(tmp_path) as adapter:
         adapter.save_session(sid, full_state())
         adapter.append_messages(sid, [AgentMessage.user("more", id="m9")])
-        assert names(tmp_path) == {f"{sid}.json", f".{sid}.lock"}, "no temporary file remains"
+        assert names(tmp_path) == {f"{sid}.json", f".{sid}.lock", ".record"}, "no temporary file remains"
         document = json.loads((tmp_path / f"{sid}.json").read_text("utf-8"))
         assert document["schema_version"] == 1
         assert [m["id"] for m in document["messages"]] == ["m0", "m1", "m2", "m3", "m4", "m9"]
         assert adapter.delete_session(sid)
-        assert names(tmp_path) == set(), "delete removes the lock file too"
+        assert names(tmp_path) == {".record"}, "delete removes the lock file too (the identity stays)"
 
 
 def test_a_failed_write_keeps_the_old_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -41,7 +41,10 @@ def test_adapters_starting_together_create_the_tables_once(postgres_dsn: str, pg
     tables = query(
         postgres_dsn, "SELECT tablename FROM pg_tables WHERE schemaname = %s ORDER BY 1", pg_schema
     )
-    assert tables == [("messages",), ("sessions",)]
+    assert tables == [("messages",), ("record",), ("sessions",)]
+    records = query(postgres_dsn, "SELECT id FROM {s}.record", schema=pg_schema)
+    assert len(records) == 1, "one identity, made once, however many adapters start together"
+    assert {adapter.record_id for adapter in adapters} == {records[0][0]}
 
 
 @pytest.mark.postgres
@@ -58,6 +61,7 @@ def test_layout(postgres_dsn: str, pg_schema: str) -> None:
         ("messages", "position", "bigint", "NO"),
         ("messages", "message_id", "bytea", "NO"),
         ("messages", "body", "text", "NO"),
+        ("record", "id", "text", "NO"),
         ("sessions", "id", "text", "NO"),
         ("sessions", "schema_version", "integer", "NO"),
         ("sessions", "seq", "bigint", "NO"),

@@ -10,6 +10,7 @@ import redis.exceptions
 
 import redis_sessions
 from redis_sessions import (
+    BackingMismatch,
     CodecMismatch,
     ConflictError,
     CorruptSession,
@@ -21,6 +22,7 @@ from redis_sessions import (
     MessageTooLarge,
     NotReplicated,
     PersistenceError,
+    RecordMismatch,
     SchemaVersionError,
     SessionError,
     SessionExists,
@@ -42,6 +44,8 @@ PARENTS = {
     SchemaVersionError: (PersistenceError,),
     CodecMismatch: (PersistenceError,),
     CorruptSession: (PersistenceError,),
+    BackingMismatch: (PersistenceError,),
+    RecordMismatch: (PersistenceError,),
     StoreError: (SessionError,),
     StoreUnavailable: (StoreError,),
     NotReplicated: (StoreError,),
@@ -62,6 +66,8 @@ def one_of_each() -> list[SessionError]:
         SchemaVersionError(SID, 2, 1),
         CodecMismatch(SID, "msgpack", "json"),
         CorruptSession(SID, "bad bytes", 4),
+        BackingMismatch("rs", "a1", "b2", SID),
+        RecordMismatch(SID, "it holds seq 3, the batch starts at 7"),
         StoreError("append", SID, "OOM command not allowed"),
         StoreUnavailable("append", SID, 3),
         NotReplicated("append", SID, 0, 1, 100),
