@@ -4,7 +4,9 @@ A Python block preceded by the line ``<!-- runnable -->`` (invisible on GitHub a
 whole program: it runs in a fresh interpreter, with warnings as errors, in a temporary directory,
 against a ``redis-server`` started for this module (its ``redis://localhost:6379/0`` replaced by that
 server's URL, so the examples may leave sessions behind without touching a shared server). It must
-exit 0; examples check their own results with ``assert``.
+exit 0; examples check their own results with ``assert``, and when every ``print(...)`` line of a
+block ends in a comment, those comments are what it must print, line by line (``...`` stands for
+anything, such as a fresh session id).
 
 Every other Python block is a fragment (names like ``store`` or ``model`` come from the reader): it
 must compile (top-level ``await`` allowed), and every name it imports from ``redis_sessions`` must
@@ -80,6 +82,7 @@ def test_the_pages_have_examples_of_both_kinds() -> None:
     assert len(RUNNABLE) >= 5
     assert len(FRAGMENTS) >= 3
     assert any(block.path.name == "README.md" for block in RUNNABLE)
+    assert sum(printed_comments(block.code) is not None for block in RUNNABLE) >= 5
 
 
 @pytest.fixture(scope="module")
@@ -109,6 +112,25 @@ def test_runnable_example_runs(block: Block, server_url: str, tmp_path: Path) ->
         check=False,
     )
     assert done.returncode == 0, f"{block.name} exited {done.returncode}:\n{done.stdout}\n{done.stderr}"
+    expected = printed_comments(block.code)
+    if expected is not None:
+        printed = done.stdout.splitlines()
+        assert len(printed) == len(expected), f"{block.name} printed {printed}, its comments say {expected}"
+        for line, comment in zip(printed, expected, strict=True):
+            pattern = ".*".join(re.escape(part) for part in comment.split("..."))
+            assert re.fullmatch(pattern, line), f"{block.name} printed {line!r}, its comment says {comment!r}"
+
+
+def printed_comments(code: str) -> list[str] | None:
+    """The trailing comments of the block's ``print(`` lines, or None when one has none."""
+    comments = []
+    for line in code.splitlines():
+        if line.lstrip().startswith("print("):
+            found = re.search(r"\)\s+#\s(.*)$", line)
+            if found is None:
+                return None
+            comments.append(found.group(1))
+    return comments
 
 
 @pytest.mark.parametrize("block", FRAGMENTS, ids=[block.name for block in FRAGMENTS])
