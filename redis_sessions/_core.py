@@ -75,6 +75,7 @@ SCRIPTS: Final[dict[str, str]] = {
         "sync_read",
         "sync_mark",
         "pop",
+        "rebind",
     )
 }
 """Lua sources by name, read once from the package's ``scripts/*.lua`` files."""
@@ -367,6 +368,8 @@ class StoreCore:
                 created_at=_timestamp(meta.get(b"created_at")),
                 updated_at=_timestamp(meta.get(b"updated_at")),
                 seq=int(meta.get(b"seq", 0)),
+                ttl_ms=int(meta.get(b"ttl_ms", 0)),
+                max_messages=int(meta.get(b"max_messages", 0)),
             )
         except (ValueError, UnicodeDecodeError, OverflowError) as exc:  # Overflow: a timestamp
             raise CorruptSession(sid, f"unreadable meta hash: {exc!r}") from exc

@@ -28,8 +28,10 @@ __all__ = [
     "Mark",
     "RawSession",
     "Read",
+    "Rebound",
     "Unsynced",
     "raw_session",
+    "rebind",
     "restore",
     "sync_mark",
     "sync_read",
@@ -94,8 +96,8 @@ def restore(
         core.version,
         core.codec.name,
         token,
-        core.ttl_ms,
-        core.max_messages,
+        core.ttl_ms if state.ttl_ms is None else state.ttl_ms,  # the session's own, when it says
+        core.max_messages if state.max_messages is None else state.max_messages,
         mode,
         seq,
         _micros(state.created_at),
@@ -191,7 +193,7 @@ def sync_read(
             if reply[0] == _TRIMMED:
                 raise MessagesTrimmed(sid, -1, int(reply[1]))
             if reply[0] == _OTHER_RECORD:
-                raise BackingMismatch(core.prefix, reply[1].decode(), record, sid)
+                raise BackingMismatch(f"prefix {core.prefix!r}", reply[1].decode(), record, sid)
             core.check(sid, reply)
             _, flat, synced, items = reply
             meta = dict(zip(flat[::2], flat[1::2], strict=True))
@@ -230,3 +232,23 @@ def sync_mark(
         args += [read.epoch, held, read.token]
     only = marks[0][0] if len(marks) == 1 else None
     return Call("sync", only, "sync_mark", tuple(keys), tuple(args), parse)
+
+
+Rebound = Literal["rebound", "gone", "retry"]
+
+
+def rebind(core: StoreCore, sid: SessionId, old: str, new: str, copied: int) -> Call[Rebound]:
+    """Move session ``sid``'s bookkeeping from record ``old`` to ``new``, whose copy holds it up to
+    seq ``copied``; ``retry`` when the old record took more meanwhile (copy again first)."""
+
+    def parse(reply: list[Any]) -> Rebound:
+        if reply[0] == _NOT_FOUND:
+            return "gone"
+        if reply[0] == _RECREATED:
+            return "retry"
+        if reply[0] == _OTHER_RECORD:
+            raise BackingMismatch(f"prefix {core.prefix!r}", reply[1].decode(), old, sid)
+        return "rebound"
+
+    keys = (session_keys(core.prefix, sid).meta, dirty_key(core.prefix, sid))
+    return Call("rebind", sid, "rebind", keys, (old, new, copied), parse)

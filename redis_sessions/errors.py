@@ -214,22 +214,23 @@ class CorruptSession(PersistenceError):
 
 
 class BackingMismatch(PersistenceError):
-    """A store or worker whose backing record is not the one the prefix (or session) is bound to.
+    """A store or worker whose backing record is not the one the prefix (or session) is bound to,
+    or a record file replaced by another record underneath an open adapter.
 
     The write-behind bookkeeping in Redis (``synced_seq``, the dirty index) describes one record; a
     worker delivering to another would advance it for messages the first never got. Nothing was
     changed: open the store with the bound record, or move to the new one on purpose with
-    ``redis-sessions rebind``.
+    ``redis-sessions rebind``. ``subject`` says what is bound (``prefix 'rs'``, a file).
     """
 
-    def __init__(self, prefix: str, bound: str, backing: str, session_id: uuid.UUID | None = None) -> None:
+    def __init__(self, subject: str, bound: str, backing: str, session_id: uuid.UUID | None = None) -> None:
         about = f"session `{session_id}` under " if session_id is not None else ""
         super().__init__(
-            f"{about}prefix {prefix!r} is bound to backing record {bound}, not to {backing};"
+            f"{about}{subject} is bound to backing record {bound}, not to {backing};"
             " nothing was changed (to move to another record on purpose: redis-sessions rebind)",
             session_id,
         )
-        self.prefix = prefix
+        self.subject = subject
         self.bound = bound
         self.backing = backing
 

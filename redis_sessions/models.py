@@ -12,7 +12,7 @@ import threading
 import uuid
 from collections.abc import Callable
 from datetime import datetime
-from typing import Any, Final, TypeVar
+from typing import Annotated, Any, Final, TypeVar
 
 import msgspec
 
@@ -198,6 +198,10 @@ class SessionState(msgspec.Struct, kw_only=True):
     created_at: datetime | None = None
     updated_at: datetime | None = None
     seq: int | None = None
+    # The session's own settings (the meta hash's), so an export, a save or the record carries
+    # them back: ``None`` where a document predates them (the importing store's defaults apply).
+    ttl_ms: Annotated[int, msgspec.Meta(ge=0)] | None = None  # 0: never expires
+    max_messages: Annotated[int, msgspec.Meta(ge=0)] | None = None  # 0: unbounded
 
 
 class Session(msgspec.Struct, kw_only=True):
@@ -216,6 +220,8 @@ class Session(msgspec.Struct, kw_only=True):
     created_at: datetime | None = None
     updated_at: datetime | None = None
     seq: int = 0
+    ttl_ms: int = 0  # the session's own TTL in ms, renewed by each write (0: never expires)
+    max_messages: int = 0  # the session's own bound on kept messages (0: unbounded)
 
     def to_state(self) -> SessionState:
         """The persisted form of this session (the id is the key it is stored under)."""
@@ -229,6 +235,8 @@ class Session(msgspec.Struct, kw_only=True):
             created_at=self.created_at,
             updated_at=self.updated_at,
             seq=self.seq,
+            ttl_ms=self.ttl_ms,
+            max_messages=self.max_messages,
         )
 
     @classmethod
@@ -246,6 +254,8 @@ class Session(msgspec.Struct, kw_only=True):
             created_at=state.created_at,
             updated_at=state.updated_at,
             seq=state.seq if state.seq is not None else len(state.messages),
+            ttl_ms=state.ttl_ms or 0,
+            max_messages=state.max_messages or 0,
         )
 
 

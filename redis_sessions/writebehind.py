@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from ._core import Call, scan_page
 from ._durable import Unsynced, sync_mark, sync_read
-from .errors import BackingMismatch, RecordMismatch, SessionError
+from .errors import BackingMismatch, RecordMismatch, SessionError, StoreError
 from .keys import dirty_key, dirty_key_pattern, record_key, session_keys
 from .models import SessionId
 from .persistence import Delivery
@@ -77,21 +77,33 @@ class SyncWorker:
     def bind(self) -> SyncWorker:
         """Bind the prefix to this worker's record, or find it bound to it already;
         ``BackingMismatch`` (nothing changed) if it is bound to another."""
-        key = record_key(self.store._core.prefix)
-        self.store._run(Call("bind", None, None, (key,), ("SET", key, self.record, "NX"), bool))
-        self._check_binding()
-        if self.unbound is not None:
-            raise self.unbound
+        if not self._check_binding():
+            raise self.unbound  # type: ignore[misc]
         return self
 
     def _check_binding(self) -> bool:
-        """Whether the prefix is still bound to this record (``rebind`` may have moved it)."""
-        key = record_key(self.store._core.prefix)
+        """Bind the prefix if nothing is bound yet; whether it is bound to this record (every pass
+        asks again: ``rebind`` may have moved it, and a worker of the old record must stop)."""
+        prefix = self.store._core.prefix
+        key = record_key(prefix)
         bound = self.store._run(Call("bind", None, None, (key,), ("GET", key), _text))
+        if bound is None:  # nothing bound yet: bind it (redis-py's SET callback gives a bool, so
+            # no SET NX GET); a Redis refusing writes (out of memory) leaves it to the next pass,
+            # while the scripts still refuse another record's worker session by session
+            try:
+                self.store._run(Call("bind", None, None, (key,), ("SET", key, self.record, "NX"), bool))
+                bound = self.store._run(Call("bind", None, None, (key,), ("GET", key), _text))
+            except StoreError as exc:
+                log.warning("write-behind could not bind prefix %r yet: %s", prefix, exc)
         if bound not in (None, self.record):
             if self.unbound is None:
-                log.error("write-behind stopped: prefix %r is bound to record %s", key, bound)
-            self.unbound = BackingMismatch(self.store._core.prefix, bound, self._name())
+                log.error(
+                    "write-behind stopped: prefix %r is bound to record %s, not %s",
+                    prefix,
+                    bound,
+                    self.record,
+                )
+            self.unbound = BackingMismatch(f"prefix {prefix!r}", bound, self._name())
         return self.unbound is None
 
     def _name(self) -> str:
@@ -183,7 +195,10 @@ class SyncWorker:
                     elif mark == "gone":  # evicted or expired once clean: the record is the session
                         reached[sid] = 0
                     elif mark == "other-record":
-                        self._failed(sid, BackingMismatch(core.prefix, "another record", self._name(), sid))
+                        self._failed(
+                            sid,
+                            BackingMismatch(f"prefix {core.prefix!r}", "another record", self._name(), sid),
+                        )
                     elif mark == "recreated" or (mark == "dirty" and len(read.state.messages) >= self.batch):
                         todo.append(sid)  # another incarnation, or more than one batch: read again
         return reached
@@ -276,15 +291,20 @@ class SyncWorker:
     ) -> SyncWorker:
         """A worker with a synchronous store (and connection pool) of its own, made by
         ``SessionStore.<opener>(*args, **options)`` and bound to the prefix: what a tiered store
-        runs in its thread. ``BackingMismatch`` if the prefix is bound to another record."""
+        runs in its thread. ``BackingMismatch`` if the prefix is bound to another record (when
+        Redis cannot be asked now, the first pass binds it, and stops on a mismatch)."""
         from .store import SessionStore
 
         store = getattr(SessionStore, opener)(*args, **options)
+        worker = cls(store, backing)
         try:
-            return cls(store, backing).bind()
-        except BaseException:
+            worker.bind()
+        except BackingMismatch:
             store.close()
             raise
+        except SessionError as exc:  # Redis unreachable or refusing: the passes bind later
+            log.warning("write-behind could not bind the prefix yet: %s", exc)
+        return worker
 
     def close(self) -> None:
         """Stop the thread, and close the store if ``open`` made it."""

@@ -26,7 +26,7 @@ from .. import SessionError, StoreUnavailable
 from .browse import delete, ls, show, tail
 from .common import DEFAULT_URL, Settings, open_store, redacted
 from .demo import demo
-from .durable import migrate, sync
+from .durable import migrate, rebind, sync
 from .render import render_block
 from .stats import stats
 from .transfer import export, import_
@@ -80,5 +80,5 @@ def main(ctx: click.Context, url: str | None, prefix: str, cluster: bool) -> Non
     ctx.obj = Settings(url or None, prefix, cluster)
 
 
-for _command in (demo, ls, show, tail, export, import_, stats, delete, sync, migrate):
+for _command in (demo, ls, show, tail, export, import_, stats, delete, sync, migrate, rebind):
     main.add_command(_command)

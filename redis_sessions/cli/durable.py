@@ -13,7 +13,7 @@ from .common import Settings, make_console, open_store
 if TYPE_CHECKING:
     from ..writebehind import SyncWorker
 
-__all__ = ["migrate", "sync"]
+__all__ = ["migrate", "rebind", "sync"]
 
 
 @click.command(short_help="Deliver pending writes of durable sessions to the backing store.")
@@ -29,9 +29,11 @@ __all__ = ["migrate", "sync"]
 def sync(settings: Settings, backing: str, once: bool, interval: float, report: float) -> None:
     """Run the write-behind worker on its own (a tiered store also runs one in a thread).
 
-    Several may run at once, and alongside the tiered stores' own: they only repeat each other's
-    work. Stop it with Ctrl-C or SIGTERM; what it had not delivered stays pending in Redis.
+    Several may run at once, and alongside the tiered stores' own. The prefix is bound to one
+    backing record: a worker of another is refused (see ``rebind``). Stop it with Ctrl-C or
+    SIGTERM; what it had not delivered stays pending in Redis.
     """
+    from ..errors import BackingMismatch
     from ..persistence import adapter_from_url
     from ..writebehind import SyncWorker
 
@@ -43,7 +45,10 @@ def sync(settings: Settings, backing: str, once: bool, interval: float, report: 
     except ValueError as exc:
         raise click.ClickException(str(exc)) from exc
     with open_store(settings.url, settings.prefix, cluster=settings.cluster) as store, adapter:
-        worker = SyncWorker(store, adapter)
+        try:
+            worker = SyncWorker(store, adapter).bind()
+        except BackingMismatch as exc:
+            raise click.ClickException(str(exc)) from exc
         if once:
             worker.flush()
             console.print(f"delivered {worker.delivered} message(s); lag now {_lag(worker)}")
@@ -114,3 +119,55 @@ def migrate(settings: Settings, backing: str | None) -> None:
         failures += len(result.failed)
     if failures:
         raise SystemExit(1)
+
+
+@click.command(short_help="Move the durable sessions to another backing record (online, resumable).")
+@click.option("--from", "old", required=True, help="The record the prefix is bound to now.")
+@click.option(
+    "--to", "new", required=True, help="The record to move to: sqlite:///..., postgresql://..., dir:///..."
+)
+@click.pass_obj
+def rebind(settings: Settings, old: str, new: str) -> None:
+    """Copy every session of the --from record to the --to record and bind the prefix to --to.
+
+    Online: workers and stores of the old record stop delivering and reading through it on their
+    next pass; nothing they had not delivered is lost (it stays pending in Redis, and the new
+    record's workers deliver it). Resumable: run it again after an interruption. Start the
+    workers on the new record (``sync --backing NEW``, or stores opened with it) afterwards.
+    """
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    from .. import rebind as bulk
+    from ..errors import SessionError
+    from ..persistence import adapter_from_url
+
+    if settings.url is None:
+        raise click.ClickException("rebind needs --url (or REDIS_URL)")
+    try:
+        source, target = adapter_from_url(old), adapter_from_url(new)
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from exc
+    console = make_console(stderr=True)
+    columns = (
+        SpinnerColumn(),
+        TextColumn("{task.description}: {task.completed} sessions"),
+        TimeElapsedColumn(),
+    )
+    with (
+        source,
+        target,
+        open_store(settings.url, settings.prefix, cluster=settings.cluster, cache_messages=0) as store,
+        Progress(*columns, console=console, disable=not console.is_terminal) as progress,
+    ):
+        tasks = {
+            "copy": progress.add_task("copied from the old record"),
+            "rebind": progress.add_task("rebound in Redis"),
+        }
+        try:
+            done = bulk.rebind(store, source, target, lambda phase, _: progress.advance(tasks[phase]))
+        except SessionError as exc:
+            raise click.ClickException(str(exc)) from exc
+    click.echo(
+        f"prefix {settings.prefix!r} bound to {target.record_id}: {done.copied} session(s) copied,"
+        f" {done.moved} rebound in Redis ({done.passes} pass(es))"
+    )

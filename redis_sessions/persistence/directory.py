@@ -24,7 +24,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Self
 
-from ..errors import RecordMismatch
+from ..errors import BackingMismatch, RecordMismatch
 from ..keys import session_id as check_id
 from ..models import AgentMessage, SessionId, SessionState
 from ._delivery import Delivered, Delivery, header_state, last_seq, new_record_id, plan
@@ -206,6 +206,10 @@ class DirectoryAdapter:
 
     def deliver(self, deliveries: Sequence[Delivery]) -> dict[SessionId, Delivered]:
         """Store write-behind batches, one file each; see ``PersistenceAdapter.deliver``."""
+        with driver_errors("directory deliver", None, (OSError,)):
+            found = self._identity()
+        if found != self.record_id:  # the directory was replaced by another record underneath
+            raise BackingMismatch(f"directory {str(self.path)!r}", found, self.record_id)
         results: dict[SessionId, Delivered] = {}
         for delivery in deliveries:
             sid = delivery.session_id

@@ -34,7 +34,7 @@ from datetime import UTC, datetime
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Final, Self
 
-from ..errors import RecordMismatch
+from ..errors import BackingMismatch, RecordMismatch
 from ..keys import session_id as check_id
 from ..models import AgentMessage, SessionId, SessionState
 from ._delivery import Delivered, Delivery, header_state, last_seq, new_record_id, plan
@@ -304,6 +304,10 @@ class PostgresAdapter:
         ids = [m.id.encode() for d in deliveries for m in d.messages]
         results: dict[SessionId, Delivered] = {}
         with self._transaction("deliver", None) as connection:
+            row = connection.execute(self._sql["record_id"]).fetchone()
+            if row is None or row[0] != self.record_id:
+                found = "no record" if row is None else row[0]
+                raise BackingMismatch(f"PostgreSQL schema {self.schema!r}", found, self.record_id)
             if new:
                 connection.execute(self._sql["create_many"], (empty.schema_version, empty.json.decode(), new))
             held = dict(connection.execute(self._sql["lock_held"], (keys,)).fetchall())

@@ -38,7 +38,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Final, Literal, Self
 
-from ..errors import RecordMismatch
+from ..errors import BackingMismatch, RecordMismatch
 from ..keys import session_id as check_id
 from ..models import AgentMessage, SessionId, SessionState
 from ._delivery import Delivered, Delivery, header_state, last_seq, new_record_id, plan
@@ -93,6 +93,13 @@ _INSERT: Final = "INSERT INTO messages (session_id, position, message_id, body) 
 _APPEND: Final = _INSERT + " ON CONFLICT (session_id, message_id) DO NOTHING"
 
 
+def _inode(path: Path) -> int:
+    try:
+        return os.stat(path).st_ino
+    except FileNotFoundError:
+        return -1
+
+
 def _iso(moment: datetime | None) -> str | None:
     return None if moment is None else moment.isoformat()
 
@@ -123,7 +130,7 @@ class SQLiteAdapter:
         self._lock = threading.Lock()
         self._connections: list[sqlite3.Connection] = []
         self._closed = False
-        self._tables_ready = False
+        self._tables_ready = -1  # the inode of the file whose tables exist
         self._record_id = ""
         self._connection()  # create the file and tables now, so a bad path fails here
 
@@ -137,35 +144,51 @@ class SQLiteAdapter:
         return self._record_id
 
     def _connection(self) -> sqlite3.Connection:
-        """This thread's connection (a fresh one in a forked child: connections do not survive fork)."""
+        """This thread's connection: a fresh one in a forked child (connections do not survive
+        fork), and once the file at ``path`` was replaced (a restored backup, another record): an
+        open connection would go on writing into the replaced file, which nobody reads again."""
         if self._closed:
             raise RuntimeError(f"{self!r} is closed")
         local = self._local
         if getattr(local, "pid", None) == os.getpid():
-            connection: sqlite3.Connection = local.connection
-            return connection
+            if local.inode == _inode(self.path):
+                connection: sqlite3.Connection = local.connection
+                return connection
+            with self._lock:
+                self._connections.remove(local.connection)
+            local.connection.close()
+            local.pid = None
         with driver_errors("SQLite open", None, (sqlite3.Error,)):
             connection = sqlite3.connect(
                 self.path, timeout=self.timeout, isolation_level=None, check_same_thread=False
             )
             try:
+                inode = _inode(self.path)
                 self._enable_wal(connection)
                 connection.execute(f"PRAGMA synchronous = {self.synchronous}")
                 connection.execute("PRAGMA foreign_keys = ON")
                 with self._lock:
-                    if not self._tables_ready:
+                    if self._tables_ready != inode:
                         connection.execute("BEGIN IMMEDIATE")
                         for statement in _SCHEMA.split(";"):
                             connection.execute(statement, {"record": new_record_id()})
-                        (self._record_id,) = connection.execute("SELECT id FROM record").fetchone()
                         connection.execute("COMMIT")
-                        self._tables_ready = True
+                        self._tables_ready = inode
+                    if not self._record_id:  # the identity is the one of the file first opened
+                        (self._record_id,) = connection.execute("SELECT id FROM record").fetchone()
                     self._connections.append(connection)
             except BaseException:
                 connection.close()
                 raise
-        local.connection, local.pid = connection, os.getpid()
+        local.connection, local.pid, local.inode = connection, os.getpid(), inode
         return connection
+
+    def _check_identity(self, connection: sqlite3.Connection) -> None:
+        """Refuse to write behind into a file that is not the record this adapter was opened on."""
+        row = connection.execute("SELECT id FROM record").fetchone()
+        if row is None or row[0] != self._record_id:
+            found = "no record" if row is None else row[0]
+            raise BackingMismatch(f"SQLite file {str(self.path)!r}", found, self._record_id)
 
     def _enable_wal(self, connection: sqlite3.Connection) -> None:
         """Switch the file to WAL mode (once per file: the mode is stored in it).
@@ -291,6 +314,7 @@ class SQLiteAdapter:
             encode_header(delivery.session_id, delivery.state)
         results: dict[SessionId, Delivered] = {}
         with self._transaction("deliver", None, write=True) as connection:
+            self._check_identity(connection)
             rows: list[tuple[str, int, str, str]] = []
             for delivery in deliveries:
                 sid = delivery.session_id

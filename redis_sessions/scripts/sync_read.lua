@@ -1,3 +1,4 @@
+#!lua flags=allow-oom
 -- Read what the backing record lacks of some sessions (one slot's, or one dirty shard's): each one's
 -- meta hash and the messages after what the record holds. One call serves a whole batch of sessions.
 -- KEYS[1], KEYS[2] = meta hash, messages list of the first session; KEYS[2i-1], KEYS[2i] of the i-th
@@ -8,7 +9,8 @@
 -- after+1, ...; {1} not found; {2, version} other schema; {6, detail} corrupt meta hash;
 -- {7, first seq stored} when messages not yet in the record were trimmed away;
 -- {13, record id} the session is bound to another record (this worker must not deliver it).
--- A durable session not yet bound (written before records had ids) is bound to the reader's record.
+-- A durable session not yet bound (written before records had ids) is bound to the reader's record;
+-- allow-oom (Redis >= 7) because delivering is what makes a full Redis evictable again.
 local replies = {}
 for i = 1, #KEYS / 2 do
   local meta, list = KEYS[2 * i - 1], KEYS[2 * i]

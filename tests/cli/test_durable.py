@@ -66,3 +66,38 @@ def test_the_global_cluster_flag_reaches_sync(closed_url: str) -> None:
     assert result.exit_code == 1
     assert "Traceback" not in result.output
     assert len(result.output.splitlines()) == 1
+
+
+@pytest.mark.real
+def test_sync_with_another_record_is_one_line_and_rebind_moves_the_prefix(
+    redis_url: str, tmp_path: Path
+) -> None:
+    prefix, old, new = unique_prefix(), tmp_path / "old.db", tmp_path / "new.db"
+    client = redis.Redis.from_url(redis_url)
+    base = ["--url", redis_url, "--prefix", prefix]
+    with SQLiteAdapter(old) as adapter, SessionStore(client, prefix=prefix, backing=adapter) as store:
+        sid = store.create("m")
+        store.extend(sid, [AgentMessage.user("one"), AgentMessage.assistant("two")])
+        assert (
+            CliRunner().invoke(main, [*base, "sync", "--once", "--backing", f"sqlite://{old}"]).exit_code == 0
+        )
+        store.append(sid, AgentMessage.user("three"))  # pending for the old record
+
+        refused = CliRunner().invoke(main, [*base, "sync", "--once", "--backing", f"sqlite://{new}"])
+        assert refused.exit_code == 1
+        assert len(refused.output.splitlines()) == 1
+        assert "is bound to backing record" in refused.output
+
+        moved = CliRunner().invoke(
+            main, [*base, "rebind", "--from", f"sqlite://{old}", "--to", f"sqlite://{new}"]
+        )
+        assert moved.exit_code == 0, moved.output
+        assert "1 session(s) copied, 1 rebound in Redis" in moved.output
+        synced = CliRunner().invoke(main, [*base, "sync", "--once", "--backing", f"sqlite://{new}"])
+        assert synced.exit_code == 0, synced.output
+        with SQLiteAdapter(new) as target:
+            state = target.load_session(sid)
+        assert state is not None
+        assert [m.text for m in state.messages] == ["one", "two", "three"]
+        store.delete(sid)
+    client.close()

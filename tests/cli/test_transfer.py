@@ -8,6 +8,7 @@ import re
 from pathlib import Path
 
 import msgspec
+import pytest
 
 from redis_sessions import AgentMessage, SessionState, SessionStore
 from redis_sessions.keys import session_keys
@@ -192,3 +193,59 @@ def test_export_names_an_unreadable_session_and_writes_the_rest(
     (line,) = result.stderr.splitlines()
     assert str(sids[1]) in line
     assert "schema version 99" in line
+
+
+def test_export_then_import_keeps_each_sessions_ttl_and_max_messages(
+    cli: Cli, backend: Backend, tmp_path: Path
+) -> None:
+    """Issue 13: an imported session never expired (its ttl_ms was 0, PTTL -1), whatever it had."""
+    with SessionStore(backend.sync_client(), prefix=backend.prefix, ttl=900, max_messages=4) as short:
+        bounded = short.create("m")
+        short.extend(bounded, [AgentMessage.user(f"m{i}", id=f"m{i}") for i in range(6)])
+    with SessionStore(backend.sync_client(), prefix=backend.prefix) as plain:
+        forever = plain.create("m")
+    dump = tmp_path / "all.jsonl"
+    assert cli("export", "-o", str(dump)).exit_code == 0
+    lines = {json.loads(line)["id"]: json.loads(line) for line in dump.read_text().splitlines()}
+    assert (lines[str(bounded)]["ttl_ms"], lines[str(bounded)]["max_messages"]) == (900_000, 4)
+    assert (lines[str(forever)]["ttl_ms"], lines[str(forever)]["max_messages"]) == (0, 0)
+    other = f"{backend.prefix}-copy"
+    try:
+        assert cli("import", str(dump), prefix=other).exit_code == 0
+        with SessionStore(backend.sync_client(), prefix=other, ttl=5, max_messages=100) as copy:
+            assert 0 < backend.raw.pttl(session_keys(other, bounded).meta) <= 900_000
+            assert backend.raw.pttl(session_keys(other, forever).meta) == -1, "not the store's 5 s"
+            copy.append(bounded, AgentMessage.user("one more", id="m6"))
+            assert [m.id for m in copy.messages(bounded)] == ["m3", "m4", "m5", "m6"], "its own bound of 4"
+            assert 800_000 < backend.raw.pttl(session_keys(other, bounded).meta) <= 900_000
+    finally:
+        for key in backend.stored_keys(other):
+            backend.raw.delete(key)
+
+
+def test_an_export_from_before_the_settings_were_kept_imports_with_the_stores_defaults(
+    cli: Cli, store: SessionStore, backend: Backend, tmp_path: Path
+) -> None:
+    sid = seed(store, 1)[0]
+    dump = tmp_path / "old.jsonl"
+    assert cli("export", "-o", str(dump)).exit_code == 0
+    line = json.loads(dump.read_text())
+    del line["ttl_ms"], line["max_messages"]  # what an export of an earlier version holds
+    dump.write_text(json.dumps(line) + "\n")
+    for key in backend.stored_keys():
+        backend.raw.delete(key)
+    with SessionStore(backend.sync_client(), prefix=backend.prefix, ttl=60) as importer:
+        assert importer.import_state(sid, msgspec.json.decode(dump.read_bytes(), type=SessionState))
+        assert 0 < backend.raw.pttl(session_keys(backend.prefix, sid).meta) <= 60_000
+        assert [m.id for m in importer.messages(sid)] == [m.id for m in store.messages(sid)]
+
+
+def test_a_state_with_a_negative_ttl_is_refused(store: SessionStore, backend: Backend) -> None:
+    from redis_sessions import InvalidMessage
+
+    sid = seed(store, 1)[0]
+    before = backend.dump()
+    state = msgspec.structs.replace(store.load(sid).to_state(), ttl_ms=-1)  # type: ignore[union-attr]
+    with pytest.raises(InvalidMessage, match=str(sid)):
+        store.import_state(sid, state, replace=True)
+    assert backend.dump() == before

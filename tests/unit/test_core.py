@@ -118,6 +118,7 @@ def test_scripts_are_read_from_lua_files_with_headers() -> None:
         "sync_read",
         "sync_mark",
         "pop",
+        "rebind",
     }
     for source in SCRIPTS.values():
         assert "-- KEYS[1]" in source

@@ -52,6 +52,8 @@ def full_state() -> SessionState:
         created_at=datetime(2024, 5, 1, 12, 0, 0, 123456, tzinfo=UTC),
         updated_at=datetime(2024, 5, 1, 12, 5, 0, 654321, tzinfo=UTC),
         seq=7,
+        ttl_ms=3_600_000,
+        max_messages=500,
     )
 
 
