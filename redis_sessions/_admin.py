@@ -17,7 +17,7 @@ from ._core import _OK, Call, StoreCore, _timestamp
 from ._durable import restore
 from .errors import CorruptSession, InvalidMessage, StoreError
 from .keys import script_keys, session_id, session_keys
-from .models import AgentMessage, SessionId, SessionInfo, SessionState
+from .models import SCHEMA_VERSION, AgentMessage, SessionId, SessionInfo, SessionState
 
 __all__ = ["info", "info_page", "pop", "put"]
 
@@ -37,24 +37,43 @@ def _reads(core: StoreCore, sid: SessionId, memory: bool) -> tuple[tuple[Any, ..
     return reads
 
 
-def _info(sid: SessionId, replies: Sequence[Any], memory: bool) -> SessionInfo | None:
+def _info(sid: SessionId, replies: Sequence[Any], memory: bool, listing: bool = False) -> SessionInfo | None:
+    """A session's info; a corrupt meta hash raises ``CorruptSession``, or in a ``listing`` is an
+    info naming the ``problem`` (so one bad session does not hide the others)."""
     (model, seq, version, created, updated), length, pttl, *usage = replies
     if version is None:
         return None  # gone (deleted or expired since it was listed)
+    messages, ttl = int(length), pttl / 1000 if pttl >= 0 else None
+    size = sum(int(n or 0) for n in usage) if memory else None
     try:
+        newer = int(version) > SCHEMA_VERSION
         return SessionInfo(
             id=sid,
             model=(model or b"").decode(),
-            messages=int(length),
             seq=int(seq or 0),
             schema_version=int(version),
             created_at=_timestamp(created),
             updated_at=_timestamp(updated),
-            ttl=pttl / 1000 if pttl >= 0 else None,
-            bytes=sum(int(n or 0) for n in usage) if memory else None,
+            messages=messages,
+            ttl=ttl,
+            bytes=size,
+            problem=f"schema version {int(version)}, newer than this library's {SCHEMA_VERSION}"
+            if newer
+            else None,
         )
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise CorruptSession(sid, f"unreadable meta hash: {exc!r}") from exc
+    except (ValueError, UnicodeDecodeError, OverflowError) as exc:
+        if not listing:
+            raise CorruptSession(sid, f"unreadable meta hash: {exc!r}") from exc
+        return SessionInfo(
+            id=sid,
+            model="",
+            messages=messages,
+            seq=0,
+            schema_version=0,
+            ttl=ttl,
+            bytes=size,
+            problem=f"corrupt meta hash: {exc}",
+        )
 
 
 def info(core: StoreCore, session: object, memory: bool) -> Call[SessionInfo | None]:
@@ -73,7 +92,7 @@ def info_page(core: StoreCore, sids: Sequence[SessionId], memory: bool) -> Call[
     reads = tuple(read for sid in sids for read in _reads(core, sid, memory))
 
     def parse(replies: list[Any]) -> list[SessionInfo]:
-        found = (_info(sid, replies[i * per : (i + 1) * per], memory) for i, sid in enumerate(sids))
+        found = (_info(sid, replies[i * per : (i + 1) * per], memory, True) for i, sid in enumerate(sids))
         return [item for item in found if item is not None]
 
     return Call("info", None, None, (), (), parse, reads, atomic=False)
@@ -96,7 +115,7 @@ def pop(core: StoreCore, session: object) -> Call[AgentMessage | None]:
         (message,) = core.codec_named(sid, codec).decode(sid, [payload], int(position))
         return message
 
-    return Call("pop", sid, "pop", script_keys(core.prefix, sid), (core.version, token), parse)
+    return Call("pop", sid, "pop", script_keys(core.prefix, sid, core.cluster), (core.version, token), parse)
 
 
 def put(core: StoreCore, session: object, state: SessionState, replace: bool) -> Call[None]:

@@ -76,6 +76,8 @@ SCRIPTS: Final[dict[str, str]] = {
         "sync_mark",
         "pop",
         "rebind",
+        "dirty",
+        "sync_lease",
     )
 }
 """Lua sources by name, read once from the package's ``scripts/*.lua`` files."""
@@ -161,6 +163,7 @@ class StoreCore:
         cache_messages: int,
         durable: bool = False,
         record: str = "",
+        cluster: bool = False,
     ) -> None:
         if codec not in CODECS:
             raise ValueError(f"codec must be one of {sorted(CODECS)}, got {codec!r}")
@@ -177,6 +180,8 @@ class StoreCore:
         self.durable = durable
         # ...and bound to this backing record (its ``record_id``): only its workers deliver them.
         self.record = record
+        # Where dirty indexes live: one per slot on a cluster, one per slot group on one server.
+        self.cluster = cluster
         # The schema version this store writes and reads (older ones are upgraded: migrations).
         self.schema = migrations.active()
         self.version = str(self.schema.current)
@@ -192,11 +197,16 @@ class StoreCore:
         metadata: Mapping[str, str] | None,
         sid: object,
     ) -> Call[SessionId]:
-        sid = uuid.uuid4() if sid is None else session_id(sid)
-        fields = self.header(sid, model, max_turns, system_message, metadata)
+        given, sid = sid is not None, uuid.uuid4() if sid is None else session_id(sid)
+        try:
+            fields = self.header(sid, model, max_turns, system_message, metadata)
+        except TypeError as exc:  # nothing was sent: name the call, not an id the caller never saw
+            if given:
+                raise
+            raise TypeError(str(exc).replace(f"session `{sid}`", "create()", 1)) from None
         if self.durable:
             fields += ["durable", 1, "record", self.record]
-        keys = (*session_keys(self.prefix, sid), dirty_key(self.prefix, sid))
+        keys = (*session_keys(self.prefix, sid), dirty_key(self.prefix, sid, self.cluster))
         token = uuid.uuid4().hex
         args = (self.version, self.codec.name, token, self.ttl_ms, self.max_messages, *fields)
 
@@ -228,7 +238,7 @@ class StoreCore:
             self.check(sid, reply, expected_seq)
             return int(reply[1])
 
-        return Call("append", sid, "append", script_keys(self.prefix, sid), tuple(args), parse)
+        return Call("append", sid, "append", script_keys(self.prefix, sid, self.cluster), tuple(args), parse)
 
     def set_metadata(self, sid: object, updates: Mapping[str, str | None]) -> Call[None]:
         sid = session_id(sid)
@@ -242,14 +252,14 @@ class StoreCore:
         def parse(reply: list[Any]) -> None:
             self.check(sid, reply)
 
-        keys = (*session_keys(self.prefix, sid), dirty_key(self.prefix, sid))
+        keys = (*session_keys(self.prefix, sid), dirty_key(self.prefix, sid, self.cluster))
         return Call("set_metadata", sid, "set_metadata", keys, args, parse)
 
     def delete(self, sid: object) -> Call[bool]:
         sid = session_id(sid)
         if self.cache is not None:
             self.cache.discard(sid)
-        keys = (*script_keys(self.prefix, sid), tombstone_key(self.prefix, sid))
+        keys = (*script_keys(self.prefix, sid, self.cluster), tombstone_key(self.prefix, sid))
         return Call("delete", sid, "delete", keys, (), lambda n: bool(n))
 
     # -- reads ------------------------------------------------------------------------------

@@ -21,7 +21,7 @@ import msgspec
 
 from ._core import _NOT_FOUND, _TRIMMED, Call, StoreCore
 from .errors import BackingMismatch, CorruptSession, MessagesTrimmed, SchemaVersionError, SessionError
-from .keys import dirty_key, live_keys, session_keys, tombstone_key
+from .keys import dirty_key, live_keys, session_keys, sync_keys, tombstone_key
 from .models import SessionId, SessionState
 
 __all__ = [
@@ -30,9 +30,11 @@ __all__ = [
     "Read",
     "Rebound",
     "Unsynced",
+    "dirty_sessions",
     "raw_session",
     "rebind",
     "restore",
+    "sync_lease",
     "sync_mark",
     "sync_read",
     "upgraded",
@@ -106,7 +108,11 @@ def restore(
         *fields,
         *payloads,
     )
-    keys = (*session_keys(core.prefix, sid), live_keys(core.prefix, sid)[1], dirty_key(core.prefix, sid))
+    keys = (
+        *session_keys(core.prefix, sid),
+        live_keys(core.prefix, sid)[1],
+        dirty_key(core.prefix, sid, core.cluster),
+    )
 
     def parse(reply: list[Any]) -> None:
         core.check(sid, reply)
@@ -213,11 +219,11 @@ def sync_read(
 
 
 def sync_mark(
-    core: StoreCore, record: str, index: str, marks: Sequence[tuple[SessionId, Unsynced, int]]
+    core: StoreCore, record: str, marks: Sequence[tuple[SessionId, Unsynced, int]]
 ) -> Call[list[Mark]]:
     """Record, for each ``(sid, read, held)``, that the record holds the session up to ``held``;
-    what each session is now (``clean`` ones left the dirty ``index``). One script call: the
-    sessions must share the dirty index (and so, on a cluster, its slot)."""
+    what each session is now (``clean`` ones left their dirty index). One script call: on a
+    cluster the sessions must share a slot."""
 
     def one(reply: list[Any]) -> Mark:
         return _MARKS.get(int(reply[0]), "dirty") if reply[0] != 0 else ("clean" if reply[1] else "dirty")
@@ -225,13 +231,46 @@ def sync_mark(
     def parse(replies: list[Any]) -> list[Mark]:
         return [one(reply) for reply in replies]
 
-    keys: list[str] = [index]
+    keys: list[str] = []
     args: list[Any] = [record]
     for sid, read, held in marks:
-        keys += [*session_keys(core.prefix, sid), tombstone_key(core.prefix, sid)]
+        keys += [
+            *session_keys(core.prefix, sid),
+            tombstone_key(core.prefix, sid),
+            dirty_key(core.prefix, sid, core.cluster),
+        ]
         args += [read.epoch, held, read.token]
     only = marks[0][0] if len(marks) == 1 else None
     return Call("sync", only, "sync_mark", tuple(keys), tuple(args), parse)
+
+
+def dirty_sessions(
+    core: StoreCore, indexes: Sequence[str], limit: int, cluster: bool
+) -> Call[list[tuple[SessionId, float]]]:
+    """Up to ``limit`` sessions listed in the dirty ``indexes`` (known names: no SCAN), with when
+    each became dirty (Unix seconds). On a cluster, send it to the node that owns their slots."""
+
+    def parse(flat: list[Any]) -> list[tuple[SessionId, float]]:
+        found = []
+        for i in range(0, len(flat), 3):
+            try:
+                sid = uuid.UUID(flat[i + 1].decode())
+            except ValueError:
+                continue  # not a session id: nothing this library wrote
+            found.append((sid, float(flat[i + 2]) / 1000))
+        return found
+
+    return Call("sync", None, "dirty", (), (limit, 1 if cluster else 256, *indexes), parse)
+
+
+def sync_lease(core: StoreCore, token: str, ttl_ms: int, release: bool = False) -> Call[list[int]]:
+    """Renew this worker's share of the slot groups (and take free ones); the groups it holds."""
+    keys = sync_keys(core.prefix)
+    return Call("sync", None, "sync_lease", keys, (token, ttl_ms, "1" if release else ""), _ints)
+
+
+def _ints(reply: list[Any]) -> list[int]:
+    return [int(x) for x in reply]
 
 
 Rebound = Literal["rebound", "gone", "retry"]
@@ -250,5 +289,5 @@ def rebind(core: StoreCore, sid: SessionId, old: str, new: str, copied: int) -> 
             raise BackingMismatch(f"prefix {core.prefix!r}", reply[1].decode(), old, sid)
         return "rebound"
 
-    keys = (session_keys(core.prefix, sid).meta, dirty_key(core.prefix, sid))
+    keys = (session_keys(core.prefix, sid).meta, dirty_key(core.prefix, sid, core.cluster))
     return Call("rebind", sid, "rebind", keys, (old, new, copied), parse)

@@ -117,6 +117,7 @@ class AsyncSessionStore(AsyncStoreBase):
             cache_messages=cache_messages,
             durable=backing is not None,
             record="" if backing is None else backing.record_id,
+            cluster=isinstance(client, RedisCluster),
         )
         self.client = client
         self._backing = backing

@@ -12,12 +12,16 @@ slot and a Lua script may touch all of them::
     rs:{0b7c...}:deleted    string the epoch of a deleted durable session, for a while (a tombstone)
 
 With a backing store, sessions whose newest messages have not reached it yet are listed in a
-*dirty index*: one sorted set per cluster slot, ``rs:dirty:{<tag>}``, whose tag hashes to the same
-slot as the sessions it lists, so the append script can mark a session dirty atomically even on
-Redis Cluster (a script may only touch keys of one slot)::
+*dirty index*. On Redis Cluster one sorted set per slot, ``rs:dirty:{<tag>}``, whose tag hashes to
+the same slot as the sessions it lists, so the append script can mark a session dirty atomically
+(a script may only touch keys of one slot); on one server one per group of 256 slots,
+``rs:dirty:g<n>`` (64 in all). Either way the names are known: workers find them without SCAN::
 
-    rs:dirty:{<tag>}        zset   session id -> when it became dirty (ms), for the sync worker
+    rs:dirty:{<tag>}        zset   (cluster) session id -> when it became dirty (ms)
+    rs:dirty:g<n>           zset   (one server) the same, for slots 256n .. 256n+255
     rs:record               string the record_id of the backing record the prefix is bound to
+    rs:{rs:sync}:workers    zset   live write-behind workers -> lease end (ms)
+    rs:{rs:sync}:group:<g>  string which worker holds slot group g (slots 256g .. 256g+255)
 """
 
 from __future__ import annotations
@@ -31,10 +35,13 @@ from typing import NamedTuple
 from .errors import InvalidSessionId, PersistenceError
 
 __all__ = [
+    "GROUP_SLOTS",
+    "SLOT_GROUPS",
     "SessionKeys",
     "check_prefix",
     "dirty_key",
-    "dirty_key_pattern",
+    "dirty_keys",
+    "legacy_dirty_pattern",
     "live_keys",
     "meta_key_pattern",
     "parse_meta_key",
@@ -42,6 +49,8 @@ __all__ = [
     "script_keys",
     "session_id",
     "session_keys",
+    "slot",
+    "sync_keys",
     "tombstone_key",
 ]
 
@@ -121,17 +130,47 @@ def _slot_tags() -> tuple[str, ...]:
     return tuple(t for t in tags if t is not None)
 
 
-@functools.lru_cache(maxsize=65536)
-def dirty_key(prefix: str, sid: uuid.UUID) -> str:
-    """The dirty index that lists session ``sid``: in the slot of the session's own keys."""
-    return f"{prefix}:dirty:{{{_slot_tags()[_slot(str(sid))]}}}"
+def slot(sid: uuid.UUID) -> int:
+    """The cluster slot of every key of session ``sid`` (and of its dirty index)."""
+    return _slot(str(sid))
+
+
+@functools.lru_cache(maxsize=64)
+def dirty_keys(prefix: str, cluster: bool) -> tuple[str, ...]:
+    """Every dirty index under ``prefix``: on a cluster one per slot (by slot), on one server one
+    per slot group (by group). Their names are known, so a worker finds the non-empty ones without
+    scanning the keyspace."""
+    if cluster:
+        return tuple(f"{prefix}:dirty:{{{tag}}}" for tag in _slot_tags())
+    return tuple(f"{prefix}:dirty:g{group}" for group in range(SLOT_GROUPS))
+
+
+@functools.lru_cache(maxsize=64)
+def sync_keys(prefix: str) -> tuple[str, ...]:
+    """The write-behind workers' registry, then the leases of the 64 slot groups (one hash tag)."""
+    base = f"{prefix}:{{{prefix}:sync}}:"
+    return (base + "workers", *(f"{base}group:{g}" for g in range(SLOT_GROUPS)))
+
+
+SLOT_GROUPS = 64
+"""Slots are leased to write-behind workers in groups of 16384 / 64 = 256."""
+GROUP_SLOTS = 256
 
 
 @functools.lru_cache(maxsize=65536)
-def script_keys(prefix: str, sid: uuid.UUID) -> tuple[str, str, str, str, str, str]:
+def dirty_key(prefix: str, sid: uuid.UUID, cluster: bool) -> str:
+    """The dirty index that lists session ``sid``: on a cluster, its slot's (a script may only
+    touch keys of one slot); on one server, its slot group's (64 in all, so an idle worker asks
+    64 keys, not 16384)."""
+    number = _slot(str(sid))
+    return dirty_keys(prefix, cluster)[number if cluster else number // GROUP_SLOTS]
+
+
+@functools.lru_cache(maxsize=65536)
+def script_keys(prefix: str, sid: uuid.UUID, cluster: bool) -> tuple[str, str, str, str, str, str]:
     """Every key an append or a delete may touch: the session's own, its lease and channel, and
-    its slot's dirty index (one memoised tuple: appends build it on every call otherwise)."""
-    return (*session_keys(prefix, sid), *live_keys(prefix, sid), dirty_key(prefix, sid))
+    its dirty index (one memoised tuple: appends build it on every call otherwise)."""
+    return (*session_keys(prefix, sid), *live_keys(prefix, sid), dirty_key(prefix, sid, cluster))
 
 
 def tombstone_key(prefix: str, sid: uuid.UUID) -> str:
@@ -145,9 +184,10 @@ def record_key(prefix: str) -> str:
     return f"{prefix}:record"
 
 
-def dirty_key_pattern(prefix: str) -> str:
-    """The SCAN pattern that matches every dirty index under ``prefix``."""
-    return f"{prefix}:dirty:*"
+def legacy_dirty_pattern(prefix: str) -> str:
+    """The SCAN pattern of the per-slot dirty indexes a single server had before its indexes were
+    grouped (a worker moves what they list once, when it starts)."""
+    return f"{prefix}:dirty:{{*}}"
 
 
 def meta_key_pattern(prefix: str) -> str:

@@ -264,7 +264,9 @@ class SessionInfo(msgspec.Struct, frozen=True, kw_only=True):
 
     ``messages`` is how many are held (trimming lowers it), ``seq`` how many were ever appended;
     ``ttl`` is the seconds left before Redis expires it (``None``: no expiry); ``bytes`` is Redis's
-    ``MEMORY USAGE`` of its keys, only when asked for (it costs a command per key).
+    ``MEMORY USAGE`` of its keys, only when asked for (it costs a command per key). ``problem`` says
+    why this library cannot read the session (a newer schema version, a corrupt meta hash: the
+    fields it could not parse are then zero or ``None``); ``None`` when it can.
     """
 
     id: SessionId
@@ -276,3 +278,4 @@ class SessionInfo(msgspec.Struct, frozen=True, kw_only=True):
     updated_at: datetime | None = None
     ttl: float | None = None
     bytes: int | None = None
+    problem: str | None = None

@@ -1,12 +1,20 @@
 """Write-behind: deliver every acknowledged write of a durable session to its one backing record.
 
-The append script lists a durable session in its slot's *dirty index* in the same atomic step as
-the write, so what is pending lives in Redis, not in the process that appended: any worker, in any
-process, later delivers it, even when the appender died. A worker finds the dirty sessions, reads
-what the record lacks of a whole batch of them in one script call per dirty index (``sync_read``),
-stores them in one transaction of the record (``PersistenceAdapter.deliver``), and records how far
-each got in one more script call (``sync_mark``); a session leaves the index, and gets its TTL back,
-only once nothing newer was written.
+The append script lists a durable session in its *dirty index* in the same atomic step as the
+write, so what is pending lives in Redis, not in the process that appended: any worker, in any
+process, later delivers it, even when the appender died. A pass finds the dirty sessions of the
+worker's slot groups without scanning the keyspace (``_dirty``), reads what the record lacks of a
+batch of them in one round trip (``sync_read``: one script call per 200 sessions, or per slot on a
+cluster, pipelined), stores them in one transaction of the record (``PersistenceAdapter.deliver``),
+and records how far each got in one more round trip (``sync_mark``); a session leaves its index,
+and gets its TTL back, only once nothing newer was written.
+
+**Workers share the load.** The 16384 slots are leased in 64 groups: every live worker (a tiered
+store's thread, ``redis-sessions sync`` processes on any host) holds a fair share for a few seconds
+at a time, renewed each pass, so two workers do not deliver the same sessions at once and a dead
+worker's groups pass on within a lease. The leases only spread the work; correctness never rests on
+them (delivery is idempotent and the record refuses gaps). ``flush()`` delivers whatever it waits
+for, whoever holds the lease.
 
 **One record per prefix.** The bookkeeping in Redis (each session's ``synced_seq``, the dirty index)
 describes one record, so a prefix is bound to one (``<prefix>:record`` holds its ``record_id``) and
@@ -27,15 +35,17 @@ import threading
 import time
 import uuid
 from collections import defaultdict
-from collections.abc import Iterable, Iterator, Sequence
-from typing import TYPE_CHECKING, Any, NamedTuple
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any
 
-from ._core import Call, scan_page
-from ._durable import Unsynced, sync_mark, sync_read
+from . import _dirty as dirty
+from ._dirty import Lag
+from ._durable import Unsynced, sync_lease, sync_mark, sync_read
+from ._sync_io import SyncTransport
 from .errors import BackingMismatch, RecordMismatch, SessionError, StoreError
-from .keys import dirty_key, dirty_key_pattern, record_key, session_keys
+from .keys import SLOT_GROUPS, slot
 from .models import SessionId
-from .persistence import Delivery
+from .persistence import Delivered, Delivery
 
 if TYPE_CHECKING:
     from .persistence import PersistenceAdapter
@@ -46,27 +56,37 @@ __all__ = ["Lag", "SyncWorker"]
 log = logging.getLogger(__name__)
 
 
-class Lag(NamedTuple):
-    """How far the backing store is behind Redis: sessions and messages not yet delivered, and the
-    age in seconds of the oldest pending write (0 when nothing is pending)."""
-
-    sessions: int
-    messages: int
-    seconds: float
-
-
 class SyncWorker:
     """Delivers pending writes of durable sessions from ``store``'s Redis to ``backing``.
 
     ``batch``: messages read per session per round; ``sessions``: sessions per script call and
-    per transaction of the record."""
+    ``per_transaction`` per transaction of the record; ``lease``: seconds a worker holds its share
+    of the slot groups (renewed every pass); ``backlog`` (sessions): above it, each pass logs a
+    warning and calls ``on_backlog(sessions)`` (a metric hook), instead of falling behind silently.
+    """
 
     def __init__(
-        self, store: SessionStore, backing: PersistenceAdapter, *, batch: int = 500, sessions: int = 200
+        self,
+        store: SessionStore,
+        backing: PersistenceAdapter,
+        *,
+        batch: int = 500,
+        sessions: int = 200,
+        per_transaction: int = 1000,
+        lease: float = 5.0,
+        backlog: int | None = 10_000,
+        on_backlog: Callable[[int], None] | None = None,
     ) -> None:
-        self.store, self.backing, self.batch, self.sessions = store, backing, batch, sessions
+        self.io = SyncTransport(store)
+        self.store, self.backing = store, backing
+        self.batch, self.sessions, self.per_transaction = batch, sessions, per_transaction
         self.record = backing.record_id
+        self.token = uuid.uuid4().hex
+        self.lease_ms = int(lease * 1000)
+        self.groups: list[int] = list(range(SLOT_GROUPS))  # held after the first lease: a share
+        self.backlog_limit, self.on_backlog = backlog, on_backlog
         self.delivered = 0  # messages handed to the backing store by this worker
+        self.backlog = 0  # sessions pending in this worker's slot groups at its last pass
         self.failures: dict[SessionId, SessionError] = {}  # sessions it cannot deliver, and why
         self.unbound: BackingMismatch | None = None  # set once the prefix is bound elsewhere
         self._stop = threading.Event()
@@ -84,15 +104,12 @@ class SyncWorker:
     def _check_binding(self) -> bool:
         """Bind the prefix if nothing is bound yet; whether it is bound to this record (every pass
         asks again: ``rebind`` may have moved it, and a worker of the old record must stop)."""
-        prefix = self.store._core.prefix
-        key = record_key(prefix)
-        bound = self.store._run(Call("bind", None, None, (key,), ("GET", key), _text))
-        if bound is None:  # nothing bound yet: bind it (redis-py's SET callback gives a bool, so
-            # no SET NX GET); a Redis refusing writes (out of memory) leaves it to the next pass,
-            # while the scripts still refuse another record's worker session by session
+        prefix = self.io.core.prefix
+        bound = dirty.bound_record(self.io)
+        if bound is None:  # nothing bound yet: bind it; a Redis refusing writes (out of memory)
+            # leaves it to the next pass, while the scripts refuse another record's worker
             try:
-                self.store._run(Call("bind", None, None, (key,), ("SET", key, self.record, "NX"), bool))
-                bound = self.store._run(Call("bind", None, None, (key,), ("GET", key), _text))
+                bound = dirty.bind(self.io, self.record)
             except StoreError as exc:
                 log.warning("write-behind could not bind prefix %r yet: %s", prefix, exc)
         if bound not in (None, self.record):
@@ -109,72 +126,58 @@ class SyncWorker:
     def _name(self) -> str:
         return f"{self.record} ({self.backing!r})"
 
-    # -- one pass ----------------------------------------------------------------------------
+    # -- finding the work ----------------------------------------------------------------------
 
-    def pending(self) -> dict[SessionId, float]:
-        """Every session listed as dirty, with when it became dirty (Unix seconds)."""
-        store, prefix = self.store, self.store._core.prefix
-        found: dict[SessionId, float] = {}
-        for node in store._scan_nodes():
-            cursor = 0
-            while True:
-                scan = ("SCAN", cursor, "MATCH", dirty_key_pattern(prefix), "COUNT", 1000)
-                cursor, keys = store._run(Call("sync", None, None, (), scan, scan_page), node)
-                for raw in keys:
-                    key = raw.decode() if isinstance(raw, bytes) else raw
-                    zrange = ("ZRANGE", key, 0, -1, "WITHSCORES")
-                    entries = store._run(Call("sync", None, None, (key,), zrange, list))
-                    for member, score in _pairs(entries):
-                        sid = _session_id(member)
-                        if sid is not None:
-                            found[sid] = min(found.get(sid, float("inf")), float(score) / 1000)
-                if cursor == 0:
-                    break
-        return found
+    def pending(self, groups: Iterable[int] | None = None, limit: int = 1_000_000) -> dict[SessionId, float]:
+        """The sessions listed as dirty (in ``groups`` of slots; all by default), with when each
+        became dirty (Unix seconds): no SCAN of the keyspace (see ``_dirty.pending``)."""
+        return dirty.pending(self.io, groups, limit)
+
+    def lease(self) -> list[int]:
+        """Renew this worker's share of the slot groups (taking free ones): several workers (threads
+        of tiered stores, ``redis-sessions sync`` processes on several hosts) split the slots, and a
+        dead worker's groups pass on once its lease runs out."""
+        self.groups = self.io.run(sync_lease(self.io.core, self.token, self.lease_ms))
+        return self.groups
+
+    # -- delivering ----------------------------------------------------------------------------
 
     def deliver(self, sids: Iterable[SessionId], rounds: int = 100) -> dict[SessionId, int]:
         """Deliver what the record lacks of these sessions, as far as each went when its visit
-        began (a busy session is not chased: the next pass takes the rest); returns the seq the
-        record holds of each (0 for a session that is gone). A session that cannot be delivered
-        (another record's, a record that disagrees) is left dirty, logged, and kept in
-        ``failures``."""
-        reached: dict[SessionId, int] = {}
-        groups: dict[str, list[SessionId]] = defaultdict(list)
-        for sid in sids:
-            groups[dirty_key(self.store._core.prefix, sid)].append(sid)
-        for index, members in groups.items():
-            for start in range(0, len(members), self.sessions):
-                reached.update(self._deliver_group(index, members[start : start + self.sessions], rounds))
-        return reached
-
-    def _deliver_group(self, index: str, sids: Sequence[SessionId], rounds: int) -> dict[SessionId, int]:
-        core, reached = self.store._core, {}
-        after: dict[SessionId, int] = {}
-        todo = list(sids)
+        began (a busy session is not chased: the next pass takes the rest): reads in one round trip
+        per ``sessions`` (per slot on a cluster, pipelined), one record transaction per
+        ``per_transaction`` sessions, marks in one more round trip. Returns the seq the record
+        holds of each (0 for a session that is gone); one that cannot be delivered (another
+        record's, a record that disagrees) is left dirty, logged, and kept in ``failures``."""
+        core, reached = self.io.core, {}
+        todo, after = list(sids), dict[SessionId, int]()
         for _ in range(rounds):
             if not todo:
                 break
-            reads = self.store._run(sync_read(core, self.record, todo, self.batch, after))
+            chunks = self._chunks(todo)
+            replies = self.io.run_all(
+                [sync_read(core, self.record, chunk, self.batch, after) for chunk in chunks]
+            )
             ready: dict[SessionId, Unsynced] = {}
-            for sid, read in zip(todo, reads, strict=True):
+            for sid, read in zip(
+                [s for c in chunks for s in c], [r for rs in replies for r in rs], strict=True
+            ):
                 if read is None:  # deleted (its delete removes the record's copy) or never durable
-                    self._forget(sid)
+                    dirty.forget(self.io, sid)
                     reached[sid] = 0
                 elif isinstance(read, SessionError):
                     self._failed(sid, read)
                 else:
                     ready[sid] = read
-            deliveries = [Delivery(sid, r.synced + 1, r.state.messages, r.state) for sid, r in ready.items()]
-            results = self.backing.deliver(deliveries) if deliveries else {}
-            marks, todo, after = [], [], {}
+            results = self._store_in_record(ready)
+            marks, todo, after = {}, [], {}
             for sid, read in ready.items():
-                held = results[sid]
-                last = read.synced + len(read.state.messages)
+                held, last = results[sid], read.synced + len(read.state.messages)
                 if isinstance(held, RecordMismatch):
                     self._failed(sid, held)
                 elif held < last:  # a gap: the record holds less than Redis thought; from there
                     log.warning(
-                        "record %s holds session %s up to seq %d only: delivering from there",
+                        "record %s holds session %s up to seq %d only: again from there",
                         self.record,
                         sid,
                         held,
@@ -185,59 +188,79 @@ class SyncWorker:
                     self.delivered += len(read.state.messages)
                     self.failures.pop(sid, None)
                     reached[sid] = last
-                    marks.append((sid, read, last))
-            if marks:
-                outcome = self.store._run(sync_mark(core, self.record, index, marks))
-                for (sid, read, _), mark in zip(marks, outcome, strict=True):
-                    if mark == "deleted":  # deleted while we copied it: do not leave a copy behind
-                        self.backing.delete_session(sid)
-                        reached[sid] = 0
-                    elif mark == "gone":  # evicted or expired once clean: the record is the session
-                        reached[sid] = 0
-                    elif mark == "other-record":
-                        self._failed(
-                            sid,
-                            BackingMismatch(f"prefix {core.prefix!r}", "another record", self._name(), sid),
-                        )
-                    elif mark == "recreated" or (mark == "dirty" and len(read.state.messages) >= self.batch):
-                        todo.append(sid)  # another incarnation, or more than one batch: read again
+                    marks[sid] = (sid, read, last)
+            chunks = self._chunks(list(marks))
+            outcomes = self.io.run_all([sync_mark(core, self.record, [marks[s] for s in c]) for c in chunks])
+            for sid, mark in zip(
+                [s for c in chunks for s in c], [m for ms in outcomes for m in ms], strict=True
+            ):
+                if mark == "deleted":  # deleted while we copied it: do not leave a copy behind
+                    self.backing.delete_session(sid)
+                    reached[sid] = 0
+                elif mark == "gone":  # evicted or expired once clean: the record is the session
+                    reached[sid] = 0
+                elif mark == "other-record":
+                    self._failed(
+                        sid, BackingMismatch(f"prefix {core.prefix!r}", "another record", self._name(), sid)
+                    )
+                elif mark == "recreated" or (
+                    mark == "dirty" and len(ready[sid].state.messages) >= self.batch
+                ):
+                    todo.append(sid)  # another incarnation, or more than one batch: read again
         return reached
+
+    def _store_in_record(self, ready: dict[SessionId, Unsynced]) -> dict[SessionId, Delivered]:
+        deliveries = [Delivery(sid, r.synced + 1, r.state.messages, r.state) for sid, r in ready.items()]
+        results: dict[SessionId, Delivered] = {}
+        for start in range(0, len(deliveries), self.per_transaction):
+            results.update(self.backing.deliver(deliveries[start : start + self.per_transaction]))
+        return results
+
+    def _chunks(self, sids: list[SessionId]) -> list[list[SessionId]]:
+        """Sessions that may share one script call: any on one server, one slot's on a cluster."""
+        if not self.io.cluster:
+            return [sids[i : i + self.sessions] for i in range(0, len(sids), self.sessions)]
+        by_slot: dict[int, list[SessionId]] = defaultdict(list)
+        for sid in sids:
+            by_slot[slot(sid)].append(sid)
+        return [
+            group[i : i + self.sessions]
+            for group in by_slot.values()
+            for i in range(0, len(group), self.sessions)
+        ]
 
     def sync_session(self, sid: SessionId, rounds: int = 100) -> int:
         """Deliver what the record lacks of one session; the seq the record now holds (0: gone)."""
         return self.deliver([sid], rounds).get(sid, 0)
 
     def sync_once(self) -> int:
-        """One pass over every dirty session; returns how many it visited."""
+        """One pass over the dirty sessions of this worker's slot groups; how many it visited."""
         if not self._check_binding():
             return 0
-        pending = self.pending()
+        pending = self.pending(self.lease())
+        self.backlog = len(pending)
+        if self.backlog_limit is not None and self.backlog > self.backlog_limit:
+            log.warning(
+                "write-behind backlog: %d sessions pending (bound %d)", self.backlog, self.backlog_limit
+            )
+            if self.on_backlog is not None:
+                self.on_backlog(self.backlog)
         self.deliver(pending)
         return len(pending)
 
     def lag(self) -> Lag:
-        """How far behind the backing store is, right now."""
-        pending = self.pending()
-        if not pending:
-            return Lag(0, 0, 0.0)
-        messages = 0
-        for sid in pending:
-            meta = session_keys(self.store._core.prefix, sid).meta
-            seq, synced = self.store._run(
-                Call("sync", sid, None, (meta,), ("HMGET", meta, "seq", "synced_seq"), list)
-            )
-            messages += int(seq or 0) - int(synced or 0)
-        return Lag(len(pending), messages, max(0.0, time.time() - min(pending.values())))
+        """How far behind the backing store is, right now (all slot groups)."""
+        return dirty.lag(self.io)
 
     def flush(self, timeout: float | None = None) -> None:
         """Return once every write acknowledged before this call (by any process) is in the backing
-        record, delivering it here if no other worker does, and the record confirms it holds it;
-        ``TimeoutError`` after ``timeout`` s; the session's error (``RecordMismatch``,
-        ``BackingMismatch``...) for one that cannot be delivered."""
+        record, delivering it here if no other worker does (whatever the leases say), and the
+        record confirms it holds it; ``TimeoutError`` after ``timeout`` s; the session's error
+        (``RecordMismatch``, ``BackingMismatch``...) for one that cannot be delivered."""
         deadline = None if timeout is None else time.monotonic() + timeout
         if not self._check_binding():
             raise self.unbound  # type: ignore[misc]
-        targets = self._seqs(self.pending())
+        targets = {sid: int(seq or 0) for sid, (seq,) in dirty.fields(self.io, self.pending(), "seq").items()}
         waited = dict(targets)
         while targets:
             reached = self.deliver(list(targets))
@@ -245,7 +268,7 @@ class SyncWorker:
                 if sid in self.failures:
                     raise self.failures[sid]
                 got = reached.get(sid, 0)
-                if got >= targets[sid] or (got == 0 and not self._listed(sid)):
+                if got >= targets[sid] or (got == 0 and not dirty.listed(self.io, sid)):
                     del targets[sid]
             if targets and deadline is not None and time.monotonic() > deadline:
                 raise TimeoutError(f"flush: {len(targets)} session(s) not yet in the backing store")
@@ -256,7 +279,7 @@ class SyncWorker:
         to the seq waited for (a session deleted meanwhile is not checked)."""
         held = self.backing.seqs(list(waited))
         for sid, seq in waited.items():
-            if held.get(sid, 0) < seq and self._exists(sid):
+            if held.get(sid, 0) < seq and dirty.exists(self.io, sid):
                 raise RecordMismatch(sid, f"flush waited for seq {seq}, the record holds {held.get(sid, 0)}")
 
     # -- in the background -------------------------------------------------------------------
@@ -272,18 +295,27 @@ class SyncWorker:
         return self
 
     def stop(self, timeout: float | None = 10.0) -> None:
-        """End the background thread after its current pass."""
+        """End the background thread after its current pass, and hand its slot groups back."""
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout)
             self._thread = None
+            try:
+                self.io.run(sync_lease(self.io.core, self.token, self.lease_ms, release=True))
+            except SessionError as exc:  # they pass on anyway once the lease runs out
+                log.warning("write-behind could not hand its slot groups back: %s", exc)
 
     def _loop(self, interval: float) -> None:
-        while not self._stop.wait(interval):
+        """Passes every ``interval`` seconds while there is work; an idle worker waits twice as
+        long after each empty pass, up to 1 s (an idle pass is cheap, but not free on a cluster)."""
+        wait = interval
+        while not self._stop.wait(wait):
             try:
-                self.sync_once()
+                found = self.sync_once()
             except (SessionError, OSError) as exc:  # the next pass tries again; nothing is lost
                 log.warning("write-behind pass failed: %s", exc)
+                found = 0
+            wait = interval if found else min(max(interval, 1.0), wait * 2)
 
     @classmethod
     def open(
@@ -299,6 +331,7 @@ class SyncWorker:
         worker = cls(store, backing)
         try:
             worker.bind()
+            dirty.adopt_legacy(worker.io)
         except BackingMismatch:
             store.close()
             raise
@@ -309,7 +342,7 @@ class SyncWorker:
     def close(self) -> None:
         """Stop the thread, and close the store if ``open`` made it."""
         self.stop()
-        self.store.close()
+        self.io.close()
 
     # -- helpers ------------------------------------------------------------------------------
 
@@ -317,47 +350,3 @@ class SyncWorker:
         if type(self.failures.get(sid)) is not type(error):
             log.error("write-behind cannot deliver session %s: %s", sid, error)
         self.failures[sid] = error
-
-    def _seqs(self, sids: Iterable[SessionId]) -> dict[SessionId, int]:
-        seqs = {}
-        for sid in sids:
-            meta = session_keys(self.store._core.prefix, sid).meta
-            seq = self.store._run(Call("sync", sid, None, (meta,), ("HGET", meta, "seq"), _int))
-            seqs[sid] = seq
-        return seqs
-
-    def _exists(self, sid: SessionId) -> bool:
-        meta = session_keys(self.store._core.prefix, sid).meta
-        return self.store._run(Call("sync", sid, None, (meta,), ("EXISTS", meta), bool))
-
-    def _listed(self, sid: SessionId) -> bool:
-        key = dirty_key(self.store._core.prefix, sid)
-        return self.store._run(Call("sync", sid, None, (key,), ("ZSCORE", key, str(sid)), bool))
-
-    def _forget(self, sid: SessionId) -> None:
-        key = dirty_key(self.store._core.prefix, sid)
-        self.store._run(Call("sync", sid, None, (key,), ("ZREM", key, str(sid)), int))
-
-
-def _pairs(entries: Any) -> Iterator[tuple[Any, Any]]:
-    """ZRANGE WITHSCORES as (member, score), whether the client paired them up or not."""
-    if entries and isinstance(entries[0], list | tuple):
-        yield from ((m, s) for m, s in entries)
-    else:
-        yield from zip(entries[::2], entries[1::2], strict=True)
-
-
-def _session_id(member: bytes | str) -> SessionId | None:
-    try:
-        return uuid.UUID(member.decode() if isinstance(member, bytes) else member)
-    except ValueError:
-        log.warning("dirty index holds %r, not a session id; ignored", member)
-        return None
-
-
-def _int(reply: Any) -> int:
-    return int(reply or 0)
-
-
-def _text(reply: Any) -> str | None:
-    return reply.decode() if isinstance(reply, bytes) else reply

@@ -31,23 +31,33 @@ def _recent(info: SessionInfo) -> datetime:
 
 @click.command("ls", short_help="List the sessions, most recently updated first.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON array of the sessions' summaries.")
+@click.option("--unreadable", is_flag=True, help="Only the sessions this version cannot read.")
 @click.pass_obj
-def ls(settings: Settings, as_json: bool) -> None:
+def ls(settings: Settings, as_json: bool, unreadable: bool) -> None:
     """List every session: id, model, messages held, last update and time to live (``-``: none).
 
-    Most recently updated first. Found with SCAN, a page at a time, never KEYS.
+    Most recently updated first. Found with SCAN, a page at a time, never KEYS. A session this
+    version cannot read (a newer schema version, a corrupt meta hash) is listed with a PROBLEM.
     """
     with connect(settings) as store:
         infos = sorted(store.infos(), key=_recent, reverse=True)
+    if unreadable:
+        infos = [i for i in infos if i.problem]
     if as_json:
         emit_json(infos)
         return
     console = make_console()
     if not infos:
-        make_console(stderr=True).print(f"no sessions under prefix {settings.prefix!r}")
+        kind = "unreadable sessions" if unreadable else "sessions"
+        make_console(stderr=True).print(f"no {kind} under prefix {settings.prefix!r}")
         return
-    rows = [(str(i.id), i.model or "-", str(i.messages), when(i.updated_at), ttl_text(i.ttl)) for i in infos]
-    heads = ("ID", "MODEL", "MESSAGES", "UPDATED", "TTL")
+    rows: list[tuple[str, ...]] = [
+        (str(i.id), i.model or "-", str(i.messages), when(i.updated_at), ttl_text(i.ttl)) for i in infos
+    ]
+    heads: tuple[str, ...] = ("ID", "MODEL", "MESSAGES", "UPDATED", "TTL")
+    if any(i.problem for i in infos):  # the column only when there is something to say
+        rows = [(*row, i.problem or "-") for row, i in zip(rows, infos, strict=True)]
+        heads += ("PROBLEM",)
     widths = [max(len(head), *(len(row[c]) for row in rows)) for c, head in enumerate(heads)]
     if console.is_terminal:  # keep a row on one screen line: shorten a long model name only
         room = console.width - (sum(widths) - widths[1]) - 2 * (len(heads) - 1)
@@ -68,7 +78,8 @@ def _row(cells: tuple[str, ...], widths: list[int]) -> str:
             model.ljust(widths[1]),
             cells[2].rjust(widths[2]),
             cells[3].ljust(widths[3]),
-            cells[4],
+            cells[4] if len(cells) == 5 else cells[4].ljust(widths[4]),
+            *cells[5:],
         )
     )
 

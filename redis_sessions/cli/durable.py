@@ -25,13 +25,22 @@ __all__ = ["migrate", "rebind", "sync"]
 @click.option(
     "--report", default=5.0, show_default=True, type=click.FloatRange(0.1), help="Seconds between lag lines."
 )
+@click.option(
+    "--backlog",
+    default=10_000,
+    show_default=True,
+    type=click.IntRange(1),
+    help="Warn when more sessions than this wait in this worker's slot groups.",
+)
 @click.pass_obj
-def sync(settings: Settings, backing: str, once: bool, interval: float, report: float) -> None:
+def sync(settings: Settings, backing: str, once: bool, interval: float, report: float, backlog: int) -> None:
     """Run the write-behind worker on its own (a tiered store also runs one in a thread).
 
-    Several may run at once, and alongside the tiered stores' own. The prefix is bound to one
-    backing record: a worker of another is refused (see ``rebind``). Stop it with Ctrl-C or
-    SIGTERM; what it had not delivered stays pending in Redis.
+    Several may run at once, on any hosts, and alongside the tiered stores' own: they split the
+    slots between them (64 groups, leased for a few seconds at a time), so each added worker adds
+    throughput; each line says how many groups this one holds and its backlog. The prefix is bound
+    to one backing record: a worker of another is refused (see ``rebind``). Stop it with Ctrl-C or
+    SIGTERM; what it had not delivered stays pending in Redis, and its groups pass on.
     """
     from ..errors import BackingMismatch
     from ..persistence import adapter_from_url
@@ -46,7 +55,7 @@ def sync(settings: Settings, backing: str, once: bool, interval: float, report: 
         raise click.ClickException(str(exc)) from exc
     with open_store(settings.url, settings.prefix, cluster=settings.cluster) as store, adapter:
         try:
-            worker = SyncWorker(store, adapter).bind()
+            worker = SyncWorker(store, adapter, backlog=backlog).bind()
         except BackingMismatch as exc:
             raise click.ClickException(str(exc)) from exc
         if once:
@@ -58,7 +67,10 @@ def sync(settings: Settings, backing: str, once: bool, interval: float, report: 
         worker.start(interval)
         try:
             while not stop.wait(report):
-                console.print(f"delivered {worker.delivered} message(s); lag {_lag(worker)}")
+                console.print(
+                    f"delivered {worker.delivered} message(s); this worker: {len(worker.groups)}/64 slot"
+                    f" groups, backlog {worker.backlog} session(s); lag {_lag(worker)}"
+                )
         except KeyboardInterrupt:
             pass
         finally:

@@ -15,6 +15,8 @@ import click
 from rich.text import Text
 
 from .. import SessionInfo, SessionStore, StoreError
+from .._dirty import Lag, bound_record, lag
+from .._sync_io import SyncTransport
 from .common import Settings, connect, emit_json, make_console, size_text, when
 
 __all__ = ["stats"]
@@ -33,6 +35,8 @@ class Tally:
     newest: datetime | None = None
     by_model: Counter[str] = field(default_factory=Counter)
     held_by_model: Counter[str] = field(default_factory=Counter)
+    record: str | None = None  # the backing record the prefix is bound to, if any
+    lag: Lag = field(default_factory=lambda: Lag(0, 0, 0.0))  # what waits for write-behind
 
     def add(self, info: SessionInfo) -> None:
         self.sessions += 1
@@ -63,6 +67,10 @@ def tally(store: SessionStore) -> Tally:
         total = Tally(bytes=None)
         for info in store.infos():
             total.add(info)
+    io = SyncTransport(store)
+    total.record = bound_record(io)
+    if total.record is not None:
+        total.lag = lag(io)
     return total
 
 
@@ -71,7 +79,8 @@ def tally(store: SessionStore) -> Tally:
 @click.pass_obj
 def stats(settings: Settings, as_json: bool) -> None:
     """Sessions, messages held and ever appended, bytes in Redis (MEMORY USAGE of each session's
-    keys), how many expire, and the same per model."""
+    keys), how many expire, and the same per model; with a backing record, the write-behind
+    backlog (sessions and messages not yet in the record, and the age of the oldest)."""
     with connect(settings) as store:
         total = tally(store)
     if as_json:
@@ -84,6 +93,7 @@ def stats(settings: Settings, as_json: bool) -> None:
         size = f"{size_text(total.bytes)} ({total.bytes:,} bytes)"
     lines = [
         ("sessions", f"{n:,}"),
+        *_write_behind(total),
         ("messages", f"{total.messages:,} held, {total.appended:,} appended"),
         ("per session", f"{total.messages / n:,.1f} messages" if n else "-"),
         ("in Redis", size),
@@ -101,8 +111,19 @@ def stats(settings: Settings, as_json: bool) -> None:
         console.print(Text.assemble("  ", ((model or "-").ljust(width), "cyan"), line))
 
 
+def _write_behind(total: Tally) -> list[tuple[str, str]]:
+    """The write-behind line: only where a prefix is bound to a backing record."""
+    if total.record is None:
+        return []
+    lag = total.lag
+    behind = f"{lag.sessions:,} session(s), {lag.messages:,} message(s), oldest {lag.seconds:.1f} s"
+    return [("write-behind", f"record {total.record}; backlog {behind}")]
+
+
 def _json(settings: Settings, total: Tally) -> dict[str, Any]:
     return {
+        "record": total.record,
+        "backlog": None if total.record is None else total.lag._asdict(),
         "prefix": settings.prefix,
         "sessions": total.sessions,
         "messages": total.messages,

@@ -3,9 +3,8 @@
 -- (and whose metadata did not change since it was read) leaves the dirty index and gets its TTL and
 -- trimming back. It may run when Redis is out of memory (allow-oom, Redis >= 7): it is what makes
 -- sessions evictable again, so refusing it would leave a full Redis full for good.
--- KEYS[1] = the dirty index the sessions are listed in (all in its slot on a cluster),
--- KEYS[4i-2], KEYS[4i-1], KEYS[4i], KEYS[4i+1] = meta hash, messages list, ids zset, tombstone
--- (left by delete) of the i-th session
+-- KEYS[1] .. KEYS[5] = meta hash, messages list, ids zset, tombstone (left by delete) and dirty index
+-- of the first session, KEYS[5i-4] .. KEYS[5i] of the i-th (on a cluster all in one slot)
 -- ARGV[1] = the worker's record id, then per session ARGV[3i-1] = epoch read,
 -- ARGV[3i] = seq the record now holds, ARGV[3i+1] = updated_at read (the change token)
 -- Returns one reply per session: {0, 1} clean, {0, 0} still dirty (written to meanwhile); {1} gone
@@ -13,15 +12,16 @@
 -- very incarnation); {3, epoch} another incarnation of the id (restored, or created again);
 -- {13, record id} bound to another record: nothing changed.
 local replies = {}
-for i = 1, (#KEYS - 1) / 4 do
-  local meta, list, ids, tomb = KEYS[4 * i - 2], KEYS[4 * i - 1], KEYS[4 * i], KEYS[4 * i + 1]
+for i = 1, #KEYS / 5 do
+  local meta, list, ids, tomb, index = KEYS[5 * i - 4], KEYS[5 * i - 3], KEYS[5 * i - 2], KEYS[5 * i - 1],
+    KEYS[5 * i]
   local epoch, upto, token = ARGV[3 * i - 1], tonumber(ARGV[3 * i]), ARGV[3 * i + 1]
   local sid = string.match(meta, '{(.-)}')
   local h = redis.call('HMGET', meta, 'epoch', 'seq', 'ttl_ms', 'max_messages', 'synced_seq', 'updated_at',
     'record')
   local reply
   if not h[2] then
-    redis.call('ZREM', KEYS[1], sid)
+    redis.call('ZREM', index, sid)
     reply = redis.call('GET', tomb) == epoch and {11} or {1}
   elseif h[1] ~= epoch then
     reply = {3, h[1] or ''}
@@ -35,7 +35,7 @@ for i = 1, (#KEYS - 1) / 4 do
     if upto < seq or h[6] ~= token then
       reply = {0, 0}
     else
-      redis.call('ZREM', KEYS[1], sid)
+      redis.call('ZREM', index, sid)
       local max = tonumber(h[4]) or 0
       if max > 0 and redis.call('LLEN', list) > max then
         redis.call('LTRIM', list, -max, -1)

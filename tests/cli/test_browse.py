@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from redis_sessions import AgentMessage, SessionStore
+from redis_sessions.keys import session_keys
 from tests.cli.conftest import PICTURE, Cli, conversation, seed, unknown_id
 from tests.support import Backend
 
@@ -58,6 +59,38 @@ def test_ls_json_is_one_array(cli: Cli, store: SessionStore) -> None:
     assert first["ttl"] is None
     assert first["created_at"].endswith("Z")
     assert first["schema_version"] == 1
+
+
+def test_ls_marks_the_sessions_it_cannot_read_and_filters_them(
+    cli: Cli, store: SessionStore, backend: Backend
+) -> None:
+    fine, newer, corrupt = seed(store, 3)
+    backend.raw.hset(session_keys(backend.prefix, newer).meta, "schema_version", "99")
+    backend.raw.hset(session_keys(backend.prefix, corrupt).meta, "seq", "not-a-number")
+    result = cli("ls")
+    assert result.exit_code == 0, result.output
+    head, *rows = result.stdout.splitlines()
+    assert head.split()[-1] == "PROBLEM"
+    by_id = {row.split()[0]: row for row in rows}
+    assert set(by_id) == {str(fine), str(newer), str(corrupt)}  # every session is listed...
+    assert by_id[str(fine)].endswith("  -")  # ...the readable one without a problem
+    assert by_id[str(newer)].endswith("schema version 99, newer than this library's 1")
+    assert "corrupt meta hash: " in by_id[str(corrupt)]
+    only = cli("ls", "--unreadable")
+    assert {row.split()[0] for row in only.stdout.splitlines()[1:]} == {str(newer), str(corrupt)}
+    listed = {item["id"]: item["problem"] for item in json.loads(cli("ls", "--unreadable", "--json").stdout)}
+    assert set(listed) == {str(newer), str(corrupt)}
+    assert listed[str(corrupt)].startswith("corrupt meta hash: ")
+    assert {item["id"]: item["problem"] for item in json.loads(cli("ls", "--json").stdout)}[str(fine)] is None
+
+
+def test_ls_unreadable_of_readable_sessions_only(cli: Cli, store: SessionStore) -> None:
+    seed(store, 2)
+    assert "PROBLEM" not in cli("ls").stdout  # the column shows only when there is something to say
+    result = cli("ls", "--unreadable")
+    assert result.exit_code == 0
+    assert result.stdout == ""
+    assert "no unreadable sessions" in result.stderr
 
 
 def test_ls_of_nothing(cli: Cli) -> None:

@@ -54,3 +54,34 @@ def test_a_down_server_as_a_real_process(command: list[str], closed_url: str) ->
     assert done.stdout == ""
     (line,) = done.stderr.splitlines()
     assert line.startswith(f"Error: cannot reach Redis at {closed_url}: ")
+
+
+@pytest.mark.parametrize("missing", ["click", "rich"])
+def test_without_the_cli_extra_the_command_says_so_in_one_line(missing: str) -> None:
+    # the extra's package made unimportable, as if it were not installed
+    code = f"import sys; sys.modules[{missing!r}] = None\nfrom redis_sessions.__main__ import main\nmain()"
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == 1
+    assert done.stdout == ""
+    (line,) = done.stderr.splitlines()
+    assert line == (
+        f"redis-sessions: the command needs the 'cli' extra ({missing} is not installed): "
+        "pip install 'redis-sessions[cli]'"
+    )
+
+
+def test_another_missing_module_is_not_blamed_on_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    from redis_sessions.__main__ import main
+
+    monkeypatch.setitem(sys.modules, "redis_sessions.cli", None)
+    with pytest.raises(ModuleNotFoundError, match=r"redis_sessions\.cli"):
+        main()
+
+
+def test_the_console_script_is_the_guarded_entry_point() -> None:
+    from importlib.metadata import entry_points
+
+    (script,) = entry_points(group="console_scripts", name="redis-sessions")
+    assert script.value == "redis_sessions.__main__:main"

@@ -215,7 +215,7 @@ def test_durable_sessions_cannot_pop_and_imports_are_written_behind(redis_url: s
 
         imported = uuid.uuid4()
         assert store.import_state(imported, SessionState(model="x", messages=messages_of(3)))
-        assert store.client.zscore(dirty_key(prefix, imported), str(imported)) is not None
+        assert store.client.zscore(dirty_key(prefix, imported, False), str(imported)) is not None
         store.flush(timeout=30)
         record = SQLiteAdapter(tmp_path / "record.db")
         with record:

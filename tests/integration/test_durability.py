@@ -147,14 +147,14 @@ def test_a_dirty_session_keeps_no_ttl_until_it_is_stored(backend: Backend, datab
         assert backend.raw.pttl(meta) == -1
         # Not trimmed to 3 yet: 10 messages the backing store lacks are all kept.
         assert len(store.messages(sid)) == 10
-        assert backend.raw.zscore(dirty_key(backend.prefix, sid), str(sid)) is not None
+        assert backend.raw.zscore(dirty_key(backend.prefix, sid, backend.cluster), str(sid)) is not None
         lag = worker.lag()
         assert (lag.sessions, lag.messages) == (1, 10)
         worker.flush(timeout=30)
         assert 0 < backend.raw.pttl(meta) <= 60_000
         assert ids(store.messages(sid)) == ids(messages_of(10))[-3:], "trimmed once stored"
         assert ids(database.load_session(sid).messages) == ids(messages_of(10))  # type: ignore[union-attr]
-        assert backend.raw.zscore(dirty_key(backend.prefix, sid), str(sid)) is None
+        assert backend.raw.zscore(dirty_key(backend.prefix, sid, backend.cluster), str(sid)) is None
         assert worker.lag() == (0, 0, 0.0)
         store.append(sid, AgentMessage.user("again"))
         assert backend.raw.pttl(meta) == -1, "a new append makes it dirty, and TTL-less, again"

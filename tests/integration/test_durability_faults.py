@@ -148,7 +148,7 @@ def test_a_hostile_row_met_by_a_read_through_is_a_typed_error(
     with pytest.raises(error, match=str(sid)):
         store.append(sid, AgentMessage.user("x"))
     assert raw.exists(*session_keys(prefix, sid)) == 0, "nothing half-restored into Redis"
-    assert raw.zscore(dirty_key(prefix, sid), str(sid)) is None
+    assert raw.zscore(dirty_key(prefix, sid, False), str(sid)) is None
 
 
 def test_stores_that_miss_at_once_restore_the_session_once(

@@ -60,7 +60,7 @@ ACL_COMMANDS = (
     " +wait +pttl +memory|usage"
     # called inside the Lua scripts (ACLs apply to redis.call too)
     " +time +get +set +del +hget +hset +hdel +hincrby +llen +rpush +rpop +ltrim +pexpire +persist +zadd"
-    " +zscore +zrem +zremrangebyscore +spublish"
+    " +zscore +zrem +zremrangebyscore +zcard +spublish"
 )
 """What the library sends to a single Redis >= 7.0 (Cluster and Sentinel need their discovery
 commands on top). ``SCAN`` is not checked against key patterns by Redis: a user that may SCAN sees
@@ -255,7 +255,7 @@ def test_a_user_confined_to_the_prefix_can_use_a_tiered_store(acl: AclServer, tm
         sid = store.create(model="m")
         store.extend(sid, messages_of(3))
         store.flush(10)
-        assert acl.admin.zscore(dirty_key(PREFIX, sid), str(sid)) is None  # delivered
+        assert acl.admin.zscore(dirty_key(PREFIX, sid, False), str(sid)) is None  # delivered
         acl.admin.delete(*session_keys(PREFIX, sid))  # as if evicted
         assert ids(store.messages(sid)) == ids(messages_of(3))  # read through from SQLite
         assert store.delete(sid)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -204,6 +205,32 @@ def test_wrong_argument_types(store: Store, backend: Backend, call: Callable[[St
     with pytest.raises(TypeError):
         call(store, sid)
     unchanged()
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"model": 5},
+        {"max_turns": -1},
+        {"system_message": b"x"},
+        {"metadata": {"k": 1}},
+        {"metadata": {"": "v"}},
+    ],
+    ids=repr,
+)
+def test_a_failed_create_names_the_call_not_an_id_the_caller_never_saw(
+    store: Store, options: dict[str, Any]
+) -> None:
+    with pytest.raises(TypeError) as generated:
+        store.create(**options)
+    assert str(generated.value).startswith("create(): ")
+    assert not re.search(r"[0-9a-f]{8}-[0-9a-f]{4}-", str(generated.value))
+    with pytest.raises(TypeError) as chosen:  # an id the caller gave is still named
+        store.create(**options, session_id=SID)
+    assert str(chosen.value).startswith(f"session `{SID}`: ")
+    assert str(chosen.value).removeprefix(f"session `{SID}`: ") == str(generated.value).removeprefix(
+        "create(): "
+    )
 
 
 @pytest.mark.parametrize(

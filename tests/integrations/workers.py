@@ -32,3 +32,51 @@ def pop_all(url: str, prefix: str, session_id: str, barrier: Barrier, out: Queue
             await store.aclose()
 
     out.put(asyncio.run(run()))
+
+
+def append_events(
+    url: str,
+    prefix: str,
+    app: str,
+    user: str,
+    session_id: str,
+    count: int,
+    barrier: Barrier,
+    out: Queue[Any],
+    worker: int,
+) -> None:
+    """Append ``count`` events to one ADK session as a worker of a web service would: read the
+    session, append, and on ``StaleSession`` read it again and redo the append. Starts together
+    with the other workers; puts how many appends were refused as stale on ``out``."""
+    from google.adk.events import Event, EventActions
+    from google.genai import types
+
+    from redis_sessions.integrations.adk import RedisSessionService, StaleSession
+
+    async def run() -> int:
+        store = AsyncSessionStore.from_url(url, prefix=prefix)
+        stale = 0
+        try:
+            service = RedisSessionService(store)
+            await asyncio.to_thread(barrier.wait, 60)
+            for i in range(count):
+                while True:
+                    session = await service.get_session(app_name=app, user_id=user, session_id=session_id)
+                    assert session is not None
+                    text = f"w{worker} {i}"
+                    event = Event(
+                        invocation_id=text,
+                        author=f"w{worker}",
+                        content=types.Content(role="model", parts=[types.Part(text=text)]),
+                        actions=EventActions(state_delta={f"w{worker}": i}),
+                    )
+                    try:
+                        await service.append_event(session, event)
+                        break
+                    except StaleSession:
+                        stale += 1
+            return stale
+        finally:
+            await store.aclose()
+
+    out.put(asyncio.run(run()))

@@ -119,6 +119,8 @@ def test_scripts_are_read_from_lua_files_with_headers() -> None:
         "sync_mark",
         "pop",
         "rebind",
+        "dirty",
+        "sync_lease",
     }
     for source in SCRIPTS.values():
         assert "-- KEYS[1]" in source
@@ -137,7 +139,7 @@ def test_check_client_refuses_decoded_responses() -> None:
 def test_create_call() -> None:
     call = core(ttl=5, max_messages=7).create("m", 3, "sys", {"k": "v"}, SID)
     assert (call.op, call.sid, call.script) == ("create", SID, "create")
-    assert call.keys == (*session_keys("rs", SID), dirty_key("rs", SID))
+    assert call.keys == (*session_keys("rs", SID), dirty_key("rs", SID, False))
     version, codec, token, ttl, max_messages, *fields = call.args
     assert (version, codec, ttl, max_messages) == ("1", "msgpack", 5000, 7)
     assert len(token) == 32
@@ -179,7 +181,7 @@ def test_extend_call_layout() -> None:
     first, second = AgentMessage.user("a", id="i1"), AgentMessage.user("b", id="i2")
     call = c.extend(str(SID), [first, second], 4)
     assert (call.op, call.sid, call.script) == ("append", SID, "append")
-    assert call.keys == (*session_keys("rs", SID), *live_keys("rs", SID), dirty_key("rs", SID))
+    assert call.keys == (*session_keys("rs", SID), *live_keys("rs", SID), dirty_key("rs", SID, False))
     encoded = (c.encode(SID, first), c.encode(SID, second))
     assert call.args == ("1", "msgpack", "4", "", "i1", encoded[0], "i2", encoded[1])
     assert core().extend(SID, [], None).args == ("1", "msgpack", "", "")
@@ -227,7 +229,12 @@ def test_delete_and_exists_calls() -> None:
     keys = session_keys("rs", SID)
     delete = core().delete(SID)
     assert delete.script == "delete"
-    assert delete.keys == (*keys, *live_keys("rs", SID), dirty_key("rs", SID), tombstone_key("rs", SID))
+    assert delete.keys == (
+        *keys,
+        *live_keys("rs", SID),
+        dirty_key("rs", SID, False),
+        tombstone_key("rs", SID),
+    )
     assert (delete.parse(3), delete.parse(0)) == (True, False)
     exists = core().exists(SID)
     assert exists.args == ("EXISTS", keys.meta)

@@ -14,7 +14,8 @@ from redis_sessions import InvalidSessionId, PersistenceError
 from redis_sessions.keys import (
     check_prefix,
     dirty_key,
-    dirty_key_pattern,
+    dirty_keys,
+    legacy_dirty_pattern,
     live_keys,
     meta_key_pattern,
     parse_meta_key,
@@ -59,24 +60,33 @@ def test_keys_are_hash_tagged_by_session_id() -> None:
 
 @given(st.uuids(), st.sampled_from(["rs", "app:sessions", "a", "x-y_z.9", "p" * 64]))
 def test_all_keys_of_a_session_map_to_one_cluster_slot(sid: uuid.UUID, prefix: str) -> None:
-    slots = {key_slot(key.encode()) for key in script_keys(prefix, sid)}
+    slots = {key_slot(key.encode()) for key in script_keys(prefix, sid, True)}
     assert slots == {key_slot(str(sid).encode())}
-    assert script_keys(prefix, sid) == (
+    assert script_keys(prefix, sid, True) == (
         *session_keys(prefix, sid),
         *live_keys(prefix, sid),
-        dirty_key(prefix, sid),
+        dirty_key(prefix, sid, True),
     )
 
 
-def test_dirty_indexes_are_per_slot_and_found_by_their_pattern() -> None:
+def test_dirty_indexes_are_per_slot_on_a_cluster_and_per_slot_group_on_one_server() -> None:
     # Two sessions in one slot share a dirty index; the index never matches the meta-key pattern.
     by_slot: dict[int, set[str]] = {}
+    by_group: dict[int, set[str]] = {}
     for _ in range(3000):
         sid = uuid.uuid4()
-        by_slot.setdefault(key_slot(str(sid).encode()), set()).add(dirty_key("rs", sid))
+        by_slot.setdefault(key_slot(str(sid).encode()), set()).add(dirty_key("rs", sid, True))
+        by_group.setdefault(key_slot(str(sid).encode()) // 256, set()).add(dirty_key("rs", sid, False))
     assert all(len(keys) == 1 for keys in by_slot.values())
+    assert all(len(keys) == 1 for keys in by_group.values())
+    assert len({k for keys in by_group.values() for k in keys}) == 64
+    names = dirty_keys("rs", True)
+    assert len(names) == 16384
+    assert all(key_slot(name.encode()) == n for n, name in enumerate(names)), "known names, by slot"
+    assert set(dirty_keys("rs", False)) == {k for keys in by_group.values() for k in keys}
     some = next(iter(next(iter(by_slot.values()))))
-    assert fnmatch.fnmatchcase(some, dirty_key_pattern("rs"))
+    assert fnmatch.fnmatchcase(some, legacy_dirty_pattern("rs")), "what an upgraded worker adopts"
+    assert not fnmatch.fnmatchcase(dirty_key("rs", uuid.uuid4(), False), legacy_dirty_pattern("rs"))
     assert not fnmatch.fnmatchcase(some, meta_key_pattern("rs"))
 
 

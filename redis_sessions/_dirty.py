@@ -1,0 +1,159 @@
+"""Finding the write-behind work: the binding to a record, the dirty indexes, and the backlog.
+
+The dirty indexes have known names (``keys.dirty_keys``: one per slot on a cluster, one per slot
+group on one server), so what is pending is found by asking them, in one script call per node,
+never by scanning the keyspace: an idle pass costs the same at one key or ten million. Only
+``adopt_legacy``, run once when a worker starts, scans: for the per-slot indexes a single server
+had before its indexes were grouped.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterable
+from typing import Any, NamedTuple
+
+import redis.exceptions
+
+from ._core import Call, scan_page
+from ._durable import dirty_sessions
+from ._sync_io import SyncTransport
+from .errors import StoreError
+from .keys import (
+    GROUP_SLOTS,
+    SLOT_GROUPS,
+    dirty_key,
+    dirty_keys,
+    legacy_dirty_pattern,
+    record_key,
+    session_keys,
+)
+from .models import SessionId
+
+__all__ = [
+    "Lag",
+    "adopt_legacy",
+    "bind",
+    "bound_record",
+    "exists",
+    "fields",
+    "forget",
+    "lag",
+    "listed",
+    "pending",
+]
+
+
+class Lag(NamedTuple):
+    """How far the backing store is behind Redis: sessions and messages not yet delivered, and the
+    age in seconds of the oldest pending write (0 when nothing is pending)."""
+
+    sessions: int
+    messages: int
+    seconds: float
+
+
+def bound_record(io: SyncTransport) -> str | None:
+    """The record id the prefix is bound to, if any."""
+    key = record_key(io.core.prefix)
+    return io.run(Call("bind", None, None, (key,), ("GET", key), _text))
+
+
+def bind(io: SyncTransport, record: str) -> str | None:
+    """Bind the prefix to ``record`` unless it is bound already; the record it is bound to now.
+    (Two commands, not SET NX GET: redis-py's reply callback for SET turns a value into a bool.)"""
+    key = record_key(io.core.prefix)
+    io.run(Call("bind", None, None, (key,), ("SET", key, record, "NX"), bool))
+    return bound_record(io)
+
+
+def pending(
+    io: SyncTransport, groups: Iterable[int] | None = None, limit: int = 1_000_000
+) -> dict[SessionId, float]:
+    """The sessions listed as dirty in ``groups`` of slots (all by default), with when each became
+    dirty (Unix seconds); at most about ``limit``."""
+    chosen = range(SLOT_GROUPS) if groups is None else groups
+    names = dirty_keys(io.core.prefix, io.cluster)
+    if io.cluster:  # one index per slot: each node is asked about its own slots
+        slots = [s for g in chosen for s in range(g * GROUP_SLOTS, (g + 1) * GROUP_SLOTS)]
+        asked = {node: [names[s] for s in owned] for node, owned in io.nodes(slots).items()}
+    else:
+        asked = {None: [names[g] for g in chosen]}
+    found: dict[SessionId, float] = {}
+    for node, indexes in asked.items():
+        listed_here: list[tuple[SessionId, float]] = io.run_on(
+            dirty_sessions(io.core, indexes, limit - len(found), io.cluster), node
+        )
+        found.update(listed_here)
+        if len(found) >= limit:
+            break
+    return found
+
+
+def lag(io: SyncTransport) -> Lag:
+    """How far behind the backing record is, right now (all slot groups)."""
+    found = pending(io)
+    if not found:
+        return Lag(0, 0, 0.0)
+    counts = fields(io, found, "seq", "synced_seq")
+    messages = sum(int(seq or 0) - int(synced or 0) for seq, synced in counts.values())
+    return Lag(len(found), messages, max(0.0, time.time() - min(found.values())))
+
+
+def adopt_legacy(io: SyncTransport) -> int:
+    """Move what the per-slot dirty indexes of an earlier version list into the grouped ones (one
+    server only; once, when a worker starts: it needs a SCAN). Returns how many it moved."""
+    if io.cluster:
+        return 0
+    moved, cursor, prefix = 0, 0, io.core.prefix
+    while True:
+        scan = ("SCAN", cursor, "MATCH", legacy_dirty_pattern(prefix), "COUNT", 1000)
+        cursor, keys = io.run(Call("sync", None, None, (), scan, scan_page))
+        for raw in keys:
+            key = raw.decode() if isinstance(raw, bytes) else raw
+            entries = io.run(Call("sync", None, None, (key,), ("ZRANGE", key, 0, -1, "WITHSCORES"), list))
+            if entries and isinstance(entries[0], list | tuple):  # paired by the client or not
+                entries = [x for entry in entries for x in entry]
+            for member, score in zip(entries[::2], entries[1::2], strict=True):
+                sid = uuid.UUID(member.decode())
+                target = dirty_key(prefix, sid, False)
+                io.run(Call("sync", sid, None, (target,), ("ZADD", target, "NX", score, member), int))
+                io.run(Call("sync", sid, None, (key,), ("ZREM", key, member), int))
+                moved += 1
+        if cursor == 0:
+            return moved
+
+
+def fields(io: SyncTransport, sids: Iterable[SessionId], *names: str) -> dict[SessionId, list[Any]]:
+    """``HMGET`` of the sessions' meta hashes in one pipeline (a node's share each, on a cluster)."""
+    order = list(sids)
+    with io.store.client.pipeline(transaction=False) as pipe:
+        for sid in order:
+            pipe.hmget(session_keys(io.core.prefix, sid).meta, list(names))
+        try:
+            replies = pipe.execute()
+        except (redis.exceptions.RedisError, redis.exceptions.RedisClusterException) as exc:
+            raise StoreError("sync", None, f"{type(exc).__name__}: {exc}") from exc
+    return dict(zip(order, replies, strict=True))
+
+
+def exists(io: SyncTransport, sid: SessionId) -> bool:
+    meta = session_keys(io.core.prefix, sid).meta
+    return io.run(Call("sync", sid, None, (meta,), ("EXISTS", meta), bool))
+
+
+def listed(io: SyncTransport, sid: SessionId) -> bool:
+    """Whether the session is listed in its dirty index."""
+    key = dirty_key(io.core.prefix, sid, io.cluster)
+    return io.run(Call("sync", sid, None, (key,), ("ZSCORE", key, str(sid)), bool))
+
+
+def forget(io: SyncTransport, sid: SessionId) -> None:
+    """Take a session that is gone off its dirty index."""
+    key = dirty_key(io.core.prefix, sid, io.cluster)
+    io.run(Call("sync", sid, None, (key,), ("ZREM", key, str(sid)), int))
+
+
+def _text(reply: Any) -> str | None:
+    return reply.decode() if isinstance(reply, bytes) else reply

@@ -1,0 +1,90 @@
+"""How a write-behind worker talks to Redis: one small interface over a synchronous store.
+
+The worker sends the same few calls over and over for many sessions at once, so it needs more than
+one call at a time: ``run_all`` sends many in one round trip (a pipeline; on a cluster redis-py
+sends each node its share), and falls back to the store's general path, one call at a time, for
+any call the fast path could not finish (a lost script cache, a moved slot, a dropped connection):
+that path owns retries and recovery. ``run_on`` sends a script to one cluster node (the dirty
+indexes of the slots it owns); ``nodes`` says which node owns which slots.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import redis.exceptions
+
+from ._core import SCRIPTS, SHAS, Call, StoreCore
+from .errors import StoreError
+
+if TYPE_CHECKING:
+    from .store import SessionStore
+
+__all__ = ["SyncTransport"]
+
+T = TypeVar("T")
+
+
+class SyncTransport:
+    """The calls of one synchronous store, for the write-behind worker."""
+
+    def __init__(self, store: SessionStore) -> None:
+        self.store = store
+        self.core: StoreCore = store._core
+        self.cluster = store._cluster
+
+    def run(self, call: Call[T]) -> T:
+        """One call, through the store's retries and recovery."""
+        return self.store._run(call)
+
+    def run_all(self, calls: Sequence[Call[T]]) -> list[T]:
+        """Many script calls in one round trip; each parsed as ``run`` would."""
+        if len(calls) < 2:
+            return [self.run(call) for call in calls]
+        try:
+            with self.store.client.pipeline(transaction=False) as pipe:
+                for call in calls:
+                    assert call.script is not None
+                    pipe.execute_command("EVALSHA", SHAS[call.script], len(call.keys), *call.keys, *call.args)  # type: ignore[no-untyped-call, unused-ignore]
+                replies = pipe.execute(raise_on_error=False)
+        except (redis.exceptions.RedisError, redis.exceptions.RedisClusterException, OSError):
+            return [self.run(call) for call in calls]  # the general path, with its retries
+        return [
+            self.run(c) if isinstance(r, Exception) else c.parse(r)
+            for c, r in zip(calls, replies, strict=True)
+        ]
+
+    def run_on(self, call: Call[T], node: Any) -> T:
+        """A script call on ``node`` (a cluster primary; ``None``: the one server)."""
+        if node is None:
+            return self.run(call)
+        assert call.script is not None
+        args = (len(call.keys), *call.keys, *call.args)
+        try:
+            try:
+                reply = self.store.client.execute_command(
+                    "EVALSHA", SHAS[call.script], *args, target_nodes=node
+                )  # type: ignore[no-untyped-call, unused-ignore]
+            except redis.exceptions.NoScriptError:
+                reply = self.store.client.execute_command(
+                    "EVAL", SCRIPTS[call.script], *args, target_nodes=node
+                )  # type: ignore[no-untyped-call, unused-ignore]
+        except (redis.exceptions.RedisError, redis.exceptions.RedisClusterException) as exc:
+            raise StoreError(call.op, None, f"{type(exc).__name__}: {exc}") from exc
+        return call.parse(reply)
+
+    def nodes(self, slots: Iterable[int]) -> dict[Any, list[int]]:
+        """``slots`` by the primary that owns them (all under ``None`` on one server)."""
+        if not self.cluster:
+            return {None: list(slots)}
+        self.store._slot_map()
+        cache = self.store.client.nodes_manager.slots_cache  # type: ignore[union-attr]
+        owners: dict[Any, list[int]] = defaultdict(list)
+        for slot in slots:
+            owners[cache[slot][0]].append(slot)
+        return owners
+
+    def close(self) -> None:
+        self.store.close()
