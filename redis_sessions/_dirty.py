@@ -19,7 +19,6 @@ import redis.exceptions
 from ._core import Call, scan_page
 from ._durable import dirty_sessions
 from ._sync_io import SyncTransport
-from .errors import StoreError
 from .keys import (
     GROUP_SLOTS,
     SLOT_GROUPS,
@@ -38,7 +37,6 @@ __all__ = [
     "bound_record",
     "exists",
     "fields",
-    "forget",
     "lag",
     "listed",
     "pending",
@@ -126,16 +124,23 @@ def adopt_legacy(io: SyncTransport) -> int:
 
 
 def fields(io: SyncTransport, sids: Iterable[SessionId], *names: str) -> dict[SessionId, list[Any]]:
-    """``HMGET`` of the sessions' meta hashes in one pipeline (a node's share each, on a cluster)."""
+    """``HMGET`` of the sessions' meta hashes in one pipeline (a node's share each, on a cluster);
+    if the pipeline fails, one call per session on the general path, with the store's retries (a
+    connection reset must not fail a flush at once, as a plain ``StoreError``)."""
     order = list(sids)
-    with io.store.client.pipeline(transaction=False) as pipe:
-        for sid in order:
-            pipe.hmget(session_keys(io.core.prefix, sid).meta, list(names))
-        try:
+    try:
+        with io.store.client.pipeline(transaction=False) as pipe:
+            for sid in order:
+                pipe.hmget(session_keys(io.core.prefix, sid).meta, list(names))
             replies = pipe.execute()
-        except (redis.exceptions.RedisError, redis.exceptions.RedisClusterException) as exc:
-            raise StoreError("sync", None, f"{type(exc).__name__}: {exc}") from exc
+    except (redis.exceptions.RedisError, redis.exceptions.RedisClusterException, OSError):
+        replies = [io.run(_hmget(io, sid, names)) for sid in order]
     return dict(zip(order, replies, strict=True))
+
+
+def _hmget(io: SyncTransport, sid: SessionId, names: tuple[str, ...]) -> Call[list[Any]]:
+    meta = session_keys(io.core.prefix, sid).meta
+    return Call("sync", sid, None, (meta,), ("HMGET", meta, *names), list)
 
 
 def exists(io: SyncTransport, sid: SessionId) -> bool:
@@ -147,12 +152,6 @@ def listed(io: SyncTransport, sid: SessionId) -> bool:
     """Whether the session is listed in its dirty index."""
     key = dirty_key(io.core.prefix, sid, io.cluster)
     return io.run(Call("sync", sid, None, (key,), ("ZSCORE", key, str(sid)), bool))
-
-
-def forget(io: SyncTransport, sid: SessionId) -> None:
-    """Take a session that is gone off its dirty index."""
-    key = dirty_key(io.core.prefix, sid, io.cluster)
-    io.run(Call("sync", sid, None, (key,), ("ZREM", key, str(sid)), int))
 
 
 def _text(reply: Any) -> str | None:

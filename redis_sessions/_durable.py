@@ -188,8 +188,9 @@ def sync_read(
 ) -> Call[list[Read]]:
     """Up to ``limit`` messages the record lacks of each session, with its header, in one script
     call for the worker of ``record`` (a session bound to another is refused: ``BackingMismatch``);
-    the sessions must share a slot (they do when they share a dirty index). ``after`` reads a
-    session from that seq instead of its ``synced_seq`` (the record reported a gap)."""
+    on a cluster the sessions must share a slot. A session found gone leaves its dirty index in the
+    same step. ``after`` reads a session from that seq instead of its ``synced_seq`` (the record
+    reported a gap)."""
     after = after or {}
 
     def one(sid: SessionId, reply: list[Any]) -> Read:
@@ -213,7 +214,11 @@ def sync_read(
     def parse(replies: list[Any]) -> list[Read]:
         return [one(sid, reply) for sid, reply in zip(sids, replies, strict=True)]
 
-    keys = tuple(key for sid in sids for key in session_keys(core.prefix, sid)[:2])
+    keys = tuple(
+        key
+        for sid in sids
+        for key in (*session_keys(core.prefix, sid)[:2], dirty_key(core.prefix, sid, core.cluster))
+    )
     args = (core.version, limit, record, *(str(after[sid]) if sid in after else "" for sid in sids))
     return Call("sync", sids[0] if len(sids) == 1 else None, "sync_read", keys, args, parse)
 

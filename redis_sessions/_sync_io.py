@@ -18,6 +18,7 @@ import redis.exceptions
 
 from ._core import SCRIPTS, SHAS, Call, StoreCore
 from .errors import StoreError
+from .retry import TRANSIENT
 
 if TYPE_CHECKING:
     from .store import SessionStore
@@ -57,20 +58,26 @@ class SyncTransport:
         ]
 
     def run_on(self, call: Call[T], node: Any) -> T:
-        """A script call on ``node`` (a cluster primary; ``None``: the one server)."""
+        """A script call on ``node`` (a cluster primary; ``None``: the one server); a transport
+        fault is retried under the store's policy, then ``StoreUnavailable``, as for any call."""
         if node is None:
             return self.run(call)
-        assert call.script is not None
+        script = call.script
+        assert script is not None
         args = (len(call.keys), *call.keys, *call.args)
+        client = self.store.client
+
+        def send() -> Any:
+            try:
+                return client.execute_command("EVALSHA", SHAS[script], *args, target_nodes=node)  # type: ignore[no-untyped-call, unused-ignore]
+            except redis.exceptions.NoScriptError:
+                return client.execute_command("EVAL", SCRIPTS[script], *args, target_nodes=node)  # type: ignore[no-untyped-call, unused-ignore]
+
         try:
             try:
-                reply = self.store.client.execute_command(
-                    "EVALSHA", SHAS[call.script], *args, target_nodes=node
-                )  # type: ignore[no-untyped-call, unused-ignore]
-            except redis.exceptions.NoScriptError:
-                reply = self.store.client.execute_command(
-                    "EVAL", SCRIPTS[call.script], *args, target_nodes=node
-                )  # type: ignore[no-untyped-call, unused-ignore]
+                reply = send()
+            except TRANSIENT as exc:
+                reply = self.store._retried(call.op, None, exc, send)
         except (redis.exceptions.RedisError, redis.exceptions.RedisClusterException) as exc:
             raise StoreError(call.op, None, f"{type(exc).__name__}: {exc}") from exc
         return call.parse(reply)

@@ -162,9 +162,8 @@ class SyncWorker:
             for sid, read in zip(
                 [s for c in chunks for s in c], [r for rs in replies for r in rs], strict=True
             ):
-                if read is None:  # deleted (its delete removes the record's copy) or never durable
-                    dirty.forget(self.io, sid)
-                    reached[sid] = 0
+                if read is None:  # deleted (its delete removes the record's copy) or evicted clean:
+                    reached[sid] = 0  # sync_read took it off its dirty index in the same step
                 elif isinstance(read, SessionError):
                     self._failed(sid, read)
                 else:

@@ -78,7 +78,12 @@ def sync(settings: Settings, backing: str, once: bool, interval: float, report: 
 
 
 def _lag(worker: SyncWorker) -> str:
-    lag = worker.lag()
+    from ..errors import SessionError
+
+    try:
+        lag = worker.lag()
+    except SessionError as exc:  # Redis unreachable a while: the passes wait it out, so does the report
+        return f"lag unknown ({exc})"
     return f"{lag.sessions} session(s), {lag.messages} message(s), {lag.seconds:.2f} s behind"
 
 

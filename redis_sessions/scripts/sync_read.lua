@@ -1,19 +1,22 @@
 #!lua flags=allow-oom
 -- Read what the backing record lacks of some sessions (one slot's, or one dirty shard's): each one's
 -- meta hash and the messages after what the record holds. One call serves a whole batch of sessions.
--- KEYS[1], KEYS[2] = meta hash, messages list of the first session; KEYS[2i-1], KEYS[2i] of the i-th
+-- KEYS[1] .. KEYS[3] = meta hash, messages list and dirty index of the first session,
+-- KEYS[3i-2] .. KEYS[3i] of the i-th (on a cluster all in one slot)
 -- ARGV[1] = schema version, ARGV[2] = at most this many messages per session,
 -- ARGV[3] = the worker's record id, ARGV[3+i] = read after this seq ('' = the session's synced_seq;
 -- a seq when the record reported holding less than synced_seq: a gap to fill again)
 -- Returns one reply per session: {0, meta (flat field/value list), after, items}: items have seqs
--- after+1, ...; {1} not found; {2, version} other schema; {6, detail} corrupt meta hash;
+-- after+1, ...; {1} not found (taken off the dirty index here, in the same atomic step: a worker
+-- that did it in a call of its own could unlist the session read back and written meanwhile);
+-- {2, version} other schema; {6, detail} corrupt meta hash;
 -- {7, first seq stored} when messages not yet in the record were trimmed away;
 -- {13, record id} the session is bound to another record (this worker must not deliver it).
 -- A durable session not yet bound (written before records had ids) is bound to the reader's record;
 -- allow-oom (Redis >= 7) because delivering is what makes a full Redis evictable again.
 local replies = {}
-for i = 1, #KEYS / 2 do
-  local meta, list = KEYS[2 * i - 1], KEYS[2 * i]
+for i = 1, #KEYS / 3 do
+  local meta, list, index = KEYS[3 * i - 2], KEYS[3 * i - 1], KEYS[3 * i]
   local reply
   local h = redis.call('HGETALL', meta)
   local f = {}
@@ -24,6 +27,7 @@ for i = 1, #KEYS / 2 do
   local seq = f['seq']
   seq = seq and #seq <= 15 and string.find(seq, '^%d+$') and tonumber(seq)
   if #h == 0 then
+    redis.call('ZREM', index, string.match(meta, '{(.-)}'))
     reply = {1}
   elseif f['schema_version'] ~= ARGV[1] then
     reply = {2, f['schema_version'] or ''}

@@ -3,6 +3,9 @@ tests/integration/test_migrate_command.py). The global ``--cluster`` is accepted
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -11,7 +14,9 @@ from click.testing import CliRunner
 
 from redis_sessions import AgentMessage, SessionStore
 from redis_sessions.cli import main
+from redis_sessions.embedded import RedisServer
 from redis_sessions.persistence import SQLiteAdapter
+from tests.integration.durable_support import require_redis_server, wait_until
 from tests.support import unique_prefix
 
 
@@ -101,3 +106,45 @@ def test_sync_with_another_record_is_one_line_and_rebind_moves_the_prefix(
         assert [m.text for m in state.messages] == ["one", "two", "three"]
         store.delete(sid)
     client.close()
+
+
+@pytest.mark.real
+@pytest.mark.slow
+def test_sync_keeps_running_through_a_redis_restart(tmp_path: Path) -> None:
+    """The worker thread of ``sync`` waits an outage out (each pass tries again); its lag line
+    used to end the command at the first report during the outage ("Error: cannot reach Redis"),
+    leaving the record behind until someone started it again (found by the tiered soak)."""
+    require_redis_server()
+    prefix, database, out = unique_prefix(), tmp_path / "record.db", tmp_path / "sync.log"
+    aof = ["--appendonly", "yes", "--appendfsync", "always"]
+    server = RedisServer(directory=tmp_path, extra_args=aof).start()
+    try:
+        with SQLiteAdapter(database) as adapter:
+            with SessionStore.from_url(server.url, prefix=prefix, backing=adapter) as store:
+                sid = store.create("m")
+                store.append(sid, AgentMessage.user("before", id="before"))
+                store.flush(timeout=30)  # binds the prefix, so the command starts at once
+            command = [sys.executable, "-m", "redis_sessions", "--url", server.url, "--prefix", prefix]
+            command += ["sync", "--backing", f"sqlite://{database}", "--report", "0.1"]
+            with out.open("wb") as log:
+                sync = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+            try:
+                wait_until(lambda: b"lag" in out.read_bytes(), "the first lag line", timeout=30)
+                server.stop()
+                time.sleep(1.0)  # the outage: several lag lines fall in it
+                server.start()  # same port and directory: the AOF replays
+                assert sync.poll() is None, out.read_text()
+                with SessionStore.from_url(server.url, prefix=prefix) as plain:
+                    plain.append(sid, AgentMessage.user("after", id="after"))
+
+                def delivered() -> bool:
+                    state = adapter.load_session(sid)
+                    return state is not None and [m.id for m in state.messages] == ["before", "after"]
+
+                wait_until(delivered, "the command to deliver after the restart", timeout=30)
+            finally:
+                sync.terminate()
+                code = sync.wait(30)
+            assert code == 0, out.read_text()
+    finally:
+        server.stop()

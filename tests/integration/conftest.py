@@ -1,10 +1,12 @@
-"""Fixtures the tiered-mode tests share: private redis-servers, the SQLite record, an exit stack."""
+"""Fixtures the integration tests share: private redis-servers, the SQLite record, an exit stack,
+and the processes a test starts (ended when it ends)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -39,3 +41,17 @@ def stack() -> Iterator[ExitStack]:
     """Stores and clients a test opens, closed when it ends."""
     with ExitStack() as opened:
         yield opened
+
+
+@pytest.fixture
+def stopped_at_exit() -> Iterator[list[Any]]:
+    """Processes the test starts: terminated (then killed) when it ends, whatever happened."""
+    processes: list[Any] = []
+    yield processes
+    for process in processes:
+        if process.is_alive():
+            process.terminate()
+            process.join(5)
+        if process.is_alive():
+            process.kill()
+            process.join(5)

@@ -140,6 +140,8 @@ class Plan:
 
 
 class Worker:
+    operations: dict[str, int] = OPERATIONS  # kind -> weight: a subclass may run another mix
+
     def __init__(self, plan: Plan, store: Any) -> None:
         self.plan, self.store = plan, store
         self.deadline = time.monotonic() + plan.seconds  # set again when every worker is ready
@@ -159,7 +161,7 @@ class Worker:
         self.tracebacks: dict[str, str] = {}  # the first traceback of each
 
     def run(self) -> None:
-        kinds, weights = list(OPERATIONS), list(OPERATIONS.values())
+        kinds, weights = list(self.operations), list(self.operations.values())
         while time.monotonic() < self.deadline and sum(self.ops.values()) < self.plan.max_ops:
             kind = self.rng.choices(kinds, weights)[0]
             hot = self.rng.random() < HOT_SHARE

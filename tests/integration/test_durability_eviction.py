@@ -13,6 +13,7 @@ import uuid
 from collections.abc import Callable
 from contextlib import ExitStack
 from functools import partial
+from typing import Any
 
 import pytest
 import redis
@@ -262,3 +263,38 @@ def test_a_clean_session_that_expired_is_read_through(
     session = store.load(sid)
     assert session is not None
     assert (ids(session.messages), session.seq, session.metadata) == (ids(messages_of(3)), 3, {"k": "v"})
+
+
+def test_a_session_found_gone_and_written_again_right_after_stays_listed_as_dirty(
+    plain_redis: RedisServer, database: SQLiteAdapter, stack: ExitStack
+) -> None:
+    """A worker finds a listed session gone (``sync_read``: evicted once clean). If, right after, the
+    session is read back through the record and written to (its append lists it again), that entry
+    must stay: the write is not in the record yet, and ``flush()`` only waits for listed sessions.
+    The worker used to take the session off the dirty index in a call of its own after the read, so
+    an append landing in between was unlisted, and ``flush()`` returned without it."""
+    prefix = unique_prefix()
+    client = stack.enter_context(redis.Redis.from_url(plain_redis.url))
+    store = stack.enter_context(SessionStore(client, prefix=prefix, ttl=600, backing=database))
+    sid = store.create()
+    store.append(sid, AgentMessage.user("first", id="first"))
+    interleave = [lambda: store.append(sid, AgentMessage.user("second", id="second"))]
+
+    class Interleaving(SessionStore):
+        def _run(self, call: Any, *args: Any) -> Any:
+            reply = super()._run(call, *args)
+            if call.script == "sync_read" and reply == [None] and interleave:
+                interleave.pop()()  # read back through the record, written, listed again
+            return reply
+
+    worker = SyncWorker(Interleaving(client, prefix=prefix), database).bind()
+    worker.flush(timeout=30)  # "first" is in the record; the session is clean, with its TTL
+    client.delete(*session_keys(prefix, sid))  # evicted
+    worker.deliver([sid])  # it was listed when this pass began (say): gone now, then back and dirty
+    assert not interleave, "the interleaving ran"
+
+    assert sid in worker.pending(), "the write after the read-through is no longer listed as dirty"
+    worker.flush(timeout=30)
+    state = database.load_session(sid)
+    assert state is not None
+    assert ids(state.messages) == ["first", "second"], "flush returned without the acknowledged write"

@@ -248,3 +248,36 @@ def test_a_session_evicted_while_a_worker_delivers_it_stays_in_the_backing_store
     fresh = SessionStore(client, prefix=prefix, ttl=600, backing=database)
     client.delete(*session_keys(prefix, sid))  # evicted (again): the backing store is all there is
     assert ids(fresh.messages(sid)) == ids(messages_of(5))
+
+
+def test_a_connection_reset_while_flush_reads_the_seqs_is_retried(
+    plain_redis: RedisServer, database: SQLiteAdapter, stack: ExitStack
+) -> None:
+    """``flush()`` reads the seqs of the pending sessions in one pipeline. A connection reset there
+    (a ``CLIENT KILL``, a restart) must go through the store's one retry layer like every other
+    call: it used to surface at once as a plain ``StoreError("sync failed: ConnectionError ...")``,
+    neither retried nor ``StoreUnavailable`` (found by the tiered soak)."""
+    client = stack.enter_context(redis.Redis.from_url(plain_redis.url))
+    store = SessionStore(client, prefix=unique_prefix(), backing=database)  # no worker thread
+    sid = store.create()
+    store.extend(sid, messages_of(3))
+    worker = SyncWorker(store, database).bind()
+    pipeline, resets = client.pipeline, [redis.exceptions.ConnectionError("Connection reset by peer")]
+
+    def resetting(*args: Any, **kwargs: Any) -> Any:
+        pipe = pipeline(*args, **kwargs)
+        if resets:
+            error = resets.pop()
+
+            def execute(*_: Any, **__: Any) -> Any:
+                raise error
+
+            pipe.execute = execute
+        return pipe
+
+    client.pipeline = resetting  # type: ignore[method-assign]
+    worker.flush(timeout=30)
+    assert not resets, "the reset happened"
+    state = database.load_session(sid)
+    assert state is not None
+    assert ids(state.messages) == ids(messages_of(3))
