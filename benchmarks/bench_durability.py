@@ -1,13 +1,17 @@
-"""Issue 7's figures: append throughput with and without a backing store, and sync lag under load.
+"""Issues 7 and 18's figures: appends with and without a backing store, sync lag, the fleet.
 
-    .venv/bin/python benchmarks/bench_durability.py                  # about a minute on 2 cores
-    .venv/bin/python benchmarks/bench_durability.py --quick          # smoke run, about 15 s
+    .venv/bin/python benchmarks/bench_durability.py                  # about 15 minutes on 2 cores
+    .venv/bin/python benchmarks/bench_durability.py --quick          # smoke run, about a minute
     .venv/bin/python benchmarks/bench_durability.py --json durability.json --postgres postgresql://...
     .venv/bin/python benchmarks/bench_durability.py --skip-appends --profile /tmp/wb --sessions 100,1000
-    .venv/bin/python benchmarks/bench_durability.py --skip-appends --skip-lag --scan-keys 0,100000,1000000
+    .venv/bin/python benchmarks/bench_durability.py --skip-appends --skip-lag --fleet 0 \
+        --fleet-sessions 0 --scan-keys 1,1000000 --cluster                 # part 3 only
+    git worktree add /tmp/old <commit> && .venv/bin/python benchmarks/bench_durability.py \
+        --skip-appends --skip-lag --fleet-sessions 0 --before /tmp/old    # part 4, before/after
 
 Always a private redis-server (free loopback port, no persistence) and SQLite files in a temporary
-directory; ``--postgres DSN`` adds PostgreSQL (tables in a throw-away schema, dropped afterwards).
+directory; ``--postgres DSN`` adds PostgreSQL (tables in a throw-away schema, and for
+``redis-sessions sync``, which cannot name a schema, throw-away databases; all dropped afterwards).
 
 1. **Append throughput.** One process appends the suite's messages one by one to a new session,
    through a plain store (``SessionStore.from_url(url)``) and a tiered one
@@ -21,15 +25,30 @@ directory; ``--postgres DSN`` adds PostgreSQL (tables in a throw-away schema, dr
    ``--sessions`` durable sessions through plain stores (a session is durable because a store with a
    backing store created it), while one worker delivers: the tiered store's thread in this process
    (``thread``), ``redis-sessions sync`` as a subprocess (``cli``), or with ``--profile`` the same
-   passes as the thread's under cProfile (``profiled``). Every 0.25 s this process samples
-   ``SyncWorker.lag()`` and the sum of the sessions' ``seq`` and ``synced_seq`` (what was appended,
-   what the backing store holds). When the writers stop, the catch-up is timed: ``flush()``
-   (``thread``) or the lone worker draining the backlog, then ``flush()``. At the end every
+   passes as the thread's under cProfile (``profiled``). Every 0.25 s (every sessions/10,000 s when
+   there are more) this process samples ``SyncWorker.lag()`` and the sum of the sessions' ``seq``
+   and ``synced_seq`` (what was appended, what the backing store holds); the *delivery lag* is the
+   time shift between those two curves. When the writers stop, the catch-up is timed: ``flush()``
+   (``thread``) or the worker(s) draining the backlog, then ``flush()``. At the end every
    session's stored messages are compared with what the writers were acknowledged: count,
    duplicates, each writer's order.
-3. **An idle worker's pass against the keyspace** (``--scan-keys``, off by default): ``pending()``
-   SCANs every key in Redis for dirty indexes, so a pass costs in proportion to all keys, not to the
-   pending sessions. Its own redis-server, filled with ``DEBUG POPULATE``.
+3. **An idle worker's pass against the keyspace** (``--scan-keys``, off by default):
+   ``pending()`` and ``sync_once()`` with nothing pending, as Redis holds more keys (``DEBUG
+   POPULATE``, its own redis-server; ``--cluster``: also the tests' 3+3 cluster); the SCAN calls
+   the servers saw (none: the dirty indexes have known names).
+4. **Fleet flush** (``--fleet``, 5,000 sessions): one process appends one message to each of
+   ``--fleet`` durable sessions through a tiered store on SQLite whose worker runs throughout, then
+   ``flush()``; flush time against the writing time. Each round is a fresh process
+   (``--fleet-child``), so ``--before PATH`` runs the same with an older checkout of the library
+   in the same rounds (interleaved).
+5. **Sustained fleet** (``--fleet-sessions``, 10,000): ``--fleet-writers`` (2) processes append
+   to every session in turn for ``--fleet-seconds`` (60): plain sessions first (the plain append
+   rate of this run), then durable ones on SQLite and on PostgreSQL, a ``redis-sessions sync``
+   process delivering. Part 2's figures, plus delivered/s against the plain rate and the backlog
+   of the load's second quarter against its last (bounded or growing).
+6. **Worker processes** (``--scale-workers 1,2,3``): part 5's load for ``--scale-seconds`` (20)
+   with 1, 2 and 3 ``redis-sessions sync`` processes on SQLite, sharing the slot groups before the
+   writers start; interleaved rounds (``--scale-rounds``, 3), medians.
 """
 
 from __future__ import annotations
@@ -55,6 +74,7 @@ from dataclasses import asdict, dataclass
 from multiprocessing.connection import wait
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import msgspec
 import redis
@@ -86,6 +106,15 @@ class Config:
     postgres: str | None
     profile: str | None
     scan_keys: tuple[int, ...]
+    cluster: bool = False
+    fleet: int = 0  # part 4: sessions (0: skipped)
+    before: str | None = None  # part 4: an older checkout of the library, run the same way
+    fleet_sessions: int = 0  # parts 5 and 6: sessions (0: both skipped)
+    fleet_writers: int = 2
+    fleet_seconds: float = 60.0
+    scale_workers: tuple[int, ...] = (1, 2, 3)
+    scale_seconds: float = 20.0
+    scale_rounds: int = 1
 
 
 # -- backing stores -----------------------------------------------------------------------------
@@ -100,6 +129,7 @@ class Backings:
         self.tmp = tempfile.TemporaryDirectory(prefix="rs-durability-")
         self.schema = f"rsbench_{uuid.uuid4().hex[:8]}"
         self.adapters: list[PersistenceAdapter] = []
+        self.databases: list[str] = []  # PostgreSQL databases made for worker processes
 
     @property
     def kinds(self) -> list[str]:
@@ -119,10 +149,31 @@ class Backings:
         return Path(self.tmp.name) / f"{name}.db"
 
     def url(self, kind: str, name: str) -> str:
-        """What ``redis-sessions sync --backing`` takes (SQLite only: it cannot name a schema)."""
+        """What ``redis-sessions sync --backing`` takes: it cannot name a schema, so for PostgreSQL
+        a throw-away database of its own (``process_adapter`` opens the same)."""
         if kind != "SQLite":
-            raise ValueError("redis-sessions sync writes PostgreSQL's default schema, not the run's own")
+            return self._database(name)
         return f"sqlite://{self.path(name)}"
+
+    def process_adapter(self, kind: str, name: str) -> PersistenceAdapter:
+        """The adapter of what ``url`` names (PostgreSQL: the default schema of its own database)."""
+        if kind == "SQLite":
+            return self.make(kind, name)
+        adapter = PostgresAdapter(self._database(name))
+        self.adapters.append(adapter)
+        return adapter
+
+    def _database(self, name: str) -> str:
+        import psycopg
+        import psycopg.sql
+
+        assert self.cfg.postgres is not None
+        db = f"{self.schema}_{name.replace('-', '_')}".lower()[:60]
+        if db not in self.databases:
+            with psycopg.connect(self.cfg.postgres, autocommit=True) as conn:
+                conn.execute(psycopg.sql.SQL("CREATE DATABASE {}").format(psycopg.sql.Identifier(db)))
+            self.databases.append(db)
+        return urlunsplit(urlsplit(self.cfg.postgres)._replace(path=f"/{db}"))
 
     def close(self) -> None:
         for adapter in self.adapters:
@@ -137,6 +188,12 @@ class Backings:
                         psycopg.sql.Identifier(self.schema)
                     )
                 )
+                for db in self.databases:
+                    conn.execute(
+                        psycopg.sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
+                            psycopg.sql.Identifier(db)
+                        )
+                    )
         self.tmp.cleanup()
 
 
@@ -336,15 +393,80 @@ def _percentiles(values: Sequence[float]) -> dict[str, float]:
     return {"p50": v[len(v) // 2], "p99": v[min(len(v) - 1, round(0.99 * (len(v) - 1)))], "max": v[-1]}
 
 
+def _wait_for_shares(raw: redis.Redis, prefix: str, workers: int, timeout: float = 30.0) -> None:
+    """Until ``workers`` workers hold the 64 slot groups between them (each its share): a worker
+    leases at its first pass and hands groups back at its next once others have come."""
+    from redis_sessions.keys import sync_keys  # not at the top: part 4 runs this file on older code
+
+    workers_key, *groups = sync_keys(prefix)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        owners = {o for o in raw.mget(groups) if o is not None}
+        if raw.zcard(workers_key) >= workers and len(owners) >= workers:
+            return
+        time.sleep(0.05)
+    raise TimeoutError(f"{workers} sync workers did not share the slot groups within {timeout:.0f} s")
+
+
+def _delivery_lag(samples: Sequence[dict[str, float]]) -> list[float]:
+    """How long ago the messages being delivered were appended, at each sample: the time shift
+    between the curves of messages appended and messages delivered (``t - A⁻¹(D(t))``, A and D
+    interpolated between samples; messages in the order they were appended, which is how the
+    writers go round the sessions). Unlike ``SyncWorker.lag().seconds`` it does not depend on
+    when a session last left its dirty index."""
+    out, j = [], 0
+    points = [(s["t"], s["appended"]) for s in samples]
+    for s in samples:
+        target = s["delivered"]
+        while j < len(points) and points[j][1] < target:
+            j += 1
+        if j == 0 or j == len(points):
+            out.append(0.0 if j == 0 else s["t"] - points[-1][0])
+            continue
+        (t0, a0), (t1, a1) = points[j - 1], points[j]
+        at = t0 + (t1 - t0) * (target - a0) / max(1, a1 - a0)
+        out.append(max(0.0, s["t"] - at))
+    return out
+
+
+def _trend(samples: Sequence[dict[str, float]]) -> dict[str, float]:
+    """Whether the backlog stays bounded: the median lag (messages, seconds) of the load's second
+    quarter against its last quarter (a backlog that grows without bound grows between them)."""
+    q = len(samples) // 4
+    if q == 0:
+        return {"q2_messages": 0.0, "q4_messages": 0.0, "q2_seconds": 0.0, "q4_seconds": 0.0}
+    q2, q4 = samples[q : 2 * q], samples[-q:]
+    return {
+        f"{name}_{key}": statistics.median(s[f"lag_{key}"] for s in part)
+        for name, part in (("q2", q2), ("q4", q4))
+        for key in ("messages", "seconds")
+    }
+
+
 def lag_run(
-    url: str, prefix: str, cfg: Config, backings: Backings, kind: str, mode: str, sessions: int
+    url: str,
+    prefix: str,
+    cfg: Config,
+    backings: Backings,
+    kind: str,
+    mode: str,
+    sessions: int,
+    *,
+    writers: int | None = None,
+    seconds: float | None = None,
+    workers: int = 1,
 ) -> dict[str, Any]:
-    """One load run: writers for ``cfg.seconds`` on ``sessions`` sessions, one worker of ``mode``."""
-    name = f"lag-{mode}-{kind}-{sessions}"
-    adapter = backings.make(kind, name)
+    """One load run: ``writers`` (``cfg.writers``) for ``seconds`` (``cfg.seconds``) on ``sessions``
+    sessions, delivered by one worker of ``mode`` (``workers`` processes for ``cli``)."""
+    writers = writers or cfg.writers
+    seconds = seconds or cfg.seconds
+    # SyncWorker.lag() reads every dirty session: at 10,000 of them, sample less often
+    every = max(SAMPLE_EVERY, sessions / 10_000)
+    name = f"lag-{mode}{workers if mode == 'cli' else ''}-{kind}-{sessions}-{uuid.uuid4().hex[:4]}"
+    adapter = backings.process_adapter(kind, name) if mode == "cli" else backings.make(kind, name)
     raw = redis.Redis.from_url(url)
     thread_worker: SessionStore | None = None
-    cli: subprocess.Popen[bytes] | None = None
+    clis: list[subprocess.Popen[bytes]] = []
     profiled: ProfiledWorker | None = None
     # The sessions are made durable by a store with a backing store and no worker of its own.
     creator = SessionStore(redis.Redis.from_url(url), prefix=prefix, backing=adapter)
@@ -365,19 +487,21 @@ def lag_run(
         worker_desc = "the tiered store's write-behind thread, in the sampling process"
     elif mode == "cli":
         cmd = [sys.executable, "-m", "redis_sessions", "--url", url, "--prefix", prefix, "sync"]
-        cli = subprocess.Popen([*cmd, "--backing", backings.url(kind, name), "--report", "3600"])
-        worker_desc = "`redis-sessions sync` (default --interval 0.1), its own process"
+        cmd += ["--backing", backings.url(kind, name), "--report", "3600"]
+        clis = [subprocess.Popen(cmd) for _ in range(workers)]
+        _wait_for_shares(raw, prefix, workers)
+        worker_desc = f"{workers} x `redis-sessions sync` (default --interval 0.1), processes of their own"
     else:
         profiled = ProfiledWorker(SessionStore.from_url(url, prefix=prefix), adapter)
         worker_desc = "SyncWorker.sync_once every 0.1 s under cProfile, a thread in the sampling process"
 
     ctx = mp.get_context("spawn")
-    barrier = ctx.Barrier(cfg.writers + 1)
+    barrier = ctx.Barrier(writers + 1)
     pipes, procs = [], []
-    for w in range(cfg.writers):
+    for w in range(writers):
         parent, child = ctx.Pipe(duplex=False)
         proc = ctx.Process(
-            target=_writer_main, args=(url, prefix, sids, w, cfg.seconds, barrier, child), daemon=True
+            target=_writer_main, args=(url, prefix, sids, w, seconds, barrier, child), daemon=True
         )
         proc.start()
         pipes.append(parent)
@@ -389,16 +513,16 @@ def lag_run(
     t0 = time.perf_counter()
     results: dict[int, dict[str, Any]] = {}
     next_at = t0
-    while True:  # sample every SAMPLE_EVERY s (at once when a sample ran late) until all writers report
-        next_at = max(next_at + SAMPLE_EVERY, time.perf_counter())
-        while len(results) < cfg.writers:
+    while True:  # sample every ``every`` s (at once when a sample ran late) until all writers report
+        next_at = max(next_at + every, time.perf_counter())
+        while len(results) < writers:
             timeout = next_at - time.perf_counter()
             for ready in wait([p for w, p in enumerate(pipes) if w not in results], max(0.0, timeout)):
                 w = next(w for w, p in enumerate(pipes) if p is ready)
                 results[w] = pipes[w].recv()
             if timeout <= 0:
                 break
-        if len(results) == cfg.writers:
+        if len(results) == writers:
             break
         c0 = time.perf_counter()
         lag = sampler.lag()
@@ -419,11 +543,12 @@ def lag_run(
     for proc in procs:
         proc.join(30)
     appended, delivered = totals()
+    t_totals = time.perf_counter()  # the backlog left: appended - delivered, from here
     at_stop = sampler.lag()
 
     # Catch-up: what flush() takes once the writers have stopped.
     c0 = time.perf_counter()
-    drained = None
+    drained = drain_rate = None
     if thread_worker is not None:
         thread_worker.flush()
     else:
@@ -431,6 +556,7 @@ def lag_run(
         while totals()[1] < appended and time.perf_counter() < deadline:  # the lone worker drains ...
             time.sleep(0.01)
         drained = time.perf_counter() - c0
+        drain_rate = (appended - delivered) / max(1e-3, time.perf_counter() - t_totals)
         SyncWorker(creator, adapter).flush()  # ... then flush() confirms it
     catch_up = time.perf_counter() - c0
     _, delivered_end = totals()
@@ -443,8 +569,9 @@ def lag_run(
         breakdown = _breakdown(profiled.profile)
     if thread_worker is not None:
         thread_worker.close()
-    if cli is not None:
+    for cli in clis:
         cli.terminate()
+    for cli in clis:
         cli.wait(30)
 
     # Verify: the backing store holds every acknowledged message, once, each writer's in order.
@@ -478,8 +605,9 @@ def lag_run(
     return {
         "worker": mode,
         "worker_desc": worker_desc,
+        "worker_processes": workers if mode == "cli" else 1,
         "backing": kind,
-        "writers": cfg.writers,
+        "writers": writers,
         "sessions": sessions,
         "seconds": load,
         "acked": expected,
@@ -489,6 +617,8 @@ def lag_run(
         "writer_cpu_us_per_op": writer_sample.cpu_us_per_op,
         "lag_messages": _percentiles([s["lag_messages"] for s in during]),
         "lag_seconds": _percentiles([s["lag_seconds"] for s in during]),
+        "delivery_lag": _percentiles(_delivery_lag(during)),
+        "sample_every": every,
         "lag_sessions": _percentiles([s["lag_sessions"] for s in during]),
         "lag_call_ms": _percentiles([s["lag_call_ms"] for s in during]),
         "delivery_rate": (delivered - delivered0) / (t_stop - t0),
@@ -499,6 +629,8 @@ def lag_run(
         },
         "catch_up_s": catch_up,
         "drain_s": drained,
+        "drain_rate": drain_rate,
+        "backlog_at_stop": appended - delivered,
         "overall_rate": (delivered_end - delivered0) / (t_stop - t0 + catch_up),
         "stored": stored,
         "redis_seq_total": redis_total,
@@ -506,6 +638,7 @@ def lag_run(
         "duplicates": duplicates,
         "in_order": in_order,
         "ok": stored == expected == redis_total and short == 0 and duplicates == 0 and in_order,
+        "backlog_trend": _trend(during),
         "samples": samples,
         "passes": passes,
         "breakdown": breakdown,
@@ -560,49 +693,269 @@ def _profile_text(profile: cProfile.Profile, path: str | None, name: str) -> str
 
 
 def scan_cost(cfg: Config, backings: Backings, sizes: Sequence[int]) -> list[dict[str, Any]]:
-    """What one pass of a worker with nothing to deliver costs as Redis holds more keys (of any kind:
-    ``pending()`` SCANs the whole keyspace for dirty indexes): its own redis-server, keys made by
-    ``DEBUG POPULATE``, ten clean durable sessions, no load."""
+    """What one pass of a worker with nothing to deliver costs as Redis holds more keys (of any
+    kind): its own redis-server (and with ``--cluster`` the tests' 3+3 cluster), keys made by
+    ``DEBUG POPULATE``, ten clean durable sessions, no load. ``pending()`` asks the dirty indexes
+    by name, so it should not grow with the keyspace, and no SCAN should reach the server."""
     out = []
     with RedisServer(extra_args=["--enable-debug-command", "local"]) as srv:
-        raw = redis.Redis.from_url(srv.url)
-        adapter = backings.make("SQLite", "scan")
-        store = SessionStore(redis.Redis.from_url(srv.url), prefix="rsscan", backing=adapter)
-        worker = SyncWorker(store, adapter)
-        sids = [store.create(model="bench") for _ in range(10)]
-        worker.flush()
-        for size in sorted(sizes):
-            have = raw.dbsize()
-            if size > have:
-                raw.execute_command("DEBUG", "POPULATE", size - have, f"filler{size}")  # type: ignore[no-untyped-call]
-            before = raw.info("commandstats").get("cmdstat_scan", {"calls": 0, "usec": 0})
-            times = []
-            for _ in range(5):
-                t0 = time.perf_counter()
-                worker.pending()
-                times.append(time.perf_counter() - t0)
-            after = raw.info("commandstats")["cmdstat_scan"]
-            msg = make_messages(SEED + 3, 1)[0]
-            store.append(sids[0], msgspec.structs.replace(msg, id=f"scan-{size}"))
-            t0 = time.perf_counter()
-            worker.sync_once()
-            one = time.perf_counter() - t0
-            t0 = time.perf_counter()
-            worker.lag()
-            lag_s = time.perf_counter() - t0
-            out.append(
-                {
-                    "keys": raw.dbsize(),
-                    "pending_ms": statistics.median(times) * 1e3,
-                    "scan_calls_per_pass": (after["calls"] - before["calls"]) / 5,
-                    "server_scan_ms_per_pass": (after["usec"] - before["usec"]) / 5 / 1e3,
-                    "sync_once_one_dirty_ms": one * 1e3,
-                    "lag_call_ms": lag_s * 1e3,
-                }
-            )
-        store.close()
-        raw.close()
+        client = redis.Redis.from_url(srv.url)
+        out += _idle_passes("one server", [redis.Redis.from_url(srv.url)], client, backings, sizes)
+    if cfg.cluster:
+        sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+        from tests.servers import RedisClusterServers  # the tests' own cluster: real processes
+
+        with RedisClusterServers(node_args=["--enable-debug-command", "local"]) as cluster:
+            nodes = [redis.Redis(host=h, port=p) for h, p in cluster.startup_nodes]
+            client = redis.RedisCluster.from_url(cluster.url)
+            out += _idle_passes("cluster 3+3", nodes, client, backings, sizes)
     return out
+
+
+def _idle_passes(
+    where: str,
+    nodes: list[redis.Redis],
+    client: redis.Redis | redis.RedisCluster,
+    backings: Backings,
+    sizes: Sequence[int],
+) -> list[dict[str, Any]]:
+    adapter = backings.make("SQLite", f"scan-{uuid.uuid4().hex[:6]}")
+    store = SessionStore(client, prefix="rsscan", backing=adapter)
+    worker = SyncWorker(store, adapter)
+    sids = [store.create(model="bench") for _ in range(10)]
+    worker.flush()
+    primaries = [n for n in nodes if n.info("replication")["role"] == "master"]
+
+    def scans() -> tuple[int, int]:
+        stats = [n.info("commandstats").get("cmdstat_scan", {"calls": 0, "usec": 0}) for n in primaries]
+        return sum(x["calls"] for x in stats), sum(x["usec"] for x in stats)
+
+    def dbsize() -> int:
+        return sum(n.dbsize() for n in primaries)
+
+    out = []
+    for size in sorted(sizes):
+        have = dbsize()
+        if size > have:
+            share = -(-(size - have) // len(primaries))
+            for i, node in enumerate(primaries):
+                node.execute_command("DEBUG", "POPULATE", share, f"filler{size}-{i}")  # type: ignore[no-untyped-call]
+        calls0, usec0 = scans()
+        pending, idle = [], []
+        for _ in range(7):
+            t0 = time.perf_counter()
+            worker.pending()
+            t1 = time.perf_counter()
+            worker.sync_once()
+            t2 = time.perf_counter()
+            pending.append(t1 - t0)
+            idle.append(t2 - t1)
+        calls1, usec1 = scans()
+        msg = make_messages(SEED + 3, 1)[0]
+        store.append(sids[0], msgspec.structs.replace(msg, id=f"scan-{size}"))
+        t0 = time.perf_counter()
+        worker.sync_once()
+        one = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        worker.lag()
+        lag_s = time.perf_counter() - t0
+        out.append(
+            {
+                "where": where,
+                "keys": dbsize(),
+                "pending_ms": statistics.median(pending) * 1e3,
+                "sync_once_idle_ms": statistics.median(idle) * 1e3,
+                "scan_calls_per_pass": (calls1 - calls0) / 7,
+                "server_scan_ms_per_pass": (usec1 - usec0) / 7 / 1e3,
+                "sync_once_one_dirty_ms": one * 1e3,
+                "lag_call_ms": lag_s * 1e3,
+            }
+        )
+    client.close()
+    for node in nodes:
+        node.close()
+    return out
+
+
+# -- 4. the fleet flush: one message to each of many sessions, then flush() -----------------------
+
+
+def fleet_child(url: str, prefix: str, path: str, n: int) -> dict[str, Any]:
+    """In a process of its own (``--fleet-child``, so an older checkout of the library can run it
+    too): a tiered store on SQLite (its worker thread running throughout) creates ``n`` sessions and
+    flushes them (untimed: every header in the record), then appends one message to each, timed,
+    then ``flush()``, timed. Every session must then hold its message in the record."""
+    msg = make_messages(SEED + 11, 1)[0]
+    replace = msgspec.structs.replace
+    adapter = SQLiteAdapter(Path(path))
+    with SessionStore.from_url(url, prefix=prefix, backing=adapter) as store:
+        sids = [store.create(model="bench") for _ in range(n)]
+        store.flush()
+        t0 = time.perf_counter()
+        for i, sid in enumerate(sids):
+            store.append(sid, replace(msg, id=f"fleet-{i:06d}"))
+        t1 = time.perf_counter()
+        store.flush()
+        t2 = time.perf_counter()
+        stored = 0
+        for sid in sids:
+            state = adapter.load_session(sid)
+            stored += 0 if state is None else len(state.messages)
+    adapter.close()
+    return {
+        "write_s": t1 - t0,
+        "flush_s": t2 - t1,
+        "stored": stored,
+        "n": n,
+        "library": str(Path(redis_sessions.__file__).resolve().parent.parent),
+    }
+
+
+def fleet_flush(url: str, cfg: Config, backings: Backings) -> dict[str, Any]:
+    """Part 4: ``fleet_child`` in a subprocess per round, for this checkout and (``--before``) an
+    older one, interleaved with the order rotated; medians of the times and of flush/write."""
+    libs = {"this checkout": None} | ({f"before ({cfg.before})": cfg.before} if cfg.before else {})
+    runs: dict[str, list[dict[str, Any]]] = {label: [] for label in libs}
+    labels = list(libs)
+    bench_dir = str(Path(__file__).resolve().parent)
+    for r in range(cfg.rounds):
+        for label in labels[r % len(labels) :] + labels[: r % len(labels)]:
+            env = dict(os.environ)
+            lib = libs[label]
+            env["PYTHONPATH"] = os.pathsep.join([lib, bench_dir] if lib else [bench_dir])
+            prefix, path = f"fleet-{uuid.uuid4().hex[:8]}", backings.path(f"fleet-{uuid.uuid4().hex[:8]}")
+            cmd = [sys.executable, __file__, "--fleet-child", url, prefix, str(path), str(cfg.fleet)]
+            out = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
+            if out.returncode != 0:
+                raise RuntimeError(f"fleet child ({label}) failed:\n{out.stderr}")
+            got = json.loads(out.stdout.strip().splitlines()[-1])
+            got["ratio"] = got["flush_s"] / got["write_s"]
+            runs[label].append(got)
+            print(f"   {label}: write {got['write_s']:.2f} s, flush {got['flush_s']:.2f} s", file=sys.stderr)
+    rows = []
+    for label, got in runs.items():
+        rows.append(
+            {
+                "library": label,
+                "path": got[0]["library"],
+                "sessions": cfg.fleet,
+                "write_s": statistics.median(g["write_s"] for g in got),
+                "flush_s": statistics.median(g["flush_s"] for g in got),
+                "ratio": statistics.median(g["ratio"] for g in got),
+                "ratios": [g["ratio"] for g in got],
+                "all_stored": all(g["stored"] == g["n"] for g in got),
+            }
+        )
+    return {"rounds": cfg.rounds, "rows": rows}
+
+
+# -- 5. a sustained fleet: many sessions, each appended to once per round ---------------------------
+
+
+def plain_run(url: str, prefix: str, sessions: int, writers: int, seconds: float) -> dict[str, Any]:
+    """The same writers on the same number of sessions, made by a plain store (not durable)."""
+    with SessionStore.from_url(url, prefix=prefix) as store:
+        sids = [str(store.create(model="bench")) for _ in range(sessions)]
+    results = _run_writers(url, prefix, sids, writers, seconds)
+    acked = sum(sum(r["acked"]) for r in results)
+    load = (max(r["end"] for r in results) - min(r["start"] for r in results)) / 1e9
+    with SessionStore.from_url(url, prefix=prefix) as store:
+        for sid in sids:
+            store.delete(sid)
+    return {"acked": acked, "seconds": load, "append_rate": acked / load}
+
+
+def _run_writers(url: str, prefix: str, sids: list[str], writers: int, seconds: float) -> list[Any]:
+    ctx = mp.get_context("spawn")
+    barrier = ctx.Barrier(writers + 1)
+    pipes, procs = [], []
+    for w in range(writers):
+        parent, child = ctx.Pipe(duplex=False)
+        proc = ctx.Process(target=_writer_main, args=(url, prefix, sids, w, seconds, barrier, child))
+        proc.daemon = True
+        proc.start()
+        pipes.append(parent)
+        procs.append(proc)
+    barrier.wait(60)
+    results = [p.recv() for p in pipes]
+    for proc in procs:
+        proc.join(30)
+    return results
+
+
+def sustained(url: str, prefix: str, cfg: Config, backings: Backings) -> list[dict[str, Any]]:
+    """Part 5: ``--fleet-writers`` processes append to ``--fleet-sessions`` sessions in turn (each
+    once per round) for ``--fleet-seconds``: plain first, then durable on each backing store, a
+    ``redis-sessions sync`` process delivering (a thread in this process would share its GIL with
+    the sampling, which reads every session); the delivery rate against the plain rate of this run."""
+    n, writers, seconds = cfg.fleet_sessions, cfg.fleet_writers, cfg.fleet_seconds
+    print(f"5. sustained fleet: plain, {writers} writers x {seconds:g} s, {n} sessions ...", file=sys.stderr)
+    plain = plain_run(url, f"{prefix}-sp", n, writers, seconds)
+    out = []
+    for kind in backings.kinds:
+        print(
+            f"5. sustained fleet: {kind}, {writers} writers x {seconds:g} s, {n} sessions ...",
+            file=sys.stderr,
+        )
+        r = lag_run(
+            url, f"{prefix}-s{kind[0]}", cfg, backings, kind, "cli", n, writers=writers, seconds=seconds
+        )
+        r["plain_rate"] = plain["append_rate"]
+        r["plain"] = plain
+        out.append(r)
+    return out
+
+
+# -- 6. 1, 2 and 3 worker processes under the same load -----------------------------------------------
+
+
+def worker_scaling(url: str, prefix: str, cfg: Config, backings: Backings) -> list[dict[str, Any]]:
+    """Part 6: the load of part 5 (for ``--scale-seconds``) with 1, 2 and 3 ``redis-sessions sync``
+    processes (SQLite), started and sharing the slot groups before the writers start; then the
+    backlog left when the writers stop is drained by the same workers. Interleaved rounds, the
+    order of worker counts rotated."""
+    counts = list(cfg.scale_workers)
+    runs: dict[int, list[dict[str, Any]]] = {k: [] for k in counts}
+    for r in range(cfg.scale_rounds):
+        for k in counts[r % len(counts) :] + counts[: r % len(counts)]:
+            what = f"{k} worker process(es), {cfg.fleet_writers} writers x {cfg.scale_seconds:g} s"
+            print(f"6. workers: round {r + 1}, {what} ...", file=sys.stderr)
+            got = lag_run(
+                url,
+                f"{prefix}-w{k}-{r}",
+                cfg,
+                backings,
+                "SQLite",
+                "cli",
+                cfg.fleet_sessions,
+                writers=cfg.fleet_writers,
+                seconds=cfg.scale_seconds,
+                workers=k,
+            )
+            got.pop("samples")
+            runs[k].append(got)
+    rows = []
+    for k, got in runs.items():
+
+        def med(f: Callable[[dict[str, Any]], float], got: list[dict[str, Any]] = got) -> float:
+            return statistics.median(f(g) for g in got)
+
+        rows.append(
+            {
+                "workers": k,
+                "rounds": len(got),
+                "append_rate": med(lambda g: g["append_rate"]),
+                "delivery_rate": med(lambda g: g["delivery_rate"]),
+                "lag_p50_s": med(lambda g: g["delivery_lag"]["p50"]),
+                "lag_p99_s": med(lambda g: g["delivery_lag"]["p99"]),
+                "backlog_at_stop": med(lambda g: g["backlog_at_stop"]),
+                "drain_s": med(lambda g: g["drain_s"] or 0.0),
+                "drain_rate": med(lambda g: g["drain_rate"] or 0.0),
+                "overall_rate": med(lambda g: g["overall_rate"]),
+                "ok": all(g["ok"] for g in got),
+            }
+        )
+    return rows
 
 
 # -- report -----------------------------------------------------------------------------------------
@@ -678,7 +1031,9 @@ def report(results: dict[str, Any]) -> str:
     if results["lag"]:
         out += [
             _table(
-                _lag_title(results["lag"]), ["", *(_lag_head(r) for r in results["lag"])], _lag_rows(results)
+                _lag_title(results["lag"]),
+                ["", *(_lag_head(r) for r in results["lag"])],
+                _lag_rows(results["lag"]),
             )
         ]
         out += [
@@ -692,30 +1047,124 @@ def report(results: dict[str, Any]) -> str:
     if results["scan"]:
         rows = [
             [
+                x["where"],
                 f"{x['keys']:,}",
-                f"{x['pending_ms']:,.1f}",
+                f"{x['pending_ms']:,.2f}",
+                f"{x['sync_once_idle_ms']:,.2f}",
                 f"{x['scan_calls_per_pass']:,.0f}",
-                f"{x['server_scan_ms_per_pass']:,.1f}",
+                f"{x['server_scan_ms_per_pass']:,.2f}",
                 f"{x['sync_once_one_dirty_ms']:,.1f}",
-                f"{x['lag_call_ms']:,.1f}",
+                f"{x['lag_call_ms']:,.2f}",
             ]
             for x in results["scan"]
         ]
-        head = [
-            "keys in Redis",
-            "pending() ms",
-            "SCAN calls",
-            "server SCAN ms",
-            "sync_once, 1 dirty",
-            "lag() ms",
-        ]
+        head = ["", "keys in Redis", "pending() ms", "sync_once ms, idle", "SCAN calls", "server SCAN ms"]
+        head += ["sync_once, 1 dirty", "lag() ms"]
         title = "3. One pass of an idle worker (nothing or one session pending) against the keyspace's size"
         out += [_table(title, head, rows)]
-        out += ["   per pass; a worker passes every 0.1 s, and every tiered store runs one.", ""]
+        out += [
+            "   per pass, medians of 7; SCAN calls and server SCAN ms from INFO commandstats (primaries).",
+            "",
+        ]
+    out += _report_fleet(results)
     for r in results["lag"]:
         if r["profile"]:
             out += [f"cProfile of the worker thread ({_lag_head(r)}):", r["profile"]]
     return "\n".join(out)
+
+
+def _report_fleet(results: dict[str, Any]) -> list[str]:
+    out: list[str] = []
+    if results["fleet"]:
+        f = results["fleet"]
+        rows = [
+            [
+                r["library"],
+                f"{r['write_s']:.2f}",
+                f"{r['flush_s']:.2f}",
+                f"{r['ratio']:.2f}x",
+                " ".join(f"{x:.2f}" for x in r["ratios"]),
+                "yes" if r["all_stored"] else "NO",
+            ]
+            for r in f["rows"]
+        ]
+        n = f["rows"][0]["sessions"]
+        title = (
+            f"4. Fleet flush: one message appended to each of {n:,} durable sessions by one process "
+            f"(tiered store on SQLite, its worker running), then flush(); medians of {f['rounds']} "
+            "interleaved rounds"
+        )
+        head = ["library", "writing s", "flush() s", "flush / writing", "(rounds)", "all stored"]
+        out += [_table(title, head, rows)]
+        out += [
+            "   each round a fresh process, prefix and SQLite file; the sessions are created and flushed",
+            "",
+        ]
+    if results["sustained"]:
+        runs = results["sustained"]
+        r0 = runs[0]
+        title = (
+            f"5. Sustained fleet: {r0['writers']} writer processes append to {r0['sessions']:,} sessions "
+            f"in turn for {r0['seconds']:.0f} s; plain append rate {r0['plain_rate']:,.0f}/s "
+            f"({r0['plain']['acked']:,} appends, same run)"
+        )
+        rows = _lag_rows(runs)
+        rows.insert(
+            2, ["vs plain append rate", *(f"{r['append_rate'] / r['plain_rate']:.2f}x" for r in runs)]
+        )
+        rows.insert(
+            5,
+            [
+                "delivered vs plain append rate",
+                *(f"{r['delivery_rate'] / r['plain_rate']:.2f}x" for r in runs),
+            ],
+        )
+        rows.insert(
+            9,
+            [
+                "lag, 2nd quarter -> last quarter (msgs; s)",
+                *(
+                    f"{t['q2_messages']:,.0f} -> {t['q4_messages']:,.0f}; "
+                    f"{t['q2_seconds']:.2f} -> {t['q4_seconds']:.2f}"
+                    for t in (r["backlog_trend"] for r in runs)
+                ),
+            ],
+        )
+        out += [_table(title, ["", *(f"{r['backing']}, redis-sessions sync" for r in runs)], rows)]
+        out += [
+            "   lag, seconds: SyncWorker.lag(), the age of the oldest dirty-index entry; delivery lag: the",
+            "   time shift between the appended and delivered curves (how old what is being delivered is).",
+            "",
+        ]
+    if results["workers"]:
+        rows = [
+            [
+                str(r["workers"]),
+                f"{r['append_rate']:,.0f}",
+                f"{r['delivery_rate']:,.0f}",
+                f"{r['lag_p50_s']:.2f} / {r['lag_p99_s']:.2f}",
+                f"{r['backlog_at_stop']:,.0f}",
+                f"{r['drain_s']:.2f}",
+                f"{r['drain_rate']:,.0f}",
+                f"{r['overall_rate']:,.0f}",
+                "yes" if r["ok"] else "NO",
+            ]
+            for r in results["workers"]
+        ]
+        r0 = results["workers"][0]
+        title = (
+            f"6. redis-sessions sync processes (SQLite) under the load of part 5 for "
+            f"{results['config']['scale_seconds']:g} s; medians of {r0['rounds']} interleaved rounds"
+        )
+        head = ["workers", "appends/s", "delivered/s", "delivery lag p50 / p99 s", "backlog at stop"]
+        head += ["drain s"]
+        head += ["drain msgs/s", "load + drain msgs/s", "all stored"]
+        out += [_table(title, head, rows)]
+        out += [
+            "   the workers share the 64 slot groups before the writers start; drain: the backlog left",
+            "",
+        ]
+    return out
 
 
 def _lag_title(runs: Sequence[dict[str, Any]]) -> str:
@@ -729,9 +1178,7 @@ def _lag_head(r: dict[str, Any]) -> str:
     return f"{r['worker']}, {r['backing']}, {r['sessions']:,} sessions"
 
 
-def _lag_rows(results: dict[str, Any]) -> list[list[str]]:
-    runs = results["lag"]
-
+def _lag_rows(runs: list[dict[str, Any]]) -> list[list[str]]:
     def row(label: str, cell: Callable[[dict[str, Any]], str]) -> list[str]:
         return [label, *(cell(r) for r in runs)]
 
@@ -759,6 +1206,7 @@ def _lag_rows(results: dict[str, Any]) -> list[list[str]]:
         row("delivery rate during load (msgs/s)", lambda r: f"{r['delivery_rate']:,.0f}"),
         row("lag, messages: p50 / p99 / max", pct("lag_messages", ",.0f")),
         row("lag, seconds: p50 / p99 / max", pct("lag_seconds", ".2f")),
+        row("delivery lag, seconds: p50 / p99 / max", pct("delivery_lag", ".2f")),
         row(
             "lag, sessions: p50 / max",
             lambda r: f"{r['lag_sessions']['p50']:,.0f} / {r['lag_sessions']['max']:,.0f}",
@@ -833,6 +1281,31 @@ def parse_args(argv: Sequence[str] | None) -> tuple[argparse.Namespace, Config]:
         metavar="N,N",
         help="part 3: an idle worker's pass with this many keys in Redis (e.g. 0,100000,1000000)",
     )
+    parser.add_argument(
+        "--cluster", action="store_true", help="part 3 on the tests' 3+3 cluster too (tests/servers.py)"
+    )
+    parser.add_argument(
+        "--fleet", type=int, help="part 4: sessions of the fleet flush (default 5000; --quick 1000; 0 skips)"
+    )
+    parser.add_argument(
+        "--before",
+        metavar="PATH",
+        help="part 4: also run it with the library of this checkout (e.g. a worktree of an older commit)",
+    )
+    parser.add_argument(
+        "--fleet-sessions",
+        type=int,
+        help="parts 5 and 6: sessions each appended to once per round (default 10000; --quick 2000; 0 skips)",
+    )
+    parser.add_argument("--fleet-writers", type=int, default=2, help="parts 5 and 6: writer processes (2)")
+    parser.add_argument(
+        "--fleet-seconds", type=float, help="part 5: seconds of sustained load (default 60; --quick 8)"
+    )
+    parser.add_argument(
+        "--scale-workers", default="1,2,3", help="part 6: counts of `redis-sessions sync` processes"
+    )
+    parser.add_argument("--scale-seconds", type=float, help="part 6: seconds of load (default 20; --quick 5)")
+    parser.add_argument("--scale-rounds", type=int, help="part 6: interleaved rounds (default 3; --quick 1)")
     parser.add_argument("--json", metavar="PATH", help="also write the figures as JSON")
     args = parser.parse_args(argv)
     rounds = args.rounds or (3 if args.quick else 5)
@@ -841,8 +1314,9 @@ def parse_args(argv: Sequence[str] | None) -> tuple[argparse.Namespace, Config]:
     try:
         sessions = tuple(int(x) for x in args.sessions.split(","))
         scan_keys = tuple(int(x) for x in args.scan_keys.split(",") if x)
+        scale_workers = tuple(int(x) for x in args.scale_workers.split(",") if x)
     except ValueError:
-        parser.error("--sessions and --scan-keys take a number or a comma list of numbers")
+        parser.error("--sessions, --scan-keys and --scale-workers take a number or a comma list of numbers")
     if rounds < 1 or ops < 10 or args.writers < 1 or min(sessions) < 1 or seconds <= 0:
         parser.error("need --rounds >= 1, --ops >= 10, --writers >= 1, --sessions >= 1, --seconds > 0")
     workers = ("thread", "cli") if args.worker == "both" else (args.worker,)
@@ -859,6 +1333,17 @@ def parse_args(argv: Sequence[str] | None) -> tuple[argparse.Namespace, Config]:
         args.postgres,
         args.profile,
         scan_keys,
+        cluster=args.cluster,
+        fleet=args.fleet if args.fleet is not None else (1000 if args.quick else 5000),
+        before=str(Path(args.before).resolve()) if args.before else None,
+        fleet_sessions=args.fleet_sessions
+        if args.fleet_sessions is not None
+        else (2000 if args.quick else 10000),
+        fleet_writers=args.fleet_writers,
+        fleet_seconds=args.fleet_seconds or (8.0 if args.quick else 60.0),
+        scale_workers=scale_workers,
+        scale_seconds=args.scale_seconds or (5.0 if args.quick else 20.0),
+        scale_rounds=args.scale_rounds or (1 if args.quick else 3),
     )
     return args, cfg
 
@@ -872,12 +1357,18 @@ def _filesystem(path: str) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["--fleet-child"]:  # part 4's process: URL PREFIX PATH N
+        url, prefix, path, n = argv[1:5]
+        print(json.dumps(fleet_child(url, prefix, path, int(n))))
+        return 0
     args, cfg = parse_args(argv)
     import sqlite3
 
     backings = Backings(cfg)
     prefix = f"rsdur-{uuid.uuid4().hex[:8]}"
     results: dict[str, Any] = {"append": [], "lag": [], "scan": [], "append_seconds": 0.0}
+    results |= {"fleet": None, "sustained": [], "workers": []}
     t_start = time.monotonic()
     try:
         with RedisServer() as srv:
@@ -912,9 +1403,16 @@ def main(argv: Sequence[str] | None = None) -> int:
                     print(f"2. lag: {what} ...", file=sys.stderr)
                     lag_prefix = f"{prefix}-lag-{mode}-{kind[0]}{sessions}"
                     results["lag"].append(lag_run(srv.url, lag_prefix, cfg, backings, kind, mode, sessions))
-            if cfg.scan_keys:
-                print(f"3. idle pass against keyspace sizes {cfg.scan_keys} ...", file=sys.stderr)
-                results["scan"] = scan_cost(cfg, backings, cfg.scan_keys)
+            if cfg.fleet:
+                print(f"4. fleet flush: {cfg.fleet} sessions, {cfg.rounds} rounds ...", file=sys.stderr)
+                results["fleet"] = fleet_flush(srv.url, cfg, backings)
+            if cfg.fleet_sessions:
+                results["sustained"] = sustained(srv.url, prefix, cfg, backings)
+                if cfg.scale_workers:
+                    results["workers"] = worker_scaling(srv.url, prefix, cfg, backings)
+        if cfg.scan_keys:
+            print(f"3. idle pass against keyspace sizes {cfg.scan_keys} ...", file=sys.stderr)
+            results["scan"] = scan_cost(cfg, backings, cfg.scan_keys)
     finally:
         backings.close()
     results |= {
@@ -929,6 +1427,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             json.dump(results, f, indent=1)
             f.write("\n")
     ok = all(r["all_stored"] for r in results["append"]) and all(r["ok"] for r in results["lag"])
+    ok &= all(r["ok"] for r in results["sustained"]) and all(r["ok"] for r in results["workers"])
+    ok &= results["fleet"] is None or all(r["all_stored"] for r in results["fleet"]["rows"])
     return 0 if ok else 1
 
 

@@ -13,16 +13,17 @@ from typing import Any, Final
 
 import msgspec
 
-from ._core import _OK, Call, StoreCore, _timestamp
+from ._calls import Call, Command, Pipeline, Script, Transaction
+from ._core import StoreCore, scan_page, stored_time
 from ._durable import restore
-from .errors import CorruptSession, InvalidMessage, StoreError
-from .keys import script_keys, session_id, session_keys
+from .errors import CorruptSession, InvalidArgumentType, InvalidMessage
+from .keys import meta_key_pattern, parse_meta_key, script_keys, session_id, session_keys
 from .models import SCHEMA_VERSION, AgentMessage, SessionId, SessionInfo, SessionState
 
-__all__ = ["info", "info_page", "pop", "put"]
+__all__ = ["info", "info_page", "pop", "put", "scan"]
 
-_DURABLE: Final = 12
 _FIELDS: Final = ("model", "seq", "schema_version", "created_at", "updated_at")
+_SCAN_COUNT: Final = 1000
 
 
 def _reads(core: StoreCore, sid: SessionId, memory: bool) -> tuple[tuple[Any, ...], ...]:
@@ -52,8 +53,8 @@ def _info(sid: SessionId, replies: Sequence[Any], memory: bool, listing: bool = 
             model=(model or b"").decode(),
             seq=int(seq or 0),
             schema_version=int(version),
-            created_at=_timestamp(created),
-            updated_at=_timestamp(updated),
+            created_at=stored_time(created),
+            updated_at=stored_time(updated),
             messages=messages,
             ttl=ttl,
             bytes=size,
@@ -76,14 +77,14 @@ def _info(sid: SessionId, replies: Sequence[Any], memory: bool, listing: bool = 
         )
 
 
-def info(core: StoreCore, session: object, memory: bool) -> Call[SessionInfo | None]:
+def info(core: StoreCore, session: object, memory: bool) -> Transaction[SessionInfo | None]:
     """One session's ``SessionInfo`` (``None`` if there is none), read in one transaction."""
     sid = session_id(session)
     keys = session_keys(core.prefix, sid)[:2]
-    return Call("info", sid, None, keys, (), lambda r: _info(sid, r, memory), _reads(core, sid, memory))
+    return Transaction("info", sid, keys, _reads(core, sid, memory), lambda r: _info(sid, r, memory))
 
 
-def info_page(core: StoreCore, sids: Sequence[SessionId], memory: bool) -> Call[list[SessionInfo]]:
+def info_page(core: StoreCore, sids: Sequence[SessionId], memory: bool) -> Pipeline[list[SessionInfo]]:
     """The ``SessionInfo`` of each of ``sids`` (those still there), in one pipelined round trip.
 
     Not a transaction: the sessions live in many cluster slots, and a listing need not be one
@@ -95,27 +96,36 @@ def info_page(core: StoreCore, sids: Sequence[SessionId], memory: bool) -> Call[
         found = (_info(sid, replies[i * per : (i + 1) * per], memory, True) for i, sid in enumerate(sids))
         return [item for item in found if item is not None]
 
-    return Call("info", None, None, (), (), parse, reads, atomic=False)
+    return Pipeline("info", None, reads, parse)
 
 
-def pop(core: StoreCore, session: object) -> Call[AgentMessage | None]:
+def scan(core: StoreCore, cursor: int) -> Command[tuple[int, list[SessionId]]]:
+    """One SCAN page of this prefix's session ids (on the node the transport is given)."""
+    pattern = meta_key_pattern(core.prefix)
+
+    def parse(reply: list[Any]) -> tuple[int, list[SessionId]]:
+        cursor, keys = scan_page(reply)
+        return cursor, [parse_meta_key(core.prefix, key) for key in keys]
+
+    return Command("list", None, (), ("SCAN", cursor, "MATCH", pattern, "COUNT", _SCAN_COUNT), parse)
+
+
+def pop(core: StoreCore, session: object) -> Script[AgentMessage | None]:
     """Remove and return the last message (see pop.lua); a retry returns the same message."""
     sid = session_id(session)
     token = uuid.uuid4().hex  # one per call: a retry of this call carries it, and is recognised
 
     def parse(reply: list[Any]) -> AgentMessage | None:
-        if reply[0] == _DURABLE:
-            raise StoreError(
-                "pop", sid, "not supported on a durable session: its backing store keeps every message"
-            )
-        core.check(sid, reply)
-        if reply[0] != _OK or len(reply) == 1:
+        core.check(sid, reply, op="pop")
+        if len(reply) == 1:
             return None
         _, codec, position, payload = reply
         (message,) = core.codec_named(sid, codec).decode(sid, [payload], int(position))
         return message
 
-    return Call("pop", sid, "pop", script_keys(core.prefix, sid, core.cluster), (core.version, token), parse)
+    return Script(
+        "pop", sid, "pop", script_keys(core.prefix, sid, core.cluster), (core.version, token), parse
+    )
 
 
 def put(core: StoreCore, session: object, state: SessionState, replace: bool) -> Call[None]:
@@ -124,7 +134,7 @@ def put(core: StoreCore, session: object, state: SessionState, replace: bool) ->
     lists it for write-behind."""
     sid = session_id(session)
     if not isinstance(state, SessionState):
-        raise TypeError(f"session `{sid}`: expected a SessionState, got {type(state).__name__}")
+        raise InvalidArgumentType(f"expected a SessionState, got {type(state).__name__}", sid)
     try:  # a Struct built in Python is not validated: check every field's type once, here
         state = msgspec.msgpack.decode(msgspec.msgpack.encode(state), type=SessionState)
     except (msgspec.EncodeError, msgspec.ValidationError, TypeError) as exc:

@@ -16,7 +16,8 @@ from typing import Any, NamedTuple
 
 import redis.exceptions
 
-from ._core import Call, scan_page
+from ._calls import Command
+from ._core import scan_page
 from ._durable import dirty_sessions
 from ._sync_io import SyncTransport
 from .keys import (
@@ -55,14 +56,14 @@ class Lag(NamedTuple):
 def bound_record(io: SyncTransport) -> str | None:
     """The record id the prefix is bound to, if any."""
     key = record_key(io.core.prefix)
-    return io.run(Call("bind", None, None, (key,), ("GET", key), _text))
+    return io.run(Command("bind", None, (key,), ("GET", key), _text))
 
 
 def bind(io: SyncTransport, record: str) -> str | None:
     """Bind the prefix to ``record`` unless it is bound already; the record it is bound to now.
     (Two commands, not SET NX GET: redis-py's reply callback for SET turns a value into a bool.)"""
     key = record_key(io.core.prefix)
-    io.run(Call("bind", None, None, (key,), ("SET", key, record, "NX"), bool))
+    io.run(Command("bind", None, (key,), ("SET", key, record, "NX"), bool))
     return bound_record(io)
 
 
@@ -107,17 +108,17 @@ def adopt_legacy(io: SyncTransport) -> int:
     moved, cursor, prefix = 0, 0, io.core.prefix
     while True:
         scan = ("SCAN", cursor, "MATCH", legacy_dirty_pattern(prefix), "COUNT", 1000)
-        cursor, keys = io.run(Call("sync", None, None, (), scan, scan_page))
+        cursor, keys = io.run(Command("sync", None, (), scan, scan_page))
         for raw in keys:
             key = raw.decode() if isinstance(raw, bytes) else raw
-            entries = io.run(Call("sync", None, None, (key,), ("ZRANGE", key, 0, -1, "WITHSCORES"), list))
+            entries = io.run(Command("sync", None, (key,), ("ZRANGE", key, 0, -1, "WITHSCORES"), list))
             if entries and isinstance(entries[0], list | tuple):  # paired by the client or not
                 entries = [x for entry in entries for x in entry]
             for member, score in zip(entries[::2], entries[1::2], strict=True):
                 sid = uuid.UUID(member.decode())
                 target = dirty_key(prefix, sid, False)
-                io.run(Call("sync", sid, None, (target,), ("ZADD", target, "NX", score, member), int))
-                io.run(Call("sync", sid, None, (key,), ("ZREM", key, member), int))
+                io.run(Command("sync", sid, (target,), ("ZADD", target, "NX", score, member), int))
+                io.run(Command("sync", sid, (key,), ("ZREM", key, member), int))
                 moved += 1
         if cursor == 0:
             return moved
@@ -129,7 +130,7 @@ def fields(io: SyncTransport, sids: Iterable[SessionId], *names: str) -> dict[Se
     connection reset must not fail a flush at once, as a plain ``StoreError``)."""
     order = list(sids)
     try:
-        with io.store.client.pipeline(transaction=False) as pipe:
+        with io.client.pipeline(transaction=False) as pipe:
             for sid in order:
                 pipe.hmget(session_keys(io.core.prefix, sid).meta, list(names))
             replies = pipe.execute()
@@ -138,20 +139,20 @@ def fields(io: SyncTransport, sids: Iterable[SessionId], *names: str) -> dict[Se
     return dict(zip(order, replies, strict=True))
 
 
-def _hmget(io: SyncTransport, sid: SessionId, names: tuple[str, ...]) -> Call[list[Any]]:
+def _hmget(io: SyncTransport, sid: SessionId, names: tuple[str, ...]) -> Command[list[Any]]:
     meta = session_keys(io.core.prefix, sid).meta
-    return Call("sync", sid, None, (meta,), ("HMGET", meta, *names), list)
+    return Command("sync", sid, (meta,), ("HMGET", meta, *names), list)
 
 
 def exists(io: SyncTransport, sid: SessionId) -> bool:
     meta = session_keys(io.core.prefix, sid).meta
-    return io.run(Call("sync", sid, None, (meta,), ("EXISTS", meta), bool))
+    return io.run(Command("sync", sid, (meta,), ("EXISTS", meta), bool))
 
 
 def listed(io: SyncTransport, sid: SessionId) -> bool:
     """Whether the session is listed in its dirty index."""
     key = dirty_key(io.core.prefix, sid, io.cluster)
-    return io.run(Call("sync", sid, None, (key,), ("ZSCORE", key, str(sid)), bool))
+    return io.run(Command("sync", sid, (key,), ("ZSCORE", key, str(sid)), bool))
 
 
 def _text(reply: Any) -> str | None:

@@ -19,7 +19,9 @@ from typing import Any, Literal, NamedTuple
 
 import msgspec
 
-from ._core import _NOT_FOUND, _TRIMMED, Call, StoreCore
+from ._calls import Call, Script, Transaction
+from ._core import StoreCore
+from ._protocol import Status
 from .errors import BackingMismatch, CorruptSession, MessagesTrimmed, SchemaVersionError, SessionError
 from .keys import dirty_key, live_keys, session_keys, sync_keys, tombstone_key
 from .models import SessionId, SessionState
@@ -41,12 +43,11 @@ __all__ = [
 ]
 
 Mark = Literal["clean", "dirty", "gone", "deleted", "recreated", "other-record"]
-_DELETED, _RECREATED, _OTHER_RECORD = 11, 3, 13
 _MARKS: dict[int, Mark] = {
-    _NOT_FOUND: "gone",
-    _DELETED: "deleted",
-    _RECREATED: "recreated",
-    _OTHER_RECORD: "other-record",
+    Status.NOT_FOUND: "gone",
+    Status.DELETED: "deleted",
+    Status.CONFLICT: "recreated",
+    Status.OTHER_RECORD: "other-record",
 }
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -117,7 +118,7 @@ def restore(
     def parse(reply: list[Any]) -> None:
         core.check(sid, reply)
 
-    return Call("restore", sid, "restore", keys, args, parse)
+    return Script("restore", sid, "restore", keys, args, parse)
 
 
 class RawSession(NamedTuple):
@@ -153,7 +154,7 @@ def raw_session(core: StoreCore, sid: SessionId) -> Call[RawSession | None]:
 
     keys = session_keys(core.prefix, sid)
     multi = (("HGETALL", keys.meta), ("LRANGE", keys.messages, 0, -1))
-    return Call("upgrade", sid, None, keys[:2], (), parse, multi)
+    return Transaction("upgrade", sid, keys[:2], multi, parse)
 
 
 def upgraded(core: StoreCore, sid: SessionId, raw: RawSession) -> SessionState:
@@ -195,11 +196,11 @@ def sync_read(
 
     def one(sid: SessionId, reply: list[Any]) -> Read:
         try:
-            if reply[0] == _NOT_FOUND:
+            if reply[0] == Status.NOT_FOUND:
                 return None
-            if reply[0] == _TRIMMED:
+            if reply[0] == Status.TRIMMED:
                 raise MessagesTrimmed(sid, -1, int(reply[1]))
-            if reply[0] == _OTHER_RECORD:
+            if reply[0] == Status.OTHER_RECORD:
                 raise BackingMismatch(f"prefix {core.prefix!r}", reply[1].decode(), record, sid)
             core.check(sid, reply)
             _, flat, synced, items = reply
@@ -220,7 +221,7 @@ def sync_read(
         for key in (*session_keys(core.prefix, sid)[:2], dirty_key(core.prefix, sid, core.cluster))
     )
     args = (core.version, limit, record, *(str(after[sid]) if sid in after else "" for sid in sids))
-    return Call("sync", sids[0] if len(sids) == 1 else None, "sync_read", keys, args, parse)
+    return Script("sync", sids[0] if len(sids) == 1 else None, "sync_read", keys, args, parse)
 
 
 def sync_mark(
@@ -231,7 +232,11 @@ def sync_mark(
     cluster the sessions must share a slot."""
 
     def one(reply: list[Any]) -> Mark:
-        return _MARKS.get(int(reply[0]), "dirty") if reply[0] != 0 else ("clean" if reply[1] else "dirty")
+        return (
+            _MARKS.get(int(reply[0]), "dirty")
+            if reply[0] != Status.OK
+            else ("clean" if reply[1] else "dirty")
+        )
 
     def parse(replies: list[Any]) -> list[Mark]:
         return [one(reply) for reply in replies]
@@ -246,7 +251,7 @@ def sync_mark(
         ]
         args += [read.epoch, held, read.token]
     only = marks[0][0] if len(marks) == 1 else None
-    return Call("sync", only, "sync_mark", tuple(keys), tuple(args), parse)
+    return Script("sync", only, "sync_mark", tuple(keys), tuple(args), parse)
 
 
 def dirty_sessions(
@@ -265,13 +270,13 @@ def dirty_sessions(
             found.append((sid, float(flat[i + 2]) / 1000))
         return found
 
-    return Call("sync", None, "dirty", (), (limit, 1 if cluster else 256, *indexes), parse)
+    return Script("sync", None, "dirty", (), (limit, 1 if cluster else 256, *indexes), parse)
 
 
 def sync_lease(core: StoreCore, token: str, ttl_ms: int, release: bool = False) -> Call[list[int]]:
     """Renew this worker's share of the slot groups (and take free ones); the groups it holds."""
     keys = sync_keys(core.prefix)
-    return Call("sync", None, "sync_lease", keys, (token, ttl_ms, "1" if release else ""), _ints)
+    return Script("sync", None, "sync_lease", keys, (token, ttl_ms, "1" if release else ""), _ints)
 
 
 def _ints(reply: list[Any]) -> list[int]:
@@ -286,13 +291,13 @@ def rebind(core: StoreCore, sid: SessionId, old: str, new: str, copied: int) -> 
     seq ``copied``; ``retry`` when the old record took more meanwhile (copy again first)."""
 
     def parse(reply: list[Any]) -> Rebound:
-        if reply[0] == _NOT_FOUND:
+        if reply[0] == Status.NOT_FOUND:
             return "gone"
-        if reply[0] == _RECREATED:
+        if reply[0] == Status.CONFLICT:
             return "retry"
-        if reply[0] == _OTHER_RECORD:
+        if reply[0] == Status.OTHER_RECORD:
             raise BackingMismatch(f"prefix {core.prefix!r}", reply[1].decode(), old, sid)
         return "rebound"
 
     keys = (session_keys(core.prefix, sid).meta, dirty_key(core.prefix, sid, core.cluster))
-    return Call("rebind", sid, "rebind", keys, (old, new, copied), parse)
+    return Script("rebind", sid, "rebind", keys, (old, new, copied), parse)

@@ -11,16 +11,16 @@ from __future__ import annotations
 import uuid
 from typing import Any, Final, NamedTuple
 
-from ._core import _LEASE_LOST, _NOT_FOUND, _TRIMMED, Call, StoreCore
-from .errors import LeaseLost, MessagesTrimmed
+from ._calls import Command, Script
+from ._core import StoreCore
+from ._protocol import Status
+from .errors import InvalidArgumentType
 from .keys import live_keys, session_id, session_keys
 from .models import AgentMessage
 
 __all__ = ["PUBSUB_PROBE", "Appended", "Batch", "lease", "read_after"]
 
-PUBSUB_PROBE: Final = Call[int](
-    "watch", None, None, (), ("EVAL", "return redis.REDIS_VERSION_NUM or 0", 0), int
-)
+PUBSUB_PROBE: Final = Command[int]("watch", None, (), ("EVAL", "return redis.REDIS_VERSION_NUM or 0", 0), int)
 """Asks what the scripts ask: sharded pub/sub (SPUBLISH) on Redis >= 7.0, else classic PUBLISH."""
 
 SHARDED_FROM: Final = 0x070000
@@ -41,37 +41,33 @@ class Batch(NamedTuple):
     appended: list[Appended]
 
 
-def read_after(core: StoreCore, sid: object, after: int, limit: int = 1000) -> Call[Batch | None]:
+def read_after(core: StoreCore, sid: object, after: int, limit: int = 1000) -> Script[Batch | None]:
     """Up to ``limit`` messages with seq > ``after``; ``None`` when the session is gone."""
     sid = session_id(sid)
     if type(after) is not int or after < 0:
-        raise TypeError(f"session `{sid}`: after_seq must be an int >= 0")
+        raise InvalidArgumentType("after_seq must be an int >= 0", sid)
 
     def parse(reply: list[Any]) -> Batch | None:
-        if reply[0] == _NOT_FOUND:
+        if reply[0] == Status.NOT_FOUND:
             return None
-        if reply[0] == _TRIMMED:
-            raise MessagesTrimmed(sid, after, int(reply[1]))
-        core.check(sid, reply)
+        core.check(sid, reply, after=after)
         _, codec, epoch, seq, items, first = reply
         messages = core.codec_named(sid, codec).decode(sid, items, first)
         return Batch(epoch, int(seq), [Appended(after + 1 + i, m) for i, m in enumerate(messages)])
 
     keys = session_keys(core.prefix, sid)[:2]
-    return Call("watch", sid, "read_after", keys, (core.version, after, limit), parse)
+    return Script("watch", sid, "read_after", keys, (core.version, after, limit), parse)
 
 
 def lease(
     core: StoreCore, sid: uuid.UUID, action: str, owner: str, token: int | None, ttl_ms: int
-) -> Call[int]:
+) -> Script[int]:
     """Acquire (a new token), renew or release the session's turn lease; returns the token."""
     keys = (session_keys(core.prefix, sid).meta, live_keys(core.prefix, sid)[0])
     args = (core.version, action, owner, "" if token is None else token, ttl_ms)
 
     def parse(reply: list[Any]) -> int:
-        if reply[0] == _LEASE_LOST:
-            raise LeaseLost(sid, token)
-        core.check(sid, reply)
+        core.check(sid, reply, token=token)
         return int(reply[1])
 
-    return Call("lease", sid, "lease", keys, args, parse)
+    return Script("lease", sid, "lease", keys, args, parse)

@@ -16,8 +16,9 @@ from typing import Any, Final, NamedTuple
 
 import redis.exceptions
 
-from ._core import Call, ttl_ms
-from .errors import NotReplicated
+from ._calls import Call
+from ._core import ttl_ms
+from .errors import InvalidArgument, NotReplicated
 
 __all__ = ["WRITE_SCRIPTS", "Wait", "Waited", "handover", "wait_for"]
 
@@ -53,7 +54,7 @@ class Waited(NamedTuple):
 def wait_for(replicas: int, timeout: float | timedelta) -> Wait | None:
     """The knob as the stores take it: ``replicas=0`` (the default) turns it off."""
     if type(replicas) is not int or replicas < 0:
-        raise ValueError(f"wait_replicas must be an int >= 0, got {replicas!r}")
+        raise InvalidArgument(f"wait_replicas must be an int >= 0, got {replicas!r}")
     return Wait(replicas, ttl_ms(timeout)) if replicas else None
 
 

@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import redis.exceptions
 
-from ._core import SCRIPTS, SHAS, Call, StoreCore
+from ._calls import Call, Script
+from ._core import SCRIPTS, SHAS, StoreCore
 from .errors import StoreError
 from .retry import TRANSIENT
 
@@ -32,20 +33,22 @@ class SyncTransport:
     """The calls of one synchronous store, for the write-behind worker."""
 
     def __init__(self, store: SessionStore) -> None:
-        self.store = store
-        self.core: StoreCore = store._core
-        self.cluster = store._cluster
+        self.store = store  # only to close it: every call goes through its transport
+        self.transport = store.transport
+        self.client = store.transport.client
+        self.core: StoreCore = store.transport.core
+        self.cluster = store.transport.cluster
 
     def run(self, call: Call[T]) -> T:
-        """One call, through the store's retries and recovery."""
-        return self.store._run(call)
+        """One call, through the store's transport (its retries)."""
+        return self.transport.run(call)
 
     def run_all(self, calls: Sequence[Call[T]]) -> list[T]:
         """Many script calls in one round trip; each parsed as ``run`` would."""
         if len(calls) < 2:
             return [self.run(call) for call in calls]
         try:
-            with self.store.client.pipeline(transaction=False) as pipe:
+            with self.client.pipeline(transaction=False) as pipe:
                 for call in calls:
                     assert call.script is not None
                     pipe.execute_command("EVALSHA", SHAS[call.script], len(call.keys), *call.keys, *call.args)  # type: ignore[no-untyped-call, unused-ignore]
@@ -62,10 +65,11 @@ class SyncTransport:
         fault is retried under the store's policy, then ``StoreUnavailable``, as for any call."""
         if node is None:
             return self.run(call)
+        parse = call.parse  # typed before the narrowing below (which forgets T)
+        assert isinstance(call, Script)
         script = call.script
-        assert script is not None
         args = (len(call.keys), *call.keys, *call.args)
-        client = self.store.client
+        client = self.client
 
         def send() -> Any:
             try:
@@ -77,17 +81,17 @@ class SyncTransport:
             try:
                 reply = send()
             except TRANSIENT as exc:
-                reply = self.store._retried(call.op, None, exc, send)
+                reply = self.transport.retried(call.op, None, exc, send)
         except (redis.exceptions.RedisError, redis.exceptions.RedisClusterException) as exc:
             raise StoreError(call.op, None, f"{type(exc).__name__}: {exc}") from exc
-        return call.parse(reply)
+        return parse(reply)
 
     def nodes(self, slots: Iterable[int]) -> dict[Any, list[int]]:
         """``slots`` by the primary that owns them (all under ``None`` on one server)."""
         if not self.cluster:
             return {None: list(slots)}
-        self.store._slot_map()
-        cache = self.store.client.nodes_manager.slots_cache  # type: ignore[union-attr]
+        self.transport.slot_map()
+        cache = self.client.nodes_manager.slots_cache  # type: ignore[union-attr]
         owners: dict[Any, list[int]] = defaultdict(list)
         for slot in slots:
             owners[cache[slot][0]].append(slot)

@@ -8,18 +8,20 @@ Everything but the sending lives in ``_core``; a method here builds a call and s
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import time
-from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any, Self, TypeVar
+from typing import TYPE_CHECKING, Any, Self
 
 from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.sentinel import Sentinel
 
-from ._admin import info, info_page, pop, put
-from ._aio_base import RECOVERABLE, AsyncStoreBase
+from . import _read as read
+from . import _write as write
+from ._aio_base import AsyncStoreBase
+from ._aio_lease import AsyncLease
+from ._aio_recovery import RECOVERABLE, AsyncRecovery
+from ._aio_transport import AsyncTransport
 from ._core import (
     DEFAULT_CACHE_MESSAGES,
     DEFAULT_MAX_MESSAGE_BYTES,
@@ -28,60 +30,29 @@ from ._core import (
     check_client,
     ttl_ms,
 )
-from ._durable import restore as restore_call
-from ._live import PUBSUB_PROBE, SHARDED_FROM, Appended, read_after
-from ._live import lease as lease_call
-from ._read import load as load_call
-from ._read import messages as messages_call
 from ._replication import wait_for
-from .errors import (
-    LeaseLost,
-    SessionExists,
-)
-from .keys import live_keys
+from .cache import HistoryCache
+from .config import CLIENT_DEFAULTS, DEFAULT_RETRY, StoreConfig
+from .errors import InvalidArgumentType, InvalidOperation
 from .keys import session_id as parse_session_id
-from .models import AgentMessage, Session, SessionId, SessionInfo, SessionState
-from .retry import ASYNC_NO_CLIENT_RETRY, TRANSIENT, RetryPolicy, turn_off_client_retry
+from .models import AgentMessage, Session, SessionId
+from .retry import ASYNC_NO_CLIENT_RETRY, RetryPolicy, turn_off_client_retry
 from .writebehind import SyncWorker
 
 if TYPE_CHECKING:
-    from .persistence import AsyncPersistenceAdapter, PersistenceAdapter
+    from .persistence import PersistenceAdapter
 
 __all__ = ["AsyncLease", "AsyncSessionStore"]
-
-T = TypeVar("T")
-_DEFAULT_RETRY = RetryPolicy()
-_STORE_OPTIONS = frozenset(
-    {
-        "prefix",
-        "ttl",
-        "max_messages",
-        "codec",
-        "max_message_bytes",
-        "cache_messages",
-        "retry",
-        "wait_replicas",
-        "wait_timeout",
-        "backing",
-    }
-)
-_TIMEOUTS = {"socket_timeout": 5.0, "socket_connect_timeout": 5.0}
 
 
 class AsyncSessionStore(AsyncStoreBase):
     """Conversations in Redis, shared safely by many processes.
 
-    ``ttl`` (seconds or a ``timedelta``; ``None`` = never expire) is refreshed on every key of a
-    session by each write; ``max_messages`` keeps only the newest messages (``seq`` still counts
-    all of them); both are recorded by ``create`` and kept by the session whoever writes to it.
-    ``codec`` is how new sessions store messages (``"msgpack"`` or ``"json"``).
-    ``cache_messages`` bounds the validated history cache: re-reads fetch only what is new, in one
-    round trip that also proves the rest current (``0`` turns it off).
+    The options are ``StoreConfig``'s (``redis_sessions.config``), documented there: ``prefix``,
+    ``ttl``, ``max_messages``, ``codec``, ``max_message_bytes``, ``cache_messages``, ``retry``,
+    ``wait_replicas``/``wait_timeout`` and ``backing``; the store keeps them as ``config``.
     ``retry`` is the one retry policy for transport errors: the store turns the client's own
-    retry off; pass ``retry=None`` to keep the client's retry as it is and not retry here.
-    ``wait_replicas`` (default 0: off) makes every write wait until that many replicas confirm it,
-    up to ``wait_timeout`` seconds, else raise ``NotReplicated``; the docs' *Scaling out* page says
-    what Redis's asynchronous replication promises with and without it.
+    retry off; with ``retry=None`` the store does not retry, and leaves the client's retry alone.
 
     ``client`` is a ``Redis`` (also one from a ``Sentinel``) or a ``RedisCluster``; ``from_url``,
     ``from_cluster`` and ``from_sentinel`` build one with sensible timeouts.
@@ -89,7 +60,10 @@ class AsyncSessionStore(AsyncStoreBase):
     ``backing`` (a ``redis_sessions.persistence`` adapter) makes Redis the cache of a durable
     store: sessions this store creates are written behind to it, a session Redis lacks is read
     through from it, and ``delete`` removes both copies. ``from_url`` & co. also start a
-    write-behind worker thread; see the docs' *Durability* page.
+    write-behind worker thread; see the docs' *Durability* page. The one rule for persistence in the
+    asyncio store: ``backing`` is a synchronous ``PersistenceAdapter`` (the write-behind worker is a
+    thread, and read-through runs it in ``asyncio.to_thread``); ``save`` and ``restore``, which the
+    caller awaits, take an ``AsyncPersistenceAdapter``.
     """
 
     def __init__(
@@ -102,50 +76,61 @@ class AsyncSessionStore(AsyncStoreBase):
         codec: str = "msgpack",
         max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
         cache_messages: int = DEFAULT_CACHE_MESSAGES,
-        retry: RetryPolicy | None = _DEFAULT_RETRY,
+        retry: RetryPolicy | None = DEFAULT_RETRY,
         wait_replicas: int = 0,
         wait_timeout: float | timedelta = 1.0,
         backing: PersistenceAdapter | None = None,
     ) -> None:
         check_client(client)
-        self._core = StoreCore(
+        self.config = StoreConfig(
             prefix=prefix,
             ttl=ttl,
             max_messages=max_messages,
             codec=codec,
             max_message_bytes=max_message_bytes,
             cache_messages=cache_messages,
+            retry=retry,
+            wait_replicas=wait_replicas,
+            wait_timeout=wait_timeout,
+            backing=backing,
+        )
+        self._core = StoreCore(
+            prefix=prefix,
+            ttl=ttl,
+            max_messages=max_messages,
+            codec=codec,
+            max_message_bytes=max_message_bytes,
             durable=backing is not None,
             record="" if backing is None else backing.record_id,
             cluster=isinstance(client, RedisCluster),
         )
         self.client = client
+        # Decoded histories for re-reads: the store's own state (the core keeps none).
+        self._cache = HistoryCache(cache_messages) if cache_messages > 0 else None
+        self.transport = AsyncTransport(client, self._core, retry, wait_for(wait_replicas, wait_timeout))
+        """Sends this store's calls: for components that are not the store (the sync worker...)."""
+        self._recovery = AsyncRecovery(self.transport, backing)
         self._backing = backing
         self._worker: SyncWorker | None = None
-        self._cluster = isinstance(client, RedisCluster)
-        self._retry = retry
-        self._wait = wait_for(wait_replicas, wait_timeout)
         # One retry layer: ours. (Only when not already off: a BlockingConnectionPool cannot
         # take a new retry in redis-py 8.1.)
         if retry is not None:
             turn_off_client_retry(client, ASYNC_NO_CLIENT_RETRY)
         self._owned: tuple[Any, ...] = ()  # clients this store made (from_url...) and so closes
-        self._sharded: bool | None = None  # sharded pub/sub? asked of the server on first watch
 
     @classmethod
     def from_url(cls, url: str, **options: Any) -> Self:
         """A store with its own client for ``url`` (``redis://``, ``rediss://``, ``unix://``).
 
-        Options the store knows (``prefix``, ``ttl``, ``max_messages``, ``codec``,
-        ``max_message_bytes``, ``retry``) configure the store; the rest go to redis-py's
-        connection pool. Socket timeouts default to 5 s so a stalled server cannot hang a caller.
-        The pool blocks (up to ``timeout``, 20 s) when all ``max_connections`` (50) are busy,
-        instead of failing the call: more concurrent callers than connections just wait their turn.
+        Options that are ``StoreConfig`` fields configure the store; every other option goes to
+        redis-py's connection pool. Socket timeouts default to 5 s so a stalled server cannot hang a
+        caller. The pool blocks (up to ``timeout``, 20 s) when all ``max_connections`` (50) are
+        busy, instead of failing the call: more concurrent callers than connections wait their turn.
         """
-        worker = _worker_options(options)
-        store_options = _split_options(options)
-        client = Redis.from_pool(BlockingConnectionPool.from_url(url, **options))
-        return cls._owning(client, (client,), store_options)._behind("from_url", (url,), worker)
+        config, given = StoreConfig.split(options)
+        pool = BlockingConnectionPool.from_url(url, **config.client_options(given, ASYNC_NO_CLIENT_RETRY))
+        client = Redis.from_pool(pool)
+        return cls._owning(client, (client,), config)._behind("from_url", (url,), given)
 
     @classmethod
     def from_cluster(cls, url: str, **options: Any) -> Self:
@@ -153,12 +138,11 @@ class AsyncSessionStore(AsyncStoreBase):
 
         The cluster client discovers the other nodes, sends each call to the primary of the
         session's slot and follows MOVED/ASK itself; every key of a session shares one slot.
-        Options the store knows configure the store; the rest go to ``RedisCluster``.
+        Options that are ``StoreConfig`` fields configure the store; the rest go to ``RedisCluster``.
         """
-        worker = _worker_options(options)
-        store_options = _split_options(options)
-        client = RedisCluster.from_url(url, **options)
-        return cls._owning(client, (client,), store_options)._behind("from_cluster", (url,), worker)
+        config, given = StoreConfig.split(options)
+        client = RedisCluster.from_url(url, **config.client_options(given, ASYNC_NO_CLIENT_RETRY))
+        return cls._owning(client, (client,), config)._behind("from_cluster", (url,), given)
 
     @classmethod
     def from_sentinel(cls, sentinels: Sequence[tuple[str, int]], service_name: str, **options: Any) -> Self:
@@ -166,26 +150,29 @@ class AsyncSessionStore(AsyncStoreBase):
 
         ``sentinels`` are ``(host, port)`` pairs. After a failover the client asks the sentinels
         again and follows the new primary. ``sentinel_kwargs`` (a dict) configures the connections
-        to the sentinels; other options the store does not know go to the primary's connections.
+        to the sentinels; options that are not ``StoreConfig`` fields go to the primary's connections.
         """
-        worker = _worker_options(options)
-        sentinel_kwargs = {**_TIMEOUTS, **options.pop("sentinel_kwargs", {})}
-        store_options = _split_options(options)
-        sentinel = Sentinel(sentinels, sentinel_kwargs=sentinel_kwargs, **options)  # type: ignore[no-untyped-call, unused-ignore]
+        config, given = StoreConfig.split(options)
+        client_options = config.client_options(given, ASYNC_NO_CLIENT_RETRY)
+        sentinel_kwargs = {**CLIENT_DEFAULTS, **client_options.pop("sentinel_kwargs", {})}
+        sentinel = Sentinel(sentinels, sentinel_kwargs=sentinel_kwargs, **client_options)  # type: ignore[no-untyped-call, unused-ignore]
         client = sentinel.master_for(service_name)  # type: ignore[no-untyped-call, unused-ignore]
-        store = cls._owning(client, (client, *sentinel.sentinels), store_options)
-        return store._behind("from_sentinel", (sentinels, service_name), worker)
+        store = cls._owning(client, (client, *sentinel.sentinels), config)
+        return store._behind("from_sentinel", (sentinels, service_name), given)
 
     @classmethod
-    def _owning(cls, client: Any, owned: tuple[Any, ...], store_options: dict[str, Any]) -> Self:
-        store = cls(client, **store_options)
+    def _owning(cls, client: Any, owned: tuple[Any, ...], config: StoreConfig) -> Self:
+        store = cls(client, **config.store_options())
         store._owned = owned
         return store
 
-    def _behind(self, opener: str, args: tuple[Any, ...], options: dict[str, Any]) -> Self:
-        """With a backing store, start the write-behind worker: a thread with its own connections."""
+    def _behind(self, opener: str, args: tuple[Any, ...], given: dict[str, Any]) -> Self:
+        """With a backing store, start the write-behind worker: a thread with its own connections
+        (made by the same opener with the caller's client options, and this store's prefix)."""
         if self._backing is not None:
+            options = {**given, "prefix": self.config.prefix}
             self._worker = SyncWorker.open(opener, args, options, self._backing).start()
+            self._recovery.worker = self._worker
         return self
 
     async def create(
@@ -198,7 +185,7 @@ class AsyncSessionStore(AsyncStoreBase):
         session_id: SessionId | str | None = None,
     ) -> SessionId:
         """Create a session and return its id; ``SessionExists`` if ``session_id`` is taken."""
-        call = self._core.create(model, max_turns, system_message, metadata, session_id)
+        call = write.create(self._core, model, max_turns, system_message, metadata, session_id)
         return await self._run(call)
 
     async def append(
@@ -216,10 +203,10 @@ class AsyncSessionStore(AsyncStoreBase):
         With ``fence`` (a lease's token), ``LeaseLost`` unless that lease is still the live one.
         """
         try:  # the hot path: no extra frame; misses, old versions and evictions recover below
-            return await self._run(self._core.extend(session_id, (message,), expected_seq, fence))
+            return await self._run(write.extend(self._core, session_id, (message,), expected_seq, fence))
         except RECOVERABLE as exc:
-            return await self._recover(
-                exc, lambda: self._core.extend(session_id, (message,), expected_seq, fence)
+            return await self._recovery.recover(
+                exc, lambda: write.extend(self._core, session_id, (message,), expected_seq, fence)
             )
 
     async def extend(
@@ -233,10 +220,10 @@ class AsyncSessionStore(AsyncStoreBase):
         """Append a batch, all or nothing, in one round trip; returns the seq after it."""
         messages = tuple(messages)  # it may be sent twice (read-through)
         try:
-            return await self._run(self._core.extend(session_id, messages, expected_seq, fence))
+            return await self._run(write.extend(self._core, session_id, messages, expected_seq, fence))
         except RECOVERABLE as exc:
-            return await self._recover(
-                exc, lambda: self._core.extend(session_id, messages, expected_seq, fence)
+            return await self._recovery.recover(
+                exc, lambda: write.extend(self._core, session_id, messages, expected_seq, fence)
             )
 
     async def messages(
@@ -244,21 +231,30 @@ class AsyncSessionStore(AsyncStoreBase):
     ) -> Messages:
         """The stored messages ``[start:stop]`` (Python slice rules); only that range is read."""
         try:
-            return await self._run(messages_call(self._core, session_id, start, stop))
+            return await self._run(read.messages(self._core, session_id, start, stop, self._cache))
         except RECOVERABLE as exc:
-            return await self._recover(exc, lambda: messages_call(self._core, session_id, start, stop))
+            return await self._recovery.recover(
+                exc, lambda: read.messages(self._core, session_id, start, stop, self._cache)
+            )
 
     async def load(self, session_id: SessionId | str) -> Session | None:
         """The whole session as one consistent snapshot, or ``None`` if there is none."""
-        return await self._through(lambda: load_call(self._core, session_id), lambda found: found is None)
+        return await self._recovery.through(
+            lambda: read.load(self._core, session_id, self._cache), lambda found: found is None
+        )
 
     async def exists(self, session_id: SessionId | str) -> bool:
         """Whether the session exists."""
-        return await self._through(lambda: self._core.exists(session_id), lambda found: not found)
+        return await self._recovery.through(
+            lambda: read.exists(self._core, session_id), lambda found: not found
+        )
 
     async def delete(self, session_id: SessionId | str) -> bool:
         """Delete the session and its messages; ``False`` if there was none."""
-        deleted = await self._run(self._core.delete(session_id))
+        call = write.delete(self._core, session_id)
+        if self._cache is not None:
+            self._cache.discard(parse_session_id(session_id))
+        deleted = await self._run(call)
         if self._backing is None:
             return deleted
         stored = await asyncio.to_thread(self._backing.delete_session, parse_session_id(session_id))
@@ -266,155 +262,16 @@ class AsyncSessionStore(AsyncStoreBase):
 
     async def set_metadata(self, session_id: SessionId | str, updates: Mapping[str, str | None]) -> None:
         """Merge ``updates`` into the session's metadata atomically; a ``None`` value removes the key."""
-        await self._through(lambda: self._core.set_metadata(session_id, updates))
+        await self._recovery.through(lambda: write.set_metadata(self._core, session_id, updates))
 
     async def flush(self, timeout: float | None = None) -> None:
         """Return once every write acknowledged so far, by any process, is in the backing store
         (delivering what is pending itself); ``TimeoutError`` after ``timeout`` seconds."""
         if self._worker is None:
-            raise RuntimeError(
+            raise InvalidOperation(
                 "flush needs a store made by from_url/from_cluster/from_sentinel with backing="
             )
         await asyncio.to_thread(self._worker.flush, timeout)
-
-    async def save(self, session_id: SessionId | str, adapter: AsyncPersistenceAdapter) -> bool:
-        """Write a snapshot of the session (as ``load`` sees it) to ``adapter``, replacing what it
-        had for this id; ``False`` if the session is not in Redis."""
-        session = await self.load(session_id)
-        if session is None:
-            return False
-        await adapter.save_session(session.id, session.to_state())
-        return True
-
-    async def restore(
-        self, session_id: SessionId | str, adapter: AsyncPersistenceAdapter, *, replace: bool = False
-    ) -> bool:
-        """Put the session ``adapter`` holds back into Redis, in one atomic step, continuing from its
-        stored seq; ``False`` if the adapter has none. ``SessionExists`` if the session is live in
-        Redis, unless ``replace=True`` (watchers of the replaced session then end)."""
-        sid = parse_session_id(session_id)
-        state = await adapter.load_session(sid)
-        if state is None:
-            return False
-        await self._run(restore_call(self._core, sid, state, replace))
-        return True
-
-    async def list(self) -> AsyncIterator[SessionId]:
-        """Every session id under this store's prefix, found with SCAN (never KEYS).
-
-        On a cluster every primary is scanned in turn."""
-        seen = set[SessionId]()
-        for node in await self._scan_nodes():
-            cursor = 0
-            while True:
-                cursor, found = await self._run(self._core.scan(cursor), node)
-                for sid in found:
-                    if sid not in seen:
-                        seen.add(sid)
-                        yield sid
-                if cursor == 0:
-                    break
-
-    async def info(self, session_id: SessionId | str, *, memory: bool = False) -> SessionInfo | None:
-        """What Redis holds of the session (counts, times, TTL; with ``memory``, its bytes), without
-        reading its messages; ``None`` if Redis has none (a backing store is not consulted)."""
-        return await self._run(info(self._core, session_id, memory))
-
-    async def infos(self, *, memory: bool = False, count: int = 500) -> AsyncIterator[SessionInfo]:
-        """The ``SessionInfo`` of every session in Redis under this prefix: SCAN (every primary of
-        a cluster), then one pipelined round trip per ``count`` sessions found."""
-        if count < 1:
-            raise ValueError(f"count must be >= 1, got {count!r}")
-        page: list[SessionId] = []
-        async for sid in self.list():
-            page.append(sid)
-            if len(page) >= count:
-                for item in await self._run(info_page(self._core, page, memory)):
-                    yield item
-                page = []
-        if page:
-            for item in await self._run(info_page(self._core, page, memory)):
-                yield item
-
-    async def pop(self, session_id: SessionId | str) -> AgentMessage | None:
-        """Remove the last message and return it (``None`` if there is none), atomically: two
-        processes popping at once never get the same message, and a retried call does not pop a
-        second one. It rewrites history: seq goes down by one and watchers end, as on a re-create.
-        Not for durable sessions (``StoreError``): their backing store keeps every message."""
-        return await self._through(lambda: pop(self._core, session_id))
-
-    async def import_state(
-        self, session_id: SessionId | str, state: SessionState, *, replace: bool = False
-    ) -> bool:
-        """Put a whole session (an export, a ``SessionState``) into Redis in one atomic step,
-        keeping its seq and timestamps; ``False``, changing nothing, if the id exists already
-        (so importing twice is harmless), unless ``replace``. A durable store writes it behind."""
-        try:
-            await self._run(put(self._core, session_id, state, replace))
-        except SessionExists:
-            return False
-        return True
-
-    async def watch(
-        self,
-        session_id: SessionId | str,
-        after_seq: int = 0,
-        *,
-        timeout: float | None = None,
-        poll_interval: float = 1.0,
-    ) -> AsyncGenerator[Appended, None]:
-        """Every message appended after ``after_seq``, in order, each once, as soon as it is stored.
-
-        Ends when the session is deleted (or recreated), or when ``timeout`` seconds pass without a
-        new message. Notifications come over pub/sub, but each wake-up reads "everything after the
-        last seq seen" from the list, so a lost notification or a reconnect delays, never skips;
-        ``poll_interval`` bounds that delay. ``MessagesTrimmed`` if trimming removed the position.
-        """
-        sid = parse_session_id(session_id)
-        channel = live_keys(self._core.prefix, sid)[1]
-        if self._sharded is None:
-            self._sharded = await self._run(PUBSUB_PROBE) >= SHARDED_FROM
-        pubsub = await self._subscribe(sid, channel)
-        seq, epoch = after_seq, None
-        deadline = None if timeout is None else time.monotonic() + timeout
-        try:
-            while True:
-                batch = await self._run(read_after(self._core, sid, seq))
-                if batch is None or epoch not in (None, batch.epoch):
-                    return
-                epoch = batch.epoch
-                for item in batch.appended:
-                    seq = item.seq
-                    deadline = None if timeout is None else time.monotonic() + timeout
-                    yield item
-                if seq < batch.seq:
-                    continue  # more than one read's worth: read on
-                wait = poll_interval if deadline is None else min(poll_interval, deadline - time.monotonic())
-                if wait <= 0:
-                    return
-                try:
-                    if self._cluster and self._sharded:
-                        await pubsub.get_sharded_message(ignore_subscribe_messages=True, timeout=wait)
-                    else:
-                        await pubsub.get_message(ignore_subscribe_messages=True, timeout=wait)
-                except TRANSIENT:
-                    with contextlib.suppress(*TRANSIENT):
-                        await pubsub.aclose()
-                    pubsub = await self._subscribe(sid, channel)
-        finally:
-            await pubsub.aclose()
-
-    async def next_message(
-        self, session_id: SessionId | str, after_seq: int, *, timeout: float
-    ) -> Appended | None:
-        """The first message after ``after_seq``, waiting up to ``timeout`` seconds; else ``None``."""
-        watching = self.watch(session_id, after_seq, timeout=timeout)
-        try:
-            async for item in watching:
-                return item
-            return None
-        finally:
-            await watching.aclose()
 
     def lease(self, session_id: SessionId | str, owner: str, ttl: float | timedelta) -> AsyncLease:
         """The session's turn lease for ``owner``: use it as a context manager (or ``acquire()``).
@@ -423,29 +280,8 @@ class AsyncSessionStore(AsyncStoreBase):
         refuses them (``LeaseLost``) once the lease expired or a newer holder took over.
         """
         if not isinstance(owner, str) or not owner:
-            raise TypeError("a lease owner must be a non-empty str")
+            raise InvalidArgumentType("a lease owner must be a non-empty str")
         return AsyncLease(self, parse_session_id(session_id), owner, ttl_ms(ttl))
-
-    async def _subscribe(self, sid: SessionId, channel: str) -> Any:
-        """A pub/sub connection listening on ``channel``; an outage is retried under the policy,
-        then ``StoreUnavailable``, as for any call."""
-
-        async def subscribe() -> Any:
-            pubsub = self.client.pubsub()  # type: ignore[no-untyped-call, unused-ignore]
-            try:
-                if self._sharded:
-                    await pubsub.ssubscribe(channel)
-                else:
-                    await pubsub.subscribe(channel)
-            except BaseException:
-                await pubsub.aclose()  # type: ignore[no-untyped-call, unused-ignore]
-                raise
-            return pubsub
-
-        try:
-            return await subscribe()
-        except TRANSIENT as exc:
-            return await self._retried("watch", sid, exc, subscribe)
 
     async def aclose(self) -> None:
         """Close the clients this store created (``from_url``, ``from_cluster``, ``from_sentinel``)."""
@@ -459,80 +295,3 @@ class AsyncSessionStore(AsyncStoreBase):
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self.aclose()
-
-
-def _worker_options(options: dict[str, Any]) -> dict[str, Any]:
-    """What the write-behind worker's own (synchronous) store is opened with: the caller's client
-    options and the prefix."""
-    worker = {k: v for k, v in options.items() if k not in _STORE_OPTIONS}
-    return {**worker, "prefix": options.get("prefix", "rs")}
-
-
-def _split_options(options: dict[str, Any]) -> dict[str, Any]:
-    """Take the store's own options out of ``options``, and give the client our defaults:
-    5 s socket timeouts (a stalled server cannot hang a caller) and, when the store retries,
-    no retry of its own."""
-    store_options = {k: options.pop(k) for k in _STORE_OPTIONS & options.keys()}
-    for name, value in _TIMEOUTS.items():
-        options.setdefault(name, value)
-    if store_options.get("retry", _DEFAULT_RETRY) is not None:
-        options["retry"] = ASYNC_NO_CLIENT_RETRY
-    return store_options
-
-
-class AsyncLease:
-    """A turn lease on one session, with its fencing token once acquired.
-
-    ``async with store.lease(sid, "worker-1", ttl=30) as lease: await lease.append(message)``.
-    Each acquisition gets a token greater than any before for this session; ``extend`` renews,
-    leaving the context (or ``release``) gives the lease up early.
-    """
-
-    def __init__(self, store: AsyncSessionStore, sid: SessionId, owner: str, ttl_ms: int) -> None:
-        self.store, self.session_id, self.owner, self.ttl_ms = store, sid, owner, ttl_ms
-        self.token: int | None = None
-
-    async def acquire(self) -> Self:
-        """Take the lease (``LeaseHeld`` if another owner holds it) and get a new fencing token."""
-        self.token = await self._call("acquire", self.ttl_ms)
-        return self
-
-    async def extend(self, ttl: float | timedelta | None = None) -> None:
-        """Renew the lease for ``ttl`` (default: the original ttl); ``LeaseLost`` if it is gone."""
-        await self._call("renew", self.ttl_ms if ttl is None else ttl_ms(ttl))
-
-    async def release(self) -> None:
-        """Give the lease up now; ``LeaseLost`` if it had already expired or passed on."""
-        if self.token is not None:
-            await self._call("release", 0)
-            self.token = None
-
-    async def append(self, message: AgentMessage, *, expected_seq: int | None = None) -> int:
-        """``store.append`` under this lease's fencing token."""
-        return await self.store.append(
-            self.session_id, message, expected_seq=expected_seq, fence=self._token()
-        )
-
-    async def extend_messages(
-        self, messages: Iterable[AgentMessage], *, expected_seq: int | None = None
-    ) -> int:
-        """``store.extend`` under this lease's fencing token."""
-        return await self.store.extend(
-            self.session_id, messages, expected_seq=expected_seq, fence=self._token()
-        )
-
-    def _token(self) -> int:
-        if self.token is None:
-            raise LeaseLost(self.session_id, None)
-        return self.token
-
-    async def _call(self, action: str, ttl: int) -> int:
-        call = lease_call(self.store._core, self.session_id, action, self.owner, self.token, ttl)
-        return await self.store._run(call)
-
-    async def __aenter__(self) -> Self:
-        return await self.acquire()
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        with contextlib.suppress(LeaseLost):  # expired meanwhile: nothing left to give up
-            await self.release()

@@ -3,9 +3,12 @@
 ::
 
     SessionError
-    ├── InvalidSessionId        (also ValueError)  the id is not a UUID; raised before any key is built
-    ├── InvalidMessage          (also TypeError)   not an AgentMessage, or fields of the wrong type
-    ├── MessageTooLarge         (also ValueError)  an encoded message exceeds ``max_message_bytes``
+    ├── InvalidArgument         (also ValueError)  an argument the call cannot use; nothing was sent
+    │   ├── InvalidArgumentType (also TypeError)   an argument of the wrong type (or kind)
+    │   │   └── InvalidMessage  (also TypeError)   not an AgentMessage, or fields of the wrong type
+    │   ├── InvalidSessionId    (also ValueError)  the id is not a UUID; raised before any key is built
+    │   └── MessageTooLarge     (also ValueError)  an encoded message exceeds ``max_message_bytes``
+    ├── InvalidOperation        (also RuntimeError) the store is not set up for this call
     ├── SessionNotFound                            no session with that id
     ├── SessionExists                              ``create`` with an id that is taken
     ├── ConflictError                              ``expected_seq`` no longer matches: someone appended
@@ -22,6 +25,10 @@
         ├── StoreUnavailable                       Redis could not be reached, retries exhausted
         └── NotReplicated                          written, but fewer replicas than asked confirmed it
 
+The builtin bases stay: ``except ValueError`` / ``except TypeError`` catch what they always did.
+``InvalidArgument``, ``InvalidArgumentType`` and ``InvalidOperation`` are importable from here
+(``redis_sessions.errors``); the package's pinned ``__all__`` does not list them (yet).
+
 Driver errors are wrapped (``raise ... from exc``); our own checks never raise redis-py's types.
 Every error about one session carries its ``session_id`` and names it in the message.
 """
@@ -35,7 +42,10 @@ __all__ = [
     "CodecMismatch",
     "ConflictError",
     "CorruptSession",
+    "InvalidArgument",
+    "InvalidArgumentType",
     "InvalidMessage",
+    "InvalidOperation",
     "InvalidSessionId",
     "LeaseHeld",
     "LeaseLost",
@@ -71,7 +81,25 @@ def _rebuild(cls: type[SessionError], message: str, state: dict[str, object]) ->
     return error
 
 
-class InvalidSessionId(SessionError, ValueError):
+class InvalidArgument(SessionError, ValueError):
+    """An argument the call cannot use (out of range, unknown name...); nothing was sent to Redis."""
+
+    def __init__(self, message: str, session_id: uuid.UUID | None = None) -> None:
+        about = f"session `{session_id}`: " if session_id is not None else ""
+        super().__init__(about + message)
+        self.session_id = session_id
+
+
+class InvalidArgumentType(InvalidArgument, TypeError):
+    """An argument of the wrong type, or of the right type but not a valid one of its kind (a
+    negative ``expected_seq``): a ``TypeError`` as it always was, and a ``ValueError`` too."""
+
+
+class InvalidOperation(SessionError, RuntimeError):
+    """A call the store is not set up for (``flush`` on a store without a write-behind worker)."""
+
+
+class InvalidSessionId(InvalidArgument):
     """A session id that is not a UUID (nothing was sent to Redis)."""
 
     def __init__(self, value: object) -> None:
@@ -82,19 +110,19 @@ class InvalidSessionId(SessionError, ValueError):
         self.value = value
 
 
-class InvalidMessage(SessionError, TypeError):
+class InvalidMessage(InvalidArgumentType):
     """Not an ``AgentMessage``, or one whose fields do not match the schema (nothing was sent)."""
 
     def __init__(self, session_id: uuid.UUID, detail: str) -> None:
-        super().__init__(f"invalid message for session `{session_id}`: {detail}")
+        super().__init__(f"invalid message for session `{session_id}`: {detail}")  # names it itself
         self.session_id = session_id
 
 
-class MessageTooLarge(SessionError, ValueError):
+class MessageTooLarge(InvalidArgument):
     """An encoded message is larger than the store's ``max_message_bytes`` (nothing was sent)."""
 
     def __init__(self, session_id: uuid.UUID, message_id: str, size: int, limit: int) -> None:
-        super().__init__(
+        super().__init__(  # the message names the session itself: no prefix
             f"message {message_id!r} for session `{session_id}` is {size} bytes encoded,"
             f" over the limit of {limit} bytes"
         )

@@ -32,7 +32,7 @@ import re
 import uuid
 from typing import NamedTuple
 
-from .errors import InvalidSessionId, PersistenceError
+from .errors import InvalidArgument, InvalidSessionId, PersistenceError
 
 __all__ = [
     "GROUP_SLOTS",
@@ -90,7 +90,7 @@ def _parse_id(value: str) -> uuid.UUID:
 def check_prefix(prefix: str) -> str:
     """A key prefix may not contain glob or hash-tag characters (it is used in SCAN patterns)."""
     if not isinstance(prefix, str) or not _PREFIX.match(prefix):
-        raise ValueError(f"key prefix must be 1-64 characters of [A-Za-z0-9_.:-], got {prefix!r}")
+        raise InvalidArgument(f"key prefix must be 1-64 characters of [A-Za-z0-9_.:-], got {prefix!r}")
     return prefix
 
 

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, NamedTuple
 
 from . import migrations
-from ._core import Call
+from ._calls import Command
 from .errors import SchemaVersionError, SessionError
 from .keys import session_keys
 from .models import SessionId
@@ -38,13 +38,14 @@ class Migrated(NamedTuple):
 
 def upgrade_redis(store: SessionStore, step: Step | None = None) -> Migrated:
     """Upgrade every session under ``store``'s prefix in Redis (``step`` is called per session)."""
-    current = str(store._core.schema.current).encode()
+    transport = store.transport
+    current = str(transport.core.schema.current).encode()
     seen, upgraded, failed = 0, 0, []
     for sid in store.list():
         seen += 1
-        meta = session_keys(store._core.prefix, sid).meta
+        meta = session_keys(transport.core.prefix, sid).meta
         try:
-            version = store._run(Call("migrate", sid, None, (meta,), ("HGET", meta, "schema_version"), _raw))
+            version = transport.run(Command("migrate", sid, (meta,), ("HGET", meta, "schema_version"), _raw))
             if version not in (None, current):
                 store.load(sid)  # meets the older version: upgrades in place, or raises why not
                 upgraded += 1

@@ -20,7 +20,7 @@ import contextlib
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any, NamedTuple
 
-from .errors import SchemaVersionError
+from .errors import InvalidArgument, SchemaVersionError
 from .models import SCHEMA_VERSION, SessionId
 
 __all__ = ["Schema", "Upgrade", "active", "register", "using"]
@@ -69,7 +69,7 @@ _active = Schema(SCHEMA_VERSION, _STEPS)
 def register(from_version: int, step: Upgrade) -> None:
     """Add the library's step from ``from_version`` to the next (once per version)."""
     if from_version in _STEPS:
-        raise ValueError(f"an upgrade from schema version {from_version} is registered already")
+        raise InvalidArgument(f"an upgrade from schema version {from_version} is registered already")
     _STEPS[from_version] = step
 
 

@@ -22,7 +22,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, NamedTuple
 
-from ._core import Call
+from ._calls import Command
 from ._durable import rebind as rebind_call
 from .errors import BackingMismatch
 from .keys import record_key, session_keys
@@ -50,12 +50,13 @@ def rebind(
 ) -> Rebound:
     """Move ``store``'s prefix from record ``old`` to ``new`` (``step(phase, sid)`` per session);
     ``BackingMismatch`` if the prefix is bound to a third record."""
-    prefix = store._core.prefix
+    transport = store.transport  # the store's calls, not its private parts
+    prefix = transport.core.prefix
     key = record_key(prefix)
-    bound = store._run(Call("rebind", None, None, (key,), ("GET", key), _text))
+    bound = transport.run(Command("rebind", None, (key,), ("GET", key), _text))
     if bound not in (None, old.record_id, new.record_id):
         raise BackingMismatch(f"prefix {prefix!r}", bound, f"{old.record_id} ({old!r})")
-    store._run(Call("rebind", None, None, (key,), ("SET", key, new.record_id), bool))
+    transport.run(Command("rebind", None, (key,), ("SET", key, new.record_id), bool))
     copied = moved = passes = 0
     for sid in old.list_sessions():
         copied += _copy(old, new, sid)
@@ -88,19 +89,22 @@ def _copy(old: PersistenceAdapter, new: PersistenceAdapter, sid: SessionId) -> i
 
 def _move(store: SessionStore, old: PersistenceAdapter, new: PersistenceAdapter, sid: SessionId) -> int:
     """Rebind one session in Redis if it is a durable session of the old record; 1 if it moved."""
-    meta = session_keys(store._core.prefix, sid).meta
+    transport = store.transport
+    meta = session_keys(transport.core.prefix, sid).meta
     fields = ("HMGET", meta, "durable", "record")
-    durable, record = store._run(Call("rebind", sid, None, (meta,), fields, list))
+    durable, record = transport.run(Command("rebind", sid, (meta,), fields, list))
     if durable != b"1" or (record is not None and record.decode() != old.record_id):
         return 0  # not durable, or bound to the new record already (a third one: the script says)
     for _ in range(100):
         _copy(old, new, sid)
         if (
-            store._run(rebind_call(store._core, sid, old.record_id, new.record_id, new.seqs([sid])[sid]))
+            transport.run(
+                rebind_call(transport.core, sid, old.record_id, new.record_id, new.seqs([sid])[sid])
+            )
             != "retry"
         ):
             return 1
-    raise BackingMismatch(f"prefix {store._core.prefix!r}", old.record_id, new.record_id, sid)
+    raise BackingMismatch(f"prefix {transport.core.prefix!r}", old.record_id, new.record_id, sid)
 
 
 def _text(reply: object) -> str | None:

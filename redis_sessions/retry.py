@@ -1,21 +1,25 @@
 """The one retry layer: a bounded tenacity policy for transport errors only.
 
 redis-py retries every command by default (EVALSHA included); the stores turn that off on the clients
-they are given, so a fault is retried here, once, by one policy. Retrying is safe because every write
-is idempotent: appends carry message ids, ``create`` carries a token, the rest set or delete values.
+they are given, so a fault is retried here, once, by one policy. (``driver_fault`` and
+``turn_off_client_retry`` are redis-py workarounds: they live in ``compat``, re-exported here.)
+Retrying is safe because every write is idempotent: appends carry message ids, ``create`` carries a
+token, the rest set or delete values.
 """
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Final
 
 import redis.asyncio.retry
 import redis.exceptions
 import redis.retry
 import tenacity
 from redis.backoff import NoBackoff
+
+from .compat import driver_fault, turn_off_client_retry
+from .errors import InvalidArgument
 
 __all__ = [
     "ASYNC_NO_CLIENT_RETRY",
@@ -41,47 +45,6 @@ failover or resharding. MOVED and ASK never get here: the cluster client follows
 REFUSED: Final = (redis.exceptions.AuthenticationError, redis.exceptions.AuthorizationError)
 """Connection errors that another try cannot mend: wrong credentials or missing permissions."""
 
-_CONNECTION_MODULES: Final = (
-    os.path.join("redis", "connection.py"),
-    os.path.join("redis", "asyncio", "connection.py"),
-)
-
-
-def turn_off_client_retry(client: Any, off: Any) -> None:
-    """Give ``client`` (a Redis or RedisCluster, sync or asyncio) the ``off`` retry (no retries).
-
-    ``set_retry`` of redis-py 8.1 fails on a ``BlockingConnectionPool`` (it walks a list that pool
-    does not have); such a pool then gets the setting for the connections it makes from now on.
-    """
-    if hasattr(client, "get_retry"):
-        if client.get_retry() is off:
-            return
-        try:
-            client.set_retry(off)
-        except AttributeError:
-            client.get_connection_kwargs()["retry"] = off
-            for connection in list(getattr(client.connection_pool, "_connections", ())):
-                connection.retry = off
-    else:  # a cluster client keeps its retry on itself
-        client.set_retry(off)
-
-
-def driver_fault(error: BaseException) -> bool:
-    """An ``AttributeError``/``TypeError`` raised inside redis-py's connection code itself.
-
-    redis-py 8.1's asyncio cluster client sometimes sends on a connection whose stream another
-    task has just reset, when many tasks make their first calls at once (``'NoneType' object has
-    no attribute 'writelines'``; redis-py #3546 is a sibling). The connection is broken, not the
-    call: the stores treat this as a connection error, which their retry policy handles.
-    """
-    if not isinstance(error, AttributeError | TypeError):
-        return False
-    tb = error.__traceback__
-    while tb is not None and tb.tb_next is not None:
-        tb = tb.tb_next
-    return tb is not None and tb.tb_frame.f_code.co_filename.endswith(_CONNECTION_MODULES)
-
-
 NO_CLIENT_RETRY: Final = redis.retry.Retry(NoBackoff(), 0)
 """Given to redis-py clients so that they do not retry underneath our policy."""
 ASYNC_NO_CLIENT_RETRY: Final = redis.asyncio.retry.Retry(NoBackoff(), 0)
@@ -104,7 +67,7 @@ class RetryPolicy:
 
     def __post_init__(self) -> None:
         if self.attempts < 1:
-            raise ValueError(f"attempts must be at least 1, got {self.attempts}")
+            raise InvalidArgument(f"attempts must be at least 1, got {self.attempts}")
 
     def _options(self) -> dict[str, object]:
         return {

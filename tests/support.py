@@ -10,6 +10,7 @@ coroutine on an ``asyncio.Runner`` owned by the test.
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from typing import Any, TypeVar
@@ -33,6 +34,16 @@ from redis_sessions import (
 
 T = TypeVar("T")
 _DONE = object()
+
+
+def wait_until(condition: Callable[[], bool], what: str, timeout: float = 10.0) -> None:
+    """Poll ``condition`` (a state another thread, process or the server reaches on its own) until
+    it holds; ``AssertionError`` naming ``what`` after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not within {timeout} s: {what}")
+        time.sleep(0.005)
 
 
 def unique_prefix() -> str:

@@ -22,28 +22,36 @@ PAIRS = {
         '''"""``SessionStore``: the session store over ``redis.Redis`` (synchronous).
 
 GENERATED from ``aio.py`` by ``python tools/unasync.py``: do not edit; edit ``aio.py`` and regenerate.
-Everything but the sending lives in ``_core``; a method here builds a call and sends it.
-"""
-''',
-    ),
-    "_aio_base.py": (
-        "_base.py",
-        '''"""``StoreBase``: how ``SessionStore`` sends a call and recovers from what a call finds.
-
-GENERATED from ``_aio_base.py`` by ``python tools/unasync.py``: do not edit; edit the source and
-regenerate. See the source's docstring.
+Everything but the sending lives in the sans-IO modules; a method here builds a call and sends it.
 """
 ''',
     ),
 }
+# The front's other parts: source ``_aio_<name>.py`` -> ``_<name>.py``, with this docstring.
+for _name, _what in {
+    "transport": "``Transport``: how a call of the sans-IO core reaches Redis, for ``SessionStore``.",
+    "recovery": "``Recovery``: what ``SessionStore`` does when a call finds a session it can mend.",
+    "lease": "``Lease``: a turn lease on one session of a ``SessionStore``, with its fencing token.",
+    "manage": "``Managing``: the methods of ``SessionStore`` for looking after sessions.",
+    "watch": "``Watching``: the live methods of ``SessionStore`` (``watch``, ``next_message``).",
+    "base": "``StoreBase``: the parts of ``SessionStore`` kept in modules of their own, as one base.",
+}.items():
+    PAIRS[f"_aio_{_name}.py"] = (
+        f"_{_name}.py",
+        f'''"""{_what}
+
+GENERATED from ``_aio_{_name}.py`` by ``python tools/unasync.py``: do not edit; edit the source and
+regenerate. See the source's docstring.
+"""
+''',
+    )
 
 # (pattern, replacement), applied in order, as whole words.
 SUBSTITUTIONS = [
     (r"AsyncSessionStore", "SessionStore"),
-    (r"AsyncStoreBase", "StoreBase"),
-    (r"from \._aio_base import", "from ._base import"),
-    (r"AsyncLease", "Lease"),
-    (r"from \.persistence import AsyncPersistenceAdapter, ", "from .persistence import "),
+    (r"Async(StoreBase|Transport|Recovery|Lease|Managing|Watching)", r"\1"),
+    (r"from \._aio_(\w+) import", r"from ._\1 import"),
+    (r"from \.aio import", "from .store import"),
     (r"AsyncPersistenceAdapter", "PersistenceAdapter"),
     (r"from redis\.asyncio import", "from redis import"),
     (r"from redis\.asyncio\.(\w+) import", r"from redis.\1 import"),
@@ -63,22 +71,32 @@ SUBSTITUTIONS = [
 ]
 
 
-def generate(source: str, header: str = PAIRS["aio.py"][1]) -> str:
+def generate(source: str, header: str = PAIRS["aio.py"][1], used: set[str] | None = None) -> str:
+    """``source`` made synchronous; ``used`` collects the patterns that matched something."""
     body = source[source.index('"""\n', 3) + 4 :]  # drop the module docstring
     for pattern, replacement in SUBSTITUTIONS:
-        body = re.sub(rf"\b{pattern}", replacement, body)
+        body, count = re.subn(rf"\b{pattern}", replacement, body)
+        if count and used is not None:
+            used.add(pattern)
     return header + body
 
 
 def main(argv: list[str]) -> int:
     stale = 0
+    used: set[str] = set()
     for source, (target, header) in PAIRS.items():
-        expected = generate((PACKAGE / source).read_text("utf-8"), header)
+        expected = generate((PACKAGE / source).read_text("utf-8"), header, used)
         path = PACKAGE / target
         if "--check" not in argv:
             path.write_text(expected, "utf-8")
         elif path.read_text("utf-8") != expected:
             print(f"{path} is stale: run python tools/unasync.py", file=sys.stderr)
+            stale = 1
+    # A substitution that no longer matches anything is a rule left behind by a rename: it would
+    # silently stop applying if the name came back (httpcore's unasync checks the same).
+    for pattern, _ in SUBSTITUTIONS:
+        if pattern not in used:
+            print(f"substitution {pattern!r} matches nothing in {sorted(PAIRS)}: remove it", file=sys.stderr)
             stale = 1
     return stale
 

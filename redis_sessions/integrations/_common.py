@@ -17,7 +17,7 @@ from typing import Any, Final
 import msgspec
 
 from ..aio import AsyncSessionStore
-from ..errors import InvalidSessionId, SessionExists, SessionNotFound
+from ..errors import InvalidArgumentType, InvalidSessionId, SessionExists, SessionNotFound
 from ..keys import session_id as parse_session_id
 from ..models import AgentMessage, ContentBlock, Image
 from ..store import SessionStore
@@ -51,7 +51,7 @@ def session_uuid(session_id: str | uuid.UUID) -> uuid.UUID:
     if isinstance(session_id, uuid.UUID):
         return session_id
     if not isinstance(session_id, str):
-        raise TypeError(f"a session id is a str or a uuid.UUID, got {type(session_id).__name__}")
+        raise InvalidArgumentType(f"a session id is a str or a uuid.UUID, got {type(session_id).__name__}")
     try:
         return parse_session_id(session_id)
     except InvalidSessionId:
@@ -131,7 +131,7 @@ class StoreAccess:
 
     def __init__(self, store: Store, session_id: str | uuid.UUID, owner: str, integration: str) -> None:
         if not isinstance(store, SessionStore | AsyncSessionStore):
-            raise TypeError(
+            raise InvalidArgumentType(
                 f"{owner} needs a SessionStore or an AsyncSessionStore, got {type(store).__name__}"
             )
         self.store = store
@@ -199,7 +199,7 @@ class StoreAccess:
     def _sync(self, method: str) -> SessionStore:
         if isinstance(self.store, SessionStore):
             return self.store
-        raise TypeError(
+        raise InvalidArgumentType(
             f"{self._owner}.{method} is synchronous and this history holds an AsyncSessionStore: "
             f"use the async methods (aget_messages, aadd_messages, aclear; ainvoke on a chain), "
             f"or give it a SessionStore"

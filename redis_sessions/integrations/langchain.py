@@ -42,6 +42,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from ..errors import InvalidArgumentType
 from ..models import AgentMessage, ContentBlock, Image, Role, Text, Thinking, ToolResult, ToolUse
 from ._common import (
     Store,
@@ -131,7 +132,7 @@ class RedisChatMessageHistory(BaseChatMessageHistory):
 def to_message(message: BaseMessage) -> AgentMessage:
     """A LangChain message as an ``AgentMessage`` that ``to_langchain`` turns back into an equal one."""
     if not isinstance(message, BaseMessage):
-        raise TypeError(f"a LangChain message is a BaseMessage, got {type(message).__name__}")
+        raise InvalidArgumentType(f"a LangChain message is a BaseMessage, got {type(message).__name__}")
     whole = message_to_dict(message)
     kind: str = whole["type"]
     data: dict[str, Any] = whole["data"]

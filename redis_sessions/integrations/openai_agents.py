@@ -41,6 +41,7 @@ from typing import TYPE_CHECKING, Any, cast
 
 import msgspec
 
+from ..errors import InvalidArgumentType
 from ..models import AgentMessage, ContentBlock, Image, Role, Text, Thinking, ToolResult, ToolUse
 from ._common import (
     Store,
@@ -134,7 +135,7 @@ class RedisAgentSession:
 def to_message(item: Mapping[str, Any]) -> AgentMessage:
     """One SDK item as an ``AgentMessage`` that ``to_item`` turns back into an equal dict."""
     if not isinstance(item, Mapping):
-        raise TypeError(f"an Agents SDK item is a dict, got {type(item).__name__}")
+        raise InvalidArgumentType(f"an Agents SDK item is a dict, got {type(item).__name__}")
     item = dict(item)
     role, blocks, rest = _split(item)
     if rest is not None:

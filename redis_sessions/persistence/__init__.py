@@ -21,6 +21,7 @@ from collections.abc import AsyncIterator, Iterator, Sequence
 from types import TracebackType
 from typing import Protocol, Self, runtime_checkable
 
+from ..errors import InvalidArgument
 from ..models import AgentMessage, SessionId, SessionState
 from ._delivery import Delivered, Delivery
 from ._threaded import AsyncDirectoryAdapter, AsyncPostgresAdapter, AsyncSQLiteAdapter, ThreadedAdapter
@@ -197,7 +198,7 @@ def adapter_from_url(url: str) -> PersistenceAdapter:
         return DirectoryAdapter(url.removeprefix("dir://"))
     if url.endswith((".db", ".sqlite", ".sqlite3")):
         return SQLiteAdapter(url)
-    raise ValueError(f"not a backing store URL (sqlite:///..., postgresql://..., dir:///...): {url!r}")
+    raise InvalidArgument(f"not a backing store URL (sqlite:///..., postgresql://..., dir:///...): {url!r}")
 
 
 def _conforms(

@@ -22,6 +22,7 @@ from .. import migrations
 from ..codec import CODECS
 from ..errors import (
     CorruptSession,
+    InvalidArgumentType,
     InvalidMessage,
     InvalidSessionId,
     PersistenceError,
@@ -194,7 +195,7 @@ def decode_document(sid: SessionId, data: bytes) -> SessionState:
 
 def _checked_state(sid: SessionId, state: SessionState) -> SessionState:
     if type(state) is not SessionState:
-        raise TypeError(f"expected a SessionState for session `{sid}`, got {type(state).__name__}")
+        raise InvalidArgumentType(f"expected a SessionState, got {type(state).__name__}", sid)
     current = migrations.active().current
     if state.schema_version != current:
         raise SchemaVersionError(sid, state.schema_version, current)
@@ -215,7 +216,7 @@ def encode_header(sid: SessionId, state: SessionState, count: int = 0) -> Header
         data = _ENCODER.encode(fields)
         decode_persisted(_STATE.decode, data)
     except (msgspec.DecodeError, msgspec.EncodeError, TypeError, OverflowError) as exc:
-        raise TypeError(f"the state of session `{sid}` does not match the schema: {exc}") from exc
+        raise InvalidArgumentType(f"the state does not match the schema: {exc}", sid) from exc
     column_seq = state.seq if state.seq is not None else count
     return Header(data, state.schema_version, column_seq, state.updated_at)
 

@@ -16,11 +16,8 @@ The tables, created on first use::
 Any SQLite reader gets the seed's document back with
 ``json_set(header, '$.messages', json_group_array(json(body)))`` over the rows in ``position`` order.
 
-Several processes and threads may share the file: WAL mode lets readers run beside the writer,
-``busy_timeout`` makes a writer wait for the lock instead of failing, and each thread gets its own
-connection. Every write is one ``BEGIN IMMEDIATE`` transaction, which takes the write lock before it
-reads: a transaction that read first and then asked for the lock could fail with "database is
-locked" whatever the timeout, when another writer committed in between. WAL needs a local file
+Several processes and threads may share the file (``_sqlite_file``: WAL, a connection per thread,
+``BEGIN IMMEDIATE`` for writes, reopening a file replaced underneath). WAL needs a local file
 system (not NFS).
 """
 
@@ -28,25 +25,21 @@ from __future__ import annotations
 
 import contextlib
 import os
-import random
 import sqlite3
-import threading
-import time
 from collections.abc import Iterator, Sequence
 from datetime import datetime
 from pathlib import Path
 from types import TracebackType
 from typing import Final, Literal, Self
 
-from ..errors import BackingMismatch, RecordMismatch
+from ..errors import InvalidArgument, RecordMismatch
 from ..keys import session_id as check_id
 from ..models import AgentMessage, SessionId, SessionState
-from ._delivery import Delivered, Delivery, header_state, last_seq, new_record_id, plan
+from ._delivery import Delivered, Delivery, header_state, last_seq, plan
 from ._rows import (
     Header,
     decode_header,
     decode_stored,
-    driver_errors,
     encode_header,
     header_after_append,
     refuse_newer,
@@ -54,10 +47,9 @@ from ._rows import (
     stored_id,
     unique_messages,
 )
+from ._sqlite_file import SQLiteFile
 
 __all__ = ["SQLiteAdapter"]
-
-_PAGE: Final = 1000  # ids per query of list_sessions
 
 _SCHEMA: Final = """
 CREATE TABLE IF NOT EXISTS sessions (
@@ -78,6 +70,9 @@ CREATE TABLE IF NOT EXISTS messages (
 CREATE TABLE IF NOT EXISTS record (id TEXT NOT NULL);
 INSERT INTO record (id) SELECT :record WHERE NOT EXISTS (SELECT 1 FROM record)
 """
+
+_PAGE: Final = 1000  # ids per query of list_sessions
+
 _HEADER: Final = "SELECT CAST(header AS BLOB) FROM sessions WHERE id = ?"
 _BODIES: Final = "SELECT CAST(body AS BLOB) FROM messages WHERE session_id = ? ORDER BY position"
 _NEXT_POSITION: Final = "SELECT COALESCE(MAX(position) + 1, 0) FROM messages WHERE session_id = ?"
@@ -91,13 +86,6 @@ SELECT seq, (SELECT COALESCE(MAX(position) + 1, 0) FROM messages WHERE session_i
 FROM sessions WHERE id = ?"""
 _INSERT: Final = "INSERT INTO messages (session_id, position, message_id, body) VALUES (?, ?, ?, ?)"
 _APPEND: Final = _INSERT + " ON CONFLICT (session_id, message_id) DO NOTHING"
-
-
-def _inode(path: Path) -> int:
-    try:
-        return os.stat(path).st_ino
-    except FileNotFoundError:
-        return -1
 
 
 def _iso(moment: datetime | None) -> str | None:
@@ -120,19 +108,13 @@ class SQLiteAdapter:
         synchronous: Literal["FULL", "NORMAL"] = "FULL",
     ) -> None:
         if str(path) in {"", ":memory:"}:
-            raise ValueError("SQLiteAdapter needs a file: each thread opens its own connection to it")
+            raise InvalidArgument("SQLiteAdapter needs a file: each thread opens its own connection to it")
         if synchronous not in {"FULL", "NORMAL"}:
-            raise ValueError(f"synchronous must be 'FULL' or 'NORMAL', got {synchronous!r}")
+            raise InvalidArgument(f"synchronous must be 'FULL' or 'NORMAL', got {synchronous!r}")
         self.path = Path(path)
         self.timeout = timeout
         self.synchronous = synchronous
-        self._local = threading.local()
-        self._lock = threading.Lock()
-        self._connections: list[sqlite3.Connection] = []
-        self._closed = False
-        self._tables_ready = -1  # the inode of the file whose tables exist
-        self._record_id = ""
-        self._connection()  # create the file and tables now, so a bad path fails here
+        self._file = SQLiteFile(self.path, _SCHEMA, timeout=timeout, synchronous=synchronous)
 
     def __repr__(self) -> str:
         return f"SQLiteAdapter({str(self.path)!r})"
@@ -141,93 +123,19 @@ class SQLiteAdapter:
     def record_id(self) -> str:
         """This file's identity, made with its tables: a copy of the file keeps it, a new file
         (even at the same path) has another."""
-        return self._record_id
+        return self._file.record_id
 
     def _connection(self) -> sqlite3.Connection:
-        """This thread's connection: a fresh one in a forked child (connections do not survive
-        fork), and once the file at ``path`` was replaced (a restored backup, another record): an
-        open connection would go on writing into the replaced file, which nobody reads again."""
-        if self._closed:
-            raise RuntimeError(f"{self!r} is closed")
-        local = self._local
-        if getattr(local, "pid", None) == os.getpid():
-            if local.inode == _inode(self.path):
-                connection: sqlite3.Connection = local.connection
-                return connection
-            with self._lock:
-                self._connections.remove(local.connection)
-            local.connection.close()
-            local.pid = None
-        with driver_errors("SQLite open", None, (sqlite3.Error,)):
-            connection = sqlite3.connect(
-                self.path, timeout=self.timeout, isolation_level=None, check_same_thread=False
-            )
-            try:
-                inode = _inode(self.path)
-                self._enable_wal(connection)
-                connection.execute(f"PRAGMA synchronous = {self.synchronous}")
-                connection.execute("PRAGMA foreign_keys = ON")
-                with self._lock:
-                    if self._tables_ready != inode:
-                        connection.execute("BEGIN IMMEDIATE")
-                        for statement in _SCHEMA.split(";"):
-                            connection.execute(statement, {"record": new_record_id()})
-                        connection.execute("COMMIT")
-                        self._tables_ready = inode
-                    if not self._record_id:  # the identity is the one of the file first opened
-                        (self._record_id,) = connection.execute("SELECT id FROM record").fetchone()
-                    self._connections.append(connection)
-            except BaseException:
-                connection.close()
-                raise
-        local.connection, local.pid, local.inode = connection, os.getpid(), inode
-        return connection
-
-    def _check_identity(self, connection: sqlite3.Connection) -> None:
-        """Refuse to write behind into a file that is not the record this adapter was opened on."""
-        row = connection.execute("SELECT id FROM record").fetchone()
-        if row is None or row[0] != self._record_id:
-            found = "no record" if row is None else row[0]
-            raise BackingMismatch(f"SQLite file {str(self.path)!r}", found, self._record_id)
-
-    def _enable_wal(self, connection: sqlite3.Connection) -> None:
-        """Switch the file to WAL mode (once per file: the mode is stored in it).
-
-        The switch needs the file to itself, and SQLite reports "database is locked" at once,
-        without waiting for ``busy_timeout``, when another process has it open at that moment (as
-        when several processes create the file together): retry with backoff until ``timeout``.
-        """
-        deadline = time.monotonic() + self.timeout
-        delay = 0.001
-        while True:
-            try:
-                (mode,) = connection.execute("PRAGMA journal_mode = WAL").fetchone()
-                break
-            except sqlite3.OperationalError as exc:
-                if "locked" not in str(exc) or time.monotonic() + delay > deadline:
-                    raise
-            time.sleep(delay * random.uniform(0.5, 1.5))
-            delay = min(delay * 2, 0.1)
-        if str(mode).lower() != "wal":
-            raise sqlite3.OperationalError(
-                f"journal_mode is {mode!r}, not 'wal': WAL needs a local file system"
-            )
+        """This thread's connection to the file."""
+        return self._file.connection()
 
     @contextlib.contextmanager
     def _transaction(
         self, operation: str, sid: SessionId | None, *, write: bool
     ) -> Iterator[sqlite3.Connection]:
-        """One transaction: ``BEGIN IMMEDIATE`` for writes (the lock first), a snapshot for reads."""
-        with driver_errors(f"SQLite {operation}", sid, (sqlite3.Error,)):
-            connection = self._connection()
-            connection.execute("BEGIN IMMEDIATE" if write else "BEGIN")
-            try:
-                yield connection
-            except BaseException:
-                if connection.in_transaction:
-                    connection.execute("ROLLBACK")
-                raise
-            connection.execute("COMMIT")
+        """One transaction on this thread's connection (see ``SQLiteFile.transaction``)."""
+        with self._file.transaction(operation, sid, write=write) as connection:
+            yield connection
 
     @staticmethod
     def _put_header(connection: sqlite3.Connection, key: str, header: Header) -> None:
@@ -314,7 +222,7 @@ class SQLiteAdapter:
             encode_header(delivery.session_id, delivery.state)
         results: dict[SessionId, Delivered] = {}
         with self._transaction("deliver", None, write=True) as connection:
-            self._check_identity(connection)
+            self._file.check_identity(connection)
             rows: list[tuple[str, int, str, str]] = []
             for delivery in deliveries:
                 sid = delivery.session_id
@@ -359,11 +267,7 @@ class SQLiteAdapter:
 
     def close(self) -> None:
         """Close every thread's connection; the adapter cannot be used afterwards."""
-        with self._lock:
-            self._closed = True
-            connections, self._connections = self._connections, []
-        for connection in connections:
-            connection.close()
+        self._file.close()
 
     def __enter__(self) -> Self:
         return self

@@ -13,23 +13,20 @@
 -- {1} not found; {2, version} other schema; {5, codec} other codec; {3, seq} expected seq differs;
 -- {6, detail} the meta hash is corrupt; {9, token} the fencing token is not the live lease's;
 -- {10} a durable session lost its list or ids to eviction (the store restores it and retries).
+-- Status (redis_sessions._protocol.Status): OK NOT_FOUND VERSION_MISMATCH CONFLICT CODEC CORRUPT LEASE_LOST EVICTED
 local meta, list, ids = KEYS[1], KEYS[2], KEYS[3]
 local h = redis.call('HMGET', meta, 'schema_version', 'codec', 'seq', 'ttl_ms', 'max_messages', 'durable',
   'synced_seq')
-if not h[1] then
-  return {1}
-end
-if h[1] ~= ARGV[1] then
-  return {2, h[1]}
+local refused = version_refusal(h[1], ARGV[1])
+if refused then
+  return refused
 end
 if h[2] ~= ARGV[2] then
   return {5, h[2]}
 end
--- Digits only: tonumber() would also take '1e3', '0x10', 'inf' or ' 2 ', and write on at a wrong seq.
-local seq = h[3]
-seq = seq and #seq <= 15 and string.find(seq, '^%d+$') and tonumber(seq)
+local seq = decimal_seq(h[3])
 if not seq then
-  return {6, 'the meta hash holds no decimal integer seq'}
+  return corrupt_seq()
 end
 -- A durable session with messages always has its list and ids; if eviction took one of them
 -- (volatile-* policies evict key by key), appending now would build on a hole.

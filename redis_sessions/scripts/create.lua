@@ -8,6 +8,7 @@
 -- The ttl and max messages are the session's own: every later write applies them, whichever store
 -- (with whatever defaults) makes it, so no key of a session can outlive the others.
 -- Returns {0} created (or already created by this very call: a retried create), {4} id taken.
+-- Status (redis_sessions._protocol.Status): OK EXISTS
 local meta = KEYS[1]
 if redis.call('EXISTS', meta) == 1 then
   if redis.call('HGET', meta, 'create_token') == ARGV[3] then

@@ -4,6 +4,7 @@
 -- KEYS[7] = the tombstone: a durable session's epoch, kept an hour, so that a sync worker that was
 -- delivering it meanwhile deletes its backing copy instead of writing it back
 -- Returns the number of keys deleted. (The backing store's copy is the store's to delete.)
+-- Status (redis_sessions._protocol.Status): none (the reply is a count of keys deleted)
 local h = redis.call('HMGET', KEYS[1], 'durable', 'epoch')
 if h[1] == '1' then
   redis.call('SET', KEYS[7], h[2] or '', 'PX', 3600000)

@@ -9,6 +9,7 @@
 -- ARGV[3], ARGV[4], ... = dirty index names
 -- Returns {i, member, score, i, member, score, ...}: member (a session id) listed in ARGV[i + 2]
 -- since score (ms).
+-- Status (redis_sessions._protocol.Status): none (the reply is a flat list of index positions, members and scores)
 local out, left, step = {}, tonumber(ARGV[1]), tonumber(ARGV[2])
 for c = 3, #ARGV, step do
   local last = math.min(c + step - 1, #ARGV)

@@ -6,13 +6,11 @@
 --          (the meta hash's fence counter); {8, holder} when another owner holds a live lease.
 -- renew / release: {0, token}; {9, ''} when the lease expired or another holder took over.
 -- {1} not found; {2, version} other schema.
+-- Status (redis_sessions._protocol.Status): OK NOT_FOUND VERSION_MISMATCH LEASE_HELD LEASE_LOST
 local meta, lease = KEYS[1], KEYS[2]
-local version = redis.call('HGET', meta, 'schema_version')
-if not version then
-  return {1}
-end
-if version ~= ARGV[1] then
-  return {2, version}
+local refused = version_refusal(redis.call('HGET', meta, 'schema_version'), ARGV[1])
+if refused then
+  return refused
 end
 local held = redis.call('HMGET', lease, 'owner', 'token')
 local action, owner = ARGV[2], ARGV[3]

@@ -9,19 +9,16 @@
 -- {12} a durable session (its backing store keeps every message: not supported).
 -- A pop rewrites history: seq goes down by one (the next append takes the popped seq again) and the
 -- epoch changes, so cached histories are read again whole and watchers end, as on a re-create.
+-- Status (redis_sessions._protocol.Status): OK NOT_FOUND VERSION_MISMATCH CORRUPT DURABLE
 local meta, list, ids = KEYS[1], KEYS[2], KEYS[3]
 local h = redis.call('HMGET', meta, 'schema_version', 'codec', 'seq', 'ttl_ms', 'durable', 'pop_token')
-if not h[1] then
-  return {1}
+local refused = version_refusal(h[1], ARGV[1])
+if refused then
+  return refused
 end
-if h[1] ~= ARGV[1] then
-  return {2, h[1]}
-end
--- Digits only: tonumber() would also take '1e3', '0x10', 'inf' or ' 2 ', and write on at a wrong seq.
-local seq = h[3]
-seq = seq and #seq <= 15 and string.find(seq, '^%d+$') and tonumber(seq)
+local seq = decimal_seq(h[3])
 if not seq then
-  return {6, 'the meta hash holds no decimal integer seq'}
+  return corrupt_seq()
 end
 if h[5] == '1' then
   return {12}

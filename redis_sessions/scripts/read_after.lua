@@ -4,19 +4,16 @@
 -- Returns {0, codec, epoch, seq, items, first}: items are seqs after+1, after+2, ..., from list position first;
 -- {7, first seq still stored} when messages after ARGV[2] were trimmed away;
 -- {1} not found; {2, version} other schema; {6, detail} corrupt meta hash.
+-- Status (redis_sessions._protocol.Status): OK NOT_FOUND VERSION_MISMATCH CORRUPT TRIMMED
 local meta, list = KEYS[1], KEYS[2]
 local h = redis.call('HMGET', meta, 'schema_version', 'codec', 'seq', 'epoch')
-if not h[1] then
-  return {1}
+local refused = version_refusal(h[1], ARGV[1])
+if refused then
+  return refused
 end
-if h[1] ~= ARGV[1] then
-  return {2, h[1]}
-end
--- Digits only: tonumber() would also take '1e3', '0x10', 'inf' or ' 2 ', and write on at a wrong seq.
-local seq = h[3]
-seq = seq and #seq <= 15 and string.find(seq, '^%d+$') and tonumber(seq)
+local seq = decimal_seq(h[3])
 if not seq then
-  return {6, 'the meta hash holds no decimal integer seq'}
+  return corrupt_seq()
 end
 local after = tonumber(ARGV[2])
 local base = seq - redis.call('LLEN', list)  -- the seq just before the list's head

@@ -6,19 +6,16 @@
 -- means the whole list (another incarnation of the id, or the cache no longer reaches the list's head);
 -- {1} not found; {2, version} other schema; {6, detail} corrupt meta hash;
 -- {10} a durable session lost its list or ids to eviction (the store restores it and retries).
+-- Status (redis_sessions._protocol.Status): OK NOT_FOUND VERSION_MISMATCH CORRUPT EVICTED
 local meta, list = KEYS[1], KEYS[2]
 local h = redis.call('HMGET', meta, 'schema_version', 'codec', 'epoch', 'seq', 'durable')
-if not h[1] then
-  return {1}
+local refused = version_refusal(h[1], ARGV[1])
+if refused then
+  return refused
 end
-if h[1] ~= ARGV[1] then
-  return {2, h[1]}
-end
--- Digits only: tonumber() would also take '1e3', '0x10', 'inf' or ' 2 ', and write on at a wrong seq.
-local seq = h[4]
-seq = seq and #seq <= 15 and string.find(seq, '^%d+$') and tonumber(seq)
+local seq = decimal_seq(h[4])
 if not seq then
-  return {6, 'the meta hash holds no decimal integer seq'}
+  return corrupt_seq()
 end
 local length = redis.call('LLEN', list)
 if h[5] == '1' and seq > 0 and length == 0 then

@@ -5,6 +5,7 @@
 -- Returns {0} rebound (or already bound to the new record); {1} not found (gone meanwhile);
 -- {3, synced seq} the old record took more meanwhile (copy again and retry);
 -- {13, record id} bound to a third record: nothing changed.
+-- Status (redis_sessions._protocol.Status): OK NOT_FOUND CONFLICT OTHER_RECORD
 local meta = KEYS[1]
 local h = redis.call('HMGET', meta, 'seq', 'synced_seq', 'record', 'durable')
 if not h[1] then

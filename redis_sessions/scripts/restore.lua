@@ -14,6 +14,7 @@
 -- max_turns, system_message, m:<key>), then message id, encoded message, message id, ...
 -- Returns {0} restored, {4} a session with this id is live (and ARGV[6] is ''), {3, seq} the
 -- session changed since it was read (ARGV[6] = '=...').
+-- Status (redis_sessions._protocol.Status): OK CONFLICT EXISTS
 local meta, list, ids = KEYS[1], KEYS[2], KEYS[3]
 local mode = ARGV[6]
 local upgrade = string.sub(mode, 1, 1) == '='

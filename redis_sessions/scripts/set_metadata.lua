@@ -5,14 +5,12 @@
 -- Refreshes the session's own TTL (its ttl_ms field) on every key; a durable session is marked dirty
 -- instead (the sync worker stores the new metadata) and keeps no TTL until then.
 -- Returns {0}; {1} not found; {2, version} other schema.
+-- Status (redis_sessions._protocol.Status): OK NOT_FOUND VERSION_MISMATCH
 local meta = KEYS[1]
 local h = redis.call('HMGET', meta, 'schema_version', 'ttl_ms', 'durable')
-local version = h[1]
-if not version then
-  return {1}
-end
-if version ~= ARGV[1] then
-  return {2, version}
+local refused = version_refusal(h[1], ARGV[1])
+if refused then
+  return refused
 end
 local nset = tonumber(ARGV[2])
 local t = redis.call('TIME')

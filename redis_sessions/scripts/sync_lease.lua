@@ -6,6 +6,7 @@
 -- (every key under one hash tag: one slot)
 -- ARGV[1] = this worker's token, ARGV[2] = lease time in ms, ARGV[3] = '1' to give everything up
 -- Returns the groups (0-based) this worker holds now.
+-- Status (redis_sessions._protocol.Status): none (the reply is the list of groups held)
 local t = redis.call('TIME')
 local now = t[1] * 1000 + math.floor(t[2] / 1000)
 local token, ttl = ARGV[1], tonumber(ARGV[2])

@@ -11,6 +11,7 @@
 -- without a delete (evicted or expired: the record's copy is all there is now); {11} deleted (this
 -- very incarnation); {3, epoch} another incarnation of the id (restored, or created again);
 -- {13, record id} bound to another record: nothing changed.
+-- Status (redis_sessions._protocol.Status): OK NOT_FOUND CONFLICT DELETED OTHER_RECORD
 local replies = {}
 for i = 1, #KEYS / 5 do
   local meta, list, ids, tomb, index = KEYS[5 * i - 4], KEYS[5 * i - 3], KEYS[5 * i - 2], KEYS[5 * i - 1],
@@ -33,6 +34,12 @@ for i = 1, #KEYS / 5 do
       redis.call('HSET', meta, 'synced_seq', upto)
     end
     if upto < seq or h[6] ~= token then
+      if upto > (tonumber(h[5]) or 0) then
+        -- Written to since it was read: what is pending now was written after that read, not when
+        -- the session first became dirty, so the entry's age (lag().seconds) starts again here.
+        local t = redis.call('TIME')
+        redis.call('ZADD', index, 'XX', t[1] * 1000 + math.floor(t[2] / 1000), sid)
+      end
       reply = {0, 0}
     else
       redis.call('ZREM', index, sid)

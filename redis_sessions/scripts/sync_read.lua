@@ -14,6 +14,7 @@
 -- {13, record id} the session is bound to another record (this worker must not deliver it).
 -- A durable session not yet bound (written before records had ids) is bound to the reader's record;
 -- allow-oom (Redis >= 7) because delivering is what makes a full Redis evictable again.
+-- Status (redis_sessions._protocol.Status): OK NOT_FOUND VERSION_MISMATCH CORRUPT TRIMMED OTHER_RECORD
 local replies = {}
 for i = 1, #KEYS / 3 do
   local meta, list, index = KEYS[3 * i - 2], KEYS[3 * i - 1], KEYS[3 * i]

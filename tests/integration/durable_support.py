@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -21,6 +20,7 @@ from redis_sessions.keys import session_keys
 from tests.persistence.pg_server import PostgresServer, find_binaries, run_as
 from tests.servers import in_ci
 from tests.support import AsyncAdapter
+from tests.support import wait_until as wait_until  # re-exported: the durability tests import it from here
 
 
 def require_redis_server() -> None:
@@ -81,13 +81,6 @@ def keys_present(raw: redis.Redis, prefix: str, sid: uuid.UUID) -> tuple[bool, b
     """Which of the session's meta hash, messages list and ids zset Redis holds."""
     meta, messages, ids = (bool(raw.exists(key)) for key in session_keys(prefix, sid))
     return meta, messages, ids
-
-
-def wait_until(predicate: Callable[[], bool], what: str, timeout: float = 10) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.01)  # polling for a state another thread or the server reaches on its own
 
 
 class EvictsWhatItRestores(redis.Redis):

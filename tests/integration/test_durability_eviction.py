@@ -280,14 +280,16 @@ def test_a_session_found_gone_and_written_again_right_after_stays_listed_as_dirt
     store.append(sid, AgentMessage.user("first", id="first"))
     interleave = [lambda: store.append(sid, AgentMessage.user("second", id="second"))]
 
-    class Interleaving(SessionStore):
-        def _run(self, call: Any, *args: Any) -> Any:
-            reply = super()._run(call, *args)
-            if call.script == "sync_read" and reply == [None] and interleave:
-                interleave.pop()()  # read back through the record, written, listed again
-            return reply
+    worker = SyncWorker(SessionStore(client, prefix=prefix), database).bind()
+    run = worker.io.run
 
-    worker = SyncWorker(Interleaving(client, prefix=prefix), database).bind()
+    def interleaving(call: Any) -> Any:  # the worker's one way to Redis, interposed
+        reply = run(call)
+        if call.script == "sync_read" and reply == [None] and interleave:
+            interleave.pop()()  # read back through the record, written, listed again
+        return reply
+
+    worker.io.run = interleaving  # type: ignore[method-assign]
     worker.flush(timeout=30)  # "first" is in the record; the session is clean, with its TTL
     client.delete(*session_keys(prefix, sid))  # evicted
     worker.deliver([sid])  # it was listed when this pass began (say): gone now, then back and dirty

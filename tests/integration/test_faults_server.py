@@ -31,7 +31,7 @@ from redis_sessions.embedded import RedisServer
 from redis_sessions.keys import session_keys
 from tests.integration.durable_support import require_redis_server
 from tests.integration.restart_workers import restart_writer
-from tests.support import ids, unique_prefix
+from tests.support import ids, unique_prefix, wait_until
 
 pytestmark = pytest.mark.real
 
@@ -42,14 +42,6 @@ BOUND = TIMEOUT * POLICY.attempts + (POLICY.max_wait + POLICY.jitter) * (POLICY.
 """How long a call may take to give up on a stalled server: every attempt's socket timeout, every
 backoff at its longest, and slack for a busy machine."""
 STALL_MS = 1500  # longer than BOUND, so the call gives up while the server is still stalled
-
-
-def wait_until(condition: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not within {timeout} s: {what}")
-        time.sleep(0.005)
 
 
 @pytest.fixture(scope="module")
@@ -106,15 +98,15 @@ class Stall:
         elif self.kind == "debug-sleep":
             self.waiter = _send(self.server.port, f"DEBUG SLEEP {STALL_MS / 1000}\r\n".encode())
             # The sleep runs once the server has read the command: then a PING goes unanswered.
-            wait_until(lambda: not _answers(self.server.port, 0.05), 5, "DEBUG SLEEP began")
+            wait_until(lambda: not _answers(self.server.port, 0.05), "DEBUG SLEEP began", 5)
         else:
             os.kill(self.pid, signal.SIGSTOP)
-            wait_until(lambda: _state(self.pid) == "T", 5, "redis-server stopped")
+            wait_until(lambda: _state(self.pid) == "T", "redis-server stopped", 5)
 
     def end(self) -> None:
         if self.kind == "sigstop":
             os.kill(self.pid, signal.SIGCONT)
-            wait_until(lambda: _answers(self.server.port, 0.5), 5, "redis-server answers after SIGCONT")
+            wait_until(lambda: _answers(self.server.port, 0.5), "redis-server answers after SIGCONT", 5)
             return
         assert self.waiter is not None
         with self.waiter:
@@ -235,8 +227,8 @@ def _flush_among(
         marks = {w: len(own) for w, own in acknowledged.items()}
         wait_until(
             lambda: all(len(acknowledged[w]) >= n + 2 for w, n in marks.items()) or not running(),  # noqa: B023
-            10,
             "every writer appends again",
+            10,
         )
     return flushes
 
@@ -376,8 +368,8 @@ def test_sigkill_and_restart_with_aof_keeps_every_acknowledged_append(tmp_path: 
             with redis.Redis.from_url(server.url, socket_timeout=5) as raw:
                 wait_until(
                     lambda: raw.llen(messages_key) >= share * WRITERS * PER_WRITER,  # noqa: B023
-                    60,
                     f"{share:.0%} of the appends stored",
+                    60,
                 )
             assert server.process is not None
             assert all(process.is_alive() for process in writers), "the kill lands mid-stream"

@@ -41,7 +41,7 @@ from redis_sessions.embedded import RedisServer, free_port
 from redis_sessions.keys import dirty_key, live_keys, session_keys
 from redis_sessions.persistence import SQLiteAdapter
 from tests.conftest import in_ci
-from tests.support import AsyncAdapter, ids, messages_of
+from tests.support import AsyncAdapter, ids, messages_of, wait_until
 
 pytestmark = pytest.mark.real
 
@@ -173,13 +173,6 @@ def _shard_subscribers(admin: redis.Redis, channel: str) -> int:
     return int(reply[1])
 
 
-def _until(check: Callable[[], bool], seconds: float = 5.0) -> None:
-    deadline = time.monotonic() + seconds
-    while not check():
-        assert time.monotonic() < deadline, "condition not met in time"
-        time.sleep(0.005)
-
-
 # -- ACL ----------------------------------------------------------------------------------------------
 
 
@@ -228,7 +221,7 @@ def test_a_user_confined_to_the_prefix_can_use_every_feature(
 
         thread = threading.Thread(target=watch)
         thread.start()
-        _until(lambda: _shard_subscribers(acl.admin, channel) == 1)
+        wait_until(lambda: _shard_subscribers(acl.admin, channel) == 1, "the watcher subscribed", 5)
         store.append(sid, AgentMessage.user("live", id="live"))
         assert store.next_message(sid, 5, timeout=1).message.id == "live"
         store.delete(sid)  # ends the watch

@@ -70,17 +70,6 @@ def test_bad_session_ids_are_refused_and_nothing_is_created(store: Store, backen
     unchanged()
 
 
-@pytest.mark.parametrize("bad", [*BAD_IDS, None], ids=lambda v: repr(v)[:24])
-def test_bad_ids_are_refused_before_any_redis_call(make_unreachable: MakeStore, bad: Any) -> None:
-    # Redis is unreachable here: had any command been sent, the error would be StoreUnavailable.
-    store = make_unreachable(retry=None)
-    for name, operation in operations(store, bad).items():
-        if name == "create" and bad is None:
-            continue
-        with pytest.raises(InvalidSessionId):
-            operation()
-
-
 def test_uppercase_id_is_the_same_session(store: Store) -> None:
     sid = store.create()
     store.append(str(sid).upper(), AgentMessage.user("x", id="x"))
@@ -231,26 +220,6 @@ def test_a_failed_create_names_the_call_not_an_id_the_caller_never_saw(
     assert str(chosen.value).removeprefix(f"session `{SID}`: ") == str(generated.value).removeprefix(
         "create(): "
     )
-
-
-@pytest.mark.parametrize(
-    "options",
-    [{"ttl": 0}, {"ttl": -5}, {"max_messages": 0}, {"codec": "xml"}, {"prefix": "a*b"}, {"prefix": "{x}"}],
-    ids=repr,
-)
-def test_bad_store_options(make_store: MakeStore, options: dict[str, Any]) -> None:
-    with pytest.raises(ValueError, match=next(iter(options))):
-        make_store(**options)
-
-
-def test_decoding_client_is_refused(backend: Backend) -> None:
-    sync_client = backend.sync_client(decode_responses=True)
-    with pytest.raises(ValueError, match="decode_responses"):
-        SessionStore(sync_client)
-    sync_client.close()
-    async_client = backend.async_client(decode_responses=True)
-    with pytest.raises(ValueError, match="decode_responses"):
-        AsyncSessionStore(async_client)
 
 
 @pytest.mark.real

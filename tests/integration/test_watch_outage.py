@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import pytest
 import redis
@@ -19,6 +18,7 @@ import redis
 from redis_sessions import AsyncSessionStore, RetryPolicy, SessionStore, StoreUnavailable
 from redis_sessions.embedded import RedisServer
 from tests.integration.durable_support import require_redis_server
+from tests.support import wait_until
 
 pytestmark = pytest.mark.real
 
@@ -31,14 +31,6 @@ def server() -> Iterator[RedisServer]:
     require_redis_server()
     with RedisServer() as running:
         yield running
-
-
-def wait_until(condition: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not within {timeout} s: {what}")
-        time.sleep(0.005)
 
 
 def kill_once_waiting(server: RedisServer) -> threading.Thread:
@@ -55,7 +47,7 @@ def kill_once_waiting(server: RedisServer) -> threading.Thread:
                 subscribed = admin.client_list(_type="pubsub")
                 return bool(subscribed) and int(stats.get("calls", 0)) > reads
 
-            wait_until(waiting, 10, "the watcher subscribed and read")
+            wait_until(waiting, "the watcher subscribed and read", 10)
         assert server.process is not None
         server.process.kill()
         server.process.wait(10)

@@ -27,6 +27,9 @@ from redis_sessions import (
     Text,
     ToolUse,
 )
+from redis_sessions import _admin as admin
+from redis_sessions import _read as read
+from redis_sessions import _write as write
 from redis_sessions._core import DEFAULT_MAX_MESSAGE_BYTES, SCRIPTS, StoreCore, check_client, ttl_ms
 from redis_sessions._read import load, messages
 from redis_sessions.keys import dirty_key, live_keys, session_keys, tombstone_key
@@ -41,7 +44,6 @@ def core(**options: Any) -> StoreCore:
         "max_messages": None,
         "codec": "msgpack",
         "max_message_bytes": DEFAULT_MAX_MESSAGE_BYTES,
-        "cache_messages": 0,
     }
     return StoreCore(**{**settings_, **options})
 
@@ -137,7 +139,7 @@ def test_check_client_refuses_decoded_responses() -> None:
 
 
 def test_create_call() -> None:
-    call = core(ttl=5, max_messages=7).create("m", 3, "sys", {"k": "v"}, SID)
+    call = write.create(core(ttl=5, max_messages=7), "m", 3, "sys", {"k": "v"}, SID)
     assert (call.op, call.sid, call.script) == ("create", SID, "create")
     assert call.keys == (*session_keys("rs", SID), dirty_key("rs", SID, False))
     version, codec, token, ttl, max_messages, *fields = call.args
@@ -148,14 +150,14 @@ def test_create_call() -> None:
 
 
 def test_create_without_id_makes_a_fresh_uuid4() -> None:
-    made = {core().create("", 0, None, None, None).sid for _ in range(50)}
+    made = {write.create(core(), "", 0, None, None, None).sid for _ in range(50)}
     assert len(made) == 50
     assert all(isinstance(s, uuid.UUID) and s.version == 4 for s in made)
 
 
 def test_create_tokens_differ_per_call() -> None:
     c = core()
-    assert c.create("", 0, None, None, SID).args[2] != c.create("", 0, None, None, SID).args[2]
+    assert write.create(c, "", 0, None, None, SID).args[2] != write.create(c, "", 0, None, None, SID).args[2]
 
 
 @pytest.mark.parametrize(
@@ -172,26 +174,26 @@ def test_create_tokens_differ_per_call() -> None:
 )
 def test_create_validates_before_any_io(model: Any, max_turns: Any, system: Any, metadata: Any) -> None:
     with pytest.raises(TypeError) as info:
-        core().create(model, max_turns, system, metadata, SID)
+        write.create(core(), model, max_turns, system, metadata, SID)
     assert str(SID) in str(info.value)
 
 
 def test_extend_call_layout() -> None:
     c = core(ttl=1, max_messages=10)
     first, second = AgentMessage.user("a", id="i1"), AgentMessage.user("b", id="i2")
-    call = c.extend(str(SID), [first, second], 4)
+    call = write.extend(c, str(SID), [first, second], 4)
     assert (call.op, call.sid, call.script) == ("append", SID, "append")
     assert call.keys == (*session_keys("rs", SID), *live_keys("rs", SID), dirty_key("rs", SID, False))
     encoded = (c.encode(SID, first), c.encode(SID, second))
     assert call.args == ("1", "msgpack", "4", "", "i1", encoded[0], "i2", encoded[1])
-    assert core().extend(SID, [], None).args == ("1", "msgpack", "", "")
-    assert core().extend(SID, [], None, fence=7).args == ("1", "msgpack", "", 7)
+    assert write.extend(core(), SID, [], None).args == ("1", "msgpack", "", "")
+    assert write.extend(core(), SID, [], None, fence=7).args == ("1", "msgpack", "", 7)
 
 
 @pytest.mark.parametrize("expected", [-1, "3", 1.0])
 def test_expected_seq_must_be_a_non_negative_int(expected: Any) -> None:
     with pytest.raises(TypeError, match="expected_seq"):
-        core().extend(SID, [AgentMessage.user("x")], expected)
+        write.extend(core(), SID, [AgentMessage.user("x")], expected)
 
 
 @pytest.mark.parametrize("sid", ["*", "a}b", "\n", None, 123, b"x", f"{{{SID}}}"], ids=repr)
@@ -199,35 +201,35 @@ def test_every_operation_validates_the_id_first(sid: Any) -> None:
     c = core()
     message = AgentMessage.user("x")
     operations = [
-        lambda: c.extend(sid, [message], None),
+        lambda: write.extend(c, sid, [message], None),
         lambda: messages(c, sid, 0, None),
         lambda: load(c, sid),
-        lambda: c.exists(sid),
-        lambda: c.delete(sid),
-        lambda: c.set_metadata(sid, {"a": "b"}),
+        lambda: read.exists(c, sid),
+        lambda: write.delete(c, sid),
+        lambda: write.set_metadata(c, sid, {"a": "b"}),
     ]
     for operation in operations:
         with pytest.raises(InvalidSessionId):
             operation()
     if sid is not None:
         with pytest.raises(InvalidSessionId):
-            c.create("", 0, None, None, sid)
+            write.create(c, "", 0, None, None, sid)
 
 
 def test_set_metadata_call_layout() -> None:
-    call = core(ttl=2).set_metadata(SID, {"a": "1", "gone": None, "b": "2"})
+    call = write.set_metadata(core(ttl=2), SID, {"a": "1", "gone": None, "b": "2"})
     assert call.args == ("1", 2, "m:a", "1", "m:b", "2", "m:gone")
 
 
 @pytest.mark.parametrize("updates", [{"a": 1}, {"": "x"}, {"": None}, {3: "x"}, [("a", "b")]], ids=repr)
 def test_set_metadata_validates(updates: Any) -> None:
     with pytest.raises(TypeError):
-        core().set_metadata(SID, updates)
+        write.set_metadata(core(), SID, updates)
 
 
 def test_delete_and_exists_calls() -> None:
     keys = session_keys("rs", SID)
-    delete = core().delete(SID)
+    delete = write.delete(core(), SID)
     assert delete.script == "delete"
     assert delete.keys == (
         *keys,
@@ -236,13 +238,13 @@ def test_delete_and_exists_calls() -> None:
         tombstone_key("rs", SID),
     )
     assert (delete.parse(3), delete.parse(0)) == (True, False)
-    exists = core().exists(SID)
+    exists = read.exists(core(), SID)
     assert exists.args == ("EXISTS", keys.meta)
     assert (exists.parse(1), exists.parse(0)) == (True, False)
 
 
 def test_scan_call() -> None:
-    call = core(prefix="app").scan(17)
+    call = admin.scan(core(prefix="app"), 17)
     assert call.args[:4] == ("SCAN", 17, "MATCH", "app:{*}:meta")
     assert call.parse([b"0", [session_keys("app", SID).meta.encode()]]) == (0, [SID])
 

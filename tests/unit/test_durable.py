@@ -12,9 +12,7 @@ from redis_sessions._core import StoreCore
 from redis_sessions._durable import restore
 
 SID = uuid.UUID("a1b2c3d4-e5f6-4a7b-8c9d-0e1f2a3b4c5d")
-CORE = StoreCore(
-    prefix="rs", ttl=None, max_messages=None, codec="msgpack", max_message_bytes=1 << 20, cache_messages=0
-)
+CORE = StoreCore(prefix="rs", ttl=None, max_messages=None, codec="msgpack", max_message_bytes=1 << 20)
 
 
 def test_a_newer_schema_is_refused_before_anything_is_sent() -> None:

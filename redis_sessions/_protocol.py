@@ -1,0 +1,124 @@
+"""The protocol between the Lua scripts and Python: what a script's status code means.
+
+Every script that answers with a status replies ``{status, ...}``, the status one of ``Status``; its
+header names the statuses it returns (``-- Status: OK=0 NOT_FOUND=1 ...``) and
+``tests/unit/test_protocol.py`` checks each header, and each ``return {n`` in the script, against this
+enum. Python never compares a reply with a bare number: it names the status. ``ERRORS`` is the one
+table from a refusing status to the exception it stands for.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from enum import IntEnum
+from typing import Any, Final, NamedTuple
+
+from .errors import (
+    BackingMismatch,
+    CodecMismatch,
+    ConflictError,
+    CorruptSession,
+    LeaseHeld,
+    LeaseLost,
+    MessagesTrimmed,
+    SchemaVersionError,
+    SessionError,
+    SessionExists,
+    SessionNotFound,
+    StoreError,
+)
+from .models import SessionId
+
+__all__ = ["ERRORS", "OK", "Refusal", "Status", "error_for"]
+
+
+class Status(IntEnum):
+    """The first item of a script's reply."""
+
+    OK = 0
+    NOT_FOUND = 1  # no meta hash: the session does not exist (or expired)
+    VERSION_MISMATCH = 2  # {2, version}: stored by another schema version
+    CONFLICT = 3  # {3, seq}: expected seq differs; {3, epoch} (sync_mark): another incarnation;
+    # {3, synced seq} (rebind): the old record took more meanwhile
+    EXISTS = 4  # the id is taken
+    CODEC = 5  # {5, codec}: stored with another codec
+    CORRUPT = 6  # {6, detail}: the meta hash is unusable
+    TRIMMED = 7  # {7, first seq}: the messages asked for were trimmed away
+    LEASE_HELD = 8  # {8, holder}: another owner holds the lease
+    LEASE_LOST = 9  # {9, token}: the fencing token is not the live lease's
+    EVICTED = 10  # a durable session lost its list or ids to eviction
+    DELETED = 11  # (sync_mark) this very incarnation was deleted
+    DURABLE = 12  # (pop) not supported on a durable session
+    OTHER_RECORD = 13  # {13, record id}: the session is bound to another backing record
+
+
+OK: Final = Status.OK
+"""``Status.OK`` as a plain global: the hot paths compare with it (an enum attribute costs ~70 ns)."""
+
+
+class Refusal(NamedTuple):
+    """A refusing reply and what the call knew when it was sent, for building the error."""
+
+    sid: SessionId
+    detail: str
+    schema: int  # the schema version this store writes
+    codec: str  # the codec this store writes
+    op: str
+    prefix: str = ""  # the store's key prefix
+    record: str = ""  # the backing record the call was made for
+    expected: int | None = None  # the caller's expected_seq
+    token: int | None = None  # the caller's fencing token
+    after: int = -1  # the seq a read asked for messages after
+
+
+def _version(r: Refusal) -> SessionError:
+    return SchemaVersionError(r.sid, int(r.detail) if r.detail.isdigit() else r.detail, r.schema)
+
+
+def _conflict(r: Refusal) -> SessionError:
+    return ConflictError(r.sid, -1 if r.expected is None else r.expected, int(r.detail))
+
+
+ERRORS: Final[Mapping[Status, Callable[[Refusal], SessionError]]] = {
+    Status.NOT_FOUND: lambda r: SessionNotFound(r.sid),
+    Status.VERSION_MISMATCH: _version,
+    Status.CONFLICT: _conflict,
+    Status.EXISTS: lambda r: SessionExists(r.sid),
+    Status.CODEC: lambda r: CodecMismatch(r.sid, r.detail, r.codec),
+    Status.CORRUPT: lambda r: CorruptSession(r.sid, r.detail),
+    Status.TRIMMED: lambda r: MessagesTrimmed(r.sid, r.after, int(r.detail)),
+    Status.LEASE_HELD: lambda r: LeaseHeld(r.sid, r.detail),
+    Status.LEASE_LOST: lambda r: LeaseLost(r.sid, r.token),
+    Status.EVICTED: lambda r: CorruptSession(
+        r.sid, "Redis evicted part of it (a backing store restores it)", evicted=True
+    ),
+    Status.DURABLE: lambda r: StoreError(
+        r.op, r.sid, "not supported on a durable session: its backing store keeps every message"
+    ),
+    Status.OTHER_RECORD: lambda r: BackingMismatch(f"prefix {r.prefix!r}", r.detail, r.record, r.sid),
+}
+"""The error each refusing status stands for. (``DELETED`` is an answer, not an error: the one
+script that returns it, ``sync_mark``, reports it to the write-behind worker.)"""
+
+
+def error_for(
+    reply: Sequence[Any],
+    sid: SessionId,
+    *,
+    schema: int,
+    codec: str,
+    op: str,
+    prefix: str = "",
+    record: str = "",
+    expected: int | None = None,
+    token: int | None = None,
+    after: int = -1,
+) -> SessionError:
+    """The typed error a refusing reply stands for (``CorruptSession`` for a status no table
+    entry knows: a script and this module out of step)."""
+    raw = reply[1] if len(reply) > 1 else b""
+    detail = raw.decode("utf-8", "backslashreplace") if isinstance(raw, bytes) else str(raw)
+    make = ERRORS.get(reply[0])
+    if make is None:
+        return CorruptSession(sid, f"unexpected script status {list(reply)!r}")
+    return make(Refusal(sid, detail, schema, codec, op, prefix, record, expected, token, after))

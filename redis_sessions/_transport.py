@@ -1,0 +1,199 @@
+"""``Transport``: how a call of the sans-IO core reaches Redis, for ``SessionStore``.
+
+GENERATED from ``_aio_transport.py`` by ``python tools/unasync.py``: do not edit; edit the source and
+regenerate. See the source's docstring.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import redis.exceptions
+from redis.cluster import RedisCluster
+
+from ._calls import Call, Command, Script, Transaction
+from ._core import SCRIPTS, SHAS, StoreCore
+from ._live import PUBSUB_PROBE, SHARDED_FROM
+from ._replication import WRITE_SCRIPTS, Wait, Waited, handover
+from .errors import StoreUnavailable
+from .models import SessionId
+from .retry import REFUSED, TRANSIENT, RetryPolicy, driver_fault
+
+if TYPE_CHECKING:
+    from redis import Redis
+
+__all__ = ["Transport"]
+
+T = TypeVar("T")
+_FAILED = (redis.exceptions.RedisError, redis.exceptions.RedisClusterException)
+
+
+class Transport:
+    """Sends calls for one store: its client, its core, its retry policy and ``WAIT`` knob."""
+
+    def __init__(
+        self, client: Redis | RedisCluster, core: StoreCore, retry: RetryPolicy | None, wait: Wait | None
+    ) -> None:
+        self.client = client
+        self.core = core
+        self.retry = retry
+        self.wait = wait
+        self.cluster = isinstance(client, RedisCluster)
+        self.sharded: bool | None = None  # sharded pub/sub? asked of the server on first subscribe
+
+    def subscribe(self, sid: SessionId, channel: str) -> Any:
+        """A pub/sub connection listening on ``channel``; an outage is retried under the policy,
+        then ``StoreUnavailable``, as for any call."""
+        if self.sharded is None:
+            self.sharded = self.run(PUBSUB_PROBE) >= SHARDED_FROM
+
+        def subscribe() -> Any:
+            pubsub = self.client.pubsub()  # type: ignore[no-untyped-call, unused-ignore]
+            try:
+                if self.sharded:
+                    pubsub.ssubscribe(channel)
+                else:
+                    pubsub.subscribe(channel)
+            except BaseException:
+                pubsub.close()  # type: ignore[no-untyped-call, unused-ignore]
+                raise
+            return pubsub
+
+        try:
+            return subscribe()
+        except TRANSIENT as exc:
+            return self.retried("watch", sid, exc, subscribe)
+
+    def notified(self, pubsub: Any, timeout: float) -> None:
+        """Wait up to ``timeout`` seconds for a message on ``pubsub`` (from ``subscribe``)."""
+        if self.cluster and self.sharded:
+            pubsub.get_sharded_message(ignore_subscribe_messages=True, timeout=timeout)
+        else:
+            pubsub.get_message(ignore_subscribe_messages=True, timeout=timeout)
+
+    def scan_nodes(self) -> Sequence[Any]:
+        """Where SCAN must look: the one server (``None``), or each primary of a cluster."""
+        if not isinstance(self.client, RedisCluster):
+            return [None]
+        self.slot_map()
+        primaries: Sequence[Any] = self.client.get_primaries()  # type: ignore[no-untyped-call, unused-ignore]
+        return primaries
+
+    def slot_map(self) -> None:
+        """Load the cluster's slot map if the client has none yet (the asyncio one connects lazily)."""
+        if not self.client.get_primaries():  # type: ignore[union-attr, no-untyped-call, unused-ignore]
+            self.client.nodes_manager.initialize()  # type: ignore[union-attr]
+
+    def run(self, call: Call[T], node: Any = None) -> T:
+        """Send ``call`` and parse its reply: transport faults retried, refusals typed."""
+        try:
+            try:
+                reply = self._send(call, node)
+            except TRANSIENT as exc:
+                reply = self._resend(call, node, exc)
+            except (AttributeError, TypeError) as exc:
+                if not driver_fault(exc):  # see retry.driver_fault: a broken connection, retried
+                    raise
+                reply = self._resend(call, node, _broken(exc))
+        except _FAILED as exc:
+            fallback: Script[T] | None = call.fallback if isinstance(call, Transaction) else None
+            if fallback is not None and self.core.out_of_memory(exc):
+                return self.run(fallback, node)
+            raise self.core.refused(call, exc) from exc
+        if type(reply) is Waited:
+            result = call.parse(reply.reply)  # the script's own verdict first, then replication's
+            self.wait.check(call, reply.acknowledged)  # type: ignore[union-attr]
+            return result
+        return call.parse(reply)
+
+    def _send(self, call: Call[Any], node: Any = None) -> Any:
+        """One round trip for ``call``, by its shape (``_calls``)."""
+        if isinstance(call, Script):
+            # EVALSHA straight away: redis-py's Script wrapper costs ~7 us of CPU per call, 10 % of
+            # an append. A server that lost its script cache (restart, SCRIPT FLUSH) gets it again.
+            command = ("EVALSHA", SHAS[call.script], len(call.keys), *call.keys, *call.args)
+            if self.wait is not None and call.script in WRITE_SCRIPTS:
+                return self._send_waited(call.keys[0], command, self.wait.command, call.script)
+            try:
+                return self.client.execute_command(*command)  # type: ignore[no-untyped-call, unused-ignore]
+            except redis.exceptions.NoScriptError:
+                # EVAL runs the script and caches it in one step: no SCRIPT FLUSH can slip in
+                # between loading and running it, as it could between SCRIPT LOAD and EVALSHA.
+                source = ("EVAL", SCRIPTS[call.script], *command[2:])
+                return self.client.execute_command(*source)  # type: ignore[no-untyped-call, unused-ignore]
+        if not isinstance(call, Command):  # a Transaction (MULTI/EXEC) or a Pipeline
+            with self.client.pipeline(transaction=isinstance(call, Transaction)) as pipe:
+                for command in call.multi:
+                    pipe.execute_command(*command)  # type: ignore[no-untyped-call, unused-ignore]
+                return pipe.execute()
+        if node is not None:
+            return self.client.execute_command(*call.args, target_nodes=node)  # type: ignore[no-untyped-call, unused-ignore]
+        return self.client.execute_command(*call.args)  # type: ignore[no-untyped-call, unused-ignore]
+
+    def _send_waited(
+        self, key: str, command: tuple[Any, ...], wait: tuple[Any, ...], script: str
+    ) -> Waited:
+        """The write script and ``WAIT`` in one pipeline, so both use one connection to one node."""
+        if self.cluster:
+            self.slot_map()
+        for _ in range(3):
+            node = self.client.get_node_from_key(key) if self.cluster else None  # type: ignore[union-attr]
+            target = {} if node is None else {"target_nodes": node}
+            with self.client.pipeline(transaction=False) as pipe:
+                pipe.execute_command(*command)  # type: ignore[no-untyped-call, unused-ignore]
+                pipe.execute_command(*wait, **target)  # type: ignore[no-untyped-call, unused-ignore]
+                reply, acknowledged = pipe.execute(raise_on_error=False)
+            if isinstance(reply, redis.exceptions.NoScriptError):
+                self.client.script_load(SCRIPTS[script])
+                continue
+            if node is not None and self.client.get_node_from_key(key) is not node:  # type: ignore[union-attr]
+                # The slot moved (a failover, a resharding): the script followed the redirection,
+                # but WAIT asked the old owner, and may have failed there. Again: appends are
+                # idempotent, and a replay is itself a write that the next WAIT covers.
+                continue
+            if isinstance(reply, Exception):
+                raise reply
+            if isinstance(acknowledged, Exception):
+                raise handover(acknowledged)
+            return Waited(reply, int(acknowledged))
+        raise redis.exceptions.TryAgainError(f"the owner of {key!r} kept changing; WAIT not confirmed")
+
+    def _resend(self, call: Call[Any], node: Any, error: Exception) -> Any:
+        """Retry a call whose first try failed in transport; the failure counts as attempt 1."""
+        return self.retried(call.op, call.sid, error, lambda: self._send(call, node))
+
+    def retried(
+        self, op: str, sid: SessionId | None, error: Exception, again: Callable[[], Any]
+    ) -> Any:
+        """Retry ``again()`` under the retry policy after its first try failed in transport
+        with ``error`` (attempt 1); ``StoreUnavailable`` when the policy gives up."""
+        if isinstance(error, REFUSED):
+            raise error
+        if self.retry is None:
+            raise StoreUnavailable(op, sid, 1, error) from error
+        pending, attempts = [error], 0
+        try:
+            for attempt in self.retry.retrying():
+                with attempt:
+                    attempts = attempt.retry_state.attempt_number
+                    if pending:
+                        raise pending.pop()
+                    try:
+                        return again()
+                    except (AttributeError, TypeError) as exc:
+                        if not driver_fault(exc):
+                            raise
+                        raise _broken(exc) from exc
+        except REFUSED:
+            raise
+        except TRANSIENT as exc:
+            raise StoreUnavailable(op, sid, attempts, exc) from exc
+        raise AssertionError("unreachable: tenacity returns or raises")
+
+
+def _broken(error: Exception) -> redis.exceptions.ConnectionError:
+    """A fault inside redis-py's connection code, as the connection error it stands for."""
+    broken = redis.exceptions.ConnectionError(f"redis-py connection fault: {error!r}")
+    broken.__cause__ = error
+    return broken

@@ -1,0 +1,107 @@
+"""Sans-IO writes of a conversation: ``create``, ``extend`` (``append`` is a batch of one),
+``set_metadata`` and ``delete``, each ``op(core, ...) -> Call`` as every operation is (``_calls``).
+
+Appends are idempotent (a message id already stored is not stored again) and fenced (a lease's token
+that is not the live one is refused), both inside ``append.lua``: a retried call is harmless.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from ._calls import Script
+from ._core import StoreCore
+from ._protocol import OK
+from .errors import InvalidArgumentType
+from .keys import dirty_key, script_keys, session_id, session_keys, tombstone_key
+from .models import AgentMessage, SessionId
+
+__all__ = ["create", "delete", "extend", "set_metadata"]
+
+
+def create(
+    core: StoreCore,
+    model: str,
+    max_turns: int,
+    system_message: str | None,
+    metadata: Mapping[str, str] | None,
+    sid: object,
+) -> Script[SessionId]:
+    """A new session (a fresh id unless ``sid``); ``SessionExists`` if the id is taken."""
+    given, sid = sid is not None, uuid.uuid4() if sid is None else session_id(sid)
+    try:
+        fields = core.header(sid, model, max_turns, system_message, metadata)
+    except InvalidArgumentType as exc:  # nothing was sent: name the call, not an id never seen
+        if given:
+            raise
+        raise InvalidArgumentType("create(): " + str(exc).removeprefix(f"session `{sid}`: ")) from None
+    if core.durable:
+        fields += ["durable", 1, "record", core.record]
+    keys = (*session_keys(core.prefix, sid), dirty_key(core.prefix, sid, core.cluster))
+    token = uuid.uuid4().hex
+    args = (core.version, core.codec.name, token, core.ttl_ms, core.max_messages, *fields)
+
+    def parse(reply: list[Any]) -> SessionId:
+        core.check(sid, reply)
+        return sid
+
+    return Script("create", sid, "create", keys, args, parse)
+
+
+def extend(
+    core: StoreCore,
+    sid: object,
+    messages: Iterable[AgentMessage],
+    expected_seq: int | None,
+    fence: int | None = None,
+) -> Script[int]:
+    """Append ``messages`` all or nothing; the seq after them. (The hot path: keep it lean.)"""
+    sid = session_id(sid)
+    if fence is not None and (type(fence) is not int or fence < 1):
+        raise InvalidArgumentType("fence must be a lease token (an int >= 1) or None", sid)
+    args: list[Any] = [core.version, core.codec.name, _expected(sid, expected_seq)]
+    args.append("" if fence is None else fence)
+    for message in messages:
+        data = core.encode(sid, message)
+        args += [message.id, data]
+
+    def parse(reply: list[Any]) -> int:
+        if reply[0] != OK:
+            core.check(sid, reply, expected_seq, token=fence)
+        return int(reply[1])
+
+    return Script("append", sid, "append", script_keys(core.prefix, sid, core.cluster), tuple(args), parse)
+
+
+def set_metadata(core: StoreCore, sid: object, updates: Mapping[str, str | None]) -> Script[None]:
+    """Set the keys of ``updates`` whose value is a str and remove those whose value is ``None``."""
+    sid = session_id(sid)
+    if not isinstance(updates, Mapping):
+        raise InvalidArgumentType("metadata updates must be a mapping", sid)
+    sets = [(k, v) for k, v in updates.items() if v is not None]
+    dels = [core.metadata_field(sid, k) for k, v in updates.items() if v is None]
+    pairs = [item for pair in core.metadata_fields(sid, dict(sets)) for item in pair]
+    args = (core.version, len(sets), *pairs, *dels)
+
+    def parse(reply: list[Any]) -> None:
+        core.check(sid, reply)
+
+    keys = (*session_keys(core.prefix, sid), dirty_key(core.prefix, sid, core.cluster))
+    return Script("set_metadata", sid, "set_metadata", keys, args, parse)
+
+
+def delete(core: StoreCore, sid: object) -> Script[bool]:
+    """Delete every key of the session; whether there was one."""
+    sid = session_id(sid)
+    keys = (*script_keys(core.prefix, sid, core.cluster), tombstone_key(core.prefix, sid))
+    return Script("delete", sid, "delete", keys, (), bool)
+
+
+def _expected(sid: SessionId, expected_seq: int | None) -> str:
+    if expected_seq is None:
+        return ""
+    if not isinstance(expected_seq, int) or expected_seq < 0:
+        raise InvalidArgumentType("expected_seq must be an int >= 0 or None", sid)
+    return str(expected_seq)

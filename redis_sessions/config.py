@@ -1,0 +1,73 @@
+"""``StoreConfig``: a store's own options, frozen, and how ``from_url`` & co. tell them from the
+options of the Redis client they make.
+
+The store's options are exactly ``StoreConfig``'s fields (one list, not a second one kept by hand);
+every other keyword goes to redis-py, with the defaults below.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any, Final
+
+from ._core import DEFAULT_CACHE_MESSAGES, DEFAULT_MAX_MESSAGE_BYTES
+from .retry import RetryPolicy
+
+if TYPE_CHECKING:
+    from .persistence import PersistenceAdapter
+
+__all__ = ["CLIENT_DEFAULTS", "DEFAULT_RETRY", "StoreConfig"]
+
+DEFAULT_RETRY: Final = RetryPolicy()
+"""The retry policy a store has unless told otherwise."""
+
+CLIENT_DEFAULTS: Final[Mapping[str, Any]] = {"socket_timeout": 5.0, "socket_connect_timeout": 5.0}
+"""Client options a store's own client gets unless given: a stalled server cannot hang a caller."""
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class StoreConfig:
+    """What a store is configured with (``SessionStore(client, **options)`` takes the same names).
+
+    ``prefix``: the key prefix. ``ttl`` (seconds or a ``timedelta``; ``None`` = never expire) and
+    ``max_messages`` (keep only the newest; ``None`` = all) are recorded by ``create`` and kept by
+    the session, whoever writes to it. ``codec``: how new sessions store messages (``"msgpack"`` or
+    ``"json"``). ``max_message_bytes``: the largest encoded message accepted. ``cache_messages``:
+    the bound of the history cache (``0`` turns it off). ``retry``: the one retry policy for
+    transport errors (the store turns its client's own retry off); ``None``: the store does not
+    retry, and leaves its client's retry as it was configured. ``wait_replicas`` / ``wait_timeout``:
+    ``WAIT`` for that many replicas after each write (``0``: off). ``backing``: a
+    ``redis_sessions.persistence`` adapter, which makes Redis the cache of a durable store.
+    """
+
+    prefix: str = "rs"
+    ttl: float | timedelta | None = None
+    max_messages: int | None = None
+    codec: str = "msgpack"
+    max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
+    cache_messages: int = DEFAULT_CACHE_MESSAGES
+    retry: RetryPolicy | None = DEFAULT_RETRY
+    wait_replicas: int = 0
+    wait_timeout: float | timedelta = 1.0
+    backing: PersistenceAdapter | None = None
+
+    @classmethod
+    def split(cls, options: Mapping[str, Any]) -> tuple[StoreConfig, dict[str, Any]]:
+        """``options`` as the store's configuration and the options left, as given, for its client."""
+        names = {field.name for field in dataclasses.fields(cls)}
+        config = cls(**{k: v for k, v in options.items() if k in names})
+        return config, {k: v for k, v in options.items() if k not in names}
+
+    def client_options(self, given: Mapping[str, Any], no_retry: Any) -> dict[str, Any]:
+        """The options a client the store makes gets: ``given``, ``CLIENT_DEFAULTS`` where not given,
+        and ``no_retry`` (redis-py's retry turned off) when the store does the retrying."""
+        options = {**CLIENT_DEFAULTS, **given}
+        if self.retry is not None:
+            options["retry"] = no_retry
+        return options
+
+    def store_options(self) -> dict[str, Any]:
+        """The configuration as keyword arguments for a store's constructor."""
+        return {field.name: getattr(self, field.name) for field in dataclasses.fields(self)}

@@ -1,0 +1,52 @@
+"""Each redis-py workaround in ``redis_sessions.compat`` is still needed by the installed redis-py;
+when one of these fails, redis-py fixed the bug (or changed): remove or re-check the workaround."""
+
+from __future__ import annotations
+
+import redis
+import redis.asyncio
+import redis.asyncio.retry
+import redis.retry
+from redis.backoff import NoBackoff
+
+from redis_sessions.compat import CHECKED_UP_TO, REDIS_PY, turn_off_client_retry
+from redis_sessions.retry import NO_CLIENT_RETRY
+
+
+def test_the_installed_redis_py_is_one_the_workarounds_were_checked_against() -> None:
+    assert (5, 2) <= REDIS_PY <= CHECKED_UP_TO, (
+        f"redis-py {redis.__version__}: check each workaround in redis_sessions/compat.py against it,"
+        " then raise CHECKED_UP_TO"
+    )
+
+
+def test_sync_set_retry_still_fails_on_a_blocking_pool() -> None:
+    client = redis.Redis.from_pool(redis.BlockingConnectionPool())  # type: ignore[no-untyped-call]
+    try:
+        client.set_retry(redis.retry.Retry(NoBackoff(), 0))
+    except AttributeError:
+        pass  # still broken: turn_off_client_retry's fallback is needed
+    else:
+        raise AssertionError("redis-py's set_retry works on a BlockingConnectionPool now: drop the fallback")
+    finally:
+        client.close()
+
+
+def test_turn_off_client_retry_reaches_a_blocking_pools_connections() -> None:
+    client = redis.Redis.from_pool(redis.BlockingConnectionPool())  # type: ignore[no-untyped-call]
+    try:
+        turn_off_client_retry(client, NO_CLIENT_RETRY)
+        assert client.get_connection_kwargs()["retry"] is NO_CLIENT_RETRY
+    finally:
+        client.close()
+
+
+def test_driver_fault_names_the_module_it_matches() -> None:
+    # driver_fault matches tracebacks ending in redis-py's connection modules: they must exist.
+    import redis.asyncio.connection
+    import redis.connection
+
+    assert redis.connection.__file__ is not None
+    assert redis.connection.__file__.endswith("connection.py")
+    assert redis.asyncio.connection.__file__ is not None
+    assert redis.asyncio.connection.__file__.endswith("connection.py")
