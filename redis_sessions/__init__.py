@@ -4,8 +4,11 @@
 have the same methods; messages are msgspec Structs; every error derives from ``SessionError``.
 """
 
+from ._aio_reply import AsyncReplyStream
 from ._live import Appended
-from .aio import AsyncLease, AsyncSessionStore
+from ._partial import Aborted, Delta
+from ._reply import ReplyStream
+from .aio import AsyncLease, AsyncSessionStore, AsyncToolCall
 from .errors import (
     BackingMismatch,
     CodecMismatch,
@@ -20,12 +23,15 @@ from .errors import (
     NotReplicated,
     PersistenceError,
     RecordMismatch,
+    ReplyClosed,
+    ReplyTooLarge,
     SchemaVersionError,
     SessionError,
     SessionExists,
     SessionNotFound,
     StoreError,
     StoreUnavailable,
+    ToolCallPending,
 )
 from .models import (
     SCHEMA_VERSION,
@@ -43,21 +49,25 @@ from .models import (
     ToolUse,
 )
 from .retry import RetryPolicy
-from .store import Lease, SessionStore
+from .store import Lease, SessionStore, ToolCall
 
 __version__ = "0.1.0"
 
 __all__ = [
     "SCHEMA_VERSION",
+    "Aborted",
     "AgentMessage",
     "Appended",
     "AsyncLease",
+    "AsyncReplyStream",
     "AsyncSessionStore",
+    "AsyncToolCall",
     "BackingMismatch",
     "CodecMismatch",
     "ConflictError",
     "ContentBlock",
     "CorruptSession",
+    "Delta",
     "Image",
     "InvalidMessage",
     "InvalidSessionId",
@@ -69,6 +79,9 @@ __all__ = [
     "NotReplicated",
     "PersistenceError",
     "RecordMismatch",
+    "ReplyClosed",
+    "ReplyStream",
+    "ReplyTooLarge",
     "RetryPolicy",
     "Role",
     "SchemaVersionError",
@@ -84,6 +97,8 @@ __all__ = [
     "StoreUnavailable",
     "Text",
     "Thinking",
+    "ToolCall",
+    "ToolCallPending",
     "ToolResult",
     "ToolUse",
 ]

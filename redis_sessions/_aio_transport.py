@@ -47,8 +47,8 @@ class AsyncTransport:
         self.cluster = isinstance(client, RedisCluster)
         self.sharded: bool | None = None  # sharded pub/sub? asked of the server on first subscribe
 
-    async def subscribe(self, sid: SessionId, channel: str) -> Any:
-        """A pub/sub connection listening on ``channel``; an outage is retried under the policy,
+    async def subscribe(self, sid: SessionId, *channels: str) -> Any:
+        """A pub/sub connection listening on ``channels``; an outage is retried under the policy,
         then ``StoreUnavailable``, as for any call."""
         if self.sharded is None:
             self.sharded = await self.run(PUBSUB_PROBE) >= SHARDED_FROM
@@ -57,9 +57,9 @@ class AsyncTransport:
             pubsub = self.client.pubsub()  # type: ignore[no-untyped-call, unused-ignore]
             try:
                 if self.sharded:
-                    await pubsub.ssubscribe(channel)
+                    await pubsub.ssubscribe(*channels)
                 else:
-                    await pubsub.subscribe(channel)
+                    await pubsub.subscribe(*channels)
             except BaseException:
                 await pubsub.aclose()  # type: ignore[no-untyped-call, unused-ignore]
                 raise
@@ -70,12 +70,14 @@ class AsyncTransport:
         except TRANSIENT as exc:
             return await self.retried("watch", sid, exc, subscribe)
 
-    async def notified(self, pubsub: Any, timeout: float) -> None:
-        """Wait up to ``timeout`` seconds for a message on ``pubsub`` (from ``subscribe``)."""
+    async def notified(self, pubsub: Any, timeout: float) -> bool:
+        """Wait up to ``timeout`` seconds for a message on ``pubsub`` (from ``subscribe``); whether
+        one came."""
         if self.cluster and self.sharded:
-            await pubsub.get_sharded_message(ignore_subscribe_messages=True, timeout=timeout)
+            got = await pubsub.get_sharded_message(ignore_subscribe_messages=True, timeout=timeout)
         else:
-            await pubsub.get_message(ignore_subscribe_messages=True, timeout=timeout)
+            got = await pubsub.get_message(ignore_subscribe_messages=True, timeout=timeout)
+        return got is not None
 
     async def scan_nodes(self) -> Sequence[Any]:
         """Where SCAN must look: the one server (``None``), or each primary of a cluster."""

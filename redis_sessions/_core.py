@@ -54,7 +54,7 @@ T = TypeVar("T")
 Messages = list[AgentMessage]
 
 _PREAMBLE: Final = resources.files(__package__).joinpath("scripts", "_preamble.lua").read_text("utf-8")
-_SHARED: Final = re.compile(r"\b(?:version_refusal|decimal_seq|corrupt_seq)\(")
+_SHARED: Final = re.compile(r"\b(?:version_refusal|decimal_seq|corrupt_seq|push_messages)\(")
 
 
 def _script(name: str) -> str:
@@ -85,6 +85,9 @@ SCRIPTS: Final[dict[str, str]] = {
         "rebind",
         "dirty",
         "sync_lease",
+        "stream_write",
+        "stream_abort",
+        "tool_call",
     )
 }
 """Lua sources by name, read once from the package's ``scripts/*.lua`` files (with the shared
@@ -217,6 +220,8 @@ class StoreCore:
         record: str = "",
         token: int | None = None,
         after: int = -1,
+        message_id: str = "",
+        tool_use_id: str = "",
     ) -> None:
         """Turn a script's status reply into the typed error it stands for (``_protocol.ERRORS``)."""
         if reply[0] != OK:
@@ -231,6 +236,8 @@ class StoreCore:
                 expected=expected,
                 token=token,
                 after=after,
+                message_id=message_id,
+                tool_use_id=tool_use_id,
             )
 
     @staticmethod

@@ -26,11 +26,22 @@ PUBSUB_PROBE: Final = Command[int]("watch", None, (), ("EVAL", "return redis.RED
 SHARDED_FROM: Final = 0x070000
 
 
-class Appended(NamedTuple):
-    """A message as a watcher sees it: with its sequence number, to resume from after a restart."""
-
+class _SeqMessage(NamedTuple):
     seq: int
     message: AgentMessage
+
+
+class Appended(_SeqMessage):
+    """A message as a watcher sees it: with its sequence number, to resume from after a restart.
+
+    A pair, so ``for seq, message in store.watch(...)`` unpacks it. In a partial watch
+    (``watch(..., partial=True)``) it also has ``event_id``, to resume right after it, and, when it
+    is the final message of a streamed reply, ``deltas``: it completes that reply's deltas
+    ``0 .. deltas - 1`` (``message.id`` is their ``message_id``). Elsewhere both are ``None``.
+    """
+
+    event_id: str | None = None
+    deltas: int | None = None
 
 
 class Batch(NamedTuple):

@@ -21,11 +21,14 @@ from .errors import (
     LeaseHeld,
     LeaseLost,
     MessagesTrimmed,
+    ReplyClosed,
+    ReplyTooLarge,
     SchemaVersionError,
     SessionError,
     SessionExists,
     SessionNotFound,
     StoreError,
+    ToolCallPending,
 )
 from .models import SessionId
 
@@ -50,6 +53,11 @@ class Status(IntEnum):
     DELETED = 11  # (sync_mark) this very incarnation was deleted
     DURABLE = 12  # (pop) not supported on a durable session
     OTHER_RECORD = 13  # {13, record id}: the session is bound to another backing record
+    REPLY_CLOSED = 14  # {14, 'finished' | 'aborted' | 'expired'}: a streamed reply takes no more writes
+    REPLY_FULL = 15  # {15, 'deltas' | 'bytes', limit}: a streamed reply would pass its bound
+    # 20-29: tool calls (tool_call.lua)
+    TOOL_PENDING = 20  # {20, holder, ms left, attempt}: another live claim on the tool call
+    TOOL_DONE = 21  # {21, attempt, seq, encoded message}: (claim) its result is stored already
 
 
 OK: Final = Status.OK
@@ -69,6 +77,9 @@ class Refusal(NamedTuple):
     expected: int | None = None  # the caller's expected_seq
     token: int | None = None  # the caller's fencing token
     after: int = -1  # the seq a read asked for messages after
+    message_id: str = ""  # the streamed reply a call was about
+    tool_use_id: str = ""  # the tool call a tool_call script was about
+    reply: Sequence[Any] = ()  # the whole reply, for the statuses that carry more than one detail
 
 
 def _version(r: Refusal) -> SessionError:
@@ -77,6 +88,15 @@ def _version(r: Refusal) -> SessionError:
 
 def _conflict(r: Refusal) -> SessionError:
     return ConflictError(r.sid, -1 if r.expected is None else r.expected, int(r.detail))
+
+
+def _pending(r: Refusal) -> SessionError:
+    ms_left, attempt = (int(n) for n in r.reply[2:4]) if len(r.reply) >= 4 else (0, 0)
+    return ToolCallPending(r.sid, r.tool_use_id, r.detail, attempt, ms_left / 1000)
+
+
+def _full(r: Refusal) -> SessionError:
+    return ReplyTooLarge(r.sid, r.message_id, r.detail, int(_text(r.reply[2])) if len(r.reply) > 2 else 0)
 
 
 ERRORS: Final[Mapping[Status, Callable[[Refusal], SessionError]]] = {
@@ -96,9 +116,13 @@ ERRORS: Final[Mapping[Status, Callable[[Refusal], SessionError]]] = {
         r.op, r.sid, "not supported on a durable session: its backing store keeps every message"
     ),
     Status.OTHER_RECORD: lambda r: BackingMismatch(f"prefix {r.prefix!r}", r.detail, r.record, r.sid),
+    Status.REPLY_CLOSED: lambda r: ReplyClosed(r.sid, r.message_id, r.detail),
+    Status.REPLY_FULL: _full,
+    Status.TOOL_PENDING: _pending,
 }
-"""The error each refusing status stands for. (``DELETED`` is an answer, not an error: the one
-script that returns it, ``sync_mark``, reports it to the write-behind worker.)"""
+"""The error each refusing status stands for. (``DELETED`` and ``TOOL_DONE`` are answers, not
+errors: ``sync_mark`` reports the one to the write-behind worker, ``tool_call`` the other to a
+claimant, whose tool then does not run.)"""
 
 
 def error_for(
@@ -113,12 +137,20 @@ def error_for(
     expected: int | None = None,
     token: int | None = None,
     after: int = -1,
+    message_id: str = "",
+    tool_use_id: str = "",
 ) -> SessionError:
     """The typed error a refusing reply stands for (``CorruptSession`` for a status no table
     entry knows: a script and this module out of step)."""
-    raw = reply[1] if len(reply) > 1 else b""
-    detail = raw.decode("utf-8", "backslashreplace") if isinstance(raw, bytes) else str(raw)
+    detail = _text(reply[1]) if len(reply) > 1 else ""
     make = ERRORS.get(reply[0])
     if make is None:
         return CorruptSession(sid, f"unexpected script status {list(reply)!r}")
-    return make(Refusal(sid, detail, schema, codec, op, prefix, record, expected, token, after))
+    refusal = Refusal(
+        sid, detail, schema, codec, op, prefix, record, expected, token, after, message_id, tool_use_id, reply
+    )
+    return make(refusal)
+
+
+def _text(raw: Any) -> str:
+    return raw.decode("utf-8", "backslashreplace") if isinstance(raw, bytes) else str(raw)

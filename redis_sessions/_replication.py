@@ -23,7 +23,7 @@ from .errors import InvalidArgument, NotReplicated
 __all__ = ["WRITE_SCRIPTS", "Wait", "Waited", "handover", "wait_for"]
 
 WRITE_SCRIPTS: Final = frozenset(
-    {"create", "append", "set_metadata", "delete", "lease", "restore", "sync_mark", "pop"}
+    {"create", "append", "set_metadata", "delete", "lease", "restore", "sync_mark", "pop", "tool_call"}
 )
 """The scripts that change a session: the ones a ``WAIT`` follows."""
 

@@ -42,8 +42,8 @@ class Transport:
         self.cluster = isinstance(client, RedisCluster)
         self.sharded: bool | None = None  # sharded pub/sub? asked of the server on first subscribe
 
-    def subscribe(self, sid: SessionId, channel: str) -> Any:
-        """A pub/sub connection listening on ``channel``; an outage is retried under the policy,
+    def subscribe(self, sid: SessionId, *channels: str) -> Any:
+        """A pub/sub connection listening on ``channels``; an outage is retried under the policy,
         then ``StoreUnavailable``, as for any call."""
         if self.sharded is None:
             self.sharded = self.run(PUBSUB_PROBE) >= SHARDED_FROM
@@ -52,9 +52,9 @@ class Transport:
             pubsub = self.client.pubsub()  # type: ignore[no-untyped-call, unused-ignore]
             try:
                 if self.sharded:
-                    pubsub.ssubscribe(channel)
+                    pubsub.ssubscribe(*channels)
                 else:
-                    pubsub.subscribe(channel)
+                    pubsub.subscribe(*channels)
             except BaseException:
                 pubsub.close()  # type: ignore[no-untyped-call, unused-ignore]
                 raise
@@ -65,12 +65,14 @@ class Transport:
         except TRANSIENT as exc:
             return self.retried("watch", sid, exc, subscribe)
 
-    def notified(self, pubsub: Any, timeout: float) -> None:
-        """Wait up to ``timeout`` seconds for a message on ``pubsub`` (from ``subscribe``)."""
+    def notified(self, pubsub: Any, timeout: float) -> bool:
+        """Wait up to ``timeout`` seconds for a message on ``pubsub`` (from ``subscribe``); whether
+        one came."""
         if self.cluster and self.sharded:
-            pubsub.get_sharded_message(ignore_subscribe_messages=True, timeout=timeout)
+            got = pubsub.get_sharded_message(ignore_subscribe_messages=True, timeout=timeout)
         else:
-            pubsub.get_message(ignore_subscribe_messages=True, timeout=timeout)
+            got = pubsub.get_message(ignore_subscribe_messages=True, timeout=timeout)
+        return got is not None
 
     def scan_nodes(self) -> Sequence[Any]:
         """Where SCAN must look: the one server (``None``), or each primary of a cluster."""

@@ -15,7 +15,7 @@ from ._calls import Script
 from ._core import StoreCore
 from ._protocol import OK
 from .errors import InvalidArgumentType
-from .keys import dirty_key, script_keys, session_id, session_keys, tombstone_key
+from .keys import dirty_key, reply_keys, script_keys, session_id, session_keys, tombstone_key, tools_key
 from .models import AgentMessage, SessionId
 
 __all__ = ["create", "delete", "extend", "set_metadata"]
@@ -95,7 +95,12 @@ def set_metadata(core: StoreCore, sid: object, updates: Mapping[str, str | None]
 def delete(core: StoreCore, sid: object) -> Script[bool]:
     """Delete every key of the session; whether there was one."""
     sid = session_id(sid)
-    keys = (*script_keys(core.prefix, sid, core.cluster), tombstone_key(core.prefix, sid))
+    keys = (
+        *script_keys(core.prefix, sid, core.cluster),
+        tombstone_key(core.prefix, sid),
+        *reply_keys(core.prefix, sid)[:2],
+        tools_key(core.prefix, sid),
+    )
     return Script("delete", sid, "delete", keys, (), bool)
 
 

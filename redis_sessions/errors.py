@@ -7,14 +7,17 @@
     │   ├── InvalidArgumentType (also TypeError)   an argument of the wrong type (or kind)
     │   │   └── InvalidMessage  (also TypeError)   not an AgentMessage, or fields of the wrong type
     │   ├── InvalidSessionId    (also ValueError)  the id is not a UUID; raised before any key is built
-    │   └── MessageTooLarge     (also ValueError)  an encoded message exceeds ``max_message_bytes``
+    │   ├── MessageTooLarge     (also ValueError)  an encoded message exceeds ``max_message_bytes``
+    │   └── ReplyTooLarge       (also ValueError)  a streamed reply would pass its bound of deltas or bytes
     ├── InvalidOperation        (also RuntimeError) the store is not set up for this call
     ├── SessionNotFound                            no session with that id
     ├── SessionExists                              ``create`` with an id that is taken
     ├── ConflictError                              ``expected_seq`` no longer matches: someone appended
     ├── LeaseHeld                                  another owner holds the session's turn lease
     ├── LeaseLost                                  a fencing token that is not the live lease's
+    ├── ToolCallPending                            another worker holds a live claim on the tool call
     ├── MessagesTrimmed                            a watcher's position was trimmed away
+    ├── ReplyClosed                                a write to a streamed reply that was finished or aborted
     ├── PersistenceError                           what is stored cannot be used as it is
     │   ├── SchemaVersionError                     stored by another schema version of this library
     │   ├── CodecMismatch                          stored with another codec than this store writes
@@ -54,12 +57,15 @@ __all__ = [
     "NotReplicated",
     "PersistenceError",
     "RecordMismatch",
+    "ReplyClosed",
+    "ReplyTooLarge",
     "SchemaVersionError",
     "SessionError",
     "SessionExists",
     "SessionNotFound",
     "StoreError",
     "StoreUnavailable",
+    "ToolCallPending",
 ]
 
 
@@ -182,6 +188,50 @@ class LeaseLost(SessionError):
         )
         self.session_id = session_id
         self.token = token
+
+
+class ReplyTooLarge(InvalidArgument):
+    """A streamed reply would pass its bound (``max_deltas`` deltas or ``max_bytes`` bytes of text):
+    the delta was refused, every delta stored before it stays (and ``finish`` may still store them)."""
+
+    def __init__(self, session_id: uuid.UUID, message_id: str, what: str, limit: int) -> None:
+        super().__init__(  # the message names the session itself: no prefix
+            f"streamed reply {message_id!r} of session `{session_id}` would pass its bound of {limit} {what}"
+        )
+        self.session_id = session_id
+        self.message_id = message_id
+        self.what = what
+        self.limit = limit
+
+
+class ReplyClosed(SessionError):
+    """A write or ``finish`` to a streamed reply that is closed: finished, aborted, or given up as
+    dead by a reader (its lease expired, or it wrote nothing for its idle time)."""
+
+    def __init__(self, session_id: uuid.UUID, message_id: str, state: str) -> None:
+        super().__init__(f"session `{session_id}`: streamed reply {message_id!r} is {state}")
+        self.session_id = session_id
+        self.message_id = message_id
+        self.state = state
+
+
+class ToolCallPending(SessionError):
+    """Another worker holds a live claim on this tool call: it is running the tool now (or died
+    doing so, and its claim has not expired yet). Try again after ``retry_after`` seconds: by then
+    the call is done (``call.done``) or the claim expired (the next claimant gets the next attempt)."""
+
+    def __init__(
+        self, session_id: uuid.UUID, tool_use_id: str, holder: str, attempt: int, retry_after: float
+    ) -> None:
+        super().__init__(
+            f"session `{session_id}`: tool call {tool_use_id!r} is claimed by {holder!r}"
+            f" (attempt {attempt}; the claim expires in {retry_after:.3f} s unless it completes)"
+        )
+        self.session_id = session_id
+        self.tool_use_id = tool_use_id
+        self.holder = holder
+        self.attempt = attempt
+        self.retry_after = retry_after
 
 
 class MessagesTrimmed(SessionError):

@@ -10,6 +10,10 @@ slot and a Lua script may touch all of them::
     rs:{0b7c...}:lease      hash   owner, token of the turn lease (expires with the lease)
     rs:{0b7c...}:events     pub/sub channel: the seq of each append, "0" on delete
     rs:{0b7c...}:deleted    string the epoch of a deleted durable session, for a while (a tombstone)
+    rs:{0b7c...}:stream     stream the deltas of streamed replies, and the marks that close them
+    rs:{0b7c...}:replies    hash   <message id>:st / :n / :b / :t / :f / :i / :s per streamed reply
+    rs:{0b7c...}:deltas     pub/sub channel: wakes partial watchers after each write to the stream
+    rs:{0b7c...}:tools      hash   tool calls: attempts, live claims and stored results, by tool_use_id
 
 With a backing store, sessions whose newest messages have not reached it yet are listed in a
 *dirty index*. On Redis Cluster one sorted set per slot, ``rs:dirty:{<tag>}``, whose tag hashes to
@@ -46,12 +50,14 @@ __all__ = [
     "meta_key_pattern",
     "parse_meta_key",
     "record_key",
+    "reply_keys",
     "script_keys",
     "session_id",
     "session_keys",
     "slot",
     "sync_keys",
     "tombstone_key",
+    "tools_key",
 ]
 
 _CANONICAL = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\Z", re.IGNORECASE)
@@ -106,6 +112,14 @@ def live_keys(prefix: str, sid: uuid.UUID) -> tuple[str, str]:
     """The session's lease hash and its events channel (a sharded pub/sub channel on Redis >= 7)."""
     base = f"{prefix}:{{{sid}}}:"
     return base + "lease", base + "events"
+
+
+@functools.lru_cache(maxsize=65536)
+def reply_keys(prefix: str, sid: uuid.UUID) -> tuple[str, str, str]:
+    """The session's stream of partial replies, its hash of their states, and the channel that
+    wakes partial watchers (the session's hash tag: one slot with the rest)."""
+    base = f"{prefix}:{{{sid}}}:"
+    return base + "stream", base + "replies", base + "deltas"
 
 
 _SLOTS = 16384
@@ -177,6 +191,11 @@ def tombstone_key(prefix: str, sid: uuid.UUID) -> str:
     """Left by ``delete`` for a while: tells a sync worker that a session it finds gone was deleted
     (so its backing copy goes too), not evicted or expired (so its backing copy is all there is)."""
     return f"{prefix}:{{{sid}}}:deleted"
+
+
+def tools_key(prefix: str, sid: uuid.UUID) -> str:
+    """The session's tool calls (``tool_call.lua``): who claims each, its attempts, its result."""
+    return f"{prefix}:{{{sid}}}:tools"
 
 
 def record_key(prefix: str) -> str:

@@ -25,11 +25,14 @@ from redis_sessions import (
     AgentMessage,
     Appended,
     AsyncLease,
+    AsyncReplyStream,
     AsyncSessionStore,
+    AsyncToolCall,
     Session,
     SessionId,
     SessionInfo,
     SessionState,
+    ToolResult,
 )
 
 T = TypeVar("T")
@@ -196,6 +199,12 @@ class AsyncAdapter:
     def lease(self, session_id: Any, owner: str, ttl: float) -> LeaseAdapter:
         return LeaseAdapter(self.store.lease(session_id, owner, ttl), self)
 
+    def stream(self, session_id: Any, **kwargs: Any) -> ReplyAdapter:
+        return ReplyAdapter(self.store.stream(session_id, **kwargs), self)
+
+    def tool_call(self, session_id: Any, tool_use_id: Any, **kwargs: Any) -> ToolCallAdapter:
+        return ToolCallAdapter(self.store.tool_call(session_id, tool_use_id, **kwargs), self)
+
     def close(self) -> None:
         self._run(self.store.aclose())
 
@@ -230,6 +239,35 @@ class LeaseAdapter:
         self.adapter._run(self.lease.__aexit__(*exc_info))
 
 
+class ToolCallAdapter:
+    """An ``AsyncToolCall`` behind the synchronous ``ToolCall`` interface."""
+
+    def __init__(self, call: AsyncToolCall, adapter: AsyncAdapter) -> None:
+        self.call, self.adapter = call, adapter
+
+    def __getattr__(self, name: str) -> Any:  # done, result, attempt, seq, stored, owner...
+        return getattr(self.call, name)
+
+    def claim(self) -> ToolCallAdapter:
+        self.adapter._run(self.call.claim())
+        return self
+
+    def complete(self, content: Any, is_error: bool = False) -> ToolResult | None:
+        return self.adapter._run(self.call.complete(content, is_error))
+
+    def extend(self, ttl: float | None = None) -> None:
+        self.adapter._run(self.call.extend(ttl))
+
+    def release(self) -> None:
+        self.adapter._run(self.call.release())
+
+    def __enter__(self) -> ToolCallAdapter:
+        return self.claim()
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self.adapter._run(self.call.__aexit__(*exc_info))
+
+
 def messages_of(count: int, tag: str = "m") -> list[AgentMessage]:
     """``count`` distinct user messages with readable ids ``<tag>-0000``..."""
     return [AgentMessage.user(f"{tag} {i}", id=f"{tag}-{i:04d}") for i in range(count)]
@@ -247,3 +285,31 @@ def expect_no_change(backend: Backend) -> Callable[[], None]:
         assert backend.dump() == before
 
     return check
+
+
+class ReplyAdapter:
+    """An ``AsyncReplyStream`` behind the synchronous ``ReplyStream`` interface."""
+
+    def __init__(self, reply: AsyncReplyStream, adapter: AsyncAdapter) -> None:
+        self.reply, self.adapter = reply, adapter
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.reply, name)
+
+    def write(self, text: str) -> int:
+        return self.adapter._run(self.reply.write(text))
+
+    def flush(self) -> None:
+        self.adapter._run(self.reply.flush())
+
+    def finish(self, message: AgentMessage | None = None) -> int:
+        return self.adapter._run(self.reply.finish(message))
+
+    def abort(self, reason: str = "") -> None:
+        self.adapter._run(self.reply.abort(reason))
+
+    def __enter__(self) -> ReplyAdapter:
+        return self
+
+    def __exit__(self, kind: Any, error: Any, tb: Any) -> None:
+        self.adapter._run(self.reply.__aexit__(kind, error, tb))

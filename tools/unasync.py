@@ -34,6 +34,8 @@ for _name, _what in {
     "lease": "``Lease``: a turn lease on one session of a ``SessionStore``, with its fencing token.",
     "manage": "``Managing``: the methods of ``SessionStore`` for looking after sessions.",
     "watch": "``Watching``: the live methods of ``SessionStore`` (``watch``, ``next_message``).",
+    "reply": "``ReplyStream``: a streamed partial reply on one session of a ``SessionStore``.",
+    "tool_call": "``ToolCall``: a tool call that runs once, on one session of a ``SessionStore``.",
     "base": "``StoreBase``: the parts of ``SessionStore`` kept in modules of their own, as one base.",
 }.items():
     PAIRS[f"_aio_{_name}.py"] = (
@@ -49,7 +51,7 @@ regenerate. See the source's docstring.
 # (pattern, replacement), applied in order, as whole words.
 SUBSTITUTIONS = [
     (r"AsyncSessionStore", "SessionStore"),
-    (r"Async(StoreBase|Transport|Recovery|Lease|Managing|Watching)", r"\1"),
+    (r"Async(StoreBase|Transport|Recovery|Lease|Managing|Watching|ReplyStream|ToolCall)", r"\1"),
     (r"from \._aio_(\w+) import", r"from ._\1 import"),
     (r"from \.aio import", "from .store import"),
     (r"AsyncPersistenceAdapter", "PersistenceAdapter"),
@@ -60,6 +62,7 @@ SUBSTITUTIONS = [
     (r"AsyncGenerator", "Generator"),
     (r"ASYNC_NO_CLIENT_RETRY", "NO_CLIENT_RETRY"),
     (r"async_retrying", "retrying"),
+    (r"async_later", "later"),
     (r"async (def|for|with) ", r"\1 "),
     (r"await asyncio\.to_thread\(([\w.]+), ", r"\1("),
     (r"await asyncio\.to_thread\(([\w.]+)\)", r"\1()"),

@@ -4,11 +4,21 @@ No state lives in a worker: every request reads and writes the conversation in R
 ``AsyncSessionStore``, so consecutive requests of one conversation may land on different workers.
 ``/events`` streams a conversation live (server-sent events over ``store.watch``), whichever worker
 wrote the messages; ``/reply`` answers a user turn under the session's lease, so two workers racing on
-the same turn store exactly one reply (the other gets 409).
+the same turn store exactly one reply (the other gets 409). With ``{"stream": true}`` the reply is
+streamed token by token (``store.stream``, fenced by the lease) and ``/live`` follows it from any
+worker (``watch(partial=True)``): SSE events ``delta``, ``aborted`` and ``message``, each with the
+library's ``event_id`` as its SSE id, so a client that reconnects with ``Last-Event-ID`` (to any
+worker) continues right after the last event it got. ``/tool`` is a tool step that must run once
+(``store.tool_call``): its fake tool increments a counter outside the conversation (a Redis key
+standing in for a payment provider), and however many workers are asked to run the same call, or
+retried, the counter goes up once and every one of them answers with the one stored result.
 
 Configuration comes from the environment: ``REDIS_URL`` (required), ``WORKER_ID`` (default
 ``<host>-<pid>``, sent back in an ``X-Worker`` header on every response), ``CHAT_PREFIX`` (key
-prefix, default ``chat``), ``FAKE_MODEL_DELAY`` (seconds the fake model "thinks", default 0).
+prefix, default ``chat``), ``FAKE_MODEL_DELAY`` (seconds the fake model "thinks", default 0),
+``FAKE_TOKEN_DELAY`` (seconds between the tokens of a streamed reply, default 0.01), ``LEASE_TTL``
+(seconds a worker's turn lease lasts, default 30; a streamed reply of a worker that died is
+given up as aborted once it expired), ``FAKE_TOOL_DELAY`` (seconds the fake tool runs, default 0).
 Run with ``uvicorn --app-dir examples/chat_service app:app``.
 """
 
@@ -17,12 +27,15 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import socket
+import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from contextlib import asynccontextmanager
 from typing import Any
 
+from redis.asyncio import Redis
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -30,9 +43,11 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from redis_sessions import (
+    Aborted,
     AgentMessage,
     AsyncSessionStore,
     ConflictError,
+    Delta,
     InvalidSessionId,
     LeaseHeld,
     LeaseLost,
@@ -40,10 +55,13 @@ from redis_sessions import (
     SessionError,
     SessionNotFound,
     StoreUnavailable,
+    ToolCallPending,
+    ToolResult,
+    ToolUse,
 )
 
 WORKER_ID = os.environ.get("WORKER_ID") or f"{socket.gethostname()}-{os.getpid()}"
-LEASE_TTL = 30.0  # seconds; far longer than a fake reply takes, renewed by nobody
+LEASE_TTL = float(os.environ.get("LEASE_TTL", "30"))  # seconds; longer than a fake reply takes
 KEEPALIVE = 15.0  # seconds of silence before an SSE comment line keeps proxies from timing out
 
 # Typed library errors -> HTTP status. Order matters: the first matching base class wins.
@@ -53,6 +71,7 @@ STATUS: list[tuple[type[SessionError], int]] = [
     (LeaseHeld, 409),
     (ConflictError, 409),
     (LeaseLost, 409),
+    (ToolCallPending, 409),
     (StoreUnavailable, 503),
 ]
 
@@ -121,7 +140,8 @@ async def reply(request: Request) -> Response:
     after the first one released it cannot answer the same turn again.
     """
     sid = request.path_params["sid"]
-    wanted = (await body(request)).get("seq")
+    given = await body(request)
+    wanted = given.get("seq")
     if wanted is not None and (not isinstance(wanted, int) or isinstance(wanted, bool)):
         raise HTTPException(400, '"seq" must be an integer')
     async with store(request).lease(sid, owner=WORKER_ID, ttl=LEASE_TTL) as lease:
@@ -137,9 +157,57 @@ async def reply(request: Request) -> Response:
         if delay:
             await asyncio.sleep(delay)
         answer = AgentMessage.assistant(fake_model(session.messages))
-        seq = await lease.append(answer, expected_seq=turn)
+        if given.get("stream") is True:  # token by token; a stale worker's writes are refused
+            async with store(request).stream(sid, fence=lease.token, message_id=answer.id) as streamed:
+                renewed = time.monotonic()
+                for piece in re.findall(r"\S+\s*", answer.text):
+                    await streamed.write(piece)
+                    await asyncio.sleep(float(os.environ.get("FAKE_TOKEN_DELAY", "0.01")))
+                    if time.monotonic() - renewed > LEASE_TTL / 3:  # keep the turn while streaming
+                        await lease.extend()
+                        renewed = time.monotonic()
+            assert streamed.seq is not None
+            seq = streamed.seq
+        else:
+            seq = await lease.append(answer, expected_seq=turn)
         token = lease.token  # the fencing token the reply was written under
     return JSONResponse({"seq": seq, "text": answer.text, "token": token}, status_code=201)
+
+
+def counter_key(request: Request, sid: str) -> str:
+    """The fake tool's counter: outside the conversation, as a payment provider's books would be."""
+    prefix: str = request.app.state.prefix
+    return f"{prefix}:example:{sid}:counter"
+
+
+async def tool(request: Request) -> Response:
+    """Run the tool call ``tool_use_id`` of the session once, whichever worker is asked and however
+    often: the assistant's ``ToolUse`` message is appended (idempotently, by its id), then the call is
+    claimed with ``store.tool_call``. The worker that gets the claim runs the fake tool (it
+    increments the counter) and stores its ``ToolResult`` with ``call.complete``: 201. A call already
+    done answers with the stored result and runs nothing: 200. While another worker holds a live
+    claim: 409 ``ToolCallPending``, with a ``Retry-After`` header.
+    """
+    sid = request.path_params["sid"]
+    tool_use_id = (await body(request)).get("tool_use_id")
+    if not isinstance(tool_use_id, str) or not tool_use_id:
+        raise HTTPException(400, '"tool_use_id" must be a non-empty string')
+    asked = AgentMessage.assistant([ToolUse(tool_use_id, "count", {})], id=f"tool_use:{tool_use_id}")
+    await store(request).append(sid, asked)  # a retry or a second worker finds it stored: no-op
+    async with store(request).tool_call(sid, tool_use_id, ttl=LEASE_TTL, owner=WORKER_ID) as call:
+        ran_here = not call.done
+        if ran_here:  # no result stored yet: this worker runs the tool (attempt > 1: check first)
+            delay = float(os.environ.get("FAKE_TOOL_DELAY", "0"))
+            if delay:
+                await asyncio.sleep(delay)
+            outside: Redis = request.app.state.outside
+            count = await outside.incr(counter_key(request, sid))
+            await call.complete(f"counter is now {count}")
+        result = call.result
+    assert isinstance(result, ToolResult)  # trimming would be the only way to lose it
+    answer = {"tool_use_id": tool_use_id, "result": result.content, "seq": call.seq}
+    answer |= {"attempt": call.attempt, "ran_here": ran_here}
+    return JSONResponse(answer, status_code=201 if call.stored else 200)
 
 
 async def events(request: Request) -> Response:
@@ -167,9 +235,48 @@ async def events(request: Request) -> Response:
     return StreamingResponse(stream(), media_type="text/event-stream", headers=headers)
 
 
+async def live(request: Request) -> Response:
+    """Server-sent events with streamed replies: ``delta``, ``aborted`` and ``message`` events after
+    ``?after=N``, or right after the event whose id a reconnecting client sends as ``Last-Event-ID``."""
+    sid = request.path_params["sid"]
+    resume = request.headers.get("last-event-id")
+    try:
+        after = int(request.query_params.get("after", "0"))
+    except ValueError:
+        raise HTTPException(400, '"after" must be an integer') from None
+    if not await store(request).exists(sid):
+        raise SessionNotFound(uuid.UUID(sid))
+
+    async def stream() -> AsyncIterator[str]:
+        last = resume
+        while True:
+            start = {"resume": last} if last else {"after_seq": after}
+            async for event in store(request).watch(sid, partial=True, timeout=KEEPALIVE, **start):
+                last = event.event_id
+                if isinstance(event, Delta):
+                    kind, data = (
+                        "delta",
+                        {"message_id": event.message_id, "index": event.index, "text": event.text},
+                    )
+                elif isinstance(event, Aborted):
+                    kind, data = "aborted", {"message_id": event.message_id, "reason": event.reason}
+                else:
+                    kind, data = "message", {**as_json(event.seq, event.message), "deltas": event.deltas}
+                yield f"id: {last}\nevent: {kind}\ndata: {json.dumps(data)}\n\n"
+            if not await store(request).exists(sid):
+                return
+            yield ": keepalive\n\n"
+
+    headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+    return StreamingResponse(stream(), media_type="text/event-stream", headers=headers)
+
+
 async def session_error(request: Request, exc: Exception) -> Response:
     status = next((code for kind, code in STATUS if isinstance(exc, kind)), 500)
-    return JSONResponse({"error": type(exc).__name__, "detail": str(exc)}, status_code=status)
+    headers = {}
+    if isinstance(exc, ToolCallPending):
+        headers["Retry-After"] = str(max(1, round(exc.retry_after)))
+    return JSONResponse({"error": type(exc).__name__, "detail": str(exc)}, status, headers)
 
 
 async def http_error(request: Request, exc: Exception) -> Response:
@@ -201,8 +308,12 @@ class WorkerHeader:
 async def lifespan(app: Starlette) -> AsyncIterator[None]:
     prefix = os.environ.get("CHAT_PREFIX", "chat")
     async with AsyncSessionStore.from_url(os.environ["REDIS_URL"], prefix=prefix) as opened:
-        app.state.store = opened
-        yield
+        app.state.store, app.state.prefix = opened, prefix
+        app.state.outside = Redis.from_url(os.environ["REDIS_URL"])  # the fake tool's "provider"
+        try:
+            yield
+        finally:
+            await app.state.outside.aclose()
 
 
 app = Starlette(
@@ -212,7 +323,9 @@ app = Starlette(
         Route("/sessions/{sid}", get_session),
         Route("/sessions/{sid}/messages", post_message, methods=["POST"]),
         Route("/sessions/{sid}/reply", reply, methods=["POST"]),
+        Route("/sessions/{sid}/tool", tool, methods=["POST"]),
         Route("/sessions/{sid}/events", events),
+        Route("/sessions/{sid}/live", live),
     ],
     exception_handlers={SessionError: session_error, HTTPException: http_error},
     lifespan=lifespan,

@@ -1,5 +1,6 @@
--- The checks the session scripts share, put after the header of each script that calls them (by
--- redis_sessions._core when it reads the scripts): one copy, not one per script. Not a script itself.
+-- The checks the session scripts share, and the one way they append, put after the header of each
+-- script that calls them (by redis_sessions._core when it reads the scripts): one copy, not one per
+-- script. Not a script itself.
 
 -- {1} (NOT_FOUND) when the meta hash has no schema version, {2, version} (VERSION_MISMATCH) when it
 -- is not this store's; nil when the session can be used.
@@ -24,3 +25,62 @@ local function corrupt_seq()
   return {6, 'the meta hash holds no decimal integer seq'}
 end
 
+
+-- Store the messages args[i] (id), args[i + 1] (encoded) for each index i of fresh, after seq: the
+-- list and the ids zset, the meta's seq and updated_at, trimming, the TTL (or, for a durable session,
+-- the dirty index), and the watchers' notice. keys are the append script's (meta hash, messages
+-- list, ids zset, lease hash, events channel, dirty index); h is its HMGET of the meta hash
+-- (schema_version, codec, seq, ttl_ms, max_messages, durable, synced_seq). finish, when given, is
+-- called as finish(new seq, publish command) after the messages are stored and before the watchers'
+-- notice (append.lua closes a streamed reply with it). Returns the new seq.
+-- One copy for every script that appends (append.lua, tool_call.lua).
+local function push_messages(keys, args, fresh, h, seq, finish)
+  local meta, list, ids = keys[1], keys[2], keys[3]
+  -- Push in chunks: unpack() of a very large batch would overflow the Lua stack.
+  local len = 0
+  local chunk = 500
+  for c = 1, #fresh, chunk do
+    local payloads, scored = {}, {}
+    for k = c, math.min(c + chunk - 1, #fresh) do
+      local i = fresh[k]
+      seq = seq + 1
+      payloads[#payloads + 1] = args[i + 1]
+      scored[#scored + 1] = seq
+      scored[#scored + 1] = args[i]
+    end
+    len = redis.call('RPUSH', list, unpack(payloads))
+    redis.call('ZADD', ids, unpack(scored))
+  end
+
+  local t = redis.call('TIME')
+  redis.call('HSET', meta, 'seq', seq, 'updated_at', string.format('%s%06d', t[1], tonumber(t[2])))
+
+  local durable = h[6] == '1'
+  local max = tonumber(h[5]) or 0
+  if durable and max > 0 then
+    max = math.max(max, seq - (tonumber(h[7]) or 0))
+  end
+  if max > 0 and len > max then
+    redis.call('LTRIM', list, -max, -1)
+    redis.call('ZREMRANGEBYSCORE', ids, '-inf', seq - max)
+  end
+  local ttl = tonumber(h[4]) or 0
+  if durable then
+    redis.call('ZADD', keys[6], 'NX', t[1] * 1000 + math.floor(t[2] / 1000), string.match(meta, '{(.-)}'))
+    if ttl > 0 then
+      redis.call('PERSIST', meta)
+      redis.call('PERSIST', list)
+      redis.call('PERSIST', ids)
+    end
+  elseif ttl > 0 then
+    redis.call('PEXPIRE', meta, ttl)
+    redis.call('PEXPIRE', list, ttl)
+    redis.call('PEXPIRE', ids, ttl)
+  end
+  local publish = (redis.REDIS_VERSION_NUM or 0) >= 0x070000 and 'SPUBLISH' or 'PUBLISH'
+  if finish then
+    finish(seq, publish)
+  end
+  redis.call(publish, keys[5], seq)
+  return seq
+end

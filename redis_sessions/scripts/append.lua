@@ -5,6 +5,11 @@
 -- ARGV[1] = schema version, ARGV[2] = codec name, ARGV[3] = expected seq ('' = any),
 -- ARGV[4] = fencing token ('' = none: sessions without leases),
 -- ARGV[5..] = message id, encoded message, message id, encoded message, ...
+-- Finishing a streamed reply (store.stream(...).finish) passes three more keys, KEYS[7] = reply
+-- stream, KEYS[8] = replies hash, KEYS[9] = deltas channel, and ARGV[5] = ms to keep the stream
+-- after it (the pairs then start at ARGV[6], one pair: the reply's final message). The message is
+-- stored and the reply closed in one step: {m = id, f = seq, n = deltas} added to the stream,
+-- <id>:st = 'f'; a closed reply refuses it ({14, state}).
 -- Trimming and TTL follow the session's own ttl_ms / max_messages fields (set by create). A durable
 -- session (one with a backing store) is listed in the dirty index until the sync worker has stored
 -- it, keeps no TTL meanwhile, and is never trimmed below its first message not yet stored there.
@@ -13,8 +18,9 @@
 -- {1} not found; {2, version} other schema; {5, codec} other codec; {3, seq} expected seq differs;
 -- {6, detail} the meta hash is corrupt; {9, token} the fencing token is not the live lease's;
 -- {10} a durable session lost its list or ids to eviction (the store restores it and retries).
--- Status (redis_sessions._protocol.Status): OK NOT_FOUND VERSION_MISMATCH CONFLICT CODEC CORRUPT LEASE_LOST EVICTED
+-- Status (redis_sessions._protocol.Status): OK NOT_FOUND VERSION_MISMATCH CONFLICT CODEC CORRUPT LEASE_LOST EVICTED REPLY_CLOSED
 local meta, list, ids = KEYS[1], KEYS[2], KEYS[3]
+local pairs_from = #KEYS == 9 and 6 or 5
 local h = redis.call('HMGET', meta, 'schema_version', 'codec', 'seq', 'ttl_ms', 'max_messages', 'durable',
   'synced_seq')
 local refused = version_refusal(h[1], ARGV[1])
@@ -33,13 +39,13 @@ end
 if h[6] == '1' and seq > 0 and redis.call('EXISTS', list, ids) < 2 then
   return {10}
 end
-if #ARGV < 5 then
+if #ARGV < pairs_from then
   return {0, seq}
 end
 
 -- Which messages are new? A retried call finds all of them stored and changes nothing.
 local fresh, seen, last = {}, {}, 0
-for i = 5, #ARGV, 2 do
+for i = pairs_from, #ARGV, 2 do
   local id = ARGV[i]
   local stored = seen[id] or redis.call('ZSCORE', ids, id)
   if stored then
@@ -65,47 +71,29 @@ end
 if ARGV[3] ~= '' and tonumber(ARGV[3]) ~= seq then
   return {3, seq}
 end
-
--- Push in chunks: unpack() of a very large batch would overflow the Lua stack.
-local len = 0
-local chunk = 500
-for c = 1, #fresh, chunk do
-  local payloads, scored = {}, {}
-  for k = c, math.min(c + chunk - 1, #fresh) do
-    local i = fresh[k]
-    seq = seq + 1
-    payloads[#payloads + 1] = ARGV[i + 1]
-    scored[#scored + 1] = seq
-    scored[#scored + 1] = ARGV[i]
+-- Finishing a streamed reply: refused once the reply is closed; else closed by the function
+-- push_messages runs after the message is stored and before the watchers' notice, in this one step.
+-- A plain append passes no function and does no more work than before streamed replies existed.
+local finish
+if pairs_from == 6 then
+  local reply = redis.call('HMGET', KEYS[8], ARGV[6] .. ':st', ARGV[6] .. ':n')
+  if reply[1] == 'f' then
+    return {14, 'finished'}
+  elseif reply[1] == 'a' then
+    return {14, 'aborted'}
   end
-  len = redis.call('RPUSH', list, unpack(payloads))
-  redis.call('ZADD', ids, unpack(scored))
-end
-
-local t = redis.call('TIME')
-redis.call('HSET', meta, 'seq', seq, 'updated_at', string.format('%s%06d', t[1], tonumber(t[2])))
-
-local durable = h[6] == '1'
-local max = tonumber(h[5]) or 0
-if durable and max > 0 then
-  max = math.max(max, seq - (tonumber(h[7]) or 0))
-end
-if max > 0 and len > max then
-  redis.call('LTRIM', list, -max, -1)
-  redis.call('ZREMRANGEBYSCORE', ids, '-inf', seq - max)
-end
-local ttl = tonumber(h[4]) or 0
-if durable then
-  redis.call('ZADD', KEYS[6], 'NX', t[1] * 1000 + math.floor(t[2] / 1000), string.match(meta, '{(.-)}'))
-  if ttl > 0 then
-    redis.call('PERSIST', meta)
-    redis.call('PERSIST', list)
-    redis.call('PERSIST', ids)
+  finish = function(at, publish)
+    local id, replies = ARGV[6], KEYS[8]
+    redis.call('XADD', KEYS[7], '*', 'm', id, 'f', at, 'n', reply[2] or 0)
+    redis.call('HSET', replies, id .. ':st', 'f', id .. ':s', at)
+    local open = reply[1] and redis.call('HINCRBY', replies, 'open', -1)
+      or tonumber(redis.call('HGET', replies, 'open') or 0)
+    if open <= 0 or redis.call('PTTL', KEYS[7]) < 0 then
+      redis.call('PEXPIRE', KEYS[7], ARGV[5])
+      redis.call('PEXPIRE', replies, ARGV[5])
+    end
+    redis.call(publish, KEYS[9], at)
   end
-elseif ttl > 0 then
-  redis.call('PEXPIRE', meta, ttl)
-  redis.call('PEXPIRE', list, ttl)
-  redis.call('PEXPIRE', ids, ttl)
 end
-redis.call((redis.REDIS_VERSION_NUM or 0) >= 0x070000 and 'SPUBLISH' or 'PUBLISH', KEYS[5], seq)
-return {0, seq}
+
+return {0, push_messages(KEYS, ARGV, fresh, h, seq, finish)}

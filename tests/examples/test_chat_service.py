@@ -8,6 +8,7 @@ Without nginx the tests skip, except under ``CI=true`` (``.ci/run`` installs it)
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import json
 import os
@@ -36,12 +37,15 @@ APP_DIR = ROOT / "examples" / "chat_service"
 WORKERS = ("worker-a", "worker-b")
 STARTUP = 15.0  # seconds for a worker or nginx to come up
 MODEL_DELAY = "0.05"  # the fake model "thinks" 50 ms, so racing replies overlap under the lease
+TOOL_DELAY = "0.3"  # the fake tool runs 300 ms, so racing tool steps overlap its claim
 
 
 @dataclass
 class Service:
     lb: str  # nginx
     workers: dict[str, str]  # worker id -> its own URL, bypassing nginx
+    processes: dict[str, subprocess.Popen[bytes]]  # worker id -> its process
+    prefix: str  # the workers' key prefix (CHAT_PREFIX)
 
 
 def nginx_binary() -> str:
@@ -113,10 +117,10 @@ def stop(process: subprocess.Popen[bytes]) -> None:
             process.wait(timeout=5)
 
 
-@pytest.fixture(scope="module")
-def service(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
+@contextlib.contextmanager
+def running(redis_url: str, tmp: Path, **settings: str) -> Iterator[Service]:
+    """Two workers (with ``settings`` in their environment) behind nginx, stopped at the end."""
     nginx = nginx_binary()
-    tmp = tmp_path_factory.mktemp("chat_service")
     prefix = f"chat-test-{uuid.uuid4().hex[:8]}"
     children: list[subprocess.Popen[bytes]] = []
     try:
@@ -130,6 +134,8 @@ def service(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterato
                 "WORKER_ID": worker,
                 "CHAT_PREFIX": prefix,
                 "FAKE_MODEL_DELAY": MODEL_DELAY,
+                "FAKE_TOOL_DELAY": TOOL_DELAY,
+                **settings,
             }
             command = [sys.executable, "-m", "uvicorn", "--app-dir", str(APP_DIR), "app:app"]
             command += ["--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"]
@@ -147,7 +153,7 @@ def service(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterato
             children.append(subprocess.Popen(command, stdout=out, stderr=out))
         lb = f"http://127.0.0.1:{lb_port}"
         wait_ready(lb, children[-1], log)
-        yield Service(lb, workers)
+        yield Service(lb, workers, dict(zip(WORKERS, children, strict=False)), prefix)
     finally:
         for child in reversed(children):
             stop(child)
@@ -158,6 +164,12 @@ def service(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterato
                 client.delete(*keys)
         finally:
             client.close()
+
+
+@pytest.fixture(scope="module")
+def service(redis_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
+    with running(redis_url, tmp_path_factory.mktemp("chat_service")) as started:
+        yield started
 
 
 async def conversation(client: httpx.AsyncClient, sid: str) -> list[dict[str, Any]]:
@@ -314,3 +326,186 @@ async def test_typed_errors_map_to_http_codes(service: Service) -> None:
         stale = await lb.post(f"/sessions/{sid}/reply", json={"seq": 1})  # answered already
         assert stale.status_code == 409
         assert stale.json()["error"] == "ConflictError"
+
+
+# -- streamed replies (issue 19) ------------------------------------------------------------------
+
+
+async def read_sse(stream: Any, out: asyncio.Queue[dict[str, str]]) -> None:
+    """Put each server-sent event of ``stream`` on ``out`` as {field: value} (comments skipped)."""
+    event: dict[str, str] = {}
+    async for line in stream.aiter_lines():
+        if not line:
+            if event:
+                await out.put(event)
+            event = {}
+        elif not line.startswith(":"):
+            field, _, value = line.partition(": ")
+            event[field] = value
+
+
+async def until_message(out: asyncio.Queue[dict[str, str]], limit: int = 10_000) -> list[dict[str, str]]:
+    got: list[dict[str, str]] = []
+    while len(got) < limit and (not got or got[-1]["event"] != "message"):
+        got.append(await asyncio.wait_for(out.get(), timeout=10))
+    return got
+
+
+def check_reply(events: list[dict[str, str]], words: int) -> None:
+    """Every delta once, in order, then the final message made of them."""
+    deltas = [json.loads(e["data"]) for e in events if e["event"] == "delta"]
+    final = json.loads(events[-1]["data"])
+    assert [e["event"] for e in events] == ["delta"] * (words + 1) + ["message"]
+    assert [d["index"] for d in deltas] == list(range(words + 1))
+    assert final["deltas"] == words + 1
+    assert "".join(d["text"] for d in deltas) == final["text"]
+    assert len({e["id"] for e in events}) == len(events)
+
+
+async def start_conversation(lb: httpx.AsyncClient, words: int) -> str:
+    sid: str = (await lb.post("/sessions")).json()["id"]
+    text = " ".join(f"w{i}" for i in range(words))
+    assert (await lb.post(f"/sessions/{sid}/messages", json={"text": text})).status_code == 201
+    return sid
+
+
+async def test_a_streamed_reply_reaches_a_client_on_the_other_worker_once(service: Service) -> None:
+    words = 40
+    async with httpx.AsyncClient(base_url=service.lb, timeout=10) as lb:
+        sid = await start_conversation(lb, words)
+        out: asyncio.Queue[dict[str, str]] = asyncio.Queue()
+        async with lb.stream("GET", f"/sessions/{sid}/live", params={"after": 1}) as stream:
+            assert stream.status_code == 200
+            watcher = stream.headers["x-worker"]
+            writer = next(w for w in WORKERS if w != watcher)
+            reader = asyncio.create_task(read_sse(stream, out))
+            try:
+                async with httpx.AsyncClient(base_url=service.workers[writer], timeout=10) as direct:
+                    answered = await direct.post(f"/sessions/{sid}/reply", json={"stream": True})
+                    assert answered.status_code == 201, answered.text
+                events = await until_message(out)
+            finally:
+                reader.cancel()
+    check_reply(events, words)
+
+
+async def test_a_client_reconnecting_with_last_event_id_to_either_worker_misses_nothing(
+    service: Service,
+) -> None:
+    words = 40
+    async with httpx.AsyncClient(base_url=service.lb, timeout=10) as lb:
+        sid = await start_conversation(lb, words)
+        replying = asyncio.create_task(lb.post(f"/sessions/{sid}/reply", json={"stream": True}))
+        events: list[dict[str, str]] = []
+        try:
+            for hop, worker in enumerate([*WORKERS, *WORKERS]):  # each reconnect goes to the next worker
+                headers = {"Last-Event-ID": events[-1]["id"]} if events else {}
+                out: asyncio.Queue[dict[str, str]] = asyncio.Queue()
+                async with (
+                    httpx.AsyncClient(base_url=service.workers[worker], timeout=10) as direct,
+                    direct.stream("GET", f"/sessions/{sid}/live", params={"after": 1}, headers=headers) as s,
+                ):
+                    reader = asyncio.create_task(read_sse(s, out))
+                    try:  # leave after 10 events (the last hop: at the message)
+                        events += await until_message(out, 10_000 if hop == 3 else 10)
+                    finally:
+                        reader.cancel()
+                if events[-1]["event"] == "message":
+                    break
+            assert (await replying).status_code == 201
+        finally:
+            replying.cancel()
+    assert hop == 3, "read in four connections, alternating workers"
+    check_reply(events, words)
+
+
+async def test_a_worker_killed_mid_reply_gives_readers_aborted_and_the_turn_can_be_retried(
+    redis_url: str, tmp_path: Path
+) -> None:
+    words = 60
+    with running(redis_url, tmp_path, LEASE_TTL="1", FAKE_TOKEN_DELAY="0.05") as started:
+        doomed, survivor = WORKERS
+        async with (
+            httpx.AsyncClient(base_url=started.workers[survivor], timeout=10) as direct,
+            httpx.AsyncClient(base_url=started.workers[doomed], timeout=10) as producer,
+        ):
+            sid = await start_conversation(direct, words)
+            replying = asyncio.create_task(producer.post(f"/sessions/{sid}/reply", json={"stream": True}))
+            out: asyncio.Queue[dict[str, str]] = asyncio.Queue()
+            async with direct.stream("GET", f"/sessions/{sid}/live", params={"after": 1}) as stream:
+                reader = asyncio.create_task(read_sse(stream, out))
+                try:
+                    events = [await asyncio.wait_for(out.get(), timeout=10) for _ in range(5)]
+                    started.processes[doomed].kill()  # SIGKILL, mid-reply
+                    killed = time.monotonic()
+                    while events[-1]["event"] != "aborted":
+                        events.append(await asyncio.wait_for(out.get(), timeout=10))
+                    waited = time.monotonic() - killed
+                    # The lease expired: the surviving worker retries the turn, streamed again.
+                    retried = await direct.post(f"/sessions/{sid}/reply", json={"stream": True})
+                    assert retried.status_code == 201, retried.text
+                    events += await until_message(out)
+                finally:
+                    reader.cancel()
+                    replying.cancel()
+    first = [e for e in events if e["event"] == "delta" and json.loads(e["data"])["index"] == 0]
+    assert len(first) == 2, "two replies began: the killed one and the retry"
+    cut = next(i for i, e in enumerate(events) if e["event"] == "aborted")
+    assert json.loads(events[cut]["data"])["reason"] == "producer lost"
+    assert 0.3 < waited < 8, waited
+    check_reply(events[cut + 1 :], words)
+
+
+# -- a tool step that runs once (issue 19) --------------------------------------------------------
+
+
+async def test_a_tool_step_with_a_counter_runs_once(service: Service, redis_url: str) -> None:
+    # Ten requests to run one tool call, at once, on both workers (directly and through nginx): the
+    # tool (it increments a counter outside the conversation) runs once, one ToolResult is stored,
+    # and every request answers with it; the others wait out the live claim (409 ToolCallPending).
+    pending = 0
+    async with contextlib.AsyncExitStack() as stack:
+        lb = await stack.enter_async_context(httpx.AsyncClient(base_url=service.lb, timeout=10))
+        direct = [
+            await stack.enter_async_context(httpx.AsyncClient(base_url=service.workers[w], timeout=10))
+            for w in WORKERS
+        ]
+        sid = await start_conversation(lb, 3)
+
+        async def run_tool(client: httpx.AsyncClient) -> httpx.Response:
+            nonlocal pending
+            deadline = time.monotonic() + 15
+            while True:
+                got = await client.post(f"/sessions/{sid}/tool", json={"tool_use_id": "toolu_count"})
+                if got.status_code != 409:
+                    return got
+                assert got.json()["error"] == "ToolCallPending", got.text
+                assert int(got.headers["retry-after"]) >= 1
+                pending += 1
+                assert time.monotonic() < deadline, "the claim was never completed"
+                await asyncio.sleep(0.05)  # polling interval (Retry-After is in whole seconds)
+
+        clients = [*direct * 4, lb, lb]
+        answers = await asyncio.gather(*(run_tool(c) for c in clients))
+        again = await run_tool(lb)  # a retry once the call is done runs nothing
+        stored = await conversation(lb, sid)
+    bodies = [a.json() for a in answers]
+    assert sorted(a.status_code for a in answers) == [200] * (len(clients) - 1) + [201], bodies
+    ran = [b for b in bodies if b["ran_here"]]
+    assert len(ran) == 1, bodies
+    assert ran[0]["attempt"] == 1
+    assert {b["result"] for b in [*bodies, again.json()]} == {"counter is now 1"}
+    assert {b["seq"] for b in [*bodies, again.json()]} == {3}
+    assert {a.headers["x-worker"] for a in answers} == set(WORKERS)
+    assert again.status_code == 200
+    assert not again.json()["ran_here"]
+    client = redis.Redis.from_url(redis_url)
+    try:
+        assert client.get(f"{service.prefix}:example:{sid}:counter") == b"1"
+    finally:
+        client.close()
+    assert [(m["seq"], m["role"], m["id"]) for m in stored][1:] == [
+        (2, "assistant", "tool_use:toolu_count"),
+        (3, "tool", "tool_result:toolu_count"),
+    ]
+    print(f"\ntool step: {len(clients)} racing requests, the tool ran once, {pending} 409s meanwhile")

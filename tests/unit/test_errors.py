@@ -23,13 +23,17 @@ from redis_sessions import (
     NotReplicated,
     PersistenceError,
     RecordMismatch,
+    ReplyClosed,
+    ReplyTooLarge,
     SchemaVersionError,
     SessionError,
     SessionExists,
     SessionNotFound,
     StoreError,
     StoreUnavailable,
+    ToolCallPending,
 )
+from redis_sessions.errors import InvalidArgument
 
 SID = uuid.UUID("a1b2c3d4-e5f6-4a7b-8c9d-0e1f2a3b4c5d")
 
@@ -51,7 +55,10 @@ PARENTS = {
     NotReplicated: (StoreError,),
     LeaseHeld: (SessionError,),
     LeaseLost: (SessionError,),
+    ToolCallPending: (SessionError,),
     MessagesTrimmed: (SessionError,),
+    ReplyTooLarge: (InvalidArgument, ValueError),
+    ReplyClosed: (SessionError,),
 }
 
 
@@ -60,6 +67,8 @@ def one_of_each() -> list[SessionError]:
     return [
         InvalidMessage(SID, "not an AgentMessage"),
         MessageTooLarge(SID, "m1", 2000, 1000),
+        ReplyTooLarge(SID, "m1", "deltas", 10),
+        ReplyClosed(SID, "m1", "finished"),
         SessionNotFound(SID),
         SessionExists(SID),
         ConflictError(SID, 3, 5),

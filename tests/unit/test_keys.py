@@ -6,7 +6,7 @@ import fnmatch
 import uuid
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from redis.crc import key_slot
 
@@ -19,9 +19,12 @@ from redis_sessions.keys import (
     live_keys,
     meta_key_pattern,
     parse_meta_key,
+    reply_keys,
     script_keys,
     session_id,
     session_keys,
+    tombstone_key,
+    tools_key,
 )
 
 SID = uuid.UUID("0b7c6a52-7f3e-4d2a-9c1b-5e8f00a1b2c3")
@@ -59,8 +62,15 @@ def test_keys_are_hash_tagged_by_session_id() -> None:
 
 
 @given(st.uuids(), st.sampled_from(["rs", "app:sessions", "a", "x-y_z.9", "p" * 64]))
+@settings(deadline=None)  # the first example builds the table of slot tags (~50 ms, more on a busy CPU)
 def test_all_keys_of_a_session_map_to_one_cluster_slot(sid: uuid.UUID, prefix: str) -> None:
-    slots = {key_slot(key.encode()) for key in script_keys(prefix, sid, True)}
+    every = (
+        *script_keys(prefix, sid, True),
+        tombstone_key(prefix, sid),
+        *reply_keys(prefix, sid),
+        tools_key(prefix, sid),
+    )
+    slots = {key_slot(key.encode()) for key in every}
     assert slots == {key_slot(str(sid).encode())}
     assert script_keys(prefix, sid, True) == (
         *session_keys(prefix, sid),

@@ -72,7 +72,8 @@ def test_every_status_a_script_returns_is_named_in_its_header(name: str) -> None
 
 
 def test_every_refusing_status_but_answers_maps_to_an_error() -> None:
-    answers = {Status.OK, Status.DELETED}  # not errors: OK, and sync_mark's report to the worker
+    # not errors: OK, sync_mark's report to the worker, and tool_call's to a claimant (already done)
+    answers = {Status.OK, Status.DELETED, Status.TOOL_DONE}
     assert set(ERRORS) == set(Status) - answers
 
 
@@ -112,6 +113,7 @@ def test_the_shared_checks_are_found_and_return_statuses() -> None:
         "version_refusal": {Status.NOT_FOUND, Status.VERSION_MISMATCH},
         "decimal_seq": set(),
         "corrupt_seq": {Status.CORRUPT},
+        "push_messages": set(),
     }
 
 

@@ -43,6 +43,15 @@ PUBLIC = {
     "Thinking",
     "ToolResult",
     "ToolUse",
+    "Aborted",
+    "AsyncReplyStream",
+    "Delta",
+    "ReplyClosed",
+    "ReplyStream",
+    "ReplyTooLarge",
+    "ToolCall",
+    "AsyncToolCall",
+    "ToolCallPending",
 }
 
 
