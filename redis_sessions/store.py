@@ -61,7 +61,7 @@ class SessionStore(StoreBase):
     ``backing`` (a ``redis_sessions.persistence`` adapter) makes Redis the cache of a durable
     store: sessions this store creates are written behind to it, a session Redis lacks is read
     through from it, and ``delete`` removes both copies. ``from_url`` & co. also start a
-    write-behind worker thread; see the README's *Durability*. The one rule for persistence in the
+    write-behind worker thread; see the docs' *Durability* page. The one rule for persistence in the
     asyncio store: ``backing`` is a synchronous ``PersistenceAdapter`` (the write-behind worker is a
     thread, and read-through runs it in ``asyncio.to_thread``); ``save`` and ``restore``, which the
     caller awaits, take an ``PersistenceAdapter``.

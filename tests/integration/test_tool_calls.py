@@ -447,18 +447,18 @@ def test_a_durable_sessions_result_reaches_the_record_and_survives_redis(
     assert len(tool_messages(store, sid)) == 1
 
 
-# -- the README's example -----------------------------------------------------------------------------
+# -- the docs' example (docs/multi-agent.md) -----------------------------------------------------------------
 
 
 @pytest.mark.parametrize("backend", REAL, indirect=True)
 def test_the_readme_example_runs(
     backend: Backend, redis_url: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text("utf-8")
-    section = readme[readme.index("### Tool calls that run once") :]
+    readme = (Path(__file__).resolve().parents[2] / "docs" / "multi-agent.md").read_text("utf-8")
+    section = readme[readme.index("## Tool calls that run once") :]
     code = section[section.index("```python\n") + 10 : section.index("```\n", section.index("```python"))]
     given = 'SessionStore.from_url("redis://localhost:6379/0")'
     assert given in code
     code = code.replace(given, f'SessionStore.from_url("{redis_url}", prefix="{backend.prefix}")')
-    exec(compile(code, "README.md", "exec"), {})
+    exec(compile(code, "docs/multi-agent.md", "exec"), {})
     assert "content='charged 42 EUR'" in capsys.readouterr().out
