@@ -60,7 +60,7 @@ ACL_COMMANDS = (
     " +wait +pttl +memory|usage"
     # called inside the Lua scripts (ACLs apply to redis.call too)
     " +time +get +set +del +hget +hset +hdel +hincrby +llen +rpush +rpop +ltrim +pexpire +persist +zadd"
-    " +zscore +zrem +zremrangebyscore +zcard +spublish"
+    " +zscore +zrem +zremrangebyscore +zcard +spublish +lindex +xadd +xrange"
 )
 """What the library sends to a single Redis >= 7.0 (Cluster and Sentinel need their discovery
 commands on top). ``SCAN`` is not checked against key patterns by Redis: a user that may SCAN sees
