@@ -9,6 +9,7 @@ had before its indexes were grouped.
 
 from __future__ import annotations
 
+import logging
 import time
 import uuid
 from collections.abc import Iterable
@@ -20,6 +21,7 @@ from ._calls import Command
 from ._core import scan_page
 from ._durable import dirty_sessions
 from ._sync_io import SyncTransport
+from .errors import BackingMismatch, StoreError
 from .keys import (
     GROUP_SLOTS,
     SLOT_GROUPS,
@@ -36,12 +38,16 @@ __all__ = [
     "adopt_legacy",
     "bind",
     "bound_record",
+    "check_binding",
     "exists",
     "fields",
     "lag",
     "listed",
     "pending",
 ]
+
+
+log = logging.getLogger("redis_sessions.writebehind")  # the worker's own log
 
 
 class Lag(NamedTuple):
@@ -65,6 +71,23 @@ def bind(io: SyncTransport, record: str) -> str | None:
     key = record_key(io.core.prefix)
     io.run(Command("bind", None, (key,), ("SET", key, record, "NX"), bool))
     return bound_record(io)
+
+
+def check_binding(io: SyncTransport, record: str, name: str) -> BackingMismatch | None:
+    """Bind the prefix to ``record`` if nothing is bound yet; the mismatch if another record is
+    bound (``name`` describes this one). A Redis refusing writes (out of memory) leaves the binding
+    to the next pass, while the scripts refuse another record's worker session by session."""
+    prefix = io.core.prefix
+    bound = bound_record(io)
+    if bound is None:
+        try:
+            bound = bind(io, record)
+        except StoreError as exc:
+            log.warning("write-behind could not bind prefix %r yet: %s", prefix, exc)
+    if bound in (None, record):
+        return None
+    log.error("write-behind stopped: prefix %r is bound to record %s, not %s", prefix, bound, record)
+    return BackingMismatch(f"prefix {prefix!r}", bound, name)
 
 
 def pending(

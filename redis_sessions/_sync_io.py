@@ -19,6 +19,8 @@ import redis.exceptions
 from ._calls import Call, Script
 from ._core import SCRIPTS, SHAS, StoreCore
 from .errors import StoreError
+from .keys import slot
+from .models import SessionId
 from .retry import TRANSIENT
 
 if TYPE_CHECKING:
@@ -86,6 +88,16 @@ class SyncTransport:
             raise StoreError(call.op, None, f"{type(exc).__name__}: {exc}") from exc
         return parse(reply)
 
+    def chunks(self, size: int, sids: list[SessionId]) -> list[list[SessionId]]:
+        """Sessions that may share one script call, ``size`` at most: any on one server, one
+        slot's on a cluster (a script may only touch keys of one slot there)."""
+        if not self.cluster:
+            return [sids[i : i + size] for i in range(0, len(sids), size)]
+        by_slot: dict[int, list[SessionId]] = defaultdict(list)
+        for sid in sids:
+            by_slot[slot(sid)].append(sid)
+        return [group[i : i + size] for group in by_slot.values() for i in range(0, len(group), size)]
+
     def nodes(self, slots: Iterable[int]) -> dict[Any, list[int]]:
         """``slots`` by the primary that owns them (all under ``None`` on one server)."""
         if not self.cluster:
@@ -93,8 +105,8 @@ class SyncTransport:
         self.transport.slot_map()
         cache = self.client.nodes_manager.slots_cache  # type: ignore[union-attr]
         owners: dict[Any, list[int]] = defaultdict(list)
-        for slot in slots:
-            owners[cache[slot][0]].append(slot)
+        for number in slots:
+            owners[cache[number][0]].append(number)
         return owners
 
     def close(self) -> None:

@@ -34,7 +34,6 @@ import logging
 import threading
 import time
 import uuid
-from collections import defaultdict
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
@@ -42,8 +41,8 @@ from . import _dirty as dirty
 from ._dirty import Lag
 from ._durable import Unsynced, sync_lease, sync_mark, sync_read
 from ._sync_io import SyncTransport
-from .errors import BackingMismatch, RecordMismatch, SessionError, StoreError
-from .keys import SLOT_GROUPS, slot
+from .errors import BackingMismatch, RecordMismatch, SessionError
+from .keys import SLOT_GROUPS
 from .models import SessionId
 from .persistence import Delivered, Delivery
 
@@ -104,23 +103,8 @@ class SyncWorker:
     def _check_binding(self) -> bool:
         """Bind the prefix if nothing is bound yet; whether it is bound to this record (every pass
         asks again: ``rebind`` may have moved it, and a worker of the old record must stop)."""
-        prefix = self.io.core.prefix
-        bound = dirty.bound_record(self.io)
-        if bound is None:  # nothing bound yet: bind it; a Redis refusing writes (out of memory)
-            # leaves it to the next pass, while the scripts refuse another record's worker
-            try:
-                bound = dirty.bind(self.io, self.record)
-            except StoreError as exc:
-                log.warning("write-behind could not bind prefix %r yet: %s", prefix, exc)
-        if bound not in (None, self.record):
-            if self.unbound is None:
-                log.error(
-                    "write-behind stopped: prefix %r is bound to record %s, not %s",
-                    prefix,
-                    bound,
-                    self.record,
-                )
-            self.unbound = BackingMismatch(f"prefix {prefix!r}", bound, self._name())
+        if self.unbound is None:
+            self.unbound = dirty.check_binding(self.io, self.record, self._name())
         return self.unbound is None
 
     def _name(self) -> str:
@@ -154,7 +138,7 @@ class SyncWorker:
         for _ in range(rounds):
             if not todo:
                 break
-            chunks = self._chunks(todo)
+            chunks = self.io.chunks(self.sessions, todo)
             replies = self.io.run_all(
                 [sync_read(core, self.record, chunk, self.batch, after) for chunk in chunks]
             )
@@ -188,7 +172,7 @@ class SyncWorker:
                     self.failures.pop(sid, None)
                     reached[sid] = last
                     marks[sid] = (sid, read, last)
-            chunks = self._chunks(list(marks))
+            chunks = self.io.chunks(self.sessions, list(marks))
             outcomes = self.io.run_all([sync_mark(core, self.record, [marks[s] for s in c]) for c in chunks])
             for sid, mark in zip(
                 [s for c in chunks for s in c], [m for ms in outcomes for m in ms], strict=True
@@ -214,19 +198,6 @@ class SyncWorker:
         for start in range(0, len(deliveries), self.per_transaction):
             results.update(self.backing.deliver(deliveries[start : start + self.per_transaction]))
         return results
-
-    def _chunks(self, sids: list[SessionId]) -> list[list[SessionId]]:
-        """Sessions that may share one script call: any on one server, one slot's on a cluster."""
-        if not self.io.cluster:
-            return [sids[i : i + self.sessions] for i in range(0, len(sids), self.sessions)]
-        by_slot: dict[int, list[SessionId]] = defaultdict(list)
-        for sid in sids:
-            by_slot[slot(sid)].append(sid)
-        return [
-            group[i : i + self.sessions]
-            for group in by_slot.values()
-            for i in range(0, len(group), self.sessions)
-        ]
 
     def sync_session(self, sid: SessionId, rounds: int = 100) -> int:
         """Deliver what the record lacks of one session; the seq the record now holds (0: gone)."""
