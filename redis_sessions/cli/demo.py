@@ -1,5 +1,5 @@
 """``redis-sessions demo``: agent processes append to one conversation at once, then the checks
-that nothing was lost, duplicated or reordered."""
+that nothing was lost, duplicated or reordered, and a reply streamed into it and watched live."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ import click
 from rich.console import Console
 from rich.text import Text
 
-from .. import AgentMessage, Session, SessionStore
+from .. import AgentMessage, Appended, Delta, Session, SessionId, SessionStore
 from ..embedded import embedded_redis
 from ..models import Text as TextBlock
 from ..models import ToolUse
@@ -111,6 +111,51 @@ def _print_conversation(console: Console, session: Session, show: int) -> None:
         console.print(line, no_wrap=True, overflow="ignore" if console.soft_wrap else "ellipsis")
 
 
+SUMMARY = (
+    "All agents answered their questions; nothing was lost, duplicated or reordered, "
+    "and this reply was streamed through Redis while it was written."
+)
+
+
+def _streamed_reply(
+    console: Console, store: SessionStore, sid: SessionId, after: int
+) -> list[tuple[bool, str]]:
+    """A reply streamed token by token (a fake model in a thread) while this process watches it live
+    through Redis, as a browser connected to another worker would; the checks of what it saw."""
+    tokens = [word + " " for word in SUMMARY.split(" ")]
+    tokens[-1] = tokens[-1].rstrip()
+
+    def model() -> None:
+        with store.stream(sid) as reply:
+            for token in tokens:
+                reply.write(token)
+                time.sleep(0.02)  # the fake model's pace: a token every 20 ms
+
+    producer = threading.Thread(target=model, name="demo-model")
+    producer.start()
+    seen: list[tuple[int, str]] = []
+    final: Appended | None = None
+    console.print(Text("streamed reply, watched live: ", style="bold"), end="")
+    try:
+        for event in store.watch(sid, after, partial=True, timeout=10):
+            if isinstance(event, Delta):
+                seen.append((event.index, event.text))
+                console.print(event.text, end="", soft_wrap=True)
+            elif isinstance(event, Appended) and event.deltas is not None:
+                final = event
+                break
+    finally:
+        producer.join(30)
+        console.print()
+    ordered = [i for i, _ in seen] == list(range(len(tokens)))
+    text = final.message.text if final is not None else None
+    return [
+        (ordered, f"streamed reply: {len(seen)} deltas watched live, each once and in order"),
+        (final is not None and text == "".join(t for _, t in seen) == SUMMARY,
+         f"its final message (seq {final.seq if final else '?'}) is the text of those deltas"),
+    ]  # fmt: skip
+
+
 def _collect(procs: Sequence[BaseProcess], results: Queue[Report]) -> list[Report]:
     """Every agent's report, in agent order; one that died without reporting is an error too."""
     reports: dict[int, Report] = {}
@@ -153,7 +198,8 @@ def _server(console: Console, url: str | None) -> Iterator[str]:
 @click.option("--keep", is_flag=True, help="Keep the session in Redis to look at.")
 @click.pass_obj
 def demo(settings: Settings, agents: int, turns: int, show: int, keep: bool) -> None:
-    """Agent processes append to one conversation at once; print it and check nothing was lost.
+    """Agent processes append to one conversation at once; print it and check nothing was lost;
+    then stream a reply into it token by token while watching it live through Redis.
 
     Without --url or REDIS_URL it starts a throw-away server (redis-server, else fakeredis).
     Exits 0 when every check passes, 1 otherwise.
@@ -186,6 +232,7 @@ def demo(settings: Settings, agents: int, turns: int, show: int, keep: bool) -> 
         _print_conversation(console, session, show)
         checks = [(False, f"agent {a}: {err}") for a, err, _ in reports if err]
         checks += _checks(session, agents, turns, [ack for _, _, acks in reports for ack in acks])
+        checks += _streamed_reply(console, store, sid, session.seq)
         if keep:
             console.print(f"Kept session {sid}: its keys are {settings.prefix}:{{{sid}}}:*")
         else:
