@@ -217,13 +217,17 @@ def test_a_user_confined_to_the_prefix_can_use_every_feature(
 
         def watch() -> None:
             with asyncio.Runner() as own, _opened(front, acl.url("app"), own) as watcher:
-                seen.extend(watcher.watch(sid, 5, timeout=5, poll_interval=60))
+                for item in watcher.watch(sid, 5, timeout=5, poll_interval=60):
+                    seen.append(item)
 
         thread = threading.Thread(target=watch)
         thread.start()
         wait_until(lambda: _shard_subscribers(acl.admin, channel) == 1, "the watcher subscribed", 5)
         store.append(sid, AgentMessage.user("live", id="live"))
         assert store.next_message(sid, 5, timeout=1).message.id == "live"
+        # Delete only once the watcher has it: a delete that lands first takes the message away
+        # before the watcher reads it, and the watch then just ends (it was racing the test).
+        wait_until(lambda: len(seen) == 1, "the watcher got the message", 5)
         store.delete(sid)  # ends the watch
         thread.join(10)
         assert not thread.is_alive()
