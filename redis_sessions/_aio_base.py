@@ -2,8 +2,8 @@
 
 ``aio.py`` holds the store's conversation methods and its construction; ``_aio_manage`` the methods
 for looking after sessions, ``_aio_watch`` the live ones, ``_aio_tool_call`` tool calls that run
-once; they send through ``_aio_transport`` and mend through ``_aio_recovery``. This module is the
-source of ``_base.py`` (``tools/unasync.py``).
+once, ``_aio_reply`` streamed replies; they send through ``_aio_transport`` and mend through
+``_aio_recovery``. This module is the source of ``_base.py`` (``tools/unasync.py``).
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any, TypeVar
 
 from ._aio_manage import AsyncManaging
+from ._aio_reply import AsyncStreaming
 from ._aio_tool_call import AsyncToolCalling
 from ._aio_watch import AsyncWatching
 from ._calls import Call
@@ -20,7 +21,7 @@ __all__ = ["AsyncStoreBase"]
 T = TypeVar("T")
 
 
-class AsyncStoreBase(AsyncManaging, AsyncWatching, AsyncToolCalling):
+class AsyncStoreBase(AsyncManaging, AsyncWatching, AsyncToolCalling, AsyncStreaming):
     """The methods of ``AsyncSessionStore`` that ``aio.py`` does not hold itself."""
 
     async def _run(self, call: Call[T], node: Any = None) -> T:

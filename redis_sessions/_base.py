@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any, TypeVar
 
 from ._manage import Managing
+from ._reply import Streaming
 from ._tool_call import ToolCalling
 from ._watch import Watching
 from ._calls import Call
@@ -18,7 +19,7 @@ __all__ = ["StoreBase"]
 T = TypeVar("T")
 
 
-class StoreBase(Managing, Watching, ToolCalling):
+class StoreBase(Managing, Watching, ToolCalling, Streaming):
     """The methods of ``SessionStore`` that ``aio.py`` does not hold itself."""
 
     def _run(self, call: Call[T], node: Any = None) -> T:

@@ -16,12 +16,13 @@ import msgspec
 from . import _partial as partial
 from ._deferred import later
 from .errors import InvalidArgumentType, ReplyClosed, ReplyTooLarge, SessionError
+from .keys import session_id as parse_session_id
 from .models import AgentMessage, Role, SessionId, Text
 
 if TYPE_CHECKING:
     from ._transport import Transport
 
-__all__ = ["ReplyStream"]
+__all__ = ["ReplyStream", "Streaming"]
 
 
 class ReplyStream:
@@ -146,3 +147,47 @@ class ReplyStream:
             self.finish()
         else:
             self.abort(kind.__name__)
+
+
+class Streaming:
+    """Part of ``SessionStore`` (which sets this attribute): ``stream``."""
+
+    transport: Transport
+
+    def stream(
+        self,
+        session_id: SessionId | str,
+        *,
+        fence: int | None = None,
+        message_id: str | None = None,
+        role: Role = Role.ASSISTANT,
+        flush_interval: float = 0.002,
+        flush_deltas: int = 64,
+        max_deltas: int = partial.MAX_DELTAS,
+        max_bytes: int = partial.MAX_REPLY_BYTES,
+        idle: float = partial.IDLE,
+    ) -> ReplyStream:
+        """A reply streamed into the session as it is made: use it as a context manager, ``write`` deltas,
+        and leaving the block stores the final message (``finish``) or, on an exception, aborts.
+
+        Every watcher with ``partial=True``, in any process, follows the deltas as they come. With
+        ``fence`` (a lease's token) every write and the finish are refused (``LeaseLost``) once that
+        lease is no longer live. Deltas are sent ``flush_deltas`` at a time, or every
+        ``flush_interval`` seconds; a reply holds at most ``max_deltas`` deltas and ``max_bytes``
+        bytes (``ReplyTooLarge``). Unfenced, readers take a reply that wrote nothing for ``idle``
+        seconds for dead. ``message_id`` (default: a new one) becomes the final message's id.
+        """
+        sid = parse_session_id(session_id)
+        partial.check_options(sid, flush_interval, flush_deltas, (max_deltas, max_bytes, idle))
+        if message_id is None:
+            message_id = AgentMessage(role=role, content=[]).id
+        elif not isinstance(message_id, str) or not message_id:
+            raise InvalidArgumentType("message_id must be a non-empty str or None", sid)
+        if not isinstance(role, Role):
+            raise InvalidArgumentType("role must be a Role", sid)
+        if fence is not None and (type(fence) is not int or fence < 1):
+            raise InvalidArgumentType("fence must be a lease token (an int >= 1) or None", sid)
+        limits = (max_deltas, max_bytes, max(1, round(idle * 1000)))
+        return ReplyStream(
+            self.transport, sid, message_id, role, fence, (flush_interval, flush_deltas), limits
+        )

@@ -21,7 +21,6 @@ from . import _write as write
 from ._aio_base import AsyncStoreBase
 from ._aio_lease import AsyncLease
 from ._aio_recovery import RECOVERABLE, AsyncRecovery
-from ._aio_reply import AsyncReplyStream
 from ._aio_tool_call import AsyncToolCall
 from ._aio_transport import AsyncTransport
 from ._core import (
@@ -32,13 +31,12 @@ from ._core import (
     check_client,
     ttl_ms,
 )
-from ._partial import IDLE, MAX_DELTAS, MAX_REPLY_BYTES, check_options
 from ._replication import wait_for
 from .cache import HistoryCache
 from .config import CLIENT_DEFAULTS, DEFAULT_RETRY, StoreConfig
 from .errors import InvalidArgumentType, InvalidOperation
 from .keys import session_id as parse_session_id
-from .models import AgentMessage, Role, Session, SessionId
+from .models import AgentMessage, Session, SessionId
 from .retry import ASYNC_NO_CLIENT_RETRY, RetryPolicy, turn_off_client_retry
 from .writebehind import SyncWorker
 
@@ -285,44 +283,6 @@ class AsyncSessionStore(AsyncStoreBase):
         if not isinstance(owner, str) or not owner:
             raise InvalidArgumentType("a lease owner must be a non-empty str")
         return AsyncLease(self, parse_session_id(session_id), owner, ttl_ms(ttl))
-
-    def stream(
-        self,
-        session_id: SessionId | str,
-        *,
-        fence: int | None = None,
-        message_id: str | None = None,
-        role: Role = Role.ASSISTANT,
-        flush_interval: float = 0.002,
-        flush_deltas: int = 64,
-        max_deltas: int = MAX_DELTAS,
-        max_bytes: int = MAX_REPLY_BYTES,
-        idle: float = IDLE,
-    ) -> AsyncReplyStream:
-        """A reply streamed into the session as it is made: use it as a context manager, ``write`` deltas,
-        and leaving the block stores the final message (``finish``) or, on an exception, aborts.
-
-        Every watcher with ``partial=True``, in any process, follows the deltas as they come. With
-        ``fence`` (a lease's token) every write and the finish are refused (``LeaseLost``) once that
-        lease is no longer live. Deltas are sent ``flush_deltas`` at a time, or every
-        ``flush_interval`` seconds; a reply holds at most ``max_deltas`` deltas and ``max_bytes``
-        bytes (``ReplyTooLarge``). Unfenced, readers take a reply that wrote nothing for ``idle``
-        seconds for dead. ``message_id`` (default: a new one) becomes the final message's id.
-        """
-        sid = parse_session_id(session_id)
-        check_options(sid, flush_interval, flush_deltas, (max_deltas, max_bytes, idle))
-        if message_id is None:
-            message_id = AgentMessage(role=role, content=[]).id
-        elif not isinstance(message_id, str) or not message_id:
-            raise InvalidArgumentType("message_id must be a non-empty str or None", sid)
-        if not isinstance(role, Role):
-            raise InvalidArgumentType("role must be a Role", sid)
-        if fence is not None and (type(fence) is not int or fence < 1):
-            raise InvalidArgumentType("fence must be a lease token (an int >= 1) or None", sid)
-        limits = (max_deltas, max_bytes, max(1, round(idle * 1000)))
-        return AsyncReplyStream(
-            self.transport, sid, message_id, role, fence, (flush_interval, flush_deltas), limits
-        )
 
     async def aclose(self) -> None:
         """Close the clients this store created (``from_url``, ``from_cluster``, ``from_sentinel``)."""

@@ -51,7 +51,7 @@ regenerate. See the source's docstring.
 # (pattern, replacement), applied in order, as whole words.
 SUBSTITUTIONS = [
     (r"AsyncSessionStore", "SessionStore"),
-    (r"Async(StoreBase|Transport|Recovery|Lease|Managing|Watching|ReplyStream|ToolCall)", r"\1"),
+    (r"Async(StoreBase|Transport|Recovery|Lease|Managing|Watching|ReplyStream|ToolCall|Streaming)", r"\1"),
     (r"from \._aio_(\w+) import", r"from ._\1 import"),
     (r"from \.aio import", "from .store import"),
     (r"AsyncPersistenceAdapter", "PersistenceAdapter"),
