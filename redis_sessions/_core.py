@@ -54,7 +54,7 @@ T = TypeVar("T")
 Messages = list[AgentMessage]
 
 _PREAMBLE: Final = resources.files(__package__).joinpath("scripts", "_preamble.lua").read_text("utf-8")
-_SHARED: Final = re.compile(r"\b(?:version_refusal|decimal_seq|corrupt_seq|push_messages)\(")
+_SHARED: Final = re.compile(r"\b(?:version_refusal|decimal_seq|corrupt_seq|writable_meta|push_messages)\(")
 
 
 def _script(name: str) -> str:

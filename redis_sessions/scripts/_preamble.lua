@@ -25,6 +25,27 @@ local function corrupt_seq()
   return {6, 'the meta hash holds no decimal integer seq'}
 end
 
+-- What a script that appends reads first, checked: the meta hash's schema_version, codec, seq,
+-- ttl_ms, max_messages, durable, synced_seq, then the fields named in ..., and the seq as a number;
+-- or nil, nil and the refusal to return: {1} / {2, version} (version_refusal), {5, codec} (CODEC)
+-- when it is not the store's codec, {6, detail} (CORRUPT) for a seq that is not a decimal integer.
+local function writable_meta(meta, version, codec, ...)
+  local h = redis.call('HMGET', meta, 'schema_version', 'codec', 'seq', 'ttl_ms', 'max_messages', 'durable',
+    'synced_seq', ...)
+  local refused = version_refusal(h[1], version)
+  if not refused and h[2] ~= codec then
+    refused = {5, h[2]}
+  end
+  local seq = not refused and decimal_seq(h[3])
+  if not refused and not seq then
+    refused = corrupt_seq()
+  end
+  if refused then
+    return nil, nil, refused
+  end
+  return h, seq, nil
+end
+
 
 -- Store the messages args[i] (id), args[i + 1] (encoded) for each index i of fresh, after seq: the
 -- list and the ids zset, the meta's seq and updated_at, trimming, the TTL (or, for a durable session,

@@ -21,18 +21,9 @@
 -- Status (redis_sessions._protocol.Status): OK NOT_FOUND VERSION_MISMATCH CONFLICT CODEC CORRUPT LEASE_LOST EVICTED REPLY_CLOSED
 local meta, list, ids = KEYS[1], KEYS[2], KEYS[3]
 local pairs_from = #KEYS == 9 and 6 or 5
-local h = redis.call('HMGET', meta, 'schema_version', 'codec', 'seq', 'ttl_ms', 'max_messages', 'durable',
-  'synced_seq')
-local refused = version_refusal(h[1], ARGV[1])
+local h, seq, refused = writable_meta(meta, ARGV[1], ARGV[2])
 if refused then
   return refused
-end
-if h[2] ~= ARGV[2] then
-  return {5, h[2]}
-end
-local seq = decimal_seq(h[3])
-if not seq then
-  return corrupt_seq()
 end
 -- A durable session with messages always has its list and ids; if eviction took one of them
 -- (volatile-* policies evict key by key), appending now would build on a hole.

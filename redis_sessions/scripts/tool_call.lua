@@ -28,18 +28,9 @@
 -- Status (redis_sessions._protocol.Status): OK NOT_FOUND VERSION_MISMATCH CODEC CORRUPT LEASE_LOST EVICTED TOOL_PENDING TOOL_DONE
 local meta, list, ids, tools = KEYS[1], KEYS[2], KEYS[3], KEYS[7]
 local action, id, token = ARGV[3], ARGV[4], ARGV[5]
-local h = redis.call('HMGET', meta, 'schema_version', 'codec', 'seq', 'ttl_ms', 'max_messages', 'durable',
-  'synced_seq', 'epoch')
-local refused = version_refusal(h[1], ARGV[1])
+local h, seq, refused = writable_meta(meta, ARGV[1], ARGV[2], 'epoch')
 if refused then
   return refused
-end
-if h[2] ~= ARGV[2] then
-  return {5, h[2]}
-end
-local seq = decimal_seq(h[3])
-if not seq then
-  return corrupt_seq()
 end
 local epoch = h[8] or ''
 if redis.call('HGET', tools, 'epoch') ~= epoch then

@@ -32,12 +32,17 @@ FUNCTION = re.compile(r"^local function (\w+)\(.*?^end$", re.MULTILINE | re.DOTA
 
 
 def _shared() -> dict[str, set[int]]:
-    """The statuses each shared check of ``_preamble.lua`` returns, by function name."""
+    """The statuses each shared check of ``_preamble.lua`` returns, by function name: its own, and
+    those of the shared checks it calls (``writable_meta`` returns what ``version_refusal`` does)."""
     preamble = LUA.joinpath("_preamble.lua").read_text("utf-8")
-    return {
-        match.group(1): {int(n) for n in RETURN.findall(match.group(0))}
-        for match in FUNCTION.finditer(preamble)
-    }
+    bodies = {match.group(1): match.group(0) for match in FUNCTION.finditer(preamble)}
+    statuses = {name: {int(n) for n in RETURN.findall(body)} for name, body in bodies.items()}
+    for _ in bodies:  # calls nest at most as deep as there are functions
+        for name, body in bodies.items():
+            for other in bodies:
+                if other != name and re.search(rf"\b{other}\(", body.split("\n", 1)[1]):
+                    statuses[name] |= statuses[other]
+    return statuses
 
 
 def _split(source: str) -> tuple[str, str]:
@@ -113,6 +118,7 @@ def test_the_shared_checks_are_found_and_return_statuses() -> None:
         "version_refusal": {Status.NOT_FOUND, Status.VERSION_MISMATCH},
         "decimal_seq": set(),
         "corrupt_seq": {Status.CORRUPT},
+        "writable_meta": {Status.NOT_FOUND, Status.VERSION_MISMATCH, Status.CODEC, Status.CORRUPT},
         "push_messages": set(),
     }
 
