@@ -32,10 +32,9 @@ from .errors import (
     SessionNotFound,
     StoreError,
 )
-from .keys import (
-    check_prefix,
-)
+from .keys import check_prefix
 from .models import AgentMessage, Session, SessionId
+from .tokens import TokenCounter, estimate_tokens
 
 __all__ = [
     "DEFAULT_CACHE_MESSAGES",
@@ -88,6 +87,11 @@ SCRIPTS: Final[dict[str, str]] = {
         "stream_write",
         "stream_abort",
         "tool_call",
+        "context",
+        "summarize",
+        "compact",
+        "fork_read",
+        "fork",
     )
 }
 """Lua sources by name, read once from the package's ``scripts/*.lua`` files (with the shared
@@ -151,6 +155,7 @@ class StoreCore:
         durable: bool = False,
         record: str = "",
         cluster: bool = False,
+        token_counter: TokenCounter = estimate_tokens,
     ) -> None:
         if codec not in CODECS:
             raise InvalidArgument(f"codec must be one of {sorted(CODECS)}, got {codec!r}")
@@ -168,6 +173,7 @@ class StoreCore:
         self.record = record
         # Where dirty indexes live: one per slot on a cluster, one per slot group on one server.
         self.cluster = cluster
+        self.count_tokens = token_counter  # tokens.py: run once per appended message
         # The schema version this store writes and reads (older ones are upgraded: migrations).
         self.schema = migrations.active()
         self.version = str(self.schema.current)

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from ._core import DEFAULT_CACHE_MESSAGES, DEFAULT_MAX_MESSAGE_BYTES
 from .retry import RetryPolicy
+from .tokens import TokenCounter, estimate_tokens
 
 if TYPE_CHECKING:
     from .persistence import PersistenceAdapter
@@ -40,6 +41,8 @@ class StoreConfig:
     retry, and leaves its client's retry as it was configured. ``wait_replicas`` / ``wait_timeout``:
     ``WAIT`` for that many replicas after each write (``0``: off). ``backing``: a
     ``redis_sessions.persistence`` adapter, which makes Redis the cache of a durable store.
+    ``token_counter``: counts each appended message's tokens (``redis_sessions.tokens``; the default
+    is an estimate that needs no download).
     """
 
     prefix: str = "rs"
@@ -52,6 +55,7 @@ class StoreConfig:
     wait_replicas: int = 0
     wait_timeout: float | timedelta = 1.0
     backing: PersistenceAdapter | None = None
+    token_counter: TokenCounter = estimate_tokens
 
     @classmethod
     def split(cls, options: Mapping[str, Any]) -> tuple[StoreConfig, dict[str, Any]]:

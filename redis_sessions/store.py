@@ -36,6 +36,7 @@ from .errors import InvalidArgumentType, InvalidOperation
 from .keys import session_id as parse_session_id
 from .models import AgentMessage, Session, SessionId
 from .retry import NO_CLIENT_RETRY, RetryPolicy, turn_off_client_retry
+from .tokens import TokenCounter, estimate_tokens
 from .writebehind import SyncWorker
 
 if TYPE_CHECKING:
@@ -49,7 +50,7 @@ class SessionStore(StoreBase):
 
     The options are ``StoreConfig``'s (``redis_sessions.config``), documented there: ``prefix``,
     ``ttl``, ``max_messages``, ``codec``, ``max_message_bytes``, ``cache_messages``, ``retry``,
-    ``wait_replicas``/``wait_timeout`` and ``backing``; the store keeps them as ``config``.
+    ``wait_replicas``/``wait_timeout``, ``backing`` and ``token_counter``; the store keeps them as ``config``.
     ``retry`` is the one retry policy for transport errors: the store turns the client's own
     retry off; with ``retry=None`` the store does not retry, and leaves the client's retry alone.
 
@@ -79,6 +80,7 @@ class SessionStore(StoreBase):
         wait_replicas: int = 0,
         wait_timeout: float | timedelta = 1.0,
         backing: PersistenceAdapter | None = None,
+        token_counter: TokenCounter = estimate_tokens,
     ) -> None:
         check_client(client)
         self.config = StoreConfig(
@@ -92,6 +94,7 @@ class SessionStore(StoreBase):
             wait_replicas=wait_replicas,
             wait_timeout=wait_timeout,
             backing=backing,
+            token_counter=token_counter,
         )
         self._core = StoreCore(
             prefix=prefix,
@@ -102,6 +105,7 @@ class SessionStore(StoreBase):
             durable=backing is not None,
             record="" if backing is None else backing.record_id,
             cluster=isinstance(client, RedisCluster),
+            token_counter=token_counter,
         )
         self.client = client
         # Decoded histories for re-reads: the store's own state (the core keeps none).
