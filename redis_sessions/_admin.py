@@ -22,7 +22,17 @@ from .models import SCHEMA_VERSION, AgentMessage, SessionId, SessionInfo, Sessio
 
 __all__ = ["info", "info_page", "pop", "put", "scan"]
 
-_FIELDS: Final = ("model", "seq", "schema_version", "created_at", "updated_at")
+_FIELDS: Final = (
+    "model",
+    "seq",
+    "schema_version",
+    "created_at",
+    "updated_at",
+    "tokens",
+    "summary_seq",
+    "parent",
+    "fork_seq",
+)
 _SCAN_COUNT: Final = 1000
 
 
@@ -41,7 +51,9 @@ def _reads(core: StoreCore, sid: SessionId, memory: bool) -> tuple[tuple[Any, ..
 def _info(sid: SessionId, replies: Sequence[Any], memory: bool, listing: bool = False) -> SessionInfo | None:
     """A session's info; a corrupt meta hash raises ``CorruptSession``, or in a ``listing`` is an
     info naming the ``problem`` (so one bad session does not hide the others)."""
-    (model, seq, version, created, updated), length, pttl, *usage = replies
+    (model, seq, version, created, updated, tokens, summary_seq, parent, fork_seq), length, pttl, *usage = (
+        replies
+    )
     if version is None:
         return None  # gone (deleted or expired since it was listed)
     messages, ttl = int(length), pttl / 1000 if pttl >= 0 else None
@@ -58,6 +70,10 @@ def _info(sid: SessionId, replies: Sequence[Any], memory: bool, listing: bool = 
             messages=messages,
             ttl=ttl,
             bytes=size,
+            tokens=int(tokens or 0),
+            summary_seq=int(summary_seq or 0),
+            parent=None if parent is None else uuid.UUID(parent.decode()),
+            fork_seq=None if fork_seq is None else int(fork_seq),
             problem=f"schema version {int(version)}, newer than this library's {SCHEMA_VERSION}"
             if newer
             else None,

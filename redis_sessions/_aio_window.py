@@ -72,7 +72,8 @@ class AsyncWindowing:
     ) -> int | None:
         """When the summary plus the messages after it exceed ``over_tokens``, fold all but the
         newest ``keep_tokens`` of them into a new summary with ``summarizer(messages)`` (the previous
-        summary first; sync or async in the asyncio store) and store it; returns its ``through_seq``.
+        summary first; the asyncio store also awaits a coroutine) and store it; returns its
+        ``through_seq``.
 
         Exactly one worker does it: the first takes the session's compaction lock (not its turn
         lease) and the others return ``None`` at once, as they do under the threshold. A summary

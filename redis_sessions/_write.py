@@ -15,7 +15,17 @@ from ._calls import Script
 from ._core import StoreCore
 from ._protocol import OK
 from .errors import InvalidArgumentType
-from .keys import dirty_key, reply_keys, script_keys, session_id, session_keys, tombstone_key, tools_key
+from .keys import (
+    compact_key,
+    dirty_key,
+    reply_keys,
+    script_keys,
+    session_id,
+    session_keys,
+    tokens_key,
+    tombstone_key,
+    tools_key,
+)
 from .models import AgentMessage, SessionId
 
 __all__ = ["create", "delete", "extend", "set_metadata"]
@@ -100,6 +110,8 @@ def delete(core: StoreCore, sid: object) -> Script[bool]:
         tombstone_key(core.prefix, sid),
         *reply_keys(core.prefix, sid)[:2],
         tools_key(core.prefix, sid),
+        tokens_key(core.prefix, sid),
+        compact_key(core.prefix, sid),
     )
     return Script("delete", sid, "delete", keys, (), bool)
 

@@ -266,7 +266,9 @@ class SessionInfo(msgspec.Struct, frozen=True, kw_only=True):
     ``ttl`` is the seconds left before Redis expires it (``None``: no expiry); ``bytes`` is Redis's
     ``MEMORY USAGE`` of its keys, only when asked for (it costs a command per key). ``problem`` says
     why this library cannot read the session (a newer schema version, a corrupt meta hash: the
-    fields it could not parse are then zero or ``None``); ``None`` when it can.
+    fields it could not parse are then zero or ``None``); ``None`` when it can. ``tokens`` is the
+    running total of the counts of its messages (``token_counter=``), ``summary_seq`` the seq its
+    summary stands for (0: none); a fork names its ``parent`` and ``fork_seq``.
     """
 
     id: SessionId
@@ -279,3 +281,7 @@ class SessionInfo(msgspec.Struct, frozen=True, kw_only=True):
     ttl: float | None = None
     bytes: int | None = None
     problem: str | None = None
+    tokens: int = 0
+    summary_seq: int = 0
+    parent: SessionId | None = None
+    fork_seq: int | None = None

@@ -52,7 +52,8 @@ regenerate. See the source's docstring.
 # (pattern, replacement), applied in order, as whole words.
 SUBSTITUTIONS = [
     (r"AsyncSessionStore", "SessionStore"),
-    (r"Async(StoreBase|Transport|Recovery|Lease|Managing|Watching|ReplyStream|ToolCall|Streaming|Windowing)", r"\1"),
+    (r"Async(StoreBase|Transport|Recovery|Lease|Managing|Watching|ReplyStream|ToolCall|Streaming)", r"\1"),
+    (r"AsyncWindowing", "Windowing"),
     (r"from \._aio_(\w+) import", r"from ._\1 import"),
     (r"from \.aio import", "from .store import"),
     (r"AsyncPersistenceAdapter", "PersistenceAdapter"),

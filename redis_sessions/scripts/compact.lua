@@ -18,7 +18,7 @@ if ARGV[2] == '' then
   return {0}
 end
 local h = redis.call('HMGET', meta, 'schema_version', 'codec', 'seq', 'tokens', 'summary', 'summary_seq',
-  'summary_tokens', 'summary_base')
+  'summary_tokens', 'summary_base', 'tokens_seq')
 local refused = version_refusal(h[1], ARGV[1])
 if refused then
   return refused
@@ -38,7 +38,10 @@ if holder then
 end
 redis.call('SET', lock, ARGV[3], 'PX', ARGV[4])
 local length = redis.call('LLEN', list)
-local offset = length - redis.call('LLEN', tokens)
+local offset = length  -- the tokens list counts only while tokens_seq is the seq (context.lua)
+if h[9] == h[3] then
+  offset = length - redis.call('LLEN', tokens)
+end
 local from = math.max((tonumber(h[6]) or 0) - (seq - length), 0)
 local items = redis.call('LRANGE', list, from, -1)
 local counts = {}
@@ -47,7 +50,9 @@ if from < offset then
     counts[i] = math.ceil(#items[i] / 4)
   end
 end
-for _, n in ipairs(redis.call('LRANGE', tokens, math.max(from - offset, 0), -1)) do
-  counts[#counts + 1] = tonumber(n) or 0
+if offset < length then
+  for _, n in ipairs(redis.call('LRANGE', tokens, math.max(from - offset, 0), -1)) do
+    counts[#counts + 1] = tonumber(n) or 0
+  end
 end
 return {0, h[2], tonumber(h[6]) or 0, h[5] or '', summary_tokens, seq - length + from + 1, counts, items}

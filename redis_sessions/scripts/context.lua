@@ -1,6 +1,8 @@
 -- The newest messages that fit a token budget after the session's summary, read in one step.
 -- KEYS[1] = meta hash, KEYS[2] = messages list, KEYS[3] = tokens list (each message's count, its
--- tail aligned with the messages list's tail; older messages stored before counting have none)
+-- tail aligned with the messages list's tail; older messages stored before counting have none; the
+-- list counts only while the meta's tokens_seq is its seq: a script that does not count, a pop or a
+-- restore, leaves them apart and the list is not used until an append starts it again)
 -- ARGV[1] = schema version, ARGV[2] = the budget in tokens (the summary's count is taken off it),
 -- ARGV[3] = cached epoch, ARGV[4] = cached seq, ARGV[5] = cached first seq ('' when nothing is cached)
 -- A message without a count counts as its encoded bytes / 4 (rounded up).
@@ -12,7 +14,7 @@
 -- Status (redis_sessions._protocol.Status): OK NOT_FOUND VERSION_MISMATCH CORRUPT EVICTED
 local meta, list, tokens = KEYS[1], KEYS[2], KEYS[3]
 local h = redis.call('HMGET', meta, 'schema_version', 'codec', 'seq', 'epoch', 'durable', 'summary',
-  'summary_seq', 'summary_tokens')
+  'summary_seq', 'summary_tokens', 'tokens_seq')
 local refused = version_refusal(h[1], ARGV[1])
 if refused then
   return refused
@@ -28,7 +30,10 @@ end
 local base = seq - length  -- the seq just before the list's head
 local budget = tonumber(ARGV[2]) - (tonumber(h[8]) or 0)
 local floor = math.max((tonumber(h[7]) or 0) - base, 0)  -- the first list position after the summary
-local offset = length - redis.call('LLEN', tokens)  -- list position of the tokens list's head
+local offset = length  -- the list position of the tokens list's head
+if h[9] == h[3] then
+  offset = length - redis.call('LLEN', tokens)
+end
 local start, used, full, counts = length, 0, false, {}
 while start > floor and not full do
   local lo = math.max(floor, start - 64)

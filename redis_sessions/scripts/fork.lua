@@ -36,6 +36,9 @@ local durable = redis.call('HGET', meta, 'durable') == '1'
 for i = 2, 4 do
   if redis.call('EXISTS', KEYS[i + 3]) == 1 then
     redis.call('RENAME', KEYS[i + 3], KEYS[i])
+    if i == 4 then
+      redis.call('HSET', meta, 'tokens_seq', ARGV[3])  -- the counts are the fork's (context.lua)
+    end
     if durable or ttl <= 0 then
       redis.call('PERSIST', KEYS[i])
     else

@@ -7,7 +7,7 @@
 -- {6, detail} corrupt meta hash; {10} a durable session lost its list to eviction.
 -- Status (redis_sessions._protocol.Status): OK NOT_FOUND VERSION_MISMATCH CORRUPT EVICTED AHEAD
 local meta, list, ids, tokens = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
-local h = redis.call('HMGET', meta, 'schema_version', 'seq', 'durable', 'tokens')
+local h = redis.call('HMGET', meta, 'schema_version', 'seq', 'durable', 'tokens', 'tokens_seq')
 local refused = version_refusal(h[1], ARGV[1])
 if refused then
   return refused
@@ -25,7 +25,10 @@ if h[3] == '1' and seq > 0 and length == 0 then
   return {10}
 end
 local last = at - (seq - length) - 1  -- the list position of seq at
-local offset = length - redis.call('LLEN', tokens)
+local offset = length  -- the tokens list counts only while tokens_seq is the seq (context.lua)
+if h[5] == h[2] then
+  offset = length - redis.call('LLEN', tokens)
+end
 local items, counts, after = {}, {}, 0
 if last >= 0 then
   items = redis.call('LRANGE', list, 0, last)
@@ -33,8 +36,10 @@ if last >= 0 then
     counts = redis.call('LRANGE', tokens, 0, last - offset)
   end
 end
-for _, n in ipairs(redis.call('LRANGE', tokens, math.max(last + 1 - offset, 0), -1)) do
-  after = after + (tonumber(n) or 0)
+if offset < length then
+  for _, n in ipairs(redis.call('LRANGE', tokens, math.max(last + 1 - offset, 0), -1)) do
+    after = after + (tonumber(n) or 0)
+  end
 end
 local scored = redis.call('ZRANGE', ids, 0, at, 'BYSCORE', 'WITHSCORES')
 return {0, redis.call('HGETALL', meta), at, items, scored, counts, (tonumber(h[4]) or 0) - after}

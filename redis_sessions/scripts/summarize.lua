@@ -12,7 +12,7 @@
 -- session's seq; {1} not found; {2, version} other schema; {5, codec} other codec; {6, detail} corrupt.
 -- Status (redis_sessions._protocol.Status): OK NOT_FOUND VERSION_MISMATCH CONFLICT CODEC CORRUPT AHEAD
 local meta, list, tokens = KEYS[1], KEYS[2], KEYS[3]
-local h, seq, refused = writable_meta(meta, ARGV[1], ARGV[2], 'summary_seq', 'summary_id', 'tokens')
+local h, seq, refused = writable_meta(meta, ARGV[1], ARGV[2], 'summary_seq', 'summary_id', 'tokens', 'tokens_seq')
 if refused then
   return refused
 end
@@ -28,12 +28,17 @@ if through > seq then
 end
 -- The tokens after through_seq: counted ones from the tokens list, others by their size.
 local length = redis.call('LLEN', list)
-local offset = length - redis.call('LLEN', tokens)
+local offset = length  -- the tokens list counts only while tokens_seq is the seq (context.lua)
+if h[11] == h[3] then
+  offset = length - redis.call('LLEN', tokens)
+end
 local from = math.max(through - (seq - length), 0)  -- list position of through_seq + 1
 local after = 0
 if from < length then
-  for _, n in ipairs(redis.call('LRANGE', tokens, math.max(from - offset, 0), -1)) do
-    after = after + (tonumber(n) or 0)
+  if offset < length then
+    for _, n in ipairs(redis.call('LRANGE', tokens, math.max(from - offset, 0), -1)) do
+      after = after + (tonumber(n) or 0)
+    end
   end
   if from < offset then
     for _, raw in ipairs(redis.call('LRANGE', list, from, offset - 1)) do

@@ -32,7 +32,16 @@ from redis_sessions import _read as read
 from redis_sessions import _write as write
 from redis_sessions._core import DEFAULT_MAX_MESSAGE_BYTES, SCRIPTS, StoreCore, check_client, ttl_ms
 from redis_sessions._read import load, messages
-from redis_sessions.keys import dirty_key, live_keys, reply_keys, session_keys, tombstone_key, tools_key
+from redis_sessions.keys import (
+    compact_key,
+    dirty_key,
+    live_keys,
+    reply_keys,
+    session_keys,
+    tokens_key,
+    tombstone_key,
+    tools_key,
+)
 
 SID = uuid.UUID("9e8d7c6b-5a49-4382-a1b0-c9d8e7f6a5b4")
 
@@ -126,6 +135,11 @@ def test_scripts_are_read_from_lua_files_with_headers() -> None:
         "stream_write",
         "stream_abort",
         "tool_call",
+        "context",
+        "summarize",
+        "compact",
+        "fork_read",
+        "fork",
     }
     for source in SCRIPTS.values():
         assert "-- KEYS[1]" in source
@@ -241,6 +255,8 @@ def test_delete_and_exists_calls() -> None:
         tombstone_key("rs", SID),
         *reply_keys("rs", SID)[:2],
         tools_key("rs", SID),
+        tokens_key("rs", SID),
+        compact_key("rs", SID),
     )
     assert (delete.parse(3), delete.parse(0)) == (True, False)
     exists = read.exists(core(), SID)
