@@ -93,6 +93,7 @@ def context(
         return Context(
             summary=summary,
             messages=window[keep:],
+            counts=list(counts[keep:]),
             tokens=int(summary_tokens) + sum(counts[keep:]),
             first_seq=base + start + keep + 1,
             seq=seq,

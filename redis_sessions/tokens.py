@@ -92,13 +92,14 @@ class Context(msgspec.Struct, frozen=True, kw_only=True):
 
     ``summary``: the session's stored summary (``store.summarize``), a text one as a system message,
     or ``None``; ``messages``: the newest messages after it that fit the budget (never starting with
-    a tool result whose tool use was cut off); ``tokens``: the stored counts of the summary and the
-    messages, added up; ``first_seq``: the seq of ``messages[0]`` (one past the session's seq when
-    there are none); ``seq``: the session's seq when read.
+    a tool result whose tool use was cut off); ``counts``: each message's stored count; ``tokens``:
+    the counts of the summary and the messages, added up; ``first_seq``: the seq of ``messages[0]``
+    (one past the session's seq when there are none); ``seq``: the session's seq when read.
     """
 
     summary: AgentMessage | None
     messages: list[AgentMessage]
+    counts: list[int]
     tokens: int
     first_seq: int
     seq: int
