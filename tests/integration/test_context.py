@@ -7,16 +7,19 @@ one token per character of text (plus 10 for a message without text), so every f
 
 from __future__ import annotations
 
+import multiprocessing
 import uuid
 from typing import Any
 
 import pytest
 
-from redis_sessions import AgentMessage, ConflictError, SessionExists, SessionNotFound, ToolUse
+from redis_sessions import AgentMessage, ConflictError, SessionExists, SessionNotFound, SessionStore, ToolUse
 from redis_sessions import _fork as forking
+from redis_sessions.embedded import RedisServer
 from redis_sessions.errors import InvalidArgument
 from redis_sessions.keys import compact_key, session_keys, slot, staged_keys, tokens_key
 from tests.conftest import MakeStore, Store
+from tests.integration.context_workers import append_and_compact, ten
 from tests.support import AsyncAdapter, Backend
 
 
@@ -245,3 +248,50 @@ def test_a_fork_cut_short_leaves_no_session(store: Store, raw: Any, backend: Bac
     assert raw.exists(session_keys(backend.prefix, new).messages) == 0
     assert store.fork(sid, new_id=new) == new  # the retry publishes its own copy
     assert [m.text for m in store.messages(new)] == ["a", "b", "c"]
+
+
+WORKERS, EACH = 4, 60
+
+
+@pytest.mark.real
+def test_four_processes_appending_and_compacting_make_one_summary_per_crossing(
+    plain_redis: RedisServer,
+) -> None:
+    prefix = f"t{uuid.uuid4().hex[:12]}"
+    with SessionStore.from_url(plain_redis.url, prefix=prefix, token_counter=ten) as store:
+        sid = store.create()
+        context = multiprocessing.get_context("spawn")
+        barrier, results = context.Barrier(WORKERS), context.Queue()
+        processes = [
+            context.Process(
+                target=append_and_compact,
+                args=(plain_redis.url, prefix, sid, n, EACH, barrier, results),
+                daemon=True,
+            )
+            for n in range(WORKERS)
+        ]
+        for process in processes:
+            process.start()
+        try:
+            outcomes = [results.get(timeout=120) for _ in processes]
+        finally:
+            for process in processes:
+                process.join(timeout=30)
+                if process.is_alive():
+                    process.terminate()
+                    process.join()
+        errors = [error for _, error, _, _ in outcomes if error]
+        assert not errors, "\n".join(errors)
+        stored = sorted(through for _, _, _, mine in outcomes for through in mine)
+        assert sum(calls for _, _, calls, _ in outcomes) == len(stored), "a summary was made twice"
+        assert len(stored) == len(set(stored)) >= 5
+        # Every message is stored, and the last summary plus the messages after it are every
+        # message exactly once, in order: summaries chained on each other and lost nothing.
+        every = [m.id for m in store.messages(sid)]
+        assert sorted(every) == sorted(f"w{w}-{n}" for w in range(WORKERS) for n in range(EACH))
+        window = store.context(sid, 10**9)
+        assert window.summary is not None
+        assert window.summary.text.split(",") + [m.id for m in window.messages] == every
+        assert window.first_seq == stored[-1] + 1
+        assert store.compact(sid, pytest.fail, over_tokens=200, keep_tokens=100) is None
+        assert window.tokens <= 200, "no crossing was left unsummarised"
