@@ -50,6 +50,7 @@ from .models import (
 )
 from .retry import RetryPolicy
 from .store import Lease, SessionStore, ToolCall
+from .tokens import Context
 
 __version__ = "0.1.0"
 
@@ -66,6 +67,7 @@ __all__ = [
     "CodecMismatch",
     "ConflictError",
     "ContentBlock",
+    "Context",
     "CorruptSession",
     "Delta",
     "Image",
