@@ -17,7 +17,7 @@ from ._calls import Call, Command, Pipeline, Script, Transaction
 from ._core import StoreCore, scan_page, stored_time
 from ._durable import restore
 from .errors import CorruptSession, InvalidArgumentType, InvalidMessage
-from .keys import meta_key_pattern, parse_meta_key, script_keys, session_id, session_keys
+from .keys import meta_key_pattern, parse_meta_key, script_keys, session_id, session_keys, tokens_key
 from .models import SCHEMA_VERSION, AgentMessage, SessionId, SessionInfo, SessionState
 
 __all__ = ["info", "info_page", "pop", "put", "scan"]
@@ -140,7 +140,12 @@ def pop(core: StoreCore, session: object) -> Script[AgentMessage | None]:
         return message
 
     return Script(
-        "pop", sid, "pop", script_keys(core.prefix, sid, core.cluster), (core.version, token), parse
+        "pop",
+        sid,
+        "pop",
+        (*script_keys(core.prefix, sid, core.cluster), tokens_key(core.prefix, sid)),
+        (core.version, token),
+        parse,
     )
 
 

@@ -23,7 +23,7 @@ from ._calls import Call, Script, Transaction
 from ._core import StoreCore
 from ._protocol import Status
 from .errors import BackingMismatch, CorruptSession, MessagesTrimmed, SchemaVersionError, SessionError
-from .keys import dirty_key, live_keys, session_keys, sync_keys, tombstone_key
+from .keys import dirty_key, live_keys, session_keys, sync_keys, tokens_key, tombstone_key
 from .models import SessionId, SessionState
 
 __all__ = [
@@ -82,11 +82,13 @@ def restore(
         raise SchemaVersionError(sid, state.schema_version, core.schema.current)
     fields = core.header(sid, state.model, state.max_turns, state.system_message, state.metadata)
     payloads: list[str | bytes] = []
+    counts: list[str] = []  # kept as appends keep them (tokens.py)
     seen: set[str] = set()
     for message in state.messages:  # a repeated id keeps its first position, as appends do
         if message.id not in seen:
             seen.add(message.id)
             payloads += (message.id, core.encode(sid, message))
+            counts.append(str(core.count_tokens(message)))
     seq = max(state.seq or 0, len(seen))
     mode = replace if isinstance(replace, str) else ("1" if replace else "")  # see restore.lua
     token = uuid.uuid4().hex
@@ -106,6 +108,7 @@ def restore(
         _micros(state.created_at),
         _micros(state.updated_at),
         len(fields) // 2,
+        ",".join(counts),
         *fields,
         *payloads,
     )
@@ -113,6 +116,7 @@ def restore(
         *session_keys(core.prefix, sid),
         live_keys(core.prefix, sid)[1],
         dirty_key(core.prefix, sid, core.cluster),
+        tokens_key(core.prefix, sid),
     )
 
     def parse(reply: list[Any]) -> None:

@@ -295,3 +295,20 @@ def test_four_processes_appending_and_compacting_make_one_summary_per_crossing(
         assert window.first_seq == stored[-1] + 1
         assert store.compact(sid, pytest.fail, over_tokens=200, keep_tokens=100) is None
         assert window.tokens <= 200, "no crossing was left unsummarised"
+
+
+def test_an_imported_session_is_counted_and_a_pop_takes_its_count(counted: Store) -> None:
+    sid = counted.create()
+    words(counted, sid, "a" * 10, "b" * 20, "c" * 30)
+    session = counted.load(sid)
+    assert session is not None
+    copy = uuid.uuid4()
+    assert counted.import_state(copy, session.to_state())
+    assert counted.info(copy).tokens == 60  # type: ignore[union-attr]
+    assert counted.context(copy, 50).counts == [20, 30]
+    counted.pop(copy)  # its count goes with it
+    window = counted.context(copy, 10_000)
+    assert [m.text for m in window.messages] == ["a" * 10, "b" * 20]
+    assert (window.counts, counted.info(copy).tokens) == ([10, 20], 30)  # type: ignore[union-attr]
+    counted.append(copy, AgentMessage.user("d" * 7))
+    assert counted.context(copy, 10_000).counts[-1] == 7
