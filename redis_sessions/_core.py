@@ -67,33 +67,10 @@ def _script(name: str) -> str:
     return "\n".join([*lines[:end], "", _PREAMBLE.rstrip("\n"), body])
 
 
-SCRIPTS: Final[dict[str, str]] = {
-    name: _script(name)
-    for name in (
-        "create",
-        "append",
-        "read_since",
-        "set_metadata",
-        "delete",
-        "read_after",
-        "lease",
-        "restore",
-        "sync_read",
-        "sync_mark",
-        "pop",
-        "rebind",
-        "dirty",
-        "sync_lease",
-        "stream_write",
-        "stream_abort",
-        "tool_call",
-        "context",
-        "summarize",
-        "compact",
-        "fork_read",
-        "fork",
-    )
-}
+_NAMES: Final = """create append read_since set_metadata delete read_after lease restore sync_read sync_mark
+pop rebind dirty sync_lease stream_write stream_abort tool_call context summarize compact fork_read fork"""
+
+SCRIPTS: Final[dict[str, str]] = {name: _script(name) for name in _NAMES.split()}
 """Lua sources by name, read once from the package's ``scripts/*.lua`` files (with the shared
 checks of ``scripts/_preamble.lua`` where a script calls them)."""
 
