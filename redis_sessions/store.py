@@ -50,12 +50,11 @@ class SessionStore(StoreBase):
 
     The options are ``StoreConfig``'s (``redis_sessions.config``), documented there: ``prefix``,
     ``ttl``, ``max_messages``, ``codec``, ``max_message_bytes``, ``cache_messages``, ``retry``,
-    ``wait_replicas``/``wait_timeout``, ``backing`` and ``token_counter``; the store keeps them as ``config``.
-    ``retry`` is the one retry policy for transport errors: the store turns the client's own
-    retry off; with ``retry=None`` the store does not retry, and leaves the client's retry alone.
-
-    ``client`` is a ``Redis`` (also one from a ``Sentinel``) or a ``RedisCluster``; ``from_url``,
-    ``from_cluster`` and ``from_sentinel`` build one with sensible timeouts.
+    ``wait_replicas``/``wait_timeout``, ``backing``, ``token_counter``; kept as ``config``. ``retry``
+    is the one retry policy for transport errors: the store turns the client's own retry off; with
+    ``retry=None`` the store does not retry, and leaves the client's retry alone. ``client`` is a
+    ``Redis`` (also one from a ``Sentinel``) or a ``RedisCluster``; ``from_url``, ``from_cluster``
+    and ``from_sentinel`` build one with sensible timeouts.
 
     ``backing`` (a ``redis_sessions.persistence`` adapter) makes Redis the cache of a durable
     store: sessions this store creates are written behind to it, a session Redis lacks is read
