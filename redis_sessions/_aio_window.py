@@ -78,12 +78,12 @@ class AsyncWindowing:
         Exactly one worker does it: the first takes the session's compaction lock (not its turn
         lease) and the others return ``None`` at once, as they do under the threshold. A summary
         stored late (its lock expired and another worker summarised) is refused and dropped."""
-        if type(keep_tokens) is not int or keep_tokens < 0 or keep_tokens >= over_tokens:
-            raise InvalidArgument("keep_tokens must be an int >= 0 and below over_tokens", None)
-        work = await self.transport.run(budget.compact_begin(self._core, session_id, over_tokens))
+        sid = parse_session_id(session_id)
+        if type(keep_tokens) is not int or keep_tokens < 0 or not keep_tokens < over_tokens:
+            raise InvalidArgument("keep_tokens must be an int >= 0 and below over_tokens", sid)
+        work = await self.transport.run(budget.compact_begin(self._core, sid, over_tokens))
         if work is None:
             return None
-        sid = parse_session_id(session_id)
         try:
             keep = keep_newest(work.messages, work.counts, keep_tokens)
             if keep == 0:

@@ -17,7 +17,7 @@ from ._calls import Script
 from ._core import StoreCore
 from ._protocol import Status
 from .cache import CachedHistory, HistoryCache
-from .errors import InvalidArgumentType, SessionNotFound
+from .errors import InvalidArgument, InvalidArgumentType, SessionNotFound
 from .keys import compact_key, session_id, session_keys, tokens_key
 from .models import AgentMessage, SessionId
 from .tokens import Context, keep_newest
@@ -69,6 +69,8 @@ def context(
     the history cache holds already are not sent again."""
     sid = session_id(sid)
     budget = _count(sid, "max_tokens", max_tokens) - _count(sid, "reserve", reserve)
+    if budget < 0:
+        raise InvalidArgument(f"reserve ({reserve}) is more than max_tokens ({max_tokens})", sid)
     cached = cache.get(sid) if cache is not None else None
     hint = ("", "", "") if cached is None else (cached.epoch, cached.seq, cached.first_seq)
 
