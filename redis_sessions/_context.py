@@ -112,17 +112,34 @@ def summarize(
     through_seq: int,
     expected: int | None,
     lock_token: str = "",
+    trim: bool = False,
 ) -> Script[int]:
     """Store ``summary`` for messages 1..``through_seq`` unless the stored one is not ``expected``
-    (``ConflictError``), or covers more; releases the compaction lock ``lock_token`` if held."""
+    (``ConflictError``), or covers more; releases the compaction lock ``lock_token`` if held;
+    ``trim``: drop the covered messages from Redis (see summarize.lua)."""
     sid = session_id(sid)
     through = _count(sid, "through_seq", through_seq)
     want = "" if expected is None else str(_count(sid, "expected", expected))
     message = summary_message(sid, summary)
     data = core.encode(sid, message)
     tokens = core.count_tokens(message)
-    keys = (*session_keys(core.prefix, sid)[:2], tokens_key(core.prefix, sid), compact_key(core.prefix, sid))
-    args = (core.version, core.codec.name, through, want, message.id, data, tokens, lock_token)
+    keys = (
+        *session_keys(core.prefix, sid)[:2],
+        tokens_key(core.prefix, sid),
+        compact_key(core.prefix, sid),
+        session_keys(core.prefix, sid).ids,
+    )
+    args = (
+        core.version,
+        core.codec.name,
+        through,
+        want,
+        message.id,
+        data,
+        tokens,
+        lock_token,
+        "1" if trim else "",
+    )
 
     def parse(reply: list[Any]) -> int:
         core.check(sid, reply, -1 if expected is None else expected, op="summarize", after=through)

@@ -51,14 +51,16 @@ class Windowing:
         *,
         through_seq: int,
         expected: int | None = None,
+        trim: bool = False,
     ) -> int:
         """Store ``summary`` (a text one as a system message) as standing for messages
         1..``through_seq``: ``context`` then returns it and the messages after ``through_seq``. No
         message is removed or hidden from ``messages``. ``expected``: the ``through_seq`` of the
         summary you read (0 for none); ``ConflictError`` if another was stored since, or if the stored
-        one covers more than ``through_seq``. Returns ``through_seq``."""
+        one covers more than ``through_seq``. ``trim=True`` drops the covered messages from Redis (a
+        durable session's once its backing store holds them, which keeps them). Returns ``through_seq``."""
         return self._recovery.through(
-            lambda: budget.summarize(self._core, session_id, summary, through_seq, expected)
+            lambda: budget.summarize(self._core, session_id, summary, through_seq, expected, "", trim)
         )
 
     def compact(
@@ -68,6 +70,7 @@ class Windowing:
         *,
         over_tokens: int,
         keep_tokens: int,
+        trim: bool = False,
     ) -> int | None:
         """When the summary plus the messages after it exceed ``over_tokens``, fold all but the
         newest ``keep_tokens`` of them into a new summary with ``summarizer(messages)`` (the previous
@@ -76,7 +79,8 @@ class Windowing:
 
         Exactly one worker does it: the first takes the session's compaction lock (not its turn
         lease) and the others return ``None`` at once, as they do under the threshold. A summary
-        stored late (its lock expired and another worker summarised) is refused and dropped."""
+        stored late (its lock expired and another worker summarised) is refused and dropped.
+        ``trim``: as ``summarize``'s."""
         sid = parse_session_id(session_id)
         if type(keep_tokens) is not int or keep_tokens < 0 or not keep_tokens < over_tokens:
             raise InvalidArgument("keep_tokens must be an int >= 0 and below over_tokens", sid)
@@ -94,7 +98,7 @@ class Windowing:
                 result = result
             through = work.first_seq + keep - 1
             summary = budget.settled(sid, result)
-            call = budget.summarize(self._core, sid, summary, through, work.summary_seq, work.token)
+            call = budget.summarize(self._core, sid, summary, through, work.summary_seq, work.token, trim)
             return self.transport.run(call)
         except ConflictError:  # our lock expired and another worker summarised: drop ours
             self.transport.run(budget.compact_release(self._core, sid, work.token))

@@ -1,9 +1,12 @@
 -- Record a summary standing for messages 1..through_seq, compare-and-set on the stored summary.
--- KEYS[1] = meta hash, KEYS[2] = messages list, KEYS[3] = tokens list, KEYS[4] = compaction lock
+-- KEYS[1] = meta hash, KEYS[2] = messages list, KEYS[3] = tokens list, KEYS[4] = compaction lock,
+-- KEYS[5] = ids zset
 -- ARGV[1] = schema version, ARGV[2] = codec name, ARGV[3] = through seq, ARGV[4] = the summary seq
 -- the caller read ('' = any, '0' = none), ARGV[5] = the summary's message id, ARGV[6] = the encoded
--- summary, ARGV[7] = its token count, ARGV[8] = the compaction lock's token to release ('' = none)
--- Nothing is removed: messages() still returns every message; context() returns the summary and
+-- summary, ARGV[7] = its token count, ARGV[8] = the compaction lock's token to release ('' = none),
+-- ARGV[9] = '1' to trim the covered messages from Redis (a durable session's only once its backing
+-- store holds them: never past its synced_seq), '' to keep them
+-- Unless ARGV[9] asks, nothing is removed: messages() returns every message; context() the summary and
 -- the messages after through_seq. Its summary_base is the running token total at through_seq, so
 -- the tokens after the summary are the total minus it, however many are appended later.
 -- A summary that covers less than the stored one is refused, as is one not built on the summary the
@@ -48,6 +51,20 @@ if from < length then
 end
 redis.call('HSET', meta, 'summary', ARGV[6], 'summary_id', ARGV[5], 'summary_seq', through,
   'summary_tokens', ARGV[7], 'summary_base', (tonumber(h[10]) or 0) - after)
+if ARGV[9] == '1' then
+  local upto = through
+  if h[6] == '1' then
+    upto = math.min(upto, tonumber(h[7]) or 0)
+  end
+  local drop = upto - (seq - length)  -- list positions 0 .. drop - 1 are covered
+  if drop > 0 then
+    redis.call('LTRIM', list, drop, -1)
+    if drop > offset then
+      redis.call('LTRIM', tokens, drop - offset, -1)
+    end
+    redis.call('ZREMRANGEBYSCORE', KEYS[5], '-inf', upto)
+  end
+end
 if ARGV[8] ~= '' and redis.call('GET', KEYS[4]) == ARGV[8] then
   redis.call('DEL', KEYS[4])
 end

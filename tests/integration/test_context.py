@@ -130,6 +130,18 @@ def test_summaries_are_compare_and_set(counted: Store) -> None:
     assert counted.context(sid, 10_000).first_seq == 9
 
 
+def test_a_summary_may_trim_what_it_covers(counted: Store) -> None:
+    sid = counted.create()
+    words(counted, sid, *(str(i) * 10 for i in range(10)))
+    before = counted.context(sid, 25)
+    counted.summarize(sid, "s", through_seq=7, trim=True)
+    assert [m.text[0] for m in counted.messages(sid)] == ["7", "8", "9"]
+    assert counted.context(sid, 25).messages == before.messages
+    assert counted.context(sid, 25).counts == [10, 10]
+    counted.append(sid, AgentMessage.user("x" * 10))
+    assert counted.info(sid).seq == 11  # type: ignore[union-attr]
+
+
 def test_a_message_appended_after_the_summary_is_never_hidden(counted: Store) -> None:
     sid = counted.create()
     words(counted, sid, "a" * 10, "b" * 10)
