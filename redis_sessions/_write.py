@@ -49,7 +49,11 @@ def create(
         raise InvalidArgumentType("create(): " + str(exc).removeprefix(f"session `{sid}`: ")) from None
     if core.durable:
         fields += ["durable", 1, "record", core.record]
-    keys = (*session_keys(core.prefix, sid), dirty_key(core.prefix, sid, core.cluster))
+    keys = (
+        *session_keys(core.prefix, sid),
+        dirty_key(core.prefix, sid, core.cluster),
+        tokens_key(core.prefix, sid),
+    )
     token = uuid.uuid4().hex
     args = (core.version, core.codec.name, token, core.ttl_ms, core.max_messages, *fields)
 

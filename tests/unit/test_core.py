@@ -158,7 +158,7 @@ def test_check_client_refuses_decoded_responses() -> None:
 def test_create_call() -> None:
     call = write.create(core(ttl=5, max_messages=7), "m", 3, "sys", {"k": "v"}, SID)
     assert (call.op, call.sid, call.script) == ("create", SID, "create")
-    assert call.keys == (*session_keys("rs", SID), dirty_key("rs", SID, False))
+    assert call.keys == (*session_keys("rs", SID), dirty_key("rs", SID, False), tokens_key("rs", SID))
     version, codec, token, ttl, max_messages, *fields = call.args
     assert (version, codec, ttl, max_messages) == ("1", "msgpack", 5000, 7)
     assert len(token) == 32
