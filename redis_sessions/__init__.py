@@ -32,6 +32,7 @@ from .errors import (
     StoreError,
     StoreUnavailable,
     ToolCallPending,
+    WrongEventLoop,
 )
 from .models import (
     SCHEMA_VERSION,
@@ -103,4 +104,5 @@ __all__ = [
     "ToolCallPending",
     "ToolResult",
     "ToolUse",
+    "WrongEventLoop",
 ]

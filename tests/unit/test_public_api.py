@@ -53,6 +53,7 @@ PUBLIC = {
     "ToolCall",
     "AsyncToolCall",
     "ToolCallPending",
+    "WrongEventLoop",
 }
 
 
