@@ -193,6 +193,15 @@ class StoreCore:
             raise MessageTooLarge(sid, message.id, len(data), self.max_message_bytes)
         return data
 
+    def tokens(self, sid: SessionId, message: AgentMessage) -> int:
+        """The message's token count by the store's ``token_counter``, checked."""
+        count = self.count_tokens(message)
+        if type(count) is not int or count < 0:
+            raise InvalidArgumentType(
+                f"token_counter returned {count!r} for {message.id!r}: not an int >= 0", sid
+            )
+        return count
+
     def check(
         self,
         sid: SessionId,

@@ -45,6 +45,7 @@ __all__ = [
     "GROUP_SLOTS",
     "SLOT_GROUPS",
     "SessionKeys",
+    "append_keys",
     "check_prefix",
     "compact_key",
     "dirty_key",
@@ -202,6 +203,12 @@ def tombstone_key(prefix: str, sid: uuid.UUID) -> str:
 def tools_key(prefix: str, sid: uuid.UUID) -> str:
     """The session's tool calls (``tool_call.lua``): who claims each, its attempts, its result."""
     return f"{prefix}:{{{sid}}}:tools"
+
+
+@functools.lru_cache(maxsize=65536)
+def append_keys(prefix: str, sid: uuid.UUID, cluster: bool) -> tuple[str, ...]:
+    """``script_keys`` and the tokens list: what an append touches (memoised, as they are)."""
+    return (*script_keys(prefix, sid, cluster), tokens_key(prefix, sid))
 
 
 def tokens_key(prefix: str, sid: uuid.UUID) -> str:

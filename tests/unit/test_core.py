@@ -200,11 +200,22 @@ def test_extend_call_layout() -> None:
     first, second = AgentMessage.user("a", id="i1"), AgentMessage.user("b", id="i2")
     call = write.extend(c, str(SID), [first, second], 4)
     assert (call.op, call.sid, call.script) == ("append", SID, "append")
-    assert call.keys == (*session_keys("rs", SID), *live_keys("rs", SID), dirty_key("rs", SID, False))
+    assert call.keys == (
+        *session_keys("rs", SID),
+        *live_keys("rs", SID),
+        dirty_key("rs", SID, False),
+        tokens_key("rs", SID),
+    )
     encoded = (c.encode(SID, first), c.encode(SID, second))
-    assert call.args == ("1", "msgpack", "4", "", "i1", encoded[0], "i2", encoded[1])
-    assert write.extend(core(), SID, [], None).args == ("1", "msgpack", "", "")
-    assert write.extend(core(), SID, [], None, fence=7).args == ("1", "msgpack", "", 7)
+    assert call.args == ("1", "msgpack", "4", "", "8,8", "i1", encoded[0], "i2", encoded[1])  # counts
+    assert write.extend(core(), SID, [], None).args == ("1", "msgpack", "", "", "")
+    assert write.extend(core(), SID, [], None, fence=7).args == ("1", "msgpack", "", 7, "")
+
+
+@pytest.mark.parametrize("counted", [-1, 1.5, "3", None])
+def test_a_token_counter_must_give_an_int(counted: Any) -> None:
+    with pytest.raises(TypeError, match="token_counter returned"):
+        write.extend(core(token_counter=lambda m: counted), SID, [AgentMessage.user("x")], None)
 
 
 @pytest.mark.parametrize("expected", [-1, "3", 1.0])
