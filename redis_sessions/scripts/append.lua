@@ -102,13 +102,15 @@ end
 -- at or below seq, so any added here is one scored above it. (Up to 500 messages: larger batches,
 -- rare, take the loop below, as unpack() of a very large batch would overflow the Lua stack.)
 -- Each message's token count (context.lua reads them), kept as it is stored (push_messages).
-local counts = {}
-for n in string.gmatch(ARGV[pairs_from - 1], '%d+') do
-  counts[#counts + 1] = tonumber(n)
+local count = (#ARGV - pairs_from + 1) / 2
+local counts = {tonumber(ARGV[pairs_from - 1])}  -- one message: one count, no parsing
+if count > 1 then
+  counts = {}
+  for n in string.gmatch(ARGV[pairs_from - 1], '%d+') do
+    counts[#counts + 1] = tonumber(n)
+  end
 end
 local counted = {key = KEYS[#KEYS], counts = counts, total = tonumber(h[8]) or 0, restart = h[9] ~= h[3]}
-
-local count = (#ARGV - pairs_from + 1) / 2
 if count <= 500 then
   local scored = {}
   for k = 1, count do
