@@ -18,7 +18,7 @@ from ._core import StoreCore
 from ._protocol import Status
 from .cache import CachedHistory, HistoryCache
 from .errors import InvalidArgument, InvalidArgumentType, SessionNotFound
-from .keys import compact_key, session_id, session_keys, tokens_key
+from .keys import compact_key, dirty_key, session_id, session_keys, tokens_key
 from .models import AgentMessage, SessionId
 from .tokens import Context, keep_newest
 
@@ -128,6 +128,7 @@ def summarize(
         tokens_key(core.prefix, sid),
         compact_key(core.prefix, sid),
         session_keys(core.prefix, sid).ids,
+        dirty_key(core.prefix, sid, core.cluster),
     )
     args = (
         core.version,

@@ -272,9 +272,16 @@ class StoreCore:
                 seq=int(meta.get(b"seq", 0)),
                 ttl_ms=int(meta.get(b"ttl_ms", 0)),
                 max_messages=int(meta.get(b"max_messages", 0)),
+                summary=self.summary_of(sid, meta),
+                summary_seq=int(meta.get(b"summary_seq", 0)),
             )
         except (ValueError, UnicodeDecodeError, OverflowError) as exc:  # Overflow: a timestamp
             raise CorruptSession(sid, f"unreadable meta hash: {exc!r}") from exc
+
+    def summary_of(self, sid: SessionId, meta: dict[bytes, bytes]) -> AgentMessage | None:
+        """The session's stored summary (``store.summarize``), decoded, or ``None``."""
+        raw = meta.get(b"summary")
+        return self.codec_named(sid, meta.get(b"codec")).decode(sid, [raw])[0] if raw else None
 
     def metadata_field(self, sid: SessionId, key: object) -> str:
         """The meta hash field that holds metadata ``key`` (checked)."""

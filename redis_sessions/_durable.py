@@ -80,7 +80,9 @@ def restore(
     its place in the dirty index and its write-behind bookkeeping."""
     if state.schema_version != core.schema.current:
         raise SchemaVersionError(sid, state.schema_version, core.schema.current)
-    fields = core.header(sid, state.model, state.max_turns, state.system_message, state.metadata)
+    fields: list[Any] = [
+        *core.header(sid, state.model, state.max_turns, state.system_message, state.metadata)
+    ]
     payloads: list[str | bytes] = []
     counts: list[str] = []  # kept as appends keep them (tokens.py)
     seen: set[str] = set()
@@ -88,8 +90,14 @@ def restore(
         if message.id not in seen:
             seen.add(message.id)
             payloads += (message.id, core.encode(sid, message))
-            counts.append(str(core.count_tokens(message)))
+            counts.append(str(core.tokens(sid, message)))
     seq = max(state.seq or 0, len(seen))
+    if state.summary is not None and state.summary_seq:  # the tokens after it: its messages' counts
+        after = sum(int(n) for n in counts[max(0, len(counts) - (seq - state.summary_seq)) :])
+        base = sum(int(n) for n in counts) - after
+        fields += ["summary", core.encode(sid, state.summary), "summary_id", state.summary.id]
+        fields += ["summary_seq", state.summary_seq, "summary_tokens", core.tokens(sid, state.summary)]
+        fields += ["summary_base", base]
     mode = replace if isinstance(replace, str) else ("1" if replace else "")  # see restore.lua
     token = uuid.uuid4().hex
     if upgrading is not None:

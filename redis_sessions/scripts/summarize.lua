@@ -1,6 +1,7 @@
 -- Record a summary standing for messages 1..through_seq, compare-and-set on the stored summary.
 -- KEYS[1] = meta hash, KEYS[2] = messages list, KEYS[3] = tokens list, KEYS[4] = compaction lock,
--- KEYS[5] = ids zset
+-- KEYS[5] = ids zset, KEYS[6] = the slot's dirty index (a durable session is listed there: the sync
+-- worker carries the summary to its record)
 -- ARGV[1] = schema version, ARGV[2] = codec name, ARGV[3] = through seq, ARGV[4] = the summary seq
 -- the caller read ('' = any, '0' = none), ARGV[5] = the summary's message id, ARGV[6] = the encoded
 -- summary, ARGV[7] = its token count, ARGV[8] = the compaction lock's token to release ('' = none),
@@ -64,6 +65,10 @@ if ARGV[9] == '1' then
     end
     redis.call('ZREMRANGEBYSCORE', KEYS[5], '-inf', upto)
   end
+end
+if h[6] == '1' then
+  local t = redis.call('TIME')
+  redis.call('ZADD', KEYS[6], 'NX', t[1] * 1000 + math.floor(t[2] / 1000), string.match(meta, '{(.-)}'))
 end
 if ARGV[8] ~= '' and redis.call('GET', KEYS[4]) == ARGV[8] then
   redis.call('DEL', KEYS[4])
