@@ -58,14 +58,12 @@ end
 -- messages' token counts, kept beside them (see context.lua): {key = the tokens list, counts = the
 -- count of each of fresh, in its order, total = the meta's running total before them, restart =
 -- true when the tokens list does not line up with the list (the meta's tokens_seq is not its seq:
--- a session counted since before a restore, say), so it starts again here}. Returns the new seq.
+-- a session counted since before a restore, say), so it starts again here}. Returns the new seq;
+-- or nil and the error to return when the list or tokens key holds another type (nothing changed).
 -- One copy for every script that appends (append.lua, tool_call.lua).
 local function push_messages(keys, args, fresh, h, seq, finish, indexed, counted)
   local meta, list, ids = keys[1], keys[2], keys[3]
   local tokens, total = counted.key, counted.total
-  if counted.restart then
-    redis.call('DEL', tokens)
-  end
   -- Push in chunks: unpack() of a very large batch would overflow the Lua stack.
   local len = 0
   local chunk = 500
@@ -81,10 +79,33 @@ local function push_messages(keys, args, fresh, h, seq, finish, indexed, counted
       tallies[#tallies + 1] = n
       total = total + n
     end
-    len = redis.call('RPUSH', list, unpack(payloads))
-    redis.call('RPUSH', tokens, unpack(tallies))
-    if not indexed then
+    if indexed then
+      -- The ids are indexed already: a list key that is not a list (WRONGTYPE) must not leave them
+      -- there, or a failed call would alter the session. Take them back and fail as RPUSH did.
+      len = redis.pcall('RPUSH', list, unpack(payloads))
+    else
+      len = redis.call('RPUSH', list, unpack(payloads))
       redis.call('ZADD', ids, unpack(scored))
+    end
+    -- The counts, unless the list refused: a tokens key of another type takes the messages back.
+    local failed = type(len) == 'table' and len.err
+    if not failed then
+      if c == 1 and counted.restart then
+        redis.call('DEL', tokens)
+      end
+      local pushed = redis.pcall('RPUSH', tokens, unpack(tallies))
+      failed = type(pushed) == 'table' and pushed.err
+      if failed then
+        redis.call('LTRIM', list, 0, -#payloads - 1)
+      end
+    end
+    if failed then  -- only the first chunk can fail: a key's type does not change mid-script
+      local added = {}
+      for k = c, math.min(c + chunk - 1, #fresh) do
+        added[#added + 1] = args[fresh[k]]
+      end
+      redis.call('ZREM', ids, unpack(added))
+      return nil, redis.error_reply(failed)
     end
   end
 

@@ -123,7 +123,8 @@ if count <= 500 then
     for k = 1, count do
       fresh[k] = pairs_from + 2 * k - 2
     end
-    return {0, push_messages(KEYS, ARGV, fresh, h, seq, finish, true, counted)}
+    local last, failed = push_messages(KEYS, ARGV, fresh, h, seq, finish, true, counted)
+    return failed or {0, last}
   elseif added == 0 then
     return replayed()
   end
@@ -156,4 +157,5 @@ for k, i in ipairs(fresh) do
   tallies[k] = counts[(i - pairs_from) / 2 + 1]
 end
 counted.counts = tallies
-return {0, push_messages(KEYS, ARGV, fresh, h, seq, finish, false, counted)}
+local last, failed = push_messages(KEYS, ARGV, fresh, h, seq, finish, false, counted)
+return failed or {0, last}

@@ -120,7 +120,10 @@ end
 -- complete: append the result message and record it, in this one step.
 local counted = {key = KEYS[8], counts = {tonumber(ARGV[11]) or 0}, total = tonumber(h[9]) or 0,
   restart = h[10] ~= h[3]}
-local last = push_messages(KEYS, ARGV, {7}, h, seq, nil, false, counted)
+local last, failed = push_messages(KEYS, ARGV, {7}, h, seq, nil, false, counted)
+if failed then
+  return failed
+end
 redis.call('HSET', tools, 's:' .. id, last, 'r:' .. id, ARGV[8], 'k:' .. id, token)
 redis.call('HDEL', tools, 'c:' .. id)
 keep(0)
