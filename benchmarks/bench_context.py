@@ -47,7 +47,7 @@ def timed(call: Any, repeat: int) -> float:
     return statistics.median(times)
 
 
-def append_cost(url: str, prefix: str, count: int) -> dict[str, float]:
+def append_cost(url: str, prefix: str, count: int) -> dict[str, Any]:
     """Client µs per append and the server's µs per EVALSHA, for ``count`` appends."""
     from redis_sessions import SessionStore
 
@@ -147,6 +147,16 @@ def bench_fork(url: str, prefix: str, rounds: int) -> dict[str, float]:
     return out
 
 
+def append_child(url: str, package: str, appends: int) -> dict[str, Any]:
+    """``append_cost`` in a new process importing redis_sessions from ``package`` (a checkout)."""
+    env = {**os.environ, "BENCH_APPEND_ONLY": "1", "REDIS_URL": url, "PYTHONPATH": package}
+    child = [sys.executable, __file__, "--appends", str(appends)]
+    result: dict[str, Any] = json.loads(
+        subprocess.run(child, env=env, check=True, capture_output=True).stdout
+    )
+    return result
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=7)
@@ -166,14 +176,12 @@ def main() -> None:
         results: dict[str, Any] = {"context": bench_context(url, "bench-ctx", args.rounds)}
         results["fork"] = bench_fork(url, "bench-fork", args.rounds)
         counted, base = [], []
-        for _ in range(args.rounds if args.baseline else 1):
-            counted.append(append_cost(url, "bench-append", args.appends))
+        for _ in range(args.rounds if args.baseline else 1):  # both in fresh child processes, in turn
+            counted.append(append_child(url, str(Path(__file__).resolve().parent.parent), args.appends))
             if args.baseline:
-                env = {**os.environ, "BENCH_APPEND_ONLY": "1", "REDIS_URL": url, "PYTHONPATH": args.baseline}
-                child = [sys.executable, __file__, "--appends", str(args.appends)]
-                done = subprocess.run(child, env=env, check=True, capture_output=True)
-                base.append(json.loads(done.stdout))
+                base.append(append_child(url, args.baseline, args.appends))
         results["append"] = {
+            "counted_package": counted[0]["package"],
             "counted_client_us": statistics.median(c["client_us"] for c in counted),
             "counted_server_us": statistics.median(c["server_us"] for c in counted),
         }
