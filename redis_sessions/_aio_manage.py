@@ -40,7 +40,7 @@ class AsyncManaging:
         session = await self.load(session_id)
         if session is None:
             return False
-        await adapter.save_session(session.id, session.to_state())
+        await adapter.save_session(session.id, durable.for_record(self._core, session.id, session.to_state()))
         return True
 
     async def restore(

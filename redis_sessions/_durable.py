@@ -21,6 +21,7 @@ import msgspec
 
 from ._calls import Call, Script, Transaction
 from ._core import StoreCore
+from ._envelope import stand_in
 from ._protocol import Status
 from .errors import BackingMismatch, CorruptSession, MessagesTrimmed, SchemaVersionError, SessionError
 from .keys import dirty_key, live_keys, session_keys, sync_keys, tombstone_key
@@ -33,6 +34,7 @@ __all__ = [
     "Rebound",
     "Unsynced",
     "dirty_sessions",
+    "for_record",
     "raw_session",
     "rebind",
     "restore",
@@ -121,6 +123,15 @@ def restore(
     return Script("restore", sid, "restore", keys, args, parse)
 
 
+def for_record(core: StoreCore, sid: SessionId, state: SessionState) -> SessionState:
+    """``state`` as a backing record should keep it: with ``encryption=``, each message sealed
+    (as its stand-in, ``_envelope``), so the durable record holds ciphertext too."""
+    if core.encryption is None:
+        return state
+    sealed = [stand_in(sid, core.encode(sid, message), None) for message in state.messages]
+    return msgspec.structs.replace(state, messages=sealed)
+
+
 class RawSession(NamedTuple):
     """A session as stored, in plain data, for a schema upgrade (``migrations``)."""
 
@@ -141,7 +152,7 @@ def raw_session(core: StoreCore, sid: SessionId) -> Call[RawSession | None]:
         try:
             version = int(meta[b"schema_version"])
             codec = core.codec_named(sid, meta.get(b"codec"))
-            messages = [codec.raw(item) for item in items]
+            messages = [codec.raw(codec.opened(sid, item, i)) for i, item in enumerate(items)]
             session = core.session(sid, meta, [])
         except (KeyError, ValueError, msgspec.DecodeError) as exc:
             raise CorruptSession(sid, f"unreadable for a schema upgrade: {exc!r}") from exc
@@ -205,7 +216,8 @@ def sync_read(
             core.check(sid, reply)
             _, flat, synced, items = reply
             meta = dict(zip(flat[::2], flat[1::2], strict=True))
-            messages = core.codec_named(sid, meta.get(b"codec")).decode(sid, items, int(synced))
+            # Sealed messages go to the record sealed, as stand-ins (_envelope): no key needed here.
+            messages = core.codec_named(sid, meta.get(b"codec")).keeping_sealed(sid, items, int(synced))
             upto = int(synced) + len(messages)
             state = msgspec.structs.replace(core.session(sid, meta, messages).to_state(), seq=upto)
             return Unsynced(state, int(synced), meta.get(b"epoch", b""), meta.get(b"updated_at", b""))

@@ -40,7 +40,7 @@ class Managing:
         session = self.load(session_id)
         if session is None:
             return False
-        adapter.save_session(session.id, session.to_state())
+        adapter.save_session(session.id, durable.for_record(self._core, session.id, session.to_state()))
         return True
 
     def restore(

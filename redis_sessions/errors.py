@@ -23,6 +23,7 @@
     │   ├── SchemaVersionError                     stored by another schema version of this library
     │   ├── CodecMismatch                          stored with another codec than this store writes
     │   ├── CorruptSession                         stored bytes do not decode, or a key has the wrong type
+    │   ├── DecryptionError                        an encrypted message whose key is missing or wrong
     │   ├── BackingMismatch                        bound to another backing record than this one
     │   └── RecordMismatch                         the backing record disagrees with Redis (refused)
     └── StoreError                                 Redis (or the backing database) refused or failed
@@ -46,6 +47,7 @@ __all__ = [
     "CodecMismatch",
     "ConflictError",
     "CorruptSession",
+    "DecryptionError",
     "InvalidArgument",
     "InvalidArgumentType",
     "InvalidMessage",
@@ -305,6 +307,25 @@ class CorruptSession(PersistenceError):
         super().__init__(f"session `{session_id}` is corrupt{where}: {detail}", session_id)
         self.position = position
         self.evicted = evicted  # Redis evicted some of its keys: a backing store can restore it
+
+
+class DecryptionError(PersistenceError):
+    """An encrypted message that does not open: no keyring (``encryption=``), no key of its id, or
+    a wrong key or altered bytes (a body copied from another session or message). Never garbage:
+    names the session, the message's position in the list, its id and the key id."""
+
+    def __init__(
+        self, session_id: uuid.UUID, position: int | None, message_id: str, key_id: str, reason: str
+    ) -> None:
+        where = f"at position {position} " if position is not None else ""
+        super().__init__(
+            f"session `{session_id}`: the message {where}(id {message_id!r}), encrypted with key"
+            f" {key_id!r}, does not decrypt: {reason}",
+            session_id,
+        )
+        self.position = position
+        self.message_id = message_id
+        self.key_id = key_id
 
 
 class BackingMismatch(PersistenceError):
