@@ -90,6 +90,7 @@ SCRIPTS: Final[dict[str, str]] = {
         "stream_write",
         "stream_abort",
         "tool_call",
+        "rekey",
     )
 }
 """Lua sources by name, read once from the package's ``scripts/*.lua`` files (with the shared
