@@ -77,6 +77,7 @@ class Encryption:
                 raise InvalidArgument(f"current key id {current!r} is not one of the keys")
             self._keys = {key_id: self._cipher(_checked(key_id, key)) for key_id, key in keys.items()}
             self._current = (current, self._keys[current])
+        self._by_raw_id = {key_id.encode(): cipher for key_id, cipher in self._keys.items()}
         self._opened: dict[bytes, Any] = {}  # a callable keyring's keys, as ciphers, by key bytes
 
     def sealing(self, sid: SessionId) -> tuple[str, Any]:
@@ -96,6 +97,13 @@ class Encryption:
         except KeyError:
             return None
         return self._cipher_of(found_id, key) if found_id == key_id else None
+
+    def opening_raw(self, sid: SessionId, key_id: bytes) -> Any | None:
+        """``opening`` for a key id as stored (UTF-8 bytes): the read path's lookup, one dict get
+        for a fixed keyring."""
+        if self._keyring is None:
+            return self._by_raw_id.get(key_id)
+        return self.opening(sid, key_id.decode())
 
     def _cipher_of(self, key_id: str, key: bytes) -> Any:
         cipher = self._opened.get(key)
