@@ -30,7 +30,7 @@ from tests.integration.durable_support import flush
 from tests.support import AsyncAdapter, Backend, ids
 
 REAL = [pytest.param("real", marks=pytest.mark.real)]
-pytestmark = pytest.mark.parametrize("backend", REAL, indirect=True)
+REAL_AND_CLUSTER = [*REAL, pytest.param("cluster", marks=[pytest.mark.real, pytest.mark.cluster])]
 
 K1, K2 = os.urandom(32), os.urandom(32)
 SECRET = "the patient's diagnosis"
@@ -45,6 +45,7 @@ def stored(backend: Backend, sid: uuid.UUID) -> list[bytes]:
     return list(backend.raw.lrange(session_keys(backend.prefix, sid).messages, 0, -1))
 
 
+@pytest.mark.parametrize("backend", REAL_AND_CLUSTER, indirect=True)
 def test_messages_are_sealed_in_redis_and_read_back_by_every_read(
     make_store: MakeStore, backend: Backend
 ) -> None:
@@ -74,6 +75,7 @@ def test_messages_are_sealed_in_redis_and_read_back_by_every_read(
     assert list(plain.list()) == [sid]
 
 
+@pytest.mark.parametrize("backend", REAL_AND_CLUSTER, indirect=True)
 def test_a_tool_result_and_a_watched_message_are_sealed_too(make_store: MakeStore, backend: Backend) -> None:
     store = make_store(encryption=keyring("k1", current="k1"))
     sid = store.create()
@@ -89,6 +91,7 @@ def test_a_tool_result_and_a_watched_message_are_sealed_too(make_store: MakeStor
     assert seen.message == AgentMessage.user(SECRET, id="w")
 
 
+@pytest.mark.parametrize("backend", REAL_AND_CLUSTER, indirect=True)
 def test_keys_rotate_without_rewriting_history(make_store: MakeStore, backend: Backend) -> None:
     old = make_store(encryption=keyring("k1", current="k1"))
     sid = old.create()
@@ -106,6 +109,7 @@ def test_keys_rotate_without_rewriting_history(make_store: MakeStore, backend: B
     assert "no such key" in str(error)
 
 
+@pytest.mark.parametrize("backend", REAL_AND_CLUSTER, indirect=True)
 def test_messages_from_before_encryption_still_read(make_store: MakeStore) -> None:
     plain = make_store()
     sid = plain.create()
@@ -119,6 +123,7 @@ def test_messages_from_before_encryption_still_read(make_store: MakeStore) -> No
     assert ids(make_store(cache_messages=0).messages(sid, 0, 1)) == ["p"]  # a range avoiding it reads
 
 
+@pytest.mark.parametrize("backend", REAL_AND_CLUSTER, indirect=True)
 def test_a_wrong_key_or_a_moved_body_never_reads_as_garbage(make_store: MakeStore, backend: Backend) -> None:
     store = make_store(encryption=keyring("k1", current="k1"))
     sid, other = store.create(), store.create()
@@ -137,6 +142,7 @@ def test_a_wrong_key_or_a_moved_body_never_reads_as_garbage(make_store: MakeStor
         make_store(encryption=keyring("k1", current="k1"), cache_messages=0).messages(sid)
 
 
+@pytest.mark.parametrize("backend", REAL_AND_CLUSTER, indirect=True)
 def test_per_tenant_keys_from_a_callable(make_store: MakeStore) -> None:
     tenants: dict[uuid.UUID, str] = {}
     kms = {"acme-1": K1, "globex-1": K2}
@@ -159,6 +165,21 @@ def test_per_tenant_keys_from_a_callable(make_store: MakeStore) -> None:
     assert (globex, "globex-1") in asked
 
 
+@pytest.mark.parametrize("backend", REAL_AND_CLUSTER, indirect=True)
+def test_an_import_under_another_id_is_sealed_for_it(make_store: MakeStore, backend: Backend) -> None:
+    store = make_store(encryption=keyring("k1", current="k1"))
+    sid = store.create("m")
+    store.extend(sid, [AgentMessage.user(SECRET, id="a"), AgentMessage.assistant("ok", id="b")])
+    loaded = store.load(sid)
+    assert loaded is not None
+    fork = uuid.uuid4()
+    assert store.import_state(fork, loaded.to_state())
+    assert not any(SECRET.encode() in item for item in stored(backend, fork))
+    assert (
+        make_store(encryption=keyring("k1", current="k1"), cache_messages=0).messages(fork) == loaded.messages
+    )
+
+
 @pytest.fixture
 def database(tmp_path: Path) -> Iterator[SQLiteAdapter]:
     adapter = SQLiteAdapter(tmp_path / "record.sqlite3")
@@ -166,6 +187,7 @@ def database(tmp_path: Path) -> Iterator[SQLiteAdapter]:
     adapter.close()
 
 
+@pytest.mark.parametrize("backend", REAL, indirect=True)
 @pytest.mark.parametrize("front", ["sync", "async"])
 def test_the_durable_record_holds_ciphertext_and_reads_through(
     backend: Backend, front: str, database: SQLiteAdapter, tmp_path: Path
