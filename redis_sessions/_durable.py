@@ -21,7 +21,6 @@ import msgspec
 
 from ._calls import Call, Script, Transaction
 from ._core import StoreCore
-from ._envelope import stand_in
 from ._protocol import Status
 from .errors import BackingMismatch, CorruptSession, MessagesTrimmed, SchemaVersionError, SessionError
 from .keys import dirty_key, live_keys, session_keys, sync_keys, tombstone_key
@@ -34,7 +33,6 @@ __all__ = [
     "Rebound",
     "Unsynced",
     "dirty_sessions",
-    "for_record",
     "raw_session",
     "rebind",
     "restore",
@@ -121,15 +119,6 @@ def restore(
         core.check(sid, reply)
 
     return Script("restore", sid, "restore", keys, args, parse)
-
-
-def for_record(core: StoreCore, sid: SessionId, state: SessionState) -> SessionState:
-    """``state`` as a backing record should keep it: with ``encryption=``, each message sealed
-    (as its stand-in, ``_envelope``), so the durable record holds ciphertext too."""
-    if core.encryption is None:
-        return state
-    sealed = [stand_in(sid, core.encode(sid, message), None) for message in state.messages]
-    return msgspec.structs.replace(state, messages=sealed)
 
 
 class RawSession(NamedTuple):

@@ -4,7 +4,8 @@ A message sealed under another key id than its session's current one is opened a
 plain one (written before ``encryption=`` was switched on) is sealed. In Redis the new bytes replace
 the old in ``rekey.lua`` only where the list still holds the old ones, so appends, trims and pops
 that run meanwhile are never undone: what they moved is left for the next run. In a backing record
-the session is rewritten with the messages as sealed stand-ins (``_envelope``).
+the session is rewritten with the messages as sealed stand-ins (``_envelope``), as ``for_record``
+also hands a snapshot (``save``) to a record.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from .encryption import Encryption
 from .keys import session_keys
 from .models import AgentMessage, SessionId, SessionState
 
-__all__ = ["Listed", "listed", "put", "resealed", "resealed_state"]
+__all__ = ["Listed", "for_record", "listed", "put", "resealed", "resealed_state"]
 
 Listed = tuple[bytes | None, list[bytes]] | None
 """A session's codec name and stored items, or ``None`` if it is gone."""
@@ -78,6 +79,15 @@ def put(core: StoreCore, sid: SessionId, triples: Sequence[tuple[int, bytes, byt
 
     keys = session_keys(core.prefix, sid)[:2]
     return Script("rekey", sid, "rekey", keys, tuple(x for triple in triples for x in triple), parse)
+
+
+def for_record(core: StoreCore, sid: SessionId, state: SessionState) -> SessionState:
+    """``state`` as a backing record should keep it: with ``encryption=``, each message sealed
+    (as its stand-in, ``_envelope``), so the durable record holds ciphertext too."""
+    if core.encryption is None:
+        return state
+    sealed = [stand_in(sid, core.encode(sid, message), None) for message in state.messages]
+    return msgspec.structs.replace(state, messages=sealed)
 
 
 def resealed_state(
