@@ -21,12 +21,13 @@ from typing import Any, Final, NamedTuple
 
 from ._calls import Command, Script, Transaction
 from ._core import StoreCore
+from ._envelope import is_sealed
 from ._protocol import Status
 from .errors import InvalidArgumentType, SessionExists
 from .keys import dirty_key, session_id, session_keys, staged_keys, tokens_key
 from .models import SessionId
 
-__all__ = ["Snapshot", "existing", "publish", "read", "stage"]
+__all__ = ["Snapshot", "existing", "publish", "read", "resealed", "stage"]
 
 STAGED_MS: Final = 3_600_000
 """How long staged copies live if never published (a crash mid-fork): an hour, then they are gone."""
@@ -101,6 +102,21 @@ def read(core: StoreCore, sid: object, at_seq: int | None) -> Script[Snapshot]:
 
     keys = (*session_keys(core.prefix, sid), tokens_key(core.prefix, sid))
     return Script("fork", sid, "fork_read", keys, (core.version, at), parse)
+
+
+def resealed(core: StoreCore, parent: SessionId, new: SessionId, snapshot: Snapshot) -> Snapshot:
+    """The snapshot sealed for ``new`` when its messages are encrypted (``encryption=``): a sealed
+    body is bound to its session, so it is opened with the store's keyring and sealed again (the
+    one case where a fork decodes); unencrypted bodies are copied as they are."""
+    summary = snapshot.meta.get(b"summary")
+    if not any(is_sealed(item) for item in (*snapshot.items, summary or b"")):
+        return snapshot
+    codec = core.codec_named(parent, snapshot.meta.get(b"codec"))
+    items = [core.encode(new, m) for m in codec.decode(parent, snapshot.items)]
+    meta = dict(snapshot.meta)
+    if summary:
+        meta[b"summary"] = core.encode(new, codec.decode(parent, [summary])[0])
+    return snapshot._replace(meta=meta, items=items)
 
 
 def stage(core: StoreCore, new: SessionId, snapshot: Snapshot, token: str) -> Transaction[None]:

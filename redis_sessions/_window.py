@@ -124,6 +124,7 @@ class Windowing:
         if new_id is not None and self.transport.run(forking.existing(self._core, new, parent, at_seq)):
             return new
         snapshot = self._recovery.through(lambda: forking.read(self._core, parent, at_seq))
+        snapshot = forking.resealed(self._core, parent, new, snapshot)
         for _ in range(3):  # staged copies that expire before they are published are staged again
             token = uuid.uuid4().hex
             self.transport.run(forking.stage(self._core, new, snapshot, token))

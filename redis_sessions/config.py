@@ -17,6 +17,7 @@ from .retry import RetryPolicy
 from .tokens import TokenCounter, estimate_tokens
 
 if TYPE_CHECKING:
+    from .encryption import Encryption
     from .persistence import PersistenceAdapter
 
 __all__ = ["CLIENT_DEFAULTS", "DEFAULT_RETRY", "StoreConfig"]
@@ -41,6 +42,8 @@ class StoreConfig:
     retry, and leaves its client's retry as it was configured. ``wait_replicas`` / ``wait_timeout``:
     ``WAIT`` for that many replicas after each write (``0``: off). ``backing``: a
     ``redis_sessions.persistence`` adapter, which makes Redis the cache of a durable store.
+    ``encryption``: a ``redis_sessions.encryption.Encryption`` keyring: each message is stored
+    AES-256-GCM encrypted (in Redis and in the backing record); ``None``: stored as encoded.
     ``token_counter``: counts each appended message's tokens (``redis_sessions.tokens``; the default
     is an estimate that needs no download).
     """
@@ -55,6 +58,7 @@ class StoreConfig:
     wait_replicas: int = 0
     wait_timeout: float | timedelta = 1.0
     backing: PersistenceAdapter | None = None
+    encryption: Encryption | None = None
     token_counter: TokenCounter = estimate_tokens
 
     @classmethod

@@ -32,6 +32,7 @@ from ._core import (
 from ._replication import wait_for
 from .cache import HistoryCache
 from .config import DEFAULT_RETRY, StoreConfig
+from .encryption import Encryption
 from .errors import InvalidArgumentType, InvalidOperation
 from .keys import session_id as parse_session_id
 from .models import AgentMessage, Session, SessionId
@@ -50,11 +51,11 @@ class SessionStore(StoreBase):
 
     The options are ``StoreConfig``'s (``redis_sessions.config``), documented there: ``prefix``,
     ``ttl``, ``max_messages``, ``codec``, ``max_message_bytes``, ``cache_messages``, ``retry``,
-    ``wait_replicas``/``wait_timeout``, ``backing``, ``token_counter``; kept as ``config``. ``retry``
-    is the one retry policy for transport errors: the store turns the client's own retry off; with
-    ``retry=None`` the store does not retry, and leaves the client's retry alone. ``client`` is a
-    ``Redis`` (also one from a ``Sentinel``) or a ``RedisCluster``; ``from_url``, ``from_cluster``
-    and ``from_sentinel`` build one with sensible timeouts.
+    ``wait_replicas``/``wait_timeout``, ``backing``, ``encryption``, ``token_counter``; kept as
+    ``config``. ``retry`` is the one retry policy for transport errors: the store turns the client's
+    own retry off; with ``retry=None`` the store does not retry, and leaves the client's retry alone.
+    ``client`` is a ``Redis`` (also one from a ``Sentinel``) or a ``RedisCluster``; ``from_url``,
+    ``from_cluster`` and ``from_sentinel`` build one with sensible timeouts.
 
     ``backing`` (a ``redis_sessions.persistence`` adapter) makes Redis the cache of a durable
     store: sessions this store creates are written behind to it, a session Redis lacks is read
@@ -79,6 +80,7 @@ class SessionStore(StoreBase):
         wait_replicas: int = 0,
         wait_timeout: float | timedelta = 1.0,
         backing: PersistenceAdapter | None = None,
+        encryption: Encryption | None = None,
         token_counter: TokenCounter = estimate_tokens,
     ) -> None:
         check_client(client)
@@ -93,6 +95,7 @@ class SessionStore(StoreBase):
             wait_replicas=wait_replicas,
             wait_timeout=wait_timeout,
             backing=backing,
+            encryption=encryption,
             token_counter=token_counter,
         )
         self._core = StoreCore(
@@ -104,6 +107,7 @@ class SessionStore(StoreBase):
             durable=backing is not None,
             record="" if backing is None else backing.record_id,
             cluster=isinstance(client, RedisCluster),
+            encryption=encryption,
             token_counter=token_counter,
         )
         self.client = client
