@@ -35,7 +35,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from . import _dirty as dirty
 from ._dirty import Lag
@@ -288,16 +288,12 @@ class SyncWorker:
             wait = interval if found else min(max(interval, 1.0), wait * 2)
 
     @classmethod
-    def open(
-        cls, opener: str, args: tuple[Any, ...], options: dict[str, Any], backing: PersistenceAdapter
-    ) -> SyncWorker:
-        """A worker with a synchronous store (and connection pool) of its own, made by
-        ``SessionStore.<opener>(*args, **options)`` and bound to the prefix: what a tiered store
-        runs in its thread. ``BackingMismatch`` if the prefix is bound to another record (when
-        Redis cannot be asked now, the first pass binds it, and stops on a mismatch)."""
-        from .store import SessionStore
-
-        store = getattr(SessionStore, opener)(*args, **options)
+    def open(cls, store: SessionStore, backing: PersistenceAdapter) -> SyncWorker:
+        """A worker over ``store``, a synchronous store (and connection pool) of its own, which it
+        closes, bound to the prefix: what a tiered store runs in its thread (the store opens it, so
+        this module never imports the store). ``BackingMismatch`` if the prefix is bound to
+        another record (when Redis cannot be asked now, the first pass binds it, and stops on a
+        mismatch)."""
         worker = cls(store, backing)
         try:
             worker.bind()
