@@ -22,7 +22,7 @@ from collections.abc import Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING
 
-from ._durable import Read, Unsynced, sync_mark, sync_read
+from ._sync_calls import Read, Unsynced, sync_mark, sync_read
 from ._sync_io import SyncTransport
 from .errors import BackingMismatch, RecordMismatch, SessionError
 from .models import SessionId

@@ -39,8 +39,8 @@ from typing import TYPE_CHECKING
 
 from . import _dirty as dirty
 from ._dirty import Lag
-from ._durable import sync_lease
 from ._rounds import Rounds
+from ._sync_calls import sync_lease
 from ._sync_io import SyncTransport
 from .errors import BackingMismatch, RecordMismatch, SessionError
 from .keys import SLOT_GROUPS

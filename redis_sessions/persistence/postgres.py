@@ -41,6 +41,7 @@ from ._pg_deliver import deliver, utc
 from ._pg_sql import STATEMENTS
 from ._rows import (
     Header,
+    appending,
     decode_header,
     decode_stored,
     driver_errors,
@@ -49,7 +50,6 @@ from ._rows import (
     refuse_newer,
     snapshot,
     stored_id,
-    unique_messages,
 )
 
 if TYPE_CHECKING:
@@ -207,11 +207,8 @@ class PostgresAdapter:
         state: SessionState | None = None,
     ) -> int:
         """Store the messages not stored yet after the stored ones; see ``PersistenceAdapter``."""
-        sid = check_id(session_id)
+        sid, rows = appending(session_id, messages, state)  # a bad argument writes nothing
         key = str(sid)
-        rows = unique_messages(sid, messages)
-        if state is not None:
-            encode_header(sid, state)  # refuse a bad state before anything is written
         with self._transaction("append_messages", sid) as connection:
             row = connection.execute(self._sql["lock_header"], (key,)).fetchone()
             if row is None:  # create it; a concurrent creator wins and we lock its row instead

@@ -37,6 +37,7 @@ from ..models import AgentMessage, SessionId, SessionState
 from ._delivery import Delivered, Delivery, header_state, last_seq, plan
 from ._rows import (
     Header,
+    appending,
     decode_header,
     decode_stored,
     encode_header,
@@ -44,7 +45,6 @@ from ._rows import (
     refuse_newer,
     snapshot,
     stored_id,
-    unique_messages,
 )
 from ._sqlite_file import SQLiteFile
 from ._sqlite_sql import (
@@ -172,11 +172,8 @@ class SQLiteAdapter:
         state: SessionState | None = None,
     ) -> int:
         """Store the messages not stored yet after the stored ones; see ``PersistenceAdapter``."""
-        sid = check_id(session_id)
+        sid, rows = appending(session_id, messages, state)  # a bad argument writes nothing
         key = str(sid)
-        rows = unique_messages(sid, messages)
-        if state is not None:
-            encode_header(sid, state)  # refuse a bad state before anything is written
         with self._transaction("append_messages", sid, write=True) as connection:
             row = connection.execute(HEADER, (key,)).fetchone()
             stored = SessionState() if row is None else decode_header(sid, row[0])
