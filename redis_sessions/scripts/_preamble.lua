@@ -53,9 +53,10 @@ end
 -- list, ids zset, lease hash, events channel, dirty index); h is its HMGET of the meta hash
 -- (schema_version, codec, seq, ttl_ms, max_messages, durable, synced_seq). finish, when given, is
 -- called as finish(new seq, publish command) after the messages are stored and before the watchers'
--- notice (append.lua closes a streamed reply with it). Returns the new seq.
+-- notice (append.lua closes a streamed reply with it). indexed: the ids zset holds the fresh ids at
+-- their seqs already (append.lua's ZADD NX did it), so only the list gets them. Returns the new seq.
 -- One copy for every script that appends (append.lua, tool_call.lua).
-local function push_messages(keys, args, fresh, h, seq, finish)
+local function push_messages(keys, args, fresh, h, seq, finish, indexed)
   local meta, list, ids = keys[1], keys[2], keys[3]
   -- Push in chunks: unpack() of a very large batch would overflow the Lua stack.
   local len = 0
@@ -70,7 +71,9 @@ local function push_messages(keys, args, fresh, h, seq, finish)
       scored[#scored + 1] = args[i]
     end
     len = redis.call('RPUSH', list, unpack(payloads))
-    redis.call('ZADD', ids, unpack(scored))
+    if not indexed then
+      redis.call('ZADD', ids, unpack(scored))
+    end
   end
 
   local t = redis.call('TIME')

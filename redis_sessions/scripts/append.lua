@@ -34,45 +34,53 @@ if #ARGV < pairs_from then
   return {0, seq}
 end
 
--- Which messages are new? A retried call finds all of them stored and changes nothing.
-local fresh, seen, last = {}, {}, 0
-for i = pairs_from, #ARGV, 2 do
-  local id = ARGV[i]
-  local stored = seen[id] or redis.call('ZSCORE', ids, id)
-  if stored then
+-- A replay (a retry after a lost reply) finds all its messages stored and changes nothing but the
+-- meta's replays counter, which is also a write that replicates, so a WAIT after this call covers
+-- the original write, whichever connection made it. {0, seq of its last message}, or nil when any
+-- message is not stored. A replay wins over every refusal: its write was done, while it could be.
+local function replayed()
+  local last = 0
+  for i = pairs_from, #ARGV, 2 do
+    local stored = redis.call('ZSCORE', ids, ARGV[i])
+    if not stored then
+      return nil
+    end
     last = math.max(last, tonumber(stored))
-  else
-    fresh[#fresh + 1] = i
-    seen[id] = -1
   end
-end
-if #fresh == 0 then
-  -- A replay (a retry after a lost reply): count it, which is also a write that replicates, so a
-  -- WAIT after this call covers the original write, whichever connection made it.
   redis.call('HINCRBY', meta, 'replays', 1)
   return {0, last}
 end
+
+-- The refusals come first, so that a call that passes them costs one ZADD NX to find which of its
+-- messages are new (below); a refused call is answered by replayed() when it is a replay.
 -- Fencing: a writer whose lease expired or was taken over must not write, however late it wakes.
 if ARGV[4] ~= '' then
   local live = redis.call('HGET', KEYS[4], 'token')
   if live ~= ARGV[4] then
-    return {9, live or ''}
+    refused = {9, live or ''}
   end
 end
-if ARGV[3] ~= '' and tonumber(ARGV[3]) ~= seq then
-  return {3, seq}
+if not refused and ARGV[3] ~= '' and tonumber(ARGV[3]) ~= seq then
+  refused = {3, seq}
 end
--- Finishing a streamed reply: refused once the reply is closed; else closed by the function
--- push_messages runs after the message is stored and before the watchers' notice, in this one step.
--- A plain append passes no function and does no more work than before streamed replies existed.
+-- Finishing a streamed reply: refused once the reply is closed.
+local reply
+if not refused and pairs_from == 6 then
+  reply = redis.call('HMGET', KEYS[8], ARGV[6] .. ':st', ARGV[6] .. ':n')
+  if reply[1] == 'f' then
+    refused = {14, 'finished'}
+  elseif reply[1] == 'a' then
+    refused = {14, 'aborted'}
+  end
+end
+if refused then
+  return replayed() or refused
+end
+
+-- Closing a streamed reply: the function push_messages runs after the message is stored and before
+-- the watchers' notice, in this one step. A plain append passes no function.
 local finish
 if pairs_from == 6 then
-  local reply = redis.call('HMGET', KEYS[8], ARGV[6] .. ':st', ARGV[6] .. ':n')
-  if reply[1] == 'f' then
-    return {14, 'finished'}
-  elseif reply[1] == 'a' then
-    return {14, 'aborted'}
-  end
   finish = function(at, publish)
     local id, replies = ARGV[6], KEYS[8]
     redis.call('XADD', KEYS[7], '*', 'm', id, 'f', at, 'n', reply[2] or 0)
@@ -87,4 +95,49 @@ if pairs_from == 6 then
   end
 end
 
+-- Which messages are new? One ZADD NX indexes each id at the seq it will get and says how many it
+-- added: all of them (the common case), and that call was the whole check. Ids stored already sit
+-- at or below seq, so any added here is one scored above it. (Up to 500 messages: larger batches,
+-- rare, take the loop below, as unpack() of a very large batch would overflow the Lua stack.)
+local count = (#ARGV - pairs_from + 1) / 2
+if count <= 500 then
+  local scored = {}
+  for k = 1, count do
+    scored[2 * k - 1] = seq + k
+    scored[2 * k] = ARGV[pairs_from + 2 * k - 2]
+  end
+  local added = redis.call('ZADD', ids, 'NX', unpack(scored))
+  if added == count then
+    local fresh = {}
+    for k = 1, count do
+      fresh[k] = pairs_from + 2 * k - 2
+    end
+    return {0, push_messages(KEYS, ARGV, fresh, h, seq, finish, true)}
+  elseif added == 0 then
+    return replayed()
+  end
+  -- Some stored already, or an id given twice: take back what was added, then sort it out below.
+  for k = 1, count do
+    local id = scored[2 * k]
+    local at = redis.call('ZSCORE', ids, id)
+    if at and tonumber(at) > seq then
+      redis.call('ZREM', ids, id)
+    end
+  end
+end
+
+local fresh, seen, last = {}, {}, 0
+for i = pairs_from, #ARGV, 2 do
+  local id = ARGV[i]
+  local stored = seen[id] or redis.call('ZSCORE', ids, id)
+  if stored then
+    last = math.max(last, tonumber(stored))
+  else
+    fresh[#fresh + 1] = i
+    seen[id] = -1
+  end
+end
+if #fresh == 0 then
+  return replayed()
+end
 return {0, push_messages(KEYS, ARGV, fresh, h, seq, finish)}

@@ -222,6 +222,17 @@ def test_extend_with_a_partly_stored_batch_stores_only_the_new(store: Store) -> 
     assert ids(store.messages(sid)) == ids(batch)
 
 
+def test_a_batch_around_a_stored_message_numbers_the_new_ones_in_order(store: Store) -> None:
+    # append.lua indexes a batch's ids with one ZADD NX at provisional seqs; when some were stored
+    # already it takes those back and numbers only the new ones, consecutively.
+    sid = store.create()
+    batch = messages_of(5)
+    assert store.append(sid, batch[2]) == 1
+    assert store.extend(sid, batch) == 5
+    assert ids(store.messages(sid)) == ids([batch[2], batch[0], batch[1], batch[3], batch[4]])
+    assert [store.append(sid, m) for m in batch] == [2, 3, 1, 4, 5], "each id keeps its own seq"
+
+
 def test_all_stored_batch_returns_the_highest_stored_seq(store: Store) -> None:
     sid = store.create()
     batch = messages_of(5)

@@ -1,0 +1,134 @@
+"""Server time of ``append.lua`` per call and each command's share (issue 15), from ``INFO commandstats``.
+
+    .venv/bin/python benchmarks/bench_append_script.py                       # this tree only
+    .venv/bin/python benchmarks/bench_append_script.py --against 7cc5330     # and a commit's script, same run
+
+Each round runs every variant back to back on its own new session (order rotated): ``--ops`` EVALSHAs
+of one new message each, the command pre-built, so only the server's work differs. Variants: this
+tree's ``append.lua``; ``--against REV``'s (read with ``git show``, preamble and all); a no-op script
+with the same keys and arguments (the floor of any script); raw ``RPUSH`` of the same bytes. Sessions:
+``plain`` (the defaults: no TTL, no cap), ``ttl`` (``ttl`` and ``max_messages`` set, so PEXPIREs and
+trims run) and ``leased`` (a fencing token checked on each call). Reported: the median over rounds of
+the EVALSHA's µs per call, and, per append, the calls and µs of each command the script ran. The
+server is the benchmark's own (``REDIS_URL`` is honoured, under a unique prefix). Server time only:
+client time is the suite's business (``suite.py``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import statistics
+import subprocess
+import sys
+import uuid
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import redis
+from _harness import command_stats, server, server_us_per_call
+from _workload import SEED, make_messages
+
+from redis_sessions import SessionStore
+from redis_sessions.keys import script_keys
+
+ROOT = Path(__file__).resolve().parent.parent
+SCRIPTS = ROOT / "redis_sessions" / "scripts"
+NOOP = "return {0, 0}"
+
+
+def with_preamble(text: str, preamble: str) -> str:
+    """A script as the package sends it: the shared preamble put after its header comment."""
+    lines = text.split("\n")
+    end = next(i for i, line in enumerate(lines) if not line.startswith(("--", "#!")))
+    return "\n".join([*lines[:end], "", preamble.rstrip("\n"), "\n".join(lines[end:])])
+
+
+def at_revision(rev: str) -> str:
+    """``append.lua`` as it was at ``rev``, with that revision's preamble."""
+
+    def show(name: str) -> str:
+        path = f"redis_sessions/scripts/{name}"
+        return subprocess.run(
+            ["git", "show", f"{rev}:{path}"], cwd=ROOT, check=True, capture_output=True, text=True
+        ).stdout
+
+    return with_preamble(show("append.lua"), show("_preamble.lua"))
+
+
+def this_tree() -> str:
+    return with_preamble((SCRIPTS / "append.lua").read_text(), (SCRIPTS / "_preamble.lua").read_text())
+
+
+def measure(
+    r: redis.Redis, sha: str | None, keys: Sequence[str], head: Sequence[Any], pairs: list[Any]
+) -> dict[str, Any]:
+    """``len(pairs)`` calls; EVALSHA (or RPUSH when ``sha`` is None) µs/call and the inner commands."""
+    before = command_stats(r)
+    if sha is None:
+        for _id, data in pairs:
+            r.execute_command("RPUSH", keys[1], data)
+    else:
+        fixed = ("EVALSHA", sha, len(keys), *keys, *head)
+        for message_id, data in pairs:
+            reply = r.execute_command(*fixed, message_id, data)
+            assert reply[0] == 0, reply
+    stats = server_us_per_call(before, command_stats(r))
+    stats.pop("info", None)
+    return stats
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--against", metavar="REV", help="also measure append.lua at this git revision")
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--ops", type=int, default=3000, help="appends per variant per round")
+    args = parser.parse_args(argv)
+    variants = {"this tree": this_tree(), "no-op script": NOOP}
+    if args.against:
+        variants[f"at {args.against}"] = at_revision(args.against)
+    prefix = f"rsbench-{uuid.uuid4().hex[:8]}"
+    msgs = make_messages(SEED, 50)
+    configs = {"plain": {}, "ttl": {"ttl": 3600, "max_messages": 100_000}, "leased": {}}
+    results: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    with server("none") as (url, source):
+        r = redis.Redis.from_url(url)
+        shas = {name: r.script_load(src) for name, src in variants.items()}
+        assert all(shas[n] == hashlib.sha1(s.encode()).hexdigest() for n, s in variants.items())
+        names = [*variants, "raw RPUSH"]
+        for rnd in range(args.rounds):
+            for config, options in configs.items():
+                store = SessionStore(r, prefix=prefix, **options)
+                order = names[rnd % len(names) :] + names[: rnd % len(names)]
+                for name in order:
+                    sid = store.create(model="bench")
+                    fence = store.lease(sid, "bench", 600).acquire().token if config == "leased" else ""
+                    head = (store.transport.core.version, store.transport.core.codec.name, "", fence)
+                    keys = script_keys(prefix, sid, False)
+                    pairs = [
+                        (f"m{i}", store.transport.core.encode(sid, msgs[i % len(msgs)]))
+                        for i in range(args.ops)
+                    ]
+                    sha = shas.get(name)
+                    results.setdefault((config, name), []).append(measure(r, sha, keys, head, pairs))
+                    store.delete(sid)
+                    r.delete(keys[1])
+        r.close()
+    print(f"server: {source}; {args.rounds} rounds x {args.ops} appends; medians over rounds\n")
+    print("| session | variant | µs/call | commands run per append (calls, µs each) |")
+    print("| --- | --- | ---: | --- |")
+    for (config, name), rounds in results.items():
+        top = "rpush" if name == "raw RPUSH" else "evalsha"
+        us = statistics.median(x[top]["us_per_call"] for x in rounds)
+        inner = []
+        for cmd in sorted({c for x in rounds for c in x} - {top}):
+            per = statistics.median(x.get(cmd, {"calls": 0})["calls"] / args.ops for x in rounds)
+            each = statistics.median(x[cmd]["us_per_call"] for x in rounds if cmd in x)
+            inner.append(f"{cmd} {per:g}x{each:.2f}")
+        print(f"| {config} | {name} | {us:.1f} | {', '.join(inner)} |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
