@@ -42,8 +42,6 @@ def deliver(
     whose id must be ``record_id``); see ``PersistenceAdapter.deliver``."""
     if not deliveries:
         return {}
-    for delivery in deliveries:  # refuse a bad state before anything is written
-        encode_header(delivery.session_id, delivery.state)
     row = connection.execute(sql["record_id"]).fetchone()
     if row is None or row[0] != record_id:
         raise BackingMismatch(where, "no record" if row is None else row[0], record_id)
@@ -69,6 +67,8 @@ def deliver(
     for delivery, key in zip(deliveries, keys, strict=True):
         sid = delivery.session_id
         have, count = held.get(key, 0), counts.get(key, 0)
+        # a bad state raises here: the transaction (create_many included) is rolled back
+        header = encode_header(sid, header_state(delivery, have))
         try:
             fresh = plan(delivery, have, stored.get(key, set()))
         except RecordMismatch as exc:
@@ -82,7 +82,6 @@ def deliver(
             messages[1].append(count + i)
             messages[2].append(mid.encode())
             messages[3].append(body.decode())
-        header = encode_header(sid, header_state(delivery, have))
         values = (key, header.schema_version, header.seq, utc(header.updated_at), header.json.decode())
         for column, value in zip(headers, values, strict=True):
             column.append(value)

@@ -190,8 +190,6 @@ class SQLiteAdapter:
         """Store write-behind batches of many sessions in one transaction (one fsync), a statement
         per ``CHUNK`` sessions to look up what the record holds; see
         ``PersistenceAdapter.deliver``."""
-        for delivery in deliveries:  # refuse a bad state before anything is written
-            encode_header(delivery.session_id, delivery.state)
         keys = [str(d.session_id) for d in deliveries]
         results: dict[SessionId, Delivered] = {}
         with self._transaction("deliver", None, write=True) as connection:
@@ -202,6 +200,8 @@ class SQLiteAdapter:
             for delivery, key in zip(deliveries, keys, strict=True):
                 sid = delivery.session_id
                 have, count = held.get(key, (0, 0))
+                # a bad state raises here, before any write: the transaction stores nothing
+                h = encode_header(sid, header_state(delivery, have))
                 try:
                     fresh = plan(delivery, have, stored.get(key, set()))
                 except RecordMismatch as exc:
@@ -211,7 +211,6 @@ class SQLiteAdapter:
                     results[sid] = have
                     continue
                 rows += [(key, count + i, mid, body.decode()) for i, (mid, body) in enumerate(fresh)]
-                h = encode_header(sid, header_state(delivery, have))
                 headers.append((key, h.schema_version, h.seq, iso(h.updated_at), h.json.decode()))
                 results[sid] = max(have, last_seq(delivery))
             connection.executemany(INSERT, rows)
