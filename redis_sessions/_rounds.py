@@ -73,7 +73,7 @@ class Rounds:
                 for k in range(len(slices)):
                     reads = upcoming.result()
                     if k + 1 < len(slices):  # read the next slice while the record stores this one
-                        upcoming = reader.submit(self._read, slices[k + 1], after)
+                        upcoming = reader.submit(self.read, slices[k + 1], after)
                     todo += self._store(reads, reached, gaps)
                 after = gaps
         return reached
@@ -83,12 +83,12 @@ class Rounds:
     ) -> Future[list[tuple[SessionId, Read]]]:
         """The first slice: in the reader thread only when more slices follow."""
         if ahead:
-            return reader.submit(self._read, sids, after)
+            return reader.submit(self.read, sids, after)
         done: Future[list[tuple[SessionId, Read]]] = Future()
-        done.set_result(self._read(sids, after))
+        done.set_result(self.read(sids, after))
         return done
 
-    def _read(self, sids: list[SessionId], after: dict[SessionId, int]) -> list[tuple[SessionId, Read]]:
+    def read(self, sids: list[SessionId], after: dict[SessionId, int]) -> list[tuple[SessionId, Read]]:
         """What the record lacks of ``sids``, in one round trip (``sync_read`` per ``sessions``)."""
         chunks = self.io.chunks(self.sessions, sids)
         calls = [sync_read(self.io.core, self.record, chunk, self.batch, after) for chunk in chunks]
@@ -127,10 +127,10 @@ class Rounds:
                 self.failures.pop(sid, None)
                 reached[sid] = last
                 marks[sid] = (sid, read, last)
-        again += self._mark(marks, ready, reached)
+        again += self.mark(marks, ready, reached)
         return again
 
-    def _mark(
+    def mark(
         self,
         marks: dict[SessionId, tuple[SessionId, Unsynced, int]],
         ready: dict[SessionId, Unsynced],
