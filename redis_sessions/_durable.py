@@ -114,7 +114,7 @@ def raw_session(core: StoreCore, sid: SessionId) -> Call[RawSession | None]:
         try:
             version = int(meta[b"schema_version"])
             codec = core.codec_named(sid, meta.get(b"codec"))
-            messages = [codec.raw(item) for item in items]
+            messages = [codec.raw(codec.opened(sid, item, i)) for i, item in enumerate(items)]
             session = core.session(sid, meta, [])
         except (KeyError, ValueError, msgspec.DecodeError) as exc:
             raise CorruptSession(sid, f"unreadable for a schema upgrade: {exc!r}") from exc
