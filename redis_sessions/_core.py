@@ -291,9 +291,10 @@ class StoreCore:
             raise CorruptSession(sid, f"unreadable meta hash: {exc!r}") from exc
 
     def summary_of(self, sid: SessionId, meta: dict[bytes, bytes]) -> AgentMessage | None:
-        """The session's stored summary (``store.summarize``), decoded, or ``None``."""
+        """The session's stored summary (``store.summarize``) or ``None``; an encrypted one as its
+        sealed stand-in, as the record keeps it (``context`` opens it; no key is needed here)."""
         raw = meta.get(b"summary")
-        return self.codec_named(sid, meta.get(b"codec")).decode(sid, [raw])[0] if raw else None
+        return self.codec_named(sid, meta.get(b"codec")).keeping_sealed(sid, [raw])[0] if raw else None
 
     def metadata_field(self, sid: SessionId, key: object) -> str:
         """The meta hash field that holds metadata ``key`` (checked)."""

@@ -211,12 +211,14 @@ def test_the_durable_record_holds_ciphertext_and_reads_through(
         sid = store.create("m")
         sent = [AgentMessage.user(f"{SECRET} {i}") for i in range(3)]
         store.extend(sid, sent)
+        store.summarize(sid, f"{SECRET}: summary", through_seq=1)
         flush(store)
         with sqlite3.connect(tmp_path / "record.sqlite3") as db:
             dumped = "\n".join(db.iterdump())
-        assert SECRET not in dumped, "the record holds ciphertext only"
+        assert SECRET not in dumped, "the record holds ciphertext only (the summary too)"
         backend.raw.delete(*session_keys(backend.prefix, sid))  # Redis lost it
         assert open_store(encryption=sealing).messages(sid) == sent  # read through, then opened
+        assert open_store(encryption=sealing).context(sid, 1_000).summary.text == f"{SECRET}: summary"  # type: ignore[union-attr]
         assert all(item.startswith(b"\xc1") for item in stored(backend, sid))
         with pytest.raises(DecryptionError):
             open_store(cache_messages=0).messages(sid)
