@@ -137,6 +137,7 @@ class StoreCore:
         cluster: bool = False,
         token_counter: TokenCounter = estimate_tokens,
         encryption: Encryption | None = None,
+        max_session_bytes: int | None = None,
     ) -> None:
         if codec not in CODECS:
             raise InvalidArgument(f"codec must be one of {sorted(CODECS)}, got {codec!r}")
@@ -145,6 +146,12 @@ class StoreCore:
         self.prefix = check_prefix(prefix)
         self.ttl_ms = ttl_ms(ttl)
         self.max_messages = max_messages or 0
+        if max_session_bytes is not None and (type(max_session_bytes) is not int or max_session_bytes < 1):
+            raise InvalidArgument(
+                f"max_session_bytes must be a positive int or None, got {max_session_bytes!r}"
+            )
+        # Recorded by create (and restore) as the session's max_bytes; append.lua enforces it.
+        self.max_session_bytes = max_session_bytes or 0
         self.codec: Codec = CODECS[codec]
         # encryption=: messages are sealed by ``encode`` and opened by the readers (``codec_named``).
         self.encryption = encryption
@@ -184,6 +191,8 @@ class StoreCore:
             fields += ["system_message", system_message]
         for key, value in self.metadata_fields(sid, metadata or {}):
             fields += [key, value]
+        if self.max_session_bytes:
+            fields += ["max_bytes", self.max_session_bytes]
         return fields
 
     def encode(self, sid: SessionId, message: AgentMessage) -> bytes:

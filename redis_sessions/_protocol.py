@@ -22,6 +22,7 @@ from .errors import (
     LeaseHeld,
     LeaseLost,
     MessagesTrimmed,
+    QuotaExceeded,
     ReplyClosed,
     ReplyTooLarge,
     SchemaVersionError,
@@ -57,6 +58,7 @@ class Status(IntEnum):
     REPLY_CLOSED = 14  # {14, 'finished' | 'aborted' | 'expired'}: a streamed reply takes no more writes
     REPLY_FULL = 15  # {15, 'deltas' | 'bytes', limit}: a streamed reply would pass its bound
     AHEAD = 16  # {16, seq}: (summarize, fork) a seq past the session's own
+    QUOTA = 17  # {17, limit, size}: (append, tool_call) the session would pass its max_session_bytes
     # 20-29: tool calls (tool_call.lua)
     TOOL_PENDING = 20  # {20, holder, ms left, attempt}: another live claim on the tool call
     TOOL_DONE = 21  # {21, attempt, seq, encoded message}: (claim) its result is stored already
@@ -102,6 +104,11 @@ def _full(r: Refusal) -> SessionError:
     return ReplyTooLarge(r.sid, r.message_id, r.detail, int(_text(r.reply[2])) if len(r.reply) > 2 else 0)
 
 
+def _quota(r: Refusal) -> SessionError:
+    size = int(_text(r.reply[2])) if len(r.reply) > 2 else 0
+    return QuotaExceeded(r.sid, "max_session_bytes", int(r.detail), size)
+
+
 ERRORS: Final[Mapping[Status, Callable[[Refusal], SessionError]]] = {
     Status.NOT_FOUND: lambda r: SessionNotFound(r.sid),
     Status.VERSION_MISMATCH: _version,
@@ -121,6 +128,7 @@ ERRORS: Final[Mapping[Status, Callable[[Refusal], SessionError]]] = {
     Status.OTHER_RECORD: lambda r: BackingMismatch(f"prefix {r.prefix!r}", r.detail, r.record, r.sid),
     Status.REPLY_CLOSED: lambda r: ReplyClosed(r.sid, r.message_id, r.detail),
     Status.REPLY_FULL: _full,
+    Status.QUOTA: _quota,
     Status.TOOL_PENDING: _pending,
     Status.AHEAD: lambda r: InvalidArgument(
         f"{r.op}: seq {r.after} is past the session's seq {r.detail}", r.sid

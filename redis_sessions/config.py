@@ -45,7 +45,9 @@ class StoreConfig:
     ``encryption``: a ``redis_sessions.encryption.Encryption`` keyring: each message is stored
     AES-256-GCM encrypted (in Redis and in the backing record); ``None``: stored as encoded.
     ``token_counter``: counts each appended message's tokens (``redis_sessions.tokens``; the default
-    is an estimate that needs no download).
+    is an estimate that needs no download). ``max_session_bytes``: the most bytes of stored message
+    bodies a session may hold (``None`` = no limit), recorded by ``create`` like ``max_messages``; an
+    append past it raises ``QuotaExceeded`` and stores nothing.
     """
 
     prefix: str = "rs"
@@ -60,6 +62,7 @@ class StoreConfig:
     backing: PersistenceAdapter | None = None
     encryption: Encryption | None = None
     token_counter: TokenCounter = estimate_tokens
+    max_session_bytes: int | None = None
 
     @classmethod
     def split(cls, options: Mapping[str, Any]) -> tuple[StoreConfig, dict[str, Any]]:

@@ -19,6 +19,7 @@
     ├── ToolCallPending                            another worker holds a live claim on the tool call
     ├── MessagesTrimmed                            a watcher's position was trimmed away
     ├── ReplyClosed                                a write to a streamed reply that was finished or aborted
+    ├── QuotaExceeded                              an append would take a session past ``max_session_bytes``
     ├── PersistenceError                           what is stored cannot be used as it is
     │   ├── SchemaVersionError                     stored by another schema version of this library
     │   ├── CodecMismatch                          stored with another codec than this store writes
@@ -77,6 +78,7 @@ __all__ = [
     "MessagesTrimmed",
     "NotReplicated",
     "PersistenceError",
+    "QuotaExceeded",
     "RecordMismatch",
     "ReplyClosed",
     "ReplyTooLarge",
@@ -235,6 +237,19 @@ class ReplyClosed(SessionError):
         self.session_id = session_id
         self.message_id = message_id
         self.state = state
+
+
+class QuotaExceeded(SessionError):
+    """An append (or a tool call's result) would take a session past its limit (``limit`` names it:
+    ``max_session_bytes``): refused in the append script itself, so nothing of the call is stored.
+    ``size`` is the bytes the session would have held with it; ``quota`` the limit's value."""
+
+    def __init__(self, session_id: uuid.UUID, limit: str, quota: int, size: int) -> None:
+        super().__init__(f"session `{session_id}`: {size} bytes would pass its {limit} of {quota}")
+        self.session_id = session_id
+        self.limit = limit
+        self.quota = quota
+        self.size = size
 
 
 class ToolCallPending(SessionError):

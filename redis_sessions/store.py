@@ -51,9 +51,10 @@ class SessionStore(StoreBase):
 
     The options are ``StoreConfig``'s (``redis_sessions.config``), documented there: ``prefix``,
     ``ttl``, ``max_messages``, ``codec``, ``max_message_bytes``, ``cache_messages``, ``retry``,
-    ``wait_replicas``/``wait_timeout``, ``backing``, ``encryption``, ``token_counter``; kept as
-    ``config``. ``retry`` is the one retry policy for transport errors: the store turns the client's
-    own retry off; with ``retry=None`` the store does not retry, and leaves the client's retry alone.
+    ``wait_replicas``/``wait_timeout``, ``backing``, ``encryption``, ``token_counter``,
+    ``max_session_bytes``; kept as ``config``. ``retry`` is the one retry policy for transport
+    errors: the store turns the client's own retry off; with ``retry=None`` the store does not
+    retry, and leaves the client's retry alone.
     ``client`` is a ``Redis`` (also one from a ``Sentinel``) or a ``RedisCluster``; ``from_url``,
     ``from_cluster`` and ``from_sentinel`` build one with sensible timeouts.
 
@@ -82,6 +83,7 @@ class SessionStore(StoreBase):
         backing: PersistenceAdapter | None = None,
         encryption: Encryption | None = None,
         token_counter: TokenCounter = estimate_tokens,
+        max_session_bytes: int | None = None,
     ) -> None:
         check_client(client)
         self.config = StoreConfig(
@@ -97,6 +99,7 @@ class SessionStore(StoreBase):
             backing=backing,
             encryption=encryption,
             token_counter=token_counter,
+            max_session_bytes=max_session_bytes,
         )
         self._core = StoreCore(
             prefix=prefix,
@@ -109,6 +112,7 @@ class SessionStore(StoreBase):
             cluster=isinstance(client, RedisCluster),
             encryption=encryption,
             token_counter=token_counter,
+            max_session_bytes=max_session_bytes,
         )
         self.client = client
         # Decoded histories for re-reads: the store's own state (the core keeps none).

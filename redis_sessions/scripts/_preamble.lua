@@ -58,12 +58,43 @@ end
 -- messages' token counts, kept beside them (see context.lua): {key = the tokens list, counts = the
 -- count of each of fresh, in its order, total = the meta's running total before them, restart =
 -- true when the tokens list does not line up with the list (the meta's tokens_seq is not its seq:
--- a session counted since before a restore, say), so it starts again here}. Returns the new seq;
--- or nil and the error to return when the list or tokens key holds another type (nothing changed).
+-- a session counted since before a restore, say), and, when the session has a byte limit
+-- (max_bytes), sized = {limit, total = the meta's bytes, restart = the meta's bytes_seq is not its
+-- seq (a pop, a restore: the total is summed again from the list)}}. Returns the new seq; or nil and
+-- the reply to return: the error when the list or tokens key holds another type, or {17, limit,
+-- size} (QUOTA) when the new bodies would take the session past its limit (nothing changed).
 -- One copy for every script that appends (append.lua, tool_call.lua).
 local function push_messages(keys, args, fresh, h, seq, finish, indexed, counted)
   local meta, list, ids = keys[1], keys[2], keys[3]
   local tokens, total = counted.key, counted.total
+  -- The byte limit, checked before anything is stored (only sessions that have one pay for it).
+  local sized = counted.sized
+  if sized then
+    local size = sized.total
+    if sized.restart then
+      size = 0
+      local bodies = redis.pcall('LRANGE', list, 0, -1)
+      if not bodies.err then
+        for _, body in ipairs(bodies) do
+          size = size + #body
+        end
+      end
+    end
+    for k = 1, #fresh do
+      size = size + #args[fresh[k] + 1]
+    end
+    if size > sized.limit then
+      if indexed then  -- take back append.lua's ZADD NX (at most 500 ids)
+        local added = {}
+        for k = 1, #fresh do
+          added[k] = args[fresh[k]]
+        end
+        redis.call('ZREM', ids, unpack(added))
+      end
+      return nil, {17, sized.limit, size}
+    end
+    sized.total = size
+  end
   -- Push in chunks: unpack() of a very large batch would overflow the Lua stack.
   local len = 0
   local chunk = 500
@@ -119,9 +150,17 @@ local function push_messages(keys, args, fresh, h, seq, finish, indexed, counted
     max = math.max(max, seq - (tonumber(h[7]) or 0))
   end
   if max > 0 and len > max then
+    if sized then  -- the trimmed bodies leave the running byte total
+      for _, body in ipairs(redis.call('LRANGE', list, 0, len - max - 1)) do
+        sized.total = sized.total - #body
+      end
+    end
     redis.call('LTRIM', list, -max, -1)
     redis.call('LTRIM', tokens, -max, -1)
     redis.call('ZREMRANGEBYSCORE', ids, '-inf', seq - max)
+  end
+  if sized then
+    redis.call('HSET', meta, 'bytes', sized.total, 'bytes_seq', seq)
   end
   local ttl = tonumber(h[4]) or 0
   if durable then

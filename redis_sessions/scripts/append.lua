@@ -19,11 +19,15 @@
 -- Returns {0, seq}: seq of the last given message (the session's seq when any was new);
 -- {1} not found; {2, version} other schema; {5, codec} other codec; {3, seq} expected seq differs;
 -- {6, detail} the meta hash is corrupt; {9, token} the fencing token is not the live lease's;
--- {10} a durable session lost its list or ids to eviction (the store restores it and retries).
--- Status (redis_sessions._protocol.Status): OK NOT_FOUND VERSION_MISMATCH CONFLICT CODEC CORRUPT LEASE_LOST EVICTED REPLY_CLOSED
+-- {10} a durable session lost its list or ids to eviction (the store restores it and retries);
+-- {17, limit, size} the new bodies would take the session past its max_bytes (nothing stored).
+-- A session created with a byte limit keeps the meta's bytes (the stored bodies' total) beside
+-- tokens; bytes_seq says up to which seq it is right (a pop or restore leaves it behind: summed anew).
+-- Status (redis_sessions._protocol.Status): OK NOT_FOUND VERSION_MISMATCH CONFLICT CODEC CORRUPT LEASE_LOST EVICTED REPLY_CLOSED QUOTA
 local meta, list, ids = KEYS[1], KEYS[2], KEYS[3]
 local pairs_from = #KEYS == 10 and 7 or 6
-local h, seq, refused = writable_meta(meta, ARGV[1], ARGV[2], 'tokens', 'tokens_seq')
+local h, seq, refused = writable_meta(meta, ARGV[1], ARGV[2], 'tokens', 'tokens_seq', 'max_bytes', 'bytes',
+  'bytes_seq')
 if refused then
   return refused
 end
@@ -111,6 +115,9 @@ if count > 1 then
   end
 end
 local counted = {key = KEYS[#KEYS], counts = counts, total = tonumber(h[8]) or 0, restart = h[9] ~= h[3]}
+if h[10] then  -- the session's byte limit (max_bytes, set by create): see push_messages
+  counted.sized = {limit = tonumber(h[10]), total = tonumber(h[11]) or 0, restart = h[12] ~= h[3]}
+end
 if count <= 500 then
   local scored = {}
   for k = 1, count do

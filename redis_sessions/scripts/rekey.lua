@@ -16,4 +16,7 @@ for i = 1, #ARGV, 3 do
     replaced = replaced + 1
   end
 end
+if replaced > 0 then  -- new bodies, new sizes: a byte total (max_bytes) is summed again by the next append
+  redis.call('HDEL', KEYS[1], 'bytes_seq')
+end
 return {0, replaced}

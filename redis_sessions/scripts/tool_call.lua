@@ -20,16 +20,17 @@
 -- release: {0, attempt}, whether or not the claim was still this token's.
 -- complete: {0, seq, encoded message, 1} stored by this claim token (now, or by a try whose reply
 --   was lost); {0, seq, encoded message, 0} another result was stored first (this one is not);
---   {9, token} fence refused.
+--   {9, token} fence refused; {17, limit, size} the result would take the session past its max_bytes.
 -- claim and complete: {10} a durable session lost its list or ids to eviction (the store restores
 --   it and asks again).
 -- All: {1} not found; {2, version} other schema; {5, codec} other codec; {6, detail} corrupt meta.
 -- Done and stored answers come before the fence check, as in append.lua: a retry after a lost reply
 -- gets the answer even once the lease has moved on; only a write is refused.
--- Status (redis_sessions._protocol.Status): OK NOT_FOUND VERSION_MISMATCH CODEC CORRUPT LEASE_LOST EVICTED TOOL_PENDING TOOL_DONE
+-- Status (redis_sessions._protocol.Status): OK NOT_FOUND VERSION_MISMATCH CODEC CORRUPT LEASE_LOST EVICTED TOOL_PENDING TOOL_DONE QUOTA
 local meta, list, ids, tools = KEYS[1], KEYS[2], KEYS[3], KEYS[7]
 local action, id, token = ARGV[3], ARGV[4], ARGV[5]
-local h, seq, refused = writable_meta(meta, ARGV[1], ARGV[2], 'epoch', 'tokens', 'tokens_seq')
+local h, seq, refused = writable_meta(meta, ARGV[1], ARGV[2], 'epoch', 'tokens', 'tokens_seq', 'max_bytes',
+  'bytes', 'bytes_seq')
 if refused then
   return refused
 end
@@ -120,6 +121,9 @@ end
 -- complete: append the result message and record it, in this one step.
 local counted = {key = KEYS[8], counts = {tonumber(ARGV[11]) or 0}, total = tonumber(h[9]) or 0,
   restart = h[10] ~= h[3]}
+if h[11] then  -- the session's byte limit, as append.lua keeps it (push_messages)
+  counted.sized = {limit = tonumber(h[11]), total = tonumber(h[12]) or 0, restart = h[13] ~= h[3]}
+end
 local last, failed = push_messages(KEYS, ARGV, {7}, h, seq, nil, false, counted)
 if failed then
   return failed

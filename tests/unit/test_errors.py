@@ -23,6 +23,7 @@ from redis_sessions import (
     MessageTooLarge,
     NotReplicated,
     PersistenceError,
+    QuotaExceeded,
     RecordMismatch,
     ReplyClosed,
     ReplyTooLarge,
@@ -63,6 +64,7 @@ PARENTS = {
     MessagesTrimmed: (SessionError,),
     ReplyTooLarge: (InvalidArgument, ValueError),
     ReplyClosed: (SessionError,),
+    QuotaExceeded: (SessionError,),
 }
 
 
@@ -73,6 +75,7 @@ def one_of_each() -> list[SessionError]:
         MessageTooLarge(SID, "m1", 2000, 1000),
         ReplyTooLarge(SID, "m1", "deltas", 10),
         ReplyClosed(SID, "m1", "finished"),
+        QuotaExceeded(SID, "max_session_bytes", 1000, 1200),
         SessionNotFound(SID),
         SessionExists(SID),
         ConflictError(SID, 3, 5),

@@ -9,6 +9,7 @@ from importlib import resources
 
 import pytest
 
+from redis_sessions import QuotaExceeded
 from redis_sessions._core import SCRIPTS
 from redis_sessions._protocol import ERRORS, Status, error_for
 from redis_sessions.errors import (
@@ -23,8 +24,8 @@ from redis_sessions.errors import (
 
 HEADER = re.compile(r"^-- Status \(redis_sessions\._protocol\.Status\): (.+)$", re.MULTILINE)
 # A status is returned (``return {1}``) or, by the batch scripts, built into a reply (``reply = {1}``,
-# ``... and {11} or {1}``).
-RETURN = re.compile(r"(?:\breturn|=|\band|\bor)\s*\{(\d+)\s*[,}]")
+# ``... and {11} or {1}``), or by a shared function as its second value (``return nil, {17, ...}``).
+RETURN = re.compile(r"(?:\breturn(?:\s+nil,)?|=|\band|\bor)\s*\{(\d+)\s*[,}]")
 DOCUMENTED = re.compile(r"\{(\d+)[,}]")
 SID = uuid.UUID(int=1)
 LUA = resources.files("redis_sessions").joinpath("scripts")
@@ -103,6 +104,9 @@ def test_the_error_carries_what_the_call_knew() -> None:
     assert isinstance(version, SchemaVersionError)
     assert (version.found, version.expected) == (2, 1)
     durable = error_for([Status.DURABLE], SID, schema=1, codec="msgpack", op="append")
+    quota = error_for([Status.QUOTA, 1000, 1200], SID, schema=1, codec="msgpack", op="append")
+    assert isinstance(quota, QuotaExceeded)
+    assert (quota.session_id, quota.limit, quota.quota, quota.size) == (SID, "max_session_bytes", 1000, 1200)
     assert isinstance(durable, StoreError)
     assert durable.operation == "append"
 
@@ -119,7 +123,7 @@ def test_the_shared_checks_are_found_and_return_statuses() -> None:
         "decimal_seq": set(),
         "corrupt_seq": {Status.CORRUPT},
         "writable_meta": {Status.NOT_FOUND, Status.VERSION_MISMATCH, Status.CODEC, Status.CORRUPT},
-        "push_messages": set(),
+        "push_messages": {Status.QUOTA},
     }
 
 

@@ -10,6 +10,7 @@ PUBLIC = {
     "AsyncLease",
     "Lease",
     "LeaseHeld",
+    "QuotaExceeded",
     "LeaseLost",
     "MessagesTrimmed",
     "AgentMessage",

@@ -40,7 +40,16 @@ def test_bad_ids_are_refused_before_any_redis_call(make_unreachable: MakeStore, 
 
 @pytest.mark.parametrize(
     "options",
-    [{"ttl": 0}, {"ttl": -5}, {"max_messages": 0}, {"codec": "xml"}, {"prefix": "a*b"}, {"prefix": "{x}"}],
+    [
+        {"ttl": 0},
+        {"ttl": -5},
+        {"max_messages": 0},
+        {"max_session_bytes": 0},
+        {"max_session_bytes": True},
+        {"codec": "xml"},
+        {"prefix": "a*b"},
+        {"prefix": "{x}"},
+    ],
     ids=repr,
 )
 def test_bad_store_options(make_store: MakeStore, options: dict[str, Any]) -> None:
