@@ -150,7 +150,8 @@ class StoreCore:
             raise InvalidArgument(
                 f"max_session_bytes must be a positive int or None, got {max_session_bytes!r}"
             )
-        # Recorded by create (and restore) as the session's max_bytes; append.lua enforces it.
+        # Recorded by create (and restore, unless the state has its own) as the session's max_bytes
+        # field; append.lua enforces it.
         self.max_session_bytes = max_session_bytes or 0
         self.codec: Codec = CODECS[codec]
         # encryption=: messages are sealed by ``encode`` and opened by the readers (``codec_named``).
@@ -191,8 +192,6 @@ class StoreCore:
             fields += ["system_message", system_message]
         for key, value in self.metadata_fields(sid, metadata or {}):
             fields += [key, value]
-        if self.max_session_bytes:
-            fields += ["max_bytes", self.max_session_bytes]
         return fields
 
     def encode(self, sid: SessionId, message: AgentMessage) -> bytes:
@@ -293,6 +292,7 @@ class StoreCore:
                 seq=int(meta.get(b"seq", 0)),
                 ttl_ms=int(meta.get(b"ttl_ms", 0)),
                 max_messages=int(meta.get(b"max_messages", 0)),
+                max_session_bytes=int(meta.get(b"max_bytes", 0)),
                 summary=self.summary_of(sid, meta),
                 summary_seq=int(meta.get(b"summary_seq", 0)),
             )

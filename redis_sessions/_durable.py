@@ -56,6 +56,9 @@ def restore(
     fields: list[Any] = [
         *core.header(sid, state.model, state.max_turns, state.system_message, state.metadata)
     ]
+    limit = core.max_session_bytes if state.max_session_bytes is None else state.max_session_bytes
+    if limit:  # the session's own byte limit, as it keeps max_messages (append.lua reads it)
+        fields += ["max_bytes", limit]
     payloads: list[str | bytes] = []
     counts: list[str] = []  # kept as appends keep them (tokens.py)
     seen: set[str] = set()

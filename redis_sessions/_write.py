@@ -50,6 +50,8 @@ def create(
         raise InvalidArgumentType("create(): " + str(exc).removeprefix(f"session `{sid}`: ")) from None
     if core.durable:
         fields += ["durable", 1, "record", core.record]
+    if core.max_session_bytes:  # the session's own limit, as max_messages (append.lua reads it)
+        fields += ["max_bytes", core.max_session_bytes]
     keys = (
         *session_keys(core.prefix, sid),
         dirty_key(core.prefix, sid, core.cluster),

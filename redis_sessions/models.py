@@ -202,6 +202,7 @@ class SessionState(msgspec.Struct, kw_only=True):
     # them back: ``None`` where a document predates them (the importing store's defaults apply).
     ttl_ms: Annotated[int, msgspec.Meta(ge=0)] | None = None  # 0: never expires
     max_messages: Annotated[int, msgspec.Meta(ge=0)] | None = None  # 0: unbounded
+    max_session_bytes: Annotated[int, msgspec.Meta(ge=0)] | None = None  # 0: no byte limit
     summary: AgentMessage | None = None  # store.summarize: stands for messages 1..summary_seq
     summary_seq: int = 0
 
@@ -224,6 +225,7 @@ class Session(msgspec.Struct, kw_only=True):
     seq: int = 0
     ttl_ms: int = 0  # the session's own TTL in ms, renewed by each write (0: never expires)
     max_messages: int = 0  # the session's own bound on kept messages (0: unbounded)
+    max_session_bytes: int = 0  # the session's own bound on its stored bytes (0: none; QuotaExceeded)
     summary: AgentMessage | None = None  # store.summarize: stands for messages 1..summary_seq
     summary_seq: int = 0
 
@@ -241,6 +243,7 @@ class Session(msgspec.Struct, kw_only=True):
             seq=self.seq,
             ttl_ms=self.ttl_ms,
             max_messages=self.max_messages,
+            max_session_bytes=self.max_session_bytes,
             summary=self.summary,
             summary_seq=self.summary_seq,
         )
@@ -262,6 +265,7 @@ class Session(msgspec.Struct, kw_only=True):
             seq=state.seq if state.seq is not None else len(state.messages),
             ttl_ms=state.ttl_ms or 0,
             max_messages=state.max_messages or 0,
+            max_session_bytes=state.max_session_bytes or 0,
             summary=state.summary,
             summary_seq=state.summary_seq,
         )

@@ -115,7 +115,7 @@ if count > 1 then
   end
 end
 local counted = {key = KEYS[#KEYS], counts = counts, total = tonumber(h[8]) or 0, restart = h[9] ~= h[3]}
-if h[10] then  -- the session's byte limit (max_bytes, set by create): see push_messages
+if (tonumber(h[10]) or 0) > 0 then  -- the byte limit (max_bytes, set by create): push_messages
   counted.sized = {limit = tonumber(h[10]), total = tonumber(h[11]) or 0, restart = h[12] ~= h[3]}
 end
 if count <= 500 then

@@ -121,7 +121,7 @@ end
 -- complete: append the result message and record it, in this one step.
 local counted = {key = KEYS[8], counts = {tonumber(ARGV[11]) or 0}, total = tonumber(h[9]) or 0,
   restart = h[10] ~= h[3]}
-if h[11] then  -- the session's byte limit, as append.lua keeps it (push_messages)
+if (tonumber(h[11]) or 0) > 0 then  -- the session's byte limit, as append.lua keeps it (push_messages)
   counted.sized = {limit = tonumber(h[11]), total = tonumber(h[12]) or 0, restart = h[13] ~= h[3]}
 end
 local last, failed = push_messages(KEYS, ARGV, {7}, h, seq, nil, false, counted)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import msgspec
 import pytest
 
 from redis_sessions import AgentMessage, QuotaExceeded
@@ -93,3 +94,36 @@ def test_a_session_without_a_limit_keeps_no_byte_total(make_store: MakeStore, ba
 
 def store_len(backend: Backend, sid: Any) -> int:
     return int(backend.raw.llen(session_keys(backend.prefix, sid).messages))
+
+
+def test_a_tool_result_past_the_limit_is_refused_and_stores_nothing(
+    make_store: MakeStore, backend: Backend
+) -> None:
+    store = make_store(max_session_bytes=300)
+    sid = store.create()
+    with pytest.raises(QuotaExceeded), store.tool_call(sid, "toolu_1") as call:
+        call.complete("r" * 400)
+    assert store_len(backend, sid) == 0
+    with store.tool_call(sid, "toolu_1") as again:  # not done: the next attempt may store a smaller one
+        assert not again.done
+        again.complete("ok")
+    assert store_len(backend, sid) == 1
+
+
+def test_an_export_carries_the_sessions_limit(make_store: MakeStore, backend: Backend) -> None:
+    store = make_store(max_session_bytes=500)
+    sid = store.create()
+    store.append(sid, AgentMessage.user("hi"))
+    session = store.load(sid)
+    assert session is not None
+    assert session.max_session_bytes == 500
+    state = session.to_state()
+    assert state.max_session_bytes == 500
+    other = make_store(prefix=backend.prefix + "x")  # no limit of its own: the state's applies
+    other.import_state(sid, state)
+    with pytest.raises(QuotaExceeded):
+        other.append(sid, AgentMessage.user("v" * 600))
+    bounded = make_store(prefix=backend.prefix + "y", max_session_bytes=300)
+    bounded.import_state(sid, msgspec.structs.replace(state, max_session_bytes=None))  # an older export
+    with pytest.raises(QuotaExceeded):
+        bounded.append(sid, AgentMessage.user("v" * 400))
