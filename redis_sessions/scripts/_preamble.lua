@@ -47,6 +47,15 @@ local function writable_meta(meta, version, codec, ...)
 end
 
 
+-- A session's byte limit and running total, for push_messages: read only for a session that has a
+-- limit (max_bytes), so the others pay for one more HMGET field and nothing else. limit > 0; seq is
+-- the meta's raw seq. The total is right while the meta's bytes_seq is the seq (a pop, restore or
+-- rekey removes bytes_seq: push_messages sums the list again).
+local function sized_meta(meta, limit, seq)
+  local b = redis.call('HMGET', meta, 'bytes', 'bytes_seq')
+  return {limit = limit, total = tonumber(b[1]) or 0, restart = b[2] ~= seq}
+end
+
 -- Store the messages args[i] (id), args[i + 1] (encoded) for each index i of fresh, after seq: the
 -- list and the ids zset, the meta's seq and updated_at, trimming, the TTL (or, for a durable session,
 -- the dirty index), and the watchers' notice. keys are the append script's (meta hash, messages

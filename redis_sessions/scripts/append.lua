@@ -26,8 +26,7 @@
 -- Status (redis_sessions._protocol.Status): OK NOT_FOUND VERSION_MISMATCH CONFLICT CODEC CORRUPT LEASE_LOST EVICTED REPLY_CLOSED QUOTA
 local meta, list, ids = KEYS[1], KEYS[2], KEYS[3]
 local pairs_from = #KEYS == 10 and 7 or 6
-local h, seq, refused = writable_meta(meta, ARGV[1], ARGV[2], 'tokens', 'tokens_seq', 'max_bytes', 'bytes',
-  'bytes_seq')
+local h, seq, refused = writable_meta(meta, ARGV[1], ARGV[2], 'tokens', 'tokens_seq', 'max_bytes')
 if refused then
   return refused
 end
@@ -116,7 +115,7 @@ if count > 1 then
 end
 local counted = {key = KEYS[#KEYS], counts = counts, total = tonumber(h[8]) or 0, restart = h[9] ~= h[3]}
 if (tonumber(h[10]) or 0) > 0 then  -- the byte limit (max_bytes, set by create): push_messages
-  counted.sized = {limit = tonumber(h[10]), total = tonumber(h[11]) or 0, restart = h[12] ~= h[3]}
+  counted.sized = sized_meta(meta, tonumber(h[10]), h[3])
 end
 if count <= 500 then
   local scored = {}

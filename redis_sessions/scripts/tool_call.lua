@@ -29,8 +29,7 @@
 -- Status (redis_sessions._protocol.Status): OK NOT_FOUND VERSION_MISMATCH CODEC CORRUPT LEASE_LOST EVICTED TOOL_PENDING TOOL_DONE QUOTA
 local meta, list, ids, tools = KEYS[1], KEYS[2], KEYS[3], KEYS[7]
 local action, id, token = ARGV[3], ARGV[4], ARGV[5]
-local h, seq, refused = writable_meta(meta, ARGV[1], ARGV[2], 'epoch', 'tokens', 'tokens_seq', 'max_bytes',
-  'bytes', 'bytes_seq')
+local h, seq, refused = writable_meta(meta, ARGV[1], ARGV[2], 'epoch', 'tokens', 'tokens_seq', 'max_bytes')
 if refused then
   return refused
 end
@@ -122,7 +121,7 @@ end
 local counted = {key = KEYS[8], counts = {tonumber(ARGV[11]) or 0}, total = tonumber(h[9]) or 0,
   restart = h[10] ~= h[3]}
 if (tonumber(h[11]) or 0) > 0 then  -- the session's byte limit, as append.lua keeps it (push_messages)
-  counted.sized = {limit = tonumber(h[11]), total = tonumber(h[12]) or 0, restart = h[13] ~= h[3]}
+  counted.sized = sized_meta(meta, tonumber(h[11]), h[3])
 end
 local last, failed = push_messages(KEYS, ARGV, {7}, h, seq, nil, false, counted)
 if failed then

@@ -123,6 +123,7 @@ def test_the_shared_checks_are_found_and_return_statuses() -> None:
         "decimal_seq": set(),
         "corrupt_seq": {Status.CORRUPT},
         "writable_meta": {Status.NOT_FOUND, Status.VERSION_MISMATCH, Status.CODEC, Status.CORRUPT},
+        "sized_meta": set(),
         "push_messages": {Status.QUOTA},
     }
 
