@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import redis.exceptions
 from redis.cluster import RedisCluster
 
+from ._lean import UNSENT, LeanLine
 from ._calls import Call, Command, Script, Transaction
 from ._core import SCRIPTS, SHAS, StoreCore
 from ._live import PUBSUB_PROBE, SHARDED_FROM
@@ -41,6 +42,7 @@ class Transport:
         self.wait = wait
         self.cluster = isinstance(client, RedisCluster)
         self.sharded: bool | None = None  # sharded pub/sub? asked of the server on first subscribe
+        self.lean = LeanLine(client)  # the hot scripts' first try; faults retry the general way
 
     def subscribe(self, sid: SessionId, *channels: str) -> Any:
         """A pub/sub connection listening on ``channels``; an outage is retried under the policy,
@@ -109,14 +111,19 @@ class Transport:
             return result
         return call.parse(reply)
 
-    def _send(self, call: Call[Any], node: Any = None) -> Any:
-        """One round trip for ``call``, by its shape (``_calls``)."""
+    def _send(self, call: Call[Any], node: Any = None, lean: bool = True) -> Any:
+        """One round trip for ``call``, by its shape (``_calls``); a script tries the lean line first
+        (``lean``: not on a retry, which goes the general way)."""
         if isinstance(call, Script):
             # EVALSHA straight away: redis-py's Script wrapper costs ~7 us of CPU per call, 10 % of
             # an append. A server that lost its script cache (restart, SCRIPT FLUSH) gets it again.
             command = ("EVALSHA", SHAS[call.script], len(call.keys), *call.keys, *call.args)
             if self.wait is not None and call.script in WRITE_SCRIPTS:
                 return self._send_waited(call.keys[0], command, self.wait.command, call.script)
+            if lean:
+                reply = self.lean.send(command)
+                if reply is not UNSENT:
+                    return reply
             try:
                 return self.client.execute_command(*command)  # type: ignore[no-untyped-call, unused-ignore]
             except redis.exceptions.NoScriptError:
@@ -124,6 +131,10 @@ class Transport:
                 # between loading and running it, as it could between SCRIPT LOAD and EVALSHA.
                 source = ("EVAL", SCRIPTS[call.script], *command[2:])
                 return self.client.execute_command(*source)  # type: ignore[no-untyped-call, unused-ignore]
+        if lean and isinstance(call, Transaction):
+            reply = self.lean.transaction(call.multi)
+            if reply is not UNSENT:
+                return reply
         if not isinstance(call, Command):  # a Transaction (MULTI/EXEC) or a Pipeline
             with self.client.pipeline(transaction=isinstance(call, Transaction)) as pipe:
                 for command in call.multi:
@@ -163,7 +174,7 @@ class Transport:
 
     def _resend(self, call: Call[Any], node: Any, error: Exception) -> Any:
         """Retry a call whose first try failed in transport; the failure counts as attempt 1."""
-        return self.retried(call.op, call.sid, error, lambda: self._send(call, node))
+        return self.retried(call.op, call.sid, error, lambda: self._send(call, node, lean=False))
 
     def retried(
         self, op: str, sid: SessionId | None, error: Exception, again: Callable[[], Any]

@@ -37,6 +37,7 @@ for _name, _what in {
     "reply": "``ReplyStream``: a streamed partial reply on one session of a ``SessionStore``.",
     "tool_call": "``ToolCall``: a tool call that runs once, on one session of a ``SessionStore``.",
     "base": "``StoreBase``: the parts of ``SessionStore`` kept in modules of their own, as one base.",
+    "lean": "``LeanLine``: the short way to Redis for the calls that dominate, on the client's own pool.",
 }.items():
     PAIRS[f"_aio_{_name}.py"] = (
         f"_{_name}.py",
@@ -51,7 +52,10 @@ regenerate. See the source's docstring.
 # (pattern, replacement), applied in order, as whole words.
 SUBSTITUTIONS = [
     (r"AsyncSessionStore", "SessionStore"),
-    (r"Async(StoreBase|Transport|Recovery|Lease|Managing|Watching|ReplyStream|ToolCall|Streaming)", r"\1"),
+    (
+        r"Async(StoreBase|Transport|Recovery|Lease|Managing|Watching|ReplyStream|ToolCall|Streaming|LeanLine)",
+        r"\1",
+    ),
     (r"from \._aio_(\w+) import", r"from ._\1 import"),
     (r"from \.aio import", "from .store import"),
     (r"AsyncPersistenceAdapter", "PersistenceAdapter"),

@@ -1,0 +1,104 @@
+"""The lean line (``_aio_lean``): hot scripts packed by hiredis and sent on the client's own pool
+connections, and what makes them go the general way (NOSCRIPT, faults, clients it does not serve)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import redis
+import redis.asyncio
+
+from redis_sessions import AgentMessage, AsyncSessionStore, SessionStore, StoreUnavailable
+from tests.support import ids, messages_of, unique_prefix
+
+
+@pytest.fixture
+def client(redis_url: str) -> Iterator[redis.Redis]:
+    with redis.Redis.from_url(redis_url) as c:
+        yield c
+
+
+def _refuse(*args: Any, **kwargs: Any) -> Any:
+    raise AssertionError(f"the general path was taken: {args[:1]}")
+
+
+def test_appends_take_the_lean_line(client: redis.Redis, monkeypatch: pytest.MonkeyPatch) -> None:
+    store = SessionStore(client, prefix=unique_prefix())
+    sid = store.create()
+    batch = messages_of(3)
+    assert store.append(sid, batch[0]) == 1  # the server may not have the script yet: NOSCRIPT
+    monkeypatch.setattr(client, "execute_command", _refuse)
+    assert store.append(sid, batch[0]) == 1
+    assert store.extend(sid, batch) == 3
+    monkeypatch.undo()
+    assert ids(store.messages(sid)) == ids(batch)
+    assert client.connection_pool._in_use_connections == set(), "every connection went back"  # type: ignore[attr-defined]
+
+
+def test_a_flushed_script_cache_goes_the_general_way(client: redis.Redis) -> None:
+    store = SessionStore(client, prefix=unique_prefix())
+    sid = store.create()
+    client.script_flush()
+    assert store.append(sid, AgentMessage.user("after the flush")) == 1
+    assert store.append(sid, AgentMessage.user("cached again")) == 2
+
+
+def test_a_killed_connection_is_retried_without_duplicates(client: redis.Redis) -> None:
+    store = SessionStore(client, prefix=unique_prefix())
+    sid = store.create()
+    first = AgentMessage.user("first")
+    assert store.append(sid, first) == 1
+    with redis.Redis(
+        host=client.connection_pool.connection_kwargs["host"],
+        port=client.connection_pool.connection_kwargs["port"],
+    ) as admin:
+        killed = admin.client_kill_filter(_type="normal", skipme=True)
+    assert killed >= 1
+    assert store.append(sid, AgentMessage.user("second")) == 2
+    assert store.append(sid, first) == 1
+    assert [m.text for m in store.messages(sid)] == ["first", "second"]
+
+
+def test_without_a_retry_policy_a_fault_is_store_unavailable(closed_url: str) -> None:
+    with SessionStore.from_url(closed_url, retry=None) as store, pytest.raises(StoreUnavailable):
+        store.append("00000000-0000-0000-0000-000000000001", AgentMessage.user("x"))
+
+
+def test_a_client_that_is_not_utf8_is_not_served(redis_url: str) -> None:
+    with redis.Redis.from_url(redis_url, encoding="latin-1") as latin:
+        store = SessionStore(latin, prefix=unique_prefix())
+        assert store.transport.lean.pool is None
+        sid = store.create()
+        assert store.append(sid, AgentMessage.user("ü")) == 1
+        assert store.messages(sid)[0].text == "ü"
+
+
+def test_async_appends_take_the_lean_line_and_a_cancelled_one_leaves_the_pool_clean(redis_url: str) -> None:
+    async def main() -> None:
+        client = redis.asyncio.Redis.from_url(redis_url)
+        try:
+            store = AsyncSessionStore(client, prefix=unique_prefix())
+            sid = await store.create()
+            assert await store.append(sid, AgentMessage.user("one")) == 1  # loads it if need be
+            original = client.execute_command
+            client.execute_command = _refuse  # type: ignore[method-assign]
+            assert await store.append(sid, AgentMessage.user("two")) == 2
+            client.execute_command = original  # type: ignore[method-assign]
+            # Cancel appends mid-flight: each connection they held is dropped and given back.
+            tasks = [asyncio.create_task(store.append(sid, AgentMessage.user(f"c{i}"))) for i in range(20)]
+            await asyncio.sleep(0)
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            assert client.connection_pool._in_use_connections == set()  # type: ignore[attr-defined]
+            stored = await store.messages(sid)
+            assert stored[0].text == "one"
+            assert len({m.id for m in stored}) == len(stored), "nothing stored twice"
+            assert await store.append(sid, AgentMessage.user("after")) == len(stored) + 1
+        finally:
+            await client.aclose()
+
+    asyncio.run(main())
