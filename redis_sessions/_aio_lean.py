@@ -71,6 +71,29 @@ class AsyncLeanLine:
         finally:
             await pool.release(connection)
 
+    async def pipeline(self, commands: Sequence[tuple[Any, ...]]) -> Any:
+        """The replies of ``commands`` pipelined in one round trip, or ``UNSENT`` when any was an
+        error (the general way raises it as it always has, or loads a script that was missing)."""
+        pool = self.pool
+        if pool is None:
+            return UNSENT
+        packed = [b"".join([pack_command(command) for command in commands])]
+        connection = await pool.get_connection()
+        try:
+            await connection.send_packed_command(packed)
+            replies, refused = [], False
+            for _ in commands:
+                try:
+                    replies.append(await connection.read_response())
+                except redis.exceptions.ResponseError:
+                    refused = True
+            return UNSENT if refused else replies
+        except BaseException:
+            await connection.disconnect()  # as in send(): the connection may be mid-reply
+            raise
+        finally:
+            await pool.release(connection)
+
     async def transaction(self, commands: Sequence[tuple[Any, ...]]) -> Any:
         """The replies of ``commands`` run as one MULTI/EXEC, or ``UNSENT``: anything refused (a
         command refused when queued, EXECABORT, an error among the replies) goes the general way,

@@ -33,6 +33,7 @@ __all__ = ["AsyncTransport"]
 
 T = TypeVar("T")
 _FAILED = (redis.exceptions.RedisError, redis.exceptions.RedisClusterException)
+_NAMES = {sha: name for name, sha in SHAS.items()}
 
 
 class AsyncTransport:
@@ -136,18 +137,31 @@ class AsyncTransport:
                 # between loading and running it, as it could between SCRIPT LOAD and EVALSHA.
                 source = ("EVAL", SCRIPTS[call.script], *command[2:])
                 return await self.client.execute_command(*source)  # type: ignore[no-untyped-call, unused-ignore]
-        if lean and isinstance(call, Transaction):
-            reply = await self.lean.transaction(call.multi)
+        if lean and not isinstance(call, Command):
+            many = self.lean.transaction if isinstance(call, Transaction) else self.lean.pipeline
+            reply = await many(call.multi)
             if reply is not UNSENT:
                 return reply
         if not isinstance(call, Command):  # a Transaction (MULTI/EXEC) or a Pipeline
-            async with self.client.pipeline(transaction=isinstance(call, Transaction)) as pipe:
-                for command in call.multi:
-                    pipe.execute_command(*command)  # type: ignore[no-untyped-call, unused-ignore]
-                return await pipe.execute()
+            try:
+                return await self._pipelined(call.multi, isinstance(call, Transaction))
+            except redis.exceptions.NoScriptError:
+                if isinstance(call, Transaction):
+                    raise
+                # A pipeline of scripts (info.lua a session) on a server that lost them: load
+                # them, then send it again (reads only: running some twice changes nothing).
+                for sha in {command[1] for command in call.multi if command[0] == "EVALSHA"}:
+                    await self.client.script_load(SCRIPTS[_NAMES[sha]])
+                return await self._pipelined(call.multi, False)
         if node is not None:
             return await self.client.execute_command(*call.args, target_nodes=node)  # type: ignore[no-untyped-call, unused-ignore]
         return await self.client.execute_command(*call.args)  # type: ignore[no-untyped-call, unused-ignore]
+
+    async def _pipelined(self, commands: Sequence[tuple[Any, ...]], transaction: bool) -> Any:
+        async with self.client.pipeline(transaction=transaction) as pipe:
+            for command in commands:
+                pipe.execute_command(*command)  # type: ignore[no-untyped-call, unused-ignore]
+            return await pipe.execute()
 
     async def _send_waited(
         self, key: str, command: tuple[Any, ...], wait: tuple[Any, ...], script: str

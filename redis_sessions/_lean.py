@@ -57,6 +57,29 @@ class LeanLine:
         finally:
             pool.release(connection)
 
+    def pipeline(self, commands: Sequence[tuple[Any, ...]]) -> Any:
+        """The replies of ``commands`` pipelined in one round trip, or ``UNSENT`` when any was an
+        error (the general way raises it as it always has, or loads a script that was missing)."""
+        pool = self.pool
+        if pool is None:
+            return UNSENT
+        packed = [b"".join([pack_command(command) for command in commands])]
+        connection = pool.get_connection()
+        try:
+            connection.send_packed_command(packed)
+            replies, refused = [], False
+            for _ in commands:
+                try:
+                    replies.append(connection.read_response())
+                except redis.exceptions.ResponseError:
+                    refused = True
+            return UNSENT if refused else replies
+        except BaseException:
+            connection.disconnect()  # as in send(): the connection may be mid-reply
+            raise
+        finally:
+            pool.release(connection)
+
     def transaction(self, commands: Sequence[tuple[Any, ...]]) -> Any:
         """The replies of ``commands`` run as one MULTI/EXEC, or ``UNSENT``: anything refused (a
         command refused when queued, EXECABORT, an error among the replies) goes the general way,

@@ -46,6 +46,18 @@ def test_a_flushed_script_cache_goes_the_general_way(client: redis.Redis) -> Non
     assert store.append(sid, AgentMessage.user("cached again")) == 2
 
 
+def test_listings_send_one_script_a_session_and_load_it_when_flushed(client: redis.Redis) -> None:
+    store = SessionStore(client, prefix=unique_prefix())
+    sids = {store.create(model=f"m{i}") for i in range(3)}
+    store.extend(next(iter(sids)), messages_of(2))
+    client.script_flush()  # the pipeline of info.lua calls meets NOSCRIPT: loaded, then sent again
+    infos = {i.id: i for i in store.infos(count=2)}
+    assert set(infos) == sids
+    assert sorted(i.messages for i in infos.values()) == [0, 0, 2]
+    assert all(i.ttl is None and i.model.startswith("m") for i in infos.values())
+    assert [i.id for i in store.infos()] != [], "and again, with the script cached"
+
+
 def test_a_killed_connection_is_retried_without_duplicates(client: redis.Redis) -> None:
     store = SessionStore(client, prefix=unique_prefix())
     sid = store.create()
