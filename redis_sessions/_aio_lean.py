@@ -20,6 +20,7 @@ This module is the source of ``_lean.py`` (``python tools/unasync.py``).
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from typing import Any, Final
 
@@ -27,6 +28,8 @@ import redis.exceptions
 from hiredis import pack_command
 from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
+
+from ._aio_pipelining import AutoPipeline  # asyncio only: left out of _lean.py
 
 __all__ = ["UNSENT", "AsyncLeanLine"]
 
@@ -48,12 +51,52 @@ class AsyncLeanLine:
             and encoding in ("utf-8", "utf8")
         ):
             self.pool = client.connection_pool
+        # asyncio only
+        self.pipelining = True  # concurrent sends of a loop coalesced into one write (_aio_pipelining)
+        self._pipelines: dict[asyncio.AbstractEventLoop, AutoPipeline] = {}
+        # end asyncio only
 
+    # asyncio only
+    def _pipeline(self) -> AutoPipeline:
+        """The running loop's auto-pipeline (futures and pool connections belong to one loop)."""
+        loop = asyncio.get_running_loop()
+        pipeline = self._pipelines.get(loop)
+        if pipeline is None:
+            for closed in [other for other in self._pipelines if other.is_closed()]:
+                del self._pipelines[closed]
+            pipeline = self._pipelines[loop] = AutoPipeline(self.pool)
+        return pipeline
+
+    async def settled(self) -> None:
+        """Return once this loop's auto-pipeline has no write in flight."""
+        await self._pipeline().settled()
+
+    # end asyncio only
     async def send(self, command: tuple[Any, ...]) -> Any:
         """``command``'s reply, or ``UNSENT`` (take the general path); see the module for faults."""
-        pool = self.pool
-        if pool is None:
+        if self.pool is None:
             return UNSENT
+        # asyncio only
+        if self.pipelining:
+            pipeline = self._pipeline()
+            if pipeline.busy:  # others are sending: join this iteration's write
+                reply = await pipeline.submit(pack_command(command))
+                if isinstance(reply, redis.exceptions.NoScriptError):
+                    return UNSENT
+                if isinstance(reply, Exception):
+                    raise reply
+                return reply
+            pipeline.direct += 1  # a lone caller goes at once: no loop iteration to wait for
+            try:
+                return await self._send(command)
+            finally:
+                pipeline.direct -= 1
+        # end asyncio only
+        return await self._send(command)
+
+    async def _send(self, command: tuple[Any, ...]) -> Any:
+        """``command`` alone, on a connection of its own from the pool."""
+        pool = self.pool
         packed = [pack_command(command)]
         connection = await pool.get_connection()
         try:

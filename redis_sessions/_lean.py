@@ -14,6 +14,7 @@ from hiredis import pack_command
 from redis import Redis
 from redis.cluster import RedisCluster
 
+
 __all__ = ["UNSENT", "LeanLine"]
 
 UNSENT: Final[Any] = object()
@@ -37,9 +38,13 @@ class LeanLine:
 
     def send(self, command: tuple[Any, ...]) -> Any:
         """``command``'s reply, or ``UNSENT`` (take the general path); see the module for faults."""
-        pool = self.pool
-        if pool is None:
+        if self.pool is None:
             return UNSENT
+        return self._send(command)
+
+    def _send(self, command: tuple[Any, ...]) -> Any:
+        """``command`` alone, on a connection of its own from the pool."""
+        pool = self.pool
         packed = [pack_command(command)]
         connection = pool.get_connection()
         try:

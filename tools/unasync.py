@@ -78,9 +78,17 @@ SUBSTITUTIONS = [
 ]
 
 
+# Lines from "# asyncio only" to "# end asyncio only" (each a comment line of its own), and a line
+# ending "# asyncio only: left out of <twin>", are left out of the synchronous twin: what only an
+# event loop has (auto-pipelining, in _aio_lean).
+ASYNCIO_ONLY = re.compile(r"^[ \t]*# asyncio only\b.*?^[ \t]*# end asyncio only\n", re.MULTILINE | re.DOTALL)
+
+
 def generate(source: str, header: str = PAIRS["aio.py"][1], used: set[str] | None = None) -> str:
     """``source`` made synchronous; ``used`` collects the patterns that matched something."""
     body = source[source.index('"""\n', 3) + 4 :]  # drop the module docstring
+    body = ASYNCIO_ONLY.sub("", body)
+    body = re.sub(r"^.*# asyncio only: left out of .*\n", "", body, flags=re.MULTILINE)
     for pattern, replacement in SUBSTITUTIONS:
         body, count = re.subn(rf"\b{pattern}", replacement, body)
         if count and used is not None:

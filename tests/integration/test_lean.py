@@ -4,6 +4,7 @@ connections, and what makes them go the general way (NOSCRIPT, faults, clients i
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import Iterator
 from typing import Any
 
@@ -11,7 +12,14 @@ import pytest
 import redis
 import redis.asyncio
 
-from redis_sessions import AgentMessage, AsyncSessionStore, SessionStore, StoreUnavailable
+from redis_sessions import (
+    AgentMessage,
+    AsyncSessionStore,
+    ConflictError,
+    SessionNotFound,
+    SessionStore,
+    StoreUnavailable,
+)
 from tests.support import ids, messages_of, unique_prefix
 
 
@@ -105,6 +113,7 @@ def test_async_appends_take_the_lean_line_and_a_cancelled_one_leaves_the_pool_cl
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+            await store.transport.lean.settled()  # their replies are still read, then it is given back
             assert client.connection_pool._in_use_connections == set()  # type: ignore[attr-defined]
             stored = await store.messages(sid)
             assert stored[0].text == "one"
@@ -112,5 +121,66 @@ def test_async_appends_take_the_lean_line_and_a_cancelled_one_leaves_the_pool_cl
             assert await store.append(sid, AgentMessage.user("after")) == len(stored) + 1
         finally:
             await client.aclose()
+
+    asyncio.run(main())
+
+
+def test_concurrent_calls_share_writes_and_each_gets_its_own_reply_or_error(redis_url: str) -> None:
+    async def main() -> None:
+        async with AsyncSessionStore.from_url(redis_url, prefix=unique_prefix()) as store:
+            sids = [await store.create() for _ in range(10)]
+            await store.append(sids[0], AgentMessage.user("warm"))  # the script is cached from here
+            await store.client.script_flush()  # and then not: the first batch meets NOSCRIPT
+            missing = uuid.uuid4()
+
+            async def writer(sid: Any, n: int) -> list[int]:
+                return [
+                    await store.append(sid, AgentMessage.user(f"{n}-{k}", id=f"{n}-{k}")) for k in range(20)
+                ]
+
+            results = await asyncio.gather(
+                *(writer(sid, n) for n, sid in enumerate(sids)),
+                store.append(missing, AgentMessage.user("nowhere")),
+                store.append(sids[1], AgentMessage.user("late"), expected_seq=100),
+                return_exceptions=True,
+            )
+            *written, lost, conflict = results
+            assert isinstance(lost, SessionNotFound)
+            assert lost.session_id == missing
+            assert isinstance(conflict, ConflictError)
+            assert conflict.session_id == sids[1]
+            assert written[0] == list(range(2, 22))
+            assert all(seqs == list(range(1, 21)) for seqs in written[1:])
+            for n, sid in enumerate(sids):
+                stored = [m.id for m in await store.messages(sid)]
+                assert stored[-20:] == [f"{n}-{k}" for k in range(20)]
+
+    asyncio.run(main())
+
+
+def test_a_fault_in_a_shared_write_is_retried_for_each_caller_once(
+    redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def main() -> None:
+        async with AsyncSessionStore.from_url(redis_url, prefix=unique_prefix()) as store:
+            sid = await store.create()
+            await store.append(sid, AgentMessage.user("warm"))
+            connection_class = store.client.connection_pool.connection_class
+            original = connection_class.send_packed_command
+            failures = []
+
+            async def once(self: Any, command: Any, check_health: bool = True) -> None:
+                if not failures and len(command[0]) > 2000:  # the first multi-command write
+                    failures.append(command)
+                    raise redis.exceptions.ConnectionError("dropped by the test")
+                await original(self, command, check_health)
+
+            monkeypatch.setattr(connection_class, "send_packed_command", once)
+            messages = [AgentMessage.user(f"m{k}", id=f"m{k}") for k in range(30)]
+            seqs = await asyncio.gather(*(store.append(sid, m) for m in messages))
+            assert failures, "a shared write failed"
+            assert sorted(seqs) == list(range(2, 32)), "each caller got its own seq"
+            stored = [m.id for m in await store.messages(sid)]
+            assert sorted(stored[1:]) == sorted(m.id for m in messages), "each stored once"
 
     asyncio.run(main())
