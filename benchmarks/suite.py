@@ -59,12 +59,18 @@ from _procs import (
 )
 from _report import chart, report, targets
 from _workload import SEED, as_items, as_json, make_messages, message_sizes
+from hiredis import pack_command
 from redis.asyncio import BlockingConnectionPool
 
 import redis_sessions
 from redis_sessions import AsyncSessionStore, SessionStore
+from redis_sessions._core import SHAS  # the floors send the store's own script
+from redis_sessions.keys import script_keys
 
 ASYNC_SYSTEMS = {RAW_A, RS_A, A_COLD, A_WARM, AG}
+# Floors of the append (issue 15): no library at all, the script's EVALSHA packed by hiredis (the
+# messages encoded by the store's codec) on one connection held for the whole loop.
+FLOOR_SCRIPT, FLOOR_NOOP = "floor: append.lua, held conn", "floor: no-op script, held conn"
 T = TypeVar("T")
 BATCH = 10
 POOL = 50  # connections for the 1,000-session asyncio case: from_url's BlockingConnectionPool default
@@ -185,7 +191,38 @@ class Bench:
             self.arun(session.clear_session())
             return s
 
+        def floor(script: str) -> Runner:
+            def go(r: int, k: int) -> Sample:
+                sid = self.store.create(model="bench")
+                core, batches = self.store.transport.core, [[m] for m in msgs] if size == 1 else msgs
+                sha = SHAS["append"] if script == "append" else self.raw.script_load("return {0, 0}")
+                fixed = (
+                    "EVALSHA",
+                    sha,
+                    6,
+                    *script_keys(self.prefix, sid, False),
+                    core.version,
+                    core.codec.name,
+                )
+                fixed += ("", "")
+                conn = self.raw.connection_pool.get_connection()
+                try:
+
+                    def op(i: int) -> object:
+                        pairs = [x for m in batches[i] for x in (m.id, core.encode(sid, m))]
+                        conn.send_packed_command([pack_command((*fixed, *pairs))])
+                        return conn.read_response()
+
+                    s = time_sync(k, op)
+                finally:
+                    self.raw.connection_pool.release(conn)
+                self.store.delete(sid)
+                return s
+
+            return go
+
         systems: dict[str, Runner] = {RAW: raw, RS: rs, RAW_A: araw, RS_A: ars, AG: ag}
+        systems |= {FLOOR_SCRIPT: floor("append"), FLOOR_NOOP: floor("noop")}
         return Case(op, unit, n, systems, baselines(list(systems)), AG)
 
     # -- reads of stored histories (the same keys every round: reads change nothing) -----------
