@@ -46,6 +46,29 @@ def test_appends_take_the_lean_line(client: redis.Redis, monkeypatch: pytest.Mon
     assert client.connection_pool._in_use_connections == set(), "every connection went back"  # type: ignore[attr-defined]
 
 
+@pytest.mark.parametrize("protocol", [2, 3])
+def test_reads_give_what_redis_py_would_in_either_protocol(
+    redis_url: str, protocol: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with redis.Redis.from_url(redis_url, protocol=protocol) as client:
+        store = SessionStore(client, prefix=unique_prefix(), cache_messages=0)
+        sid = store.create(model="m", metadata={"k": "v"})
+        store.extend(sid, messages_of(3))
+        session = store.load(sid)  # HGETALL: a list in RESP2, so it goes the general way
+        assert session is not None
+        assert (session.model, session.metadata, session.seq) == ("m", {"k": "v"}, 3)
+        info = store.info(sid)
+        assert info is not None
+        assert (info.messages, info.seq) == (3, 3)
+        monkeypatch.setattr(client, "execute_command", _refuse)
+        monkeypatch.setattr(client, "pipeline", _refuse)
+        assert ids(store.messages(sid, -2)) == ids(messages_of(3)[-2:])  # MULTI/EXEC, lean
+        monkeypatch.undo()  # SCAN goes the general way; the page of info.lua calls does not
+        assert [i.id for i in store.infos()] == [sid]  # loads info.lua if the server lacks it
+        monkeypatch.setattr(client, "pipeline", _refuse)
+        assert [i.id for i in store.infos()] == [sid]
+
+
 def test_a_flushed_script_cache_goes_the_general_way(client: redis.Redis) -> None:
     store = SessionStore(client, prefix=unique_prefix())
     sid = store.create()
