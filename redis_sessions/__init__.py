@@ -32,6 +32,7 @@ from .errors import (
     StoreError,
     StoreUnavailable,
     ToolCallPending,
+    WrongEventLoop,
 )
 from .models import (
     SCHEMA_VERSION,
@@ -101,4 +102,5 @@ __all__ = [
     "ToolCallPending",
     "ToolResult",
     "ToolUse",
+    "WrongEventLoop",
 ]

@@ -16,6 +16,7 @@ from ._lean import UNSENT, LeanLine
 from ._calls import Call, Command, Script, Transaction
 from ._core import SCRIPTS, SHAS, StoreCore
 from ._live import PUBSUB_PROBE, SHARDED_FROM
+from ._loops import OneClient
 from ._replication import WRITE_SCRIPTS, Wait, Waited, handover
 from .errors import StoreUnavailable
 from .models import SessionId
@@ -37,13 +38,20 @@ class Transport:
     def __init__(
         self, client: Redis | RedisCluster, core: StoreCore, retry: RetryPolicy | None, wait: Wait | None
     ) -> None:
-        self.client = client
+        self.clients = OneClient(client)
+        """The client of each event loop (``_loops``): the asyncio store may serve several."""
         self.core = core
         self.retry = retry
         self.wait = wait
         self.cluster = isinstance(client, RedisCluster)
         self.sharded: bool | None = None  # sharded pub/sub? asked of the server on first subscribe
         self.lean = LeanLine(client)  # the hot scripts' first try; faults retry the general way
+
+    @property
+    def client(self) -> Redis | RedisCluster:
+        """The client for this call: the running event loop's (``_loops``)."""
+        client: Redis | RedisCluster = self.clients.current()
+        return client
 
     def subscribe(self, sid: SessionId, *channels: str) -> Any:
         """A pub/sub connection listening on ``channels``; an outage is retried under the policy,

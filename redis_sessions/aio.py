@@ -12,14 +12,14 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Self
 
-from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
-from redis.asyncio.sentinel import Sentinel
 
 from . import _read as read
 from . import _write as write
 from ._aio_base import AsyncStoreBase
 from ._aio_lease import AsyncLease
+from ._aio_open import open_client
 from ._aio_recovery import RECOVERABLE, AsyncRecovery
 from ._aio_tool_call import AsyncToolCall
 from ._aio_transport import AsyncTransport
@@ -33,7 +33,7 @@ from ._core import (
 )
 from ._replication import wait_for
 from .cache import HistoryCache
-from .config import CLIENT_DEFAULTS, DEFAULT_RETRY, StoreConfig
+from .config import DEFAULT_RETRY, StoreConfig
 from .errors import InvalidArgumentType, InvalidOperation
 from .keys import session_id as parse_session_id
 from .models import AgentMessage, Session, SessionId
@@ -117,7 +117,6 @@ class AsyncSessionStore(AsyncStoreBase):
         # take a new retry in redis-py 8.1.)
         if retry is not None:
             turn_off_client_retry(client, ASYNC_NO_CLIENT_RETRY)
-        self._owned: tuple[Any, ...] = ()  # clients this store made (from_url...) and so closes
 
     @classmethod
     def from_url(cls, url: str, **options: Any) -> Self:
@@ -127,11 +126,10 @@ class AsyncSessionStore(AsyncStoreBase):
         redis-py's connection pool. Socket timeouts default to 5 s so a stalled server cannot hang a
         caller. The pool blocks (up to ``timeout``, 20 s) when all ``max_connections`` (50) are
         busy, instead of failing the call: more concurrent callers than connections wait their turn.
+        An asyncio store made here (or by ``from_cluster``/``from_sentinel``) works from any event
+        loop: each loop gets such a client of its own (the docs' *Store* page, "Event loops").
         """
-        config, given = StoreConfig.split(options)
-        pool = BlockingConnectionPool.from_url(url, **config.client_options(given, ASYNC_NO_CLIENT_RETRY))
-        client = Redis.from_pool(pool)
-        return cls._owning(client, (client,), config)._behind("from_url", (url,), given)
+        return cls._opening("from_url", (url,), options)
 
     @classmethod
     def from_cluster(cls, url: str, **options: Any) -> Self:
@@ -141,9 +139,7 @@ class AsyncSessionStore(AsyncStoreBase):
         session's slot and follows MOVED/ASK itself; every key of a session shares one slot.
         Options that are ``StoreConfig`` fields configure the store; the rest go to ``RedisCluster``.
         """
-        config, given = StoreConfig.split(options)
-        client = RedisCluster.from_url(url, **config.client_options(given, ASYNC_NO_CLIENT_RETRY))
-        return cls._owning(client, (client,), config)._behind("from_cluster", (url,), given)
+        return cls._opening("from_cluster", (url,), options)
 
     @classmethod
     def from_sentinel(cls, sentinels: Sequence[tuple[str, int]], service_name: str, **options: Any) -> Self:
@@ -153,19 +149,17 @@ class AsyncSessionStore(AsyncStoreBase):
         again and follows the new primary. ``sentinel_kwargs`` (a dict) configures the connections
         to the sentinels; options that are not ``StoreConfig`` fields go to the primary's connections.
         """
-        config, given = StoreConfig.split(options)
-        client_options = config.client_options(given, ASYNC_NO_CLIENT_RETRY)
-        sentinel_kwargs = {**CLIENT_DEFAULTS, **client_options.pop("sentinel_kwargs", {})}
-        sentinel = Sentinel(sentinels, sentinel_kwargs=sentinel_kwargs, **client_options)  # type: ignore[no-untyped-call, unused-ignore]
-        client = sentinel.master_for(service_name)  # type: ignore[no-untyped-call, unused-ignore]
-        store = cls._owning(client, (client, *sentinel.sentinels), config)
-        return store._behind("from_sentinel", (sentinels, service_name), given)
+        return cls._opening("from_sentinel", (sentinels, service_name), options)
 
     @classmethod
-    def _owning(cls, client: Any, owned: tuple[Any, ...], config: StoreConfig) -> Self:
+    def _opening(cls, opener: str, args: tuple[Any, ...], options: dict[str, Any]) -> Self:
+        """A store on a client of its own (``_open``), able to open another like it (another loop)."""
+        config, given = StoreConfig.split(options)
+        client_options = config.client_options(given, ASYNC_NO_CLIENT_RETRY)
+        client, owned = open_client(opener, args, client_options)
         store = cls(client, **config.store_options())
-        store._owned = owned
-        return store
+        store.transport.clients.own(owned, lambda: open_client(opener, args, client_options))
+        return store._behind(opener, args, given)
 
     def _behind(self, opener: str, args: tuple[Any, ...], given: dict[str, Any]) -> Self:
         """With a backing store, start the write-behind worker: a thread with its own connections
@@ -285,11 +279,11 @@ class AsyncSessionStore(AsyncStoreBase):
         return AsyncLease(self, parse_session_id(session_id), owner, ttl_ms(ttl))
 
     async def aclose(self) -> None:
-        """Close the clients this store created (``from_url``, ``from_cluster``, ``from_sentinel``)."""
+        """Close the clients this store created (``from_url``, ``from_cluster``, ``from_sentinel``),
+        in every event loop it was used from (``_loops``)."""
         if self._worker is not None:
             await asyncio.to_thread(self._worker.close)
-        for client in self._owned:
-            await client.aclose()
+        await self.transport.clients.aclose()
 
     async def __aenter__(self) -> Self:
         return self

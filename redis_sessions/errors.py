@@ -10,6 +10,7 @@
     │   ├── MessageTooLarge     (also ValueError)  an encoded message exceeds ``max_message_bytes``
     │   └── ReplyTooLarge       (also ValueError)  a streamed reply would pass its bound of deltas or bytes
     ├── InvalidOperation        (also RuntimeError) the store is not set up for this call
+    │   └── WrongEventLoop                         the caller's asyncio client, used from another loop
     ├── SessionNotFound                            no session with that id
     ├── SessionExists                              ``create`` with an id that is taken
     ├── ConflictError                              ``expected_seq`` no longer matches: someone appended
@@ -66,6 +67,7 @@ __all__ = [
     "StoreError",
     "StoreUnavailable",
     "ToolCallPending",
+    "WrongEventLoop",
 ]
 
 
@@ -103,6 +105,20 @@ class InvalidArgumentType(InvalidArgument, TypeError):
 
 class InvalidOperation(SessionError, RuntimeError):
     """A call the store is not set up for (``flush`` on a store without a write-behind worker)."""
+
+
+class WrongEventLoop(InvalidOperation):
+    """An ``AsyncSessionStore`` built on the caller's own client, called from another event loop
+    than the one that first used it: that client's connections belong to that loop (nothing sent)."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "this AsyncSessionStore runs on the Redis client it was given, whose connections belong"
+            " to the event loop that first used it, and this call runs in another loop. Build the"
+            " store with AsyncSessionStore.from_url / from_cluster / from_sentinel, which opens a"
+            " client for each event loop (Runner.run_sync, asyncio.run per request, a loop per"
+            " thread), or make one store per loop, or use the synchronous SessionStore"
+        )
 
 
 class InvalidSessionId(InvalidArgument):

@@ -10,14 +10,14 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Self
 
-from redis import BlockingConnectionPool, Redis
+from redis import Redis
 from redis.cluster import RedisCluster
-from redis.sentinel import Sentinel
 
 from . import _read as read
 from . import _write as write
 from ._base import StoreBase
 from ._lease import Lease
+from ._open import open_client
 from ._recovery import RECOVERABLE, Recovery
 from ._tool_call import ToolCall
 from ._transport import Transport
@@ -31,7 +31,7 @@ from ._core import (
 )
 from ._replication import wait_for
 from .cache import HistoryCache
-from .config import CLIENT_DEFAULTS, DEFAULT_RETRY, StoreConfig
+from .config import DEFAULT_RETRY, StoreConfig
 from .errors import InvalidArgumentType, InvalidOperation
 from .keys import session_id as parse_session_id
 from .models import AgentMessage, Session, SessionId
@@ -115,7 +115,6 @@ class SessionStore(StoreBase):
         # take a new retry in redis-py 8.1.)
         if retry is not None:
             turn_off_client_retry(client, NO_CLIENT_RETRY)
-        self._owned: tuple[Any, ...] = ()  # clients this store made (from_url...) and so closes
 
     @classmethod
     def from_url(cls, url: str, **options: Any) -> Self:
@@ -125,11 +124,10 @@ class SessionStore(StoreBase):
         redis-py's connection pool. Socket timeouts default to 5 s so a stalled server cannot hang a
         caller. The pool blocks (up to ``timeout``, 20 s) when all ``max_connections`` (50) are
         busy, instead of failing the call: more concurrent callers than connections wait their turn.
+        An asyncio store made here (or by ``from_cluster``/``from_sentinel``) works from any event
+        loop: each loop gets such a client of its own (the docs' *Store* page, "Event loops").
         """
-        config, given = StoreConfig.split(options)
-        pool = BlockingConnectionPool.from_url(url, **config.client_options(given, NO_CLIENT_RETRY))
-        client = Redis.from_pool(pool)
-        return cls._owning(client, (client,), config)._behind("from_url", (url,), given)
+        return cls._opening("from_url", (url,), options)
 
     @classmethod
     def from_cluster(cls, url: str, **options: Any) -> Self:
@@ -139,9 +137,7 @@ class SessionStore(StoreBase):
         session's slot and follows MOVED/ASK itself; every key of a session shares one slot.
         Options that are ``StoreConfig`` fields configure the store; the rest go to ``RedisCluster``.
         """
-        config, given = StoreConfig.split(options)
-        client = RedisCluster.from_url(url, **config.client_options(given, NO_CLIENT_RETRY))
-        return cls._owning(client, (client,), config)._behind("from_cluster", (url,), given)
+        return cls._opening("from_cluster", (url,), options)
 
     @classmethod
     def from_sentinel(cls, sentinels: Sequence[tuple[str, int]], service_name: str, **options: Any) -> Self:
@@ -151,19 +147,17 @@ class SessionStore(StoreBase):
         again and follows the new primary. ``sentinel_kwargs`` (a dict) configures the connections
         to the sentinels; options that are not ``StoreConfig`` fields go to the primary's connections.
         """
-        config, given = StoreConfig.split(options)
-        client_options = config.client_options(given, NO_CLIENT_RETRY)
-        sentinel_kwargs = {**CLIENT_DEFAULTS, **client_options.pop("sentinel_kwargs", {})}
-        sentinel = Sentinel(sentinels, sentinel_kwargs=sentinel_kwargs, **client_options)  # type: ignore[no-untyped-call, unused-ignore]
-        client = sentinel.master_for(service_name)  # type: ignore[no-untyped-call, unused-ignore]
-        store = cls._owning(client, (client, *sentinel.sentinels), config)
-        return store._behind("from_sentinel", (sentinels, service_name), given)
+        return cls._opening("from_sentinel", (sentinels, service_name), options)
 
     @classmethod
-    def _owning(cls, client: Any, owned: tuple[Any, ...], config: StoreConfig) -> Self:
+    def _opening(cls, opener: str, args: tuple[Any, ...], options: dict[str, Any]) -> Self:
+        """A store on a client of its own (``_open``), able to open another like it (another loop)."""
+        config, given = StoreConfig.split(options)
+        client_options = config.client_options(given, NO_CLIENT_RETRY)
+        client, owned = open_client(opener, args, client_options)
         store = cls(client, **config.store_options())
-        store._owned = owned
-        return store
+        store.transport.clients.own(owned, lambda: open_client(opener, args, client_options))
+        return store._behind(opener, args, given)
 
     def _behind(self, opener: str, args: tuple[Any, ...], given: dict[str, Any]) -> Self:
         """With a backing store, start the write-behind worker: a thread with its own connections
@@ -283,11 +277,11 @@ class SessionStore(StoreBase):
         return Lease(self, parse_session_id(session_id), owner, ttl_ms(ttl))
 
     def close(self) -> None:
-        """Close the clients this store created (``from_url``, ``from_cluster``, ``from_sentinel``)."""
+        """Close the clients this store created (``from_url``, ``from_cluster``, ``from_sentinel``),
+        in every event loop it was used from (``_loops``)."""
         if self._worker is not None:
             self._worker.close()
-        for client in self._owned:
-            client.close()
+        self.transport.clients.close()
 
     def __enter__(self) -> Self:
         return self

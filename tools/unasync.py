@@ -36,6 +36,7 @@ for _name, _what in {
     "watch": "``Watching``: the live methods of ``SessionStore`` (``watch``, ``next_message``).",
     "reply": "``ReplyStream``: a streamed partial reply on one session of a ``SessionStore``.",
     "tool_call": "``ToolCall``: a tool call that runs once, on one session of a ``SessionStore``.",
+    "open": "``open_client``: the clients a ``SessionStore`` makes for itself, in one place.",
     "base": "``StoreBase``: the parts of ``SessionStore`` kept in modules of their own, as one base.",
     "lean": "``LeanLine``: the short way to Redis for the calls that dominate, on the client's own pool.",
 }.items():
@@ -65,6 +66,7 @@ SUBSTITUTIONS = [
     (r"AsyncGenerator\[(\w+), None\]", r"Generator[\1, None, None]"),
     (r"AsyncGenerator", "Generator"),
     (r"ASYNC_NO_CLIENT_RETRY", "NO_CLIENT_RETRY"),
+    (r"LoopClients", "OneClient"),
     (r"async_retrying", "retrying"),
     (r"async_later", "later"),
     (r"async (def|for|with) ", r"\1 "),

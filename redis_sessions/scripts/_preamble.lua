@@ -54,7 +54,8 @@ end
 -- (schema_version, codec, seq, ttl_ms, max_messages, durable, synced_seq). finish, when given, is
 -- called as finish(new seq, publish command) after the messages are stored and before the watchers'
 -- notice (append.lua closes a streamed reply with it). indexed: the ids zset holds the fresh ids at
--- their seqs already (append.lua's ZADD NX did it), so only the list gets them. Returns the new seq.
+-- their seqs already (append.lua's ZADD NX did it), so only the list gets them. Returns the new seq;
+-- or nil and the error to return when indexed and the list key holds another type (nothing changed).
 -- One copy for every script that appends (append.lua, tool_call.lua).
 local function push_messages(keys, args, fresh, h, seq, finish, indexed)
   local meta, list, ids = keys[1], keys[2], keys[3]
@@ -70,8 +71,20 @@ local function push_messages(keys, args, fresh, h, seq, finish, indexed)
       scored[#scored + 1] = seq
       scored[#scored + 1] = args[i]
     end
-    len = redis.call('RPUSH', list, unpack(payloads))
-    if not indexed then
+    if indexed then
+      -- The ids are indexed already: a list key that is not a list (WRONGTYPE) must not leave them
+      -- there, or a failed call would alter the session. Take them back and fail as RPUSH did.
+      len = redis.pcall('RPUSH', list, unpack(payloads))
+      if type(len) == 'table' and len.err then
+        local added = {}
+        for k = 1, #fresh do
+          added[k] = args[fresh[k]]
+        end
+        redis.call('ZREM', ids, unpack(added))
+        return nil, redis.error_reply(len.err)
+      end
+    else
+      len = redis.call('RPUSH', list, unpack(payloads))
       redis.call('ZADD', ids, unpack(scored))
     end
   end

@@ -112,7 +112,8 @@ if count <= 500 then
     for k = 1, count do
       fresh[k] = pairs_from + 2 * k - 2
     end
-    return {0, push_messages(KEYS, ARGV, fresh, h, seq, finish, true)}
+    local last, failed = push_messages(KEYS, ARGV, fresh, h, seq, finish, true)
+    return failed or {0, last}
   elseif added == 0 then
     return replayed()
   end

@@ -32,8 +32,9 @@ from redis_sessions import (
     StoreError,
     StoreUnavailable,
     ToolCallPending,
+    WrongEventLoop,
 )
-from redis_sessions.errors import InvalidArgument
+from redis_sessions.errors import InvalidArgument, InvalidOperation
 
 SID = uuid.UUID("a1b2c3d4-e5f6-4a7b-8c9d-0e1f2a3b4c5d")
 
@@ -56,6 +57,7 @@ PARENTS = {
     LeaseHeld: (SessionError,),
     LeaseLost: (SessionError,),
     ToolCallPending: (SessionError,),
+    WrongEventLoop: (InvalidOperation, RuntimeError),
     MessagesTrimmed: (SessionError,),
     ReplyTooLarge: (InvalidArgument, ValueError),
     ReplyClosed: (SessionError,),

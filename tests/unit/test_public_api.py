@@ -52,6 +52,7 @@ PUBLIC = {
     "ToolCall",
     "AsyncToolCall",
     "ToolCallPending",
+    "WrongEventLoop",
 }
 
 
