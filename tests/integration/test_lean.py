@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
@@ -207,3 +208,28 @@ def test_a_fault_in_a_shared_write_is_retried_for_each_caller_once(
             assert sorted(stored[1:]) == sorted(m.id for m in messages), "each stored once"
 
     asyncio.run(main())
+
+
+def test_each_event_loop_pipelines_on_its_own_client(redis_url: str) -> None:
+    store = AsyncSessionStore.from_url(redis_url, prefix=unique_prefix())
+
+    async def burst(tag: str) -> list[int]:
+        sid = await store.create()
+        await store.append(sid, AgentMessage.user("warm", id=f"{tag}-warm"))
+        seqs = await asyncio.gather(
+            *(store.append(sid, AgentMessage.user(tag, id=f"{tag}-{k}")) for k in range(25))
+        )
+        assert len(await store.messages(sid)) == 26
+        await store.transport.lean.settled()
+        return sorted(seqs)
+
+    async def close() -> None:
+        await store.aclose()
+
+    try:
+        first = asyncio.run(burst("first"))
+        with ThreadPoolExecutor(2) as pool:  # two loops at once, in two threads
+            both = list(pool.map(lambda tag: asyncio.run(burst(tag)), ["a", "b"]))
+        assert first == both[0] == both[1] == list(range(2, 27))
+    finally:
+        asyncio.run(close())
