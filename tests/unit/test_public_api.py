@@ -53,6 +53,7 @@ PUBLIC = {
     "AsyncToolCall",
     "ToolCallPending",
     "WrongEventLoop",
+    "DecryptionError",
 }
 
 
