@@ -168,7 +168,8 @@ class SessionStore(StoreBase):
         (made by the same opener with the caller's client options, and this store's prefix)."""
         if self._backing is not None:
             options = {**given, "prefix": self.config.prefix}
-            self._worker = SyncWorker.open(opener, args, options, self._backing).start()
+            own = getattr(SessionStore, opener)(*args, **options)  # the worker's: a sync store, always
+            self._worker = SyncWorker.open(own, self._backing).start()
             self._recovery.worker = self._worker
         return self
 
