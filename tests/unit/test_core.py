@@ -140,6 +140,7 @@ def test_scripts_are_read_from_lua_files_with_headers() -> None:
         "compact",
         "fork_read",
         "fork",
+        "info",
         "rekey",
     }
     for source in SCRIPTS.values():
