@@ -109,7 +109,7 @@ def test_each_operation_reads_through(tiered: Tiered, backend: Backend, operatio
         assert fresh.append(sid, AgentMessage.user("x", id="x")) == 3
     else:
         fresh.set_metadata(sid, {"k": "v"})
-    assert fresh.load(sid).seq >= 2  # type: ignore[union-attr]
+    assert fresh.load(sid).seq >= 2
     assert ids(fresh.messages(sid))[:2] == ids(messages_of(2))
 
 
