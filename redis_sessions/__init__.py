@@ -52,6 +52,7 @@ from .models import (
 )
 from .retry import RetryPolicy
 from .store import Lease, SessionStore, ToolCall
+from .tokens import Context
 
 __version__ = "0.1.0"
 
@@ -68,6 +69,7 @@ __all__ = [
     "CodecMismatch",
     "ConflictError",
     "ContentBlock",
+    "Context",
     "CorruptSession",
     "DecryptionError",
     "Delta",

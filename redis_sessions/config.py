@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from ._core import DEFAULT_CACHE_MESSAGES, DEFAULT_MAX_MESSAGE_BYTES
 from .retry import RetryPolicy
+from .tokens import TokenCounter, estimate_tokens
 
 if TYPE_CHECKING:
     from .encryption import Encryption
@@ -43,6 +44,8 @@ class StoreConfig:
     ``redis_sessions.persistence`` adapter, which makes Redis the cache of a durable store.
     ``encryption``: a ``redis_sessions.encryption.Encryption`` keyring: each message is stored
     AES-256-GCM encrypted (in Redis and in the backing record); ``None``: stored as encoded.
+    ``token_counter``: counts each appended message's tokens (``redis_sessions.tokens``; the default
+    is an estimate that needs no download).
     """
 
     prefix: str = "rs"
@@ -56,6 +59,7 @@ class StoreConfig:
     wait_timeout: float | timedelta = 1.0
     backing: PersistenceAdapter | None = None
     encryption: Encryption | None = None
+    token_counter: TokenCounter = estimate_tokens
 
     @classmethod
     def split(cls, options: Mapping[str, Any]) -> tuple[StoreConfig, dict[str, Any]]:

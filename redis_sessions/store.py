@@ -37,6 +37,7 @@ from .errors import InvalidArgumentType, InvalidOperation
 from .keys import session_id as parse_session_id
 from .models import AgentMessage, Session, SessionId
 from .retry import NO_CLIENT_RETRY, RetryPolicy, turn_off_client_retry
+from .tokens import TokenCounter, estimate_tokens
 from .writebehind import SyncWorker
 
 if TYPE_CHECKING:
@@ -50,10 +51,9 @@ class SessionStore(StoreBase):
 
     The options are ``StoreConfig``'s (``redis_sessions.config``), documented there: ``prefix``,
     ``ttl``, ``max_messages``, ``codec``, ``max_message_bytes``, ``cache_messages``, ``retry``,
-    ``wait_replicas``/``wait_timeout``, ``backing`` and ``encryption``; the store keeps them as ``config``.
-    ``retry`` is the one retry policy for transport errors: the store turns the client's own
-    retry off; with ``retry=None`` the store does not retry, and leaves the client's retry alone.
-
+    ``wait_replicas``/``wait_timeout``, ``backing``, ``encryption``, ``token_counter``; kept as
+    ``config``. ``retry`` is the one retry policy for transport errors: the store turns the client's
+    own retry off; with ``retry=None`` the store does not retry, and leaves the client's retry alone.
     ``client`` is a ``Redis`` (also one from a ``Sentinel``) or a ``RedisCluster``; ``from_url``,
     ``from_cluster`` and ``from_sentinel`` build one with sensible timeouts.
 
@@ -81,6 +81,7 @@ class SessionStore(StoreBase):
         wait_timeout: float | timedelta = 1.0,
         backing: PersistenceAdapter | None = None,
         encryption: Encryption | None = None,
+        token_counter: TokenCounter = estimate_tokens,
     ) -> None:
         check_client(client)
         self.config = StoreConfig(
@@ -95,6 +96,7 @@ class SessionStore(StoreBase):
             wait_timeout=wait_timeout,
             backing=backing,
             encryption=encryption,
+            token_counter=token_counter,
         )
         self._core = StoreCore(
             prefix=prefix,
@@ -106,6 +108,7 @@ class SessionStore(StoreBase):
             record="" if backing is None else backing.record_id,
             cluster=isinstance(client, RedisCluster),
             encryption=encryption,
+            token_counter=token_counter,
         )
         self.client = client
         # Decoded histories for re-reads: the store's own state (the core keeps none).

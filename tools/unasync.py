@@ -36,6 +36,7 @@ for _name, _what in {
     "watch": "``Watching``: the live methods of ``SessionStore`` (``watch``, ``next_message``).",
     "reply": "``ReplyStream``: a streamed partial reply on one session of a ``SessionStore``.",
     "tool_call": "``ToolCall``: a tool call that runs once, on one session of a ``SessionStore``.",
+    "window": "``Windowing``: ``SessionStore``'s budgeted reads, summaries, compaction and forks.",
     "open": "``open_client``: the clients a ``SessionStore`` makes for itself, in one place.",
     "base": "``StoreBase``: the parts of ``SessionStore`` kept in modules of their own, as one base.",
 }.items():
@@ -53,6 +54,7 @@ regenerate. See the source's docstring.
 SUBSTITUTIONS = [
     (r"AsyncSessionStore", "SessionStore"),
     (r"Async(StoreBase|Transport|Recovery|Lease|Managing|Watching|ReplyStream|ToolCall|Streaming)", r"\1"),
+    (r"AsyncWindowing", "Windowing"),
     (r"from \._aio_(\w+) import", r"from ._\1 import"),
     (r"from \.aio import", "from .store import"),
     # The worker's store is synchronous in both fronts: the async one imports it, the sync one is it.
