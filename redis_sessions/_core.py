@@ -70,7 +70,7 @@ def _script(name: str) -> str:
 
 
 _NAMES: Final = """create append read_since set_metadata delete read_after lease restore sync_read
-sync_mark pop rebind dirty sync_lease stream_write stream_abort tool_call rekey
+sync_mark pop rebind dirty sync_lease stream_write stream_abort tool_call info rekey
 context summarize compact fork_read fork"""
 
 SCRIPTS: Final[dict[str, str]] = {name: _script(name) for name in _NAMES.split()}

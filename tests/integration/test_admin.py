@@ -10,6 +10,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+import redis
 
 from redis_sessions import (
     AgentMessage,
@@ -61,12 +62,12 @@ def test_info_of_no_session_is_none(store: Store) -> None:
     ],
     indirect=True,
 )
-def test_info_memory_is_what_redis_reports(store: Store, raw: object, backend: Backend) -> None:
+def test_info_memory_is_what_redis_reports(store: Store, raw: redis.Redis, backend: Backend) -> None:
     sid = store.create()
     store.extend(sid, messages_of(20))
     info = store.info(sid, memory=True)
     assert info is not None
-    usage = sum(raw.memory_usage(key) or 0 for key in session_keys(backend.prefix, sid))  # type: ignore[attr-defined]
+    usage = sum(raw.memory_usage(key) or 0 for key in session_keys(backend.prefix, sid))
     assert info.bytes == usage > 0
 
 
@@ -81,6 +82,22 @@ def test_infos_pages_through_every_session(store: Store) -> None:
     assert list(store.infos(count=1000)) != []
     with pytest.raises(ValueError, match="count"):
         list(store.infos(count=0))
+
+
+def test_a_listing_shows_what_info_shows(store: Store) -> None:
+    # infos() reads each session with its own one-command script (info.lua), info() with a
+    # transaction: the two must agree field by field, tokens and fork point included.
+    source = store.create("m")
+    store.extend(source, messages_of(4))
+    fork = store.fork(source, at_seq=2)
+    listed = {i.id: i for i in store.infos()}
+    for sid in (source, fork):
+        alone = store.info(sid)
+        assert alone is not None
+        assert listed[sid] == alone
+    assert listed[fork].parent == source
+    assert listed[fork].fork_seq == 2
+    assert listed[source].tokens > 0
 
 
 # -- pop --------------------------------------------------------------------------------------------
