@@ -150,8 +150,6 @@ local function push_messages(keys, args, fresh, h, seq, finish, indexed, counted
   end
 
   local t = redis.call('TIME')
-  redis.call('HSET', meta, 'seq', seq, 'updated_at', string.format('%s%06d', t[1], tonumber(t[2])), 'tokens', total,
-    'tokens_seq', seq)
 
   local durable = h[6] == '1'
   local max = tonumber(h[5]) or 0
@@ -168,8 +166,13 @@ local function push_messages(keys, args, fresh, h, seq, finish, indexed, counted
     redis.call('LTRIM', tokens, -max, -1)
     redis.call('ZREMRANGEBYSCORE', ids, '-inf', seq - max)
   end
+  -- One HSET of the meta (after the trim, which a byte total needs to know).
+  local stamp = string.format('%s%06d', t[1], tonumber(t[2]))
   if sized then
-    redis.call('HSET', meta, 'bytes', sized.total, 'bytes_seq', seq)
+    redis.call('HSET', meta, 'seq', seq, 'updated_at', stamp, 'tokens', total, 'tokens_seq', seq,
+      'bytes', sized.total, 'bytes_seq', seq)
+  else
+    redis.call('HSET', meta, 'seq', seq, 'updated_at', stamp, 'tokens', total, 'tokens_seq', seq)
   end
   local ttl = tonumber(h[4]) or 0
   if durable then
