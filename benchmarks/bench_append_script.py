@@ -8,7 +8,8 @@ of one new message each, the command pre-built, so only the server's work differ
 tree's ``append.lua``; ``--against REV``'s (read with ``git show``, preamble and all); a no-op script
 with the same keys and arguments (the floor of any script); raw ``RPUSH`` of the same bytes. Sessions:
 ``plain`` (the defaults: no TTL, no cap), ``ttl`` (``ttl`` and ``max_messages`` set, so PEXPIREs and
-trims run) and ``leased`` (a fencing token checked on each call). Reported: the median over rounds of
+trims run), ``leased`` (a fencing token checked on each call) and ``quota`` (a ``max_session_bytes``
+limit, so the byte total is read, checked and written). Reported: the median over rounds of
 the EVALSHA's µs per call, and, per append, the calls and µs of each command the script ran. The
 server is the benchmark's own (``REDIS_URL`` is honoured, under a unique prefix). Server time only:
 client time is the suite's business (``suite.py``).
@@ -31,7 +32,7 @@ from _harness import command_stats, server, server_us_per_call
 from _workload import SEED, make_messages
 
 from redis_sessions import SessionStore
-from redis_sessions.keys import script_keys
+from redis_sessions.keys import script_keys, tokens_key
 
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPTS = ROOT / "redis_sessions" / "scripts"
@@ -83,6 +84,7 @@ CONFIGS: dict[str, dict[str, Any]] = {
     "plain": {},
     "ttl": {"ttl": 3600, "max_messages": 100_000},
     "leased": {},
+    "quota": {"max_session_bytes": 10**12},
 }
 
 
@@ -105,12 +107,12 @@ def run_variants(
             for name in order:
                 sid = store.create(model="bench")
                 fence = store.lease(sid, "bench", 600).acquire().token if config == "leased" else ""
-                head = (core.version, core.codec.name, "", fence)
-                keys = script_keys(prefix, sid, False)
+                head = (core.version, core.codec.name, "", fence, "1")  # one token count a message
+                keys = (*script_keys(prefix, sid, False), tokens_key(prefix, sid))
                 pairs = [(f"m{i}", core.encode(sid, msgs[i % len(msgs)])) for i in range(ops)]
                 results.setdefault((config, name), []).append(measure(r, shas.get(name), keys, head, pairs))
                 store.delete(sid)
-                r.delete(keys[1])
+                r.delete(keys[1], keys[-1])
     return results
 
 
