@@ -127,3 +127,16 @@ def test_an_export_carries_the_sessions_limit(make_store: MakeStore, backend: Ba
     bounded.import_state(sid, msgspec.structs.replace(state, max_session_bytes=None))  # an older export
     with pytest.raises(QuotaExceeded):
         bounded.append(sid, AgentMessage.user("v" * 400))
+
+
+def test_a_streamed_reply_past_the_limit_is_refused_at_finish_and_stays_open(
+    make_store: MakeStore, backend: Backend
+) -> None:
+    store = make_store(max_session_bytes=300)
+    sid = store.create()
+    reply = store.stream(sid, message_id="r1")
+    reply.write("draft")
+    with pytest.raises(QuotaExceeded):
+        reply.finish(AgentMessage.assistant("f" * 400))
+    assert store_len(backend, sid) == 0
+    assert reply.finish(AgentMessage.assistant("short")) == 1  # not closed by the refusal
