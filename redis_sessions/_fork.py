@@ -46,6 +46,8 @@ _NOT_COPIED: Final = frozenset(
         b"fork_seq",
         b"tokens",
         b"synced_epoch",
+        b"bytes",  # a byte limit's running total (max_bytes is copied): summed anew by the fork's append
+        b"bytes_seq",
     }
 )
 _SUMMARY: Final = (b"summary", b"summary_id", b"summary_seq", b"summary_tokens", b"summary_base")

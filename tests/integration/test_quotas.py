@@ -140,3 +140,15 @@ def test_a_streamed_reply_past_the_limit_is_refused_at_finish_and_stays_open(
         reply.finish(AgentMessage.assistant("f" * 400))
     assert store_len(backend, sid) == 0
     assert reply.finish(AgentMessage.assistant("short")) == 1  # not closed by the refusal
+
+
+def test_a_fork_keeps_the_limit_and_counts_its_own_bytes(make_store: MakeStore, backend: Backend) -> None:
+    store = make_store(max_session_bytes=10_000)
+    sid = store.create()
+    for i in range(4):
+        store.append(sid, AgentMessage.user("q" * (40 * i), id=f"f{i}"))
+    fork = store.fork(sid, at_seq=2)
+    store.extend(fork, [AgentMessage.user("a", id="x1"), AgentMessage.user("b", id="x2")])
+    assert meta_bytes(backend, fork) == stored_bytes(backend, fork)
+    with pytest.raises(QuotaExceeded):
+        store.append(fork, AgentMessage.user("z" * 10_000))
