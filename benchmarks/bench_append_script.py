@@ -79,6 +79,68 @@ def measure(
     return stats
 
 
+CONFIGS: dict[str, dict[str, Any]] = {
+    "plain": {},
+    "ttl": {"ttl": 3600, "max_messages": 100_000},
+    "leased": {},
+}
+
+
+def run_variants(
+    r: redis.Redis, variants: dict[str, str], rounds: int, ops: int, configs: Sequence[str] = tuple(CONFIGS)
+) -> dict[tuple[str, str], list[dict[str, Any]]]:
+    """Each round, each session kind, each variant (and raw RPUSH), order rotated: the
+    ``command_stats`` difference of ``ops`` appends, by (session kind, variant)."""
+    prefix = f"rsbench-{uuid.uuid4().hex[:8]}"
+    msgs = make_messages(SEED, 50)
+    shas = {name: r.script_load(src) for name, src in variants.items()}
+    assert all(shas[n] == hashlib.sha1(s.encode()).hexdigest() for n, s in variants.items())
+    names = [*variants, "raw RPUSH"]
+    results: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for rnd in range(rounds):
+        for config in configs:
+            store = SessionStore(r, prefix=prefix, **CONFIGS[config])
+            core = store.transport.core
+            order = names[rnd % len(names) :] + names[: rnd % len(names)]
+            for name in order:
+                sid = store.create(model="bench")
+                fence = store.lease(sid, "bench", 600).acquire().token if config == "leased" else ""
+                head = (core.version, core.codec.name, "", fence)
+                keys = script_keys(prefix, sid, False)
+                pairs = [(f"m{i}", core.encode(sid, msgs[i % len(msgs)])) for i in range(ops)]
+                results.setdefault((config, name), []).append(measure(r, shas.get(name), keys, head, pairs))
+                store.delete(sid)
+                r.delete(keys[1])
+    return results
+
+
+def summary(results: dict[tuple[str, str], list[dict[str, Any]]], ops: int) -> list[dict[str, Any]]:
+    """Medians over rounds: µs per call of each variant, and per append each inner command's calls
+    and µs per call."""
+    rows = []
+    for (config, name), rounds in results.items():
+        top = "rpush" if name == "raw RPUSH" else "evalsha"
+        inner = {}
+        for cmd in sorted({c for x in rounds for c in x} - {top}):
+            per = statistics.median(x.get(cmd, {"calls": 0})["calls"] / ops for x in rounds)
+            each = statistics.median(x[cmd]["us_per_call"] for x in rounds if cmd in x)
+            inner[cmd] = {"calls_per_append": per, "us_per_call": each}
+        us = statistics.median(x[top]["us_per_call"] for x in rounds)
+        rows.append({"session": config, "variant": name, "us_per_call": us, "commands": inner})
+    return rows
+
+
+def table(rows: list[dict[str, Any]]) -> str:
+    out = ["| session | variant | µs/call | commands run per append (calls x µs each) |"]
+    out.append("| --- | --- | ---: | --- |")
+    for row in rows:
+        inner = ", ".join(
+            f"{cmd} {v['calls_per_append']:g}x{v['us_per_call']:.2f}" for cmd, v in row["commands"].items()
+        )
+        out.append(f"| {row['session']} | {row['variant']} | {row['us_per_call']:.1f} | {inner} |")
+    return "\n".join(out)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--against", metavar="REV", help="also measure append.lua at this git revision")
@@ -88,45 +150,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     variants = {"this tree": this_tree(), "no-op script": NOOP}
     if args.against:
         variants[f"at {args.against}"] = at_revision(args.against)
-    prefix = f"rsbench-{uuid.uuid4().hex[:8]}"
-    msgs = make_messages(SEED, 50)
-    configs = {"plain": {}, "ttl": {"ttl": 3600, "max_messages": 100_000}, "leased": {}}
-    results: dict[tuple[str, str], list[dict[str, Any]]] = {}
     with server("none") as (url, source):
         r = redis.Redis.from_url(url)
-        shas = {name: r.script_load(src) for name, src in variants.items()}
-        assert all(shas[n] == hashlib.sha1(s.encode()).hexdigest() for n, s in variants.items())
-        names = [*variants, "raw RPUSH"]
-        for rnd in range(args.rounds):
-            for config, options in configs.items():
-                store = SessionStore(r, prefix=prefix, **options)
-                order = names[rnd % len(names) :] + names[: rnd % len(names)]
-                for name in order:
-                    sid = store.create(model="bench")
-                    fence = store.lease(sid, "bench", 600).acquire().token if config == "leased" else ""
-                    head = (store.transport.core.version, store.transport.core.codec.name, "", fence)
-                    keys = script_keys(prefix, sid, False)
-                    pairs = [
-                        (f"m{i}", store.transport.core.encode(sid, msgs[i % len(msgs)]))
-                        for i in range(args.ops)
-                    ]
-                    sha = shas.get(name)
-                    results.setdefault((config, name), []).append(measure(r, sha, keys, head, pairs))
-                    store.delete(sid)
-                    r.delete(keys[1])
+        results = run_variants(r, variants, args.rounds, args.ops)
         r.close()
     print(f"server: {source}; {args.rounds} rounds x {args.ops} appends; medians over rounds\n")
-    print("| session | variant | µs/call | commands run per append (calls, µs each) |")
-    print("| --- | --- | ---: | --- |")
-    for (config, name), rounds in results.items():
-        top = "rpush" if name == "raw RPUSH" else "evalsha"
-        us = statistics.median(x[top]["us_per_call"] for x in rounds)
-        inner = []
-        for cmd in sorted({c for x in rounds for c in x} - {top}):
-            per = statistics.median(x.get(cmd, {"calls": 0})["calls"] / args.ops for x in rounds)
-            each = statistics.median(x[cmd]["us_per_call"] for x in rounds if cmd in x)
-            inner.append(f"{cmd} {per:g}x{each:.2f}")
-        print(f"| {config} | {name} | {us:.1f} | {', '.join(inner)} |")
+    print(table(summary(results, args.ops)))
     return 0
 
 

@@ -7,6 +7,12 @@ with pipelined script calls, 1,000 sessions a round trip. Then runs each command
 output to a file, checks what it printed, and reports seconds and sessions per second.
 
     .venv/bin/python benchmarks/bench_cli.py [--sessions 100000] [--messages 4] [--no-import]
+    .venv/bin/python benchmarks/bench_cli.py --against main --rounds 3 --no-import   # issue 15
+
+``--against REV`` also runs ``ls`` and ``stats`` with the package as it was at that git revision
+(``git archive`` into a temporary directory, put first on ``PYTHONPATH``), alternating with this
+tree's in each of ``--rounds`` rounds, on the same sessions, and prints the medians and the median
+of the per-round ratios.
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -26,7 +33,8 @@ from typing import Any
 import redis
 
 from redis_sessions import AgentMessage, SessionStore, Text, ToolUse
-from redis_sessions._core import SCRIPTS, SHAS  # the store's own scripts, sent pipelined
+from redis_sessions import _write as write  # the store's own calls, sent pipelined
+from redis_sessions._core import SCRIPTS, SHAS
 from redis_sessions.embedded import RedisServer
 
 BATCH = 1000
@@ -46,14 +54,15 @@ def fill(store: SessionStore, client: redis.Redis, sessions: int, messages: int)
     """``sessions`` sessions, created and filled through the store's scripts, pipelined."""
     for source in SCRIPTS.values():
         client.script_load(source)
-    core = store._core
+    core = store.transport.core
     for start in range(0, sessions, BATCH):
         calls = []
         for n in range(start, min(sessions, start + BATCH)):
             sid = uuid.uuid4()
             history = [m for k in range(-(-messages // 4)) for m in turn(n, k)][:messages]
-            calls.append(core.create("gpt-4o" if n % 3 else "claude-sonnet-4", 0, None, {"n": str(n)}, sid))
-            calls.append(core.extend(sid, history, None))
+            model = "gpt-4o" if n % 3 else "claude-sonnet-4"
+            calls.append(write.create(core, model, 0, None, {"n": str(n)}, sid))
+            calls.append(write.extend(core, sid, history, None))
         with client.pipeline(transaction=False) as pipe:
             for call in calls:
                 assert call.script is not None
@@ -63,12 +72,16 @@ def fill(store: SessionStore, client: redis.Redis, sessions: int, messages: int)
             call.parse(reply)  # raises if a script refused
 
 
-def run(url: str, prefix: str, *args: str, output: Path) -> float:
-    """Seconds for ``python -m redis_sessions --url … --prefix … <args>``, stdout to ``output``."""
+def run(url: str, prefix: str, *args: str, output: Path, source: Path | None = None) -> float:
+    """Seconds for ``python -m redis_sessions --url … --prefix … <args>``, stdout to ``output``
+    (``source``: a directory holding another ``redis_sessions`` to run instead)."""
     command = [sys.executable, "-m", "redis_sessions", "--url", url, "--prefix", prefix, *args]
+    env = dict(os.environ)
+    if source is not None:
+        env["PYTHONPATH"] = os.pathsep.join([str(source), env.get("PYTHONPATH", "")])
     began = time.perf_counter()
     with output.open("wb") as out:
-        done = subprocess.run(command, stdout=out, stderr=subprocess.PIPE, check=False)
+        done = subprocess.run(command, stdout=out, stderr=subprocess.PIPE, check=False, env=env)
     elapsed = time.perf_counter() - began
     if done.returncode != 0:
         raise SystemExit(f"{' '.join(args)} failed ({done.returncode}): {done.stderr.decode()}")
@@ -80,6 +93,8 @@ def main() -> None:
     parser.add_argument("--sessions", type=int, default=100_000)
     parser.add_argument("--messages", type=int, default=4)
     parser.add_argument("--no-import", action="store_true", help="Skip timing import.")
+    parser.add_argument("--against", metavar="REV", help="also time ls and stats at this git revision")
+    parser.add_argument("--rounds", type=int, default=1, help="rounds of the --against comparison")
     args = parser.parse_args()
     with ExitStack() as stack:
         url = os.environ.get("REDIS_URL") or stack.enter_context(RedisServer()).url
@@ -107,6 +122,17 @@ def main() -> None:
         def rows(n: int) -> Any:
             return lambda out: _expect(sum(1 for _ in out.open("rb")), n)
 
+        if args.against:
+            source = work / "against"
+            source.mkdir()
+            archive = subprocess.run(
+                ["git", "archive", args.against, "redis_sessions"],
+                cwd=Path(__file__).resolve().parent.parent,
+                check=True,
+                capture_output=True,
+            ).stdout
+            subprocess.run(["tar", "-x", "-C", str(source)], input=archive, check=True)
+            compare(url, prefix, work, source, args.against, args.rounds, args.sessions)
         timed("ls", "ls", check=rows(args.sessions + 1))
         timed(
             "ls --json",
@@ -132,6 +158,25 @@ def main() -> None:
                 keys = list(client.scan_iter(match=f"{target}:*", count=10_000))
                 for i in range(0, len(keys), 10_000):
                     client.unlink(*keys[i : i + 10_000])
+
+
+def compare(url: str, prefix: str, work: Path, source: Path, rev: str, rounds: int, sessions: int) -> None:
+    """``ls`` and ``stats --json``, this tree against ``source`` (``rev``), alternating, ``rounds``
+    times; medians of the seconds and of the per-round ratios."""
+    for name, command in (("ls", ("ls",)), ("stats --json", ("stats", "--json"))):
+        ours, theirs = [], []
+        for r in range(rounds):
+            order = [None, source] if r % 2 == 0 else [source, None]
+            for where in order:
+                seconds = run(url, prefix, *command, output=work / "compare.out", source=where)
+                (ours if where is None else theirs).append(seconds)
+        ratio = statistics.median(t / o for o, t in zip(ours, theirs, strict=True))
+        print(
+            f"{name:<16} this tree {statistics.median(ours):6.2f} s, at {rev} "
+            f"{statistics.median(theirs):6.2f} s: {ratio:.2f}x faster"
+            f" ({sessions:,} sessions, {rounds} rounds)",
+            flush=True,
+        )
 
 
 def _expect(found: int, wanted: int) -> None:

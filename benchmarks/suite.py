@@ -20,10 +20,12 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, TypeVar
 
 import redis
 import redis.asyncio
+from _before import Listing, archive, script_times
 from _harness import (
     Case,
     Runner,
@@ -57,12 +59,18 @@ from _procs import (
 )
 from _report import chart, report, targets
 from _workload import SEED, as_items, as_json, make_messages, message_sizes
+from hiredis import pack_command
 from redis.asyncio import BlockingConnectionPool
 
 import redis_sessions
 from redis_sessions import AsyncSessionStore, SessionStore
+from redis_sessions._core import SHAS  # the floors send the store's own script
+from redis_sessions.keys import script_keys
 
 ASYNC_SYSTEMS = {RAW_A, RS_A, A_COLD, A_WARM, AG}
+# Floors of the append (issue 15): no library at all, the script's EVALSHA packed by hiredis (the
+# messages encoded by the store's codec) on one connection held for the whole loop.
+FLOOR_SCRIPT, FLOOR_NOOP = "floor: append.lua, held conn", "floor: no-op script, held conn"
 T = TypeVar("T")
 BATCH = 10
 POOL = 50  # connections for the 1,000-session asyncio case: from_url's BlockingConnectionPool default
@@ -77,6 +85,8 @@ class Config:
     sessions: int  # concurrent asyncio sessions, each appending BATCH messages
     codec: str
     pin: str
+    listed: int  # sessions that ls and stats list (0: not measured)
+    before: str  # the git revision the ls/stats and append.lua figures are compared with
 
 
 def baselines(names: Sequence[str]) -> dict[str, str | None]:
@@ -103,6 +113,8 @@ class Bench:
         self.payloads, self.items = as_json(self.msgs), as_items(self.msgs)
         self.writers = WriterPool(4)
         self.closing: list[Any] = []  # async clients of single cases, closed by cleanup
+        self.listing: Listing | None = None
+        self.source: Any = None  # the --before revision's package, for the listing cases
 
     def _store(self, kind: Any, cache: int | None = None) -> Any:
         client = (redis.Redis if kind is SessionStore else redis.asyncio.Redis).from_url(self.url)
@@ -179,7 +191,38 @@ class Bench:
             self.arun(session.clear_session())
             return s
 
+        def floor(script: str) -> Runner:
+            def go(r: int, k: int) -> Sample:
+                sid = self.store.create(model="bench")
+                core, batches = self.store.transport.core, [[m] for m in msgs] if size == 1 else msgs
+                sha = SHAS["append"] if script == "append" else self.raw.script_load("return {0, 0}")
+                fixed = (
+                    "EVALSHA",
+                    sha,
+                    6,
+                    *script_keys(self.prefix, sid, False),
+                    core.version,
+                    core.codec.name,
+                )
+                fixed += ("", "")
+                conn = self.raw.connection_pool.get_connection()
+                try:
+
+                    def op(i: int) -> object:
+                        pairs = [x for m in batches[i] for x in (m.id, core.encode(sid, m))]
+                        conn.send_packed_command([pack_command((*fixed, *pairs))])
+                        return conn.read_response()
+
+                    s = time_sync(k, op)
+                finally:
+                    self.raw.connection_pool.release(conn)
+                self.store.delete(sid)
+                return s
+
+            return go
+
         systems: dict[str, Runner] = {RAW: raw, RS: rs, RAW_A: araw, RS_A: ars, AG: ag}
+        systems |= {FLOOR_SCRIPT: floor("append"), FLOOR_NOOP: floor("noop")}
         return Case(op, unit, n, systems, baselines(list(systems)), AG)
 
     # -- reads of stored histories (the same keys every round: reads change nothing) -----------
@@ -281,10 +324,10 @@ class Bench:
 
     # -- asyncio: many sessions on one event loop -------------------------------------------------
 
-    def concurrent_case(self) -> Case:
-        """``sessions`` sessions at once on one loop, each appending ``BATCH`` messages one by one."""
-        sessions, msgs = self.cfg.sessions, self.msgs[:BATCH]
-        payloads, items = self.payloads[:BATCH], [[x] for x in self.items[:BATCH]]
+    def concurrent_case(self, sessions: int, per: int, op: str) -> Case:
+        """``sessions`` sessions at once on one loop, each appending ``per`` messages one by one."""
+        msgs = self.msgs[:per]
+        payloads, items = self.payloads[:per], [[x] for x in self.items[:per]]
         araw = redis.asyncio.Redis(
             connection_pool=BlockingConnectionPool.from_url(self.url, max_connections=POOL)
         )
@@ -296,28 +339,27 @@ class Bench:
 
         def raw(r: int, n: int) -> Sample:
             keys = [f"{self.prefix}:raw:many:{r}:{t}" for t in range(sessions)]
-            s = self.arun(time_concurrent(sessions, BATCH, lambda t, j: araw.rpush(keys[t], payloads[j])))
-            assert sum(self.raw.llen(k) for k in keys) == sessions * BATCH
+            s = self.arun(time_concurrent(sessions, per, lambda t, j: araw.rpush(keys[t], payloads[j])))
+            assert sum(self.raw.llen(k) for k in keys) == sessions * per
             self.raw.delete(*keys)
             return s
 
         def rs(r: int, n: int) -> Sample:
             sids = self.arun(gather(*(astore.create(model="bench") for _ in range(sessions))))
-            s = self.arun(time_concurrent(sessions, BATCH, lambda t, j: astore.append(sids[t], msgs[j])))
-            assert all(self.store.append(sid, msgs[-1]) == BATCH for sid in sids)
+            s = self.arun(time_concurrent(sessions, per, lambda t, j: astore.append(sids[t], msgs[j])))
+            assert all(self.store.append(sid, msgs[-1]) == per for sid in sids)
             self.arun(gather(*(astore.delete(sid) for sid in sids)))
             return s
 
         def ag(r: int, n: int) -> Sample:
             objs = [self.ag(str(uuid.uuid4()), agclient) for _ in range(sessions)]
-            s = self.arun(time_concurrent(sessions, BATCH, lambda t, j: objs[t].add_items(items[j])))
-            assert all(self.raw.llen(self.ag_key(o.session_id)) == BATCH for o in objs)
+            s = self.arun(time_concurrent(sessions, per, lambda t, j: objs[t].add_items(items[j])))
+            assert all(self.raw.llen(self.ag_key(o.session_id)) == per for o in objs)
             self.raw.delete(*(k for o in objs for k in (self.ag_key(o.session_id), o._session_key)))
             return s
 
         systems: dict[str, Runner] = {RAW_A: raw, RS_A: rs, AG: ag}
-        op = f"asyncio, {sessions:,} sessions"
-        return Case(op, "appends", sessions * BATCH, systems, baselines(list(systems)), AG)
+        return Case(op, "appends", sessions * per, systems, baselines(list(systems)), AG)
 
     # -- memory ---------------------------------------------------------------------------------
 
@@ -363,11 +405,28 @@ class Bench:
             self.read_case("last 20 of 1,000", max(10, ops // 2), 1000, -20),
             self.fresh_case(),
             self.writers_case(),
-            self.concurrent_case(),
+            self.concurrent_case(self.cfg.sessions, BATCH, f"asyncio, {self.cfg.sessions:,} sessions"),
+            self.concurrent_case(50, max(20, ops // 10), "asyncio, 50 tasks on 50 sessions"),
+            *self.listing_cases(),
+        ]
+
+    def listing_cases(self) -> list[Case]:
+        """``ls`` and ``stats --json`` of ``listed`` sessions, this tree against ``before``'s."""
+        if not self.cfg.listed:
+            return []
+        self.listing = Listing(self.url, self.prefix, self.cfg.listed)
+        self.source = archive(self.cfg.before)
+        where, rev, n = Path(self.source.name), self.cfg.before, f"{self.cfg.listed:,}"
+        return [
+            self.listing.case(f"ls {n} sessions", ("ls",), where, rev),
+            self.listing.case(f"stats {n} sessions", ("stats", "--json"), where, rev),
         ]
 
     def cleanup(self) -> None:
         """Delete this run's keys (all under its unique prefix) and close every client."""
+        if self.listing is not None:
+            self.listing.cleanup()
+            self.source.cleanup()
         leftovers = list(self.raw.scan_iter(match=f"{self.prefix}:*", count=1000))
         if leftovers:
             self.raw.delete(*leftovers)
@@ -397,6 +456,15 @@ def parse_args(argv: Sequence[str] | None) -> tuple[argparse.Namespace, Config]:
     parser.add_argument("--pin", choices=pins, default="none", help="CPU placement (own server only)")
     parser.add_argument("--json", metavar="PATH", help="also write the results as JSON")
     parser.add_argument("--chart", metavar="PATH", help="also draw the ratios as a PNG (matplotlib)")
+    parser.add_argument(
+        "--listed", type=int, help="sessions for ls/stats (default 100000; --quick 2000; 0: skip)"
+    )
+    parser.add_argument(
+        "--before",
+        default="7cc5330",
+        metavar="REV",
+        help="git revision that ls/stats and append.lua are compared with (default: before issue 15)",
+    )
     args = parser.parse_args(argv)
     quick = args.quick
     rounds = args.rounds or (3 if quick else 5)
@@ -408,7 +476,10 @@ def parse_args(argv: Sequence[str] | None) -> tuple[argparse.Namespace, Config]:
     if args.pin == "split" and (os.cpu_count() or 1) < 2:
         parser.error("--pin split needs two CPUs")
     sessions = 100 if quick else 1000
-    cfg = Config(rounds, ops, 2 if quick else 10, ops // 2, sessions, args.codec, args.pin)
+    listed = args.listed if args.listed is not None else (2000 if quick else 100_000)
+    cfg = Config(
+        rounds, ops, 2 if quick else 10, ops // 2, sessions, args.codec, args.pin, listed, args.before
+    )
     return args, cfg
 
 
@@ -427,6 +498,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             run(cases, cfg.rounds)
             server_times = server_us_per_call(stats0, command_stats(bench.raw))
             memory = bench.memory()
+            script = script_times(bench.raw, cfg.before, cfg.rounds, max(500, cfg.ops))
             elapsed = time.monotonic() - t0
         finally:
             bench.cleanup()
@@ -437,6 +509,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "results": rows,
         "memory": memory,
         "server_us_per_call": server_times,
+        "append_script": script,
     }
     results["targets"] = targets(rows)
     print(report(results))

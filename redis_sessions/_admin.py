@@ -14,7 +14,7 @@ from typing import Any, Final
 import msgspec
 
 from ._calls import Call, Command, Pipeline, Script, Transaction
-from ._core import StoreCore, scan_page, stored_time
+from ._core import SHAS, StoreCore, scan_page, stored_time
 from ._durable import restore
 from .errors import CorruptSession, InvalidArgumentType, InvalidMessage
 from .keys import meta_key_pattern, parse_meta_key, script_keys, session_id, session_keys
@@ -27,6 +27,7 @@ _SCAN_COUNT: Final = 1000
 
 
 def _reads(core: StoreCore, sid: SessionId, memory: bool) -> tuple[tuple[Any, ...], ...]:
+    """What ``info`` reads of a session: its listing fields, list length and TTL as one snapshot."""
     keys = session_keys(core.prefix, sid)
     reads: tuple[tuple[Any, ...], ...] = (
         ("HMGET", keys.meta, *_FIELDS),
@@ -39,8 +40,9 @@ def _reads(core: StoreCore, sid: SessionId, memory: bool) -> tuple[tuple[Any, ..
 
 
 def _info(sid: SessionId, replies: Sequence[Any], memory: bool, listing: bool = False) -> SessionInfo | None:
-    """A session's info; a corrupt meta hash raises ``CorruptSession``, or in a ``listing`` is an
-    info naming the ``problem`` (so one bad session does not hide the others)."""
+    """A session's info from the replies to ``_reads`` (or ``info.lua``'s reply in that shape);
+    a corrupt meta hash raises ``CorruptSession``, or in a ``listing`` is an info naming the
+    ``problem`` (so one bad session does not hide the others)."""
     (model, seq, version, created, updated), length, pttl, *usage = replies
     if version is None:
         return None  # gone (deleted or expired since it was listed)
@@ -85,15 +87,25 @@ def info(core: StoreCore, session: object, memory: bool) -> Transaction[SessionI
 
 
 def info_page(core: StoreCore, sids: Sequence[SessionId], memory: bool) -> Pipeline[list[SessionInfo]]:
-    """The ``SessionInfo`` of each of ``sids`` (those still there), in one pipelined round trip.
+    """The ``SessionInfo`` of each of ``sids`` (those still there), in one pipelined round trip:
+    one ``info.lua`` a session (``memory``: its ``_reads`` and MEMORY USAGE of each key).
 
     Not a transaction: the sessions live in many cluster slots, and a listing need not be one
     snapshot; each session's own reads are still consistent enough for a listing."""
-    per = len(_reads(core, sids[0], memory)) if sids else 0
-    reads = tuple(read for sid in sids for read in _reads(core, sid, memory))
+    if memory:
+        per = len(_reads(core, sids[0], memory)) if sids else 0
+        reads = tuple(read for sid in sids for read in _reads(core, sid, memory))
+    else:
+        per, sha, prefix = 1, SHAS["info"], core.prefix
+        reads = tuple(("EVALSHA", sha, 2, *session_keys(prefix, sid)[:2]) for sid in sids)
 
     def parse(replies: list[Any]) -> list[SessionInfo]:
-        found = (_info(sid, replies[i * per : (i + 1) * per], memory, True) for i, sid in enumerate(sids))
+        if memory:
+            found = (_info(sid, replies[i * per : (i + 1) * per], memory, True) for i, sid in enumerate(sids))
+        else:  # info.lua: {0, the five fields, length, pttl}
+            found = (
+                _info(sid, (r[1:6], r[6], r[7]), memory, True) for sid, r in zip(sids, replies, strict=True)
+            )
         return [item for item in found if item is not None]
 
     return Pipeline("info", None, reads, parse)

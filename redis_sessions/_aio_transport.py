@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import redis.exceptions
 from redis.asyncio.cluster import RedisCluster
 
+from ._aio_lean import UNSENT, AsyncLeanLine
 from ._calls import Call, Command, Script, Transaction
 from ._core import SCRIPTS, SHAS, StoreCore
 from ._live import PUBSUB_PROBE, SHARDED_FROM
@@ -33,6 +34,7 @@ __all__ = ["AsyncTransport"]
 
 T = TypeVar("T")
 _FAILED = (redis.exceptions.RedisError, redis.exceptions.RedisClusterException)
+_NAMES = {sha: name for name, sha in SHAS.items()}
 
 
 class AsyncTransport:
@@ -48,6 +50,7 @@ class AsyncTransport:
         self.wait = wait
         self.cluster = isinstance(client, RedisCluster)
         self.sharded: bool | None = None  # sharded pub/sub? asked of the server on first subscribe
+        self.lean = AsyncLeanLine(client)  # the hot scripts' first try; faults retry the general way
 
     @property
     def client(self) -> Redis | RedisCluster:
@@ -122,14 +125,19 @@ class AsyncTransport:
             return result
         return call.parse(reply)
 
-    async def _send(self, call: Call[Any], node: Any = None) -> Any:
-        """One round trip for ``call``, by its shape (``_calls``)."""
+    async def _send(self, call: Call[Any], node: Any = None, lean: bool = True) -> Any:
+        """One round trip for ``call``, by its shape (``_calls``); a script tries the lean line first
+        (``lean``: not on a retry, which goes the general way)."""
         if isinstance(call, Script):
             # EVALSHA straight away: redis-py's Script wrapper costs ~7 us of CPU per call, 10 % of
             # an append. A server that lost its script cache (restart, SCRIPT FLUSH) gets it again.
             command = ("EVALSHA", SHAS[call.script], len(call.keys), *call.keys, *call.args)
             if self.wait is not None and call.script in WRITE_SCRIPTS:
                 return await self._send_waited(call.keys[0], command, self.wait.command, call.script)
+            if lean:
+                reply = await self.lean.send(command)
+                if reply is not UNSENT:
+                    return reply
             try:
                 return await self.client.execute_command(*command)  # type: ignore[no-untyped-call, unused-ignore]
             except redis.exceptions.NoScriptError:
@@ -137,14 +145,31 @@ class AsyncTransport:
                 # between loading and running it, as it could between SCRIPT LOAD and EVALSHA.
                 source = ("EVAL", SCRIPTS[call.script], *command[2:])
                 return await self.client.execute_command(*source)  # type: ignore[no-untyped-call, unused-ignore]
+        if lean and not isinstance(call, Command):
+            many = self.lean.transaction if isinstance(call, Transaction) else self.lean.pipeline
+            reply = await many(call.multi)
+            if reply is not UNSENT:
+                return reply
         if not isinstance(call, Command):  # a Transaction (MULTI/EXEC) or a Pipeline
-            async with self.client.pipeline(transaction=isinstance(call, Transaction)) as pipe:
-                for command in call.multi:
-                    pipe.execute_command(*command)  # type: ignore[no-untyped-call, unused-ignore]
-                return await pipe.execute()
+            try:
+                return await self._pipelined(call.multi, isinstance(call, Transaction))
+            except redis.exceptions.NoScriptError:
+                if isinstance(call, Transaction):
+                    raise
+                # A pipeline of scripts (info.lua a session) on a server that lost them: load
+                # them, then send it again (reads only: running some twice changes nothing).
+                for sha in {command[1] for command in call.multi if command[0] == "EVALSHA"}:
+                    await self.client.script_load(SCRIPTS[_NAMES[sha]])
+                return await self._pipelined(call.multi, False)
         if node is not None:
             return await self.client.execute_command(*call.args, target_nodes=node)  # type: ignore[no-untyped-call, unused-ignore]
         return await self.client.execute_command(*call.args)  # type: ignore[no-untyped-call, unused-ignore]
+
+    async def _pipelined(self, commands: Sequence[tuple[Any, ...]], transaction: bool) -> Any:
+        async with self.client.pipeline(transaction=transaction) as pipe:
+            for command in commands:
+                pipe.execute_command(*command)  # type: ignore[no-untyped-call, unused-ignore]
+            return await pipe.execute()
 
     async def _send_waited(
         self, key: str, command: tuple[Any, ...], wait: tuple[Any, ...], script: str
@@ -176,7 +201,7 @@ class AsyncTransport:
 
     async def _resend(self, call: Call[Any], node: Any, error: Exception) -> Any:
         """Retry a call whose first try failed in transport; the failure counts as attempt 1."""
-        return await self.retried(call.op, call.sid, error, lambda: self._send(call, node))
+        return await self.retried(call.op, call.sid, error, lambda: self._send(call, node, lean=False))
 
     async def retried(
         self, op: str, sid: SessionId | None, error: Exception, again: Callable[[], Any]

@@ -88,6 +88,7 @@ SCRIPTS: Final[dict[str, str]] = {
         "stream_write",
         "stream_abort",
         "tool_call",
+        "info",
     )
 }
 """Lua sources by name, read once from the package's ``scripts/*.lua`` files (with the shared

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import redis.exceptions
 from redis.cluster import RedisCluster
 
+from ._lean import UNSENT, LeanLine
 from ._calls import Call, Command, Script, Transaction
 from ._core import SCRIPTS, SHAS, StoreCore
 from ._live import PUBSUB_PROBE, SHARDED_FROM
@@ -28,6 +29,7 @@ __all__ = ["Transport"]
 
 T = TypeVar("T")
 _FAILED = (redis.exceptions.RedisError, redis.exceptions.RedisClusterException)
+_NAMES = {sha: name for name, sha in SHAS.items()}
 
 
 class Transport:
@@ -43,6 +45,7 @@ class Transport:
         self.wait = wait
         self.cluster = isinstance(client, RedisCluster)
         self.sharded: bool | None = None  # sharded pub/sub? asked of the server on first subscribe
+        self.lean = LeanLine(client)  # the hot scripts' first try; faults retry the general way
 
     @property
     def client(self) -> Redis | RedisCluster:
@@ -117,14 +120,19 @@ class Transport:
             return result
         return call.parse(reply)
 
-    def _send(self, call: Call[Any], node: Any = None) -> Any:
-        """One round trip for ``call``, by its shape (``_calls``)."""
+    def _send(self, call: Call[Any], node: Any = None, lean: bool = True) -> Any:
+        """One round trip for ``call``, by its shape (``_calls``); a script tries the lean line first
+        (``lean``: not on a retry, which goes the general way)."""
         if isinstance(call, Script):
             # EVALSHA straight away: redis-py's Script wrapper costs ~7 us of CPU per call, 10 % of
             # an append. A server that lost its script cache (restart, SCRIPT FLUSH) gets it again.
             command = ("EVALSHA", SHAS[call.script], len(call.keys), *call.keys, *call.args)
             if self.wait is not None and call.script in WRITE_SCRIPTS:
                 return self._send_waited(call.keys[0], command, self.wait.command, call.script)
+            if lean:
+                reply = self.lean.send(command)
+                if reply is not UNSENT:
+                    return reply
             try:
                 return self.client.execute_command(*command)  # type: ignore[no-untyped-call, unused-ignore]
             except redis.exceptions.NoScriptError:
@@ -132,14 +140,31 @@ class Transport:
                 # between loading and running it, as it could between SCRIPT LOAD and EVALSHA.
                 source = ("EVAL", SCRIPTS[call.script], *command[2:])
                 return self.client.execute_command(*source)  # type: ignore[no-untyped-call, unused-ignore]
+        if lean and not isinstance(call, Command):
+            many = self.lean.transaction if isinstance(call, Transaction) else self.lean.pipeline
+            reply = many(call.multi)
+            if reply is not UNSENT:
+                return reply
         if not isinstance(call, Command):  # a Transaction (MULTI/EXEC) or a Pipeline
-            with self.client.pipeline(transaction=isinstance(call, Transaction)) as pipe:
-                for command in call.multi:
-                    pipe.execute_command(*command)  # type: ignore[no-untyped-call, unused-ignore]
-                return pipe.execute()
+            try:
+                return self._pipelined(call.multi, isinstance(call, Transaction))
+            except redis.exceptions.NoScriptError:
+                if isinstance(call, Transaction):
+                    raise
+                # A pipeline of scripts (info.lua a session) on a server that lost them: load
+                # them, then send it again (reads only: running some twice changes nothing).
+                for sha in {command[1] for command in call.multi if command[0] == "EVALSHA"}:
+                    self.client.script_load(SCRIPTS[_NAMES[sha]])
+                return self._pipelined(call.multi, False)
         if node is not None:
             return self.client.execute_command(*call.args, target_nodes=node)  # type: ignore[no-untyped-call, unused-ignore]
         return self.client.execute_command(*call.args)  # type: ignore[no-untyped-call, unused-ignore]
+
+    def _pipelined(self, commands: Sequence[tuple[Any, ...]], transaction: bool) -> Any:
+        with self.client.pipeline(transaction=transaction) as pipe:
+            for command in commands:
+                pipe.execute_command(*command)  # type: ignore[no-untyped-call, unused-ignore]
+            return pipe.execute()
 
     def _send_waited(
         self, key: str, command: tuple[Any, ...], wait: tuple[Any, ...], script: str
@@ -171,7 +196,7 @@ class Transport:
 
     def _resend(self, call: Call[Any], node: Any, error: Exception) -> Any:
         """Retry a call whose first try failed in transport; the failure counts as attempt 1."""
-        return self.retried(call.op, call.sid, error, lambda: self._send(call, node))
+        return self.retried(call.op, call.sid, error, lambda: self._send(call, node, lean=False))
 
     def retried(
         self, op: str, sid: SessionId | None, error: Exception, again: Callable[[], Any]

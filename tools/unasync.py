@@ -38,6 +38,7 @@ for _name, _what in {
     "tool_call": "``ToolCall``: a tool call that runs once, on one session of a ``SessionStore``.",
     "open": "``open_client``: the clients a ``SessionStore`` makes for itself, in one place.",
     "base": "``StoreBase``: the parts of ``SessionStore`` kept in modules of their own, as one base.",
+    "lean": "``LeanLine``: the short way to Redis for the calls that dominate, on the client's own pool.",
 }.items():
     PAIRS[f"_aio_{_name}.py"] = (
         f"_{_name}.py",
@@ -52,7 +53,10 @@ regenerate. See the source's docstring.
 # (pattern, replacement), applied in order, as whole words.
 SUBSTITUTIONS = [
     (r"AsyncSessionStore", "SessionStore"),
-    (r"Async(StoreBase|Transport|Recovery|Lease|Managing|Watching|ReplyStream|ToolCall|Streaming)", r"\1"),
+    (
+        r"Async(StoreBase|Transport|Recovery|Lease|Managing|Watching|ReplyStream|ToolCall|Streaming|LeanLine)",
+        r"\1",
+    ),
     (r"from \._aio_(\w+) import", r"from ._\1 import"),
     (r"from \.aio import", "from .store import"),
     (r"AsyncPersistenceAdapter", "PersistenceAdapter"),
@@ -76,9 +80,17 @@ SUBSTITUTIONS = [
 ]
 
 
+# Lines from "# asyncio only" to "# end asyncio only" (each a comment line of its own), and a line
+# ending "# asyncio only: left out of <twin>", are left out of the synchronous twin: what only an
+# event loop has (auto-pipelining, in _aio_lean).
+ASYNCIO_ONLY = re.compile(r"^[ \t]*# asyncio only\b.*?^[ \t]*# end asyncio only\n", re.MULTILINE | re.DOTALL)
+
+
 def generate(source: str, header: str = PAIRS["aio.py"][1], used: set[str] | None = None) -> str:
     """``source`` made synchronous; ``used`` collects the patterns that matched something."""
     body = source[source.index('"""\n', 3) + 4 :]  # drop the module docstring
+    body = ASYNCIO_ONLY.sub("", body)
+    body = re.sub(r"^.*# asyncio only: left out of .*\n", "", body, flags=re.MULTILINE)
     for pattern, replacement in SUBSTITUTIONS:
         body, count = re.subn(rf"\b{pattern}", replacement, body)
         if count and used is not None:

@@ -126,6 +126,7 @@ def test_scripts_are_read_from_lua_files_with_headers() -> None:
         "stream_write",
         "stream_abort",
         "tool_call",
+        "info",
     }
     for source in SCRIPTS.values():
         assert "-- KEYS[1]" in source

@@ -1,0 +1,168 @@
+"""``AsyncLeanLine``: the short way to Redis for the calls that dominate, on the client's own pool.
+
+redis-py spends more Python on a command (``execute_command``, packing each argument in Python,
+response callbacks, its observability hooks) than Redis spends running an append script. For the
+hot calls, the transport packs the command itself (``hiredis.pack_command``, one C call), sends it
+on a connection of the client's own pool (``send_packed_command``) and reads the reply
+(``read_response``): the pool's TLS, auth, timeouts and health checks all still apply; only the
+per-command machinery is skipped.
+
+Nothing unusual is handled here. ``UNSENT`` tells the transport to take its general path (a client
+this line does not serve, a server that lost the script: NOSCRIPT); a connection fault drops the
+connection and is raised for the transport's retry policy, whose retries go the general way. What
+Redis refused (OOM, READONLY, a script's error) is raised as redis-py raises it. A cluster client is
+not served (MOVED/ASK and the slot map are redis-py's), nor one whose class overrides
+``execute_command`` (its hooks would be skipped), nor one whose encoding is not UTF-8 (the encoding
+``hiredis.pack_command`` uses).
+
+This module is the source of ``_lean.py`` (``python tools/unasync.py``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from typing import Any, Final
+
+import redis.exceptions
+from hiredis import pack_command
+from redis.asyncio import Redis
+from redis.asyncio.cluster import RedisCluster
+
+from ._aio_pipelining import AutoPipeline  # asyncio only: left out of _lean.py
+
+__all__ = ["UNSENT", "AsyncLeanLine"]
+
+UNSENT: Final[Any] = object()
+"""``send``'s answer when it did not send: take the general path."""
+_MULTI: Final = pack_command(("MULTI",))
+_EXEC: Final = pack_command(("EXEC",))
+
+
+class AsyncLeanLine:
+    """Sends pre-built commands of one store on its client's pool connections (see the module)."""
+
+    def __init__(self, client: Redis | RedisCluster) -> None:
+        encoding = client.get_encoder().encoding.lower().replace("_", "-")
+        self.pool: Any = None
+        if (
+            isinstance(client, Redis)
+            and type(client).execute_command is Redis.execute_command  # no subclass hooks bypassed
+            and encoding in ("utf-8", "utf8")
+        ):
+            self.pool = client.connection_pool
+        # asyncio only
+        self.pipelining = True  # concurrent sends of a loop coalesced into one write (_aio_pipelining)
+        self._pipelines: dict[asyncio.AbstractEventLoop, AutoPipeline] = {}
+        # end asyncio only
+
+    # asyncio only
+    def _pipeline(self) -> AutoPipeline:
+        """The running loop's auto-pipeline (futures and pool connections belong to one loop)."""
+        loop = asyncio.get_running_loop()
+        pipeline = self._pipelines.get(loop)
+        if pipeline is None:
+            for closed in [other for other in self._pipelines if other.is_closed()]:
+                del self._pipelines[closed]
+            pipeline = self._pipelines[loop] = AutoPipeline(self.pool)
+        return pipeline
+
+    async def settled(self) -> None:
+        """Return once this loop's auto-pipeline has no write in flight."""
+        await self._pipeline().settled()
+
+    # end asyncio only
+    async def send(self, command: tuple[Any, ...]) -> Any:
+        """``command``'s reply, or ``UNSENT`` (take the general path); see the module for faults."""
+        if self.pool is None:
+            return UNSENT
+        # asyncio only
+        if self.pipelining:
+            pipeline = self._pipeline()
+            if pipeline.busy:  # others are sending: join this iteration's write
+                reply = await pipeline.submit(pack_command(command))
+                if isinstance(reply, redis.exceptions.NoScriptError):
+                    return UNSENT
+                if isinstance(reply, Exception):
+                    raise reply
+                return reply
+            pipeline.direct += 1  # a lone caller goes at once: no loop iteration to wait for
+            try:
+                return await self._send(command)
+            finally:
+                pipeline.direct -= 1
+        # end asyncio only
+        return await self._send(command)
+
+    async def _send(self, command: tuple[Any, ...]) -> Any:
+        """``command`` alone, on a connection of its own from the pool."""
+        pool = self.pool
+        packed = [pack_command(command)]
+        connection = await pool.get_connection()
+        try:
+            await connection.send_packed_command(packed)
+            return await connection.read_response()
+        except redis.exceptions.NoScriptError:
+            return UNSENT
+        except redis.exceptions.ResponseError:
+            raise  # a whole reply was read: the connection is fine
+        except BaseException:
+            # A reply may be on its way or half read: the connection must not be used again as it
+            # is (redis-py's own read does this for socket errors; cancellation and the rest too).
+            await connection.disconnect()
+            raise
+        finally:
+            await pool.release(connection)
+
+    async def pipeline(self, commands: Sequence[tuple[Any, ...]]) -> Any:
+        """The replies of ``commands`` pipelined in one round trip, or ``UNSENT`` when any was an
+        error (the general way raises it as it always has, or loads a script that was missing)."""
+        pool = self.pool
+        if pool is None:
+            return UNSENT
+        packed = [b"".join([pack_command(command) for command in commands])]
+        connection = await pool.get_connection()
+        try:
+            await connection.send_packed_command(packed)
+            replies, refused = [], False
+            for _ in commands:
+                try:
+                    replies.append(await connection.read_response())
+                except redis.exceptions.ResponseError:
+                    refused = True
+            return UNSENT if refused else replies
+        except BaseException:
+            await connection.disconnect()  # as in send(): the connection may be mid-reply
+            raise
+        finally:
+            await pool.release(connection)
+
+    async def transaction(self, commands: Sequence[tuple[Any, ...]]) -> Any:
+        """The replies of ``commands`` run as one MULTI/EXEC, or ``UNSENT``: anything refused (a
+        command refused when queued, EXECABORT, an error among the replies) goes the general way,
+        which raises it as it always has (or runs the read-only fallback when Redis is out of memory)."""
+        pool = self.pool
+        if pool is None:
+            return UNSENT
+        packed = [b"".join([_MULTI, *(pack_command(command) for command in commands), _EXEC])]
+        connection = await pool.get_connection()
+        try:
+            await connection.send_packed_command(packed)
+            refused = False
+            for _ in range(len(commands) + 1):  # +OK, then QUEUED for each command
+                try:
+                    await connection.read_response()
+                except redis.exceptions.ResponseError:
+                    refused = True
+            try:
+                replies = await connection.read_response()
+            except redis.exceptions.ResponseError:
+                return UNSENT
+            if refused or any(isinstance(reply, Exception) for reply in replies):
+                return UNSENT
+            return replies
+        except BaseException:
+            await connection.disconnect()  # as in send(): the connection may be mid-reply
+            raise
+        finally:
+            await pool.release(connection)

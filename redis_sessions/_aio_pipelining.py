@@ -1,0 +1,95 @@
+"""``AutoPipeline``: concurrent hot calls of one event loop coalesced into one write (asyncio only).
+
+Fifty tasks appending at once would take fifty pool connections and make fifty writes and fifty
+reads, each paying redis-py's and the event loop's overhead. Instead, what the lean line is asked
+to send during one iteration of the loop is queued; at the end of the iteration (``call_soon``) the
+queue goes out as one pipelined write on one pool connection, and the replies are read back in
+order, each handed to its own caller: its reply, or its own error (a script's refusal, NOSCRIPT) as
+a reply value for the caller to raise. A connection fault fails every caller of that write with
+the fault, which their transport retries the general way (appends are idempotent, reads are
+reads). Several writes may be in flight at once, each on its own connection. This is what ioredis
+calls ``enableAutoPipelining``.
+
+One ``AutoPipeline`` serves one event loop (the lean line keeps one per loop): futures, tasks and
+the connections of an asyncio pool belong to the loop that made them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import redis.exceptions
+
+__all__ = ["AutoPipeline"]
+
+
+class AutoPipeline:
+    """The commands queued in this loop iteration, and the writes in flight (see the module)."""
+
+    def __init__(self, pool: Any) -> None:
+        self.pool = pool
+        self.queue: list[tuple[bytes, asyncio.Future[Any]]] = []
+        self.writes: set[asyncio.Task[None]] = set()  # held: the loop keeps only weak references
+        self.direct = 0  # calls the lean line sent on their own, not queued here, still in flight
+
+    @property
+    def busy(self) -> bool:
+        """Whether anything is queued or in flight: a call then joins the queue; else it may go at
+        once on its own (a lone caller waits for no loop iteration)."""
+        return bool(self.queue or self.writes or self.direct)
+
+    def submit(self, packed: bytes) -> asyncio.Future[Any]:
+        """A future of ``packed``'s reply (an exception instance for an error reply)."""
+        loop = asyncio.get_running_loop()
+        future = loop.create_future()
+        if not self.queue:
+            loop.call_soon(self._flush)
+        self.queue.append((packed, future))
+        return future
+
+    async def settled(self) -> None:
+        """Return once no write is in flight (those of callers that gave up included)."""
+        while self.writes:
+            await asyncio.wait(list(self.writes))
+
+    def _flush(self) -> None:
+        batch, self.queue = self.queue, []
+        task = asyncio.get_running_loop().create_task(self._write(batch))
+        self.writes.add(task)
+        task.add_done_callback(self.writes.discard)
+
+    async def _write(self, batch: list[tuple[bytes, asyncio.Future[Any]]]) -> None:
+        """One write of ``batch``, then each reply to its future, in order. A caller that gave up
+        (cancelled) still has its reply read: the connection stays in step."""
+        try:
+            connection = await self.pool.get_connection()
+        except BaseException as exc:
+            _fail(batch, exc)
+            raise
+        try:
+            await connection.send_packed_command([b"".join([packed for packed, _ in batch])])
+            for _, future in batch:
+                try:
+                    reply = await connection.read_response()
+                except redis.exceptions.ResponseError as exc:
+                    reply = exc
+                if not future.done():
+                    future.set_result(reply)
+        except BaseException as exc:
+            await connection.disconnect()  # replies may be on their way: never reuse it as it is
+            _fail(batch, exc)
+            if not isinstance(exc, Exception):
+                raise
+        finally:
+            await self.pool.release(connection)
+
+
+def _fail(batch: list[tuple[bytes, asyncio.Future[Any]]], error: BaseException) -> None:
+    for _, future in batch:
+        if future.done():
+            continue
+        if isinstance(error, asyncio.CancelledError):
+            future.cancel()
+        else:
+            future.set_exception(error)

@@ -1,0 +1,116 @@
+"""``LeanLine``: the short way to Redis for the calls that dominate, on the client's own pool.
+
+GENERATED from ``_aio_lean.py`` by ``python tools/unasync.py``: do not edit; edit the source and
+regenerate. See the source's docstring.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Final
+
+import redis.exceptions
+from hiredis import pack_command
+from redis import Redis
+from redis.cluster import RedisCluster
+
+
+__all__ = ["UNSENT", "LeanLine"]
+
+UNSENT: Final[Any] = object()
+"""``send``'s answer when it did not send: take the general path."""
+_MULTI: Final = pack_command(("MULTI",))
+_EXEC: Final = pack_command(("EXEC",))
+
+
+class LeanLine:
+    """Sends pre-built commands of one store on its client's pool connections (see the module)."""
+
+    def __init__(self, client: Redis | RedisCluster) -> None:
+        encoding = client.get_encoder().encoding.lower().replace("_", "-")
+        self.pool: Any = None
+        if (
+            isinstance(client, Redis)
+            and type(client).execute_command is Redis.execute_command  # no subclass hooks bypassed
+            and encoding in ("utf-8", "utf8")
+        ):
+            self.pool = client.connection_pool
+
+    def send(self, command: tuple[Any, ...]) -> Any:
+        """``command``'s reply, or ``UNSENT`` (take the general path); see the module for faults."""
+        if self.pool is None:
+            return UNSENT
+        return self._send(command)
+
+    def _send(self, command: tuple[Any, ...]) -> Any:
+        """``command`` alone, on a connection of its own from the pool."""
+        pool = self.pool
+        packed = [pack_command(command)]
+        connection = pool.get_connection()
+        try:
+            connection.send_packed_command(packed)
+            return connection.read_response()
+        except redis.exceptions.NoScriptError:
+            return UNSENT
+        except redis.exceptions.ResponseError:
+            raise  # a whole reply was read: the connection is fine
+        except BaseException:
+            # A reply may be on its way or half read: the connection must not be used again as it
+            # is (redis-py's own read does this for socket errors; cancellation and the rest too).
+            connection.disconnect()
+            raise
+        finally:
+            pool.release(connection)
+
+    def pipeline(self, commands: Sequence[tuple[Any, ...]]) -> Any:
+        """The replies of ``commands`` pipelined in one round trip, or ``UNSENT`` when any was an
+        error (the general way raises it as it always has, or loads a script that was missing)."""
+        pool = self.pool
+        if pool is None:
+            return UNSENT
+        packed = [b"".join([pack_command(command) for command in commands])]
+        connection = pool.get_connection()
+        try:
+            connection.send_packed_command(packed)
+            replies, refused = [], False
+            for _ in commands:
+                try:
+                    replies.append(connection.read_response())
+                except redis.exceptions.ResponseError:
+                    refused = True
+            return UNSENT if refused else replies
+        except BaseException:
+            connection.disconnect()  # as in send(): the connection may be mid-reply
+            raise
+        finally:
+            pool.release(connection)
+
+    def transaction(self, commands: Sequence[tuple[Any, ...]]) -> Any:
+        """The replies of ``commands`` run as one MULTI/EXEC, or ``UNSENT``: anything refused (a
+        command refused when queued, EXECABORT, an error among the replies) goes the general way,
+        which raises it as it always has (or runs the read-only fallback when Redis is out of memory)."""
+        pool = self.pool
+        if pool is None:
+            return UNSENT
+        packed = [b"".join([_MULTI, *(pack_command(command) for command in commands), _EXEC])]
+        connection = pool.get_connection()
+        try:
+            connection.send_packed_command(packed)
+            refused = False
+            for _ in range(len(commands) + 1):  # +OK, then QUEUED for each command
+                try:
+                    connection.read_response()
+                except redis.exceptions.ResponseError:
+                    refused = True
+            try:
+                replies = connection.read_response()
+            except redis.exceptions.ResponseError:
+                return UNSENT
+            if refused or any(isinstance(reply, Exception) for reply in replies):
+                return UNSENT
+            return replies
+        except BaseException:
+            connection.disconnect()  # as in send(): the connection may be mid-reply
+            raise
+        finally:
+            pool.release(connection)
