@@ -51,6 +51,7 @@ from .models import (
 )
 from .retry import RetryPolicy
 from .store import Lease, SessionStore, ToolCall
+from .telemetry import Telemetry  # imports no OpenTelemetry until one is made
 
 __version__ = "0.1.0"
 
@@ -95,6 +96,7 @@ __all__ = [
     "SessionState",
     "SessionStore",
     "StoreError",
+    "Telemetry",
     "StoreUnavailable",
     "Text",
     "Thinking",

@@ -25,6 +25,8 @@ from .retry import REFUSED, TRANSIENT, RetryPolicy, driver_fault
 if TYPE_CHECKING:
     from redis import Redis
 
+    from .telemetry import Telemetry
+
 __all__ = ["Transport"]
 
 T = TypeVar("T")
@@ -36,7 +38,12 @@ class Transport:
     """Sends calls for one store: its client, its core, its retry policy and ``WAIT`` knob."""
 
     def __init__(
-        self, client: Redis | RedisCluster, core: StoreCore, retry: RetryPolicy | None, wait: Wait | None
+        self,
+        client: Redis | RedisCluster,
+        core: StoreCore,
+        retry: RetryPolicy | None,
+        wait: Wait | None,
+        telemetry: Telemetry | None = None,
     ) -> None:
         self.clients = OneClient(client)
         """The client of each event loop (``_loops``): the asyncio store may serve several."""
@@ -46,6 +53,8 @@ class Transport:
         self.cluster = isinstance(client, RedisCluster)
         self.sharded: bool | None = None  # sharded pub/sub? asked of the server on first subscribe
         self.lean = LeanLine(client)  # the hot scripts' first try; faults retry the general way
+        self.telemetry = telemetry
+        """Spans and metrics of every call (``telemetry``), or ``None``: off, nothing imported."""
 
     @property
     def client(self) -> Redis | RedisCluster:
@@ -99,7 +108,21 @@ class Transport:
             self.client.nodes_manager.initialize()  # type: ignore[union-attr]
 
     def run(self, call: Call[T], node: Any = None) -> T:
-        """Send ``call`` and parse its reply: transport faults retried, refusals typed."""
+        """Send ``call`` and parse its reply: transport faults retried, refusals typed.
+
+        Every call of the store passes here, so this is where telemetry observes. Off, it costs one
+        attribute check and no frame of its own: ``run`` is a plain function handing back ``_run``."""
+        if self.telemetry is None:
+            return self._run(call, node)
+        return self._observed(call, node, self.telemetry)
+
+    def _observed(self, call: Call[T], node: Any, telemetry: Telemetry) -> T:
+        """``_run`` inside the call's span, its reply parsed through it (``telemetry``)."""
+        with telemetry.operation(call) as seen:
+            result: T = self._run(seen.parsing(call), node)
+            return seen.result(result)  # type: ignore[no-any-return]
+
+    def _run(self, call: Call[T], node: Any = None) -> T:
         try:
             try:
                 reply = self._send(call, node)
@@ -214,6 +237,8 @@ class Transport:
                     attempts = attempt.retry_state.attempt_number
                     if pending:
                         raise pending.pop()
+                    if self.telemetry is not None:
+                        self.telemetry.retry()
                     try:
                         return again()
                     except (AttributeError, TypeError) as exc:

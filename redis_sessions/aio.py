@@ -42,6 +42,7 @@ from .writebehind import SyncWorker
 
 if TYPE_CHECKING:
     from .persistence import PersistenceAdapter
+    from .telemetry import Telemetry
 
 __all__ = ["AsyncLease", "AsyncSessionStore", "AsyncToolCall"]
 
@@ -51,7 +52,8 @@ class AsyncSessionStore(AsyncStoreBase):
 
     The options are ``StoreConfig``'s (``redis_sessions.config``), documented there: ``prefix``,
     ``ttl``, ``max_messages``, ``codec``, ``max_message_bytes``, ``cache_messages``, ``retry``,
-    ``wait_replicas``/``wait_timeout`` and ``backing``; the store keeps them as ``config``.
+    ``wait_replicas``/``wait_timeout``, ``backing`` and ``telemetry``; the store keeps them as
+    ``config``.
     ``retry`` is the one retry policy for transport errors: the store turns the client's own
     retry off; with ``retry=None`` the store does not retry, and leaves the client's retry alone.
 
@@ -81,6 +83,7 @@ class AsyncSessionStore(AsyncStoreBase):
         wait_replicas: int = 0,
         wait_timeout: float | timedelta = 1.0,
         backing: PersistenceAdapter | None = None,
+        telemetry: Telemetry | None = None,
     ) -> None:
         check_client(client)
         self.config = StoreConfig(
@@ -94,6 +97,7 @@ class AsyncSessionStore(AsyncStoreBase):
             wait_replicas=wait_replicas,
             wait_timeout=wait_timeout,
             backing=backing,
+            telemetry=telemetry,
         )
         self._core = StoreCore(
             prefix=prefix,
@@ -108,7 +112,8 @@ class AsyncSessionStore(AsyncStoreBase):
         self.client = client
         # Decoded histories for re-reads: the store's own state (the core keeps none).
         self._cache = HistoryCache(cache_messages) if cache_messages > 0 else None
-        self.transport = AsyncTransport(client, self._core, retry, wait_for(wait_replicas, wait_timeout))
+        wait = wait_for(wait_replicas, wait_timeout)
+        self.transport = AsyncTransport(client, self._core, retry, wait, telemetry)
         """Sends this store's calls: for components that are not the store (the sync worker...)."""
         self._recovery = AsyncRecovery(self.transport, backing)
         self._backing = backing
@@ -165,8 +170,10 @@ class AsyncSessionStore(AsyncStoreBase):
         """With a backing store, start the write-behind worker: a thread with its own connections
         (made by the same opener with the caller's client options, and this store's prefix)."""
         if self._backing is not None:
-            options = {**given, "prefix": self.config.prefix}
+            options = {**given, "prefix": self.config.prefix, "telemetry": self.config.telemetry}
             self._worker = SyncWorker.open(opener, args, options, self._backing).start()
+            if self.config.telemetry is not None:
+                self.config.telemetry.watch_worker(self._worker)
             self._recovery.worker = self._worker
         return self
 

@@ -17,6 +17,7 @@ from .retry import RetryPolicy
 
 if TYPE_CHECKING:
     from .persistence import PersistenceAdapter
+    from .telemetry import Telemetry
 
 __all__ = ["CLIENT_DEFAULTS", "DEFAULT_RETRY", "StoreConfig"]
 
@@ -40,6 +41,8 @@ class StoreConfig:
     retry, and leaves its client's retry as it was configured. ``wait_replicas`` / ``wait_timeout``:
     ``WAIT`` for that many replicas after each write (``0``: off). ``backing``: a
     ``redis_sessions.persistence`` adapter, which makes Redis the cache of a durable store.
+    ``telemetry``: a ``redis_sessions.telemetry.Telemetry`` (OpenTelemetry spans and metrics of every
+    call; the ``otel`` extra), or ``None``: off, at no cost.
     """
 
     prefix: str = "rs"
@@ -52,6 +55,7 @@ class StoreConfig:
     wait_replicas: int = 0
     wait_timeout: float | timedelta = 1.0
     backing: PersistenceAdapter | None = None
+    telemetry: Telemetry | None = None
 
     @classmethod
     def split(cls, options: Mapping[str, Any]) -> tuple[StoreConfig, dict[str, Any]]:

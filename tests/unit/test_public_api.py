@@ -38,6 +38,7 @@ PUBLIC = {
     "SessionState",
     "SessionStore",
     "StoreError",
+    "Telemetry",
     "StoreUnavailable",
     "Text",
     "Thinking",
