@@ -98,6 +98,8 @@ class Telemetry:
             unit="{read}",
             description="History reads, by redis_sessions.cache.hit (the hit ratio is hit=true / all)",
         )
+        self._labels: dict[str, dict[str, Any]] = {}
+        self._attributes: dict[tuple[str, str | None], dict[str, Any]] = {}
         self._workers: weakref.WeakSet[Any] = weakref.WeakSet()
         self._streams: weakref.WeakSet[Any] = weakref.WeakSet()
         meter.create_observable_gauge(
@@ -138,6 +140,27 @@ class Telemetry:
     def watch_stream(self, stream: Any) -> None:
         """Count ``stream`` (a reply stream) as open while its ``state`` is ``"open"`` (held weakly)."""
         self._streams.add(stream)
+
+    def labels(self, op: str) -> dict[str, Any]:
+        """The metric attributes of an ``op`` that succeeded (one dict per op, built once)."""
+        found = self._labels.get(op)
+        if found is None:
+            found = self._labels[op] = {"db.system.name": SYSTEM, "db.operation.name": op}
+        return found
+
+    def span_attributes(self, call: Call[Any]) -> dict[str, Any]:
+        """A span's attributes at its start (one dict per op and script unless the id is shown)."""
+        key = (call.op, call.script)
+        found = self._attributes.get(key)
+        if found is None:
+            found = {"db.system.name": SYSTEM, "db.operation.name": call.op}
+            if call.script is not None:
+                found["db.stored_procedure.name"] = call.script
+            self._attributes[key] = found
+        shown = self.session_attribute(call.sid)
+        if shown is None:
+            return found
+        return {**found, "redis_sessions.session.id": shown}
 
     def session_attribute(self, sid: object) -> str | None:
         """What ``redis_sessions.session.id`` shows of ``sid`` under the configured policy."""
@@ -183,38 +206,40 @@ class _Operation:
         return self.call.parse(reply)
 
     def parsing(self, call: Call[Any]) -> Call[Any]:
-        """``call`` with ``parse`` routed through this operation."""
+        """``call`` with ``parse`` routed through this operation (an append's only: the one reply
+        that says more than its parse returns)."""
+        if call.script != "append":
+            return call
         parse: Callable[[Any], Any] = self.parse
         return call._replace(parse=parse)
 
     def __enter__(self) -> _Operation:
         telemetry, call = self.telemetry, self.call
-        attributes: dict[str, Any] = {"db.system.name": SYSTEM, "db.operation.name": call.op}
-        if call.script is not None:
-            attributes["db.stored_procedure.name"] = call.script
-        shown = telemetry.session_attribute(call.sid)
-        if shown is not None:
-            attributes["redis_sessions.session.id"] = shown
+        attributes = telemetry.span_attributes(call)
         trace = telemetry._trace
         span = telemetry.tracer.start_span(call.op, kind=trace.SpanKind.CLIENT, attributes=attributes)
         self.span = span
-        self.token = (telemetry._context.attach(trace.set_span_in_context(span)), _current.set(self))
+        # Current while the call runs (so redis-py's own spans, if on, nest under it): a span that
+        # records nothing (no SDK configured) has nothing to nest.
+        attached = telemetry._context.attach(trace.set_span_in_context(span)) if span.is_recording() else None
+        self.token = (attached, _current.set(self))
         self.started = time.perf_counter()
         return self
 
     def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, tb: object) -> None:
         elapsed = time.perf_counter() - self.started
-        attach, current = self.token
+        attached, current = self.token
         _current.reset(current)
-        self.telemetry._context.detach(attach)
+        if attached is not None:
+            self.telemetry._context.detach(attached)
         telemetry, call, span = self.telemetry, self.call, self.span
         assert span is not None
-        labels: dict[str, Any] = {"db.system.name": SYSTEM, "db.operation.name": call.op}
+        labels = telemetry.labels(call.op)
         if self.retries:
             span.set_attribute("redis_sessions.retries", self.retries)
         if error is not None:
             name = f"{type(error).__module__}.{type(error).__qualname__}"
-            labels["error.type"] = name
+            labels = {**labels, "error.type": name}
             span.set_attribute("error.type", name)
             span.set_status(telemetry._trace.StatusCode.ERROR, str(error))
             if isinstance(error, ConflictError):
