@@ -6,6 +6,7 @@ from typing import Any
 
 from _procs import A_COLD, A_WARM, AG, COLD, RS, RS_A, WARM
 
+X, D = "\u00d7", "\u2013"  # the tables' times sign and dash
 FRESH, WRITERS = "read 1,000 fresh process", "4 processes, one session"
 
 # (target, op (prefix), system, against "raw" (the row's baseline) or "ref" (RedisSession), at least).
@@ -196,3 +197,52 @@ def chart(results: dict[str, Any], path: str) -> None:
     )
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def markdown(results: dict[str, Any]) -> str:
+    """The run as the documentation's tables: every case, the targets, append.lua's server time."""
+    m, cfg = results["machine"], results["config"]
+    out = [
+        f"redis-sessions @ `{m['commit']}` (library `{m['library_commit']}`), {m['date'][:16]}, "
+        f"{m['nproc']} CPU {m['cpu']}, load {m['loadavg'][0]:.2f} at the start; Python {m['python']}, "
+        f"redis-server {m['redis_server']}, redis-py {m['redis_py']} (hiredis {m['hiredis']}), "
+        f"msgspec {m['msgspec']}, openai-agents {m['openai-agents']}; codec {cfg['codec']}, "
+        f"--pin {cfg['pin']}, {cfg['rounds']} rounds, {cfg['elapsed_s']} s.",
+        "",
+        "| op | system | ops/s | p50 µs | p99 µs | CPU µs/op | vs baseline (rounds) | vs RedisSession |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    op = None
+    for r in results["results"]:
+        base = r["system"] == r["baseline"]
+        ratio = (
+            f"1.00{X}"
+            if base
+            else f"**{r['ratio_vs_raw']:.2f}{X}** ({min(r['ratios']):.2f}{D}{max(r['ratios']):.2f})"
+        )
+        ref = "" if r["ratio_vs_ref"] is None else f"{r['ratio_vs_ref']:.2f}{X}"
+        name = r["op"] if r["op"] != op else ""
+        out.append(
+            f"| {name} | {r['system']} | {r['ops_per_s']:,.0f} | {r['p50_us']:,.0f} "
+            f"| {r['p99_us']:,.0f} | {r['cpu_us_per_op']:,.0f} | {ratio} | {ref} |"
+        )
+        op = r["op"]
+    out += [
+        "",
+        "| target | system | measured (rounds) | against | met? |",
+        "| --- | --- | ---: | --- | --- |",
+    ]
+    for t in results["targets"]:
+        out.append(
+            f"| {t['target']} | {t['system']} | {t['measured']:.2f}{X} "
+            f"({t['range'][0]:.2f}{D}{t['range'][1]:.2f}) "
+            f"| {t['against']} | {'yes' if t['met'] else '**no**'} |"
+        )
+    out += ["", f"| append.lua, plain session | server µs/call | commands per append (calls {X} µs) |"]
+    out += ["| --- | ---: | --- |"]
+    for row in results.get("append_script", []):
+        inner = ", ".join(
+            f"{c} {v['calls_per_append']:g}{X}{v['us_per_call']:.2f}" for c, v in row["commands"].items()
+        )
+        out.append(f"| {row['variant']} | {row['us_per_call']:.1f} | {inner} |")
+    return "\n".join(out) + "\n"

@@ -57,7 +57,7 @@ from _procs import (
     check_writers,
     run_fresh_read,
 )
-from _report import chart, report, targets
+from _report import chart, markdown, report, targets
 from _workload import SEED, as_items, as_json, make_messages, message_sizes
 from hiredis import pack_command
 from redis.asyncio import BlockingConnectionPool
@@ -456,6 +456,7 @@ def parse_args(argv: Sequence[str] | None) -> tuple[argparse.Namespace, Config]:
     parser.add_argument("--pin", choices=pins, default="none", help="CPU placement (own server only)")
     parser.add_argument("--json", metavar="PATH", help="also write the results as JSON")
     parser.add_argument("--chart", metavar="PATH", help="also draw the ratios as a PNG (matplotlib)")
+    parser.add_argument("--markdown", metavar="PATH", help="also write the tables as Markdown (for the docs)")
     parser.add_argument(
         "--listed", type=int, help="sessions for ls/stats (default 100000; --quick 2000; 0: skip)"
     )
@@ -519,6 +520,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             f.write("\n")
     if args.chart:
         chart(results, args.chart)
+    if args.markdown:
+        with open(args.markdown, "w") as f:
+            f.write(markdown(results))
     return 0
 
 

@@ -35,6 +35,10 @@ __all__ = ["UNSENT", "AsyncLeanLine"]
 
 UNSENT: Final[Any] = object()
 """``send``'s answer when it did not send: take the general path."""
+_PLAIN: Final = frozenset({"HMGET", "LLEN", "LRANGE", "PTTL", "EVALSHA"})
+"""Commands whose raw reply is what redis-py returns for them, in RESP2 and RESP3 alike (no response
+callback changes them): the only ones sent in lean pipelines and transactions (HGETALL is a list in
+RESP2, a dict once redis-py has parsed it)."""
 _MULTI: Final = pack_command(("MULTI",))
 _EXEC: Final = pack_command(("EXEC",))
 
@@ -118,7 +122,7 @@ class AsyncLeanLine:
         """The replies of ``commands`` pipelined in one round trip, or ``UNSENT`` when any was an
         error (the general way raises it as it always has, or loads a script that was missing)."""
         pool = self.pool
-        if pool is None:
+        if pool is None or not _plain(commands):
             return UNSENT
         packed = [b"".join([pack_command(command) for command in commands])]
         connection = await pool.get_connection()
@@ -142,7 +146,7 @@ class AsyncLeanLine:
         command refused when queued, EXECABORT, an error among the replies) goes the general way,
         which raises it as it always has (or runs the read-only fallback when Redis is out of memory)."""
         pool = self.pool
-        if pool is None:
+        if pool is None or not _plain(commands):
             return UNSENT
         packed = [b"".join([_MULTI, *(pack_command(command) for command in commands), _EXEC])]
         connection = await pool.get_connection()
@@ -166,3 +170,7 @@ class AsyncLeanLine:
             raise
         finally:
             await pool.release(connection)
+
+
+def _plain(commands: Sequence[tuple[Any, ...]]) -> bool:
+    return all(command[0] in _PLAIN for command in commands)

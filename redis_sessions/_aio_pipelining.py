@@ -65,8 +65,10 @@ class AutoPipeline:
         try:
             connection = await self.pool.get_connection()
         except BaseException as exc:
-            _fail(batch, exc)
-            raise
+            _fail(batch, exc)  # the callers have it: nobody awaits this task to be told again
+            if not isinstance(exc, Exception):
+                raise
+            return
         try:
             await connection.send_packed_command([b"".join([packed for packed, _ in batch])])
             for _, future in batch:

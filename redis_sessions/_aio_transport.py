@@ -11,6 +11,7 @@ This module is the source of ``_transport.py`` (``python tools/unasync.py``), li
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -57,7 +58,8 @@ class AsyncTransport:
         self.wait = wait
         self.cluster = isinstance(client, RedisCluster)
         self.sharded: bool | None = None  # sharded pub/sub? asked of the server on first subscribe
-        self.lean = AsyncLeanLine(client)  # the hot scripts' first try; faults retry the general way
+        self._lean: tuple[Any, AsyncLeanLine | None] = (None, None)  # the last client's, and its line
+        self._lean_lines: weakref.WeakKeyDictionary[Any, AsyncLeanLine] = weakref.WeakKeyDictionary()
         self.telemetry = telemetry
         """Spans and metrics of every call (``telemetry``), or ``None``: off, nothing imported."""
 
@@ -66,6 +68,20 @@ class AsyncTransport:
         """The client for this call: the running event loop's (``_loops``)."""
         client: Redis | RedisCluster = self.clients.current()
         return client
+
+    @property
+    def lean(self) -> AsyncLeanLine:
+        """This call's client's lean line (``_aio_lean``), the hot calls' first try: one per client,
+        so one per event loop, as the pool connections it uses are."""
+        client = self.client
+        last, line = self._lean
+        if last is client and line is not None:
+            return line
+        line = self._lean_lines.get(client)
+        if line is None:
+            line = self._lean_lines[client] = AsyncLeanLine(client)
+        self._lean = (client, line)
+        return line
 
     async def subscribe(self, sid: SessionId, *channels: str) -> Any:
         """A pub/sub connection listening on ``channels``; an outage is retried under the policy,

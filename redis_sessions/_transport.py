@@ -6,6 +6,7 @@ regenerate. See the source's docstring.
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -52,7 +53,8 @@ class Transport:
         self.wait = wait
         self.cluster = isinstance(client, RedisCluster)
         self.sharded: bool | None = None  # sharded pub/sub? asked of the server on first subscribe
-        self.lean = LeanLine(client)  # the hot scripts' first try; faults retry the general way
+        self._lean: tuple[Any, LeanLine | None] = (None, None)  # the last client's, and its line
+        self._lean_lines: weakref.WeakKeyDictionary[Any, LeanLine] = weakref.WeakKeyDictionary()
         self.telemetry = telemetry
         """Spans and metrics of every call (``telemetry``), or ``None``: off, nothing imported."""
 
@@ -61,6 +63,20 @@ class Transport:
         """The client for this call: the running event loop's (``_loops``)."""
         client: Redis | RedisCluster = self.clients.current()
         return client
+
+    @property
+    def lean(self) -> LeanLine:
+        """This call's client's lean line (``_aio_lean``), the hot calls' first try: one per client,
+        so one per event loop, as the pool connections it uses are."""
+        client = self.client
+        last, line = self._lean
+        if last is client and line is not None:
+            return line
+        line = self._lean_lines.get(client)
+        if line is None:
+            line = self._lean_lines[client] = LeanLine(client)
+        self._lean = (client, line)
+        return line
 
     def subscribe(self, sid: SessionId, *channels: str) -> Any:
         """A pub/sub connection listening on ``channels``; an outage is retried under the policy,

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
@@ -44,6 +45,29 @@ def test_appends_take_the_lean_line(client: redis.Redis, monkeypatch: pytest.Mon
     monkeypatch.undo()
     assert ids(store.messages(sid)) == ids(batch)
     assert client.connection_pool._in_use_connections == set(), "every connection went back"  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("protocol", [2, 3])
+def test_reads_give_what_redis_py_would_in_either_protocol(
+    redis_url: str, protocol: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with redis.Redis.from_url(redis_url, protocol=protocol) as client:
+        store = SessionStore(client, prefix=unique_prefix(), cache_messages=0)
+        sid = store.create(model="m", metadata={"k": "v"})
+        store.extend(sid, messages_of(3))
+        session = store.load(sid)  # HGETALL: a list in RESP2, so it goes the general way
+        assert session is not None
+        assert (session.model, session.metadata, session.seq) == ("m", {"k": "v"}, 3)
+        info = store.info(sid)
+        assert info is not None
+        assert (info.messages, info.seq) == (3, 3)
+        monkeypatch.setattr(client, "execute_command", _refuse)
+        monkeypatch.setattr(client, "pipeline", _refuse)
+        assert ids(store.messages(sid, -2)) == ids(messages_of(3)[-2:])  # MULTI/EXEC, lean
+        monkeypatch.undo()  # SCAN goes the general way; the page of info.lua calls does not
+        assert [i.id for i in store.infos()] == [sid]  # loads info.lua if the server lacks it
+        monkeypatch.setattr(client, "pipeline", _refuse)
+        assert [i.id for i in store.infos()] == [sid]
 
 
 def test_a_flushed_script_cache_goes_the_general_way(client: redis.Redis) -> None:
@@ -184,3 +208,28 @@ def test_a_fault_in_a_shared_write_is_retried_for_each_caller_once(
             assert sorted(stored[1:]) == sorted(m.id for m in messages), "each stored once"
 
     asyncio.run(main())
+
+
+def test_each_event_loop_pipelines_on_its_own_client(redis_url: str) -> None:
+    store = AsyncSessionStore.from_url(redis_url, prefix=unique_prefix())
+
+    async def burst(tag: str) -> list[int]:
+        sid = await store.create()
+        await store.append(sid, AgentMessage.user("warm", id=f"{tag}-warm"))
+        seqs = await asyncio.gather(
+            *(store.append(sid, AgentMessage.user(tag, id=f"{tag}-{k}")) for k in range(25))
+        )
+        assert len(await store.messages(sid)) == 26
+        await store.transport.lean.settled()
+        return sorted(seqs)
+
+    async def close() -> None:
+        await store.aclose()
+
+    try:
+        first = asyncio.run(burst("first"))
+        with ThreadPoolExecutor(2) as pool:  # two loops at once, in two threads
+            both = list(pool.map(lambda tag: asyncio.run(burst(tag)), ["a", "b"]))
+        assert first == both[0] == both[1] == list(range(2, 27))
+    finally:
+        asyncio.run(close())
