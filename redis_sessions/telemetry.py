@@ -27,7 +27,7 @@ from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any, Final, Literal
 
 from ._protocol import OK
-from .errors import ConflictError, InvalidOperation, LeaseLost
+from .errors import ConflictError, InvalidArgument, InvalidOperation, LeaseLost
 
 if TYPE_CHECKING:
     from opentelemetry.metrics import CallbackOptions, MeterProvider, Observation
@@ -50,7 +50,8 @@ class Telemetry:
     ``tracer_provider`` / ``meter_provider``: OpenTelemetry's global ones unless given (until the
     application configures them, the API's no-op ones). ``session_id``: ``"off"`` (default), ``"hashed"``
     (``redis_sessions.session.id`` = a BLAKE2b digest keyed by ``session_id_key``) or ``"plain"``.
-    ``InvalidOperation`` when ``opentelemetry-api`` is not installed (``pip install 'redis-sessions[otel]'``).
+    ``InvalidOperation`` when ``opentelemetry-api`` is not installed (``pip install 'redis-sessions[otel]'``),
+    ``InvalidArgument`` for an unknown ``session_id`` policy or a key that is not bytes.
     """
 
     def __init__(
@@ -68,7 +69,9 @@ class Telemetry:
             needs = "telemetry needs the otel extra: pip install 'redis-sessions[otel]'"
             raise InvalidOperation(needs) from exc
         if session_id not in ("off", "hashed", "plain"):
-            raise InvalidOperation(f"session_id must be 'off', 'hashed' or 'plain', not {session_id!r}")
+            raise InvalidArgument(f"session_id must be 'off', 'hashed' or 'plain', not {session_id!r}")
+        if not isinstance(session_id_key, bytes) or len(session_id_key) > 64:
+            raise InvalidArgument("session_id_key must be bytes, at most 64 of them (a BLAKE2b key)")
         self.session_id, self._key = session_id, session_id_key
         self._trace, self._context, self._observation = trace, context, Observation
         self.tracer = trace.get_tracer(__name__, tracer_provider=tracer_provider)
