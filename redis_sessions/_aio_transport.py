@@ -132,10 +132,12 @@ class AsyncTransport:
         """Send ``call`` and parse its reply: transport faults retried, refusals typed.
 
         Every call of the store passes here, so this is where telemetry observes. Off, it costs one
-        attribute check and no frame of its own: ``run`` is a plain function handing back ``_run``."""
-        if self.telemetry is None:
+        attribute check and no frame of its own: ``run`` is a plain function handing back ``_run``;
+        on while no OpenTelemetry SDK is configured (``Telemetry.listening``), one call more."""
+        telemetry = self.telemetry
+        if telemetry is None or not telemetry.listening():
             return self._run(call, node)
-        return self._observed(call, node, self.telemetry)
+        return self._observed(call, node, telemetry)
 
     async def _observed(self, call: Call[T], node: Any, telemetry: Telemetry) -> T:
         """``_run`` inside the call's span, its reply parsed through it (``telemetry``)."""

@@ -74,6 +74,8 @@ class Telemetry:
             raise InvalidArgument("session_id_key must be bytes, at most 64 of them (a BLAKE2b key)")
         self.session_id, self._key = session_id, session_id_key
         self._trace, self._context, self._observation = trace, context, Observation
+        self._metrics, self._given = metrics, (tracer_provider, meter_provider)
+        self._listening = False
         self.tracer = trace.get_tracer(__name__, tracer_provider=tracer_provider)
         meter = metrics.get_meter(__name__, meter_provider=meter_provider)
         self.duration = meter.create_histogram(
@@ -123,6 +125,25 @@ class Telemetry:
             unit="{stream}",
             description="Streamed partial replies of this process not yet finished or aborted",
         )
+
+    def listening(self) -> bool:
+        """Whether a provider takes what would be recorded: not while both are OpenTelemetry's
+        defaults (the application configured no SDK), so that a ``Telemetry()`` made before the SDK
+        is set up, or in a process that never sets one up, costs one check per call. Once a provider
+        is there it stays (OpenTelemetry sets its global providers once), and so does the answer."""
+        if self._listening:
+            return True
+        trace, tracer, meter = self._trace, self._given[0], self._given[1]
+        tracer = tracer or trace.get_tracer_provider()
+        meter = meter or self._metrics.get_meter_provider()
+        self._listening = not isinstance(
+            tracer, (trace.ProxyTracerProvider, trace.NoOpTracerProvider)
+        ) or not (
+            # The API's own global meter provider has no public class: named here, pinned by a test.
+            isinstance(meter, self._metrics.NoOpMeterProvider)
+            or type(meter).__name__ == "_ProxyMeterProvider"
+        )
+        return self._listening
 
     def operation(self, call: Call[Any]) -> _Operation:
         """The span and measurements of one call: ``with telemetry.operation(call) as seen:`` around

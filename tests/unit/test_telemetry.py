@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import uuid
 
 import pytest
@@ -30,3 +32,26 @@ def test_the_session_id_policy() -> None:
 def test_bad_options_are_refused(options: dict[str, object]) -> None:
     with pytest.raises(InvalidArgument):
         Telemetry(**options)  # type: ignore[arg-type]
+
+
+def test_nothing_is_recorded_until_a_provider_listens() -> None:
+    from opentelemetry import metrics, trace
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.trace import TracerProvider
+
+    noop = {"tracer_provider": trace.NoOpTracerProvider(), "meter_provider": metrics.NoOpMeterProvider()}
+    assert not Telemetry(**noop).listening()  # type: ignore[arg-type]
+    assert Telemetry(**{**noop, "tracer_provider": TracerProvider()}).listening()  # type: ignore[arg-type]
+    meter = MeterProvider()
+    try:
+        assert Telemetry(**{**noop, "meter_provider": meter}).listening()  # type: ignore[arg-type]
+    finally:
+        meter.shutdown()
+
+
+def test_opentelemetrys_own_defaults_are_told_apart() -> None:
+    # A fresh interpreter: nothing configured globally (another test's framework may have been).
+    # This pins the name of the API's global proxy meter provider, which has no public class.
+    program = "from redis_sessions import Telemetry; print(Telemetry().listening())"
+    done = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "False"
