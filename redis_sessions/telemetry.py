@@ -75,7 +75,7 @@ class Telemetry:
         self.session_id, self._key = session_id, session_id_key
         self._trace, self._context, self._observation = trace, context, Observation
         self._metrics, self._given = metrics, (tracer_provider, meter_provider)
-        self._listening = False
+        self._listening, self._asked = False, -1.0  # the answer, and when it was last worked out
         self.tracer = trace.get_tracer(__name__, tracer_provider=tracer_provider)
         meter = metrics.get_meter(__name__, meter_provider=meter_provider)
         self.duration = meter.create_histogram(
@@ -129,10 +129,16 @@ class Telemetry:
     def listening(self) -> bool:
         """Whether a provider takes what would be recorded: not while both are OpenTelemetry's
         defaults (the application configured no SDK), so that a ``Telemetry()`` made before the SDK
-        is set up, or in a process that never sets one up, costs one check per call. Once a provider
-        is there it stays (OpenTelemetry sets its global providers once), and so does the answer."""
+        is set up, or in a process that never sets one up, costs one check per call. Asking the API
+        costs microseconds (it reads the environment), so "no" is worked out again once a second: an
+        SDK set up later is seen within a second. Once a provider is there it stays (OpenTelemetry
+        sets its global providers once), and so does the answer."""
         if self._listening:
             return True
+        now = time.monotonic()
+        if now - self._asked < 1.0:
+            return False
+        self._asked = now
         trace, tracer, meter = self._trace, self._given[0], self._given[1]
         tracer = tracer or trace.get_tracer_provider()
         meter = meter or self._metrics.get_meter_provider()
