@@ -2,7 +2,8 @@
 
 A store made with ``telemetry=Telemetry()`` (the ``otel`` extra: ``opentelemetry-api``) wraps every
 call its transport sends in one client span and records the metrics below; a store without it (the
-default) never imports OpenTelemetry, and its transport pays one attribute check per call. The one
+default) never imports OpenTelemetry, and its transport pays one attribute check per call; nor does a
+store whose ``Telemetry`` has no SDK behind it yet (``Telemetry.listening``). The one
 place that observes is ``Telemetry.operation``, which the transport's ``run`` enters for each call
 (the lean and auto-pipelined hot path included, since ``run`` is where they start); retries,
 write-behind workers and reply streams report to the same object.
