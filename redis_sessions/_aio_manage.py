@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 from . import _admin as admin
 from . import _durable as durable
+from . import _rekey as sealing
 from ._aio_recovery import AsyncRecovery
 from ._aio_transport import AsyncTransport
 from ._core import StoreCore
@@ -40,7 +41,7 @@ class AsyncManaging:
         session = await self.load(session_id)
         if session is None:
             return False
-        await adapter.save_session(session.id, session.to_state())
+        await adapter.save_session(session.id, sealing.for_record(self._core, session.id, session.to_state()))
         return True
 
     async def restore(

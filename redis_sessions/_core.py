@@ -21,8 +21,10 @@ import redis.exceptions
 
 from . import migrations
 from ._calls import Call
+from ._envelope import STAND_IN, seal, unwrap
 from ._protocol import OK, Status, error_for
-from .codec import CODECS, Codec
+from .codec import CODECS, Codec, readers
+from .encryption import Encryption
 from .errors import (
     CorruptSession,
     InvalidArgument,
@@ -89,6 +91,7 @@ SCRIPTS: Final[dict[str, str]] = {
         "stream_abort",
         "tool_call",
         "info",
+        "rekey",
     )
 }
 """Lua sources by name, read once from the package's ``scripts/*.lua`` files (with the shared
@@ -152,6 +155,7 @@ class StoreCore:
         durable: bool = False,
         record: str = "",
         cluster: bool = False,
+        encryption: Encryption | None = None,
     ) -> None:
         if codec not in CODECS:
             raise InvalidArgument(f"codec must be one of {sorted(CODECS)}, got {codec!r}")
@@ -161,6 +165,10 @@ class StoreCore:
         self.ttl_ms = ttl_ms(ttl)
         self.max_messages = max_messages or 0
         self.codec: Codec = CODECS[codec]
+        # encryption=: messages are sealed by ``encode`` and opened by the readers (``codec_named``).
+        self.encryption = encryption
+        self._readers = readers(encryption)
+        self.reader = self._readers[codec]  # this store's codec, opening sealed messages
         self.max_message_bytes = max_message_bytes
         # With a backing store, sessions this store creates are durable: listed as dirty until the
         # sync worker has stored them, and without a TTL until then (any store's writes keep that).
@@ -202,6 +210,10 @@ class StoreCore:
             raise InvalidMessage(sid, f"expected an AgentMessage, got {type(message).__name__}")
         if not isinstance(message.id, str) or not message.id:
             raise InvalidMessage(sid, f"a message id must be a non-empty str, got {message.id!r}")
+        if message.extra is not None and STAND_IN in message.extra:  # back from a durable record
+            sealed = unwrap(sid, message)
+            if sealed is not None:
+                return sealed
         try:
             data = self.codec.encode(message)
             self.codec.check(data)
@@ -209,7 +221,7 @@ class StoreCore:
             raise InvalidMessage(sid, f"message {message.id!r} does not match the schema: {exc}") from exc
         if len(data) > self.max_message_bytes:
             raise MessageTooLarge(sid, message.id, len(data), self.max_message_bytes)
-        return data
+        return data if self.encryption is None else seal(self.encryption, sid, message.id, data)
 
     def check(
         self,
@@ -261,7 +273,7 @@ class StoreCore:
             self.check(sid, [Status.VERSION_MISMATCH, version])
 
     def codec_named(self, sid: SessionId, name: bytes | None) -> Codec:
-        codec = CODECS.get(name.decode("utf-8", "backslashreplace")) if name else None
+        codec = self._readers.get(name.decode("utf-8", "backslashreplace")) if name else None
         if codec is None:
             raise CorruptSession(sid, f"unknown codec {name!r} in the meta hash")
         return codec

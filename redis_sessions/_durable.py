@@ -141,7 +141,7 @@ def raw_session(core: StoreCore, sid: SessionId) -> Call[RawSession | None]:
         try:
             version = int(meta[b"schema_version"])
             codec = core.codec_named(sid, meta.get(b"codec"))
-            messages = [codec.raw(item) for item in items]
+            messages = [codec.raw(codec.opened(sid, item, i)) for i, item in enumerate(items)]
             session = core.session(sid, meta, [])
         except (KeyError, ValueError, msgspec.DecodeError) as exc:
             raise CorruptSession(sid, f"unreadable for a schema upgrade: {exc!r}") from exc
@@ -205,7 +205,8 @@ def sync_read(
             core.check(sid, reply)
             _, flat, synced, items = reply
             meta = dict(zip(flat[::2], flat[1::2], strict=True))
-            messages = core.codec_named(sid, meta.get(b"codec")).decode(sid, items, int(synced))
+            # Sealed messages go to the record sealed, as stand-ins (_envelope): no key needed here.
+            messages = core.codec_named(sid, meta.get(b"codec")).keeping_sealed(sid, items, int(synced))
             upto = int(synced) + len(messages)
             state = msgspec.structs.replace(core.session(sid, meta, messages).to_state(), seq=upto)
             return Unsynced(state, int(synced), meta.get(b"epoch", b""), meta.get(b"updated_at", b""))

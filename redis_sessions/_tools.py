@@ -117,7 +117,7 @@ def _result(core: StoreCore, sid: SessionId, tool_use_id: str, payload: bytes) -
     """The ``ToolResult`` block of a stored result message (``None`` for ``b''``: trimmed away)."""
     if not payload:
         return None
-    (message,) = core.codec.decode(sid, [payload])
+    (message,) = core.reader.decode(sid, [payload])
     for block in message.content:
         if isinstance(block, ToolResult) and block.tool_use_id == tool_use_id:
             return block

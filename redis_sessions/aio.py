@@ -34,6 +34,7 @@ from ._core import (
 from ._replication import wait_for
 from .cache import HistoryCache
 from .config import DEFAULT_RETRY, StoreConfig
+from .encryption import Encryption
 from .errors import InvalidArgumentType, InvalidOperation
 from .keys import session_id as parse_session_id
 from .models import AgentMessage, Session, SessionId
@@ -52,8 +53,8 @@ class AsyncSessionStore(AsyncStoreBase):
 
     The options are ``StoreConfig``'s (``redis_sessions.config``), documented there: ``prefix``,
     ``ttl``, ``max_messages``, ``codec``, ``max_message_bytes``, ``cache_messages``, ``retry``,
-    ``wait_replicas``/``wait_timeout``, ``backing`` and ``telemetry``; the store keeps them as
-    ``config``.
+    ``wait_replicas``/``wait_timeout``, ``backing``, ``encryption`` and ``telemetry``; the store keeps
+    them as ``config``.
     ``retry`` is the one retry policy for transport errors: the store turns the client's own
     retry off; with ``retry=None`` the store does not retry, and leaves the client's retry alone.
 
@@ -83,6 +84,7 @@ class AsyncSessionStore(AsyncStoreBase):
         wait_replicas: int = 0,
         wait_timeout: float | timedelta = 1.0,
         backing: PersistenceAdapter | None = None,
+        encryption: Encryption | None = None,
         telemetry: Telemetry | None = None,
     ) -> None:
         check_client(client)
@@ -97,6 +99,7 @@ class AsyncSessionStore(AsyncStoreBase):
             wait_replicas=wait_replicas,
             wait_timeout=wait_timeout,
             backing=backing,
+            encryption=encryption,
             telemetry=telemetry,
         )
         self._core = StoreCore(
@@ -108,6 +111,7 @@ class AsyncSessionStore(AsyncStoreBase):
             durable=backing is not None,
             record="" if backing is None else backing.record_id,
             cluster=isinstance(client, RedisCluster),
+            encryption=encryption,
         )
         self.client = client
         # Decoded histories for re-reads: the store's own state (the core keeps none).

@@ -15,10 +15,12 @@ from typing import Any, Final, Literal
 
 import msgspec
 
+from ._envelope import header, is_sealed, open_sealed, stand_in
+from .encryption import Encryption
 from .errors import CorruptSession
-from .models import AgentMessage, decode_persisted
+from .models import AgentMessage, SessionId, decode_persisted
 
-__all__ = ["CODECS", "Codec", "CodecName", "JsonCodec", "MsgpackCodec"]
+__all__ = ["CODECS", "Codec", "CodecName", "JsonCodec", "MsgpackCodec", "SealedCodec", "readers"]
 
 CodecName = Literal["msgpack", "json"]
 
@@ -51,6 +53,27 @@ class Codec:
     def frame(self, items: Sequence[bytes]) -> bytes:
         raise NotImplementedError
 
+    def opened(self, sid: SessionId, data: bytes, position: int | None) -> bytes:
+        """``data`` as the codec encoded it: a sealed message needs a keyring (``SealedCodec``);
+        bytes that only start like one are left to the codec to call corrupt."""
+        if is_sealed(data):
+            try:
+                header(sid, data, position)
+            except CorruptSession:
+                return data
+            open_sealed(None, sid, data, position)  # raises: DecryptionError, no keyring
+        return data
+
+    def keeping_sealed(self, sid: SessionId, items: Sequence[bytes], first: int = 0) -> list[AgentMessage]:
+        """``decode``, but a sealed message comes back as its stand-in (``_envelope``), unopened:
+        what the write-behind worker hands the backing record, without a key."""
+        if not any(is_sealed(item) for item in items):
+            return self.decode(sid, items, first)
+        return [
+            stand_in(sid, item, first + i) if is_sealed(item) else self.decode(sid, [item], first + i)[0]
+            for i, item in enumerate(items)
+        ]
+
     def decode(self, sid: uuid.UUID, items: Sequence[bytes], first: int = 0) -> list[AgentMessage]:
         """Decode stored items; ``first`` is the list position of ``items[0]``, for error reports."""
         if not items:
@@ -62,6 +85,7 @@ class Codec:
         except msgspec.DecodeError:
             pass
         for i, item in enumerate(items):
+            self.opened(sid, item, first + i)  # a sealed one: DecryptionError, which says why
             try:
                 decode_persisted(self._one.decode, item)
             except msgspec.DecodeError as exc:
@@ -105,3 +129,39 @@ class JsonCodec(Codec):
 
 CODECS: Final[dict[str, Codec]] = {"msgpack": MsgpackCodec(), "json": JsonCodec()}
 """One shared instance per codec name (msgspec encoders/decoders are thread-safe to reuse)."""
+
+
+class SealedCodec(Codec):
+    """A codec that opens sealed messages (``encryption=``) before decoding; plain ones (written
+    before encryption was switched on) decode as they are."""
+
+    def __init__(self, inner: Codec, encryption: Encryption) -> None:
+        self.inner = inner
+        self.name = inner.name
+        self.encryption = encryption
+
+    def encode(self, message: AgentMessage) -> bytes:
+        return self.inner.encode(message)
+
+    def raw(self, data: bytes) -> dict[str, object]:
+        return self.inner.raw(data)
+
+    def check(self, data: bytes) -> None:
+        self.inner.check(data)
+
+    def frame(self, items: Sequence[bytes]) -> bytes:
+        return self.inner.frame(items)
+
+    def opened(self, sid: SessionId, data: bytes, position: int | None) -> bytes:
+        return open_sealed(self.encryption, sid, data, position) if is_sealed(data) else data
+
+    def decode(self, sid: uuid.UUID, items: Sequence[bytes], first: int = 0) -> list[AgentMessage]:
+        plain = [self.opened(sid, item, first + i) for i, item in enumerate(items)]
+        return self.inner.decode(sid, plain, first)
+
+
+def readers(encryption: Encryption | None) -> dict[str, Codec]:
+    """The codecs a store reads with, by name: ``CODECS``, or each wrapped to open sealed messages."""
+    if encryption is None:
+        return CODECS
+    return {name: SealedCodec(codec, encryption) for name, codec in CODECS.items()}

@@ -16,6 +16,7 @@ from ._core import DEFAULT_CACHE_MESSAGES, DEFAULT_MAX_MESSAGE_BYTES
 from .retry import RetryPolicy
 
 if TYPE_CHECKING:
+    from .encryption import Encryption
     from .persistence import PersistenceAdapter
     from .telemetry import Telemetry
 
@@ -41,6 +42,8 @@ class StoreConfig:
     retry, and leaves its client's retry as it was configured. ``wait_replicas`` / ``wait_timeout``:
     ``WAIT`` for that many replicas after each write (``0``: off). ``backing``: a
     ``redis_sessions.persistence`` adapter, which makes Redis the cache of a durable store.
+    ``encryption``: a ``redis_sessions.encryption.Encryption`` keyring: each message is stored
+    AES-256-GCM encrypted (in Redis and in the backing record); ``None``: stored as encoded.
     ``telemetry``: a ``redis_sessions.telemetry.Telemetry`` (OpenTelemetry spans and metrics of every
     call; the ``otel`` extra), or ``None``: off, at no cost.
     """
@@ -55,6 +58,7 @@ class StoreConfig:
     wait_replicas: int = 0
     wait_timeout: float | timedelta = 1.0
     backing: PersistenceAdapter | None = None
+    encryption: Encryption | None = None
     telemetry: Telemetry | None = None
 
     @classmethod

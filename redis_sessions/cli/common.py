@@ -8,6 +8,7 @@ wrapping (``soft_wrap``), and Rich honours ``NO_COLOR`` itself.
 from __future__ import annotations
 
 import contextlib
+import importlib
 import os
 import sys
 import tempfile
@@ -31,6 +32,7 @@ __all__ = [
     "connect",
     "emit_json",
     "is_terminal",
+    "load_encryption",
     "make_console",
     "open_output",
     "open_store",
@@ -70,6 +72,22 @@ def connect(settings: Settings, **options: Any) -> SessionStore:
     No history cache: a command reads each session once."""
     options.setdefault("cache_messages", 0)
     return open_store(settings.url or DEFAULT_URL, settings.prefix, cluster=settings.cluster, **options)
+
+
+def load_encryption(where: str) -> Any:
+    """The ``Encryption`` at ``module:name`` (an object, or a function that returns one): keys stay
+    in the operator's own code or KMS, never on the command line."""
+    from ..encryption import Encryption
+
+    module_name, _, name = where.partition(":")
+    try:
+        found = getattr(importlib.import_module(module_name), name)
+    except (ImportError, AttributeError, ValueError) as exc:
+        raise click.ClickException(f"--encryption {where!r}: {exc}") from exc
+    keys = found() if callable(found) and not isinstance(found, Encryption) else found
+    if not isinstance(keys, Encryption):
+        raise click.ClickException(f"--encryption {where!r} is a {type(keys).__name__}, not an Encryption")
+    return keys
 
 
 def redacted(url: str) -> str:

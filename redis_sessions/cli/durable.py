@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from .common import Settings, make_console, open_store
+from .common import Settings, load_encryption, make_console, open_store
 
 if TYPE_CHECKING:
     from ..writebehind import SyncWorker
@@ -88,16 +88,24 @@ def _lag(worker: SyncWorker) -> str:
     return f"{lag.sessions} session(s), {lag.messages} message(s), {lag.seconds:.2f} s behind"
 
 
-@click.command(short_help="Upgrade stored sessions to this version's schema, in place.")
+@click.command(short_help="Upgrade stored sessions to this version's schema, or re-encrypt them.")
 @click.option("--backing", help="Also the backing store: sqlite:///path.db, postgresql://..., dir:///path")
+@click.option("--rekey", is_flag=True, help="Re-encrypt every message with its session's current key.")
+@click.option(
+    "--encryption",
+    metavar="MODULE:NAME",
+    help="With --rekey: where the keyring is, an Encryption object (or a function returning one).",
+)
 @click.pass_obj
-def migrate(settings: Settings, backing: str | None) -> None:
-    """Bring every session in Redis (and in the backing store) to this version's schema.
+def migrate(settings: Settings, backing: str | None, rekey: bool, encryption: str | None) -> None:
+    """Bring every session in Redis (and in the backing store) to this version's schema; with
+    --rekey, seal every message under its session's current key instead (messages written before
+    encryption was switched on, or under an older key).
 
     Online and resumable: each session is upgraded on its own, one that is appended to meanwhile
-    is upgraded again, and sessions already current are only read, so it can run again after an
-    interruption. A version newer than this code is reported, never touched. Exits 1 if any
-    session could not be upgraded.
+    is upgraded again (or, rekeying, reported for the next run), and sessions already current are
+    only read, so it can run again after an interruption. A version newer than this code is
+    reported, never touched. Exits 1 if any session could not be upgraded.
     """
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
@@ -106,6 +114,9 @@ def migrate(settings: Settings, backing: str | None) -> None:
 
     if settings.url is None:
         raise click.ClickException("migrate needs --url (or REDIS_URL)")
+    if rekey != (encryption is not None):
+        raise click.ClickException("--rekey and --encryption MODULE:NAME go together")
+    keys = None if encryption is None else load_encryption(encryption)
     console = make_console(stderr=True)
     columns = (
         SpinnerColumn(),
@@ -114,9 +125,12 @@ def migrate(settings: Settings, backing: str | None) -> None:
     )
     results: list[tuple[str, bulk.Migrated]] = []
     with Progress(*columns, console=console, disable=not console.is_terminal) as progress:
-        with open_store(settings.url, settings.prefix, cluster=settings.cluster, cache_messages=0) as store:
+        options = {"cache_messages": 0, "encryption": keys}
+        with open_store(settings.url, settings.prefix, cluster=settings.cluster, **options) as store:
             task = progress.add_task("Redis")
-            results.append(("Redis", bulk.upgrade_redis(store, lambda _: progress.advance(task))))
+            run = bulk.rekey_redis if keys is not None else bulk.upgrade_redis
+            results.append(("Redis", run(store, lambda _: progress.advance(task))))
+            codec = store.transport.core.codec
         if backing is not None:
             try:
                 adapter = adapter_from_url(backing)
@@ -124,14 +138,17 @@ def migrate(settings: Settings, backing: str | None) -> None:
                 raise click.ClickException(str(exc)) from exc
             with adapter:
                 task = progress.add_task("backing store")
-                results.append(
-                    ("backing store", bulk.upgrade_backing(adapter, lambda _: progress.advance(task)))
+                advance = lambda _: progress.advance(task)  # noqa: E731
+                done = (
+                    bulk.upgrade_backing(adapter, advance)
+                    if keys is None
+                    else bulk.rekey_backing(adapter, keys, codec, advance)
                 )
+                results.append(("backing store", done))
     failures = 0
     for where, result in results:
-        click.echo(
-            f"{where}: {result.seen} sessions, {result.upgraded} upgraded, {len(result.failed)} failed"
-        )
+        verb = "rekeyed" if rekey else "upgraded"
+        click.echo(f"{where}: {result.seen} sessions, {result.upgraded} {verb}, {len(result.failed)} failed")
         for sid, reason in result.failed:
             click.echo(f"  {sid}: {reason}", err=True)
         failures += len(result.failed)

@@ -58,9 +58,9 @@ ACL_COMMANDS = (
     # redis-py connects with, needs no permission.
     "+evalsha +script|load +eval +multi +exec +hmget +hgetall +lrange +exists +scan +zrange +ssubscribe"
     " +wait +pttl +memory|usage"
-    # called inside the Lua scripts (ACLs apply to redis.call too)
+    # called inside the Lua scripts (ACLs apply to redis.call too; LSET: migrate --rekey)
     " +time +get +set +del +hget +hset +hdel +hincrby +llen +rpush +rpop +ltrim +pexpire +persist +zadd"
-    " +zscore +zrem +zremrangebyscore +zcard +spublish +lindex +xadd +xrange"
+    " +zscore +zrem +zremrangebyscore +zcard +spublish +lindex +lset +xadd +xrange"
 )
 """What the library sends to a single Redis >= 7.0 (Cluster and Sentinel need their discovery
 commands on top). ``SCAN`` is not checked against key patterns by Redis: a user that may SCAN sees

@@ -127,6 +127,7 @@ def test_scripts_are_read_from_lua_files_with_headers() -> None:
         "stream_abort",
         "tool_call",
         "info",
+        "rekey",
     }
     for source in SCRIPTS.values():
         assert "-- KEYS[1]" in source

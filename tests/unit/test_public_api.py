@@ -54,6 +54,7 @@ PUBLIC = {
     "AsyncToolCall",
     "ToolCallPending",
     "WrongEventLoop",
+    "DecryptionError",
 }
 
 
