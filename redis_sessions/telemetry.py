@@ -1,10 +1,10 @@
 """``Telemetry``: OpenTelemetry spans and metrics for a store, switched on with ``telemetry=``.
 
 A store made with ``telemetry=Telemetry()`` (the ``otel`` extra: ``opentelemetry-api``) wraps every
-call its transport sends in one client span and records the metrics below; a store without it (the
-default) never imports OpenTelemetry, and its transport pays one attribute check per call; nor does a
-store whose ``Telemetry`` has no SDK behind it yet (``Telemetry.listening``). The one
-place that observes is ``Telemetry.operation``, which the transport's ``run`` enters for each call
+call its transport sends in one client span and records the metrics below. A store without it (the
+default) never imports OpenTelemetry: its transport pays one attribute check per call. A store whose
+``Telemetry`` has no SDK behind it (yet) pays one call more (``Telemetry.listening``). The one place
+that observes is ``Telemetry.operation``, which the transport's ``run`` enters for each call
 (the lean and auto-pipelined hot path included, since ``run`` is where they start); retries,
 write-behind workers and reply streams report to the same object.
 
@@ -49,10 +49,11 @@ class Telemetry:
     """Where a store's spans and metrics go: pass one as ``telemetry=`` (stores may share one).
 
     ``tracer_provider`` / ``meter_provider``: OpenTelemetry's global ones unless given (until the
-    application configures them, the API's no-op ones). ``session_id``: ``"off"`` (default), ``"hashed"``
-    (``redis_sessions.session.id`` = a BLAKE2b digest keyed by ``session_id_key``) or ``"plain"``.
-    ``InvalidOperation`` when ``opentelemetry-api`` is not installed (``pip install 'redis-sessions[otel]'``),
-    ``InvalidArgument`` for an unknown ``session_id`` policy or a key that is not bytes.
+    application configures an SDK, nothing is made: ``listening``). ``session_id``: ``"off"``
+    (default), ``"hashed"`` (``redis_sessions.session.id`` = a BLAKE2b digest keyed by
+    ``session_id_key``) or ``"plain"``. ``InvalidOperation`` when ``opentelemetry-api`` is not
+    installed (``pip install 'redis-sessions[otel]'``); ``InvalidArgument`` for an unknown
+    ``session_id`` policy or a key that is not bytes.
     """
 
     def __init__(
