@@ -57,6 +57,7 @@ class Transport:
         self._lean_lines: weakref.WeakKeyDictionary[Any, LeanLine] = weakref.WeakKeyDictionary()
         self.telemetry = telemetry
         """Spans and metrics of every call (``telemetry``), or ``None``: off, nothing imported."""
+        self._server = {} if telemetry is None else telemetry.server_of(client)  # its spans' server.*
 
     @property
     def client(self) -> Redis | RedisCluster:
@@ -136,7 +137,7 @@ class Transport:
 
     def _observed(self, call: Call[T], node: Any, telemetry: Telemetry) -> T:
         """``_run`` inside the call's span, its reply parsed through it (``telemetry``)."""
-        with telemetry.operation(call) as seen:
+        with telemetry.operation(call, self._server) as seen:
             result: T = self._run(seen.parsing(call), node)
             return seen.result(result)  # type: ignore[no-any-return]
 

@@ -153,10 +153,22 @@ class Telemetry:
         )
         return self._listening
 
-    def operation(self, call: Call[Any]) -> _Operation:
+    def operation(self, call: Call[Any], server: dict[str, Any] | None = None) -> _Operation:
         """The span and measurements of one call: ``with telemetry.operation(call) as seen:`` around
-        sending it, parsing its reply with ``seen.parse`` (which notes what the reply says)."""
-        return _Operation(self, call)
+        sending it, parsing its reply with ``seen.parse`` (which notes what the reply says);
+        ``server``: the span's ``server.*`` attributes (``server_of``)."""
+        return _Operation(self, call, server)
+
+    @staticmethod
+    def server_of(client: Any) -> dict[str, Any]:
+        """``server.address`` and ``server.port`` of a client's pool (a socket path for ``unix://``);
+        nothing for a cluster or Sentinel client, whose server is found per call."""
+        given = getattr(getattr(client, "connection_pool", None), "connection_kwargs", None) or {}
+        if given.get("path"):
+            return {"server.address": str(given["path"])}
+        if not given.get("host"):
+            return {}
+        return {"server.address": str(given["host"]), "server.port": int(given.get("port") or 6379)}
 
     def retry(self) -> None:
         """The call in progress is being sent again (called by the transport's retry loop)."""
@@ -180,8 +192,9 @@ class Telemetry:
             found = self._labels[op] = {"db.system.name": SYSTEM, "db.operation.name": op}
         return found
 
-    def span_attributes(self, call: Call[Any]) -> dict[str, Any]:
-        """A span's attributes at its start (one dict per op and script unless the id is shown)."""
+    def span_attributes(self, call: Call[Any], server: dict[str, Any] | None = None) -> dict[str, Any]:
+        """A span's attributes at its start (one dict per op and script, plus ``server``'s and the
+        session id when there are any)."""
         key = (call.op, call.script)
         found = self._attributes.get(key)
         if found is None:
@@ -189,6 +202,8 @@ class Telemetry:
             if call.script is not None:
                 found["db.stored_procedure.name"] = call.script
             self._attributes[key] = found
+        if server:
+            found = {**found, **server}
         shown = self.session_attribute(call.sid)
         if shown is None:
             return found
@@ -221,10 +236,10 @@ class Telemetry:
 class _Operation:
     """One call in flight: its span (current while it runs), start time, retries and reply."""
 
-    __slots__ = ("call", "replay", "retries", "span", "started", "telemetry", "token")
+    __slots__ = ("call", "replay", "retries", "server", "span", "started", "telemetry", "token")
 
-    def __init__(self, telemetry: Telemetry, call: Call[Any]) -> None:
-        self.telemetry, self.call = telemetry, call
+    def __init__(self, telemetry: Telemetry, call: Call[Any], server: dict[str, Any] | None) -> None:
+        self.telemetry, self.call, self.server = telemetry, call, server
         self.retries, self.replay = 0, False
         self.span: Span | None = None
         self.token: Any = None
@@ -247,7 +262,7 @@ class _Operation:
 
     def __enter__(self) -> _Operation:
         telemetry, call = self.telemetry, self.call
-        attributes = telemetry.span_attributes(call)
+        attributes = telemetry.span_attributes(call, self.server)
         trace = telemetry._trace
         span = telemetry.tracer.start_span(call.op, kind=trace.SpanKind.CLIENT, attributes=attributes)
         self.span = span

@@ -23,7 +23,7 @@ from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from opentelemetry.semconv.attributes import db_attributes, error_attributes
+from opentelemetry.semconv.attributes import db_attributes, error_attributes, server_attributes
 from opentelemetry.trace import SpanKind, StatusCode
 
 from redis_sessions import (
@@ -95,7 +95,9 @@ def otel() -> Iterator[Otel]:
     meter_provider.shutdown()
 
 
-def test_an_append_makes_a_client_span_by_the_database_conventions(make_store: MakeStore, otel: Otel) -> None:
+def test_an_append_makes_a_client_span_by_the_database_conventions(
+    make_store: MakeStore, otel: Otel, redis_url: str
+) -> None:
     store = make_store(telemetry=otel.telemetry())
     sid = store.create()
     assert store.append(sid, AgentMessage.user("hello")) == 1
@@ -110,6 +112,9 @@ def test_an_append_makes_a_client_span_by_the_database_conventions(make_store: M
     assert span.attributes[db_attributes.DB_OPERATION_NAME] == "append"
     assert span.attributes[db_attributes.DB_STORED_PROCEDURE_NAME] == "append"
     assert span.attributes["redis_sessions.session.seq"] == 2
+    server = urlparse(redis_url)
+    assert span.attributes[server_attributes.SERVER_ADDRESS] == server.hostname
+    assert span.attributes[server_attributes.SERVER_PORT] == server.port
     assert "redis_sessions.session.id" not in span.attributes, "ids are personal data: off by default"
     assert "redis_sessions.retries" not in span.attributes
     assert span.status.status_code is StatusCode.UNSET
