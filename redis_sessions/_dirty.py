@@ -19,7 +19,7 @@ import redis.exceptions
 
 from ._calls import Command
 from ._core import scan_page
-from ._durable import dirty_sessions
+from ._sync_calls import dirty_sessions
 from ._sync_io import SyncTransport
 from .errors import BackingMismatch, StoreError
 from .keys import (

@@ -39,6 +39,7 @@ from .errors import InvalidArgumentType, InvalidOperation
 from .keys import session_id as parse_session_id
 from .models import AgentMessage, Session, SessionId
 from .retry import ASYNC_NO_CLIENT_RETRY, RetryPolicy, turn_off_client_retry
+from .store import SessionStore as SyncStore
 from .writebehind import SyncWorker
 
 if TYPE_CHECKING:
@@ -175,7 +176,8 @@ class AsyncSessionStore(AsyncStoreBase):
         (made by the same opener with the caller's client options, and this store's prefix)."""
         if self._backing is not None:
             options = {**given, "prefix": self.config.prefix, "telemetry": self.config.telemetry}
-            self._worker = SyncWorker.open(opener, args, options, self._backing).start()
+            own = getattr(SyncStore, opener)(*args, **options)  # the worker's: a sync store, always
+            self._worker = SyncWorker.open(own, self._backing).start()
             if self.config.telemetry is not None:
                 self.config.telemetry.watch_worker(self._worker)
             self._recovery.worker = self._worker

@@ -23,7 +23,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, NamedTuple
 
 from ._calls import Command
-from ._durable import rebind as rebind_call
+from ._sync_calls import rebind as rebind_call
 from .errors import BackingMismatch
 from .keys import record_key, session_keys
 from .models import SessionId

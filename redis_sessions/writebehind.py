@@ -3,11 +3,11 @@
 The append script lists a durable session in its *dirty index* in the same atomic step as the
 write, so what is pending lives in Redis, not in the process that appended: any worker, in any
 process, later delivers it, even when the appender died. A pass finds the dirty sessions of the
-worker's slot groups without scanning the keyspace (``_dirty``), reads what the record lacks of a
-batch of them in one round trip (``sync_read``: one script call per 200 sessions, or per slot on a
-cluster, pipelined), stores them in one transaction of the record (``PersistenceAdapter.deliver``),
-and records how far each got in one more round trip (``sync_mark``); a session leaves its index,
-and gets its TTL back, only once nothing newer was written.
+worker's slot groups without scanning the keyspace (``_dirty``) and delivers them in rounds
+(``_rounds``): what the record lacks of a batch of them read in one round trip (``sync_read``),
+stored in one transaction of the record (``PersistenceAdapter.deliver``) while the next batch is
+read, and how far each got recorded in one more round trip (``sync_mark``); a session leaves its
+index, and gets its TTL back, only once nothing newer was written.
 
 **Workers share the load.** The 16384 slots are leased in 64 groups: every live worker (a tiered
 store's thread, ``redis-sessions sync`` processes on any host) holds a fair share for a few seconds
@@ -35,16 +35,16 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from . import _dirty as dirty
 from ._dirty import Lag
-from ._durable import Unsynced, sync_lease, sync_mark, sync_read
+from ._rounds import Rounds
+from ._sync_calls import sync_lease
 from ._sync_io import SyncTransport
 from .errors import BackingMismatch, RecordMismatch, SessionError
 from .keys import SLOT_GROUPS
 from .models import SessionId
-from .persistence import Delivered, Delivery
 
 if TYPE_CHECKING:
     from .persistence import PersistenceAdapter
@@ -78,16 +78,15 @@ class SyncWorker:
     ) -> None:
         self.io = SyncTransport(store)
         self.store, self.backing = store, backing
-        self.batch, self.sessions, self.per_transaction = batch, sessions, per_transaction
         self.record = backing.record_id
+        sizes = {"batch": batch, "sessions": sessions, "per_transaction": per_transaction}
+        self.rounds = Rounds(self.io, backing, self._name(), **sizes)
         self.token = uuid.uuid4().hex
         self.lease_ms = int(lease * 1000)
         self.groups: list[int] = list(range(SLOT_GROUPS))  # held after the first lease: a share
         self.backlog_limit, self.on_backlog = backlog, on_backlog
-        self.delivered = 0  # messages handed to the backing store by this worker
         self.backlog = 0  # sessions pending in this worker's slot groups at its last pass
         self.oldest: float | None = None  # when the oldest of them became dirty (Unix s; None: none)
-        self.failures: dict[SessionId, SessionError] = {}  # sessions it cannot deliver, and why
         self.unbound: BackingMismatch | None = None  # set once the prefix is bound elsewhere
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -131,74 +130,21 @@ class SyncWorker:
         """Deliver what the record lacks of these sessions, as far as each went when its visit
         began (a busy session is not chased: the next pass takes the rest): reads in one round trip
         per ``sessions`` (per slot on a cluster, pipelined), one record transaction per
-        ``per_transaction`` sessions, marks in one more round trip. Returns the seq the record
-        holds of each (0 for a session that is gone); one that cannot be delivered (another
-        record's, a record that disagrees) is left dirty, logged, and kept in ``failures``."""
-        core, reached = self.io.core, {}
-        todo, after = list(sids), dict[SessionId, int]()
-        for _ in range(rounds):
-            if not todo:
-                break
-            chunks = self.io.chunks(self.sessions, todo)
-            replies = self.io.run_all(
-                [sync_read(core, self.record, chunk, self.batch, after) for chunk in chunks]
-            )
-            ready: dict[SessionId, Unsynced] = {}
-            for sid, read in zip(
-                [s for c in chunks for s in c], [r for rs in replies for r in rs], strict=True
-            ):
-                if read is None:  # deleted (its delete removes the record's copy) or evicted clean:
-                    reached[sid] = 0  # sync_read took it off its dirty index in the same step
-                elif isinstance(read, SessionError):
-                    self._failed(sid, read)
-                else:
-                    ready[sid] = read
-            results = self._store_in_record(ready)
-            marks, todo, after = {}, [], {}
-            for sid, read in ready.items():
-                held, last = results[sid], read.synced + len(read.state.messages)
-                if isinstance(held, RecordMismatch):
-                    self._failed(sid, held)
-                elif held < last:  # a gap: the record holds less than Redis thought; from there
-                    log.warning(
-                        "record %s holds session %s up to seq %d only: again from there",
-                        self.record,
-                        sid,
-                        held,
-                    )
-                    after[sid] = held
-                    todo.append(sid)
-                else:
-                    self.delivered += len(read.state.messages)
-                    self.failures.pop(sid, None)
-                    reached[sid] = last
-                    marks[sid] = (sid, read, last)
-            chunks = self.io.chunks(self.sessions, list(marks))
-            outcomes = self.io.run_all([sync_mark(core, self.record, [marks[s] for s in c]) for c in chunks])
-            for sid, mark in zip(
-                [s for c in chunks for s in c], [m for ms in outcomes for m in ms], strict=True
-            ):
-                if mark == "deleted":  # deleted while we copied it: do not leave a copy behind
-                    self.backing.delete_session(sid)
-                    reached[sid] = 0
-                elif mark == "gone":  # evicted or expired once clean: the record is the session
-                    reached[sid] = 0
-                elif mark == "other-record":
-                    self._failed(
-                        sid, BackingMismatch(f"prefix {core.prefix!r}", "another record", self._name(), sid)
-                    )
-                elif mark == "recreated" or (
-                    mark == "dirty" and len(ready[sid].state.messages) >= self.batch
-                ):
-                    todo.append(sid)  # another incarnation, or more than one batch: read again
-        return reached
+        ``per_transaction`` sessions (the next ones read meanwhile), marks in one more round trip.
+        Returns the seq the record holds of each (0 for a session that is gone); one that cannot
+        be delivered (another record's, a record that disagrees) is left dirty, logged, and kept in
+        ``failures``."""
+        return self.rounds.deliver(sids, rounds)
 
-    def _store_in_record(self, ready: dict[SessionId, Unsynced]) -> dict[SessionId, Delivered]:
-        deliveries = [Delivery(sid, r.synced + 1, r.state.messages, r.state) for sid, r in ready.items()]
-        results: dict[SessionId, Delivered] = {}
-        for start in range(0, len(deliveries), self.per_transaction):
-            results.update(self.backing.deliver(deliveries[start : start + self.per_transaction]))
-        return results
+    @property
+    def delivered(self) -> int:
+        """Messages handed to the backing store by this worker."""
+        return self.rounds.delivered
+
+    @property
+    def failures(self) -> dict[SessionId, SessionError]:
+        """Sessions this worker cannot deliver, and why."""
+        return self.rounds.failures
 
     def sync_session(self, sid: SessionId, rounds: int = 100) -> int:
         """Deliver what the record lacks of one session; the seq the record now holds (0: gone)."""
@@ -290,16 +236,12 @@ class SyncWorker:
             wait = interval if found else min(max(interval, 1.0), wait * 2)
 
     @classmethod
-    def open(
-        cls, opener: str, args: tuple[Any, ...], options: dict[str, Any], backing: PersistenceAdapter
-    ) -> SyncWorker:
-        """A worker with a synchronous store (and connection pool) of its own, made by
-        ``SessionStore.<opener>(*args, **options)`` and bound to the prefix: what a tiered store
-        runs in its thread. ``BackingMismatch`` if the prefix is bound to another record (when
-        Redis cannot be asked now, the first pass binds it, and stops on a mismatch)."""
-        from .store import SessionStore
-
-        store = getattr(SessionStore, opener)(*args, **options)
+    def open(cls, store: SessionStore, backing: PersistenceAdapter) -> SyncWorker:
+        """A worker over ``store``, a synchronous store (and connection pool) of its own, which it
+        closes, bound to the prefix: what a tiered store runs in its thread (the store opens it, so
+        this module never imports the store). ``BackingMismatch`` if the prefix is bound to
+        another record (when Redis cannot be asked now, the first pass binds it, and stops on a
+        mismatch)."""
         worker = cls(store, backing)
         try:
             worker.bind()
@@ -315,10 +257,3 @@ class SyncWorker:
         """Stop the thread, and close the store if ``open`` made it."""
         self.stop()
         self.io.close()
-
-    # -- helpers ------------------------------------------------------------------------------
-
-    def _failed(self, sid: SessionId, error: SessionError) -> None:
-        if type(self.failures.get(sid)) is not type(error):
-            log.error("write-behind cannot deliver session %s: %s", sid, error)
-        self.failures[sid] = error

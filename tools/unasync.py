@@ -59,6 +59,9 @@ SUBSTITUTIONS = [
     ),
     (r"from \._aio_(\w+) import", r"from ._\1 import"),
     (r"from \.aio import", "from .store import"),
+    # The worker's store is synchronous in both fronts: the async one imports it, the sync one is it.
+    (r"from \.store import SessionStore as SyncStore\n", ""),
+    (r"SyncStore", "SessionStore"),
     (r"AsyncPersistenceAdapter", "PersistenceAdapter"),
     (r"from redis\.asyncio import", "from redis import"),
     (r"from redis\.asyncio\.(\w+) import", r"from redis.\1 import"),

@@ -1,7 +1,8 @@
 """The SQL of ``PostgresAdapter``, by name; ``{s}`` is the adapter's schema (an ``Identifier``).
 
 The tables are described in ``postgres``'s docstring. The write-behind statements (``create_many``
-to ``seqs``) serve ``deliver``: many sessions per transaction, each looked up by its own key.
+to ``seqs``) serve ``deliver`` (``_pg_deliver``): many sessions per transaction, each looked up by
+its own key, every column of the batch one array parameter, sent in binary (``%b``).
 """
 
 from __future__ import annotations
@@ -33,18 +34,25 @@ STATEMENTS: Final = {
     "new_record": "INSERT INTO {s}.record (id) SELECT %s WHERE NOT EXISTS (SELECT 1 FROM {s}.record)",
     "create_many": """
         INSERT INTO {s}.sessions (id, schema_version, seq, updated_at, header)
-        SELECT t.id, %s, 0, NULL, %s FROM unnest(%s::text[]) AS t (id) ON CONFLICT (id) DO NOTHING""",
-    "lock_held": "SELECT id, seq FROM {s}.sessions WHERE id = ANY(%s) ORDER BY id FOR UPDATE",
+        SELECT t.id, %b, 0, NULL, %b FROM unnest(%b::text[]) AS t (id) ON CONFLICT (id) DO NOTHING""",
+    "lock_held": "SELECT id, seq FROM {s}.sessions WHERE id = ANY(%b::text[]) ORDER BY id FOR UPDATE",
+    # A statement of its own, after the lock: in a statement that waited for the lock, a subquery
+    # would still see the positions as they were before the other writer committed.
     "counts": """
-        SELECT session_id, MAX(position) + 1 FROM {s}.messages WHERE session_id = ANY(%s)
+        SELECT session_id, MAX(position) + 1 FROM {s}.messages WHERE session_id = ANY(%b::text[])
         GROUP BY session_id""",
     "stored_ids": """
         SELECT m.session_id, m.message_id
-        FROM unnest(%s::text[], %s::bytea[]) AS t (session_id, message_id)
+        FROM unnest(%b::text[], %b::bytea[]) AS t (session_id, message_id)
         JOIN {s}.messages AS m ON m.session_id = t.session_id AND m.message_id = t.message_id""",
     "insert_many": """
         INSERT INTO {s}.messages (session_id, position, message_id, body)
-        SELECT * FROM unnest(%s::text[], %s::bigint[], %s::bytea[], %s::text[])""",
+        SELECT * FROM unnest(%b::text[], %b::bigint[], %b::bytea[], %b::text[])""",
+    "upsert_many": """
+        INSERT INTO {s}.sessions (id, schema_version, seq, updated_at, header)
+        SELECT * FROM unnest(%b::text[], %b::integer[], %b::bigint[], %b::timestamptz[], %b::text[])
+        ON CONFLICT (id) DO UPDATE SET schema_version = EXCLUDED.schema_version, seq = EXCLUDED.seq,
+            updated_at = EXCLUDED.updated_at, header = EXCLUDED.header""",
     "seqs": "SELECT id, seq FROM {s}.sessions WHERE id = ANY(%s)",
     "lock_header": "SELECT header FROM {s}.sessions WHERE id = %s FOR UPDATE",
     "load": """

@@ -14,7 +14,7 @@ import contextlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Final
+from typing import Final
 
 import msgspec
 
@@ -31,9 +31,11 @@ from ..errors import (
 )
 from ..keys import session_id
 from ..models import AgentMessage, SessionId, SessionState, decode_persisted
+from ._versions import VERSION, check_version, json_object, stored_version, upgraded
 
 __all__ = [
     "Header",
+    "appending",
     "check_version",
     "decode_document",
     "decode_header",
@@ -54,19 +56,12 @@ _STATE: Final = msgspec.json.Decoder(SessionState)
 _MESSAGE: Final = msgspec.json.Decoder(AgentMessage)
 
 
-class _Version(msgspec.Struct):
-    """Only the version: decoding it skips every other field, whatever shape they have."""
-
-    schema_version: Any = msgspec.UNSET
-
-
 class _Messages(msgspec.Struct):
     """The messages of a document left undecoded, to find which one is at fault."""
 
     messages: list[msgspec.Raw] = msgspec.field(default_factory=list)
 
 
-_VERSION: Final = msgspec.json.Decoder(_Version)
 _MESSAGES: Final = msgspec.json.Decoder(_Messages)
 
 
@@ -84,28 +79,6 @@ class Header:
     updated_at: datetime | None
 
 
-def stored_version(sid: SessionId, data: bytes) -> int:
-    """The ``schema_version`` of a stored header or document, read before any typed decode, so
-    a document of another version is reported as such even when the rest of it has a shape this
-    code cannot read. A missing version is not guessed: corrupt; a non-integer one is refused."""
-    try:
-        found = _VERSION.decode(data).schema_version
-    except msgspec.DecodeError as exc:
-        raise CorruptSession(sid, f"not a JSON object: {exc}") from exc
-    if found is msgspec.UNSET:
-        raise CorruptSession(sid, "no schema_version")
-    if type(found) is not int:
-        raise SchemaVersionError(sid, found, migrations.active().current)
-    return found
-
-
-def check_version(sid: SessionId, data: bytes) -> None:
-    """Refuse a stored header or document that is not of the version this code writes."""
-    found, current = stored_version(sid, data), migrations.active().current
-    if found != current:
-        raise SchemaVersionError(sid, found, current)
-
-
 def decode_stored(sid: SessionId, header: bytes, bodies: Sequence[bytes]) -> SessionState:
     """A header row and its message bodies as a ``SessionState``: of this schema version, or of
     an older one brought up to it by the registered upgrade steps (``migrations``)."""
@@ -116,26 +89,9 @@ def decode_stored(sid: SessionId, header: bytes, bodies: Sequence[bytes]) -> Ses
         return state
     if not schema.can_read(found):
         raise SchemaVersionError(sid, found, schema.current)
-    data = _object(sid, header)
-    data["messages"] = [_object(sid, body, position) for position, body in enumerate(bodies)]
-    return _upgraded(sid, schema, found, data)
-
-
-def _object(sid: SessionId, data: bytes, position: int | None = None) -> dict[str, Any]:
-    try:
-        value = msgspec.json.decode(data)
-    except msgspec.DecodeError as exc:
-        raise CorruptSession(sid, f"not JSON: {exc}", position) from exc
-    if not isinstance(value, dict):
-        raise CorruptSession(sid, f"a {type(value).__name__}, not a JSON object", position)
-    return value
-
-
-def _upgraded(sid: SessionId, schema: migrations.Schema, found: int, data: dict[str, Any]) -> SessionState:
-    try:
-        return msgspec.convert(schema.upgrade(sid, found, data), SessionState)
-    except msgspec.ValidationError as exc:
-        raise CorruptSession(sid, f"the upgraded session does not fit the schema: {exc}") from exc
+    data = json_object(sid, header)
+    data["messages"] = [json_object(sid, body, position) for position, body in enumerate(bodies)]
+    return upgraded(sid, schema, found, data)
 
 
 def refuse_newer(sid: SessionId, stored: bytes | None) -> None:
@@ -147,7 +103,7 @@ def refuse_newer(sid: SessionId, stored: bytes | None) -> None:
     if stored is None:
         return
     try:
-        found = _VERSION.decode(stored).schema_version
+        found = VERSION.decode(stored).schema_version
     except msgspec.DecodeError:
         return
     current = migrations.active().current
@@ -176,7 +132,7 @@ def decode_document(sid: SessionId, data: bytes) -> SessionState:
     if found != schema.current:
         if not schema.can_read(found):
             raise SchemaVersionError(sid, found, schema.current)
-        return _upgraded(sid, schema, found, _object(sid, data))
+        return upgraded(sid, schema, found, json_object(sid, data))
     try:
         return decode_persisted(_STATE.decode, data)
     except msgspec.DecodeError as exc:
@@ -265,6 +221,19 @@ def unique_messages(sid: SessionId, messages: Sequence[AgentMessage]) -> list[tu
         seen.add(message.id)
         out.append((message.id, body))
     return out
+
+
+def appending(
+    given: SessionId | str, messages: Sequence[AgentMessage], state: SessionState | None
+) -> tuple[SessionId, list[tuple[str, bytes]]]:
+    """What every adapter's ``append_messages`` checks before it touches its store: the id, each
+    message (``unique_messages``) and the state, if any, so a bad argument writes nothing. The
+    session's id and the ``(id, body)`` rows to store."""
+    sid = session_id(given)
+    rows = unique_messages(sid, messages)
+    if state is not None:
+        encode_header(sid, state)
+    return sid, rows
 
 
 def header_after_append(

@@ -29,6 +29,7 @@ from ..keys import session_id as check_id
 from ..models import AgentMessage, SessionId, SessionState
 from ._delivery import Delivered, Delivery, header_state, last_seq, new_record_id, plan
 from ._rows import (
+    appending,
     decode_document,
     document,
     driver_errors,
@@ -38,7 +39,6 @@ from ._rows import (
     refuse_newer,
     snapshot,
     stored_id,
-    unique_messages,
 )
 
 __all__ = ["DirectoryAdapter"]
@@ -188,10 +188,7 @@ class DirectoryAdapter:
         state: SessionState | None = None,
     ) -> int:
         """Store the messages not stored yet after the stored ones; see ``PersistenceAdapter``."""
-        sid = check_id(session_id)
-        rows = unique_messages(sid, messages)
-        if state is not None:
-            encode_header(sid, state)  # refuse a bad state before anything is written
+        sid, rows = appending(session_id, messages, state)  # a bad argument writes nothing
         with driver_errors("directory append_messages", sid, (OSError,)), self._locked(sid):
             current = self._read(sid)
             stored = SessionState() if current is None else decode_document(sid, current)

@@ -30,17 +30,18 @@ from __future__ import annotations
 import contextlib
 import re
 from collections.abc import Iterator, Sequence
-from datetime import UTC, datetime
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Final, Self
 
-from ..errors import BackingMismatch, InvalidArgument, RecordMismatch
+from ..errors import InvalidArgument
 from ..keys import session_id as check_id
 from ..models import AgentMessage, SessionId, SessionState
-from ._delivery import Delivered, Delivery, header_state, last_seq, new_record_id, plan
+from ._delivery import Delivered, Delivery, new_record_id
+from ._pg_deliver import deliver, utc
 from ._pg_sql import STATEMENTS
 from ._rows import (
     Header,
+    appending,
     decode_header,
     decode_stored,
     driver_errors,
@@ -49,7 +50,6 @@ from ._rows import (
     refuse_newer,
     snapshot,
     stored_id,
-    unique_messages,
 )
 
 if TYPE_CHECKING:
@@ -74,11 +74,6 @@ def _driver() -> tuple[Any, Any]:
             "PostgresAdapter needs psycopg 3 and psycopg-pool: pip install 'redis-sessions[postgres]'"
         ) from exc
     return psycopg, psycopg_pool
-
-
-def _utc(moment: datetime | None) -> datetime | None:
-    """``updated_at`` for the timestamptz column; a naive time is taken as UTC."""
-    return moment if moment is None or moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 class PostgresAdapter:
@@ -146,7 +141,7 @@ class PostgresAdapter:
             yield conn
 
     def _put(self, connection: psycopg.Connection[Any], statement: str, key: str, header: Header) -> None:
-        values = (key, header.schema_version, header.seq, _utc(header.updated_at), header.json.decode())
+        values = (key, header.schema_version, header.seq, utc(header.updated_at), header.json.decode())
         connection.execute(self._sql[statement], values)
 
     def _insert(
@@ -212,11 +207,8 @@ class PostgresAdapter:
         state: SessionState | None = None,
     ) -> int:
         """Store the messages not stored yet after the stored ones; see ``PersistenceAdapter``."""
-        sid = check_id(session_id)
+        sid, rows = appending(session_id, messages, state)  # a bad argument writes nothing
         key = str(sid)
-        rows = unique_messages(sid, messages)
-        if state is not None:
-            encode_header(sid, state)  # refuse a bad state before anything is written
         with self._transaction("append_messages", sid) as connection:
             row = connection.execute(self._sql["lock_header"], (key,)).fetchone()
             if row is None:  # create it; a concurrent creator wins and we lock its row instead
@@ -232,64 +224,13 @@ class PostgresAdapter:
         return added
 
     def deliver(self, deliveries: Sequence[Delivery]) -> dict[SessionId, Delivered]:
-        """Store write-behind batches of many sessions in one transaction; see
-        ``PersistenceAdapter.deliver``. Rows are locked in id order, so two deliverers never
-        deadlock."""
+        """Store write-behind batches of many sessions in one transaction, a few statements
+        whatever its size (``_pg_deliver``); see ``PersistenceAdapter.deliver``."""
         if not deliveries:
             return {}
-        for delivery in deliveries:  # refuse a bad state before anything is written
-            encode_header(delivery.session_id, delivery.state)
-        keys = [str(d.session_id) for d in deliveries]
-        new = sorted(str(d.session_id) for d in deliveries if d.first_seq <= 1)
-        empty = encode_header(deliveries[0].session_id, SessionState())
-        # (session, message id) pairs: one lookup each in the UNIQUE (session_id, message_id)
-        # index; asking for any of the ids in any of the sessions compared every stored row of
-        # the batch's sessions with every id of the batch (quadratic: 10 s a batch at 1000).
-        pairs = [(str(d.session_id), m.id.encode()) for d in deliveries for m in d.messages]
-        results: dict[SessionId, Delivered] = {}
+        where = f"PostgreSQL schema {self.schema!r}"
         with self._transaction("deliver", None) as connection:
-            row = connection.execute(self._sql["record_id"]).fetchone()
-            if row is None or row[0] != self.record_id:
-                found = "no record" if row is None else row[0]
-                raise BackingMismatch(f"PostgreSQL schema {self.schema!r}", found, self.record_id)
-            if new:
-                connection.execute(self._sql["create_many"], (empty.schema_version, empty.json.decode(), new))
-            held = dict(connection.execute(self._sql["lock_held"], (keys,)).fetchall())
-            counts = dict(connection.execute(self._sql["counts"], (keys,)).fetchall())
-            stored: dict[str, set[str]] = {}
-            asked = ([key for key, _ in pairs], [mid for _, mid in pairs])
-            for key, mid in connection.execute(self._sql["stored_ids"], asked):
-                stored.setdefault(key, set()).add(bytes(mid).decode())
-            columns: tuple[list[str], list[int], list[bytes], list[str]] = ([], [], [], [])
-            headers = []
-            for delivery in deliveries:
-                sid, key = delivery.session_id, str(delivery.session_id)
-                have = int(held.get(key, 0))
-                try:
-                    fresh = plan(delivery, have, stored.get(key, set()))
-                except RecordMismatch as exc:
-                    results[sid] = exc
-                    continue
-                if fresh is None:
-                    results[sid] = have
-                    continue
-                count = int(counts.get(key) or 0)
-                for i, (mid, body) in enumerate(fresh):
-                    columns[0].append(key)
-                    columns[1].append(count + i)
-                    columns[2].append(mid.encode())
-                    columns[3].append(body.decode())
-                header = encode_header(sid, header_state(delivery, have))
-                headers.append(
-                    (key, header.schema_version, header.seq, _utc(header.updated_at), header.json.decode())
-                )
-                results[sid] = max(have, last_seq(delivery))
-            if columns[0]:
-                connection.execute(self._sql["insert_many"], columns)
-            if headers:
-                with connection.cursor() as cursor:
-                    cursor.executemany(self._sql["upsert"], headers)
-        return results
+            return deliver(connection, self._sql, where, self.record_id, deliveries)
 
     def seqs(self, session_ids: Sequence[SessionId]) -> dict[SessionId, int]:
         """The seq the record holds of each session (0 for one it does not hold)."""

@@ -27,7 +27,6 @@ import contextlib
 import os
 import sqlite3
 from collections.abc import Iterator, Sequence
-from datetime import datetime
 from pathlib import Path
 from types import TracebackType
 from typing import Final, Literal, Self
@@ -38,6 +37,7 @@ from ..models import AgentMessage, SessionId, SessionState
 from ._delivery import Delivered, Delivery, header_state, last_seq, plan
 from ._rows import (
     Header,
+    appending,
     decode_header,
     decode_stored,
     encode_header,
@@ -45,51 +45,25 @@ from ._rows import (
     refuse_newer,
     snapshot,
     stored_id,
-    unique_messages,
 )
 from ._sqlite_file import SQLiteFile
+from ._sqlite_sql import (
+    APPEND,
+    BODIES,
+    CHUNK,
+    HEADER,
+    INSERT,
+    NEXT_POSITION,
+    SCHEMA,
+    UPSERT,
+    iso,
+    stored_pairs,
+)
+from ._sqlite_sql import held as held_query
 
 __all__ = ["SQLiteAdapter"]
 
-_SCHEMA: Final = """
-CREATE TABLE IF NOT EXISTS sessions (
-    id TEXT PRIMARY KEY NOT NULL,
-    schema_version INTEGER NOT NULL,
-    seq INTEGER NOT NULL,
-    updated_at TEXT,
-    header TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS messages (
-    session_id TEXT NOT NULL REFERENCES sessions (id) ON DELETE CASCADE DEFERRABLE INITIALLY DEFERRED,
-    position INTEGER NOT NULL,
-    message_id TEXT NOT NULL,
-    body TEXT NOT NULL,
-    PRIMARY KEY (session_id, position),
-    UNIQUE (session_id, message_id)
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS record (id TEXT NOT NULL);
-INSERT INTO record (id) SELECT :record WHERE NOT EXISTS (SELECT 1 FROM record)
-"""
-
 _PAGE: Final = 1000  # ids per query of list_sessions
-
-_HEADER: Final = "SELECT CAST(header AS BLOB) FROM sessions WHERE id = ?"
-_BODIES: Final = "SELECT CAST(body AS BLOB) FROM messages WHERE session_id = ? ORDER BY position"
-_NEXT_POSITION: Final = "SELECT COALESCE(MAX(position) + 1, 0) FROM messages WHERE session_id = ?"
-_UPSERT: Final = """
-INSERT INTO sessions (id, schema_version, seq, updated_at, header) VALUES (?, ?, ?, ?, ?)
-ON CONFLICT (id) DO UPDATE SET schema_version = excluded.schema_version, seq = excluded.seq,
-    updated_at = excluded.updated_at, header = excluded.header
-"""
-_HELD: Final = """
-SELECT seq, (SELECT COALESCE(MAX(position) + 1, 0) FROM messages WHERE session_id = sessions.id)
-FROM sessions WHERE id = ?"""
-_INSERT: Final = "INSERT INTO messages (session_id, position, message_id, body) VALUES (?, ?, ?, ?)"
-_APPEND: Final = _INSERT + " ON CONFLICT (session_id, message_id) DO NOTHING"
-
-
-def _iso(moment: datetime | None) -> str | None:
-    return None if moment is None else moment.isoformat()
 
 
 class SQLiteAdapter:
@@ -114,7 +88,7 @@ class SQLiteAdapter:
         self.path = Path(path)
         self.timeout = timeout
         self.synchronous = synchronous
-        self._file = SQLiteFile(self.path, _SCHEMA, timeout=timeout, synchronous=synchronous)
+        self._file = SQLiteFile(self.path, SCHEMA, timeout=timeout, synchronous=synchronous)
 
     def __repr__(self) -> str:
         return f"SQLiteAdapter({str(self.path)!r})"
@@ -139,8 +113,8 @@ class SQLiteAdapter:
 
     @staticmethod
     def _put_header(connection: sqlite3.Connection, key: str, header: Header) -> None:
-        values = (key, header.schema_version, header.seq, _iso(header.updated_at), header.json.decode())
-        connection.execute(_UPSERT, values)
+        values = (key, header.schema_version, header.seq, iso(header.updated_at), header.json.decode())
+        connection.execute(UPSERT, values)
 
     def save_session(self, session_id: SessionId | str, state: SessionState) -> None:
         """Store ``state`` as the whole session, replacing what was stored under its id."""
@@ -148,12 +122,12 @@ class SQLiteAdapter:
         key = str(sid)
         header, rows = snapshot(sid, state)
         with self._transaction("save_session", sid, write=True) as connection:
-            row = connection.execute(_HEADER, (key,)).fetchone()
+            row = connection.execute(HEADER, (key,)).fetchone()
             refuse_newer(sid, None if row is None else row[0])
             self._put_header(connection, key, header)
             connection.execute("DELETE FROM messages WHERE session_id = ?", (key,))
             connection.executemany(
-                _INSERT, [(key, i, mid, body.decode()) for i, (mid, body) in enumerate(rows)]
+                INSERT, [(key, i, mid, body.decode()) for i, (mid, body) in enumerate(rows)]
             )
 
     def load_session(self, session_id: SessionId | str) -> SessionState | None:
@@ -161,10 +135,10 @@ class SQLiteAdapter:
         sid = check_id(session_id)
         key = str(sid)
         with self._transaction("load_session", sid, write=False) as connection:
-            row = connection.execute(_HEADER, (key,)).fetchone()
+            row = connection.execute(HEADER, (key,)).fetchone()
             if row is None:
                 return None
-            bodies = [body for (body,) in connection.execute(_BODIES, (key,))]
+            bodies = [body for (body,) in connection.execute(BODIES, (key,))]
         return decode_stored(sid, row[0], bodies)
 
     def list_sessions(self) -> Iterator[SessionId]:
@@ -198,60 +172,69 @@ class SQLiteAdapter:
         state: SessionState | None = None,
     ) -> int:
         """Store the messages not stored yet after the stored ones; see ``PersistenceAdapter``."""
-        sid = check_id(session_id)
+        sid, rows = appending(session_id, messages, state)  # a bad argument writes nothing
         key = str(sid)
-        rows = unique_messages(sid, messages)
-        if state is not None:
-            encode_header(sid, state)  # refuse a bad state before anything is written
         with self._transaction("append_messages", sid, write=True) as connection:
-            row = connection.execute(_HEADER, (key,)).fetchone()
+            row = connection.execute(HEADER, (key,)).fetchone()
             stored = SessionState() if row is None else decode_header(sid, row[0])
-            (count,) = connection.execute(_NEXT_POSITION, (key,)).fetchone()
+            (count,) = connection.execute(NEXT_POSITION, (key,)).fetchone()
             added = 0
             for message_id, body in rows:
                 values = (key, count + added, message_id, body.decode())
-                added += connection.execute(_APPEND, values).rowcount
+                added += connection.execute(APPEND, values).rowcount
             header = encode_header(sid, header_after_append(stored, count, state, added))
             self._put_header(connection, key, header)
         return added
 
     def deliver(self, deliveries: Sequence[Delivery]) -> dict[SessionId, Delivered]:
-        """Store write-behind batches of many sessions in one transaction (one fsync); see
+        """Store write-behind batches of many sessions in one transaction (one fsync), a statement
+        per ``CHUNK`` sessions to look up what the record holds; see
         ``PersistenceAdapter.deliver``."""
-        for delivery in deliveries:  # refuse a bad state before anything is written
-            encode_header(delivery.session_id, delivery.state)
+        keys = [str(d.session_id) for d in deliveries]
         results: dict[SessionId, Delivered] = {}
         with self._transaction("deliver", None, write=True) as connection:
             self._file.check_identity(connection)
+            held, stored = self._holds(connection, keys, deliveries)
             rows: list[tuple[str, int, str, str]] = []
-            for delivery in deliveries:
+            headers: list[tuple[str, int, int, str | None, str]] = []
+            for delivery, key in zip(deliveries, keys, strict=True):
                 sid = delivery.session_id
-                key = str(sid)
-                held, count = connection.execute(_HELD, (key,)).fetchone() or (0, 0)
-                stored = self._stored_ids(connection, key, [m.id for m in delivery.messages])
+                have, count = held.get(key, (0, 0))
+                # a bad state raises here, before any write: the transaction stores nothing
+                h = encode_header(sid, header_state(delivery, have))
                 try:
-                    fresh = plan(delivery, held, stored)
+                    fresh = plan(delivery, have, stored.get(key, set()))
                 except RecordMismatch as exc:
                     results[sid] = exc
                     continue
-                if fresh is None:  # a gap: not stored; the worker delivers again from ``held``
-                    results[sid] = held
+                if fresh is None:  # a gap: not stored; the worker delivers again from ``have``
+                    results[sid] = have
                     continue
                 rows += [(key, count + i, mid, body.decode()) for i, (mid, body) in enumerate(fresh)]
-                self._put_header(connection, key, encode_header(sid, header_state(delivery, held)))
-                results[sid] = max(held, last_seq(delivery))
-            connection.executemany(_INSERT, rows)
+                headers.append((key, h.schema_version, h.seq, iso(h.updated_at), h.json.decode()))
+                results[sid] = max(have, last_seq(delivery))
+            connection.executemany(INSERT, rows)
+            connection.executemany(UPSERT, headers)
         return results
 
     @staticmethod
-    def _stored_ids(connection: sqlite3.Connection, key: str, ids: list[str]) -> set[str]:
-        found: set[str] = set()
-        for start in range(0, len(ids), _PAGE):
-            chunk = ids[start : start + _PAGE]
-            marks = ",".join("?" * len(chunk))
-            query = f"SELECT message_id FROM messages WHERE session_id = ? AND message_id IN ({marks})"
-            found.update(mid for (mid,) in connection.execute(query, (key, *chunk)))
-        return found
+    def _holds(
+        connection: sqlite3.Connection, keys: list[str], deliveries: Sequence[Delivery]
+    ) -> tuple[dict[str, tuple[int, int]], dict[str, set[str]]]:
+        """What the record holds of these sessions: (seq, next position) of each stored one, and
+        which of the batches' message ids it has; a statement per ``CHUNK`` of each."""
+        held: dict[str, tuple[int, int]] = {}
+        for start in range(0, len(keys), CHUNK):
+            chunk = keys[start : start + CHUNK]
+            for key, seq, count in connection.execute(held_query(len(chunk)), chunk):
+                held[key] = (int(seq), int(count))
+        pairs = [x for d, key in zip(deliveries, keys, strict=True) for m in d.messages for x in (key, m.id)]
+        stored: dict[str, set[str]] = {}
+        for start in range(0, len(pairs), 2 * CHUNK):
+            chunk = pairs[start : start + 2 * CHUNK]
+            for key, mid in connection.execute(stored_pairs(len(chunk) // 2), chunk):
+                stored.setdefault(key, set()).add(mid)
+        return held, stored
 
     def seqs(self, session_ids: Sequence[SessionId]) -> dict[SessionId, int]:
         """The seq the record holds of each session (0 for one it does not hold)."""
