@@ -17,12 +17,22 @@ from ._calls import Call, Command, Pipeline, Script, Transaction
 from ._core import SHAS, StoreCore, scan_page, stored_time
 from ._durable import restore
 from .errors import CorruptSession, InvalidArgumentType, InvalidMessage
-from .keys import meta_key_pattern, parse_meta_key, script_keys, session_id, session_keys
+from .keys import meta_key_pattern, parse_meta_key, script_keys, session_id, session_keys, tokens_key
 from .models import SCHEMA_VERSION, AgentMessage, SessionId, SessionInfo, SessionState
 
 __all__ = ["info", "info_page", "pop", "put", "scan"]
 
-_FIELDS: Final = ("model", "seq", "schema_version", "created_at", "updated_at")
+_FIELDS: Final = (
+    "model",
+    "seq",
+    "schema_version",
+    "created_at",
+    "updated_at",
+    "tokens",
+    "summary_seq",
+    "parent",
+    "fork_seq",
+)
 _SCAN_COUNT: Final = 1000
 
 
@@ -43,7 +53,9 @@ def _info(sid: SessionId, replies: Sequence[Any], memory: bool, listing: bool = 
     """A session's info from the replies to ``_reads`` (or ``info.lua``'s reply in that shape);
     a corrupt meta hash raises ``CorruptSession``, or in a ``listing`` is an info naming the
     ``problem`` (so one bad session does not hide the others)."""
-    (model, seq, version, created, updated), length, pttl, *usage = replies
+    (model, seq, version, created, updated, tokens, summary_seq, parent, fork_seq), length, pttl, *usage = (
+        replies
+    )
     if version is None:
         return None  # gone (deleted or expired since it was listed)
     messages, ttl = int(length), pttl / 1000 if pttl >= 0 else None
@@ -60,6 +72,10 @@ def _info(sid: SessionId, replies: Sequence[Any], memory: bool, listing: bool = 
             messages=messages,
             ttl=ttl,
             bytes=size,
+            tokens=int(tokens or 0),
+            summary_seq=int(summary_seq or 0),
+            parent=None if parent is None else uuid.UUID(parent.decode()),
+            fork_seq=None if fork_seq is None else int(fork_seq),
             problem=f"schema version {int(version)}, newer than this library's {SCHEMA_VERSION}"
             if newer
             else None,
@@ -102,10 +118,8 @@ def info_page(core: StoreCore, sids: Sequence[SessionId], memory: bool) -> Pipel
     def parse(replies: list[Any]) -> list[SessionInfo]:
         if memory:
             found = (_info(sid, replies[i * per : (i + 1) * per], memory, True) for i, sid in enumerate(sids))
-        else:  # info.lua: {0, the five fields, length, pttl}
-            found = (
-                _info(sid, (r[1:6], r[6], r[7]), memory, True) for sid, r in zip(sids, replies, strict=True)
-            )
+        else:  # info.lua: {0, _FIELDS' values, length, pttl}
+            found = (_info(sid, r[1:], memory, True) for sid, r in zip(sids, replies, strict=True))
         return [item for item in found if item is not None]
 
     return Pipeline("info", None, reads, parse)
@@ -136,7 +150,12 @@ def pop(core: StoreCore, session: object) -> Script[AgentMessage | None]:
         return message
 
     return Script(
-        "pop", sid, "pop", script_keys(core.prefix, sid, core.cluster), (core.version, token), parse
+        "pop",
+        sid,
+        "pop",
+        (*script_keys(core.prefix, sid, core.cluster), tokens_key(core.prefix, sid)),
+        (core.version, token),
+        parse,
     )
 
 

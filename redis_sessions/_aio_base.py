@@ -2,8 +2,9 @@
 
 ``aio.py`` holds the store's conversation methods and its construction; ``_aio_manage`` the methods
 for looking after sessions, ``_aio_watch`` the live ones, ``_aio_tool_call`` tool calls that run
-once, ``_aio_reply`` streamed replies; they send through ``_aio_transport`` and mend through
-``_aio_recovery``. This module is the source of ``_base.py`` (``tools/unasync.py``).
+once, ``_aio_reply`` streamed replies, ``_aio_window`` budgeted reads, summaries and forks; they
+send through ``_aio_transport`` and mend through ``_aio_recovery``. This module is the source of
+``_base.py`` (``tools/unasync.py``).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from ._aio_manage import AsyncManaging
 from ._aio_reply import AsyncStreaming
 from ._aio_tool_call import AsyncToolCalling
 from ._aio_watch import AsyncWatching
+from ._aio_window import AsyncWindowing
 from ._calls import Call
 
 __all__ = ["AsyncStoreBase"]
@@ -21,7 +23,7 @@ __all__ = ["AsyncStoreBase"]
 T = TypeVar("T")
 
 
-class AsyncStoreBase(AsyncManaging, AsyncWatching, AsyncToolCalling, AsyncStreaming):
+class AsyncStoreBase(AsyncManaging, AsyncWatching, AsyncToolCalling, AsyncStreaming, AsyncWindowing):
     """The methods of ``AsyncSessionStore`` that ``aio.py`` does not hold itself."""
 
     async def _run(self, call: Call[T], node: Any = None) -> T:

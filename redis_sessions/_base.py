@@ -12,6 +12,7 @@ from ._manage import Managing
 from ._reply import Streaming
 from ._tool_call import ToolCalling
 from ._watch import Watching
+from ._window import Windowing
 from ._calls import Call
 
 __all__ = ["StoreBase"]
@@ -19,7 +20,7 @@ __all__ = ["StoreBase"]
 T = TypeVar("T")
 
 
-class StoreBase(Managing, Watching, ToolCalling, Streaming):
+class StoreBase(Managing, Watching, ToolCalling, Streaming, Windowing):
     """The methods of ``SessionStore`` that ``aio.py`` does not hold itself."""
 
     def _run(self, call: Call[T], node: Any = None) -> T:

@@ -34,10 +34,9 @@ from .errors import (
     SessionNotFound,
     StoreError,
 )
-from .keys import (
-    check_prefix,
-)
+from .keys import check_prefix
 from .models import AgentMessage, Session, SessionId
+from .tokens import TokenCounter, estimate_tokens
 
 __all__ = [
     "DEFAULT_CACHE_MESSAGES",
@@ -70,30 +69,11 @@ def _script(name: str) -> str:
     return "\n".join([*lines[:end], "", _PREAMBLE.rstrip("\n"), body])
 
 
-SCRIPTS: Final[dict[str, str]] = {
-    name: _script(name)
-    for name in (
-        "create",
-        "append",
-        "read_since",
-        "set_metadata",
-        "delete",
-        "read_after",
-        "lease",
-        "restore",
-        "sync_read",
-        "sync_mark",
-        "pop",
-        "rebind",
-        "dirty",
-        "sync_lease",
-        "stream_write",
-        "stream_abort",
-        "tool_call",
-        "info",
-        "rekey",
-    )
-}
+_NAMES: Final = """create append read_since set_metadata delete read_after lease restore sync_read
+sync_mark pop rebind dirty sync_lease stream_write stream_abort tool_call info rekey
+context summarize compact fork_read fork"""
+
+SCRIPTS: Final[dict[str, str]] = {name: _script(name) for name in _NAMES.split()}
 """Lua sources by name, read once from the package's ``scripts/*.lua`` files (with the shared
 checks of ``scripts/_preamble.lua`` where a script calls them)."""
 
@@ -155,6 +135,7 @@ class StoreCore:
         durable: bool = False,
         record: str = "",
         cluster: bool = False,
+        token_counter: TokenCounter = estimate_tokens,
         encryption: Encryption | None = None,
     ) -> None:
         if codec not in CODECS:
@@ -177,6 +158,7 @@ class StoreCore:
         self.record = record
         # Where dirty indexes live: one per slot on a cluster, one per slot group on one server.
         self.cluster = cluster
+        self.count_tokens = token_counter  # tokens.py: run once per appended message
         # The schema version this store writes and reads (older ones are upgraded: migrations).
         self.schema = migrations.active()
         self.version = str(self.schema.current)
@@ -222,6 +204,15 @@ class StoreCore:
         if len(data) > self.max_message_bytes:
             raise MessageTooLarge(sid, message.id, len(data), self.max_message_bytes)
         return data if self.encryption is None else seal(self.encryption, sid, message.id, data)
+
+    def tokens(self, sid: SessionId, message: AgentMessage) -> int:
+        """The message's token count by the store's ``token_counter``, checked."""
+        count = self.count_tokens(message)
+        if type(count) is not int or count < 0:
+            raise InvalidArgumentType(
+                f"token_counter returned {count!r} for {message.id!r}: not an int >= 0", sid
+            )
+        return count
 
     def check(
         self,
@@ -293,9 +284,17 @@ class StoreCore:
                 seq=int(meta.get(b"seq", 0)),
                 ttl_ms=int(meta.get(b"ttl_ms", 0)),
                 max_messages=int(meta.get(b"max_messages", 0)),
+                summary=self.summary_of(sid, meta),
+                summary_seq=int(meta.get(b"summary_seq", 0)),
             )
         except (ValueError, UnicodeDecodeError, OverflowError) as exc:  # Overflow: a timestamp
             raise CorruptSession(sid, f"unreadable meta hash: {exc!r}") from exc
+
+    def summary_of(self, sid: SessionId, meta: dict[bytes, bytes]) -> AgentMessage | None:
+        """The session's stored summary (``store.summarize``) or ``None``; an encrypted one as its
+        sealed stand-in, as the record keeps it (``context`` opens it; no key is needed here)."""
+        raw = meta.get(b"summary")
+        return self.codec_named(sid, meta.get(b"codec")).keeping_sealed(sid, [raw])[0] if raw else None
 
     def metadata_field(self, sid: SessionId, key: object) -> str:
         """The meta hash field that holds metadata ``key`` (checked)."""

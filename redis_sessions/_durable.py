@@ -18,7 +18,7 @@ import msgspec
 from ._calls import Call, Script, Transaction
 from ._core import StoreCore
 from .errors import CorruptSession, SchemaVersionError
-from .keys import dirty_key, live_keys, session_keys
+from .keys import dirty_key, live_keys, session_keys, tokens_key
 from .models import SessionId, SessionState
 
 __all__ = ["RawSession", "raw_session", "restore", "upgraded"]
@@ -53,14 +53,24 @@ def restore(
     its place in the dirty index and its write-behind bookkeeping."""
     if state.schema_version != core.schema.current:
         raise SchemaVersionError(sid, state.schema_version, core.schema.current)
-    fields = core.header(sid, state.model, state.max_turns, state.system_message, state.metadata)
+    fields: list[Any] = [
+        *core.header(sid, state.model, state.max_turns, state.system_message, state.metadata)
+    ]
     payloads: list[str | bytes] = []
+    counts: list[str] = []  # kept as appends keep them (tokens.py)
     seen: set[str] = set()
     for message in state.messages:  # a repeated id keeps its first position, as appends do
         if message.id not in seen:
             seen.add(message.id)
             payloads += (message.id, core.encode(sid, message))
+            counts.append(str(core.tokens(sid, message)))
     seq = max(state.seq or 0, len(seen))
+    if state.summary is not None and state.summary_seq:  # the tokens after it: its messages' counts
+        after = sum(int(n) for n in counts[max(0, len(counts) - (seq - state.summary_seq)) :])
+        base = sum(int(n) for n in counts) - after
+        fields += ["summary", core.encode(sid, state.summary), "summary_id", state.summary.id]
+        fields += ["summary_seq", state.summary_seq, "summary_tokens", core.tokens(sid, state.summary)]
+        fields += ["summary_base", base]
     mode = replace if isinstance(replace, str) else ("1" if replace else "")  # see restore.lua
     token = uuid.uuid4().hex
     if upgrading is not None:
@@ -79,6 +89,7 @@ def restore(
         _micros(state.created_at),
         _micros(state.updated_at),
         len(fields) // 2,
+        ",".join(counts),
         *fields,
         *payloads,
     )
@@ -86,6 +97,7 @@ def restore(
         *session_keys(core.prefix, sid),
         live_keys(core.prefix, sid)[1],
         dirty_key(core.prefix, sid, core.cluster),
+        tokens_key(core.prefix, sid),
     )
 
     def parse(reply: list[Any]) -> None:

@@ -26,7 +26,7 @@ from ._core import StoreCore
 from ._live import Appended
 from ._protocol import Status
 from .errors import InvalidArgument, InvalidArgumentType
-from .keys import live_keys, reply_keys, script_keys, session_keys
+from .keys import live_keys, reply_keys, script_keys, session_keys, tokens_key
 from .models import AgentMessage, SessionId
 
 __all__ = [
@@ -127,9 +127,14 @@ def write(
 
 def finish(core: StoreCore, sid: SessionId, message: AgentMessage, fence: int | None) -> Script[int]:
     """Store the reply's final ``message`` and close the reply, in one step; the message's seq."""
-    keys = (*script_keys(core.prefix, sid, core.cluster), *reply_keys(core.prefix, sid))
+    keys = (
+        *script_keys(core.prefix, sid, core.cluster),
+        *reply_keys(core.prefix, sid),
+        tokens_key(core.prefix, sid),
+    )
     grace = round(FINISHED_GRACE * 1000)
-    args = (core.version, core.codec.name, "", _fence(fence), grace, message.id, core.encode(sid, message))
+    data, count = core.encode(sid, message), core.tokens(sid, message)
+    args = (core.version, core.codec.name, "", _fence(fence), grace, count, message.id, data)
 
     def parse(reply: list[Any]) -> int:
         if reply[0] != Status.OK:

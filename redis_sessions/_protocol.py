@@ -18,6 +18,7 @@ from .errors import (
     CodecMismatch,
     ConflictError,
     CorruptSession,
+    InvalidArgument,
     LeaseHeld,
     LeaseLost,
     MessagesTrimmed,
@@ -55,6 +56,7 @@ class Status(IntEnum):
     OTHER_RECORD = 13  # {13, record id}: the session is bound to another backing record
     REPLY_CLOSED = 14  # {14, 'finished' | 'aborted' | 'expired'}: a streamed reply takes no more writes
     REPLY_FULL = 15  # {15, 'deltas' | 'bytes', limit}: a streamed reply would pass its bound
+    AHEAD = 16  # {16, seq}: (summarize, fork) a seq past the session's own
     # 20-29: tool calls (tool_call.lua)
     TOOL_PENDING = 20  # {20, holder, ms left, attempt}: another live claim on the tool call
     TOOL_DONE = 21  # {21, attempt, seq, encoded message}: (claim) its result is stored already
@@ -87,7 +89,8 @@ def _version(r: Refusal) -> SessionError:
 
 
 def _conflict(r: Refusal) -> SessionError:
-    return ConflictError(r.sid, -1 if r.expected is None else r.expected, int(r.detail))
+    expected = -1 if r.expected is None else r.expected
+    return ConflictError(r.sid, expected, int(r.detail), of="summary" if r.op == "summarize" else "seq")
 
 
 def _pending(r: Refusal) -> SessionError:
@@ -119,6 +122,9 @@ ERRORS: Final[Mapping[Status, Callable[[Refusal], SessionError]]] = {
     Status.REPLY_CLOSED: lambda r: ReplyClosed(r.sid, r.message_id, r.detail),
     Status.REPLY_FULL: _full,
     Status.TOOL_PENDING: _pending,
+    Status.AHEAD: lambda r: InvalidArgument(
+        f"{r.op}: seq {r.after} is past the session's seq {r.detail}", r.sid
+    ),
 }
 """The error each refusing status stands for. (``DELETED`` and ``TOOL_DONE`` are answers, not
 errors: ``sync_mark`` reports the one to the write-behind worker, ``tool_call`` the other to a

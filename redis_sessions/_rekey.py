@@ -87,7 +87,8 @@ def for_record(core: StoreCore, sid: SessionId, state: SessionState) -> SessionS
     if core.encryption is None:
         return state
     sealed = [stand_in(sid, core.encode(sid, message), None) for message in state.messages]
-    return msgspec.structs.replace(state, messages=sealed)
+    summary = None if state.summary is None else stand_in(sid, core.encode(sid, state.summary), None)
+    return msgspec.structs.replace(state, messages=sealed, summary=summary)
 
 
 def resealed_state(

@@ -24,6 +24,7 @@ __all__ = ["WRITE_SCRIPTS", "Wait", "Waited", "handover", "wait_for"]
 
 WRITE_SCRIPTS: Final = frozenset(
     {"create", "append", "set_metadata", "delete", "lease", "restore", "sync_mark", "pop", "tool_call"}
+    | {"summarize", "fork"}
 )
 """The scripts that change a session: the ones a ``WAIT`` follows."""
 

@@ -22,7 +22,7 @@ from ._calls import Script
 from ._core import StoreCore, ttl_ms
 from ._protocol import OK, Status
 from .errors import CorruptSession, InvalidArgument, InvalidArgumentType
-from .keys import script_keys, tools_key
+from .keys import script_keys, tokens_key, tools_key
 from .models import AgentMessage, Image, Role, SessionId, Text, ToolResult
 
 __all__ = [
@@ -106,7 +106,11 @@ def check_ttl(sid: SessionId, ttl: object) -> int:
 
 
 def _keys(core: StoreCore, sid: SessionId) -> tuple[str, ...]:
-    return (*script_keys(core.prefix, sid, core.cluster), tools_key(core.prefix, sid))
+    return (
+        *script_keys(core.prefix, sid, core.cluster),
+        tools_key(core.prefix, sid),
+        tokens_key(core.prefix, sid),
+    )
 
 
 def _fence(fence: int | None) -> int | str:
@@ -181,7 +185,20 @@ def complete(
         raise InvalidArgumentType(f"is_error must be a bool, got {is_error!r}", sid)
     message = AgentMessage(Role.TOOL, [ToolResult(tool_use_id, content, is_error)], result_id(tool_use_id))
     data = core.encode(sid, message)  # checks the content: InvalidMessage, MessageTooLarge
-    args = (core.version, core.codec.name, "complete", tool_use_id, token, _fence(fence), message.id, data)
+    count = core.tokens(sid, message)
+    args = (
+        core.version,
+        core.codec.name,
+        "complete",
+        tool_use_id,
+        token,
+        _fence(fence),
+        message.id,
+        data,
+        "",
+        "",
+        count,
+    )
 
     def parse(reply: list[Any]) -> Completion:
         if reply[0] != OK:

@@ -15,7 +15,18 @@ from ._calls import Script
 from ._core import StoreCore
 from ._protocol import OK
 from .errors import InvalidArgumentType
-from .keys import dirty_key, reply_keys, script_keys, session_id, session_keys, tombstone_key, tools_key
+from .keys import (
+    append_keys,
+    compact_key,
+    dirty_key,
+    reply_keys,
+    script_keys,
+    session_id,
+    session_keys,
+    tokens_key,
+    tombstone_key,
+    tools_key,
+)
 from .models import AgentMessage, SessionId
 
 __all__ = ["create", "delete", "extend", "set_metadata"]
@@ -39,7 +50,11 @@ def create(
         raise InvalidArgumentType("create(): " + str(exc).removeprefix(f"session `{sid}`: ")) from None
     if core.durable:
         fields += ["durable", 1, "record", core.record]
-    keys = (*session_keys(core.prefix, sid), dirty_key(core.prefix, sid, core.cluster))
+    keys = (
+        *session_keys(core.prefix, sid),
+        dirty_key(core.prefix, sid, core.cluster),
+        tokens_key(core.prefix, sid),
+    )
     token = uuid.uuid4().hex
     args = (core.version, core.codec.name, token, core.ttl_ms, core.max_messages, *fields)
 
@@ -61,18 +76,21 @@ def extend(
     sid = session_id(sid)
     if fence is not None and (type(fence) is not int or fence < 1):
         raise InvalidArgumentType("fence must be a lease token (an int >= 1) or None", sid)
-    args: list[Any] = [core.version, core.codec.name, _expected(sid, expected_seq)]
-    args.append("" if fence is None else fence)
+    pairs: list[Any] = []
+    counts: list[str] = []  # each message's token count, kept beside it (tokens.py)
     for message in messages:
         data = core.encode(sid, message)
-        args += [message.id, data]
+        pairs += [message.id, data]
+        counts.append(str(core.tokens(sid, message)))
+    expected = _expected(sid, expected_seq)
+    args = (core.version, core.codec.name, expected, "" if fence is None else fence, ",".join(counts), *pairs)
 
     def parse(reply: list[Any]) -> int:
         if reply[0] != OK:
             core.check(sid, reply, expected_seq, token=fence)
         return int(reply[1])
 
-    return Script("append", sid, "append", script_keys(core.prefix, sid, core.cluster), tuple(args), parse)
+    return Script("append", sid, "append", append_keys(core.prefix, sid, core.cluster), args, parse)
 
 
 def set_metadata(core: StoreCore, sid: object, updates: Mapping[str, str | None]) -> Script[None]:
@@ -100,6 +118,8 @@ def delete(core: StoreCore, sid: object) -> Script[bool]:
         tombstone_key(core.prefix, sid),
         *reply_keys(core.prefix, sid)[:2],
         tools_key(core.prefix, sid),
+        tokens_key(core.prefix, sid),
+        compact_key(core.prefix, sid),
     )
     return Script("delete", sid, "delete", keys, (), bool)
 

@@ -40,6 +40,7 @@ from .keys import session_id as parse_session_id
 from .models import AgentMessage, Session, SessionId
 from .retry import ASYNC_NO_CLIENT_RETRY, RetryPolicy, turn_off_client_retry
 from .store import SessionStore as SyncStore
+from .tokens import TokenCounter, estimate_tokens
 from .writebehind import SyncWorker
 
 if TYPE_CHECKING:
@@ -54,11 +55,10 @@ class AsyncSessionStore(AsyncStoreBase):
 
     The options are ``StoreConfig``'s (``redis_sessions.config``), documented there: ``prefix``,
     ``ttl``, ``max_messages``, ``codec``, ``max_message_bytes``, ``cache_messages``, ``retry``,
-    ``wait_replicas``/``wait_timeout``, ``backing``, ``encryption`` and ``telemetry``; the store keeps
-    them as ``config``.
-    ``retry`` is the one retry policy for transport errors: the store turns the client's own
-    retry off; with ``retry=None`` the store does not retry, and leaves the client's retry alone.
-
+    ``wait_replicas``/``wait_timeout``, ``backing``, ``encryption``, ``token_counter``, ``telemetry``;
+    kept as ``config``. ``retry`` is the one retry policy for transport errors: the store turns the
+    client's own retry off; with ``retry=None`` the store does not retry, and leaves the client's
+    retry alone.
     ``client`` is a ``Redis`` (also one from a ``Sentinel``) or a ``RedisCluster``; ``from_url``,
     ``from_cluster`` and ``from_sentinel`` build one with sensible timeouts.
 
@@ -86,6 +86,7 @@ class AsyncSessionStore(AsyncStoreBase):
         wait_timeout: float | timedelta = 1.0,
         backing: PersistenceAdapter | None = None,
         encryption: Encryption | None = None,
+        token_counter: TokenCounter = estimate_tokens,
         telemetry: Telemetry | None = None,
     ) -> None:
         check_client(client)
@@ -101,6 +102,7 @@ class AsyncSessionStore(AsyncStoreBase):
             wait_timeout=wait_timeout,
             backing=backing,
             encryption=encryption,
+            token_counter=token_counter,
             telemetry=telemetry,
         )
         self._core = StoreCore(
@@ -113,6 +115,7 @@ class AsyncSessionStore(AsyncStoreBase):
             record="" if backing is None else backing.record_id,
             cluster=isinstance(client, RedisCluster),
             encryption=encryption,
+            token_counter=token_counter,
         )
         self.client = client
         # Decoded histories for re-reads: the store's own state (the core keeps none).

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from ._core import DEFAULT_CACHE_MESSAGES, DEFAULT_MAX_MESSAGE_BYTES
 from .retry import RetryPolicy
+from .tokens import TokenCounter, estimate_tokens
 
 if TYPE_CHECKING:
     from .encryption import Encryption
@@ -44,6 +45,8 @@ class StoreConfig:
     ``redis_sessions.persistence`` adapter, which makes Redis the cache of a durable store.
     ``encryption``: a ``redis_sessions.encryption.Encryption`` keyring: each message is stored
     AES-256-GCM encrypted (in Redis and in the backing record); ``None``: stored as encoded.
+    ``token_counter``: counts each appended message's tokens (``redis_sessions.tokens``; the default
+    is an estimate that needs no download).
     ``telemetry``: a ``redis_sessions.telemetry.Telemetry`` (OpenTelemetry spans and metrics of every
     call; the ``otel`` extra), or ``None``: off, at no cost.
     """
@@ -59,6 +62,7 @@ class StoreConfig:
     wait_timeout: float | timedelta = 1.0
     backing: PersistenceAdapter | None = None
     encryption: Encryption | None = None
+    token_counter: TokenCounter = estimate_tokens
     telemetry: Telemetry | None = None
 
     @classmethod

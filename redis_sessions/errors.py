@@ -176,11 +176,15 @@ class SessionExists(SessionError):
 
 
 class ConflictError(SessionError):
-    """The session's sequence number is not the ``expected_seq`` the caller gave."""
+    """The session's sequence number is not the ``expected_seq`` the caller gave; or (``of="summary"``)
+    its stored summary is not the one the caller read (``summarize(expected=)``), or covers more."""
 
-    def __init__(self, session_id: uuid.UUID, expected: int, actual: int) -> None:
+    def __init__(self, session_id: uuid.UUID, expected: int, actual: int, *, of: str = "seq") -> None:
         super().__init__(
-            f"session `{session_id}` is at seq {actual}, not the expected {expected}:"
+            f"session `{session_id}` holds a summary through seq {actual} (expected {expected}):"
+            " another worker summarised first"
+            if of == "summary"
+            else f"session `{session_id}` is at seq {actual}, not the expected {expected}:"
             " another writer appended first"
         )
         self.session_id = session_id

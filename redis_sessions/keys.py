@@ -14,6 +14,9 @@ slot and a Lua script may touch all of them::
     rs:{0b7c...}:replies    hash   <message id>:st / :n / :b / :t / :f / :i / :s per streamed reply
     rs:{0b7c...}:deltas     pub/sub channel: wakes partial watchers after each write to the stream
     rs:{0b7c...}:tools      hash   tool calls: attempts, live claims and stored results, by tool_use_id
+    rs:{0b7c...}:tokens     list   each message's token count, aligned with the messages list's tail
+    rs:{0b7c...}:compact    string the compaction lock: a token, expiring (store.compact)
+    rs:{0b7c...}:fork:<t>:* staged copies of a fork being made (expiring; renamed when published)
 
 With a backing store, sessions whose newest messages have not reached it yet are listed in a
 *dirty index*. On Redis Cluster one sorted set per slot, ``rs:dirty:{<tag>}``, whose tag hashes to
@@ -42,7 +45,9 @@ __all__ = [
     "GROUP_SLOTS",
     "SLOT_GROUPS",
     "SessionKeys",
+    "append_keys",
     "check_prefix",
+    "compact_key",
     "dirty_key",
     "dirty_keys",
     "legacy_dirty_pattern",
@@ -55,7 +60,9 @@ __all__ = [
     "session_id",
     "session_keys",
     "slot",
+    "staged_keys",
     "sync_keys",
+    "tokens_key",
     "tombstone_key",
     "tools_key",
 ]
@@ -196,6 +203,30 @@ def tombstone_key(prefix: str, sid: uuid.UUID) -> str:
 def tools_key(prefix: str, sid: uuid.UUID) -> str:
     """The session's tool calls (``tool_call.lua``): who claims each, its attempts, its result."""
     return f"{prefix}:{{{sid}}}:tools"
+
+
+@functools.lru_cache(maxsize=65536)
+def append_keys(prefix: str, sid: uuid.UUID, cluster: bool) -> tuple[str, ...]:
+    """``script_keys`` and the tokens list: what an append touches (memoised, as they are)."""
+    return (*script_keys(prefix, sid, cluster), tokens_key(prefix, sid))
+
+
+def tokens_key(prefix: str, sid: uuid.UUID) -> str:
+    """Each message's token count, pushed and trimmed with the messages list (so the two lists'
+    tails line up: a list shorter than the messages is one begun after older messages were stored)."""
+    return f"{prefix}:{{{sid}}}:tokens"
+
+
+def compact_key(prefix: str, sid: uuid.UUID) -> str:
+    """The session's compaction lock (``store.compact``): not its turn lease, which a turn holds."""
+    return f"{prefix}:{{{sid}}}:compact"
+
+
+def staged_keys(prefix: str, sid: uuid.UUID, token: str) -> tuple[str, str, str]:
+    """Where a fork into session ``sid`` builds its messages list, ids zset and tokens list before
+    ``fork.lua`` renames them into place (one set per attempt, ``token``; they expire)."""
+    base = f"{prefix}:{{{sid}}}:fork:{token}:"
+    return base + "messages", base + "ids", base + "tokens"
 
 
 def record_key(prefix: str) -> str:

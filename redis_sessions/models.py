@@ -202,6 +202,8 @@ class SessionState(msgspec.Struct, kw_only=True):
     # them back: ``None`` where a document predates them (the importing store's defaults apply).
     ttl_ms: Annotated[int, msgspec.Meta(ge=0)] | None = None  # 0: never expires
     max_messages: Annotated[int, msgspec.Meta(ge=0)] | None = None  # 0: unbounded
+    summary: AgentMessage | None = None  # store.summarize: stands for messages 1..summary_seq
+    summary_seq: int = 0
 
 
 class Session(msgspec.Struct, kw_only=True):
@@ -222,6 +224,8 @@ class Session(msgspec.Struct, kw_only=True):
     seq: int = 0
     ttl_ms: int = 0  # the session's own TTL in ms, renewed by each write (0: never expires)
     max_messages: int = 0  # the session's own bound on kept messages (0: unbounded)
+    summary: AgentMessage | None = None  # store.summarize: stands for messages 1..summary_seq
+    summary_seq: int = 0
 
     def to_state(self) -> SessionState:
         """The persisted form of this session (the id is the key it is stored under)."""
@@ -237,6 +241,8 @@ class Session(msgspec.Struct, kw_only=True):
             seq=self.seq,
             ttl_ms=self.ttl_ms,
             max_messages=self.max_messages,
+            summary=self.summary,
+            summary_seq=self.summary_seq,
         )
 
     @classmethod
@@ -256,6 +262,8 @@ class Session(msgspec.Struct, kw_only=True):
             seq=state.seq if state.seq is not None else len(state.messages),
             ttl_ms=state.ttl_ms or 0,
             max_messages=state.max_messages or 0,
+            summary=state.summary,
+            summary_seq=state.summary_seq,
         )
 
 
@@ -266,7 +274,9 @@ class SessionInfo(msgspec.Struct, frozen=True, kw_only=True):
     ``ttl`` is the seconds left before Redis expires it (``None``: no expiry); ``bytes`` is Redis's
     ``MEMORY USAGE`` of its keys, only when asked for (it costs a command per key). ``problem`` says
     why this library cannot read the session (a newer schema version, a corrupt meta hash: the
-    fields it could not parse are then zero or ``None``); ``None`` when it can.
+    fields it could not parse are then zero or ``None``); ``None`` when it can. ``tokens`` is the
+    running total of the counts of its messages (``token_counter=``), ``summary_seq`` the seq its
+    summary stands for (0: none); a fork names its ``parent`` and ``fork_seq``.
     """
 
     id: SessionId
@@ -279,3 +289,7 @@ class SessionInfo(msgspec.Struct, frozen=True, kw_only=True):
     ttl: float | None = None
     bytes: int | None = None
     problem: str | None = None
+    tokens: int = 0
+    summary_seq: int = 0
+    parent: SessionId | None = None
+    fork_seq: int | None = None

@@ -37,6 +37,7 @@ from .errors import InvalidArgumentType, InvalidOperation
 from .keys import session_id as parse_session_id
 from .models import AgentMessage, Session, SessionId
 from .retry import NO_CLIENT_RETRY, RetryPolicy, turn_off_client_retry
+from .tokens import TokenCounter, estimate_tokens
 from .writebehind import SyncWorker
 
 if TYPE_CHECKING:
@@ -51,11 +52,10 @@ class SessionStore(StoreBase):
 
     The options are ``StoreConfig``'s (``redis_sessions.config``), documented there: ``prefix``,
     ``ttl``, ``max_messages``, ``codec``, ``max_message_bytes``, ``cache_messages``, ``retry``,
-    ``wait_replicas``/``wait_timeout``, ``backing``, ``encryption`` and ``telemetry``; the store keeps
-    them as ``config``.
-    ``retry`` is the one retry policy for transport errors: the store turns the client's own
-    retry off; with ``retry=None`` the store does not retry, and leaves the client's retry alone.
-
+    ``wait_replicas``/``wait_timeout``, ``backing``, ``encryption``, ``token_counter``, ``telemetry``;
+    kept as ``config``. ``retry`` is the one retry policy for transport errors: the store turns the
+    client's own retry off; with ``retry=None`` the store does not retry, and leaves the client's
+    retry alone.
     ``client`` is a ``Redis`` (also one from a ``Sentinel``) or a ``RedisCluster``; ``from_url``,
     ``from_cluster`` and ``from_sentinel`` build one with sensible timeouts.
 
@@ -83,6 +83,7 @@ class SessionStore(StoreBase):
         wait_timeout: float | timedelta = 1.0,
         backing: PersistenceAdapter | None = None,
         encryption: Encryption | None = None,
+        token_counter: TokenCounter = estimate_tokens,
         telemetry: Telemetry | None = None,
     ) -> None:
         check_client(client)
@@ -98,6 +99,7 @@ class SessionStore(StoreBase):
             wait_timeout=wait_timeout,
             backing=backing,
             encryption=encryption,
+            token_counter=token_counter,
             telemetry=telemetry,
         )
         self._core = StoreCore(
@@ -110,6 +112,7 @@ class SessionStore(StoreBase):
             record="" if backing is None else backing.record_id,
             cluster=isinstance(client, RedisCluster),
             encryption=encryption,
+            token_counter=token_counter,
         )
         self.client = client
         # Decoded histories for re-reads: the store's own state (the core keeps none).

@@ -34,6 +34,7 @@ from redis_sessions import (
     SessionState,
     ToolResult,
 )
+from redis_sessions.tokens import Context
 
 T = TypeVar("T")
 _DONE = object()
@@ -204,6 +205,18 @@ class AsyncAdapter:
 
     def tool_call(self, session_id: Any, tool_use_id: Any, **kwargs: Any) -> ToolCallAdapter:
         return ToolCallAdapter(self.store.tool_call(session_id, tool_use_id, **kwargs), self)
+
+    def context(self, session_id: Any, max_tokens: int, **kwargs: Any) -> Context:
+        return self._run(self.store.context(session_id, max_tokens, **kwargs))
+
+    def summarize(self, session_id: Any, summary: Any, **kwargs: Any) -> int:
+        return self._run(self.store.summarize(session_id, summary, **kwargs))
+
+    def compact(self, session_id: Any, summarizer: Any, **kwargs: Any) -> int | None:
+        return self._run(self.store.compact(session_id, summarizer, **kwargs))
+
+    def fork(self, session_id: Any, **kwargs: Any) -> SessionId:
+        return self._run(self.store.fork(session_id, **kwargs))
 
     def close(self) -> None:
         self._run(self.store.aclose())

@@ -36,6 +36,7 @@ for _name, _what in {
     "watch": "``Watching``: the live methods of ``SessionStore`` (``watch``, ``next_message``).",
     "reply": "``ReplyStream``: a streamed partial reply on one session of a ``SessionStore``.",
     "tool_call": "``ToolCall``: a tool call that runs once, on one session of a ``SessionStore``.",
+    "window": "``Windowing``: ``SessionStore``'s budgeted reads, summaries, compaction and forks.",
     "open": "``open_client``: the clients a ``SessionStore`` makes for itself, in one place.",
     "base": "``StoreBase``: the parts of ``SessionStore`` kept in modules of their own, as one base.",
     "lean": "``LeanLine``: the short way to Redis for the calls that dominate, on the client's own pool.",
@@ -57,6 +58,7 @@ SUBSTITUTIONS = [
         r"Async(StoreBase|Transport|Recovery|Lease|Managing|Watching|ReplyStream|ToolCall|Streaming|LeanLine)",
         r"\1",
     ),
+    (r"AsyncWindowing", "Windowing"),
     (r"from \._aio_(\w+) import", r"from ._\1 import"),
     (r"from \.aio import", "from .store import"),
     # The worker's store is synchronous in both fronts: the async one imports it, the sync one is it.

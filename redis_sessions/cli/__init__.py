@@ -8,6 +8,7 @@ password), and file errors. One module per concern:
 - ``demo``: agent processes share one conversation (``demo.py``)
 - ``ls``, ``show``, ``tail``, ``delete``: look at what is stored (``browse.py``)
 - ``stats``: counts and memory (``stats.py``)
+- ``context``, ``fork``: what fits a token budget, and branching (``window.py``)
 - ``export``, ``import``: JSON Lines out and in (``transfer.py``)
 - ``sync``, ``migrate``: the durable tier (``durable.py``)
 
@@ -30,6 +31,7 @@ from .durable import migrate, rebind, sync
 from .render import render_block
 from .stats import stats
 from .transfer import export, import_
+from .window import context, fork
 
 __all__ = ["Settings", "main", "open_store", "render_block"]
 
@@ -80,5 +82,5 @@ def main(ctx: click.Context, url: str | None, prefix: str, cluster: bool) -> Non
     ctx.obj = Settings(url or None, prefix, cluster)
 
 
-for _command in (demo, ls, show, tail, export, import_, stats, delete, sync, migrate, rebind):
+for _command in (demo, ls, show, tail, context, fork, export, import_, stats, delete, sync, migrate, rebind):
     main.add_command(_command)

@@ -23,6 +23,7 @@ __all__ = ["delete", "ls", "show", "tail"]
 _NEVER = datetime.min.replace(tzinfo=UTC)
 _CHUNK = 1000  # rows written at a time
 _MODEL_MIN = 16  # a terminal too narrow for this much of a model name wraps instead
+_ALL = 2**53  # a token budget every session fits
 
 
 def _recent(info: SessionInfo) -> datetime:
@@ -87,13 +88,16 @@ def _row(cells: tuple[str, ...], widths: list[int]) -> str:
 @click.command(short_help="Print one conversation for a person.")
 @click.argument("session_id", type=SESSION_ID)
 @click.option("--json", "as_json", is_flag=True, help="Print the session as one JSON object.")
+@click.option("--tokens", is_flag=True, help="With each message, its stored token count.")
 @click.pass_obj
-def show(settings: Settings, session_id: uuid.UUID, as_json: bool) -> None:
+def show(settings: Settings, session_id: uuid.UUID, as_json: bool, tokens: bool) -> None:
     """Print the session SESSION_ID: its settings, then every message with its role; tool calls with
-    their input as indented JSON, images as a placeholder with their size."""
+    their input as indented JSON, images as a placeholder with their size. With --tokens, the
+    session's token total and each message's count (``summarised``: covered by its summary)."""
     with connect(settings) as store:
         session = store.load(session_id)
         info = store.info(session_id) if session is not None else None
+        window = store.context(session_id, _ALL) if tokens and session is not None else None
     if session is None:
         raise SessionNotFound(session_id)
     if as_json:
@@ -101,9 +105,13 @@ def show(settings: Settings, session_id: uuid.UUID, as_json: bool) -> None:
         return
     console = make_console()
     print_header(console, session, info.ttl if info is not None else None)
+    counts: dict[int, str] = {}
+    if window is not None and info is not None:
+        console.print(f"tokens: {info.tokens:,} (summary through seq {info.summary_seq})", style="dim")
+        counts = {window.first_seq + n: str(c) for n, c in enumerate(window.counts)}
     first = session.seq - len(session.messages) + 1
     for n, message in enumerate(session.messages):
-        print_message(console, first + n, message)
+        print_message(console, first + n, message, counts.get(first + n, "summarised" if tokens else ""))
 
 
 @click.command(short_help="Print the last messages of a conversation; -f: and new ones as they come.")

@@ -62,9 +62,11 @@ def print_header(console: Console, session: Session, ttl: float | None) -> None:
         console.print(_indented(console, Text(session.system_message)))
 
 
-def print_message(console: Console, seq: int, message: AgentMessage) -> None:
-    """``#seq role``, then each block indented below it."""
+def print_message(console: Console, seq: int, message: AgentMessage, tokens: str = "") -> None:
+    """``#seq role`` (and ``tokens``, its count, when given), then each block indented below it."""
     head = Text.assemble((f"#{seq} ", "dim"), (message.role.value, ROLE_STYLE.get(message.role.value, "")))
+    if tokens:
+        head.append(f"  {tokens} tokens", style="dim")
     console.print(head)
     for block in message.content:
         console.print(_indented(console, _block(block)))

@@ -21,6 +21,7 @@ from ..errors import InvalidArgumentType, InvalidSessionId, SessionExists, Sessi
 from ..keys import session_id as parse_session_id
 from ..models import AgentMessage, ContentBlock, Image
 from ..store import SessionStore
+from ..tokens import Context
 
 __all__ = [
     "SESSION_NAMESPACE",
@@ -154,6 +155,14 @@ class StoreAccess:
             return []
         return messages
 
+    async def context(self, max_tokens: int) -> list[AgentMessage]:
+        """The summary and the newest messages that fit ``max_tokens`` (``store.context``)."""
+        try:
+            window: Context = await self._call("context", self.sid, max_tokens)
+        except SessionNotFound:
+            return []
+        return window.as_list()
+
     async def extend(self, messages: Sequence[AgentMessage]) -> None:
         for attempt in range(_CREATE_ATTEMPTS):
             try:
@@ -178,6 +187,12 @@ class StoreAccess:
     def messages_sync(self, start: int = 0) -> list[AgentMessage]:
         try:
             return self._sync("messages").messages(self.sid, start)
+        except SessionNotFound:
+            return []
+
+    def context_sync(self, max_tokens: int) -> list[AgentMessage]:
+        try:
+            return self._sync("messages").context(self.sid, max_tokens).as_list()
         except SessionNotFound:
             return []
 

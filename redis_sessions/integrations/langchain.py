@@ -88,11 +88,13 @@ class RedisChatMessageHistory(BaseChatMessageHistory):
     ``session_id`` is a free string, stored under ``session_uuid(session_id)`` (``self.uuid``);
     the session is created by the first write, with metadata ``integration`` and ``external_id``.
     ``clear`` deletes the session, metadata included. See the module docstring for what is stored
-    and for sync/async use.
+    and for sync/async use. With ``max_tokens``, reading gives what fits that many tokens: the
+    session's summary (``store.summarize``/``compact``) and the newest messages (``store.context``).
     """
 
-    def __init__(self, session_id: str | uuid.UUID, store: Store) -> None:
+    def __init__(self, session_id: str | uuid.UUID, store: Store, *, max_tokens: int | None = None) -> None:
         super().__init__()
+        self.max_tokens = max_tokens
         self._access = StoreAccess(store, session_id, type(self).__name__, "langchain")
         self.session_id = self._access.session_id
         self.uuid = self._access.sid
@@ -103,10 +105,14 @@ class RedisChatMessageHistory(BaseChatMessageHistory):
 
     @property
     def messages(self) -> list[BaseMessage]:  # type: ignore[override]  # LangChain's documented way
-        """Every message, oldest first (needs a ``SessionStore``)."""
+        """Every message, oldest first, or what fits ``max_tokens`` (needs a ``SessionStore``)."""
+        if self.max_tokens is not None:
+            return [to_langchain(m) for m in self._access.context_sync(self.max_tokens)]
         return [to_langchain(m) for m in self._access.messages_sync()]
 
     async def aget_messages(self) -> list[BaseMessage]:
+        if self.max_tokens is not None:
+            return [to_langchain(m) for m in await self._access.context(self.max_tokens)]
         return [to_langchain(m) for m in await self._access.messages()]
 
     def add_messages(self, messages: Sequence[BaseMessage]) -> None:

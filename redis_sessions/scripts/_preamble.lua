@@ -54,43 +54,64 @@ end
 -- (schema_version, codec, seq, ttl_ms, max_messages, durable, synced_seq). finish, when given, is
 -- called as finish(new seq, publish command) after the messages are stored and before the watchers'
 -- notice (append.lua closes a streamed reply with it). indexed: the ids zset holds the fresh ids at
--- their seqs already (append.lua's ZADD NX did it), so only the list gets them. Returns the new seq;
--- or nil and the error to return when indexed and the list key holds another type (nothing changed).
+-- their seqs already (append.lua's ZADD NX did it), so only the list gets them. counted: the
+-- messages' token counts, kept beside them (see context.lua): {key = the tokens list, counts = the
+-- count of each of fresh, in its order, total = the meta's running total before them, restart =
+-- true when the tokens list does not line up with the list (the meta's tokens_seq is not its seq:
+-- a session counted since before a restore, say), so it starts again here}. Returns the new seq;
+-- or nil and the error to return when the list or tokens key holds another type (nothing changed).
 -- One copy for every script that appends (append.lua, tool_call.lua).
-local function push_messages(keys, args, fresh, h, seq, finish, indexed)
+local function push_messages(keys, args, fresh, h, seq, finish, indexed, counted)
   local meta, list, ids = keys[1], keys[2], keys[3]
+  local tokens, total = counted.key, counted.total
   -- Push in chunks: unpack() of a very large batch would overflow the Lua stack.
   local len = 0
   local chunk = 500
   for c = 1, #fresh, chunk do
-    local payloads, scored = {}, {}
+    local payloads, scored, tallies = {}, {}, {}
     for k = c, math.min(c + chunk - 1, #fresh) do
       local i = fresh[k]
       seq = seq + 1
       payloads[#payloads + 1] = args[i + 1]
       scored[#scored + 1] = seq
       scored[#scored + 1] = args[i]
+      local n = counted.counts[k] or 0
+      tallies[#tallies + 1] = n
+      total = total + n
     end
     if indexed then
       -- The ids are indexed already: a list key that is not a list (WRONGTYPE) must not leave them
       -- there, or a failed call would alter the session. Take them back and fail as RPUSH did.
       len = redis.pcall('RPUSH', list, unpack(payloads))
-      if type(len) == 'table' and len.err then
-        local added = {}
-        for k = 1, #fresh do
-          added[k] = args[fresh[k]]
-        end
-        redis.call('ZREM', ids, unpack(added))
-        return nil, redis.error_reply(len.err)
-      end
     else
       len = redis.call('RPUSH', list, unpack(payloads))
       redis.call('ZADD', ids, unpack(scored))
     end
+    -- The counts, unless the list refused: a tokens key of another type takes the messages back.
+    local failed = type(len) == 'table' and len.err
+    if not failed then
+      if c == 1 and counted.restart then
+        redis.call('DEL', tokens)
+      end
+      local pushed = redis.pcall('RPUSH', tokens, unpack(tallies))
+      failed = type(pushed) == 'table' and pushed.err
+      if failed then
+        redis.call('LTRIM', list, 0, -#payloads - 1)
+      end
+    end
+    if failed then  -- only the first chunk can fail: a key's type does not change mid-script
+      local added = {}
+      for k = c, math.min(c + chunk - 1, #fresh) do
+        added[#added + 1] = args[fresh[k]]
+      end
+      redis.call('ZREM', ids, unpack(added))
+      return nil, redis.error_reply(failed)
+    end
   end
 
   local t = redis.call('TIME')
-  redis.call('HSET', meta, 'seq', seq, 'updated_at', string.format('%s%06d', t[1], tonumber(t[2])))
+  redis.call('HSET', meta, 'seq', seq, 'updated_at', string.format('%s%06d', t[1], tonumber(t[2])), 'tokens', total,
+    'tokens_seq', seq)
 
   local durable = h[6] == '1'
   local max = tonumber(h[5]) or 0
@@ -99,6 +120,7 @@ local function push_messages(keys, args, fresh, h, seq, finish, indexed)
   end
   if max > 0 and len > max then
     redis.call('LTRIM', list, -max, -1)
+    redis.call('LTRIM', tokens, -max, -1)
     redis.call('ZREMRANGEBYSCORE', ids, '-inf', seq - max)
   end
   local ttl = tonumber(h[4]) or 0
@@ -108,11 +130,13 @@ local function push_messages(keys, args, fresh, h, seq, finish, indexed)
       redis.call('PERSIST', meta)
       redis.call('PERSIST', list)
       redis.call('PERSIST', ids)
+      redis.call('PERSIST', tokens)
     end
   elseif ttl > 0 then
     redis.call('PEXPIRE', meta, ttl)
     redis.call('PEXPIRE', list, ttl)
     redis.call('PEXPIRE', ids, ttl)
+    redis.call('PEXPIRE', tokens, ttl)
   end
   local publish = (redis.REDIS_VERSION_NUM or 0) >= 0x070000 and 'SPUBLISH' or 'PUBLISH'
   if finish then

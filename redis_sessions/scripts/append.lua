@@ -1,13 +1,15 @@
 -- Append messages atomically, skipping ids already stored (idempotent appends).
 -- KEYS[1] = meta hash, KEYS[2] = messages list, KEYS[3] = ids zset (message id -> seq),
 -- KEYS[4] = lease hash, KEYS[5] = events channel (sharded on Redis >= 7; watchers listen there),
--- KEYS[6] = the dirty index of the session's slot (used when the session is durable)
+-- KEYS[6] = the dirty index of the session's slot (used when the session is durable),
+-- KEYS[7] = tokens list (each message's token count; the meta keeps their running total, tokens)
 -- ARGV[1] = schema version, ARGV[2] = codec name, ARGV[3] = expected seq ('' = any),
--- ARGV[4] = fencing token ('' = none: sessions without leases),
--- ARGV[5..] = message id, encoded message, message id, encoded message, ...
--- Finishing a streamed reply (store.stream(...).finish) passes three more keys, KEYS[7] = reply
--- stream, KEYS[8] = replies hash, KEYS[9] = deltas channel, and ARGV[5] = ms to keep the stream
--- after it (the pairs then start at ARGV[6], one pair: the reply's final message). The message is
+-- ARGV[4] = fencing token ('' = none: sessions without leases), ARGV[5] = the messages' token
+-- counts, comma-separated, ARGV[6..] = message id, encoded message, message id, encoded message, ...
+-- Finishing a streamed reply (store.stream(...).finish) passes three keys before the tokens list,
+-- KEYS[7] = reply stream, KEYS[8] = replies hash, KEYS[9] = deltas channel (KEYS[10] = tokens list),
+-- and ARGV[5] = ms to keep the stream after it (the counts then at ARGV[6], the pairs from ARGV[7],
+-- one pair: the reply's final message). The message is
 -- stored and the reply closed in one step: {m = id, f = seq, n = deltas} added to the stream,
 -- <id>:st = 'f'; a closed reply refuses it ({14, state}).
 -- Trimming and TTL follow the session's own ttl_ms / max_messages fields (set by create). A durable
@@ -21,8 +23,8 @@
 -- {10} a durable session lost its list or ids to eviction (the store restores it and retries).
 -- Status (redis_sessions._protocol.Status): OK NOT_FOUND VERSION_MISMATCH CONFLICT CODEC CORRUPT LEASE_LOST EVICTED REPLY_CLOSED
 local meta, list, ids = KEYS[1], KEYS[2], KEYS[3]
-local pairs_from = #KEYS == 9 and 6 or 5
-local h, seq, refused = writable_meta(meta, ARGV[1], ARGV[2])
+local pairs_from = #KEYS == 10 and 7 or 6
+local h, seq, refused = writable_meta(meta, ARGV[1], ARGV[2], 'tokens', 'tokens_seq')
 if refused then
   return refused
 end
@@ -66,8 +68,8 @@ if not refused and ARGV[3] ~= '' and tonumber(ARGV[3]) ~= seq then
 end
 -- Finishing a streamed reply: refused once the reply is closed.
 local reply
-if not refused and pairs_from == 6 then
-  reply = redis.call('HMGET', KEYS[8], ARGV[6] .. ':st', ARGV[6] .. ':n')
+if not refused and pairs_from == 7 then
+  reply = redis.call('HMGET', KEYS[8], ARGV[7] .. ':st', ARGV[7] .. ':n')
   if reply[1] == 'f' then
     refused = {14, 'finished'}
   elseif reply[1] == 'a' then
@@ -81,9 +83,9 @@ end
 -- Closing a streamed reply: the function push_messages runs after the message is stored and before
 -- the watchers' notice, in this one step. A plain append passes no function.
 local finish
-if pairs_from == 6 then
+if pairs_from == 7 then
   finish = function(at, publish)
-    local id, replies = ARGV[6], KEYS[8]
+    local id, replies = ARGV[7], KEYS[8]
     redis.call('XADD', KEYS[7], '*', 'm', id, 'f', at, 'n', reply[2] or 0)
     redis.call('HSET', replies, id .. ':st', 'f', id .. ':s', at)
     local open = reply[1] and redis.call('HINCRBY', replies, 'open', -1)
@@ -100,7 +102,16 @@ end
 -- added: all of them (the common case), and that call was the whole check. Ids stored already sit
 -- at or below seq, so any added here is one scored above it. (Up to 500 messages: larger batches,
 -- rare, take the loop below, as unpack() of a very large batch would overflow the Lua stack.)
+-- Each message's token count (context.lua reads them), kept as it is stored (push_messages).
 local count = (#ARGV - pairs_from + 1) / 2
+local counts = {tonumber(ARGV[pairs_from - 1])}  -- one message: one count, no parsing
+if count > 1 then
+  counts = {}
+  for n in string.gmatch(ARGV[pairs_from - 1], '%d+') do
+    counts[#counts + 1] = tonumber(n)
+  end
+end
+local counted = {key = KEYS[#KEYS], counts = counts, total = tonumber(h[8]) or 0, restart = h[9] ~= h[3]}
 if count <= 500 then
   local scored = {}
   for k = 1, count do
@@ -113,7 +124,7 @@ if count <= 500 then
     for k = 1, count do
       fresh[k] = pairs_from + 2 * k - 2
     end
-    local last, failed = push_messages(KEYS, ARGV, fresh, h, seq, finish, true)
+    local last, failed = push_messages(KEYS, ARGV, fresh, h, seq, finish, true, counted)
     return failed or {0, last}
   elseif added == 0 then
     return replayed()
@@ -142,4 +153,10 @@ end
 if #fresh == 0 then
   return replayed()
 end
-return {0, push_messages(KEYS, ARGV, fresh, h, seq, finish)}
+local tallies = {}
+for k, i in ipairs(fresh) do
+  tallies[k] = counts[(i - pairs_from) / 2 + 1]
+end
+counted.counts = tallies
+local last, failed = push_messages(KEYS, ARGV, fresh, h, seq, finish, false, counted)
+return failed or {0, last}

@@ -4,7 +4,8 @@
 -- ARGV[4] = the session's ttl in ms (0 = never expire), ARGV[5] = its max messages (0 = unbounded),
 -- ARGV[6..] = field, value pairs (model, max_turns, m:<key> ..., and durable = 1 with a backing store)
 -- KEYS[4] = the dirty index of the session's slot: a durable session is listed there until the sync
--- worker has stored it, and gets no TTL until then.
+-- worker has stored it, and gets no TTL until then. KEYS[5] = tokens list (its counts start here:
+-- tokens_seq 0, see context.lua).
 -- The ttl and max messages are the session's own: every later write applies them, whichever store
 -- (with whatever defaults) makes it, so no key of a session can outlive the others.
 -- Returns {0} created (or already created by this very call: a retried create), {4} id taken.
@@ -17,13 +18,13 @@ if redis.call('EXISTS', meta) == 1 then
   return {4}
 end
 -- Leftovers of a session whose meta hash is gone are not a session: start clean.
-redis.call('DEL', KEYS[2], KEYS[3])
+redis.call('DEL', KEYS[2], KEYS[3], KEYS[5])
 local t = redis.call('TIME')
 local now = string.format('%s%06d', t[1], tonumber(t[2]))
 -- The token is also the session's first epoch: cached histories of an earlier incarnation of this id
 -- carry another epoch, so read_since.lua knows not to extend them.
 redis.call('HSET', meta, 'schema_version', ARGV[1], 'codec', ARGV[2], 'create_token', ARGV[3], 'epoch', ARGV[3],
-  'seq', 0, 'created_at', now, 'updated_at', now, 'ttl_ms', ARGV[4], 'max_messages', ARGV[5])
+  'seq', 0, 'created_at', now, 'updated_at', now, 'ttl_ms', ARGV[4], 'max_messages', ARGV[5], 'tokens_seq', 0)
 -- In chunks: unpack() of thousands of values would overflow the Lua stack.
 for i = 6, #ARGV, 1000 do
   redis.call('HSET', meta, unpack(ARGV, i, math.min(i + 999, #ARGV)))

@@ -4,7 +4,8 @@
 -- KEYS[7] = the tombstone: a durable session's epoch, kept an hour, so that a sync worker that was
 -- delivering it meanwhile deletes its backing copy instead of writing it back,
 -- KEYS[8] = reply stream, KEYS[9] = replies hash (streamed replies go with the session),
--- KEYS[10] = the tool calls hash (claims and results of tool_call.lua)
+-- KEYS[10] = the tool calls hash (claims and results of tool_call.lua), KEYS[11] = tokens list,
+-- KEYS[12] = compaction lock
 -- Returns the number of keys deleted. (The backing store's copy is the store's to delete.)
 -- Status (redis_sessions._protocol.Status): none (the reply is a count of keys deleted)
 local h = redis.call('HMGET', KEYS[1], 'durable', 'epoch')
@@ -12,7 +13,7 @@ if h[1] == '1' then
   redis.call('SET', KEYS[7], h[2] or '', 'PX', 3600000)
 end
 local n = redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[4])
-redis.call('DEL', KEYS[8], KEYS[9], KEYS[10])
+redis.call('DEL', KEYS[8], KEYS[9], KEYS[10], KEYS[11], KEYS[12])
 redis.call('ZREM', KEYS[6], string.match(KEYS[1], '{(.-)}'))
 if n > 0 then
   redis.call((redis.REDIS_VERSION_NUM or 0) >= 0x070000 and 'SPUBLISH' or 'PUBLISH', KEYS[5], '0')

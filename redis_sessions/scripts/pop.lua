@@ -2,7 +2,8 @@
 -- same message. Safe to retry: a call whose token is the last pop's returns that pop's message again
 -- instead of popping another.
 -- KEYS[1] = meta hash, KEYS[2] = messages list, KEYS[3] = ids zset, KEYS[4] = lease hash (unused),
--- KEYS[5] = events channel
+-- KEYS[5] = events channel, KEYS[6] = dirty index (unused), KEYS[7] = tokens list (the popped
+-- message's count goes with it, off the running total)
 -- ARGV[1] = schema version, ARGV[2] = token (unique per call; it also becomes the session's epoch)
 -- Returns {0, codec, position, payload}: the popped message and its list position, or {0} when the
 -- session holds no message; {1} not found; {2, version} other schema; {6, detail} corrupt meta hash;
@@ -11,7 +12,7 @@
 -- epoch changes, so cached histories are read again whole and watchers end, as on a re-create.
 -- Status (redis_sessions._protocol.Status): OK NOT_FOUND VERSION_MISMATCH CORRUPT DURABLE
 local meta, list, ids = KEYS[1], KEYS[2], KEYS[3]
-local h = redis.call('HMGET', meta, 'schema_version', 'codec', 'seq', 'ttl_ms', 'durable', 'pop_token')
+local h = redis.call('HMGET', meta, 'schema_version', 'codec', 'seq', 'ttl_ms', 'durable', 'pop_token', 'tokens_seq')
 local refused = version_refusal(h[1], ARGV[1])
 if refused then
   return refused
@@ -38,6 +39,11 @@ if not payload then
 end
 local position = redis.call('LLEN', list)
 redis.call('ZREMRANGEBYSCORE', ids, seq, seq)
+if h[7] == h[3] then  -- the counts line up with the list (context.lua): keep them so
+  local count = tonumber(redis.call('RPOP', KEYS[7]) or 0) or 0
+  redis.call('HSET', meta, 'tokens_seq', seq - 1)
+  redis.call('HINCRBY', meta, 'tokens', -count)
+end
 local t = redis.call('TIME')
 redis.call('HSET', meta, 'seq', seq - 1, 'epoch', ARGV[2], 'pop_token', ARGV[2], 'pop_position', position,
   'pop_payload', payload, 'updated_at', string.format('%s%06d', t[1], tonumber(t[2])))

@@ -3,15 +3,16 @@
 -- the second finds the first's session and leaves it alone.
 -- KEYS[1] = meta hash, KEYS[2] = messages list, KEYS[3] = ids zset, KEYS[4] = events channel,
 -- KEYS[5] = the slot's dirty index (a restored session is as clean as the store it came from; an
--- imported one, ARGV field synced_seq 0, is listed there for write-behind)
+-- imported one, ARGV field synced_seq 0, is listed there for write-behind), KEYS[6] = tokens list
 -- ARGV[1] = schema version, ARGV[2] = codec name, ARGV[3] = token (the new incarnation's epoch),
 -- ARGV[4] = ttl in ms (0 = never), ARGV[5] = max messages (0 = unbounded), ARGV[6] = '' to refuse
 -- a live session, '1' to replace it, '!' to replace it only if eviction took its list or ids (a
 -- repair: never over a whole session, which may hold writes not yet in the backing store),
 -- '=<epoch>:<seq>' to replace it only if it is still that incarnation at that seq (a schema
 -- upgrade in place: compare-and-set), ARGV[7] = seq (of the last message), ARGV[8] / ARGV[9] = created_at / updated_at
--- in microseconds ('' = now), ARGV[10] = n, ARGV[11 .. 10 + 2n] = field, value pairs (model,
--- max_turns, system_message, m:<key>), then message id, encoded message, message id, ...
+-- in microseconds ('' = now), ARGV[10] = n, ARGV[11] = the messages' token counts, comma-separated
+-- ('' = not counted), ARGV[12 .. 11 + 2n] = field, value pairs (model, max_turns, system_message,
+-- m:<key>), then message id, encoded message, message id, ...
 -- Returns {0} restored, {4} a session with this id is live (and ARGV[6] is ''), {3, seq} the
 -- session changed since it was read (ARGV[6] = '=...').
 -- Status (redis_sessions._protocol.Status): OK CONFLICT EXISTS
@@ -34,7 +35,7 @@ if upgrade then
     return {3, h[2] or 0}
   end
 end
-redis.call('DEL', meta, list, ids)
+redis.call('DEL', meta, list, ids, KEYS[6])
 if not upgrade then  -- an upgrade keeps the session's place in the dirty index, and its epoch
   redis.call('ZREM', KEYS[5], string.match(meta, '{(.-)}'))
 end
@@ -47,8 +48,8 @@ local seq = tonumber(ARGV[7])
 redis.call('HSET', meta, 'schema_version', ARGV[1], 'codec', ARGV[2], 'create_token', ARGV[3],
   'epoch', ARGV[3], 'seq', seq, 'created_at', ARGV[8] ~= '' and ARGV[8] or now,
   'updated_at', ARGV[9] ~= '' and ARGV[9] or now, 'ttl_ms', ARGV[4], 'max_messages', ARGV[5])
-local first = 11 + 2 * tonumber(ARGV[10])
-for i = 11, first - 1, 1000 do
+local first = 12 + 2 * tonumber(ARGV[10])
+for i = 12, first - 1, 1000 do
   redis.call('HSET', meta, unpack(ARGV, i, math.min(i + 999, first - 1)))
 end
 -- Messages in chunks (unpack() of thousands of values would overflow the Lua stack); the last one
@@ -66,9 +67,26 @@ for c = first, #ARGV, 1000 do
   redis.call('RPUSH', list, unpack(payloads))
   redis.call('ZADD', ids, unpack(scored))
 end
+-- The counts, kept as the appends keep them (context.lua reads them while tokens_seq is the seq).
+if ARGV[11] ~= '' and count > 0 then
+  local counts, total = {}, 0
+  for n in string.gmatch(ARGV[11], '%d+') do
+    counts[#counts + 1] = n
+    total = total + tonumber(n)
+    if #counts == 1000 then
+      redis.call('RPUSH', KEYS[6], unpack(counts))
+      counts = {}
+    end
+  end
+  if #counts > 0 then
+    redis.call('RPUSH', KEYS[6], unpack(counts))
+  end
+  redis.call('HSET', meta, 'tokens', total, 'tokens_seq', seq)
+end
 local max = tonumber(ARGV[5])
 if max > 0 and count > max then
   redis.call('LTRIM', list, -max, -1)
+  redis.call('LTRIM', KEYS[6], -max, -1)
   redis.call('ZREMRANGEBYSCORE', ids, '-inf', seq - max)
 end
 local ttl = tonumber(ARGV[4])
@@ -83,6 +101,7 @@ if ttl > 0 then
   if count > 0 then
     redis.call('PEXPIRE', list, ttl)
     redis.call('PEXPIRE', ids, ttl)
+    redis.call('PEXPIRE', KEYS[6], ttl)
   end
 end
 return {0}

@@ -3,12 +3,13 @@
 -- KEYS[5] = events channel, KEYS[6] = the dirty index of the session's slot (KEYS[1..6] as append's),
 -- KEYS[7] = the tool calls hash: epoch (the session incarnation its fields belong to), and per
 -- tool_use_id a:<id> = attempts so far, c:<id> = '<claim end ms> <claim token> <holder>' while
--- claimed, s:<id> / r:<id> / k:<id> = seq, encoded message and claim token of the stored result
+-- claimed, s:<id> / r:<id> / k:<id> = seq, encoded message and claim token of the stored result,
+-- KEYS[8] = tokens list (the result message's token count goes there, as append.lua keeps them)
 -- ARGV[1] = schema version, ARGV[2] = codec name, ARGV[3] = 'claim' | 'renew' | 'release' | 'complete',
 -- ARGV[4] = tool_use_id, ARGV[5] = claim token (unique per claim), ARGV[6] = fencing token ('' = none),
 -- ARGV[7] = the result message's id (derived from tool_use_id), ARGV[8] = holder (claim) or the
 -- encoded result message (complete), ARGV[9] = claim ttl in ms (claim, renew), ARGV[10] = the
--- attempt the renewing claim was (renew)
+-- attempt the renewing claim was (renew), ARGV[11] = the result message's token count (complete)
 -- A stored result is found in the hash, or else by its message id in the ids zset (the hash
 -- expires with the session's ttl, and a session read back from its backing store starts a new one).
 -- claim: {0, attempt} claimed (or already by this very token: a retry); {20, holder, ms left,
@@ -28,7 +29,7 @@
 -- Status (redis_sessions._protocol.Status): OK NOT_FOUND VERSION_MISMATCH CODEC CORRUPT LEASE_LOST EVICTED TOOL_PENDING TOOL_DONE
 local meta, list, ids, tools = KEYS[1], KEYS[2], KEYS[3], KEYS[7]
 local action, id, token = ARGV[3], ARGV[4], ARGV[5]
-local h, seq, refused = writable_meta(meta, ARGV[1], ARGV[2], 'epoch')
+local h, seq, refused = writable_meta(meta, ARGV[1], ARGV[2], 'epoch', 'tokens', 'tokens_seq')
 if refused then
   return refused
 end
@@ -117,7 +118,12 @@ if action ~= 'complete' then
 end
 
 -- complete: append the result message and record it, in this one step.
-local last = push_messages(KEYS, ARGV, {7}, h, seq)
+local counted = {key = KEYS[8], counts = {tonumber(ARGV[11]) or 0}, total = tonumber(h[9]) or 0,
+  restart = h[10] ~= h[3]}
+local last, failed = push_messages(KEYS, ARGV, {7}, h, seq, nil, false, counted)
+if failed then
+  return failed
+end
 redis.call('HSET', tools, 's:' .. id, last, 'r:' .. id, ARGV[8], 'k:' .. id, token)
 redis.call('HDEL', tools, 'c:' .. id)
 keep(0)

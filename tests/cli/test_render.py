@@ -56,5 +56,6 @@ def test_the_names_of_the_old_module_still_import() -> None:
     assert callable(open_store)
     assert Settings("redis://x", "rs").cluster is False
     assert set(main.commands) == {
-        "demo", "ls", "show", "tail", "export", "import", "stats", "delete", "sync", "migrate", "rebind"
+        "demo", "ls", "show", "tail", "context", "fork", "export", "import", "stats", "delete", "sync",
+        "migrate", "rebind"
     }  # fmt: skip

@@ -177,7 +177,7 @@ def test_a_progress_display_only_on_a_terminal(cli: Cli, store: SessionStore, tm
     some = cli("export", str(sids[0]), str(sids[1]), "-o", str(dump), env={"FORCE_COLOR": "1"})
     assert "2/2" in some.stderr
     imported = cli("import", str(dump), env={"FORCE_COLOR": "1"})
-    assert re.search(r"(\d+)/\1 bytes", imported.stderr)  # all of the file read
+    assert re.search(r"([\d.]+)/\1 (bytes|KiB)", imported.stderr)  # all of the file read
     assert imported.stdout == "imported 0, already present 2, skipped 0\n"
     assert cli("import", str(dump)).stderr == ""
 

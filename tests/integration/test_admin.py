@@ -83,6 +83,22 @@ def test_infos_pages_through_every_session(store: Store) -> None:
         list(store.infos(count=0))
 
 
+def test_a_listing_shows_what_info_shows(store: Store) -> None:
+    # infos() reads each session with its own one-command script (info.lua), info() with a
+    # transaction: the two must agree field by field, tokens and fork point included.
+    source = store.create("m")
+    store.extend(source, messages_of(4))
+    fork = store.fork(source, at_seq=2)
+    listed = {i.id: i for i in store.infos()}
+    for sid in (source, fork):
+        alone = store.info(sid)
+        assert alone is not None
+        assert listed[sid] == alone
+    assert listed[fork].parent == source
+    assert listed[fork].fork_seq == 2
+    assert listed[source].tokens > 0
+
+
 # -- pop --------------------------------------------------------------------------------------------
 
 

@@ -194,3 +194,26 @@ def test_what_a_dead_appender_acknowledged_is_delivered(backend: Backend, databa
     stored = database.load_session(sid)
     assert stored is not None
     assert ids(stored.messages) == [f"m{i}" for i in range(50)]
+
+
+def test_a_summary_reaches_the_record_and_comes_back_counted(
+    tiered: Tiered, database: SQLiteAdapter, backend: Backend
+) -> None:
+    store = tiered(token_counter=lambda message: 10)
+    sid = store.create()
+    store.extend(sid, messages_of(6))
+    store.summarize(sid, "the first four", through_seq=4)
+    flush(store)
+    stored = database.load_session(sid)
+    assert stored is not None
+    assert (stored.summary, stored.summary_seq) == (
+        AgentMessage.system("the first four", id=stored.summary.id),
+        4,
+    )  # type: ignore[union-attr]
+    backend.raw.delete(*session_keys(backend.prefix, sid))  # as an eviction or a lost Redis would
+    reader = tiered(token_counter=lambda message: 10)
+    window = reader.context(sid, 1_000)  # read through: the record's summary, the messages recounted
+    assert window.summary == stored.summary
+    assert (window.first_seq, window.counts, window.tokens) == (5, [10, 10], 30)
+    assert reader.info(sid).tokens == 60
+    assert reader.compact(sid, pytest.fail, over_tokens=30, keep_tokens=10) is None  # 30: not over

@@ -211,12 +211,14 @@ def test_the_durable_record_holds_ciphertext_and_reads_through(
         sid = store.create("m")
         sent = [AgentMessage.user(f"{SECRET} {i}") for i in range(3)]
         store.extend(sid, sent)
+        store.summarize(sid, f"{SECRET}: summary", through_seq=1)
         flush(store)
         with sqlite3.connect(tmp_path / "record.sqlite3") as db:
             dumped = "\n".join(db.iterdump())
-        assert SECRET not in dumped, "the record holds ciphertext only"
+        assert SECRET not in dumped, "the record holds ciphertext only (the summary too)"
         backend.raw.delete(*session_keys(backend.prefix, sid))  # Redis lost it
         assert open_store(encryption=sealing).messages(sid) == sent  # read through, then opened
+        assert open_store(encryption=sealing).context(sid, 1_000).summary.text == f"{SECRET}: summary"  # type: ignore[union-attr]
         assert all(item.startswith(b"\xc1") for item in stored(backend, sid))
         with pytest.raises(DecryptionError):
             open_store(cache_messages=0).messages(sid)
@@ -230,3 +232,19 @@ def test_the_durable_record_holds_ciphertext_and_reads_through(
         for store in made:
             store.close()
         runner.close()
+
+
+@pytest.mark.parametrize("backend", REAL_AND_CLUSTER, indirect=True)
+def test_a_fork_and_a_summary_are_sealed_for_their_session(make_store: MakeStore, backend: Backend) -> None:
+    store = make_store(encryption=keyring("k1", current="k1"))
+    sid = store.create("m")
+    store.extend(sid, [AgentMessage.user(SECRET, id="a"), AgentMessage.assistant("ok", id="b")])
+    store.summarize(sid, SECRET + " (summary)", through_seq=1)
+    assert SECRET.encode() not in backend.raw.hget(session_keys(backend.prefix, sid).meta, "summary")
+    fork = store.fork(sid)
+    assert not any(SECRET.encode() in item for item in stored(backend, fork))
+    reader = make_store(encryption=keyring("k1", current="k1"), cache_messages=0)
+    assert reader.messages(fork) == store.messages(sid)
+    window = reader.context(fork, 1_000)
+    assert window.summary is not None
+    assert window.summary.text == SECRET + " (summary)"

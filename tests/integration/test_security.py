@@ -60,7 +60,7 @@ ACL_COMMANDS = (
     " +wait +pttl +memory|usage"
     # called inside the Lua scripts (ACLs apply to redis.call too; LSET: migrate --rekey)
     " +time +get +set +del +hget +hset +hdel +hincrby +llen +rpush +rpop +ltrim +pexpire +persist +zadd"
-    " +zscore +zrem +zremrangebyscore +zcard +spublish +lindex +lset +xadd +xrange"
+    " +zscore +zrem +zremrangebyscore +zcard +spublish +lindex +lset +xadd +xrange +rename"
 )
 """What the library sends to a single Redis >= 7.0 (Cluster and Sentinel need their discovery
 commands on top). ``SCAN`` is not checked against key patterns by Redis: a user that may SCAN sees
@@ -205,6 +205,13 @@ def test_a_user_confined_to_the_prefix_can_use_every_feature(
         assert store.import_state(copy, session.to_state())
         assert store.pop(copy) == session.messages[-1]
         store.delete(copy)
+        # context, summaries, compaction and forks (issue 20)
+        assert store.context(sid, 10_000).seq == 4
+        assert store.summarize(sid, "earlier", through_seq=2, expected=0) == 2
+        assert store.compact(sid, lambda messages: "all", over_tokens=1, keep_tokens=0) == 4
+        fork = store.fork(sid, at_seq=4)
+        assert store.context(fork, 10_000).summary is not None
+        store.delete(fork)
 
         with store.lease(sid, "worker", 10) as lease:
             lease.extend()

@@ -470,9 +470,10 @@ def test_default_prefix_and_key_layout(make_store: MakeStore, backend: Backend) 
         f"rs:{{{sid}}}:meta".encode(),
         f"rs:{{{sid}}}:messages".encode(),
         f"rs:{{{sid}}}:ids".encode(),
+        f"rs:{{{sid}}}:tokens".encode(),
     }
     types = {key: backend.raw.type(key) for key in backend.stored_keys("rs")}
-    assert sorted(types.values()) == [b"hash", b"list", b"zset"]
+    assert sorted(types.values()) == [b"hash", b"list", b"list", b"zset"]
     meta = backend.raw.hgetall(f"rs:{{{sid}}}:meta")
     assert meta[b"schema_version"] == b"1"
     assert meta[b"codec"] == b"msgpack"

@@ -53,6 +53,10 @@ def operations(store: Store, sid: Any) -> dict[str, Callable[[], object]]:
         "exists": lambda: store.exists(sid),
         "delete": lambda: store.delete(sid),
         "set_metadata": lambda: store.set_metadata(sid, {"k": "v"}),
+        "context": lambda: store.context(sid, 100),
+        "summarize": lambda: store.summarize(sid, "s", through_seq=1),
+        "compact": lambda: store.compact(sid, str, over_tokens=10, keep_tokens=5),
+        "fork": lambda: store.fork(sid),
     }
 
 

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from redis_sessions import AgentMessage, CorruptSession
-from redis_sessions.keys import live_keys, session_keys
+from redis_sessions.keys import live_keys, session_keys, tokens_key
 from tests.conftest import Store
 from tests.support import Backend, messages_of
 
@@ -76,3 +76,21 @@ def test_an_ids_key_holding_another_collection(store: Store, backend: Backend, k
         store.extend(sid, messages_of(2, tag="n"))
     assert backend.raw.dump(key) == before, "not overwritten"
     assert len(store.messages(sid)) == 2, "reads do not need the ids index"
+
+
+def test_a_tokens_key_holding_another_type_refuses_the_append_whole(store: Store, backend: Backend) -> None:
+    sid = store.create()
+    store.extend(sid, messages_of(2))
+    key = tokens_key(backend.prefix, sid)
+    _squat("hash")(backend.raw, key)
+    before = {k: backend.raw.dump(k) for k in (*session_keys(backend.prefix, sid)[1:], key)}
+    for call in (
+        lambda: store.append(sid, AgentMessage.user("x")),
+        lambda: store.extend(sid, messages_of(3, tag="n")),
+        lambda: store.context(sid, 100),
+    ):
+        with pytest.raises(CorruptSession) as info:
+            call()
+        assert info.value.session_id == sid
+    assert {k: backend.raw.dump(k) for k in before} == before, "nothing stored, nothing overwritten"
+    assert store.load(sid).seq == 2  # type: ignore[union-attr]

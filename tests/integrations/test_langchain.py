@@ -171,6 +171,19 @@ async def test_clear_then_reuse(any_store: AnyStore) -> None:
     assert await history.aget_messages() == CONVERSATION[3:5]
 
 
+async def test_max_tokens_reads_the_summary_and_what_fits(any_store: AnyStore) -> None:
+    full = _history(any_store)
+    budgeted = RedisChatMessageHistory(full.session_id, any_store, max_tokens=30)
+    assert await budgeted.aget_messages() == []
+    await full.aadd_messages([HumanMessage("a" * 40), AIMessage("b" * 40), HumanMessage("c" * 40)])
+    assert await budgeted.aget_messages() == [HumanMessage("c" * 40)]  # 17 tokens each (estimated)
+    summarize = any_store.summarize(full.uuid, "they said a and b", through_seq=2)
+    if not isinstance(summarize, int):
+        await summarize
+    assert await budgeted.aget_messages() == [SystemMessage("they said a and b"), HumanMessage("c" * 40)]
+    assert len(await full.aget_messages()) == 3
+
+
 def test_sync_methods_on_a_session_store(sync_store: SessionStore) -> None:
     history = _history(sync_store, "user-42/thread 7")
     assert history.uuid == uuid.uuid5(SESSION_NAMESPACE, "user-42/thread 7")

@@ -32,7 +32,16 @@ from redis_sessions import _read as read
 from redis_sessions import _write as write
 from redis_sessions._core import DEFAULT_MAX_MESSAGE_BYTES, SCRIPTS, StoreCore, check_client, ttl_ms
 from redis_sessions._read import load, messages
-from redis_sessions.keys import dirty_key, live_keys, reply_keys, session_keys, tombstone_key, tools_key
+from redis_sessions.keys import (
+    compact_key,
+    dirty_key,
+    live_keys,
+    reply_keys,
+    session_keys,
+    tokens_key,
+    tombstone_key,
+    tools_key,
+)
 
 SID = uuid.UUID("9e8d7c6b-5a49-4382-a1b0-c9d8e7f6a5b4")
 
@@ -126,6 +135,11 @@ def test_scripts_are_read_from_lua_files_with_headers() -> None:
         "stream_write",
         "stream_abort",
         "tool_call",
+        "context",
+        "summarize",
+        "compact",
+        "fork_read",
+        "fork",
         "info",
         "rekey",
     }
@@ -146,7 +160,7 @@ def test_check_client_refuses_decoded_responses() -> None:
 def test_create_call() -> None:
     call = write.create(core(ttl=5, max_messages=7), "m", 3, "sys", {"k": "v"}, SID)
     assert (call.op, call.sid, call.script) == ("create", SID, "create")
-    assert call.keys == (*session_keys("rs", SID), dirty_key("rs", SID, False))
+    assert call.keys == (*session_keys("rs", SID), dirty_key("rs", SID, False), tokens_key("rs", SID))
     version, codec, token, ttl, max_messages, *fields = call.args
     assert (version, codec, ttl, max_messages) == ("1", "msgpack", 5000, 7)
     assert len(token) == 32
@@ -188,11 +202,22 @@ def test_extend_call_layout() -> None:
     first, second = AgentMessage.user("a", id="i1"), AgentMessage.user("b", id="i2")
     call = write.extend(c, str(SID), [first, second], 4)
     assert (call.op, call.sid, call.script) == ("append", SID, "append")
-    assert call.keys == (*session_keys("rs", SID), *live_keys("rs", SID), dirty_key("rs", SID, False))
+    assert call.keys == (
+        *session_keys("rs", SID),
+        *live_keys("rs", SID),
+        dirty_key("rs", SID, False),
+        tokens_key("rs", SID),
+    )
     encoded = (c.encode(SID, first), c.encode(SID, second))
-    assert call.args == ("1", "msgpack", "4", "", "i1", encoded[0], "i2", encoded[1])
-    assert write.extend(core(), SID, [], None).args == ("1", "msgpack", "", "")
-    assert write.extend(core(), SID, [], None, fence=7).args == ("1", "msgpack", "", 7)
+    assert call.args == ("1", "msgpack", "4", "", "8,8", "i1", encoded[0], "i2", encoded[1])  # counts
+    assert write.extend(core(), SID, [], None).args == ("1", "msgpack", "", "", "")
+    assert write.extend(core(), SID, [], None, fence=7).args == ("1", "msgpack", "", 7, "")
+
+
+@pytest.mark.parametrize("counted", [-1, 1.5, "3", None])
+def test_a_token_counter_must_give_an_int(counted: Any) -> None:
+    with pytest.raises(TypeError, match="token_counter returned"):
+        write.extend(core(token_counter=lambda m: counted), SID, [AgentMessage.user("x")], None)
 
 
 @pytest.mark.parametrize("expected", [-1, "3", 1.0])
@@ -243,6 +268,8 @@ def test_delete_and_exists_calls() -> None:
         tombstone_key("rs", SID),
         *reply_keys("rs", SID)[:2],
         tools_key("rs", SID),
+        tokens_key("rs", SID),
+        compact_key("rs", SID),
     )
     assert (delete.parse(3), delete.parse(0)) == (True, False)
     exists = read.exists(core(), SID)

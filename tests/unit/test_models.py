@@ -54,6 +54,8 @@ def full_state() -> SessionState:
         seq=7,
         ttl_ms=3_600_000,
         max_messages=500,
+        summary=AgentMessage.system("ana said hi", id="s1"),
+        summary_seq=2,
     )
 
 

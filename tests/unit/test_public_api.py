@@ -18,6 +18,7 @@ PUBLIC = {
     "CodecMismatch",
     "ConflictError",
     "ContentBlock",
+    "Context",
     "CorruptSession",
     "Image",
     "InvalidMessage",

@@ -13,7 +13,7 @@ from redis_sessions import _tools as tools
 from redis_sessions._calls import Script
 from redis_sessions._core import DEFAULT_MAX_MESSAGE_BYTES, StoreCore
 from redis_sessions._protocol import Status
-from redis_sessions.keys import script_keys, tools_key
+from redis_sessions.keys import script_keys, tokens_key, tools_key
 
 SID = uuid.UUID("0b7c6a52-7f3e-4d2a-9c1b-5e8f00a1b2c3")
 
@@ -38,7 +38,7 @@ def test_every_call_is_one_script_on_the_sessions_slot() -> None:
     ]
     for call in calls:
         assert (call.script, call.op, call.sid) == ("tool_call", "tool_call", SID)
-        assert call.keys == (*script_keys("rs", SID, False), tools_key("rs", SID))
+        assert call.keys == (*script_keys("rs", SID, False), tools_key("rs", SID), tokens_key("rs", SID))
         assert {key_slot(k.encode()) for k in call.keys if "dirty" not in k} == {key_slot(str(SID).encode())}
     assert calls[2].args[5] == 3  # the fence
     assert calls[2].args[6] == "tool_result:toolu_1"
