@@ -44,7 +44,7 @@ def restore(
     *,
     upgrading: RawSession | None = None,
     fresh: bool = False,
-) -> Call[None]:
+) -> Script[None]:
     """Write ``state`` as session ``sid``; ``SessionExists`` if one is live, unless ``replace``.
 
     ``fresh``: the state does not come from the backing store (an import), so a durable store

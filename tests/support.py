@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
+from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable, Iterator, Mapping
 from typing import Any, TypeVar
 
 import fakeredis
@@ -122,7 +122,7 @@ class AsyncAdapter:
         self.runner = runner
 
     @property
-    def client(self) -> redis.asyncio.Redis:
+    def client(self) -> redis.asyncio.Redis | redis.asyncio.cluster.RedisCluster:
         return self.store.client
 
     def _run(self, awaitable: Awaitable[T]) -> T:
@@ -163,6 +163,7 @@ class AsyncAdapter:
 
     def list(self) -> Iterator[SessionId]:
         iterator = self.store.list()
+        assert isinstance(iterator, AsyncGenerator)  # an async generator: it has aclose()
         try:
             while (item := self._run(_next(iterator))) is not _DONE:
                 yield item
@@ -174,6 +175,7 @@ class AsyncAdapter:
 
     def infos(self, **kwargs: Any) -> Iterator[SessionInfo]:
         iterator = self.store.infos(**kwargs)
+        assert isinstance(iterator, AsyncGenerator)  # an async generator: it has aclose()
         try:
             while (item := self._run(_next(iterator))) is not _DONE:
                 yield item

@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -17,7 +18,7 @@ BIN = Path(sys.executable).parent
 CHECKS = {
     "ruff check": [str(BIN / "ruff"), "check", "."],
     "ruff format": [str(BIN / "ruff"), "format", "--check", "."],
-    "mypy": [sys.executable, "-m", "mypy"],
+    "mypy": [sys.executable, "-m", "mypy"],  # one strict run: package, tools and tests (pyproject's files)
     "unasync": [sys.executable, "tools/unasync.py", "--check"],
 }
 
@@ -37,6 +38,13 @@ def test_check_passes(command: list[str], request: pytest.FixtureRequest) -> Non
     assert done.returncode == 0, (
         f"{' '.join(command)} exited {done.returncode}:\n{done.stdout}\n{done.stderr}"
     )
+
+
+def test_mypy_checks_the_tests_too() -> None:
+    # The mypy check above covers what pyproject's [tool.mypy] files names: the tests are typed code too.
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text("utf-8"))["tool"]["mypy"]
+    assert {"redis_sessions", "tools", "tests"} <= set(config["files"])
+    assert config["strict"] is True
 
 
 def test_the_sync_modules_are_generated_from_the_async_ones() -> None:

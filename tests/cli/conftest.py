@@ -12,6 +12,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import click
 import pytest
 from click.testing import CliRunner, Result
 
@@ -65,7 +66,7 @@ def cli(backend: Backend, monkeypatch: pytest.MonkeyPatch) -> Cli:
             try:
                 return SessionStore(backend.sync_client(), prefix=prefix, **options)
             except ValueError as exc:  # as the real open_store: a bad prefix is a one-line error
-                raise common.click.ClickException(str(exc)) from exc
+                raise click.ClickException(str(exc)) from exc
 
         monkeypatch.setattr(common, "open_store", fake_open)
     url = backend.url or "redis://fakeredis.invalid:6379/0"

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from redis_sessions import AsyncSessionStore, BackingMismatch, SessionError, SessionStore
+from redis_sessions import AsyncSessionStore, BackingMismatch, SessionError, SessionId, SessionStore
 from redis_sessions.persistence import Delivered, Delivery, SQLiteAdapter
 from redis_sessions.writebehind import SyncWorker
 from tests.integration.soak_workers import CountingPolicy, Plan, Worker
@@ -108,6 +108,7 @@ def tiered_writer(plan: TieredPlan, barrier: Any) -> None:
     backing = SQLiteAdapter(plan.record)
     store: Any = None
     thread: SyncWorker | None = None
+    flush: Callable[[float | None], None]
     try:
         if runner is None:
             sync = SessionStore.from_url(plan.url, backing=backing, **options)
@@ -139,8 +140,8 @@ def tiered_writer(plan: TieredPlan, barrier: Any) -> None:
         Path(plan.out).write_text(json.dumps(report))
 
 
-def _async_flush(store: AsyncAdapter, inner: AsyncSessionStore) -> Callable[[float], None]:
-    def flush(timeout: float) -> None:
+def _async_flush(store: AsyncAdapter, inner: AsyncSessionStore) -> Callable[[float | None], None]:
+    def flush(timeout: float | None) -> None:
         store._run(inner.flush(timeout))
 
     return flush
@@ -239,7 +240,7 @@ def _stopped(store: Any, front: str) -> list[str]:
 def stray_worker(url: str, prefix: str, other: str, stop: Any, out: str, log: str) -> None:
     """Deliver every dirty session to the record at ``other`` without ``bind()``, until ``stop``."""
     log_to(log)
-    passes, delivered, refused, errors = 0, 0, set(), Counter[str]()
+    passes, delivered, refused, errors = 0, 0, set[SessionId](), Counter[str]()
     failures: Counter[str] = Counter()
     error = None
     try:

@@ -10,6 +10,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+import redis
 
 from redis_sessions import (
     AgentMessage,
@@ -61,12 +62,12 @@ def test_info_of_no_session_is_none(store: Store) -> None:
     ],
     indirect=True,
 )
-def test_info_memory_is_what_redis_reports(store: Store, raw: object, backend: Backend) -> None:
+def test_info_memory_is_what_redis_reports(store: Store, raw: redis.Redis, backend: Backend) -> None:
     sid = store.create()
     store.extend(sid, messages_of(20))
     info = store.info(sid, memory=True)
     assert info is not None
-    usage = sum(raw.memory_usage(key) or 0 for key in session_keys(backend.prefix, sid))  # type: ignore[attr-defined]
+    usage = sum(raw.memory_usage(key) or 0 for key in session_keys(backend.prefix, sid))
     assert info.bytes == usage > 0
 
 

@@ -8,6 +8,7 @@ import uuid
 
 import pytest
 import redis
+import redis.asyncio.cluster
 import redis.cluster
 from redis.crc import key_slot
 
@@ -127,9 +128,12 @@ def test_watch_is_notified_across_the_cluster(backend: Backend) -> None:
             # poll_interval=30: only a sharded notification can deliver these within the test's time.
             deadline = asyncio.get_running_loop().time() + 10
             channel = live_keys(backend.prefix, sid)[1]
-            node = writer.client.get_node_from_key(channel)
+            client = writer.client
+            assert isinstance(client, redis.asyncio.cluster.RedisCluster)
+            node = client.get_node_from_key(channel)
+            assert node is not None
             # Asked of the shard's node directly: redis-py 8.2's cluster client misparses this reply.
-            shard = redis.Redis(host=node.host, port=node.port)
+            shard = redis.Redis(host=node.host, port=int(node.port))
             while not subscribed.is_set() and asyncio.get_running_loop().time() < deadline:
                 reply = shard.execute_command("PUBSUB", "SHARDNUMSUB", channel)  # type: ignore[no-untyped-call]
                 if reply_count(reply) > 0:

@@ -27,6 +27,11 @@ def chars(message: AgentMessage) -> int:
     return len(message.text) or 10
 
 
+def never_summarize(messages: list[AgentMessage]) -> str:
+    """A summarizer for a compaction that must not summarize: fails the test if called."""
+    pytest.fail(f"summarized {len(messages)} messages")
+
+
 def words(store: Store, sid: Any, *texts: str) -> None:
     store.extend(sid, [AgentMessage.user(text) for text in texts])
 
@@ -179,7 +184,7 @@ def test_compact_skips_while_another_worker_holds_the_lock(
     sid = counted.create()
     words(counted, sid, *("x" * 10 for _ in range(10)))
     raw.set(compact_key(backend.prefix, sid), "other", px=60_000)
-    assert counted.compact(sid, pytest.fail, over_tokens=50, keep_tokens=20) is None
+    assert counted.compact(sid, never_summarize, over_tokens=50, keep_tokens=20) is None
     raw.delete(compact_key(backend.prefix, sid))
 
     def fails(messages: list[AgentMessage]) -> str:
@@ -305,7 +310,7 @@ def test_four_processes_appending_and_compacting_make_one_summary_per_crossing(
         assert window.summary is not None
         assert window.summary.text.split(",") + [m.id for m in window.messages] == every
         assert window.first_seq == stored[-1] + 1
-        assert store.compact(sid, pytest.fail, over_tokens=200, keep_tokens=100) is None
+        assert store.compact(sid, never_summarize, over_tokens=200, keep_tokens=100) is None
         assert window.tokens <= 200, "no crossing was left unsummarised"
 
 

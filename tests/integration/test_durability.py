@@ -109,7 +109,7 @@ def test_each_operation_reads_through(tiered: Tiered, backend: Backend, operatio
         assert fresh.append(sid, AgentMessage.user("x", id="x")) == 3
     else:
         fresh.set_metadata(sid, {"k": "v"})
-    assert fresh.load(sid).seq >= 2  # type: ignore[union-attr]
+    assert fresh.load(sid).seq >= 2
     assert ids(fresh.messages(sid))[:2] == ids(messages_of(2))
 
 
@@ -206,10 +206,11 @@ def test_a_summary_reaches_the_record_and_comes_back_counted(
     flush(store)
     stored = database.load_session(sid)
     assert stored is not None
+    assert stored.summary is not None
     assert (stored.summary, stored.summary_seq) == (
         AgentMessage.system("the first four", id=stored.summary.id),
         4,
-    )  # type: ignore[union-attr]
+    )
     backend.raw.delete(*session_keys(backend.prefix, sid))  # as an eviction or a lost Redis would
     reader = tiered(token_counter=lambda message: 10)
     window = reader.context(sid, 1_000)  # read through: the record's summary, the messages recounted

@@ -239,7 +239,7 @@ def test_a_session_evicted_while_a_worker_delivers_it_stays_in_the_backing_store
             assert ids(reader.messages(sid)) == ids(messages_of(5))
 
     racing = RaceWhileDelivering(database, meanwhile)
-    SyncWorker(store, racing).flush(timeout=30)  # type: ignore[arg-type]
+    SyncWorker(store, racing).flush(timeout=30)
     assert racing.raced
 
     stored = database.load_session(sid)
@@ -275,7 +275,7 @@ def test_a_connection_reset_while_flush_reads_the_seqs_is_retried(
             pipe.execute = execute
         return pipe
 
-    client.pipeline = resetting  # type: ignore[method-assign]
+    client.pipeline = resetting
     worker.flush(timeout=30)
     assert not resets, "the reset happened"
     state = database.load_session(sid)

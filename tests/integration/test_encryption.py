@@ -218,7 +218,7 @@ def test_the_durable_record_holds_ciphertext_and_reads_through(
         assert SECRET not in dumped, "the record holds ciphertext only (the summary too)"
         backend.raw.delete(*session_keys(backend.prefix, sid))  # Redis lost it
         assert open_store(encryption=sealing).messages(sid) == sent  # read through, then opened
-        assert open_store(encryption=sealing).context(sid, 1_000).summary.text == f"{SECRET}: summary"  # type: ignore[union-attr]
+        assert open_store(encryption=sealing).context(sid, 1_000).summary.text == f"{SECRET}: summary"
         assert all(item.startswith(b"\xc1") for item in stored(backend, sid))
         with pytest.raises(DecryptionError):
             open_store(cache_messages=0).messages(sid)

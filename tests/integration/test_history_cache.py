@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import uuid
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -125,7 +126,7 @@ OPS = st.lists(
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(ops=OPS, limit=st.one_of(st.none(), st.integers(1, 6)))
 def test_cached_reads_equal_uncached_reads(
-    make_store: MakeStore, ops: list[tuple], limit: int | None
+    make_store: MakeStore, ops: list[tuple[Any, ...]], limit: int | None
 ) -> None:
     writer = make_store(max_messages=limit, cache_messages=0)
     cached, plain = make_store(), make_store(cache_messages=0)

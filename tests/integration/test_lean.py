@@ -44,7 +44,7 @@ def test_appends_take_the_lean_line(client: redis.Redis, monkeypatch: pytest.Mon
     assert store.extend(sid, batch) == 3
     monkeypatch.undo()
     assert ids(store.messages(sid)) == ids(batch)
-    assert client.connection_pool._in_use_connections == set(), "every connection went back"  # type: ignore[attr-defined]
+    assert client.connection_pool._in_use_connections == set(), "every connection went back"
 
 
 @pytest.mark.parametrize("protocol", [2, 3])
@@ -138,7 +138,7 @@ def test_async_appends_take_the_lean_line_and_a_cancelled_one_leaves_the_pool_cl
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
             await store.transport.lean.settled()  # their replies are still read, then it is given back
-            assert client.connection_pool._in_use_connections == set()  # type: ignore[attr-defined]
+            assert client.connection_pool._in_use_connections == set()
             stored = await store.messages(sid)
             assert stored[0].text == "one"
             assert len({m.id for m in stored}) == len(stored), "nothing stored twice"
@@ -189,9 +189,11 @@ def test_a_fault_in_a_shared_write_is_retried_for_each_caller_once(
         async with AsyncSessionStore.from_url(redis_url, prefix=unique_prefix()) as store:
             sid = await store.create()
             await store.append(sid, AgentMessage.user("warm"))
-            connection_class = store.client.connection_pool.connection_class
+            client = store.client
+            assert isinstance(client, redis.asyncio.Redis)
+            connection_class = client.connection_pool.connection_class
             original = connection_class.send_packed_command
-            failures = []
+            failures: list[Any] = []
 
             async def once(self: Any, command: Any, check_health: bool = True) -> None:
                 if not failures and len(command[0]) > 2000:  # the first multi-command write

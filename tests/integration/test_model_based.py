@@ -71,10 +71,13 @@ def machine(make_store: Factory, limit: int | None) -> type:
 
         @initialize(target=sessions)
         def first_session(self) -> uuid.UUID:
-            return self.create()
+            return self.new_session()
 
         @rule(target=sessions)
         def create(self) -> uuid.UUID:
+            return self.new_session()
+
+        def new_session(self) -> uuid.UUID:
             sid = self.store.create()
             assert sid not in self.model
             self.model[sid] = Model()

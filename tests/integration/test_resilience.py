@@ -7,10 +7,12 @@ import contextlib
 import shutil
 import socket
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from urllib.parse import urlparse
 
 import pytest
+import redis.asyncio.cluster
+import redis.cluster
 import redis.exceptions
 
 from redis_sessions import (
@@ -62,7 +64,7 @@ def test_append_on_a_fresh_server_loads_the_script(make_store: MakeStore, backen
 def test_unreachable_redis_gives_store_unavailable(make_unreachable: MakeStore) -> None:
     store = make_unreachable(retry=QUICK)
     sid = uuid.uuid4()
-    per_session = {
+    per_session: dict[str, Callable[[], object]] = {
         "append": lambda: store.append(sid, AgentMessage.user("x")),
         "extend": lambda: store.extend(sid, messages_of(2)),
         "messages": lambda: store.messages(sid),
@@ -123,7 +125,10 @@ def test_a_hung_server_times_out_into_store_unavailable(front: str) -> None:
 def test_client_retry_is_turned_off_by_the_store(make_store: MakeStore, backend: Backend) -> None:
     # One retry layer: the store's. redis-py's own retry would replay EVALSHA underneath it.
     store = make_store()
-    retry = store.client.retry if backend.cluster else store.client.get_retry()
+    client = store.client
+    cluster = redis.cluster.RedisCluster | redis.asyncio.cluster.RedisCluster
+    retry = client.retry if isinstance(client, cluster) else client.get_retry()
+    assert retry is not None
     assert retry.get_retries() == 0
 
 
@@ -132,7 +137,12 @@ def test_client_retry_is_turned_off_by_the_store(make_store: MakeStore, backend:
 
 def client_id(store: Store) -> int:
     if isinstance(store, AsyncAdapter):
-        return int(store.runner.run(store.client.client_id()))
+        client = store.client
+
+        async def ask() -> int:
+            return await client.client_id()
+
+        return int(store.runner.run(ask()))
     return int(store.client.client_id())
 
 
@@ -253,7 +263,9 @@ def test_a_client_on_a_blocking_pool_gets_its_retry_turned_off(backend: Backend)
     try:
         client.ping()  # a connection exists before the store is made
         store = SessionStore(client, prefix=backend.prefix)
-        assert client.get_retry().get_retries() == 0
+        retry = client.get_retry()
+        assert retry is not None
+        assert retry.get_retries() == 0
         sid = store.create()
         assert store.append(sid, AgentMessage.user("x")) == 1
     finally:
@@ -265,7 +277,9 @@ def test_a_client_on_a_blocking_pool_gets_its_retry_turned_off(backend: Backend)
         )
         try:
             astore = AsyncSessionStore(aclient, prefix=backend.prefix)
-            assert aclient.get_retry().get_retries() == 0
+            aretry = aclient.get_retry()
+            assert aretry is not None
+            assert aretry.get_retries() == 0
             return await astore.append(sid, AgentMessage.user("y"))
         finally:
             await aclient.aclose()

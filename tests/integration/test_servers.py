@@ -13,6 +13,7 @@ import subprocess
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any, cast
 
 import pytest
 import redis
@@ -72,7 +73,8 @@ def test_cluster_has_three_primaries_with_one_replica_each_and_all_slots_covered
     assert len(replicas) == 3
     assert sorted(primaries + replicas) == sorted(cluster.ports)
     assert sorted(cluster.replica_of(port) for port in primaries) == replicas
-    slots = cluster_client.cluster_slots()
+    # RedisCluster parses CLUSTER SLOTS into a dict keyed by (first, last); redis-py types it as a list.
+    slots: dict[tuple[int, int], dict[str, Any]] = cast(Any, cluster_client.cluster_slots())
     assert sum(last - first + 1 for first, last in slots) == CLUSTER_SLOTS
     assert sorted(entry["primary"][1] for entry in slots.values()) == primaries
     # Replicas are listed too (a replica whose offset is still 0 would be left out as "loading").

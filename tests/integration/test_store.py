@@ -6,6 +6,7 @@ import uuid
 from datetime import UTC, datetime
 
 import pytest
+import redis
 
 from redis_sessions import (
     AgentMessage,
@@ -487,6 +488,7 @@ def test_default_prefix_and_key_layout(make_store: MakeStore, backend: Backend) 
 def test_from_url_splits_store_and_client_options(backend: Backend, redis_url: str) -> None:
     options = {"prefix": backend.prefix, "ttl": 60, "max_messages": 2, "codec": "json"}
     with SessionStore.from_url(redis_url, socket_timeout=2.5, **options) as store:
+        assert isinstance(store.client, redis.Redis)  # from_url: one server
         assert store.client.connection_pool.connection_kwargs["socket_timeout"] == 2.5
         sid = store.create()
         store.extend(sid, messages_of(3))

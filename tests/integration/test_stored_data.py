@@ -6,6 +6,7 @@ Every failing call must leave the stored keys byte-identical (checked with DUMP)
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 
 import msgspec
 import pytest
@@ -44,7 +45,7 @@ def test_schema_version_mismatch_is_refused_and_nothing_changes(store: Store, ba
     sid, _ = write_session_by_hand(backend, "2")
     unchanged = expect_no_change(backend)
     expected = f"unsupported session schema version 2 for `{sid}` (expected 1)"
-    operations = {
+    operations: dict[str, Callable[[], object]] = {
         "load": lambda: store.load(sid),
         "messages": lambda: store.messages(sid),
         "messages[-1:]": lambda: store.messages(sid, -1),
@@ -121,10 +122,11 @@ def test_appending_with_another_codec_is_refused(
     sid = writer.create()
     writer.extend(sid, messages_of(2))
     unchanged = expect_no_change(backend)
-    for write in (
+    writes: tuple[Callable[[], object], ...] = (
         lambda: intruder.append(sid, AgentMessage.user("x")),
         lambda: intruder.extend(sid, messages_of(2, "o")),
-    ):
+    )
+    for write in writes:
         with pytest.raises(CodecMismatch) as info:
             write()
         assert (info.value.found, info.value.expected, info.value.session_id) == (written, other, sid)
@@ -159,7 +161,7 @@ def test_corrupt_item_names_session_and_position(
     k = 5
     backend.raw.lset(session_keys(backend.prefix, sid).messages, k, garbage)
     unchanged = expect_no_change(backend)
-    reads = {
+    reads: dict[str, Callable[[], object]] = {
         "load": lambda: store.load(sid),
         "messages()": lambda: store.messages(sid),
         "messages(2)": lambda: store.messages(sid, 2),
@@ -238,13 +240,14 @@ def test_meta_key_holding_a_string(store: Store, backend: Backend) -> None:
     meta = session_keys(backend.prefix, sid).meta
     backend.raw.set(meta, b"not a hash")
     unchanged = expect_no_change(backend)
-    for name, operation in {
+    operations: dict[str, Callable[[], object]] = {
         "load": lambda: store.load(sid),
         "messages": lambda: store.messages(sid),
         "append": lambda: store.append(sid, AgentMessage.user("x")),
         "extend": lambda: store.extend(sid, messages_of(2)),
         "set_metadata": lambda: store.set_metadata(sid, {"k": "v"}),
-    }.items():
+    }
+    for name, operation in operations.items():
         with pytest.raises(CorruptSession) as info:
             operation()
         assert info.value.session_id == sid, name

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from redis_sessions import SessionStore
+from redis_sessions import SessionStore, Text
 from redis_sessions import _partial as partial
 from redis_sessions.keys import live_keys
 from tests.integration.stream_workers import produce_worker, watch_worker
@@ -84,7 +84,9 @@ def test_a_watcher_in_another_process_gets_every_delta_once_then_the_message(
             reply.write(f"{i} ")
     seen = watcher.events()
     deltas_then_final(seen, 2000, 1)
-    assert "".join(e[3] for e in seen[:-1]) == store.messages(sid)[0].content[0].text
+    final = store.messages(sid)[0].content[0]
+    assert isinstance(final, Text)
+    assert "".join(e[3] for e in seen[:-1]) == final.text
 
 
 def test_resume_by_event_id_in_a_new_process_has_no_gap_and_no_repeat(
@@ -147,4 +149,6 @@ def test_a_reply_over_its_bound_is_a_typed_error_in_the_producer(
     producer = spawn(produce_worker, redis_url, backend.prefix, sid, "bound", 5)
     outcome, seq = producer.results.get(timeout=30)
     assert (outcome, seq) == ("ReplyTooLarge", 1)
-    assert store.messages(sid)[0].content[0].text == "0 1 2 3 4 "
+    final = store.messages(sid)[0].content[0]
+    assert isinstance(final, Text)
+    assert final.text == "0 1 2 3 4 "

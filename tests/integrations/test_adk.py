@@ -428,7 +428,9 @@ async def test_runner_over_two_turns_on_two_workers(backend: Backend, front: str
         assert await worker_2.session_service.get_user_state(app_name=APP, user_id="u") == {
             "last_city": "Oslo"
         }
-        stored = await _messages(worker_2.session_service, session.id)
+        service = worker_2.session_service
+        assert isinstance(service, RedisSessionService)
+        stored = await _messages(service, session.id)
         assert [m.role for m in stored] == [
             Role.USER, Role.ASSISTANT, Role.TOOL, Role.ASSISTANT, Role.USER, Role.ASSISTANT
         ]  # fmt: skip

@@ -120,6 +120,8 @@ async def test_messages_round_trip_losslessly(any_store: AnyStore) -> None:
     assert got == CONVERSATION
     assert [type(m) for m in got] == [type(m) for m in CONVERSATION]
     got[-1].additional_kwargs["k"]["nested"].append(3)  # what is read is the caller's to change
+    assert isinstance(got[2], AIMessage)
+    assert isinstance(got[7], AIMessage)
     got[2].tool_calls[0]["args"]["city"] = "Bergen"
     got[7].tool_calls[1]["args"]["x"].append(0)
     assert await history.aget_messages() == CONVERSATION
@@ -299,7 +301,7 @@ def _chain(
 
 
 def test_runnable_with_message_history_sync(sync_store: SessionStore) -> None:
-    recorder, histories = Recorder(), {}
+    recorder, histories = Recorder(), dict[str, RedisChatMessageHistory]()
     chain = _chain(recorder, histories, sync_store)
     config: Any = {"configurable": {"session_id": "ada"}}
     first = chain.invoke([HumanMessage("Hi, I am Ada.")], config=config)
@@ -308,7 +310,7 @@ def test_runnable_with_message_history_sync(sync_store: SessionStore) -> None:
 
 
 async def test_runnable_with_message_history_async(any_store: AnyStore) -> None:
-    recorder, histories = Recorder(), {}
+    recorder, histories = Recorder(), dict[str, RedisChatMessageHistory]()
     chain = _chain(recorder, histories, any_store)
     config: Any = {"configurable": {"session_id": "ada-" + uuid.uuid4().hex}}
     first = await chain.ainvoke([HumanMessage("Hi, I am Ada.")], config=config)

@@ -11,7 +11,7 @@ import subprocess
 import sys
 import uuid
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from agents import Agent, ModelSettings, RunConfig, Runner, function_tool
@@ -41,10 +41,17 @@ from redis_sessions.integrations.openai_agents import RedisAgentSession, to_item
 from tests.integrations import workers
 from tests.integrations.conftest import AnyStore
 
+
+def as_json(items: list[TResponseInputItem]) -> list[dict[str, Any]]:
+    """Items as the plain JSON they are at runtime: the SDK's TypedDicts are a static view only,
+    and these tests index and change items as data."""
+    return cast(list[dict[str, Any]], items)
+
+
 PNG = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg=="
 
 # What a real two-turn run with a tool stores: items as the SDK hands them to add_items.
-ITEMS: list[dict[str, Any]] = [
+ITEMS: list[TResponseInputItem] = [
     {"role": "developer", "content": "Answer in one sentence."},
     {"content": "What's the weather in Oslo?", "role": "user"},
     {
@@ -135,7 +142,7 @@ async def test_items_round_trip_exactly(session: RedisAgentSession) -> None:
     assert given == ITEMS  # add_items does not change what it is given
     got = await session.get_items()
     assert got == ITEMS
-    got[1]["content"] = "changed"  # what get_items returns is the caller's to change
+    as_json(got)[1]["content"] = "changed"  # what get_items returns is the caller's to change
     assert await session.get_items() == ITEMS
 
 
@@ -213,6 +220,7 @@ async def test_add_items_batches_are_appended_in_order(session: RedisAgentSessio
 
 async def test_same_item_added_twice_is_stored_twice(session: RedisAgentSession) -> None:
     # Ids are random per stored message: the SDK's item ids repeat ("__fake_id__") and must not merge.
+    item: TResponseInputItem
     item = {"id": "__fake_id__", "type": "message", "role": "assistant", "status": "completed",
             "content": [{"type": "output_text", "text": "hi", "annotations": []}]}  # fmt: skip
     await session.add_items([item, item])
@@ -228,7 +236,7 @@ async def test_first_writes_from_many_sessions_at_once(any_store: AnyStore) -> N
     await asyncio.gather(
         *(s.add_items([{"role": "user", "content": f"m{i}"}]) for i, s in enumerate(sessions))
     )
-    got = await sessions[0].get_items()
+    got = as_json(await sessions[0].get_items())
     assert sorted(item["content"] for item in got) == [f"m{i}" for i in range(8)]
 
 
@@ -332,10 +340,11 @@ def test_pop_item_from_two_processes_never_returns_one_item_twice(redis_url: str
     prefix = "rs-t-" + uuid.uuid4().hex[:12]
     name = "popped-" + uuid.uuid4().hex
     count = 300
-    items = [{"role": "user", "content": f"item {i}"} for i in range(count)]
+    given: list[TResponseInputItem] = [{"role": "user", "content": f"item {i}"} for i in range(count)]
+    items = as_json(given)
     store = SessionStore.from_url(redis_url, prefix=prefix)
     try:
-        asyncio.run(RedisAgentSession(name, store).add_items(items))
+        asyncio.run(RedisAgentSession(name, store).add_items(given))
         context = multiprocessing.get_context("spawn")
         barrier = context.Barrier(2)
         out = context.Queue()
@@ -430,7 +439,7 @@ async def test_runner_run_over_two_turns_sees_the_first(any_store: AnyStore) -> 
 
     second = await Runner.run(agent, "Thanks! And tomorrow?", session=session, run_config=config)
     assert second.final_output == "answer 3"
-    seen = model.inputs[-1]
+    seen = as_json(model.inputs[-1])
     assert seen[: len(after_first)] == after_first  # the second turn's model input held the first turn
     assert seen[-1] == {"role": "user", "content": "Thanks! And tomorrow?"} or seen[-1]["content"] == (
         "Thanks! And tomorrow?"

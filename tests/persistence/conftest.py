@@ -214,7 +214,7 @@ def front(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture
-def adapter(place: Place, front: str) -> Iterator[PersistenceAdapter]:
+def adapter(place: Place, front: str) -> Iterator[PersistenceAdapter | SyncFront]:
     """The adapter under test: a synchronous one, or an async one driven through ``SyncFront``."""
     if front == "sync":
         made = place.sync()

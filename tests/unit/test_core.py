@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
@@ -30,6 +31,7 @@ from redis_sessions import (
 from redis_sessions import _admin as admin
 from redis_sessions import _read as read
 from redis_sessions import _write as write
+from redis_sessions._calls import Transaction
 from redis_sessions._core import DEFAULT_MAX_MESSAGE_BYTES, SCRIPTS, StoreCore, check_client, ttl_ms
 from redis_sessions._read import load, messages
 from redis_sessions.keys import (
@@ -230,7 +232,7 @@ def test_expected_seq_must_be_a_non_negative_int(expected: Any) -> None:
 def test_every_operation_validates_the_id_first(sid: Any) -> None:
     c = core()
     message = AgentMessage.user("x")
-    operations = [
+    operations: list[Callable[[], object]] = [
         lambda: write.extend(c, sid, [message], None),
         lambda: messages(c, sid, 0, None),
         lambda: load(c, sid),
@@ -292,7 +294,7 @@ NOT_MESSAGES = [
     Text("hi"),
     AgentMessage(role="user", content="hi"),  # type: ignore[arg-type]
     AgentMessage(role="robot", content=[]),  # type: ignore[arg-type]
-    AgentMessage("user", [{"not": "a block"}]),  # type: ignore[list-item]
+    AgentMessage("user", [{"not": "a block"}]),  # type: ignore[arg-type, list-item]
     AgentMessage("user", [Text(5)]),  # type: ignore[arg-type]
     AgentMessage("user", [], id=""),  # type: ignore[arg-type]
     AgentMessage("user", [], id=7),  # type: ignore[arg-type]
@@ -329,7 +331,7 @@ def test_encode_refuses_ints_the_codec_cannot_hold(codec: str) -> None:
 
 
 def test_encode_refuses_a_subclass() -> None:
-    class Mine(AgentMessage):
+    class Mine(AgentMessage, frozen=True, gc=False):
         pass
 
     with pytest.raises(InvalidMessage):
@@ -464,6 +466,7 @@ def test_messages_parse_reports_absolute_positions(length: int, start: int, data
     c = core()
     items = [c.encode(SID, AgentMessage.user(str(i))) for i in range(length)]
     call = messages(c, SID, start, None)
+    assert isinstance(call, Transaction)  # an uncached slice: a MULTI/EXEC
     _, _, first, last = call.multi[-1]
     read = lrange(list(range(length)), first, last)
     head = [b"1", b"msgpack", b"epoch", str(length).encode(), None]

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
 
 import msgspec
 import pytest
@@ -13,6 +15,7 @@ from hypothesis import strategies as st
 from redis_sessions import (
     SCHEMA_VERSION,
     AgentMessage,
+    ContentBlock,
     Image,
     Role,
     SchemaVersionError,
@@ -25,7 +28,8 @@ from redis_sessions import (
 )
 
 SID = uuid.UUID("3b2f1c4d-5e6f-4a7b-8c9d-0e1f2a3b4c5d")
-ENCODINGS = {
+# msgspec's decode functions are overloaded on ``type=``: typed here as what the tests call.
+ENCODINGS: dict[str, tuple[Callable[[Any], bytes], Callable[..., Any]]] = {
     "json": (msgspec.json.encode, msgspec.json.decode),
     "msgpack": (msgspec.msgpack.encode, msgspec.msgpack.decode),
 }
@@ -173,7 +177,7 @@ def test_from_state_refuses_another_schema_version(version: int) -> None:
 
 def test_role_is_a_string_enum() -> None:
     assert [r.value for r in Role] == ["user", "assistant", "system", "tool"]
-    assert Role.USER == "user"
+    assert Role.USER == "user"  # type: ignore[comparison-overlap]  # a StrEnum equals its value: mypy thinks not
     assert Role("tool") is Role.TOOL
 
 
@@ -213,7 +217,7 @@ def test_constructors() -> None:
     assert AgentMessage.user("u").role is Role.USER
     assert AgentMessage.system("s").content == [Text("s")]
     assert AgentMessage.assistant("a").role is Role.ASSISTANT
-    blocks = [Text("a"), ToolUse("1", "f", {"x": 1})]
+    blocks: list[ContentBlock] = [Text("a"), ToolUse("1", "f", {"x": 1})]
     assert AgentMessage.assistant(blocks).content == blocks
     tool = AgentMessage.tool_result("1", "out", is_error=True, id="t")
     assert tool == AgentMessage(Role.TOOL, [ToolResult("1", "out", True)], "t")
