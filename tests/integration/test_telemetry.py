@@ -170,7 +170,9 @@ def test_a_lease_loss_is_counted(make_store: MakeStore, otel: Otel) -> None:
         store.append(sid, AgentMessage.user("late"), fence=token)
     assert otel.total("redis_sessions.lease.losses") == 1
     assert otel.total("redis_sessions.conflicts") == 0
-    assert otel.finished("append")[-1].attributes[error_attributes.ERROR_TYPE].endswith("LeaseLost")  # type: ignore[index]
+    failed = otel.finished("append")[-1]
+    assert failed.attributes is not None
+    assert failed.attributes[error_attributes.ERROR_TYPE] == "redis_sessions.errors.LeaseLost"
 
 
 def test_a_replay_of_an_idempotent_append_is_counted(make_store: MakeStore, otel: Otel) -> None:
