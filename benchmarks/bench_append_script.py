@@ -32,7 +32,7 @@ from _harness import command_stats, server, server_us_per_call
 from _workload import SEED, make_messages
 
 from redis_sessions import SessionStore
-from redis_sessions.keys import script_keys, tokens_key
+from redis_sessions.keys import append_keys, script_keys
 
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPTS = ROOT / "redis_sessions" / "scripts"
@@ -63,17 +63,18 @@ def this_tree() -> str:
 
 
 def measure(
-    r: redis.Redis, sha: str | None, keys: Sequence[str], head: Sequence[Any], pairs: list[Any]
+    r: redis.Redis, sha: str | None, keys: Sequence[str], head: Sequence[Any], calls: list[tuple[Any, ...]]
 ) -> dict[str, Any]:
-    """``len(pairs)`` calls; EVALSHA (or RPUSH when ``sha`` is None) µs/call and the inner commands."""
+    """``len(calls)`` calls, each ending in (message id, data); EVALSHA (or RPUSH when ``sha`` is
+    None) µs/call and the inner commands."""
     before = command_stats(r)
     if sha is None:
-        for _id, data in pairs:
+        for *_, data in calls:
             r.execute_command("RPUSH", keys[1], data)
     else:
         fixed = ("EVALSHA", sha, len(keys), *keys, *head)
-        for message_id, data in pairs:
-            reply = r.execute_command(*fixed, message_id, data)
+        for tail in calls:
+            reply = r.execute_command(*fixed, *tail)
             assert reply[0] == 0, reply
     stats = server_us_per_call(before, command_stats(r))
     stats.pop("info", None)
@@ -96,6 +97,9 @@ def run_variants(
     prefix = f"rsbench-{uuid.uuid4().hex[:8]}"
     msgs = make_messages(SEED, 50)
     shas = {name: r.script_load(src) for name, src in variants.items()}
+    # Scripts from before token counts (issue 20) take 6 keys and no counts argument; the no-op
+    # script and raw RPUSH take this tree's layout.
+    counted = {name: "tokens list" in src or src == NOOP for name, src in variants.items()}
     assert all(shas[n] == hashlib.sha1(s.encode()).hexdigest() for n, s in variants.items())
     names = [*variants, "raw RPUSH"]
     results: dict[tuple[str, str], list[dict[str, Any]]] = {}
@@ -107,12 +111,17 @@ def run_variants(
             for name in order:
                 sid = store.create(model="bench")
                 fence = store.lease(sid, "bench", 600).acquire().token if config == "leased" else ""
-                head = (core.version, core.codec.name, "", fence, "1")  # one token count a message
-                keys = (*script_keys(prefix, sid, False), tokens_key(prefix, sid))
-                pairs = [(f"m{i}", core.encode(sid, msgs[i % len(msgs)])) for i in range(ops)]
-                results.setdefault((config, name), []).append(measure(r, shas.get(name), keys, head, pairs))
+                head = (core.version, core.codec.name, "", fence)
+                counts = counted.get(name, True)
+                keys = append_keys(prefix, sid, False) if counts else script_keys(prefix, sid, False)
+                calls = []
+                for i in range(ops):
+                    m = msgs[i % len(msgs)]
+                    pair = (f"m{i}", core.encode(sid, m))
+                    calls.append((str(core.tokens(sid, m)), *pair) if counts else pair)
+                results.setdefault((config, name), []).append(measure(r, shas.get(name), keys, head, calls))
                 store.delete(sid)
-                r.delete(keys[1], keys[-1])
+                r.delete(keys[1])
     return results
 
 

@@ -65,7 +65,7 @@ from redis.asyncio import BlockingConnectionPool
 import redis_sessions
 from redis_sessions import AsyncSessionStore, SessionStore
 from redis_sessions._core import SHAS  # the floors send the store's own script
-from redis_sessions.keys import script_keys
+from redis_sessions.keys import append_keys
 
 ASYNC_SYSTEMS = {RAW_A, RS_A, A_COLD, A_WARM, AG}
 # Floors of the append (issue 15): no library at all, the script's EVALSHA packed by hiredis (the
@@ -196,21 +196,15 @@ class Bench:
                 sid = self.store.create(model="bench")
                 core, batches = self.store.transport.core, [[m] for m in msgs] if size == 1 else msgs
                 sha = SHAS["append"] if script == "append" else self.raw.script_load("return {0, 0}")
-                fixed = (
-                    "EVALSHA",
-                    sha,
-                    6,
-                    *script_keys(self.prefix, sid, False),
-                    core.version,
-                    core.codec.name,
-                )
-                fixed += ("", "")
+                keys = append_keys(self.prefix, sid, False)  # append.lua's layout (_write.extend)
+                fixed = ("EVALSHA", sha, len(keys), *keys, core.version, core.codec.name, "", "")
                 conn = self.raw.connection_pool.get_connection()
                 try:
 
                     def op(i: int) -> object:
+                        counts = ",".join(str(core.tokens(sid, m)) for m in batches[i])
                         pairs = [x for m in batches[i] for x in (m.id, core.encode(sid, m))]
-                        conn.send_packed_command([pack_command((*fixed, *pairs))])
+                        conn.send_packed_command([pack_command((*fixed, counts, *pairs))])
                         return conn.read_response()
 
                     s = time_sync(k, op)

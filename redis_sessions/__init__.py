@@ -53,6 +53,7 @@ from .models import (
 )
 from .retry import RetryPolicy
 from .store import Lease, SessionStore, ToolCall
+from .telemetry import Telemetry  # imports no OpenTelemetry until one is made
 from .tokens import Context
 
 __version__ = "0.1.0"
@@ -102,6 +103,7 @@ __all__ = [
     "SessionStore",
     "StoreError",
     "StoreUnavailable",
+    "Telemetry",
     "Text",
     "Thinking",
     "ToolCall",

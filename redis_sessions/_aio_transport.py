@@ -12,7 +12,7 @@ This module is the source of ``_transport.py`` (``python tools/unasync.py``), li
 from __future__ import annotations
 
 import weakref
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import redis.exceptions
@@ -31,6 +31,8 @@ from .retry import REFUSED, TRANSIENT, RetryPolicy, driver_fault
 if TYPE_CHECKING:
     from redis.asyncio import Redis
 
+    from .telemetry import Telemetry
+
 __all__ = ["AsyncTransport"]
 
 T = TypeVar("T")
@@ -42,7 +44,12 @@ class AsyncTransport:
     """Sends calls for one store: its client, its core, its retry policy and ``WAIT`` knob."""
 
     def __init__(
-        self, client: Redis | RedisCluster, core: StoreCore, retry: RetryPolicy | None, wait: Wait | None
+        self,
+        client: Redis | RedisCluster,
+        core: StoreCore,
+        retry: RetryPolicy | None,
+        wait: Wait | None,
+        telemetry: Telemetry | None = None,
     ) -> None:
         self.clients = LoopClients(client)
         """The client of each event loop (``_loops``): the asyncio store may serve several."""
@@ -53,6 +60,9 @@ class AsyncTransport:
         self.sharded: bool | None = None  # sharded pub/sub? asked of the server on first subscribe
         self._lean: tuple[Any, AsyncLeanLine | None] = (None, None)  # the last client's, and its line
         self._lean_lines: weakref.WeakKeyDictionary[Any, AsyncLeanLine] = weakref.WeakKeyDictionary()
+        self.telemetry = telemetry
+        """Spans and metrics of every call (``telemetry``), or ``None``: off, nothing imported."""
+        self._server = {} if telemetry is None else telemetry.server_of(client)  # its spans' server.*
 
     @property
     def client(self) -> Redis | RedisCluster:
@@ -119,8 +129,24 @@ class AsyncTransport:
         if not self.client.get_primaries():  # type: ignore[union-attr, no-untyped-call, unused-ignore]
             await self.client.nodes_manager.initialize()  # type: ignore[union-attr]
 
-    async def run(self, call: Call[T], node: Any = None) -> T:
-        """Send ``call`` and parse its reply: transport faults retried, refusals typed."""
+    def run(self, call: Call[T], node: Any = None) -> Awaitable[T]:
+        """Send ``call`` and parse its reply: transport faults retried, refusals typed.
+
+        Every call of the store passes here, so this is where telemetry observes. Off, it costs one
+        attribute check and no frame of its own: ``run`` is a plain function handing back ``_run``;
+        on while no OpenTelemetry SDK is configured (``Telemetry.listening``), one call more."""
+        telemetry = self.telemetry
+        if telemetry is None or not telemetry.listening():
+            return self._run(call, node)
+        return self._observed(call, node, telemetry)
+
+    async def _observed(self, call: Call[T], node: Any, telemetry: Telemetry) -> T:
+        """``_run`` inside the call's span, its reply parsed through it (``telemetry``)."""
+        with telemetry.operation(call, self._server) as seen:
+            result: T = await self._run(seen.parsing(call), node)
+            return seen.result(result)  # type: ignore[no-any-return]
+
+    async def _run(self, call: Call[T], node: Any = None) -> T:
         try:
             try:
                 reply = await self._send(call, node)
@@ -235,6 +261,8 @@ class AsyncTransport:
                     attempts = attempt.retry_state.attempt_number
                     if pending:
                         raise pending.pop()
+                    if self.telemetry is not None:
+                        self.telemetry.retry()
                     try:
                         return await again()
                     except (AttributeError, TypeError) as exc:

@@ -188,6 +188,9 @@ class Streaming:
         if fence is not None and (type(fence) is not int or fence < 1):
             raise InvalidArgumentType("fence must be a lease token (an int >= 1) or None", sid)
         limits = (max_deltas, max_bytes, max(1, round(idle * 1000)))
-        return ReplyStream(
+        reply = ReplyStream(
             self.transport, sid, message_id, role, fence, (flush_interval, flush_deltas), limits
         )
+        if self.transport.telemetry is not None:
+            self.transport.telemetry.watch_stream(reply)
+        return reply

@@ -26,6 +26,8 @@ from .retry import REFUSED, TRANSIENT, RetryPolicy, driver_fault
 if TYPE_CHECKING:
     from redis import Redis
 
+    from .telemetry import Telemetry
+
 __all__ = ["Transport"]
 
 T = TypeVar("T")
@@ -37,7 +39,12 @@ class Transport:
     """Sends calls for one store: its client, its core, its retry policy and ``WAIT`` knob."""
 
     def __init__(
-        self, client: Redis | RedisCluster, core: StoreCore, retry: RetryPolicy | None, wait: Wait | None
+        self,
+        client: Redis | RedisCluster,
+        core: StoreCore,
+        retry: RetryPolicy | None,
+        wait: Wait | None,
+        telemetry: Telemetry | None = None,
     ) -> None:
         self.clients = OneClient(client)
         """The client of each event loop (``_loops``): the asyncio store may serve several."""
@@ -48,6 +55,9 @@ class Transport:
         self.sharded: bool | None = None  # sharded pub/sub? asked of the server on first subscribe
         self._lean: tuple[Any, LeanLine | None] = (None, None)  # the last client's, and its line
         self._lean_lines: weakref.WeakKeyDictionary[Any, LeanLine] = weakref.WeakKeyDictionary()
+        self.telemetry = telemetry
+        """Spans and metrics of every call (``telemetry``), or ``None``: off, nothing imported."""
+        self._server = {} if telemetry is None else telemetry.server_of(client)  # its spans' server.*
 
     @property
     def client(self) -> Redis | RedisCluster:
@@ -115,7 +125,23 @@ class Transport:
             self.client.nodes_manager.initialize()  # type: ignore[union-attr]
 
     def run(self, call: Call[T], node: Any = None) -> T:
-        """Send ``call`` and parse its reply: transport faults retried, refusals typed."""
+        """Send ``call`` and parse its reply: transport faults retried, refusals typed.
+
+        Every call of the store passes here, so this is where telemetry observes. Off, it costs one
+        attribute check and no frame of its own: ``run`` is a plain function handing back ``_run``;
+        on while no OpenTelemetry SDK is configured (``Telemetry.listening``), one call more."""
+        telemetry = self.telemetry
+        if telemetry is None or not telemetry.listening():
+            return self._run(call, node)
+        return self._observed(call, node, telemetry)
+
+    def _observed(self, call: Call[T], node: Any, telemetry: Telemetry) -> T:
+        """``_run`` inside the call's span, its reply parsed through it (``telemetry``)."""
+        with telemetry.operation(call, self._server) as seen:
+            result: T = self._run(seen.parsing(call), node)
+            return seen.result(result)  # type: ignore[no-any-return]
+
+    def _run(self, call: Call[T], node: Any = None) -> T:
         try:
             try:
                 reply = self._send(call, node)
@@ -230,6 +256,8 @@ class Transport:
                     attempts = attempt.retry_state.attempt_number
                     if pending:
                         raise pending.pop()
+                    if self.telemetry is not None:
+                        self.telemetry.retry()
                     try:
                         return again()
                     except (AttributeError, TypeError) as exc:

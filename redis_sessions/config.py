@@ -19,6 +19,7 @@ from .tokens import TokenCounter, estimate_tokens
 if TYPE_CHECKING:
     from .encryption import Encryption
     from .persistence import PersistenceAdapter
+    from .telemetry import Telemetry
 
 __all__ = ["CLIENT_DEFAULTS", "DEFAULT_RETRY", "StoreConfig"]
 
@@ -45,9 +46,12 @@ class StoreConfig:
     ``encryption``: a ``redis_sessions.encryption.Encryption`` keyring: each message is stored
     AES-256-GCM encrypted (in Redis and in the backing record); ``None``: stored as encoded.
     ``token_counter``: counts each appended message's tokens (``redis_sessions.tokens``; the default
-    is an estimate that needs no download). ``max_session_bytes``: the most bytes of stored message
-    bodies a session may hold (``None`` = no limit), recorded by ``create`` like ``max_messages``; an
-    append past it raises ``QuotaExceeded`` and stores nothing.
+    is an estimate that needs no download).
+    ``telemetry``: a ``redis_sessions.telemetry.Telemetry`` (OpenTelemetry spans and metrics of every
+    call; the ``otel`` extra), or ``None``: off, at no cost.
+    ``max_session_bytes``: the most bytes of stored message bodies a session may hold (``None`` = no
+    limit), recorded by ``create`` like ``max_messages``; an append past it raises ``QuotaExceeded``
+    and stores nothing.
     """
 
     prefix: str = "rs"
@@ -62,6 +66,7 @@ class StoreConfig:
     backing: PersistenceAdapter | None = None
     encryption: Encryption | None = None
     token_counter: TokenCounter = estimate_tokens
+    telemetry: Telemetry | None = None
     max_session_bytes: int | None = None
 
     @classmethod

@@ -42,6 +42,7 @@ from .writebehind import SyncWorker
 
 if TYPE_CHECKING:
     from .persistence import PersistenceAdapter
+    from .telemetry import Telemetry
 
 __all__ = ["Lease", "SessionStore", "ToolCall"]
 
@@ -51,7 +52,7 @@ class SessionStore(StoreBase):
 
     The options are ``StoreConfig``'s (``redis_sessions.config``), documented there: ``prefix``,
     ``ttl``, ``max_messages``, ``codec``, ``max_message_bytes``, ``cache_messages``, ``retry``,
-    ``wait_replicas``/``wait_timeout``, ``backing``, ``encryption``, ``token_counter``,
+    ``wait_replicas``/``wait_timeout``, ``backing``, ``encryption``, ``token_counter``, ``telemetry``,
     ``max_session_bytes``; kept as ``config``. ``retry`` is the one retry policy for transport
     errors: the store turns the client's own retry off; with ``retry=None`` the store does not
     retry, and leaves the client's retry alone.
@@ -83,6 +84,7 @@ class SessionStore(StoreBase):
         backing: PersistenceAdapter | None = None,
         encryption: Encryption | None = None,
         token_counter: TokenCounter = estimate_tokens,
+        telemetry: Telemetry | None = None,
         max_session_bytes: int | None = None,
     ) -> None:
         check_client(client)
@@ -99,6 +101,7 @@ class SessionStore(StoreBase):
             backing=backing,
             encryption=encryption,
             token_counter=token_counter,
+            telemetry=telemetry,
             max_session_bytes=max_session_bytes,
         )
         self._core = StoreCore(
@@ -117,7 +120,8 @@ class SessionStore(StoreBase):
         self.client = client
         # Decoded histories for re-reads: the store's own state (the core keeps none).
         self._cache = HistoryCache(cache_messages) if cache_messages > 0 else None
-        self.transport = Transport(client, self._core, retry, wait_for(wait_replicas, wait_timeout))
+        wait = wait_for(wait_replicas, wait_timeout)
+        self.transport = Transport(client, self._core, retry, wait, telemetry)
         """Sends this store's calls: for components that are not the store (the sync worker...)."""
         self._recovery = Recovery(self.transport, backing)
         self._backing = backing
@@ -174,9 +178,11 @@ class SessionStore(StoreBase):
         """With a backing store, start the write-behind worker: a thread with its own connections
         (made by the same opener with the caller's client options, and this store's prefix)."""
         if self._backing is not None:
-            options = {**given, "prefix": self.config.prefix}
+            options = {**given, "prefix": self.config.prefix, "telemetry": self.config.telemetry}
             own = getattr(SessionStore, opener)(*args, **options)  # the worker's: a sync store, always
             self._worker = SyncWorker.open(own, self._backing).start()
+            if self.config.telemetry is not None:
+                self.config.telemetry.watch_worker(self._worker)
             self._recovery.worker = self._worker
         return self
 

@@ -86,6 +86,7 @@ class SyncWorker:
         self.groups: list[int] = list(range(SLOT_GROUPS))  # held after the first lease: a share
         self.backlog_limit, self.on_backlog = backlog, on_backlog
         self.backlog = 0  # sessions pending in this worker's slot groups at its last pass
+        self.oldest: float | None = None  # when the oldest of them became dirty (Unix s; None: none)
         self.unbound: BackingMismatch | None = None  # set once the prefix is bound elsewhere
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -155,6 +156,7 @@ class SyncWorker:
             return 0
         pending = self.pending(self.lease())
         self.backlog = len(pending)
+        self.oldest = min(pending.values(), default=None)
         if self.backlog_limit is not None and self.backlog > self.backlog_limit:
             log.warning(
                 "write-behind backlog: %d sessions pending (bound %d)", self.backlog, self.backlog_limit

@@ -67,6 +67,8 @@ SUBSTITUTIONS = [
     (r"AsyncPersistenceAdapter", "PersistenceAdapter"),
     (r"from redis\.asyncio import", "from redis import"),
     (r"from redis\.asyncio\.(\w+) import", r"from redis.\1 import"),
+    (r"Awaitable\[(\w+)\]", r"\1"),
+    (r"Awaitable, ", ""),
     (r"AsyncIterator", "Iterator"),
     (r"AsyncGenerator\[(\w+), None\]", r"Generator[\1, None, None]"),
     (r"AsyncGenerator", "Generator"),

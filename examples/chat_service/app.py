@@ -18,7 +18,9 @@ Configuration comes from the environment: ``REDIS_URL`` (required), ``WORKER_ID`
 prefix, default ``chat``), ``FAKE_MODEL_DELAY`` (seconds the fake model "thinks", default 0),
 ``FAKE_TOKEN_DELAY`` (seconds between the tokens of a streamed reply, default 0.01), ``LEASE_TTL``
 (seconds a worker's turn lease lasts, default 30; a streamed reply of a worker that died is
-given up as aborted once it expired), ``FAKE_TOOL_DELAY`` (seconds the fake tool runs, default 0).
+given up as aborted once it expired), ``FAKE_TOOL_DELAY`` (seconds the fake tool runs, default 0),
+``CHAT_OTEL`` (``console``: the store's OpenTelemetry spans and metrics printed to stdout, session ids
+hashed; needs ``opentelemetry-sdk``; unset: no telemetry).
 Run with ``uvicorn --app-dir examples/chat_service app:app``.
 """
 
@@ -32,7 +34,7 @@ import socket
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any
 
 from redis.asyncio import Redis
@@ -55,6 +57,7 @@ from redis_sessions import (
     SessionError,
     SessionNotFound,
     StoreUnavailable,
+    Telemetry,
     ToolCallPending,
     ToolResult,
     ToolUse,
@@ -304,16 +307,37 @@ class WorkerHeader:
         await self.app(scope, receive, send_with_header if scope["type"] == "http" else send)
 
 
+def telemetry(stack: AsyncExitStack) -> Telemetry | None:
+    """With ``CHAT_OTEL=console``: the store's spans and metrics to stdout (each span as it ends,
+    metrics every 10 s and when the worker stops), session ids hashed. A deployment would use an
+    OTLP exporter instead of the console ones."""
+    if os.environ.get("CHAT_OTEL") != "console":
+        return None
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import ConsoleMetricExporter, PeriodicExportingMetricReader
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import ConsoleSpanExporter, SimpleSpanProcessor
+
+    resource = Resource.create({"service.name": "chat-service", "service.instance.id": WORKER_ID})
+    tracer_provider = TracerProvider(resource=resource)
+    tracer_provider.add_span_processor(SimpleSpanProcessor(ConsoleSpanExporter()))
+    reader = PeriodicExportingMetricReader(ConsoleMetricExporter(), export_interval_millis=10_000)
+    meter_provider = MeterProvider(resource=resource, metric_readers=[reader])
+    stack.callback(tracer_provider.shutdown)
+    stack.callback(meter_provider.shutdown)  # the last metrics go out as the worker stops
+    return Telemetry(tracer_provider=tracer_provider, meter_provider=meter_provider, session_id="hashed")
+
+
 @asynccontextmanager
 async def lifespan(app: Starlette) -> AsyncIterator[None]:
     prefix = os.environ.get("CHAT_PREFIX", "chat")
-    async with AsyncSessionStore.from_url(os.environ["REDIS_URL"], prefix=prefix) as opened:
-        app.state.store, app.state.prefix = opened, prefix
+    async with AsyncExitStack() as stack:
+        store = AsyncSessionStore.from_url(os.environ["REDIS_URL"], prefix=prefix, telemetry=telemetry(stack))
+        app.state.store, app.state.prefix = await stack.enter_async_context(store), prefix
         app.state.outside = Redis.from_url(os.environ["REDIS_URL"])  # the fake tool's "provider"
-        try:
-            yield
-        finally:
-            await app.state.outside.aclose()
+        stack.push_async_callback(app.state.outside.aclose)
+        yield
 
 
 app = Starlette(

@@ -16,7 +16,8 @@
 -- session (one with a backing store) is listed in the dirty index until the sync worker has stored
 -- it, keeps no TTL meanwhile, and is never trimmed below its first message not yet stored there.
 -- A call whose messages are all stored already changes nothing but the meta's replays counter.
--- Returns {0, seq}: seq of the last given message (the session's seq when any was new);
+-- Returns {0, seq}: seq of the last given message (the session's seq when any was new; {0, seq, 1}
+-- when all were stored already: a replay);
 -- {1} not found; {2, version} other schema; {5, codec} other codec; {3, seq} expected seq differs;
 -- {6, detail} the meta hash is corrupt; {9, token} the fencing token is not the live lease's;
 -- {10} a durable session lost its list or ids to eviction (the store restores it and retries);
@@ -41,8 +42,8 @@ end
 
 -- A replay (a retry after a lost reply) finds all its messages stored and changes nothing but the
 -- meta's replays counter, which is also a write that replicates, so a WAIT after this call covers
--- the original write, whichever connection made it. {0, seq of its last message}, or nil when any
--- message is not stored. A replay wins over every refusal: its write was done, while it could be.
+-- the original write, whichever connection made it. {0, seq of its last message, 1} (the 1 says
+-- "a replay", for telemetry), or nil when any message is not stored. A replay wins over every refusal: its write was done, while it could be.
 local function replayed()
   local last = 0
   for i = pairs_from, #ARGV, 2 do
@@ -53,7 +54,7 @@ local function replayed()
     last = math.max(last, tonumber(stored))
   end
   redis.call('HINCRBY', meta, 'replays', 1)
-  return {0, last}
+  return {0, last, 1}
 end
 
 -- The refusals come first, so that a call that passes them costs one ZADD NX to find which of its

@@ -509,3 +509,31 @@ async def test_a_tool_step_with_a_counter_runs_once(service: Service, redis_url:
         (3, "tool", "tool_result:toolu_count"),
     ]
     print(f"\ntool step: {len(clients)} racing requests, the tool ran once, {pending} 409s meanwhile")
+
+
+def test_chat_otel_console_prints_the_stores_spans(redis_url: str, tmp_path: Path) -> None:
+    # CHAT_OTEL=console: the worker prints its store's spans (session ids hashed) and, at exit, its
+    # metrics to stdout. One worker, no nginx: this is about the worker's output.
+    log, port = tmp_path / "worker.log", free_port()
+    env = {**os.environ, "REDIS_URL": redis_url, "CHAT_PREFIX": f"chat-otel-{uuid.uuid4().hex[:8]}"}
+    env["CHAT_OTEL"] = "console"
+    command = [sys.executable, "-m", "uvicorn", "--app-dir", str(APP_DIR), "app:app"]
+    command += ["--host", "127.0.0.1", "--port", str(port), "--log-level", "warning", "--no-access-log"]
+    with log.open("wb") as out:
+        worker = subprocess.Popen(command, env=env, stdout=out, stderr=out)
+    try:
+        wait_ready(f"http://127.0.0.1:{port}", worker, log)
+
+        async def talk() -> str:
+            async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=10) as client:
+                return (await converse(client, "traced", 1))[0]
+
+        sid = asyncio.run(talk())
+    finally:
+        stop(worker)
+    printed = log.read_text()
+    assert '"name": "append"' in printed
+    assert '"db.system.name": "redis"' in printed
+    assert '"redis_sessions.session.id"' in printed, "hashed ids are on in the example"
+    assert sid not in printed, "the id itself is never printed"
+    assert '"db.client.operation.duration"' in printed, "metrics are flushed at exit"

@@ -40,6 +40,7 @@ PUBLIC = {
     "SessionState",
     "SessionStore",
     "StoreError",
+    "Telemetry",
     "StoreUnavailable",
     "Text",
     "Thinking",
