@@ -34,7 +34,7 @@ import redis
 
 from redis_sessions import AgentMessage, SessionStore, Text, ToolUse
 from redis_sessions import _write as write  # the store's own calls, sent pipelined
-from redis_sessions._core import SCRIPTS, SHAS
+from redis_sessions._scripts import SCRIPTS, SHAS
 from redis_sessions.embedded import RedisServer
 
 BATCH = 1000

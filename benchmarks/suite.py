@@ -64,7 +64,7 @@ from redis.asyncio import BlockingConnectionPool
 
 import redis_sessions
 from redis_sessions import AsyncSessionStore, SessionStore
-from redis_sessions._core import SHAS  # the floors send the store's own script
+from redis_sessions._scripts import SHAS  # the floors send the store's own script
 from redis_sessions.keys import append_keys
 
 ASYNC_SYSTEMS = {RAW_A, RS_A, A_COLD, A_WARM, AG}

@@ -14,8 +14,9 @@ from typing import Any, Final
 import msgspec
 
 from ._calls import Call, Command, Pipeline, Script, Transaction
-from ._core import SHAS, StoreCore, scan_page, stored_time
+from ._core import StoreCore, scan_page, stored_time
 from ._durable import restore
+from ._scripts import SHAS
 from .errors import CorruptSession, InvalidArgumentType, InvalidMessage
 from .keys import meta_key_pattern, parse_meta_key, script_keys, session_id, session_keys, tokens_key
 from .models import SCHEMA_VERSION, AgentMessage, SessionId, SessionInfo, SessionState

@@ -20,10 +20,11 @@ from redis.asyncio.cluster import RedisCluster
 
 from ._aio_lean import UNSENT, AsyncLeanLine
 from ._calls import Call, Command, Script, Transaction
-from ._core import SCRIPTS, SHAS, StoreCore
+from ._core import StoreCore
 from ._live import PUBSUB_PROBE, SHARDED_FROM
 from ._loops import LoopClients
 from ._replication import WRITE_SCRIPTS, Wait, Waited, handover
+from ._scripts import SCRIPTS, SHAS
 from .errors import StoreUnavailable
 from .models import SessionId
 from .retry import REFUSED, TRANSIENT, RetryPolicy, driver_fault

@@ -9,11 +9,8 @@ the calls (``_calls``).
 
 from __future__ import annotations
 
-import hashlib
-import re
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
-from importlib import resources
 from typing import Any, Final, TypeVar
 
 import msgspec
@@ -41,8 +38,6 @@ from .tokens import TokenCounter, estimate_tokens
 __all__ = [
     "DEFAULT_CACHE_MESSAGES",
     "DEFAULT_MAX_MESSAGE_BYTES",
-    "SCRIPTS",
-    "SHAS",
     "Messages",
     "StoreCore",
     "check_client",
@@ -53,34 +48,6 @@ __all__ = [
 
 T = TypeVar("T")
 Messages = list[AgentMessage]
-
-_PREAMBLE: Final = resources.files(__package__).joinpath("scripts", "_preamble.lua").read_text("utf-8")
-_SHARED: Final = re.compile(r"\b(?:version_refusal|decimal_seq|corrupt_seq|writable_meta|push_messages)\(")
-
-
-def _script(name: str) -> str:
-    """A script's source; one that calls the shared checks gets ``_preamble.lua`` after its header."""
-    text = resources.files(__package__).joinpath("scripts", f"{name}.lua").read_text("utf-8")
-    lines = text.split("\n")
-    end = next(i for i, line in enumerate(lines) if not line.startswith(("--", "#!")))
-    body = "\n".join(lines[end:])
-    if not _SHARED.search(body):
-        return text
-    return "\n".join([*lines[:end], "", _PREAMBLE.rstrip("\n"), body])
-
-
-_NAMES: Final = """create append read_since set_metadata delete read_after lease restore sync_read
-sync_mark pop rebind dirty sync_lease stream_write stream_abort tool_call info rekey
-context summarize compact fork_read fork"""
-
-SCRIPTS: Final[dict[str, str]] = {name: _script(name) for name in _NAMES.split()}
-"""Lua sources by name, read once from the package's ``scripts/*.lua`` files (with the shared
-checks of ``scripts/_preamble.lua`` where a script calls them)."""
-
-SHAS: Final[dict[str, str]] = {
-    name: hashlib.sha1(source.encode()).hexdigest() for name, source in SCRIPTS.items()
-}
-"""The SHA1 of each script, the name EVALSHA calls it by."""
 
 DEFAULT_MAX_MESSAGE_BYTES: Final = 8 * 1024 * 1024
 """8 MiB: room for a large image, far below Redis's 512 MB bulk limit."""

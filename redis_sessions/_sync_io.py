@@ -17,7 +17,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import redis.exceptions
 
 from ._calls import Call, Script
-from ._core import SCRIPTS, SHAS, StoreCore
+from ._core import StoreCore
+from ._scripts import SCRIPTS, SHAS
 from .errors import StoreError
 from .keys import slot
 from .models import SessionId

@@ -27,7 +27,6 @@ from ._core import (
     DEFAULT_CACHE_MESSAGES,
     DEFAULT_MAX_MESSAGE_BYTES,
     Messages,
-    StoreCore,
     check_client,
     ttl_ms,
 )
@@ -107,19 +106,7 @@ class AsyncSessionStore(AsyncStoreBase):
             telemetry=telemetry,
             max_session_bytes=max_session_bytes,
         )
-        self._core = StoreCore(
-            prefix=prefix,
-            ttl=ttl,
-            max_messages=max_messages,
-            codec=codec,
-            max_message_bytes=max_message_bytes,
-            durable=backing is not None,
-            record="" if backing is None else backing.record_id,
-            cluster=isinstance(client, RedisCluster),
-            encryption=encryption,
-            token_counter=token_counter,
-            max_session_bytes=max_session_bytes,
-        )
+        self._core = self.config.core(cluster=isinstance(client, RedisCluster))
         self.client = client
         # Decoded histories for re-reads: the store's own state (the core keeps none).
         self._cache = HistoryCache(cache_messages) if cache_messages > 0 else None

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Final
 
-from ._core import DEFAULT_CACHE_MESSAGES, DEFAULT_MAX_MESSAGE_BYTES
+from ._core import DEFAULT_CACHE_MESSAGES, DEFAULT_MAX_MESSAGE_BYTES, StoreCore
 from .retry import RetryPolicy
 from .tokens import TokenCounter, estimate_tokens
 
@@ -87,3 +87,22 @@ class StoreConfig:
     def store_options(self) -> dict[str, Any]:
         """The configuration as keyword arguments for a store's constructor."""
         return {field.name: getattr(self, field.name) for field in dataclasses.fields(self)}
+
+    def core(self, *, cluster: bool) -> StoreCore:
+        """The sans-IO core of a store with these options (``cluster``: its client is a
+        ``RedisCluster``); the options that only the front uses (cache, retry, wait, telemetry)
+        stay with the front."""
+        backing = self.backing
+        return StoreCore(
+            prefix=self.prefix,
+            ttl=self.ttl,
+            max_messages=self.max_messages,
+            codec=self.codec,
+            max_message_bytes=self.max_message_bytes,
+            durable=backing is not None,
+            record="" if backing is None else backing.record_id,
+            cluster=cluster,
+            encryption=self.encryption,
+            token_counter=self.token_counter,
+            max_session_bytes=self.max_session_bytes,
+        )

@@ -14,7 +14,7 @@ import redis
 import redis.exceptions
 
 from redis_sessions import StoreError
-from redis_sessions._core import SHAS
+from redis_sessions._scripts import SHAS
 from redis_sessions.embedded import RedisServer
 from redis_sessions.keys import session_keys
 from tests.persistence.pg_server import PostgresServer, find_binaries, run_as

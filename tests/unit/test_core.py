@@ -32,8 +32,9 @@ from redis_sessions import _admin as admin
 from redis_sessions import _read as read
 from redis_sessions import _write as write
 from redis_sessions._calls import Transaction
-from redis_sessions._core import DEFAULT_MAX_MESSAGE_BYTES, SCRIPTS, StoreCore, check_client, ttl_ms
+from redis_sessions._core import DEFAULT_MAX_MESSAGE_BYTES, StoreCore, check_client, ttl_ms
 from redis_sessions._read import load, messages
+from redis_sessions._scripts import SCRIPTS
 from redis_sessions.keys import (
     compact_key,
     dirty_key,

@@ -10,8 +10,8 @@ from importlib import resources
 import pytest
 
 from redis_sessions import QuotaExceeded
-from redis_sessions._core import SCRIPTS
 from redis_sessions._protocol import ERRORS, Status, error_for
+from redis_sessions._scripts import SCRIPTS
 from redis_sessions.errors import (
     ConflictError,
     CorruptSession,

@@ -10,8 +10,8 @@ import redis.exceptions
 
 from redis_sessions import NotReplicated
 from redis_sessions._calls import Script
-from redis_sessions._core import SCRIPTS
 from redis_sessions._replication import WRITE_SCRIPTS, Wait, handover, wait_for
+from redis_sessions._scripts import SCRIPTS
 from redis_sessions.retry import TRANSIENT
 
 SID = uuid.UUID("a1b2c3d4-e5f6-4a7b-8c9d-0e1f2a3b4c5d")
