@@ -13,7 +13,15 @@ from typing import Final
 __all__ = ["SCRIPTS", "SHAS"]
 
 _PREAMBLE: Final = resources.files(__package__).joinpath("scripts", "_preamble.lua").read_text("utf-8")
-_SHARED: Final = re.compile(r"\b(?:version_refusal|decimal_seq|corrupt_seq|writable_meta|push_messages)\(")
+_CHECKS: Final = (
+    "version_refusal",
+    "decimal_seq",
+    "corrupt_seq",
+    "readable_seq",
+    "writable_meta",
+    "push_messages",
+)
+_SHARED: Final = re.compile(rf"\b(?:{'|'.join(_CHECKS)})\(")  # a script calling one gets the preamble
 
 
 def _script(name: str) -> str:

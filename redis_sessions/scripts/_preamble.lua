@@ -25,6 +25,22 @@ local function corrupt_seq()
   return {6, 'the meta hash holds no decimal integer seq'}
 end
 
+-- The seq of a session a script reads, checked: the meta hash's schema_version (version) against
+-- the store's (expected) and its seq field (raw) as a decimal integer; or nil and the refusal to
+-- return: {1} / {2, version} (version_refusal), {6, detail} (CORRUPT, corrupt_seq). One copy for
+-- the scripts that read a session (context, compact, fork_read, pop, read_after, read_since).
+local function readable_seq(version, expected, raw)
+  local refused = version_refusal(version, expected)
+  if refused then
+    return nil, refused
+  end
+  local seq = decimal_seq(raw)
+  if not seq then
+    return nil, corrupt_seq()
+  end
+  return seq, nil
+end
+
 -- What a script that appends reads first, checked: the meta hash's schema_version, codec, seq,
 -- ttl_ms, max_messages, durable, synced_seq, then the fields named in ..., and the seq as a number;
 -- or nil, nil and the refusal to return: {1} / {2, version} (version_refusal), {5, codec} (CODEC)

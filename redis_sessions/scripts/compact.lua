@@ -19,13 +19,9 @@ if ARGV[2] == '' then
 end
 local h = redis.call('HMGET', meta, 'schema_version', 'codec', 'seq', 'tokens', 'summary', 'summary_seq',
   'summary_tokens', 'summary_base', 'tokens_seq')
-local refused = version_refusal(h[1], ARGV[1])
+local seq, refused = readable_seq(h[1], ARGV[1], h[3])
 if refused then
   return refused
-end
-local seq = decimal_seq(h[3])
-if not seq then
-  return corrupt_seq()
 end
 local summary_tokens = tonumber(h[7]) or 0
 local live = summary_tokens + (tonumber(h[4]) or 0) - (tonumber(h[8]) or 0)

@@ -15,13 +15,9 @@
 local meta, list, tokens = KEYS[1], KEYS[2], KEYS[3]
 local h = redis.call('HMGET', meta, 'schema_version', 'codec', 'seq', 'epoch', 'durable', 'summary',
   'summary_seq', 'summary_tokens', 'tokens_seq')
-local refused = version_refusal(h[1], ARGV[1])
+local seq, refused = readable_seq(h[1], ARGV[1], h[3])
 if refused then
   return refused
-end
-local seq = decimal_seq(h[3])
-if not seq then
-  return corrupt_seq()
 end
 local length = redis.call('LLEN', list)
 if h[5] == '1' and seq > 0 and length == 0 then

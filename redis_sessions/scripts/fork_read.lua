@@ -8,13 +8,9 @@
 -- Status (redis_sessions._protocol.Status): OK NOT_FOUND VERSION_MISMATCH CORRUPT EVICTED AHEAD
 local meta, list, ids, tokens = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local h = redis.call('HMGET', meta, 'schema_version', 'seq', 'durable', 'tokens', 'tokens_seq')
-local refused = version_refusal(h[1], ARGV[1])
+local seq, refused = readable_seq(h[1], ARGV[1], h[2])
 if refused then
   return refused
-end
-local seq = decimal_seq(h[2])
-if not seq then
-  return corrupt_seq()
 end
 local at = ARGV[2] == '' and seq or tonumber(ARGV[2])
 if at > seq then

@@ -13,13 +13,9 @@
 -- Status (redis_sessions._protocol.Status): OK NOT_FOUND VERSION_MISMATCH CORRUPT DURABLE
 local meta, list, ids = KEYS[1], KEYS[2], KEYS[3]
 local h = redis.call('HMGET', meta, 'schema_version', 'codec', 'seq', 'ttl_ms', 'durable', 'pop_token', 'tokens_seq')
-local refused = version_refusal(h[1], ARGV[1])
+local seq, refused = readable_seq(h[1], ARGV[1], h[3])
 if refused then
   return refused
-end
-local seq = decimal_seq(h[3])
-if not seq then
-  return corrupt_seq()
 end
 if h[5] == '1' then
   return {12}

@@ -10,13 +10,9 @@
 -- Status (redis_sessions._protocol.Status): OK NOT_FOUND VERSION_MISMATCH CORRUPT TRIMMED
 local meta, list = KEYS[1], KEYS[2]
 local h = redis.call('HMGET', meta, 'schema_version', 'codec', 'seq', 'epoch')
-local refused = version_refusal(h[1], ARGV[1])
+local seq, refused = readable_seq(h[1], ARGV[1], h[3])
 if refused then
   return refused
-end
-local seq = decimal_seq(h[3])
-if not seq then
-  return corrupt_seq()
 end
 local after = tonumber(ARGV[2])
 local base = seq - redis.call('LLEN', list)  -- the seq just before the list's head

@@ -9,13 +9,9 @@
 -- Status (redis_sessions._protocol.Status): OK NOT_FOUND VERSION_MISMATCH CORRUPT EVICTED
 local meta, list = KEYS[1], KEYS[2]
 local h = redis.call('HMGET', meta, 'schema_version', 'codec', 'epoch', 'seq', 'durable')
-local refused = version_refusal(h[1], ARGV[1])
+local seq, refused = readable_seq(h[1], ARGV[1], h[4])
 if refused then
   return refused
-end
-local seq = decimal_seq(h[4])
-if not seq then
-  return corrupt_seq()
 end
 local length = redis.call('LLEN', list)
 if h[5] == '1' and seq > 0 and length == 0 then

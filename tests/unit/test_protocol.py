@@ -122,6 +122,7 @@ def test_the_shared_checks_are_found_and_return_statuses() -> None:
         "version_refusal": {Status.NOT_FOUND, Status.VERSION_MISMATCH},
         "decimal_seq": set(),
         "corrupt_seq": {Status.CORRUPT},
+        "readable_seq": {Status.NOT_FOUND, Status.VERSION_MISMATCH, Status.CORRUPT},
         "writable_meta": {Status.NOT_FOUND, Status.VERSION_MISMATCH, Status.CODEC, Status.CORRUPT},
         "sized_meta": set(),
         "push_messages": {Status.QUOTA},
