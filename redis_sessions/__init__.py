@@ -86,6 +86,7 @@ __all__ = [
     "NotReplicated",
     "PersistenceError",
     "QuotaExceeded",
+    "TenantQuotaExceeded",
     "RecordMismatch",
     "ReplyClosed",
     "ReplyStream",

@@ -42,6 +42,7 @@ from .writebehind import SyncWorker
 if TYPE_CHECKING:
     from .persistence import PersistenceAdapter
     from .telemetry import Telemetry
+    from .tenant import TenantQuota
 
 __all__ = ["Lease", "SessionStore", "ToolCall"]
 
@@ -52,7 +53,7 @@ class SessionStore(StoreBase):
     The options are ``StoreConfig``'s (``redis_sessions.config``), documented there: ``prefix``,
     ``ttl``, ``max_messages``, ``codec``, ``max_message_bytes``, ``cache_messages``, ``retry``,
     ``wait_replicas``/``wait_timeout``, ``backing``, ``encryption``, ``token_counter``, ``telemetry``,
-    ``max_session_bytes``; kept as ``config``. ``retry`` is the one retry policy for transport
+    ``max_session_bytes``, ``tenant_quota``; kept as ``config``. ``retry`` is the one retry policy for transport
     errors: the store turns the client's own retry off; with ``retry=None`` the store does not
     retry, and leaves the client's retry alone.
     ``client`` is a ``Redis`` (also one from a ``Sentinel``) or a ``RedisCluster``; ``from_url``,
@@ -85,6 +86,7 @@ class SessionStore(StoreBase):
         token_counter: TokenCounter = estimate_tokens,
         telemetry: Telemetry | None = None,
         max_session_bytes: int | None = None,
+        tenant_quota: TenantQuota | None = None,
     ) -> None:
         check_client(client)
         self.config = StoreConfig(
@@ -102,6 +104,7 @@ class SessionStore(StoreBase):
             token_counter=token_counter,
             telemetry=telemetry,
             max_session_bytes=max_session_bytes,
+            tenant_quota=tenant_quota,
         )
         self._core = self.config.core(cluster=isinstance(client, RedisCluster))
         self.client = client

@@ -11,6 +11,7 @@ PUBLIC = {
     "Lease",
     "LeaseHeld",
     "QuotaExceeded",
+    "TenantQuotaExceeded",
     "LeaseLost",
     "MessagesTrimmed",
     "AgentMessage",

@@ -1,0 +1,65 @@
+"""Room in a tenant's ledger (``tenant_quota``): what the transport does when a script answers that
+the ledger of a session's slot has none (``Status.TENANT``), and the sums ``tenant_usage`` reports.
+
+A ledger's allowance starts at 0, so the first write to it asks here. The sessions of the ledger
+whose deadline has passed are swept first (the expired ones stop counting). Then, on one server,
+the allowance becomes the limit itself: one ledger, an exact check, and the write is tried again.
+On a cluster a slot gives back what its allowance holds beyond its usage and asks the central count
+for what it lacks (with some to spare); granted, it is credited to the slot and the write tried
+again; refused, the grant's ``TenantQuotaExceeded`` is the answer. What the slots were granted in
+all never passes the limit, so neither does the tenant's usage.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from . import _ledger as ledgers
+from ._calls import Call
+from ._core import StoreCore
+from .errors import TenantQuotaExceeded
+from .keys import tenant_keys
+from .tenant import TenantUsage
+
+__all__ = ["make_room", "tenant_usage"]
+
+Run = Callable[[Call[Any]], Awaitable[Any]]
+
+
+async def make_room(run: Run, core: StoreCore, refusal: TenantQuotaExceeded) -> None:
+    """Room for the write ``refusal`` turned away, or ``TenantQuotaExceeded`` when the tenant's
+    limit leaves none (on one server: the refusal itself, once the allowance is the limit)."""
+    assert core.tenant is not None
+    sid = refusal.session_id
+    ledger = tenant_keys(core.prefix, sid, core.cluster)
+    dead = await run(ledgers.expired(core, ledger, sid))
+    if not core.cluster:
+        await run(ledgers.sweep(core, ledger, dead, "set", core.tenant.limits(), sid))
+        quota = core.tenant.max_sessions if refusal.limit == "max_sessions" else core.tenant.max_bytes
+        if not dead and refusal.quota == quota:
+            raise refusal  # refused by the limit itself, and nothing expired
+        return
+    swept = await run(ledgers.sweep(core, ledger, dead, "return", (0, 0), sid))
+    add = refusal.size - refusal.usage
+    want = (1, 0) if refusal.limit == "max_sessions" else (0, add)
+    more = await run(ledgers.grant(core, sid, (swept.back_sessions, swept.back_bytes), want))
+    await run(ledgers.sweep(core, ledger, (), "credit", more, sid))
+
+
+async def tenant_usage(run: Run, core: StoreCore) -> TenantUsage:
+    """The tenant's live sessions and bytes, every ledger swept first."""
+    for ledger, dead in await run(ledgers.candidates(core)):
+        await run(ledgers.sweep(core, ledger, dead, "read", (0, 0), uuid.UUID(dead[0])))
+    sessions, total, granted_sessions, granted_bytes = await run(ledgers.counts(core))
+    quota = core.tenant
+    return TenantUsage(
+        core.prefix,
+        sessions,
+        total,
+        None if quota is None else quota.max_sessions,
+        None if quota is None else quota.max_bytes,
+        granted_sessions,
+        granted_bytes,
+    )
