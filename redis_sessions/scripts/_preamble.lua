@@ -125,6 +125,16 @@ local function tenant_record(t, delta, ttl_ms, now_ms)
   t.counted, t.total, t.bytes, t.base = true, t.total + bytes - t.bytes, bytes, 0
 end
 
+-- Move a counted session's bytes by delta (a pop, a re-encryption, a summary's trim: no room needed,
+-- the deadline kept as a lower bound); one not counted yet is left to its next append.
+local function tenant_shift(t, delta)
+  if t and t.counted and delta ~= 0 then
+    redis.call('HSET', t.ledger, t.sid, t.bytes + delta)
+    redis.call('HINCRBY', t.ledger, 'bytes', delta)
+    t.bytes, t.total = t.bytes + delta, t.total + delta
+  end
+end
+
 -- Take the session out of its ledger (it was deleted or replaced).
 local function tenant_forget(t)
   if t and t.counted then
