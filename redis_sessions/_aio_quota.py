@@ -6,7 +6,8 @@ whose deadline has passed are swept first (the expired ones stop counting). Then
 the allowance becomes the limit itself: one ledger, an exact check, and the write is tried again.
 On a cluster a slot gives back what its allowance holds beyond its usage and asks the central count
 for what it lacks (with some to spare); granted, it is credited to the slot and the write tried
-again; refused, the grant's ``TenantQuotaExceeded`` is the answer. What the slots were granted in
+again. Refused, every slot's idle allowance is taken back (a read of all ledgers: paid only at the
+limit) and the grant asked once more; refused again, its ``TenantQuotaExceeded`` is the answer. What the slots were granted in
 all never passes the limit, so neither does the tenant's usage.
 """
 
@@ -42,10 +43,24 @@ async def make_room(run: Run, core: StoreCore, refusal: TenantQuotaExceeded) -> 
             raise refusal  # refused by the limit itself, and nothing expired
         return
     swept = await run(ledgers.sweep(core, ledger, dead, "return", (0, 0), sid))
-    add = refusal.size - refusal.usage
-    want = (1, 0) if refusal.limit == "max_sessions" else (0, add)
-    more = await run(ledgers.grant(core, sid, (swept.back_sessions, swept.back_bytes), want))
+    want = (1, 0) if refusal.limit == "max_sessions" else (0, refusal.size - refusal.usage)
+    back = (swept.back_sessions, swept.back_bytes)
+    try:
+        more = await run(ledgers.grant(core, sid, back, want))
+    except TenantQuotaExceeded:  # at the limit: take back what other slots hold idle, ask once more
+        more = await run(ledgers.grant(core, sid, await _reclaim(run, core, sid), want))
     await run(ledgers.sweep(core, ledger, (), "credit", more, sid))
+
+
+async def _reclaim(run: Run, core: StoreCore, sid: uuid.UUID) -> tuple[int, int]:
+    """On a cluster at its limit: every ledger swept and its idle allowance given back (one
+    pipelined read of all ledgers, then one script per ledger that holds any); what came back."""
+    back = [0, 0]
+    for ledger, dead in await run(ledgers.idle(core)):
+        swept = await run(ledgers.sweep(core, ledger, dead, "return", (0, 0), sid))
+        back[0] += swept.back_sessions
+        back[1] += swept.back_bytes
+    return back[0], back[1]
 
 
 async def tenant_usage(run: Run, core: StoreCore) -> TenantUsage:

@@ -17,7 +17,7 @@ from ._core import StoreCore
 from ._protocol import OK
 from .keys import session_keys, tenant_central, tenant_ledgers
 
-__all__ = ["Ledger", "candidates", "counts", "expired", "grant", "sweep"]
+__all__ = ["Ledger", "candidates", "counts", "expired", "grant", "idle", "sweep"]
 
 SWEEP = 500
 """Sessions past their deadline looked at per sweep (a sweep with more leaves the rest to the next)."""
@@ -111,3 +111,28 @@ def candidates(core: StoreCore) -> Pipeline[list[tuple[tuple[str, str], list[str
         return [(ledger, [x.decode() for x in r]) for ledger, r in zip(ledgers, replies, strict=True) if r]
 
     return Pipeline("tenant", None, reads, parse)
+
+
+def idle(core: StoreCore) -> Pipeline[list[tuple[tuple[str, str], list[str]]]]:
+    """Each ledger of the prefix that holds allowance beyond its usage or sessions past their
+    deadline, with the latter (one pipelined round trip over all ledgers: a cluster at its limit)."""
+    ledgers = tenant_ledgers(core.prefix, core.cluster)
+    now = int(time.time() * 1000)
+    reads: list[tuple[Any, ...]] = []
+    for ledger, live in ledgers:
+        reads += [
+            ("ZCARD", live),
+            ("HMGET", ledger, "bytes", "allow_sessions", "allow_bytes"),
+            ("ZRANGEBYSCORE", live, "-inf", now, "LIMIT", 0, SWEEP),
+        ]
+
+    def parse(replies: list[Any]) -> list[tuple[tuple[str, str], list[str]]]:
+        found = []
+        for i, ledger in enumerate(ledgers):
+            sessions, (used, allow_sessions, allow_bytes), dead = replies[3 * i : 3 * i + 3]
+            spare = int(allow_sessions or 0) > int(sessions) or int(allow_bytes or 0) > int(used or 0)
+            if spare or dead:
+                found.append((ledger, [x.decode() for x in dead]))
+        return found
+
+    return Pipeline("tenant", None, tuple(reads), parse)

@@ -113,7 +113,7 @@ def _quota(r: Refusal) -> SessionError:
 
 
 def _tenant(r: Refusal) -> SessionError:
-    usage, add, allowed = (int(_text(n)) for n in r.reply[2:5])
+    usage, add, allowed = (int(_text(n)) for n in r.reply[2:5]) if len(r.reply) >= 5 else (0, 0, 0)
     limit = "max_sessions" if r.detail == "sessions" else "max_bytes"
     return TenantQuotaExceeded(r.sid, r.prefix, limit, allowed, usage, usage + add)
 

@@ -139,7 +139,7 @@ end
 local function tenant_forget(t)
   if t and t.counted then
     redis.call('HDEL', t.ledger, t.sid)
-    redis.call('HINCRBY', t.ledger, 'bytes', -t.bytes)
+    redis.call('HINCRBY', t.ledger, 'bytes', 0 - t.bytes)  -- 0 - x: never '-0', which HINCRBY refuses
     redis.call('ZREM', t.live, t.sid)
     t.counted, t.total, t.bytes = false, t.total - t.bytes, 0
   end

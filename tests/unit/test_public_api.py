@@ -12,6 +12,8 @@ PUBLIC = {
     "LeaseHeld",
     "QuotaExceeded",
     "TenantQuotaExceeded",
+    "TenantQuota",
+    "TenantUsage",
     "LeaseLost",
     "MessagesTrimmed",
     "AgentMessage",
