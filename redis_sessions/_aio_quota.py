@@ -7,8 +7,8 @@ the allowance becomes the limit itself: one ledger, an exact check, and the writ
 On a cluster a slot gives back what its allowance holds beyond its usage and asks the central count
 for what it lacks (with some to spare); granted, it is credited to the slot and the write tried
 again. Refused, every slot's idle allowance is taken back (a read of all ledgers: paid only at the
-limit) and the grant asked once more; refused again, its ``TenantQuotaExceeded`` is the answer. What the slots were granted in
-all never passes the limit, so neither does the tenant's usage.
+limit) and the grant asked once more; refused again, its ``TenantQuotaExceeded`` is the answer.
+What the slots were granted in all never passes the limit, so neither does the tenant's usage.
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ async def make_room(run: Run, core: StoreCore, refusal: TenantQuotaExceeded) -> 
     limit leaves none (on one server: the refusal itself, once the allowance is the limit)."""
     assert core.tenant is not None
     sid = refusal.session_id
+    assert sid is not None  # the refusal of a session's write names the session
     ledger = tenant_keys(core.prefix, sid, core.cluster)
     dead = await run(ledgers.expired(core, ledger, sid))
     if not core.cluster:

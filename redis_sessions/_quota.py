@@ -27,6 +27,7 @@ def make_room(run: Run, core: StoreCore, refusal: TenantQuotaExceeded) -> None:
     limit leaves none (on one server: the refusal itself, once the allowance is the limit)."""
     assert core.tenant is not None
     sid = refusal.session_id
+    assert sid is not None  # the refusal of a session's write names the session
     ledger = tenant_keys(core.prefix, sid, core.cluster)
     dead = run(ledgers.expired(core, ledger, sid))
     if not core.cluster:

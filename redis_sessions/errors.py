@@ -80,7 +80,6 @@ __all__ = [
     "NotReplicated",
     "PersistenceError",
     "QuotaExceeded",
-    "TenantQuotaExceeded",
     "RecordMismatch",
     "ReplyClosed",
     "ReplyTooLarge",
@@ -90,6 +89,7 @@ __all__ = [
     "SessionNotFound",
     "StoreError",
     "StoreUnavailable",
+    "TenantQuotaExceeded",
     "ToolCallPending",
     "WrongEventLoop",
 ]
@@ -260,10 +260,11 @@ class TenantQuotaExceeded(QuotaExceeded):
     its value): refused in the script, nothing stored. ``usage`` is what the tenant held (on a
     cluster, what its slots were granted: a bound of it), ``size`` what it would have held."""
 
-    def __init__(self, session_id: uuid.UUID, tenant: str, limit: str, quota: int, usage: int, size: int) -> None:
-        SessionError.__init__(
-            self, f"session `{session_id}`: tenant {tenant!r} holds {usage}; {size} would pass its {limit} of {quota}"
-        )
+    def __init__(
+        self, session_id: uuid.UUID, tenant: str, limit: str, quota: int, usage: int, size: int
+    ) -> None:
+        what = f"tenant {tenant!r} holds {usage}; {size} would pass its {limit} of {quota}"
+        SessionError.__init__(self, f"session `{session_id}`: {what}")
         self.session_id, self.limit, self.quota, self.size = session_id, limit, quota, size
         self.tenant = tenant
         self.usage = usage

@@ -272,7 +272,9 @@ def tenant_ledgers(prefix: str, cluster: bool) -> tuple[tuple[str, str], ...]:
     """Every tenant ledger under ``prefix`` (its hash and its live zset): one per slot on a cluster
     (a script may only touch keys of one slot), one on one server (so its check is exact)."""
     if cluster:
-        return tuple((f"{prefix}:tenant:{{{tag}}}", f"{prefix}:tenant:{{{tag}}}:live") for tag in _slot_tags())
+        return tuple(
+            (f"{prefix}:tenant:{{{tag}}}", f"{prefix}:tenant:{{{tag}}}:live") for tag in _slot_tags()
+        )
     return ((f"{prefix}:tenant", f"{prefix}:tenant:live"),)
 
 

@@ -30,9 +30,9 @@ from redis_sessions import (
     AsyncToolCall,
     Session,
     SessionId,
-    TenantUsage,
     SessionInfo,
     SessionState,
+    TenantUsage,
     ToolResult,
 )
 from redis_sessions.tokens import Context

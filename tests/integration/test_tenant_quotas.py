@@ -6,7 +6,6 @@ Every test runs on the backend table (fakeredis, real, cluster) x fronts."""
 from __future__ import annotations
 
 import time
-from typing import Any
 
 import pytest
 
@@ -24,7 +23,9 @@ def session_dump(backend: Backend) -> dict[bytes, bytes | None]:
 def held(backend: Backend, store: Store) -> tuple[int, int]:
     """The sessions of the prefix and the bytes of their stored bodies, counted from Redis itself."""
     sids = list(store.list())
-    total = sum(len(b) for sid in sids for b in backend.raw.lrange(session_keys(backend.prefix, sid).messages, 0, -1))
+    total = sum(
+        len(b) for sid in sids for b in backend.raw.lrange(session_keys(backend.prefix, sid).messages, 0, -1)
+    )
     return len(sids), total
 
 
@@ -33,7 +34,9 @@ def counted(store: Store) -> tuple[int, int]:
     return usage.sessions, usage.bytes
 
 
-def test_a_create_past_max_sessions_is_refused_and_stores_nothing(make_store: MakeStore, backend: Backend) -> None:
+def test_a_create_past_max_sessions_is_refused_and_stores_nothing(
+    make_store: MakeStore, backend: Backend
+) -> None:
     store = make_store(tenant_quota=TenantQuota(max_sessions=3))
     sids = [store.create() for _ in range(3)]
     before = session_dump(backend)
@@ -47,7 +50,8 @@ def test_a_create_past_max_sessions_is_refused_and_stores_nothing(make_store: Ma
         3,
         4,
     )
-    assert backend.prefix in str(error) and str(error.session_id) in str(error)
+    assert backend.prefix in str(error)
+    assert str(error.session_id) in str(error)
     assert session_dump(backend) == before, "nothing of the refused create is stored"
     assert counted(store) == (3, 0)
     store.delete(sids[0])  # room again (on a cluster, taken back from the deleted session's slot)
@@ -56,7 +60,8 @@ def test_a_create_past_max_sessions_is_refused_and_stores_nothing(make_store: Ma
     usage = store.tenant_usage()
     assert (usage.max_sessions, usage.max_bytes) == (3, None)
     if backend.cluster:
-        assert usage.granted_sessions is not None and usage.sessions <= usage.granted_sessions <= 3
+        assert usage.granted_sessions is not None
+        assert usage.sessions <= usage.granted_sessions <= 3
 
 
 def test_an_append_past_max_bytes_is_refused_and_a_replay_is_still_answered(
@@ -94,7 +99,9 @@ def test_expired_sessions_stop_counting(make_store: MakeStore, backend: Backend)
     assert counted(store) == held(backend, store) == (1, 0)
 
 
-def test_every_change_of_bytes_or_existence_keeps_the_ledgers_right(make_store: MakeStore, backend: Backend) -> None:
+def test_every_change_of_bytes_or_existence_keeps_the_ledgers_right(
+    make_store: MakeStore, backend: Backend
+) -> None:
     store = make_store(tenant_quota=TenantQuota(max_sessions=50, max_bytes=1_000_000), max_messages=4)
 
     def check() -> None:
@@ -133,7 +140,9 @@ def test_every_change_of_bytes_or_existence_keeps_the_ledgers_right(make_store: 
     assert counted(store)[0] == 1
 
 
-def test_sessions_made_before_the_limits_are_counted_from_their_list(make_store: MakeStore, backend: Backend) -> None:
+def test_sessions_made_before_the_limits_are_counted_from_their_list(
+    make_store: MakeStore, backend: Backend
+) -> None:
     plain = make_store()
     old = plain.create()
     plain.append(old, AgentMessage.user("o" * 120))
@@ -157,7 +166,9 @@ def test_a_store_without_limits_keeps_no_ledger(make_store: MakeStore, backend: 
     assert not [k for k in backend.stored_keys() if b":tenant" in k]
 
 
-def test_tool_results_and_reply_finishes_are_refused_past_max_bytes(make_store: MakeStore, backend: Backend) -> None:
+def test_tool_results_and_reply_finishes_are_refused_past_max_bytes(
+    make_store: MakeStore, backend: Backend
+) -> None:
     store = make_store(tenant_quota=TenantQuota(max_bytes=300))
     sid = store.create()
     with pytest.raises(TenantQuotaExceeded), store.tool_call(sid, "toolu_1") as call:
@@ -168,5 +179,3 @@ def test_tool_results_and_reply_finishes_are_refused_past_max_bytes(make_store: 
     assert backend.raw.llen(session_keys(backend.prefix, sid).messages) == 0
     assert reply.finish(AgentMessage.assistant("short")) == 1
     assert counted(store) == held(backend, store)
-
-

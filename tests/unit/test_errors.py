@@ -24,7 +24,6 @@ from redis_sessions import (
     NotReplicated,
     PersistenceError,
     QuotaExceeded,
-    TenantQuotaExceeded,
     RecordMismatch,
     ReplyClosed,
     ReplyTooLarge,
@@ -34,6 +33,7 @@ from redis_sessions import (
     SessionNotFound,
     StoreError,
     StoreUnavailable,
+    TenantQuotaExceeded,
     ToolCallPending,
     WrongEventLoop,
 )

@@ -95,8 +95,15 @@ def test_a_tenant_refusal_names_the_tenant_its_limit_and_usage() -> None:
     error = error_for(reply, SID, schema=1, codec="msgpack", op="append", prefix="acme")
     assert isinstance(error, TenantQuotaExceeded)
     assert isinstance(error, QuotaExceeded)
-    assert (error.tenant, error.limit, error.quota, error.usage, error.size) == ("acme", "max_bytes", 1000, 900, 1100)
-    assert str(SID) in str(error) and "'acme'" in str(error)
+    assert (error.tenant, error.limit, error.quota, error.usage, error.size) == (
+        "acme",
+        "max_bytes",
+        1000,
+        900,
+        1100,
+    )
+    assert str(SID) in str(error)
+    assert "'acme'" in str(error)
     sessions = error_for([Status.TENANT, b"sessions", 5, 1, 5], SID, schema=1, codec="msgpack", op="create")
     assert isinstance(sessions, TenantQuotaExceeded)
     assert (sessions.limit, sessions.usage, sessions.size) == ("max_sessions", 5, 6)
