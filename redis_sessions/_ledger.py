@@ -17,7 +17,7 @@ from ._core import StoreCore
 from ._protocol import OK
 from .keys import session_keys, tenant_central, tenant_ledgers
 
-__all__ = ["Ledger", "candidates", "counts", "expired", "grant", "idle", "sweep"]
+__all__ = ["Counts", "Ledger", "candidates", "counts", "expired", "grant", "idle", "sweep"]
 
 SWEEP = 500
 """Sessions past their deadline looked at per sweep (a sweep with more leaves the rest to the next)."""
@@ -79,24 +79,40 @@ def grant(
     return Script("tenant", sid, "tenant", (tenant_central(core.prefix),), args, parse)
 
 
-def counts(core: StoreCore) -> Pipeline[tuple[int, int, int | None, int | None]]:
+class Counts(NamedTuple):
+    """A tenant's ledgers summed, and its limits as Redis last enforced them (``None``: none, or
+    never asked), and on a cluster what its slots were granted."""
+
+    sessions: int
+    bytes: int
+    max_sessions: int | None
+    max_bytes: int | None
+    granted_sessions: int | None
+    granted_bytes: int | None
+
+
+def counts(core: StoreCore) -> Pipeline[Counts]:
     """Sessions and bytes summed over every ledger of the prefix (swept first: ``expired`` and
-    ``sweep``), and on a cluster what the central count granted; one pipelined round trip."""
+    ``sweep``), the limits last enforced (one server: the ledger's allowance is the limit; a
+    cluster: the central count keeps them) and what a cluster granted; one pipelined round trip."""
     ledgers = tenant_ledgers(core.prefix, core.cluster)
     reads: list[tuple[Any, ...]] = []
     for ledger, live in ledgers:
         reads += [("ZCARD", live), ("HGET", ledger, "bytes")]
     if core.cluster:
-        reads.append(("HMGET", tenant_central(core.prefix), "sessions", "bytes"))
+        reads.append(("HMGET", tenant_central(core.prefix), "max_sessions", "max_bytes", "sessions", "bytes"))
+    else:
+        reads.append(("HMGET", ledgers[0][0], "allow_sessions", "allow_bytes"))
 
-    def parse(replies: list[Any]) -> tuple[int, int, int | None, int | None]:
+    def parse(replies: list[Any]) -> Counts:
         n = 2 * len(ledgers)
         sessions = sum(int(r) for r in replies[0:n:2])
         total = sum(int(r or 0) for r in replies[1:n:2])
+        limits = [None if raw is None or int(raw) < 0 else int(raw) for raw in replies[n][:2]]
         if not core.cluster:
-            return sessions, total, None, None
-        granted = replies[n]
-        return sessions, total, int(granted[0] or 0), int(granted[1] or 0)
+            return Counts(sessions, total, *limits, None, None)
+        granted = replies[n][2:]
+        return Counts(sessions, total, *limits, int(granted[0] or 0), int(granted[1] or 0))
 
     return Pipeline("tenant", None, tuple(reads), parse)
 

@@ -61,14 +61,14 @@ def tenant_usage(run: Run, core: StoreCore) -> TenantUsage:
     """The tenant's live sessions and bytes, every ledger swept first."""
     for ledger, dead in run(ledgers.candidates(core)):
         run(ledgers.sweep(core, ledger, dead, "read", (0, 0), uuid.UUID(dead[0])))
-    sessions, total, granted_sessions, granted_bytes = run(ledgers.counts(core))
-    quota = core.tenant
+    found: ledgers.Counts = run(ledgers.counts(core))
+    quota = core.tenant  # this store's limits; without any, those Redis last enforced
     return TenantUsage(
         core.prefix,
-        sessions,
-        total,
-        None if quota is None else quota.max_sessions,
-        None if quota is None else quota.max_bytes,
-        granted_sessions,
-        granted_bytes,
+        found.sessions,
+        found.bytes,
+        found.max_sessions if quota is None else quota.max_sessions,
+        found.max_bytes if quota is None else quota.max_bytes,
+        found.granted_sessions,
+        found.granted_bytes,
     )

@@ -42,8 +42,10 @@ class TenantQuota:
 @dataclasses.dataclass(frozen=True)
 class TenantUsage:
     """What a tenant (``prefix``) holds: its live sessions and the bytes of their stored message
-    bodies, summed over its ledgers after expired sessions are swept out; ``granted_*`` (a cluster
-    only: what its slots may hold in all, at most the limits; ``None`` on one server)."""
+    bodies, summed over its ledgers after expired sessions are swept out; its limits (the asking
+    store's ``tenant_quota``, or for a store without one those Redis last enforced; ``None``: none
+    known); ``granted_*`` (a cluster only: what its slots may hold in all, at most the limits;
+    ``None`` on one server)."""
 
     prefix: str
     sessions: int

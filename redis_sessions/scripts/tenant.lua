@@ -12,7 +12,7 @@
 -- Returns {0, sessions, bytes, allowed sessions, allowed bytes, given back sessions, given back bytes}.
 -- Grant mode (cluster):
 -- KEYS[1] = the tenant's central hash (sessions / bytes = granted to slots in
--- all), ARGV[1] = 'grant', ARGV[2] / ARGV[3] = sessions / bytes a slot gave back, ARGV[4] / ARGV[5]
+-- all, max_sessions / max_bytes = the limits of the last grant, for redis-sessions stats --tenant), ARGV[1] = 'grant', ARGV[2] / ARGV[3] = sessions / bytes a slot gave back, ARGV[4] / ARGV[5]
 -- = sessions / bytes wanted, ARGV[6] / ARGV[7] = the limits (-1 = none), ARGV[8] / ARGV[9] = extra
 -- room to grant with them when the limit leaves it (so that the next writes of the slot need no
 -- grant). Returns {0, sessions, bytes} granted (-1: that one has no limit) (never past the limits: the total granted bounds the
@@ -36,7 +36,7 @@ if mode == 'grant' then
     end
   end
   redis.call('HSET', central, 'sessions', granted[1] + math.max(given[1], 0), 'bytes',
-    granted[2] + math.max(given[2], 0))
+    granted[2] + math.max(given[2], 0), 'max_sessions', ARGV[6], 'max_bytes', ARGV[7])
   return {0, given[1], given[2]}
 end
 
