@@ -108,11 +108,13 @@ def counts(core: StoreCore) -> Pipeline[Counts]:
         n = 2 * len(ledgers)
         sessions = sum(int(r) for r in replies[0:n:2])
         total = sum(int(r or 0) for r in replies[1:n:2])
-        limits = [None if raw is None or int(raw) < 0 else int(raw) for raw in replies[n][:2]]
+        most_sessions, most_bytes = (
+            None if raw is None or int(raw) < 0 else int(raw) for raw in replies[n][:2]
+        )
         if not core.cluster:
-            return Counts(sessions, total, *limits, None, None)
+            return Counts(sessions, total, most_sessions, most_bytes, None, None)
         granted = replies[n][2:]
-        return Counts(sessions, total, *limits, int(granted[0] or 0), int(granted[1] or 0))
+        return Counts(sessions, total, most_sessions, most_bytes, int(granted[0] or 0), int(granted[1] or 0))
 
     return Pipeline("tenant", None, tuple(reads), parse)
 
