@@ -112,8 +112,10 @@ local function tenant_room(t, add)
 end
 
 -- Record the session in its ledger after a write: its bytes moved by delta (bodies stored minus
--- bodies trimmed or popped), and its deadline: now_ms + ttl_ms (the TTL a write sets, or a lower
--- bound of it for a durable session that keeps none while dirty), +inf without a TTL.
+-- bodies trimmed or popped), and, when it is new to the ledger, its deadline: now_ms + ttl_ms (a
+-- TTL cannot end sooner: later writes only push it back, and a durable session keeps none while
+-- dirty), +inf without a TTL. A counted session's deadline stays as it is (still a lower bound):
+-- an append pays for no ZADD, and the sweep moves the deadline of a session it finds alive.
 local function tenant_record(t, delta, ttl_ms, now_ms)
   if not t then
     return
@@ -121,7 +123,9 @@ local function tenant_record(t, delta, ttl_ms, now_ms)
   local bytes = t.bytes + t.base + delta
   redis.call('HSET', t.ledger, t.sid, bytes)
   redis.call('HINCRBY', t.ledger, 'bytes', bytes - t.bytes)
-  redis.call('ZADD', t.live, ttl_ms > 0 and now_ms + ttl_ms or '+inf', t.sid)
+  if not t.counted then
+    redis.call('ZADD', t.live, ttl_ms > 0 and now_ms + ttl_ms or '+inf', t.sid)
+  end
   t.counted, t.total, t.bytes, t.base = true, t.total + bytes - t.bytes, bytes, 0
 end
 

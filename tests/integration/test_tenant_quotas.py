@@ -10,7 +10,7 @@ import time
 import pytest
 
 from redis_sessions import AgentMessage, TenantQuota, TenantQuotaExceeded
-from redis_sessions.keys import session_keys
+from redis_sessions.keys import session_keys, tenant_keys
 from tests.conftest import MakeStore, Store
 from tests.support import Backend
 
@@ -99,13 +99,35 @@ def test_expired_sessions_stop_counting(make_store: MakeStore, backend: Backend)
     assert counted(store) == held(backend, store) == (1, 0)
 
 
+def test_a_session_kept_alive_past_its_first_deadline_still_counts(
+    make_store: MakeStore, backend: Backend
+) -> None:
+    store = make_store(tenant_quota=TenantQuota(max_sessions=1), ttl=2)
+    sid = store.create()
+    created = time.monotonic()
+    while time.monotonic() < created + 2.3:  # past the deadline create recorded, each append a new TTL
+        store.append(sid, AgentMessage.user("still here"))
+        time.sleep(0.2)
+    store.append(sid, AgentMessage.user("still here"))  # 2 s more: the refusal below takes far less
+    assert backend.raw.exists(session_keys(backend.prefix, sid).meta)
+    with pytest.raises(TenantQuotaExceeded):  # the sweep finds it alive: it keeps counting
+        store.create()
+    assert counted(store)[0] == 1
+
+
 def test_every_change_of_bytes_or_existence_keeps_the_ledgers_right(
     make_store: MakeStore, backend: Backend
 ) -> None:
     store = make_store(tenant_quota=TenantQuota(max_sessions=50, max_bytes=1_000_000), max_messages=4)
 
-    def check() -> None:
-        assert counted(store) == held(backend, store)
+    def check() -> None:  # each session's own record in its slot's ledger (cheap on a cluster too)
+        for sid in store.list():
+            ledger, live = tenant_keys(backend.prefix, sid, backend.cluster)
+            stored = sum(
+                len(b) for b in backend.raw.lrange(session_keys(backend.prefix, sid).messages, 0, -1)
+            )
+            assert int(backend.raw.hget(ledger, str(sid))) == stored
+            assert backend.raw.zscore(live, str(sid)) is not None
 
     sid = store.create()
     check()
@@ -134,9 +156,10 @@ def test_every_change_of_bytes_or_existence_keeps_the_ledgers_right(
     check()
     store.summarize(fork, "a summary", through_seq=store.load(fork).seq, trim=True)  # type: ignore[union-attr]
     check()
+    assert counted(store) == held(backend, store)
     store.delete(fork)
     store.delete(sid)
-    check()
+    assert counted(store) == held(backend, store)
     assert counted(store)[0] == 1
 
 
