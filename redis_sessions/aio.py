@@ -171,7 +171,9 @@ class AsyncSessionStore(AsyncStoreBase):
         """With a backing store, start the write-behind worker: a thread with its own connections
         (made by the same opener with the caller's client options, and this store's prefix)."""
         if self._backing is not None:
-            options = {**given, "prefix": self.config.prefix, "telemetry": self.config.telemetry}
+            config = self.config  # (tenant_quota: the worker's repairs keep the tenant's ledgers)
+            options = {**given, "prefix": config.prefix, "telemetry": config.telemetry}
+            options["tenant_quota"] = config.tenant_quota
             own = getattr(SyncStore, opener)(*args, **options)  # the worker's: a sync store, always
             self._worker = SyncWorker.open(own, self._backing).start()
             if self.config.telemetry is not None:
