@@ -26,12 +26,29 @@ current: ContextVar[Operation | None] = ContextVar("redis_sessions_operation", d
 
 
 class Operation:
-    """One call in flight: its span (current while it runs), start time, retries and reply."""
+    """One call in flight: its span (current while it runs), start time, retries and reply. With
+    ``batch`` (two or more), the calls like ``call`` sent together in one round trip (the
+    write-behind worker's pipelines): one span and one duration for all, named ``BATCH <op>`` with
+    ``db.operation.batch.size``, as the database conventions ask of a batch."""
 
-    __slots__ = ("call", "replay", "retries", "server", "span", "started", "telemetry", "token")
+    __slots__ = (
+        "batch",
+        "call",
+        "name",
+        "replay",
+        "retries",
+        "server",
+        "span",
+        "started",
+        "telemetry",
+        "token",
+    )
 
-    def __init__(self, telemetry: Telemetry, call: Call[Any], server: dict[str, Any] | None) -> None:
-        self.telemetry, self.call, self.server = telemetry, call, server
+    def __init__(
+        self, telemetry: Telemetry, call: Call[Any], server: dict[str, Any] | None, batch: int = 0
+    ) -> None:
+        self.telemetry, self.call, self.server, self.batch = telemetry, call, server, batch
+        self.name = f"BATCH {call.op}" if batch else call.op
         self.retries, self.replay = 0, False
         self.span: Span | None = None
         self.token: Any = None
@@ -55,8 +72,15 @@ class Operation:
     def __enter__(self) -> Operation:
         telemetry, call = self.telemetry, self.call
         attributes = telemetry.span_attributes(call, self.server)
+        if self.batch:
+            attributes = {
+                **attributes,
+                "db.operation.name": self.name,
+                "db.operation.batch.size": self.batch,
+            }
+            attributes.pop("redis_sessions.session.id", None)  # many sessions: none of them
         trace = telemetry.trace_api
-        span = telemetry.tracer.start_span(call.op, kind=trace.SpanKind.CLIENT, attributes=attributes)
+        span = telemetry.tracer.start_span(self.name, kind=trace.SpanKind.CLIENT, attributes=attributes)
         self.span = span
         # Current while the call runs (so redis-py's own spans, if on, nest under it): a span that
         # records nothing (no SDK configured) has nothing to nest.
@@ -74,7 +98,7 @@ class Operation:
             self.telemetry.context_api.detach(attached)
         telemetry, call, span = self.telemetry, self.call, self.span
         assert span is not None
-        labels = telemetry.labels(call.op)
+        labels = telemetry.labels(self.name)
         if self.retries:
             span.set_attribute("redis_sessions.retries", self.retries)
         if error is not None:

@@ -23,7 +23,7 @@ from __future__ import annotations
 import hashlib
 import time
 import weakref
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any, Final, Literal
 
 from ._span import Operation, current
@@ -155,6 +155,11 @@ class Telemetry:
         sending it, parsing its reply with ``seen.parse`` (which notes what the reply says);
         ``server``: the span's ``server.*`` attributes (``server_of``)."""
         return Operation(self, call, server)
+
+    def batch(self, calls: Sequence[Call[Any]], server: dict[str, Any] | None = None) -> Operation:
+        """One span and one duration for ``calls`` (two or more of one operation) sent in one round
+        trip: ``BATCH <op>``, with ``db.operation.batch.size``."""
+        return Operation(self, calls[0], server, len(calls))
 
     @staticmethod
     def server_of(client: Any) -> dict[str, Any]:

@@ -296,6 +296,32 @@ def test_the_write_behind_worker_reports_backlog_and_lag(
     assert any(s.name == "sync" for s in otel.finished()), "the worker's own calls are traced too"
 
 
+@ON_REAL
+def test_the_workers_batched_round_trips_are_one_batch_span_each(
+    backend: Backend, database: SQLiteAdapter, otel: Otel
+) -> None:
+    telemetry = otel.telemetry(session_id="plain")
+    store = SessionStore(backend.sync_client(), prefix=backend.prefix, backing=database, telemetry=telemetry)
+    worker = SyncWorker(store, database, sessions=2)  # 2 sessions a script call: 3 need a batch of 2
+    for n in range(3):
+        store.append(store.create(), AgentMessage.user(f"durable {n}"))
+    assert worker.sync_once() == 3
+    batches = [s for s in otel.finished() if s.name.startswith("BATCH ")]
+    assert batches, "a round trip of several sessions' calls is traced as one batch"
+    for span in batches:
+        assert span.kind is SpanKind.CLIENT
+        assert span.attributes is not None
+        assert span.attributes[db_attributes.DB_OPERATION_NAME] == span.name
+        assert span.attributes["db.operation.batch.size"] == 2
+        assert "redis_sessions.session.id" not in span.attributes, "a batch is many sessions: none named"
+    durations = [
+        p
+        for p in otel.points("db.client.operation.duration")
+        if str(p.attributes.get(db_attributes.DB_OPERATION_NAME, "")).startswith("BATCH ")
+    ]
+    assert sum(p.count for p in durations) == len(batches), "one duration per batch, as one operation"
+
+
 REDIS_URL_ENV = "RS_TELEMETRY_TEST_URL"
 WITHOUT_OTEL = """
 import sys
