@@ -185,7 +185,7 @@ def test_a_user_confined_to_the_prefix_can_use_tenant_quotas(
 ) -> None:
     acl.admin.acl_log_reset()
     quota = TenantQuota(max_sessions=2, max_bytes=10_000)
-    with _opened(front, acl.url("app"), runner, tenant_quota=quota, ttl=0.2) as store:
+    with _opened(front, acl.url("app"), runner, tenant_quota=quota, ttl=1) as store:
         first = store.create()
         store.append(first, AgentMessage.user("hi"))
         with _opened(front, acl.url("app"), runner, tenant_quota=quota) as lasting:

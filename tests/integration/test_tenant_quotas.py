@@ -84,35 +84,41 @@ def test_an_append_past_max_bytes_is_refused_and_a_replay_is_still_answered(
 
 
 def test_expired_sessions_stop_counting(make_store: MakeStore, backend: Backend) -> None:
-    store = make_store(tenant_quota=TenantQuota(max_sessions=1, max_bytes=10_000), ttl=0.3)
+    quota = TenantQuota(max_sessions=1, max_bytes=10_000)
+    store = make_store(tenant_quota=quota, ttl=0.3)
     sid = store.create()
     store.append(sid, AgentMessage.user("short-lived"))
-    with pytest.raises(TenantQuotaExceeded):
-        store.create()
+    ledger, live = tenant_keys(backend.prefix, sid, backend.cluster)
+    assert backend.raw.zscore(live, str(sid)) is not None, "counted while it lives"
     meta = session_keys(backend.prefix, sid).meta
     deadline = time.monotonic() + 10
     while backend.raw.exists(meta):  # the real condition: Redis expired the session
         assert time.monotonic() < deadline, "the session did not expire"
         time.sleep(0.05)
-    lasting = make_store(tenant_quota=TenantQuota(max_sessions=1, max_bytes=10_000))  # no ttl
-    lasting.create()  # the create's own ask for room sweeps the expired session out
+    assert backend.raw.zscore(live, str(sid)) is not None, "still in the ledger: nothing swept yet"
+    lasting = make_store(tenant_quota=quota)  # no ttl
+    lasting.create()  # the ledger is full: the create's ask for room sweeps the expired session out
+    assert backend.raw.zscore(live, str(sid)) is None
+    assert backend.raw.hget(ledger, str(sid)) is None
     assert counted(store) == held(backend, store) == (1, 0)
 
 
-def test_a_session_kept_alive_past_its_first_deadline_still_counts(
+def test_a_session_alive_past_its_recorded_deadline_still_counts(
     make_store: MakeStore, backend: Backend
 ) -> None:
-    store = make_store(tenant_quota=TenantQuota(max_sessions=1), ttl=2)
+    # Appends push a TTL back without moving the ledger's deadline (a lower bound): a session kept
+    # alive passes it. Its deadline is set in the past here rather than waited for.
+    store = make_store(tenant_quota=TenantQuota(max_sessions=1), ttl=60)
     sid = store.create()
-    created = time.monotonic()
-    while time.monotonic() < created + 2.3:  # past the deadline create recorded, each append a new TTL
-        store.append(sid, AgentMessage.user("still here"))
-        time.sleep(0.2)
-    store.append(sid, AgentMessage.user("still here"))  # 2 s more: the refusal below takes far less
-    assert backend.raw.exists(session_keys(backend.prefix, sid).meta)
+    store.append(sid, AgentMessage.user("still here"))
+    live = tenant_keys(backend.prefix, sid, backend.cluster)[1]
+    backend.raw.zadd(live, {str(sid): 1})  # 1 ms after the epoch: long past
     with pytest.raises(TenantQuotaExceeded):  # the sweep finds it alive: it keeps counting
         store.create()
     assert counted(store)[0] == 1
+    assert backend.raw.zscore(live, str(sid)) > time.time() * 1000, (
+        "the sweep moved its deadline to its TTL's end"
+    )
 
 
 def test_every_change_of_bytes_or_existence_keeps_the_ledgers_right(
