@@ -5,12 +5,15 @@ Every test runs on the backend table (fakeredis, real, cluster) x fronts."""
 
 from __future__ import annotations
 
+import os
 import time
 
 import pytest
 
-from redis_sessions import AgentMessage, TenantQuota, TenantQuotaExceeded
+from redis_sessions import AgentMessage, SessionStore, TenantQuota, TenantQuotaExceeded
+from redis_sessions.encryption import Encryption
 from redis_sessions.keys import session_keys, tenant_keys
+from redis_sessions.migrate import rekey_redis
 from tests.conftest import MakeStore, Store
 from tests.support import Backend
 
@@ -208,3 +211,23 @@ def test_tool_results_and_reply_finishes_are_refused_past_max_bytes(
     assert backend.raw.llen(session_keys(backend.prefix, sid).messages) == 0
     assert reply.finish(AgentMessage.assistant("short")) == 1
     assert counted(store) == held(backend, store)
+
+
+def test_migrate_rekey_moves_the_ledger_with_the_bodies(backend: Backend) -> None:
+    quota = TenantQuota(max_bytes=1_000_000)
+    k1, k2 = os.urandom(32), os.urandom(32)
+    old = Encryption({"k1": k1}, current="k1")
+    new = Encryption({"k1": k1, "a-much-longer-key-id": k2}, current="a-much-longer-key-id")  # longer bodies
+    with SessionStore(
+        backend.sync_client(), prefix=backend.prefix, tenant_quota=quota, encryption=old
+    ) as store:
+        sid = store.create()
+        store.extend(sid, [AgentMessage.user(f"secret {i}") for i in range(3)])
+        before = store.tenant_usage().bytes
+    with SessionStore(
+        backend.sync_client(), prefix=backend.prefix, tenant_quota=quota, encryption=new
+    ) as store:
+        assert rekey_redis(store).upgraded == 1
+        usage = store.tenant_usage()
+        assert usage.bytes > before
+        assert (usage.sessions, usage.bytes) == held(backend, store)
