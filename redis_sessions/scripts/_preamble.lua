@@ -314,7 +314,9 @@ local function push_messages(keys, args, fresh, h, seq, finish, indexed, counted
     redis.call('PEXPIRE', ids, ttl)
     redis.call('PEXPIRE', tokens, ttl)
   end
-  tenant_record(tenant, added, ttl, t[1] * 1000 + math.floor(t[2] / 1000))
+  if tenant then
+    tenant_record(tenant, added, ttl, t[1] * 1000 + math.floor(t[2] / 1000))
+  end
   local publish = (redis.REDIS_VERSION_NUM or 0) >= 0x070000 and 'SPUBLISH' or 'PUBLISH'
   if finish then
     finish(seq, publish)
