@@ -6,7 +6,9 @@ Every test runs on the backend table (fakeredis, real, cluster) x fronts."""
 from __future__ import annotations
 
 import os
+import threading
 import time
+from typing import Any
 
 import pytest
 
@@ -231,3 +233,45 @@ def test_migrate_rekey_moves_the_ledger_with_the_bodies(backend: Backend) -> Non
         usage = store.tenant_usage()
         assert usage.bytes > before
         assert (usage.sessions, usage.bytes) == held(backend, store)
+
+
+def test_concurrent_creators_never_pass_the_limit(backend: Backend) -> None:
+    quota = TenantQuota(max_sessions=6, max_bytes=1_500)
+    made: list[Any] = []
+    refused: list[TenantQuotaExceeded] = []
+    lock = threading.Lock()
+
+    def worker() -> None:
+        with SessionStore(backend.sync_client(), prefix=backend.prefix, tenant_quota=quota) as store:
+            for _ in range(4):
+                try:
+                    sid = store.create()
+                    store.append(sid, AgentMessage.user("w" * 300))  # ~330 bytes: the fifth passes max_bytes
+                except TenantQuotaExceeded as exc:
+                    with lock:
+                        refused.append(exc)
+                else:
+                    with lock:
+                        made.append(sid)
+
+    threads = [threading.Thread(target=worker) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    with SessionStore(backend.sync_client(), prefix=backend.prefix, tenant_quota=quota) as store:
+        usage = store.tenant_usage()
+        sessions, stored = held(backend, store)
+    body = len(backend.raw.lindex(session_keys(backend.prefix, made[0]).messages, 0))
+    assert len(refused) >= 10, "16 creates against a limit of 6"
+    assert (usage.sessions, usage.bytes) == (sessions, stored)
+    assert sessions <= 6, "never past max_sessions"
+    assert stored <= 1_500, "never past max_bytes"
+    if not backend.cluster:  # one ledger, an exact check: the limits are reached, not just respected
+        assert sessions == 6
+        assert stored > 1_500 - body
+    else:  # what the slots were granted bounds the usage, and never passes the limits either
+        assert usage.granted_sessions is not None
+        assert usage.granted_bytes is not None
+        assert sessions <= usage.granted_sessions <= 6
+        assert stored <= usage.granted_bytes <= 1_500
