@@ -1,5 +1,6 @@
 -- Merge metadata into a session: set some keys, remove others, in one atomic step.
--- KEYS[1] = meta hash, KEYS[2] = messages list, KEYS[3] = ids zset, KEYS[4] = the slot's dirty index
+-- KEYS[1] = meta hash, KEYS[2] = messages list, KEYS[3] = ids zset, KEYS[4] = the slot's dirty index,
+-- KEYS[5] = tokens list (its TTL follows the others', or context() would lose the counts first)
 -- ARGV[1] = schema version, ARGV[2] = number of fields to set,
 -- ARGV[3..] = field, value pairs to set, then fields to delete (all already prefixed 'm:')
 -- Refreshes the session's own TTL (its ttl_ms field) on every key; a durable session is marked dirty
@@ -27,11 +28,11 @@ end
 local ttl = tonumber(h[2]) or 0
 if h[3] == '1' then
   redis.call('ZADD', KEYS[4], 'NX', t[1] * 1000 + math.floor(t[2] / 1000), string.match(meta, '{(.-)}'))
-  for i = 1, 3 do
+  for _, i in ipairs({1, 2, 3, 5}) do
     redis.call('PERSIST', KEYS[i])
   end
 elseif ttl > 0 then
-  for i = 1, 3 do
+  for _, i in ipairs({1, 2, 3, 5}) do
     redis.call('PEXPIRE', KEYS[i], ttl)
   end
 end

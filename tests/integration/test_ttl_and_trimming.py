@@ -5,7 +5,7 @@ TTLs are checked with PTTL right after a write, never by waiting for anything to
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import timedelta
 from typing import Any
 
@@ -14,14 +14,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from redis_sessions import AgentMessage
-from redis_sessions.keys import SessionKeys, session_keys
+from redis_sessions.keys import session_keys, tokens_key
 from tests.conftest import MakeStore, Store
 from tests.support import Backend, ids, messages_of
 
 HOUR_MS = 3_600_000
 
 
-def pttls(backend: Backend, keys: SessionKeys) -> list[int]:
+def pttls(backend: Backend, keys: Sequence[str]) -> list[int]:
     return [backend.raw.pttl(key) for key in keys]
 
 
@@ -51,11 +51,23 @@ def test_each_write_refreshes_the_ttl_of_every_key(
     store = make_store(ttl=timedelta(hours=1))
     sid = store.create()
     store.append(sid, AgentMessage.user("first"))
-    keys = session_keys(backend.prefix, sid)
+    keys = (*session_keys(backend.prefix, sid), tokens_key(backend.prefix, sid))  # the counts too
     for key in keys:
         backend.raw.pexpire(key, 10_000)  # as if most of the hour had passed
     write(store, sid)
     assert all(HOUR_MS - 60_000 < ttl <= HOUR_MS for ttl in pttls(backend, keys)), pttls(backend, keys)
+
+
+def test_a_pop_refreshes_the_ttl_of_every_key_left(make_store: MakeStore, backend: Backend) -> None:
+    store = make_store(ttl=timedelta(hours=1))
+    sid = store.create()
+    store.extend(sid, messages_of(3))
+    keys = (*session_keys(backend.prefix, sid), tokens_key(backend.prefix, sid))
+    for key in keys:
+        backend.raw.pexpire(key, 10_000)
+    store.pop(sid)
+    assert all(HOUR_MS - 60_000 < ttl <= HOUR_MS for ttl in pttls(backend, keys)), pttls(backend, keys)
+    assert [m.id for m in store.context(sid, 10**6).messages] == ids(messages_of(3))[:2]
 
 
 def test_reads_do_not_refresh_the_ttl(make_store: MakeStore, backend: Backend) -> None:
