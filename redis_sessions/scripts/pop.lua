@@ -40,7 +40,9 @@ if h[7] == h[3] then  -- the counts line up with the list (context.lua): keep th
   redis.call('HSET', meta, 'tokens_seq', seq - 1)
   redis.call('HINCRBY', meta, 'tokens', -count)
 end
-redis.call('HDEL', meta, 'bytes_seq')  -- a byte total (max_bytes) is summed again by the next append
+-- A byte total (max_bytes) is summed again by the next append; the TTL set below is not the
+-- deadline an append kept in expiry_ms (push_messages): the next append sets every key's again.
+redis.call('HDEL', meta, 'bytes_seq', 'expiry_ms')
 local t = redis.call('TIME')
 redis.call('HSET', meta, 'seq', seq - 1, 'epoch', ARGV[2], 'pop_token', ARGV[2], 'pop_position', position,
   'pop_payload', payload, 'updated_at', string.format('%s%06d', t[1], tonumber(t[2])))

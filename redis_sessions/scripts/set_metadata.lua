@@ -16,7 +16,8 @@ end
 local nset = tonumber(ARGV[2])
 local t = redis.call('TIME')
 local now = string.format('%s%06d', t[1], tonumber(t[2]))
-redis.call('HSET', meta, 'updated_at', now)
+-- The TTL set below is not the deadline an append kept in expiry_ms (push_messages): 0 = none known.
+redis.call('HSET', meta, 'updated_at', now, 'expiry_ms', 0)
 -- In chunks: unpack() of thousands of values would overflow the Lua stack.
 local last_set = 2 + 2 * nset
 for i = 3, last_set, 1000 do

@@ -56,6 +56,7 @@ for i = 1, #KEYS / 6 do
         redis.call('PEXPIRE', list, ttl)
         redis.call('PEXPIRE', ids, ttl)
         redis.call('PEXPIRE', tokens, ttl)
+        redis.call('HDEL', meta, 'expiry_ms')  -- not the deadline an append keeps (push_messages)
       end
       reply = {0, 1}
     end

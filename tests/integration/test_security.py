@@ -59,8 +59,8 @@ ACL_COMMANDS = (
     "+evalsha +script|load +eval +multi +exec +hmget +hgetall +lrange +exists +scan +zrange +ssubscribe"
     " +wait +pttl +memory|usage"
     # called inside the Lua scripts (ACLs apply to redis.call too; LSET: migrate --rekey)
-    " +time +get +set +del +hget +hset +hdel +hincrby +llen +rpush +rpop +ltrim +pexpire +persist +zadd"
-    " +zscore +zrem +zremrangebyscore +zcard +spublish +lindex +lset +xadd +xrange +rename"
+    " +time +get +set +del +hget +hset +hdel +hincrby +llen +rpush +rpop +ltrim +pexpire +pexpireat +persist"
+    " +zadd +zscore +zrem +zremrangebyscore +zcard +spublish +lindex +lset +xadd +xrange +rename"
 )
 """What the library sends to a single Redis >= 7.0 (Cluster and Sentinel need their discovery
 commands on top). ``SCAN`` is not checked against key patterns by Redis: a user that may SCAN sees
