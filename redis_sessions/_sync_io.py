@@ -41,15 +41,25 @@ class SyncTransport:
         self.client = store.transport.client
         self.core: StoreCore = store.transport.core
         self.cluster = store.transport.cluster
+        telemetry = store.transport.telemetry
+        self.server = {} if telemetry is None else telemetry.server_of(self.client)  # spans' server.*
 
     def run(self, call: Call[T]) -> T:
         """One call, through the store's transport (its retries)."""
         return self.transport.run(call)
 
     def run_all(self, calls: Sequence[Call[T]]) -> list[T]:
-        """Many script calls in one round trip; each parsed as ``run`` would."""
+        """Many script calls in one round trip; each parsed as ``run`` would. With telemetry, one
+        ``BATCH <op>`` span for the round trip (each call sent again alone gets its own inside it)."""
         if len(calls) < 2:
             return [self.run(call) for call in calls]
+        telemetry = self.transport.telemetry
+        if telemetry is None or not telemetry.listening():
+            return self._run_all(calls)
+        with telemetry.batch(calls, self.server):
+            return self._run_all(calls)
+
+    def _run_all(self, calls: Sequence[Call[T]]) -> list[T]:
         try:
             with self.client.pipeline(transaction=False) as pipe:
                 for call in calls:
