@@ -19,7 +19,7 @@ from ._calls import Call, Script
 from ._core import StoreCore
 from ._protocol import Status
 from .errors import BackingMismatch, MessagesTrimmed, SessionError
-from .keys import dirty_key, session_keys, sync_keys, tombstone_key
+from .keys import dirty_key, session_keys, sync_keys, tokens_key, tombstone_key
 from .models import SessionId, SessionState
 
 __all__ = [
@@ -126,6 +126,7 @@ def sync_mark(
             *session_keys(core.prefix, sid),
             tombstone_key(core.prefix, sid),
             dirty_key(core.prefix, sid, core.cluster),
+            tokens_key(core.prefix, sid),
         ]
         args += [read.epoch, held, read.token]
     only = marks[0][0] if len(marks) == 1 else None

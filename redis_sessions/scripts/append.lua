@@ -31,7 +31,7 @@
 local meta, list, ids = KEYS[1], KEYS[2], KEYS[3]
 local nkeys = (#KEYS == 9 or #KEYS == 12) and #KEYS - 2 or #KEYS  -- the ledger's two keys after them
 local pairs_from = nkeys == 10 and 7 or 6
-local h, seq, refused = writable_meta(meta, ARGV[1], ARGV[2], 'tokens', 'tokens_seq', 'max_bytes')
+local h, seq, refused = writable_meta(meta, ARGV[1], ARGV[2], 'tokens', 'tokens_seq', 'max_bytes', 'expiry_ms')
 if refused then
   return refused
 end
@@ -118,7 +118,8 @@ if count > 1 then
     counts[#counts + 1] = tonumber(n)
   end
 end
-local counted = {key = KEYS[nkeys], counts = counts, total = tonumber(h[8]) or 0, restart = h[9] ~= h[3]}
+local counted = {key = KEYS[nkeys], counts = counts, total = tonumber(h[8]) or 0, restart = h[9] ~= h[3],
+  expiry = tonumber(h[11])}
 if nkeys < #KEYS then  -- tenant limits: the ledger of the session's slot (push_messages)
   counted.tenant = tenant_of(KEYS[nkeys + 1], KEYS[nkeys + 2], meta, list)
 end
