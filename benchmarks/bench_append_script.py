@@ -8,8 +8,10 @@ of one new message each, the command pre-built, so only the server's work differ
 tree's ``append.lua``; ``--against REV``'s (read with ``git show``, preamble and all); a no-op script
 with the same keys and arguments (the floor of any script); raw ``RPUSH`` of the same bytes. Sessions:
 ``plain`` (the defaults: no TTL, no cap), ``ttl`` (``ttl`` and ``max_messages`` set, so PEXPIREs and
-trims run), ``leased`` (a fencing token checked on each call) and ``quota`` (a ``max_session_bytes``
-limit, so the byte total is read, checked and written). Reported: the median over rounds of
+trims run), ``leased`` (a fencing token checked on each call), ``quota`` (a ``max_session_bytes``
+limit, so the byte total is read, checked and written) and ``tenant`` (a store with ``tenant_quota``:
+the ledger's two keys passed, its room checked and the session's bytes and deadline recorded; not
+run for ``--against``, whose script knows no ledger). Reported: the median over rounds of
 the EVALSHA's µs per call, and, per append, the calls and µs of each command the script ran. The
 server is the benchmark's own (``REDIS_URL`` is honoured, under a unique prefix). Server time only:
 client time is the suite's business (``suite.py``).
@@ -31,7 +33,7 @@ import redis
 from _harness import command_stats, server, server_us_per_call
 from _workload import SEED, make_messages
 
-from redis_sessions import SessionStore
+from redis_sessions import SessionStore, TenantQuota
 from redis_sessions.keys import append_keys, script_keys
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -86,6 +88,7 @@ CONFIGS: dict[str, dict[str, Any]] = {
     "ttl": {"ttl": 3600, "max_messages": 100_000},
     "leased": {},
     "quota": {"max_session_bytes": 10**12},
+    "tenant": {"tenant_quota": TenantQuota(max_sessions=10**9, max_bytes=10**15)},
 }
 
 
@@ -109,11 +112,14 @@ def run_variants(
             core = store.transport.core
             order = names[rnd % len(names) :] + names[: rnd % len(names)]
             for name in order:
-                sid = store.create(model="bench")
+                if config == "tenant" and name.startswith("at "):
+                    continue
+                sid = store.create(model="bench")  # with tenant_quota: sets the ledger's allowance
                 fence = store.lease(sid, "bench", 600).acquire().token if config == "leased" else ""
                 head = (core.version, core.codec.name, "", fence)
                 counts = counted.get(name, True)
                 keys = append_keys(prefix, sid, False) if counts else script_keys(prefix, sid, False)
+                keys += core.ledger(sid)  # none unless tenant_quota
                 calls = []
                 for i in range(ops):
                     m = msgs[i % len(msgs)]

@@ -33,6 +33,7 @@ from .errors import (
     SessionNotFound,
     StoreError,
     StoreUnavailable,
+    TenantQuotaExceeded,
     ToolCallPending,
     WrongEventLoop,
 )
@@ -54,6 +55,7 @@ from .models import (
 from .retry import RetryPolicy
 from .store import Lease, SessionStore, ToolCall
 from .telemetry import Telemetry  # imports no OpenTelemetry until one is made
+from .tenant import TenantQuota, TenantUsage
 from .tokens import Context
 
 __version__ = "0.1.0"
@@ -104,6 +106,9 @@ __all__ = [
     "StoreError",
     "StoreUnavailable",
     "Telemetry",
+    "TenantQuota",
+    "TenantQuotaExceeded",
+    "TenantUsage",
     "Text",
     "Thinking",
     "ToolCall",

@@ -161,7 +161,7 @@ def pop(core: StoreCore, session: object) -> Script[AgentMessage | None]:
         "pop",
         sid,
         "pop",
-        (*script_keys(core.prefix, sid, core.cluster), tokens_key(core.prefix, sid)),
+        (*script_keys(core.prefix, sid, core.cluster), tokens_key(core.prefix, sid), *core.ledger(sid)),
         (core.version, token),
         parse,
     )

@@ -19,13 +19,14 @@ import redis.exceptions
 from redis.asyncio.cluster import RedisCluster
 
 from ._aio_lean import UNSENT, AsyncLeanLine
+from ._aio_quota import make_room
 from ._calls import Call, Command, Script, Transaction
 from ._core import StoreCore
 from ._live import PUBSUB_PROBE, SHARDED_FROM
 from ._loops import LoopClients
 from ._replication import WRITE_SCRIPTS, Wait, Waited, handover
 from ._scripts import SCRIPTS, SHAS
-from .errors import StoreUnavailable
+from .errors import StoreUnavailable, TenantQuotaExceeded
 from .models import SessionId
 from .retry import REFUSED, TRANSIENT, RetryPolicy, driver_fault
 
@@ -149,7 +150,7 @@ class AsyncTransport:
             result: T = await self._run(seen.parsing(call), node)
             return seen.result(result)  # type: ignore[no-any-return]
 
-    async def _run(self, call: Call[T], node: Any = None) -> T:
+    async def _run(self, call: Call[T], node: Any = None, rooms: int = 0) -> T:
         try:
             try:
                 reply = await self._send(call, node)
@@ -164,11 +165,17 @@ class AsyncTransport:
             if fallback is not None and self.core.out_of_memory(exc):
                 return await self.run(fallback, node)
             raise self.core.refused(call, exc) from exc
-        if type(reply) is Waited:
-            result = call.parse(reply.reply)  # the script's own verdict first, then replication's
-            self.wait.check(call, reply.acknowledged)  # type: ignore[union-attr]
-            return result
-        return call.parse(reply)
+        try:
+            if type(reply) is Waited:
+                result = call.parse(reply.reply)  # the script's own verdict first, then replication's
+                self.wait.check(call, reply.acknowledged)  # type: ignore[union-attr]
+                return result
+            return call.parse(reply)
+        except TenantQuotaExceeded as exc:  # tenant_quota: the ledger has no room (_aio_quota)
+            if self.core.tenant is None or call.op == "tenant" or rooms >= 3:
+                raise
+            await make_room(self.run, self.core, exc)
+        return await self._run(call, node, rooms + 1)
 
     async def _send(self, call: Call[Any], node: Any = None, lean: bool = True) -> Any:
         """One round trip for ``call``, by its shape (``_calls``); a script tries the lean line first

@@ -129,6 +129,7 @@ def summarize(
         compact_key(core.prefix, sid),
         session_keys(core.prefix, sid).ids,
         dirty_key(core.prefix, sid, core.cluster),
+        *core.ledger(sid),
     )
     args = (
         core.version,

@@ -31,8 +31,9 @@ from .errors import (
     SessionNotFound,
     StoreError,
 )
-from .keys import check_prefix
+from .keys import check_prefix, tenant_keys
 from .models import AgentMessage, Session, SessionId
+from .tenant import TenantQuota
 from .tokens import TokenCounter, estimate_tokens
 
 __all__ = [
@@ -105,6 +106,7 @@ class StoreCore:
         token_counter: TokenCounter = estimate_tokens,
         encryption: Encryption | None = None,
         max_session_bytes: int | None = None,
+        tenant: TenantQuota | None = None,
     ) -> None:
         if codec not in CODECS:
             raise InvalidArgument(f"codec must be one of {sorted(CODECS)}, got {codec!r}")
@@ -121,6 +123,11 @@ class StoreCore:
         # field; append.lua enforces it.
         self.max_session_bytes = max_session_bytes or 0
         self.codec: Codec = CODECS[codec]
+        if tenant is not None and not isinstance(tenant, TenantQuota):
+            raise InvalidArgument(f"tenant_quota must be a TenantQuota or None, got {tenant!r}")
+        # tenant_quota=: the scripts that change a session's existence or bytes keep its ledger
+        # (``ledger``), and the transport asks for room when one has none (``_aio_tenant``).
+        self.tenant = tenant
         # encryption=: messages are sealed by ``encode`` and opened by the readers (``codec_named``).
         self.encryption = encryption
         self._readers = readers(encryption)
@@ -160,6 +167,11 @@ class StoreCore:
         for key, value in self.metadata_fields(sid, metadata or {}):
             fields += [key, value]
         return fields
+
+    def ledger(self, sid: SessionId) -> tuple[str, ...]:
+        """The keys of the tenant ledger counting ``sid``, passed after a script's own; none
+        without ``tenant_quota`` (its scripts then leave the ledgers alone, at no cost)."""
+        return () if self.tenant is None else tenant_keys(self.prefix, sid, self.cluster)
 
     def encode(self, sid: SessionId, message: AgentMessage) -> bytes:
         """Encode and validate one message: what is stored must decode back as it was given."""

@@ -101,6 +101,7 @@ def restore(
         live_keys(core.prefix, sid)[1],
         dirty_key(core.prefix, sid, core.cluster),
         tokens_key(core.prefix, sid),
+        *core.ledger(sid),
     )
 
     def parse(reply: list[Any]) -> None:

@@ -148,6 +148,7 @@ def publish(
         tokens_key(core.prefix, new),
         *staged_keys(core.prefix, new, token),
         dirty_key(core.prefix, new, core.cluster),
+        *core.ledger(new),
     )
     fields = [x for pair in snapshot.meta.items() for x in pair] + [b"tokens", snapshot.tokens]
     args = (str(parent), _at(new, at_seq), snapshot.at, len(snapshot.items), uuid.uuid4().hex, *fields)

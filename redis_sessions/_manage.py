@@ -12,12 +12,14 @@ from typing import TYPE_CHECKING
 from . import _admin as admin
 from . import _durable as durable
 from . import _rekey as sealing
+from ._quota import tenant_usage
 from ._recovery import Recovery
 from ._transport import Transport
 from ._core import StoreCore
 from .errors import InvalidArgument, SessionExists
 from .keys import session_id as parse_session_id
 from .models import AgentMessage, Session, SessionId, SessionInfo, SessionState
+from .tenant import TenantUsage
 
 if TYPE_CHECKING:
     from .persistence import PersistenceAdapter
@@ -93,6 +95,12 @@ class Managing:
         if page:
             for item in self.transport.run(admin.info_page(self._core, page, memory)):
                 yield item
+
+    def tenant_usage(self) -> TenantUsage:
+        """The sessions and bytes this store's prefix (its tenant) holds and its ``tenant_quota``
+        limits, summed over its ledgers (expired sessions swept out first); zeros for a prefix no
+        store with ``tenant_quota`` has counted. On a cluster it reads every slot's ledger."""
+        return tenant_usage(self.transport.run, self._core)
 
     def pop(self, session_id: SessionId | str) -> AgentMessage | None:
         """Remove the last message and return it (``None`` if there is none), atomically: two

@@ -128,7 +128,12 @@ def write(
 def finish(core: StoreCore, sid: SessionId, message: AgentMessage, fence: int | None) -> Script[int]:
     """Store the reply's final ``message`` and close the reply, in one step; the message's seq."""
     prefix = core.prefix
-    keys = (*script_keys(prefix, sid, core.cluster), *reply_keys(prefix, sid), tokens_key(prefix, sid))
+    keys = (
+        *script_keys(prefix, sid, core.cluster),
+        *reply_keys(prefix, sid),
+        tokens_key(prefix, sid),
+        *core.ledger(sid),
+    )
     grace = round(FINISHED_GRACE * 1000)
     data, count = core.encode(sid, message), core.tokens(sid, message)
     args = (core.version, core.codec.name, "", _fence(fence), grace, count, message.id, data)

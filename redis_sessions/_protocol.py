@@ -30,6 +30,7 @@ from .errors import (
     SessionExists,
     SessionNotFound,
     StoreError,
+    TenantQuotaExceeded,
     ToolCallPending,
 )
 from .models import SessionId
@@ -59,6 +60,8 @@ class Status(IntEnum):
     REPLY_FULL = 15  # {15, 'deltas' | 'bytes', limit}: a streamed reply would pass its bound
     AHEAD = 16  # {16, seq}: (summarize, fork) a seq past the session's own
     QUOTA = 17  # {17, limit, size}: (append, tool_call) the session would pass its max_session_bytes
+    TENANT = 18  # {18, 'sessions' | 'bytes', usage, add, allowed}: (create, append, tool_call, tenant)
+    # the tenant's ledger has no room (the transport asks for room, then for the limit: tenant_quota)
     # 20-29: tool calls (tool_call.lua)
     TOOL_PENDING = 20  # {20, holder, ms left, attempt}: another live claim on the tool call
     TOOL_DONE = 21  # {21, attempt, seq, encoded message}: (claim) its result is stored already
@@ -109,6 +112,12 @@ def _quota(r: Refusal) -> SessionError:
     return QuotaExceeded(r.sid, "max_session_bytes", int(r.detail), size)
 
 
+def _tenant(r: Refusal) -> SessionError:
+    usage, add, allowed = (int(_text(n)) for n in r.reply[2:5]) if len(r.reply) >= 5 else (0, 0, 0)
+    limit = "max_sessions" if r.detail == "sessions" else "max_bytes"
+    return TenantQuotaExceeded(r.sid, r.prefix, limit, allowed, usage, usage + add)
+
+
 ERRORS: Final[Mapping[Status, Callable[[Refusal], SessionError]]] = {
     Status.NOT_FOUND: lambda r: SessionNotFound(r.sid),
     Status.VERSION_MISMATCH: _version,
@@ -129,6 +138,7 @@ ERRORS: Final[Mapping[Status, Callable[[Refusal], SessionError]]] = {
     Status.REPLY_CLOSED: lambda r: ReplyClosed(r.sid, r.message_id, r.detail),
     Status.REPLY_FULL: _full,
     Status.QUOTA: _quota,
+    Status.TENANT: _tenant,
     Status.TOOL_PENDING: _pending,
     Status.AHEAD: lambda r: InvalidArgument(
         f"{r.op}: seq {r.after} is past the session's seq {r.detail}", r.sid

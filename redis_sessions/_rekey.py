@@ -77,7 +77,7 @@ def put(core: StoreCore, sid: SessionId, triples: Sequence[tuple[int, bytes, byt
             return None
         return int(reply[1])
 
-    keys = session_keys(core.prefix, sid)[:2]
+    keys = (*session_keys(core.prefix, sid)[:2], *core.ledger(sid))
     return Script("rekey", sid, "rekey", keys, tuple(x for triple in triples for x in triple), parse)
 
 

@@ -20,6 +20,7 @@ _CHECKS: Final = (
     "readable_seq",
     "writable_meta",
     "push_messages",
+    "tenant_of",
 )
 _SHARED: Final = re.compile(rf"\b(?:{'|'.join(_CHECKS)})\(")  # a script calling one gets the preamble
 
@@ -37,7 +38,7 @@ def _script(name: str) -> str:
 
 _NAMES: Final = """create append read_since set_metadata delete read_after lease restore sync_read
 sync_mark pop rebind dirty sync_lease stream_write stream_abort tool_call info rekey
-context summarize compact fork_read fork"""
+context summarize compact fork_read fork tenant"""
 
 SCRIPTS: Final[dict[str, str]] = {name: _script(name) for name in _NAMES.split()}
 """Lua sources by name, read once from the package's ``scripts/*.lua`` files (with the shared

@@ -110,6 +110,7 @@ def _keys(core: StoreCore, sid: SessionId) -> tuple[str, ...]:
         *script_keys(core.prefix, sid, core.cluster),
         tools_key(core.prefix, sid),
         tokens_key(core.prefix, sid),
+        *core.ledger(sid),
     )
 
 

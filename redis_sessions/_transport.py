@@ -14,13 +14,14 @@ import redis.exceptions
 from redis.cluster import RedisCluster
 
 from ._lean import UNSENT, LeanLine
+from ._quota import make_room
 from ._calls import Call, Command, Script, Transaction
 from ._core import StoreCore
 from ._live import PUBSUB_PROBE, SHARDED_FROM
 from ._loops import OneClient
 from ._replication import WRITE_SCRIPTS, Wait, Waited, handover
 from ._scripts import SCRIPTS, SHAS
-from .errors import StoreUnavailable
+from .errors import StoreUnavailable, TenantQuotaExceeded
 from .models import SessionId
 from .retry import REFUSED, TRANSIENT, RetryPolicy, driver_fault
 
@@ -144,7 +145,7 @@ class Transport:
             result: T = self._run(seen.parsing(call), node)
             return seen.result(result)  # type: ignore[no-any-return]
 
-    def _run(self, call: Call[T], node: Any = None) -> T:
+    def _run(self, call: Call[T], node: Any = None, rooms: int = 0) -> T:
         try:
             try:
                 reply = self._send(call, node)
@@ -159,11 +160,17 @@ class Transport:
             if fallback is not None and self.core.out_of_memory(exc):
                 return self.run(fallback, node)
             raise self.core.refused(call, exc) from exc
-        if type(reply) is Waited:
-            result = call.parse(reply.reply)  # the script's own verdict first, then replication's
-            self.wait.check(call, reply.acknowledged)  # type: ignore[union-attr]
-            return result
-        return call.parse(reply)
+        try:
+            if type(reply) is Waited:
+                result = call.parse(reply.reply)  # the script's own verdict first, then replication's
+                self.wait.check(call, reply.acknowledged)  # type: ignore[union-attr]
+                return result
+            return call.parse(reply)
+        except TenantQuotaExceeded as exc:  # tenant_quota: the ledger has no room (_aio_quota)
+            if self.core.tenant is None or call.op == "tenant" or rooms >= 3:
+                raise
+            make_room(self.run, self.core, exc)
+        return self._run(call, node, rooms + 1)
 
     def _send(self, call: Call[Any], node: Any = None, lean: bool = True) -> Any:
         """One round trip for ``call``, by its shape (``_calls``); a script tries the lean line first

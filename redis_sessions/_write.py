@@ -56,6 +56,7 @@ def create(
         *session_keys(core.prefix, sid),
         dirty_key(core.prefix, sid, core.cluster),
         tokens_key(core.prefix, sid),
+        *core.ledger(sid),
     )
     token = uuid.uuid4().hex
     args = (core.version, core.codec.name, token, core.ttl_ms, core.max_messages, *fields)
@@ -92,7 +93,10 @@ def extend(
             core.check(sid, reply, expected_seq, token=fence)
         return int(reply[1])
 
-    return Script("append", sid, "append", append_keys(core.prefix, sid, core.cluster), args, parse)
+    keys = append_keys(core.prefix, sid, core.cluster)
+    if core.tenant is not None:
+        keys += core.ledger(sid)
+    return Script("append", sid, "append", keys, args, parse)
 
 
 def set_metadata(core: StoreCore, sid: object, updates: Mapping[str, str | None]) -> Script[None]:
@@ -126,6 +130,7 @@ def delete(core: StoreCore, sid: object) -> Script[bool]:
         tools_key(core.prefix, sid),
         tokens_key(core.prefix, sid),
         compact_key(core.prefix, sid),
+        *core.ledger(sid),
     )
     return Script("delete", sid, "delete", keys, (), bool)
 

@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from .encryption import Encryption
     from .persistence import PersistenceAdapter
     from .telemetry import Telemetry
+    from .tenant import TenantQuota
 
 __all__ = ["CLIENT_DEFAULTS", "DEFAULT_RETRY", "StoreConfig"]
 
@@ -51,7 +52,8 @@ class StoreConfig:
     call; the ``otel`` extra), or ``None``: off, at no cost.
     ``max_session_bytes``: the most bytes of stored message bodies a session may hold (``None`` = no
     limit), recorded by ``create`` like ``max_messages``; an append past it raises ``QuotaExceeded``
-    and stores nothing.
+    and stores nothing. ``tenant_quota``: a ``redis_sessions.tenant.TenantQuota``, limits on the
+    sessions and bytes of the whole prefix (``TenantQuotaExceeded``); ``None``: not counted.
     """
 
     prefix: str = "rs"
@@ -68,6 +70,7 @@ class StoreConfig:
     token_counter: TokenCounter = estimate_tokens
     telemetry: Telemetry | None = None
     max_session_bytes: int | None = None
+    tenant_quota: TenantQuota | None = None
 
     @classmethod
     def split(cls, options: Mapping[str, Any]) -> tuple[StoreConfig, dict[str, Any]]:
@@ -105,4 +108,5 @@ class StoreConfig:
             encryption=self.encryption,
             token_counter=self.token_counter,
             max_session_bytes=self.max_session_bytes,
+            tenant=self.tenant_quota,
         )

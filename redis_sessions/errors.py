@@ -20,6 +20,7 @@
     ├── MessagesTrimmed                            a watcher's position was trimmed away
     ├── ReplyClosed                                a write to a streamed reply that was finished or aborted
     ├── QuotaExceeded                              an append would take a session past ``max_session_bytes``
+    │   └── TenantQuotaExceeded                    ... or its tenant (prefix) past ``tenant_quota``
     ├── PersistenceError                           what is stored cannot be used as it is
     │   ├── SchemaVersionError                     stored by another schema version of this library
     │   ├── CodecMismatch                          stored with another codec than this store writes
@@ -88,6 +89,7 @@ __all__ = [
     "SessionNotFound",
     "StoreError",
     "StoreUnavailable",
+    "TenantQuotaExceeded",
     "ToolCallPending",
     "WrongEventLoop",
 ]
@@ -250,6 +252,22 @@ class QuotaExceeded(SessionError):
         self.limit = limit
         self.quota = quota
         self.size = size
+
+
+class TenantQuotaExceeded(QuotaExceeded):
+    """A create or an append would take the session's tenant (its key prefix, ``tenant``) past a
+    limit of the store's ``tenant_quota`` (``limit``: ``max_sessions`` or ``max_bytes``; ``quota``
+    its value): refused in the script, nothing stored. ``usage`` is what the tenant held (on a
+    cluster, what its slots were granted: a bound of it), ``size`` what it would have held."""
+
+    def __init__(
+        self, session_id: uuid.UUID, tenant: str, limit: str, quota: int, usage: int, size: int
+    ) -> None:
+        what = f"tenant {tenant!r} holds {usage}; {size} would pass its {limit} of {quota}"
+        SessionError.__init__(self, f"session `{session_id}`: {what}")
+        self.session_id, self.limit, self.quota, self.size = session_id, limit, quota, size
+        self.tenant = tenant
+        self.usage = usage
 
 
 class ToolCallPending(SessionError):

@@ -29,6 +29,15 @@ the same slot as the sessions it lists, so the append script can mark a session 
     rs:record               string the record_id of the backing record the prefix is bound to
     rs:{rs:sync}:workers    zset   live write-behind workers -> lease end (ms)
     rs:{rs:sync}:group:<g>  string which worker holds slot group g (slots 256g .. 256g+255)
+
+With tenant limits (``tenant_quota``), each slot of a cluster keeps a *ledger* of the prefix's
+sessions in it (on one server there is one ledger), and a cluster a central count of what it granted
+to the slots (``redis_sessions.tenant``)::
+
+    rs:tenant:{<tag>}       hash   (cluster) session id -> its bytes; bytes, allow_sessions, allow_bytes
+    rs:tenant:{<tag>}:live  zset   (cluster) session id -> a deadline (ms) it cannot expire before
+    rs:tenant / rs:tenant:live     (one server) the one ledger
+    rs:{rs:tenant}:granted  hash   (cluster) sessions, bytes granted to the slots' ledgers in all
 """
 
 from __future__ import annotations
@@ -62,6 +71,9 @@ __all__ = [
     "slot",
     "staged_keys",
     "sync_keys",
+    "tenant_central",
+    "tenant_keys",
+    "tenant_ledgers",
     "tokens_key",
     "tombstone_key",
     "tools_key",
@@ -266,3 +278,25 @@ def _meta_key_re(prefix: str) -> re.Pattern[bytes]:
     return re.compile(
         re.escape(f"{prefix}:{{".encode()) + rb"(" + hexes + rb")" + re.escape(b"}:meta") + rb"\Z"
     )
+
+
+@functools.lru_cache(maxsize=64)
+def tenant_ledgers(prefix: str, cluster: bool) -> tuple[tuple[str, str], ...]:
+    """Every tenant ledger under ``prefix`` (its hash and its live zset): one per slot on a cluster
+    (a script may only touch keys of one slot), one on one server (so its check is exact)."""
+    if cluster:
+        return tuple(
+            (f"{prefix}:tenant:{{{tag}}}", f"{prefix}:tenant:{{{tag}}}:live") for tag in _slot_tags()
+        )
+    return ((f"{prefix}:tenant", f"{prefix}:tenant:live"),)
+
+
+@functools.lru_cache(maxsize=65536)
+def tenant_keys(prefix: str, sid: uuid.UUID, cluster: bool) -> tuple[str, str]:
+    """The tenant ledger that counts session ``sid``: its slot's on a cluster, the one otherwise."""
+    return tenant_ledgers(prefix, cluster)[_slot(str(sid)) if cluster else 0]
+
+
+def tenant_central(prefix: str) -> str:
+    """On a cluster, what the prefix's slots were granted in all (never more than its limits)."""
+    return f"{prefix}:{{{prefix}:tenant}}:granted"

@@ -42,6 +42,7 @@ from .writebehind import SyncWorker
 if TYPE_CHECKING:
     from .persistence import PersistenceAdapter
     from .telemetry import Telemetry
+    from .tenant import TenantQuota
 
 __all__ = ["Lease", "SessionStore", "ToolCall"]
 
@@ -52,8 +53,8 @@ class SessionStore(StoreBase):
     The options are ``StoreConfig``'s (``redis_sessions.config``), documented there: ``prefix``,
     ``ttl``, ``max_messages``, ``codec``, ``max_message_bytes``, ``cache_messages``, ``retry``,
     ``wait_replicas``/``wait_timeout``, ``backing``, ``encryption``, ``token_counter``, ``telemetry``,
-    ``max_session_bytes``; kept as ``config``. ``retry`` is the one retry policy for transport
-    errors: the store turns the client's own retry off; with ``retry=None`` the store does not
+    ``max_session_bytes``, ``tenant_quota``; kept as ``config``. ``retry`` is the one retry policy
+    for transport errors: the store turns the client's own retry off; with ``retry=None`` the store does not
     retry, and leaves the client's retry alone.
     ``client`` is a ``Redis`` (also one from a ``Sentinel``) or a ``RedisCluster``; ``from_url``,
     ``from_cluster`` and ``from_sentinel`` build one with sensible timeouts.
@@ -85,6 +86,7 @@ class SessionStore(StoreBase):
         token_counter: TokenCounter = estimate_tokens,
         telemetry: Telemetry | None = None,
         max_session_bytes: int | None = None,
+        tenant_quota: TenantQuota | None = None,
     ) -> None:
         check_client(client)
         self.config = StoreConfig(
@@ -102,6 +104,7 @@ class SessionStore(StoreBase):
             token_counter=token_counter,
             telemetry=telemetry,
             max_session_bytes=max_session_bytes,
+            tenant_quota=tenant_quota,
         )
         self._core = self.config.core(cluster=isinstance(client, RedisCluster))
         self.client = client
@@ -165,7 +168,9 @@ class SessionStore(StoreBase):
         """With a backing store, start the write-behind worker: a thread with its own connections
         (made by the same opener with the caller's client options, and this store's prefix)."""
         if self._backing is not None:
-            options = {**given, "prefix": self.config.prefix, "telemetry": self.config.telemetry}
+            config = self.config  # (tenant_quota: the worker's repairs keep the tenant's ledgers)
+            options = {**given, "prefix": config.prefix, "telemetry": config.telemetry}
+            options["tenant_quota"] = config.tenant_quota
             own = getattr(SessionStore, opener)(*args, **options)  # the worker's: a sync store, always
             self._worker = SyncWorker.open(own, self._backing).start()
             if self.config.telemetry is not None:

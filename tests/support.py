@@ -32,6 +32,7 @@ from redis_sessions import (
     SessionId,
     SessionInfo,
     SessionState,
+    TenantUsage,
     ToolResult,
 )
 from redis_sessions.tokens import Context
@@ -184,6 +185,9 @@ class AsyncAdapter:
 
     def pop(self, session_id: Any) -> AgentMessage | None:
         return self._run(self.store.pop(session_id))
+
+    def tenant_usage(self) -> TenantUsage:
+        return self._run(self.store.tenant_usage())
 
     def import_state(self, session_id: Any, state: SessionState, **kwargs: Any) -> bool:
         return self._run(self.store.import_state(session_id, state, **kwargs))

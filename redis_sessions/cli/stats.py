@@ -6,6 +6,7 @@ without ``MEMORY USAGE`` (fakeredis, some managed Redis) gets the counts without
 
 from __future__ import annotations
 
+import dataclasses
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -14,7 +15,7 @@ from typing import Any
 import click
 from rich.text import Text
 
-from .. import SessionInfo, SessionStore, StoreError
+from .. import SessionInfo, SessionStore, StoreError, TenantUsage
 from .._dirty import Lag, bound_record, lag
 from .._sync_io import SyncTransport
 from .common import Settings, connect, emit_json, make_console, size_text, when
@@ -76,11 +77,24 @@ def tally(store: SessionStore) -> Tally:
 
 @click.command(short_help="Count the sessions, their messages and the memory they use.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@click.option(
+    "--tenant",
+    is_flag=True,
+    help="The prefix's tenant ledgers instead (tenant_quota): sessions, bytes of message bodies, limits.",
+)
 @click.pass_obj
-def stats(settings: Settings, as_json: bool) -> None:
+def stats(settings: Settings, as_json: bool, tenant: bool) -> None:
     """Sessions, messages held and ever appended, bytes in Redis (MEMORY USAGE of each session's
     keys), how many expire, and the same per model; with a backing record, the write-behind
-    backlog (sessions and messages not yet in the record, and the age of the oldest)."""
+    backlog (sessions and messages not yet in the record, and the age of the oldest).
+
+    With --tenant: what the prefix's tenant ledgers count (kept by stores made with
+    tenant_quota; expired sessions are swept out first), with the limits Redis last enforced."""
+    if tenant:
+        with connect(settings) as store:
+            usage = store.tenant_usage()
+        _tenant(usage, as_json)
+        return
     with connect(settings) as store:
         total = tally(store)
     if as_json:
@@ -109,6 +123,29 @@ def stats(settings: Settings, as_json: bool) -> None:
     for model, counts in models.items():
         line = f"{counts['sessions']:>9,} session(s) {counts['messages']:>11,} message(s)"
         console.print(Text.assemble("  ", ((model or "-").ljust(width), "cyan"), line))
+
+
+def _tenant(usage: TenantUsage, as_json: bool) -> None:
+    """``stats --tenant``: the ledgers' sums and the limits, as lines or one JSON object."""
+    if as_json:
+        emit_json(dataclasses.asdict(usage))
+        return
+
+    def limit(value: int | None, used: int) -> str:
+        return "no limit" if value is None else f"of {value:,} ({100 * used / value if value else 100:.0f} %)"
+
+    lines = [
+        ("tenant", usage.prefix),
+        ("sessions", f"{usage.sessions:,} {limit(usage.max_sessions, usage.sessions)}"),
+        ("bytes", f"{usage.bytes:,} {limit(usage.max_bytes, usage.bytes)} of message bodies"),
+    ]
+    if usage.granted_sessions is not None:
+        lines.append(
+            ("granted", f"{usage.granted_sessions:,} sessions, {usage.granted_bytes:,} bytes to the slots")
+        )
+    console = make_console()
+    for label, value in lines:
+        console.print(Text.assemble((f"{label:<12} ", "bold"), value))
 
 
 def _write_behind(total: Tally) -> list[tuple[str, str]]:

@@ -63,6 +63,92 @@ local function writable_meta(meta, version, codec, ...)
 end
 
 
+-- Per-tenant counters (the store option tenant_quota; redis_sessions.tenant): the ledger of the
+-- session's slot, two keys a store with tenant limits passes after a script's own, nil otherwise
+-- (the other stores pay nothing). ledger: a hash, <session id> -> the bytes of its stored bodies,
+-- bytes = the ledger's total, allow_sessions / allow_bytes = what this ledger may hold (absent: 0, so
+-- the first write asks the store for room; -1: no limit). live: a zset, session id -> a deadline
+-- (ms) at or before which the session cannot have expired (+inf: no TTL): a hint that only the
+-- tenant.lua sweep acts on, after checking the session's meta hash. A session already stored but
+-- not yet counted (made before the store had limits) is counted from its list. The session's
+-- record in the ledger, read once per script; nil when there is no ledger.
+local function tenant_of(ledger, live, meta, list)
+  if not ledger then
+    return nil
+  end
+  local sid = string.match(meta, '{(.-)}')
+  local h = redis.call('HMGET', ledger, sid, 'bytes', 'allow_sessions', 'allow_bytes')
+  local t = {ledger = ledger, live = live, sid = sid, counted = h[1] and true or false, bytes = tonumber(h[1]) or 0,
+    total = tonumber(h[2]) or 0, allow_s = tonumber(h[3]) or 0, allow_b = tonumber(h[4]) or 0, base = 0}
+  if not t.counted and list then
+    local bodies = redis.pcall('LRANGE', list, 0, -1)
+    if not bodies.err then
+      for _, body in ipairs(bodies) do
+        t.base = t.base + #body
+      end
+    end
+  end
+  return t
+end
+
+-- {18, what, usage, add, allowed} (TENANT) when the ledger has no room for this session (when it is
+-- not counted yet) or for add more bytes: what is 'sessions' or 'bytes', usage the ledger's count
+-- before the call; nil when there is room (or no ledger). Nothing is changed.
+local function tenant_room(t, add)
+  if not t then
+    return nil
+  end
+  if not t.counted then
+    local n = redis.call('ZCARD', t.live)
+    if t.allow_s >= 0 and n + 1 > t.allow_s then
+      return {18, 'sessions', n, 1, t.allow_s}
+    end
+    add = add + t.base
+  end
+  if add > 0 and t.allow_b >= 0 and t.total + add > t.allow_b then
+    return {18, 'bytes', t.total, add, t.allow_b}
+  end
+  return nil
+end
+
+-- Record the session in its ledger after a write: its bytes moved by delta (bodies stored minus
+-- bodies trimmed or popped), and, when it is new to the ledger, its deadline: now_ms + ttl_ms (a
+-- TTL cannot end sooner: later writes only push it back, and a durable session keeps none while
+-- dirty), +inf without a TTL. A counted session's deadline stays as it is (still a lower bound):
+-- an append pays for no ZADD, and the sweep moves the deadline of a session it finds alive.
+local function tenant_record(t, delta, ttl_ms, now_ms)
+  if not t then
+    return
+  end
+  local bytes = t.bytes + t.base + delta
+  redis.call('HSET', t.ledger, t.sid, bytes)
+  redis.call('HINCRBY', t.ledger, 'bytes', bytes - t.bytes)
+  if not t.counted then
+    redis.call('ZADD', t.live, ttl_ms > 0 and now_ms + ttl_ms or '+inf', t.sid)
+  end
+  t.counted, t.total, t.bytes, t.base = true, t.total + bytes - t.bytes, bytes, 0
+end
+
+-- Move a counted session's bytes by delta (a pop, a re-encryption, a summary's trim: no room needed,
+-- the deadline kept as a lower bound); one not counted yet is left to its next append.
+local function tenant_shift(t, delta)
+  if t and t.counted and delta ~= 0 then
+    redis.call('HSET', t.ledger, t.sid, t.bytes + delta)
+    redis.call('HINCRBY', t.ledger, 'bytes', delta)
+    t.bytes, t.total = t.bytes + delta, t.total + delta
+  end
+end
+
+-- Take the session out of its ledger (it was deleted or replaced).
+local function tenant_forget(t)
+  if t and t.counted then
+    redis.call('HDEL', t.ledger, t.sid)
+    redis.call('HINCRBY', t.ledger, 'bytes', 0 - t.bytes)  -- 0 - x: never '-0', which HINCRBY refuses
+    redis.call('ZREM', t.live, t.sid)
+    t.counted, t.total, t.bytes = false, t.total - t.bytes, 0
+  end
+end
+
 -- A session's byte limit and running total, for push_messages: read only for a session that has a
 -- limit (max_bytes), so the others pay for one more HMGET field and nothing else. limit > 0; seq is
 -- the meta's raw seq. The total is right while the meta's bytes_seq is the seq (a pop, restore or
@@ -88,7 +174,9 @@ end
 -- seq (a pop, a restore: the total is summed again from the list)}, expiry = the meta's expiry_ms
 -- as a number (the deadline every key carries, see the TTL below) or nil}. Returns the new seq; or nil and
 -- the reply to return: the error when the list or tokens key holds another type, or {17, limit,
--- size} (QUOTA) when the new bodies would take the session past its limit (nothing changed).
+-- size} (QUOTA) when the new bodies would take the session past its limit (nothing changed); and
+-- with counted.tenant (tenant_of: a store with tenant limits), {18, ...} (TENANT, tenant_room) when
+-- the tenant's ledger has no room for them (nothing changed), the ledger kept otherwise.
 -- One copy for every script that appends (append.lua, tool_call.lua).
 local function push_messages(keys, args, fresh, h, seq, finish, indexed, counted)
   local meta, list, ids = keys[1], keys[2], keys[3]
@@ -120,6 +208,24 @@ local function push_messages(keys, args, fresh, h, seq, finish, indexed, counted
       return nil, {17, sized.limit, size}
     end
     sized.total = size
+  end
+  -- The tenant's ledger (tenant_quota), checked as the byte limit is: before anything is stored.
+  local tenant, added = counted.tenant, 0
+  if tenant then
+    for k = 1, #fresh do
+      added = added + #args[fresh[k] + 1]
+    end
+    local refused = tenant_room(tenant, added)
+    if refused then
+      if indexed then  -- take back append.lua's ZADD NX (at most 500 ids)
+        local taken = {}
+        for k = 1, #fresh do
+          taken[k] = args[fresh[k]]
+        end
+        redis.call('ZREM', ids, unpack(taken))
+      end
+      return nil, refused
+    end
   end
   -- Push in chunks: unpack() of a very large batch would overflow the Lua stack.
   local len, tallied = 0, 0
@@ -184,9 +290,12 @@ local function push_messages(keys, args, fresh, h, seq, finish, indexed, counted
     max = math.max(max, seq - (tonumber(h[7]) or 0))
   end
   if max > 0 and len > max then
-    if sized then  -- the trimmed bodies leave the running byte total
+    if sized or tenant then  -- the trimmed bodies leave the running byte totals
       for _, body in ipairs(redis.call('LRANGE', list, 0, len - max - 1)) do
-        sized.total = sized.total - #body
+        added = added - #body
+        if sized then
+          sized.total = sized.total - #body
+        end
       end
     end
     redis.call('LTRIM', list, -max, -1)
@@ -237,6 +346,9 @@ local function push_messages(keys, args, fresh, h, seq, finish, indexed, counted
   else
     redis.call('HSET', meta, 'seq', seq, 'updated_at', stamp, 'tokens', total, 'tokens_seq', seq)
   end
+  if tenant then
+    tenant_record(tenant, added, ttl, t[1] * 1000 + math.floor(t[2] / 1000))
+  end
   local publish = (redis.REDIS_VERSION_NUM or 0) >= 0x070000 and 'SPUBLISH' or 'PUBLISH'
   if finish then
     finish(seq, publish)
@@ -244,3 +356,4 @@ local function push_messages(keys, args, fresh, h, seq, finish, indexed, counted
   redis.call(publish, keys[5], seq)
   return seq
 end
+

@@ -9,7 +9,9 @@
 -- Finishing a streamed reply (store.stream(...).finish) passes three keys before the tokens list,
 -- KEYS[7] = reply stream, KEYS[8] = replies hash, KEYS[9] = deltas channel (KEYS[10] = tokens list),
 -- and ARGV[5] = ms to keep the stream after it (the counts then at ARGV[6], the pairs from ARGV[7],
--- one pair: the reply's final message). The message is
+-- one pair: the reply's final message). A store with tenant limits passes its ledger after them all:
+-- KEYS[8] / KEYS[9] (KEYS[11] / KEYS[12] when finishing a reply) = the tenant ledger hash and live
+-- zset of the session's slot (_preamble.lua's tenant_of). The message is
 -- stored and the reply closed in one step: {m = id, f = seq, n = deltas} added to the stream,
 -- <id>:st = 'f'; a closed reply refuses it ({14, state}).
 -- Trimming and TTL follow the session's own ttl_ms / max_messages fields (set by create). A durable
@@ -21,12 +23,14 @@
 -- {1} not found; {2, version} other schema; {5, codec} other codec; {3, seq} expected seq differs;
 -- {6, detail} the meta hash is corrupt; {9, token} the fencing token is not the live lease's;
 -- {10} a durable session lost its list or ids to eviction (the store restores it and retries);
--- {17, limit, size} the new bodies would take the session past its max_bytes (nothing stored).
+-- {17, limit, size} the new bodies would take the session past its max_bytes (nothing stored);
+-- {18, what, usage, add, allowed} the tenant's ledger has no room for them (nothing stored).
 -- A session created with a byte limit keeps the meta's bytes (the stored bodies' total) beside
 -- tokens; bytes_seq says up to which seq it is right (a pop or restore leaves it behind: summed anew).
--- Status (redis_sessions._protocol.Status): OK NOT_FOUND VERSION_MISMATCH CONFLICT CODEC CORRUPT LEASE_LOST EVICTED REPLY_CLOSED QUOTA
+-- Status (redis_sessions._protocol.Status): OK NOT_FOUND VERSION_MISMATCH CONFLICT CODEC CORRUPT LEASE_LOST EVICTED REPLY_CLOSED QUOTA TENANT
 local meta, list, ids = KEYS[1], KEYS[2], KEYS[3]
-local pairs_from = #KEYS == 10 and 7 or 6
+local nkeys = (#KEYS == 9 or #KEYS == 12) and #KEYS - 2 or #KEYS  -- the ledger's two keys after them
+local pairs_from = nkeys == 10 and 7 or 6
 local h, seq, refused = writable_meta(meta, ARGV[1], ARGV[2], 'tokens', 'tokens_seq', 'max_bytes', 'expiry_ms')
 if refused then
   return refused
@@ -114,8 +118,11 @@ if count > 1 then
     counts[#counts + 1] = tonumber(n)
   end
 end
-local counted = {key = KEYS[#KEYS], counts = counts, total = tonumber(h[8]) or 0, restart = h[9] ~= h[3],
+local counted = {key = KEYS[nkeys], counts = counts, total = tonumber(h[8]) or 0, restart = h[9] ~= h[3],
   expiry = tonumber(h[11])}
+if nkeys < #KEYS then  -- tenant limits: the ledger of the session's slot (push_messages)
+  counted.tenant = tenant_of(KEYS[nkeys + 1], KEYS[nkeys + 2], meta, list)
+end
 if (tonumber(h[10]) or 0) > 0 then  -- the byte limit (max_bytes, set by create): push_messages
   counted.sized = sized_meta(meta, tonumber(h[10]), h[3])
 end

@@ -5,11 +5,13 @@
 -- ARGV[6..] = field, value pairs (model, max_turns, m:<key> ..., and durable = 1 with a backing store)
 -- KEYS[4] = the dirty index of the session's slot: a durable session is listed there until the sync
 -- worker has stored it, and gets no TTL until then. KEYS[5] = tokens list (its counts start here:
--- tokens_seq 0, see context.lua).
+-- tokens_seq 0, see context.lua). KEYS[6] / KEYS[7] = the tenant ledger hash and live zset of the
+-- session's slot (only from a store with tenant limits: _preamble.lua's tenant_of).
 -- The ttl and max messages are the session's own: every later write applies them, whichever store
 -- (with whatever defaults) makes it, so no key of a session can outlive the others.
--- Returns {0} created (or already created by this very call: a retried create), {4} id taken.
--- Status (redis_sessions._protocol.Status): OK EXISTS
+-- Returns {0} created (or already created by this very call: a retried create), {4} id taken,
+-- {18, 'sessions', usage, 1, allowed} the tenant's ledger has no room for another session.
+-- Status (redis_sessions._protocol.Status): OK EXISTS TENANT
 local meta = KEYS[1]
 if redis.call('EXISTS', meta) == 1 then
   if redis.call('HGET', meta, 'create_token') == ARGV[3] then
@@ -17,9 +19,18 @@ if redis.call('EXISTS', meta) == 1 then
   end
   return {4}
 end
+-- Tenant limits: room for one more session in the ledger (a count left by an expired incarnation
+-- of this id goes first).
+local tenant = tenant_of(KEYS[6], KEYS[7], meta, nil)
+tenant_forget(tenant)
+local full = tenant_room(tenant, 0)
+if full then
+  return full
+end
 -- Leftovers of a session whose meta hash is gone are not a session: start clean.
 redis.call('DEL', KEYS[2], KEYS[3], KEYS[5])
 local t = redis.call('TIME')
+tenant_record(tenant, 0, tonumber(ARGV[4]), t[1] * 1000 + math.floor(t[2] / 1000))
 local now = string.format('%s%06d', t[1], tonumber(t[2]))
 -- The token is also the session's first epoch: cached histories of an earlier incarnation of this id
 -- carry another epoch, so read_since.lua knows not to extend them.

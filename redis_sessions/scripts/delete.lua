@@ -6,12 +6,15 @@
 -- KEYS[8] = reply stream, KEYS[9] = replies hash (streamed replies go with the session),
 -- KEYS[10] = the tool calls hash (claims and results of tool_call.lua), KEYS[11] = tokens list,
 -- KEYS[12] = compaction lock
+-- KEYS[13] / KEYS[14] = the tenant ledger hash and live zset of the session's slot (only from a
+-- store with tenant limits: the session leaves it)
 -- Returns the number of keys deleted. (The backing store's copy is the store's to delete.)
 -- Status (redis_sessions._protocol.Status): none (the reply is a count of keys deleted)
 local h = redis.call('HMGET', KEYS[1], 'durable', 'epoch')
 if h[1] == '1' then
   redis.call('SET', KEYS[7], h[2] or '', 'PX', 3600000)
 end
+tenant_forget(tenant_of(KEYS[13], KEYS[14], KEYS[1], nil))
 local n = redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[4])
 redis.call('DEL', KEYS[8], KEYS[9], KEYS[10], KEYS[11], KEYS[12])
 redis.call('ZREM', KEYS[6], string.match(KEYS[1], '{(.-)}'))

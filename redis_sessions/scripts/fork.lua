@@ -2,14 +2,16 @@
 -- new session is never visible half-made (staged keys that a crash leaves behind expire unseen).
 -- KEYS[1] = meta hash, KEYS[2] = messages list, KEYS[3] = ids zset, KEYS[4] = tokens list (the new
 -- session's), KEYS[5] = staged messages, KEYS[6] = staged ids, KEYS[7] = staged tokens,
--- KEYS[8] = the dirty index of the new session's slot (used when it is durable)
+-- KEYS[8] = the dirty index of the new session's slot (used when it is durable), KEYS[9] / KEYS[10] =
+-- the tenant ledger hash and live zset of its slot (only from a store with tenant limits)
 -- ARGV[1] = parent session id, ARGV[2] = fork seq ('' when the caller asked for none: any will do),
 -- ARGV[3] = the fork's seq as copied, ARGV[4] = staged message count, ARGV[5] = create token,
 -- ARGV[6..] = field, value pairs for the meta hash (the source's configuration and metadata)
 -- Returns {0} published, or published already by a call for the same parent and seq (a retry:
 -- its staged copies are dropped); {4} the id is another session's; {6, detail} the staged copies
--- are gone (expired before publishing: the caller stages again).
--- Status (redis_sessions._protocol.Status): OK EXISTS CORRUPT
+-- are gone (expired before publishing: the caller stages again); {18, what, usage, add, allowed} the
+-- tenant's ledger has no room for the new session (nothing published: the staged copies stay).
+-- Status (redis_sessions._protocol.Status): OK EXISTS CORRUPT TENANT
 local meta = KEYS[1]
 if redis.call('EXISTS', meta) == 1 then
   redis.call('DEL', KEYS[5], KEYS[6], KEYS[7])
@@ -22,6 +24,17 @@ end
 local count = tonumber(ARGV[4])
 if redis.call('LLEN', KEYS[5]) ~= count then
   return {6, 'the staged copy of the fork expired before it was published'}
+end
+local tenant, forked = tenant_of(KEYS[9], KEYS[10], meta, nil), 0
+if tenant then
+  tenant_forget(tenant)  -- an expired incarnation of this id
+  for _, body in ipairs(redis.call('LRANGE', KEYS[5], 0, -1)) do
+    forked = forked + #body
+  end
+  local full = tenant_room(tenant, forked)
+  if full then
+    return full
+  end
 end
 redis.call('DEL', KEYS[2], KEYS[3], KEYS[4])
 local t = redis.call('TIME')
@@ -46,6 +59,7 @@ for i = 2, 4 do
     end
   end
 end
+tenant_record(tenant, forked, ttl, t[1] * 1000 + math.floor(t[2] / 1000))
 if durable then
   redis.call('ZADD', KEYS[8], 'NX', t[1] * 1000 + math.floor(t[2] / 1000), string.match(meta, '{(.-)}'))
 elseif ttl > 0 then

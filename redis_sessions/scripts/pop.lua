@@ -3,7 +3,9 @@
 -- instead of popping another.
 -- KEYS[1] = meta hash, KEYS[2] = messages list, KEYS[3] = ids zset, KEYS[4] = lease hash (unused),
 -- KEYS[5] = events channel, KEYS[6] = dirty index (unused), KEYS[7] = tokens list (the popped
--- message's count goes with it, off the running total; its TTL is refreshed with the others')
+-- message's count goes with it, off the running total; its TTL is refreshed with the others'),
+-- KEYS[8] / KEYS[9] = the tenant ledger hash and live zset of the session's slot (only from a store
+-- with tenant limits: _preamble.lua)
 -- ARGV[1] = schema version, ARGV[2] = token (unique per call; it also becomes the session's epoch)
 -- Returns {0, codec, position, payload}: the popped message and its list position, or {0} when the
 -- session holds no message; {1} not found; {2, version} other schema; {6, detail} corrupt meta hash;
@@ -34,6 +36,7 @@ if not payload then
   return {0}
 end
 local position = redis.call('LLEN', list)
+tenant_shift(tenant_of(KEYS[8], KEYS[9], meta, nil), -#payload)
 redis.call('ZREMRANGEBYSCORE', ids, seq, seq)
 if h[7] == h[3] then  -- the counts line up with the list (context.lua): keep them so
   local count = tonumber(redis.call('RPOP', KEYS[7]) or 0) or 0

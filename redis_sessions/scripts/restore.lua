@@ -3,7 +3,9 @@
 -- the second finds the first's session and leaves it alone.
 -- KEYS[1] = meta hash, KEYS[2] = messages list, KEYS[3] = ids zset, KEYS[4] = events channel,
 -- KEYS[5] = the slot's dirty index (a restored session is as clean as the store it came from; an
--- imported one, ARGV field synced_seq 0, is listed there for write-behind), KEYS[6] = tokens list
+-- imported one, ARGV field synced_seq 0, is listed there for write-behind), KEYS[6] = tokens list,
+-- KEYS[7] / KEYS[8] = the tenant ledger hash and live zset of the session's slot (only from a store
+-- with tenant limits: the session is counted anew, never refused: it was the tenant's already)
 -- ARGV[1] = schema version, ARGV[2] = codec name, ARGV[3] = token (the new incarnation's epoch),
 -- ARGV[4] = ttl in ms (0 = never), ARGV[5] = max messages (0 = unbounded), ARGV[6] = '' to refuse
 -- a live session, '1' to replace it, '!' to replace it only if eviction took its list or ids (a
@@ -35,6 +37,8 @@ if upgrade then
     return {3, h[2] or 0}
   end
 end
+local tenant = tenant_of(KEYS[7], KEYS[8], meta, nil)
+tenant_forget(tenant)
 redis.call('DEL', meta, list, ids, KEYS[6])
 if not upgrade then  -- an upgrade keeps the session's place in the dirty index, and its epoch
   redis.call('ZREM', KEYS[5], string.match(meta, '{(.-)}'))
@@ -90,6 +94,13 @@ if max > 0 and count > max then
   redis.call('ZREMRANGEBYSCORE', ids, '-inf', seq - max)
 end
 local ttl = tonumber(ARGV[4])
+if tenant then
+  local stored = 0
+  for _, body in ipairs(redis.call('LRANGE', list, 0, -1)) do
+    stored = stored + #body
+  end
+  tenant_record(tenant, stored, ttl, t[1] * 1000 + math.floor(t[2] / 1000))
+end
 local state = redis.call('HMGET', meta, 'durable', 'synced_seq')
 if state[1] == '1' and (tonumber(state[2]) or 0) < seq then
   ttl = 0  -- durable and not yet all in the backing store: no TTL until it is, and listed as dirty

@@ -7,6 +7,8 @@
 -- summary, ARGV[7] = its token count, ARGV[8] = the compaction lock's token to release ('' = none),
 -- ARGV[9] = '1' to trim the covered messages from Redis (a durable session's only once its backing
 -- store holds them: never past its synced_seq), '' to keep them
+-- KEYS[7] / KEYS[8] = the tenant ledger hash and live zset of the session's slot (only from a store
+-- with tenant limits: trimmed bodies leave it)
 -- Unless ARGV[9] asks, nothing is removed: messages() returns every message; context() the summary and
 -- the messages after through_seq. Its summary_base is the running token total at through_seq, so
 -- the tokens after the summary are the total minus it, however many are appended later.
@@ -59,6 +61,13 @@ if ARGV[9] == '1' then
   end
   local drop = upto - (seq - length)  -- list positions 0 .. drop - 1 are covered
   if drop > 0 then
+    local tenant, dropped = tenant_of(KEYS[7], KEYS[8], meta, nil), 0
+    if tenant then
+      for _, body in ipairs(redis.call('LRANGE', list, 0, drop - 1)) do
+        dropped = dropped + #body
+      end
+      tenant_shift(tenant, -dropped)
+    end
     redis.call('LTRIM', list, drop, -1)
     if drop > offset then
       redis.call('LTRIM', tokens, drop - offset, -1)

@@ -5,6 +5,8 @@
 -- tool_use_id a:<id> = attempts so far, c:<id> = '<claim end ms> <claim token> <holder>' while
 -- claimed, s:<id> / r:<id> / k:<id> = seq, encoded message and claim token of the stored result,
 -- KEYS[8] = tokens list (the result message's token count goes there, as append.lua keeps them)
+-- KEYS[9] / KEYS[10] = the tenant ledger hash and live zset of the session's slot (only from a store
+-- with tenant limits: _preamble.lua's tenant_of)
 -- ARGV[1] = schema version, ARGV[2] = codec name, ARGV[3] = 'claim' | 'renew' | 'release' | 'complete',
 -- ARGV[4] = tool_use_id, ARGV[5] = claim token (unique per claim), ARGV[6] = fencing token ('' = none),
 -- ARGV[7] = the result message's id (derived from tool_use_id), ARGV[8] = holder (claim) or the
@@ -20,13 +22,14 @@
 -- release: {0, attempt}, whether or not the claim was still this token's.
 -- complete: {0, seq, encoded message, 1} stored by this claim token (now, or by a try whose reply
 --   was lost); {0, seq, encoded message, 0} another result was stored first (this one is not);
---   {9, token} fence refused; {17, limit, size} the result would take the session past its max_bytes.
+--   {9, token} fence refused; {17, limit, size} the result would take the session past its max_bytes;
+--   {18, what, usage, add, allowed} the tenant's ledger has no room for it.
 -- claim and complete: {10} a durable session lost its list or ids to eviction (the store restores
 --   it and asks again).
 -- All: {1} not found; {2, version} other schema; {5, codec} other codec; {6, detail} corrupt meta.
 -- Done and stored answers come before the fence check, as in append.lua: a retry after a lost reply
 -- gets the answer even once the lease has moved on; only a write is refused.
--- Status (redis_sessions._protocol.Status): OK NOT_FOUND VERSION_MISMATCH CODEC CORRUPT LEASE_LOST EVICTED TOOL_PENDING TOOL_DONE QUOTA
+-- Status (redis_sessions._protocol.Status): OK NOT_FOUND VERSION_MISMATCH CODEC CORRUPT LEASE_LOST EVICTED TOOL_PENDING TOOL_DONE QUOTA TENANT
 local meta, list, ids, tools = KEYS[1], KEYS[2], KEYS[3], KEYS[7]
 local action, id, token = ARGV[3], ARGV[4], ARGV[5]
 local h, seq, refused = writable_meta(meta, ARGV[1], ARGV[2], 'epoch', 'tokens', 'tokens_seq', 'max_bytes',
@@ -124,6 +127,7 @@ local counted = {key = KEYS[8], counts = {tonumber(ARGV[11]) or 0}, total = tonu
 if (tonumber(h[11]) or 0) > 0 then  -- the session's byte limit, as append.lua keeps it (push_messages)
   counted.sized = sized_meta(meta, tonumber(h[11]), h[3])
 end
+counted.tenant = tenant_of(KEYS[9], KEYS[10], meta, list)  -- tenant limits: as append.lua
 local last, failed = push_messages(KEYS, ARGV, {7}, h, seq, nil, false, counted)
 if failed then
   return failed

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from redis_sessions import AgentMessage, SessionStore
+from redis_sessions import AgentMessage, SessionStore, TenantQuota
 from redis_sessions.keys import session_keys
 from tests.cli.conftest import PICTURE, Cli, conversation, seed, unknown_id
 from tests.support import Backend
@@ -308,6 +308,41 @@ def test_stats_of_nothing(cli: Cli) -> None:
     assert (stats["sessions"], stats["messages"], stats["bytes"]) == (0, 0, 0)  # no MEMORY USAGE sent
     assert stats["oldest_update"] is None
     assert "sessions     0" in cli("stats").stdout
+
+
+def test_stats_tenant_prints_the_ledgers_sums_and_limits(cli: Cli, backend: Backend) -> None:
+    quota = TenantQuota(max_sessions=10, max_bytes=50_000)
+    with SessionStore(backend.sync_client(), prefix=backend.prefix, tenant_quota=quota) as limited:
+        sids = [limited.create() for _ in range(4)]
+        limited.append(sids[0], AgentMessage.user("x" * 1000))
+        limited.delete(sids[1])
+        held = limited.tenant_usage().bytes
+    assert held > 1000
+    stats = json.loads(cli("stats", "--tenant", "--json").stdout)
+    assert stats == {
+        "prefix": backend.prefix,
+        "sessions": 3,
+        "bytes": held,
+        "max_sessions": 10,  # as Redis last enforced them: the command's store has no tenant_quota
+        "max_bytes": 50_000,
+        "granted_sessions": None,
+        "granted_bytes": None,
+    }
+    text = cli("stats", "--tenant").stdout
+    assert f"tenant       {backend.prefix}\n" in text
+    assert "sessions     3 of 10 (30 %)\n" in text
+    assert f"bytes        {held:,} of 50,000" in text
+
+
+def test_stats_tenant_of_a_prefix_never_counted(cli: Cli) -> None:
+    stats = json.loads(cli("stats", "--tenant", "--json").stdout)
+    assert (stats["sessions"], stats["bytes"], stats["max_sessions"], stats["max_bytes"]) == (
+        0,
+        0,
+        None,
+        None,
+    )
+    assert "sessions     0 no limit" in cli("stats", "--tenant").stdout
 
 
 def test_delete_asks_and_no_deletes_nothing(cli: Cli, store: SessionStore) -> None:

@@ -16,7 +16,14 @@ from typing import Any
 
 import pytest
 
-from redis_sessions import AgentMessage, AsyncSessionStore, ConflictError, SessionNotFound, SessionStore
+from redis_sessions import (
+    AgentMessage,
+    AsyncSessionStore,
+    ConflictError,
+    SessionNotFound,
+    SessionStore,
+    TenantQuota,
+)
 from redis_sessions.keys import dirty_key, session_keys, tokens_key
 from redis_sessions.persistence import SQLiteAdapter
 from redis_sessions.writebehind import SyncWorker
@@ -224,3 +231,20 @@ def test_a_summary_reaches_the_record_and_comes_back_counted(
     assert (window.first_seq, window.counts, window.tokens) == (5, [10, 10], 30)
     assert reader.info(sid).tokens == 60
     assert reader.compact(sid, pytest.fail, over_tokens=30, keep_tokens=10) is None  # 30: not over
+
+
+def test_a_read_through_keeps_the_tenant_ledger_right(tiered: Tiered, backend: Backend) -> None:
+    quota = TenantQuota(max_sessions=5, max_bytes=1_000_000)
+    store = tiered(tenant_quota=quota)
+    sid = store.create("m")
+    store.extend(sid, messages_of(4))
+    flush(store)
+    held = store.tenant_usage().bytes
+    assert held > 0
+    backend.raw.delete(*session_keys(backend.prefix, sid))  # lost from Redis: the ledger still has it
+    reader = tiered(tenant_quota=quota)
+    assert ids(reader.messages(sid)) == ids(messages_of(4))  # read through: counted anew, once
+    usage = reader.tenant_usage()
+    assert (usage.sessions, usage.bytes) == (1, held)
+    reader.delete(sid)
+    assert reader.tenant_usage().sessions == 0

@@ -36,6 +36,8 @@ from redis_sessions import (
     SessionStore,
     StoreError,
     StoreUnavailable,
+    TenantQuota,
+    TenantQuotaExceeded,
 )
 from redis_sessions.embedded import RedisServer, free_port
 from redis_sessions.keys import dirty_key, live_keys, session_keys
@@ -54,10 +56,11 @@ ACL_COMMANDS = (
     # sent by the client: the scripts (EVALSHA, SCRIPT LOAD after NOSCRIPT), the snapshot reads
     # (MULTI/EXEC of HMGET/HGETALL/LRANGE), exists(), list() (SCAN), the write-behind worker
     # (ZRANGE of the dirty index), watch() (EVAL of its pub/sub probe, SSUBSCRIBE) and WAIT for
-    # wait_replicas, info()/infos() (PTTL; MEMORY USAGE with memory=True, in info.lua for infos).
-    # HELLO ... AUTH, which redis-py connects with, needs no permission.
+    # wait_replicas, info()/infos() (PTTL; MEMORY USAGE with memory=True, in info.lua for infos),
+    # tenant_quota (ZRANGEBYSCORE of a ledger's expired sessions; ZCARD / HGET / HMGET of the
+    # ledgers for tenant_usage). HELLO ... AUTH, which redis-py connects with, needs no permission.
     "+evalsha +script|load +eval +multi +exec +hmget +hgetall +lrange +exists +scan +zrange +ssubscribe"
-    " +wait +pttl +memory|usage"
+    " +wait +pttl +memory|usage +zrangebyscore"
     # called inside the Lua scripts (ACLs apply to redis.call too; LSET: migrate --rekey)
     " +time +get +set +del +hget +hset +hdel +hincrby +llen +rpush +rpop +ltrim +pexpire +pexpireat +persist"
     " +zadd +zscore +zrem +zremrangebyscore +zcard +spublish +lindex +lset +xadd +xrange +rename"
@@ -177,6 +180,29 @@ def _shard_subscribers(admin: redis.Redis, channel: str) -> int:
 
 
 # -- ACL ----------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("front", ["sync", "async"])
+def test_a_user_confined_to_the_prefix_can_use_tenant_quotas(
+    acl: AclServer, front: str, runner: asyncio.Runner
+) -> None:
+    acl.admin.acl_log_reset()
+    quota = TenantQuota(max_sessions=2, max_bytes=10_000)
+    with _opened(front, acl.url("app"), runner, tenant_quota=quota, ttl=1) as store:
+        first = store.create()
+        store.append(first, AgentMessage.user("hi"))
+        with _opened(front, acl.url("app"), runner, tenant_quota=quota) as lasting:
+            second = lasting.create()
+            with pytest.raises(TenantQuotaExceeded):
+                lasting.create()
+            wait_until(
+                lambda: not acl.admin.exists(session_keys(PREFIX, first).meta), "the session expired", 5
+            )
+            third = lasting.create()  # its ask for room sweeps the expired one out (ZRANGEBYSCORE, PTTL)
+            assert lasting.tenant_usage().sessions == 2
+            lasting.delete(second)
+            lasting.delete(third)
+    assert acl.denials("app") == []
 
 
 @pytest.mark.parametrize("front", ["sync", "async"])

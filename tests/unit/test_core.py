@@ -145,6 +145,7 @@ def test_scripts_are_read_from_lua_files_with_headers() -> None:
         "fork",
         "info",
         "rekey",
+        "tenant",
     }
     for source in SCRIPTS.values():
         assert "-- KEYS[1]" in source

@@ -33,6 +33,7 @@ from redis_sessions import (
     SessionNotFound,
     StoreError,
     StoreUnavailable,
+    TenantQuotaExceeded,
     ToolCallPending,
     WrongEventLoop,
 )
@@ -65,6 +66,7 @@ PARENTS = {
     ReplyTooLarge: (InvalidArgument, ValueError),
     ReplyClosed: (SessionError,),
     QuotaExceeded: (SessionError,),
+    TenantQuotaExceeded: (QuotaExceeded, SessionError),
 }
 
 
@@ -76,6 +78,7 @@ def one_of_each() -> list[SessionError]:
         ReplyTooLarge(SID, "m1", "deltas", 10),
         ReplyClosed(SID, "m1", "finished"),
         QuotaExceeded(SID, "max_session_bytes", 1000, 1200),
+        TenantQuotaExceeded(SID, "rs", "max_sessions", 10, 10, 11),
         SessionNotFound(SID),
         SessionExists(SID),
         ConflictError(SID, 3, 5),

@@ -9,7 +9,7 @@ from importlib import resources
 
 import pytest
 
-from redis_sessions import QuotaExceeded
+from redis_sessions import QuotaExceeded, TenantQuotaExceeded
 from redis_sessions._protocol import ERRORS, Status, error_for
 from redis_sessions._scripts import SCRIPTS
 from redis_sessions.errors import (
@@ -90,6 +90,25 @@ def test_each_error_is_a_session_error_about_the_session(status: Status) -> None
     assert error.session_id == SID
 
 
+def test_a_tenant_refusal_names_the_tenant_its_limit_and_usage() -> None:
+    reply = [Status.TENANT, b"bytes", b"900", b"200", b"1000"]
+    error = error_for(reply, SID, schema=1, codec="msgpack", op="append", prefix="acme")
+    assert isinstance(error, TenantQuotaExceeded)
+    assert isinstance(error, QuotaExceeded)
+    assert (error.tenant, error.limit, error.quota, error.usage, error.size) == (
+        "acme",
+        "max_bytes",
+        1000,
+        900,
+        1100,
+    )
+    assert str(SID) in str(error)
+    assert "'acme'" in str(error)
+    sessions = error_for([Status.TENANT, b"sessions", 5, 1, 5], SID, schema=1, codec="msgpack", op="create")
+    assert isinstance(sessions, TenantQuotaExceeded)
+    assert (sessions.limit, sessions.usage, sessions.size) == ("max_sessions", 5, 6)
+
+
 def test_the_error_carries_what_the_call_knew() -> None:
     conflict = error_for([Status.CONFLICT, 5], SID, expected=4, schema=1, codec="msgpack", op="append")
     assert isinstance(conflict, ConflictError)
@@ -124,8 +143,13 @@ def test_the_shared_checks_are_found_and_return_statuses() -> None:
         "corrupt_seq": {Status.CORRUPT},
         "readable_seq": {Status.NOT_FOUND, Status.VERSION_MISMATCH, Status.CORRUPT},
         "writable_meta": {Status.NOT_FOUND, Status.VERSION_MISMATCH, Status.CODEC, Status.CORRUPT},
+        "tenant_of": set(),
+        "tenant_room": {Status.TENANT},
+        "tenant_record": set(),
+        "tenant_shift": set(),
+        "tenant_forget": set(),
         "sized_meta": set(),
-        "push_messages": {Status.QUOTA},
+        "push_messages": {Status.QUOTA, Status.TENANT},
     }
 
 
