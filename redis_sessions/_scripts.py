@@ -14,6 +14,8 @@ __all__ = ["SCRIPTS", "SHAS"]
 
 _PREAMBLE: Final = resources.files(__package__).joinpath("scripts", "_preamble.lua").read_text("utf-8")
 _CHECKS: Final = (
+    "session_of",
+    "mark_dirty",
     "version_refusal",
     "decimal_seq",
     "corrupt_seq",

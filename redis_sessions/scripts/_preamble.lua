@@ -2,6 +2,20 @@
 -- script that calls them (by redis_sessions._core when it reads the scripts): one copy, not one per
 -- script. Not a script itself.
 
+-- The session id a session's key carries in its hash tag (rs:{<id>}:meta -> <id>): the dirty
+-- indexes and the tenant ledgers name sessions by it. Read from the key the script was given, not
+-- passed beside it, so the two can never disagree (ids are UUIDs and prefixes hold no braces: the
+-- first {...} is the tag).
+local function session_of(key)
+  return string.match(key, '{(.-)}')
+end
+
+-- List the session of meta in its slot's dirty index (dirty) as dirty since t (a TIME reply), unless
+-- it is listed already: the write-behind worker stores it in the record, oldest first.
+local function mark_dirty(dirty, meta, t)
+  redis.call('ZADD', dirty, 'NX', t[1] * 1000 + math.floor(t[2] / 1000), session_of(meta))
+end
+
 -- {1} (NOT_FOUND) when the meta hash has no schema version, {2, version} (VERSION_MISMATCH) when it
 -- is not this store's; nil when the session can be used.
 local function version_refusal(version, expected)
@@ -76,7 +90,7 @@ local function tenant_of(ledger, live, meta, list)
   if not ledger then
     return nil
   end
-  local sid = string.match(meta, '{(.-)}')
+  local sid = session_of(meta)
   local h = redis.call('HMGET', ledger, sid, 'bytes', 'allow_sessions', 'allow_bytes')
   local t = {ledger = ledger, live = live, sid = sid, counted = h[1] and true or false, bytes = tonumber(h[1]) or 0,
     total = tonumber(h[2]) or 0, allow_s = tonumber(h[3]) or 0, allow_b = tonumber(h[4]) or 0, base = 0}
@@ -313,7 +327,7 @@ local function push_messages(keys, args, fresh, h, seq, finish, indexed, counted
   local ttl = tonumber(h[4]) or 0
   local expiry
   if durable then
-    redis.call('ZADD', keys[6], 'NX', t[1] * 1000 + math.floor(t[2] / 1000), string.match(meta, '{(.-)}'))
+    mark_dirty(keys[6], meta, t)
     if ttl > 0 then
       redis.call('PERSIST', meta)
       redis.call('PERSIST', list)

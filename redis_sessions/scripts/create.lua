@@ -41,7 +41,7 @@ for i = 6, #ARGV, 1000 do
   redis.call('HSET', meta, unpack(ARGV, i, math.min(i + 999, #ARGV)))
 end
 if redis.call('HGET', meta, 'durable') == '1' then
-  redis.call('ZADD', KEYS[4], 'NX', t[1] * 1000 + math.floor(t[2] / 1000), string.match(meta, '{(.-)}'))
+  mark_dirty(KEYS[4], meta, t)
   return {0}
 end
 local ttl = tonumber(ARGV[4])

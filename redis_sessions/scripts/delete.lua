@@ -17,7 +17,7 @@ end
 tenant_forget(tenant_of(KEYS[13], KEYS[14], KEYS[1], nil))
 local n = redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[4])
 redis.call('DEL', KEYS[8], KEYS[9], KEYS[10], KEYS[11], KEYS[12])
-redis.call('ZREM', KEYS[6], string.match(KEYS[1], '{(.-)}'))
+redis.call('ZREM', KEYS[6], session_of(KEYS[1]))
 if n > 0 then
   redis.call((redis.REDIS_VERSION_NUM or 0) >= 0x070000 and 'SPUBLISH' or 'PUBLISH', KEYS[5], '0')
 end

@@ -61,7 +61,7 @@ for i = 2, 4 do
 end
 tenant_record(tenant, forked, ttl, t[1] * 1000 + math.floor(t[2] / 1000))
 if durable then
-  redis.call('ZADD', KEYS[8], 'NX', t[1] * 1000 + math.floor(t[2] / 1000), string.match(meta, '{(.-)}'))
+  mark_dirty(KEYS[8], meta, t)
 elseif ttl > 0 then
   redis.call('PEXPIRE', meta, ttl)
 end

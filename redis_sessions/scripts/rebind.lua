@@ -24,6 +24,6 @@ end
 redis.call('HSET', meta, 'record', ARGV[2], 'synced_seq', copied, 'durable', 1)
 if seq > copied then  -- the new record lacks the rest: its workers deliver it from Redis
   local t = redis.call('TIME')
-  redis.call('ZADD', KEYS[2], 'NX', t[1] * 1000 + math.floor(t[2] / 1000), string.match(meta, '{(.-)}'))
+  mark_dirty(KEYS[2], meta, t)
 end
 return {0}

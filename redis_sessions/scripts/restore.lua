@@ -41,7 +41,7 @@ local tenant = tenant_of(KEYS[7], KEYS[8], meta, nil)
 tenant_forget(tenant)
 redis.call('DEL', meta, list, ids, KEYS[6])
 if not upgrade then  -- an upgrade keeps the session's place in the dirty index, and its epoch
-  redis.call('ZREM', KEYS[5], string.match(meta, '{(.-)}'))
+  redis.call('ZREM', KEYS[5], session_of(meta))
 end
 if live and not upgrade then
   redis.call((redis.REDIS_VERSION_NUM or 0) >= 0x070000 and 'SPUBLISH' or 'PUBLISH', KEYS[4], 0)
@@ -105,7 +105,7 @@ local state = redis.call('HMGET', meta, 'durable', 'synced_seq')
 if state[1] == '1' and (tonumber(state[2]) or 0) < seq then
   ttl = 0  -- durable and not yet all in the backing store: no TTL until it is, and listed as dirty
   local t = redis.call('TIME')
-  redis.call('ZADD', KEYS[5], 'NX', t[1] * 1000 + math.floor(t[2] / 1000), string.match(meta, '{(.-)}'))
+  mark_dirty(KEYS[5], meta, t)
 end
 if ttl > 0 then
   redis.call('PEXPIRE', meta, ttl)

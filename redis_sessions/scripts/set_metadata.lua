@@ -28,7 +28,7 @@ for i = last_set + 1, #ARGV, 1000 do
 end
 local ttl = tonumber(h[2]) or 0
 if h[3] == '1' then
-  redis.call('ZADD', KEYS[4], 'NX', t[1] * 1000 + math.floor(t[2] / 1000), string.match(meta, '{(.-)}'))
+  mark_dirty(KEYS[4], meta, t)
   for _, i in ipairs({1, 2, 3, 5}) do
     redis.call('PERSIST', KEYS[i])
   end

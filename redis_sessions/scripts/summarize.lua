@@ -77,7 +77,7 @@ if ARGV[9] == '1' then
 end
 if h[6] == '1' then
   local t = redis.call('TIME')
-  redis.call('ZADD', KEYS[6], 'NX', t[1] * 1000 + math.floor(t[2] / 1000), string.match(meta, '{(.-)}'))
+  mark_dirty(KEYS[6], meta, t)
 end
 if ARGV[8] ~= '' and redis.call('GET', KEYS[4]) == ARGV[8] then
   redis.call('DEL', KEYS[4])

@@ -18,7 +18,7 @@ for i = 1, #KEYS / 6 do
   local meta, list, ids, tomb, index, tokens = KEYS[6 * i - 5], KEYS[6 * i - 4], KEYS[6 * i - 3],
     KEYS[6 * i - 2], KEYS[6 * i - 1], KEYS[6 * i]
   local epoch, upto, token = ARGV[3 * i - 1], tonumber(ARGV[3 * i]), ARGV[3 * i + 1]
-  local sid = string.match(meta, '{(.-)}')
+  local sid = session_of(meta)
   local h = redis.call('HMGET', meta, 'epoch', 'seq', 'ttl_ms', 'max_messages', 'synced_seq', 'updated_at',
     'record')
   local reply

@@ -28,7 +28,7 @@ for i = 1, #KEYS / 3 do
   local seq = f['seq']
   seq = seq and #seq <= 15 and string.find(seq, '^%d+$') and tonumber(seq)
   if #h == 0 then
-    redis.call('ZREM', index, string.match(meta, '{(.-)}'))
+    redis.call('ZREM', index, session_of(meta))
     reply = {1}
   elseif f['schema_version'] ~= ARGV[1] then
     reply = {2, f['schema_version'] or ''}

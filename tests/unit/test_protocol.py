@@ -138,6 +138,8 @@ def test_an_unknown_status_is_a_corrupt_session_not_a_crash() -> None:
 
 def test_the_shared_checks_are_found_and_return_statuses() -> None:
     assert _shared() == {
+        "session_of": set(),
+        "mark_dirty": set(),
         "version_refusal": {Status.NOT_FOUND, Status.VERSION_MISMATCH},
         "decimal_seq": set(),
         "corrupt_seq": {Status.CORRUPT},
