@@ -31,6 +31,7 @@ from ..errors import (
 )
 from ..keys import session_id
 from ..models import AgentMessage, SessionId, SessionState, decode_persisted
+from ._counts import kept_counts, unique_counts
 from ._versions import VERSION, check_version, json_object, stored_version, upgraded
 
 __all__ = [
@@ -79,13 +80,17 @@ class Header:
     updated_at: datetime | None
 
 
-def decode_stored(sid: SessionId, header: bytes, bodies: Sequence[bytes]) -> SessionState:
-    """A header row and its message bodies as a ``SessionState``: of this schema version, or of
-    an older one brought up to it by the registered upgrade steps (``migrations``)."""
+def decode_stored(
+    sid: SessionId, header: bytes, bodies: Sequence[bytes], counts: Sequence[int | None] = ()
+) -> SessionState:
+    """A header row and its message bodies (and their stored token ``counts``, ``None`` where a
+    row has none) as a ``SessionState``: of this schema version, or of an older one brought up to
+    it by the registered upgrade steps (``migrations``), whose messages are counted anew."""
     schema, found = migrations.active(), stored_version(sid, header)
     if found == schema.current:
         state = decode_header(sid, header)
         state.messages = decode_messages(sid, bodies)
+        state.message_tokens = kept_counts(counts, len(bodies))
         return state
     if not schema.can_read(found):
         raise SchemaVersionError(sid, found, schema.current)
@@ -167,8 +172,8 @@ def encode_header(sid: SessionId, state: SessionState, count: int = 0) -> Header
     """
     _checked_state(sid, state)
     try:
-        fields = msgspec.to_builtins(msgspec.structs.replace(state, messages=[]))
-        del fields["messages"]
+        fields = msgspec.to_builtins(msgspec.structs.replace(state, messages=[], message_tokens=None))
+        del fields["messages"], fields["message_tokens"]  # the rows' (their body and count columns)
         data = _ENCODER.encode(fields)
         decode_persisted(_STATE.decode, data)
     except (msgspec.DecodeError, msgspec.EncodeError, TypeError, OverflowError) as exc:
@@ -177,19 +182,24 @@ def encode_header(sid: SessionId, state: SessionState, count: int = 0) -> Header
     return Header(data, state.schema_version, column_seq, state.updated_at)
 
 
-def snapshot(sid: SessionId, state: SessionState) -> tuple[Header, list[tuple[str, bytes]]]:
-    """The header row and the ``(id, body)`` rows that store ``state`` (the first of each id)."""
+def snapshot(sid: SessionId, state: SessionState) -> tuple[Header, list[tuple[str, bytes]], list[int | None]]:
+    """The header row, the ``(id, body)`` rows that store ``state`` (the first of each id) and
+    their token counts (``state.message_tokens``; ``None`` where it has none)."""
     _checked_state(sid, state)
     rows = unique_messages(sid, state.messages)
-    return encode_header(sid, state, len(rows)), rows
+    return encode_header(sid, state, len(rows)), rows, unique_counts(state)
 
 
-def document(header: bytes, bodies: Sequence[bytes]) -> bytes:
-    """The seed's whole JSON document from a header row and message bodies, spliced, not re-encoded.
+def document(header: bytes, bodies: Sequence[bytes], counts: Sequence[int | None] = ()) -> bytes:
+    """The seed's whole JSON document from a header row and message bodies, spliced, not re-encoded,
+    with the messages' token counts (``message_tokens``) when any has one.
 
     A header is always a JSON object holding at least ``schema_version``, so ``messages`` goes
     in before its closing brace.
     """
+    if any(c is not None for c in counts):
+        tokens = b",".join(b"null" if c is None else b"%d" % c for c in counts)
+        return b'%s,"messages":[%s],"message_tokens":[%s]}' % (header[:-1], b",".join(bodies), tokens)
     return b'%s,"messages":[%s]}' % (header[:-1], b",".join(bodies))
 
 
