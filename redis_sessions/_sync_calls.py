@@ -13,8 +13,6 @@ import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal, NamedTuple
 
-import msgspec
-
 from ._calls import Call, Script
 from ._core import StoreCore
 from ._protocol import Status
@@ -85,12 +83,10 @@ def sync_read(
             # Sealed messages go to the record sealed, as stand-ins (_envelope): no key needed here.
             messages = core.codec_named(sid, meta.get(b"codec")).keeping_sealed(sid, items, int(synced))
             upto = int(synced) + len(messages)
-            state = msgspec.structs.replace(
-                core.session(sid, meta, messages).to_state(),
-                seq=upto,
-                message_tokens=_counts(len(messages), counted),
-                summary_tokens=_count(meta.get(b"summary_tokens")),
-            )
+            state = core.session(sid, meta, messages).to_state()  # a copy of its own: set in place
+            state.seq = upto
+            state.message_tokens = _counts(len(messages), counted)
+            state.summary_tokens = _count(meta.get(b"summary_tokens"))
             return Unsynced(state, int(synced), meta.get(b"epoch", b""), meta.get(b"updated_at", b""))
         except SessionError as exc:
             return exc

@@ -55,6 +55,7 @@ __all__ = [
 _ENCODER: Final = msgspec.json.Encoder()
 _STATE: Final = msgspec.json.Decoder(SessionState)
 _MESSAGE: Final = msgspec.json.Decoder(AgentMessage)
+_MESSAGE_LIST: Final = msgspec.json.Decoder(list[AgentMessage])
 
 
 class _Messages(msgspec.Struct):
@@ -212,7 +213,9 @@ def unique_messages(sid: SessionId, messages: Sequence[AgentMessage]) -> list[tu
     """``(id, JSON body)`` of each message, the first of each id only, checked like the Redis store.
 
     What is stored must decode back as it was given, or a write-behind would store a message no
-    reader can load; ``InvalidMessage`` refuses it first, before anything is written.
+    reader can load; ``InvalidMessage`` refuses it first, before anything is written. The bodies
+    are decoded back together, in one call (the worker's batches make this a hot path); only when
+    that fails is each decoded on its own, to name the one at fault.
     """
     seen: set[str] = set()
     out: list[tuple[str, bytes]] = []
@@ -225,11 +228,22 @@ def unique_messages(sid: SessionId, messages: Sequence[AgentMessage]) -> list[tu
             continue
         try:
             body = _ENCODER.encode(message)
-            decode_persisted(_MESSAGE.decode, body)
-        except (msgspec.DecodeError, msgspec.EncodeError, TypeError, OverflowError) as exc:
+        except (msgspec.EncodeError, TypeError, OverflowError) as exc:
             raise InvalidMessage(sid, f"message {message.id!r} does not match the schema: {exc}") from exc
         seen.add(message.id)
         out.append((message.id, body))
+    if out:
+        try:
+            decode_persisted(_MESSAGE_LIST.decode, b"[%s]" % b",".join([body for _, body in out]))
+        except msgspec.DecodeError:
+            for message_id, body in out:
+                try:
+                    decode_persisted(_MESSAGE.decode, body)
+                except msgspec.DecodeError as exc:
+                    raise InvalidMessage(
+                        sid, f"message {message_id!r} does not match the schema: {exc}"
+                    ) from exc
+            raise  # the list did not decode, yet each one does: not expected
     return out
 
 
