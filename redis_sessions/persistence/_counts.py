@@ -51,4 +51,4 @@ def delivered_counts(counts: Sequence[int | None] | None, n: int, fresh: int) ->
     the others it held already); ``None`` each when the batch carries none."""
     if counts is None or len(counts) != n:
         return [None] * fresh
-    return [_count(c) for c in counts[n - fresh :]]
+    return [c if type(c) is int and 0 <= c < _LIMIT else None for c in counts[n - fresh :]]
