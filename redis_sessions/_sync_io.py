@@ -42,18 +42,29 @@ class SyncTransport:
         self.client = store.transport.client
         self.core: StoreCore = store.transport.core
         self.cluster = store.transport.cluster
+        telemetry = store.transport.telemetry
+        self.server = {} if telemetry is None else telemetry.server_of(self.client)  # spans' server.*
 
     def run(self, call: Call[T]) -> T:
         """One call, through the store's transport (its retries)."""
         return self.transport.run(call)
 
     def run_all(self, calls: Sequence[Call[T]]) -> list[T]:
-        """Many script calls in one round trip; each parsed as ``run`` would. First on the
-        store's lean line (hiredis packs each command whole: redis-py's packing encodes every
-        argument in Python, a dozen a session); anything it does not finish (an error reply, a
-        cluster) goes through a redis-py pipeline, and what that does not finish one by one."""
+        """Many script calls in one round trip; each parsed as ``run`` would. With telemetry, one
+        ``BATCH <op>`` span for the round trip (each call sent again alone gets its own inside it)."""
         if len(calls) < 2:
             return [self.run(call) for call in calls]
+        telemetry = self.transport.telemetry
+        if telemetry is None or not telemetry.listening():
+            return self._run_all(calls)
+        with telemetry.batch(calls, self.server):
+            return self._run_all(calls)
+
+    def _run_all(self, calls: Sequence[Call[T]]) -> list[T]:
+        """First on the store's lean line (hiredis packs each command whole: redis-py's packing
+        encodes every argument in Python, a dozen a session); anything it does not finish (an
+        error reply, a cluster) goes through a redis-py pipeline, and what that does not finish
+        one by one, on the general path."""
         commands = []
         for call in calls:
             assert call.script is not None

@@ -23,16 +23,15 @@ from __future__ import annotations
 import hashlib
 import time
 import weakref
-from collections.abc import Callable, Iterable
-from contextvars import ContextVar
+from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, Any, Final, Literal
 
-from ._protocol import OK
-from .errors import ConflictError, InvalidArgument, InvalidOperation, LeaseLost
+from ._span import Operation, current
+from .errors import InvalidArgument, InvalidOperation
 
 if TYPE_CHECKING:
     from opentelemetry.metrics import CallbackOptions, MeterProvider, Observation
-    from opentelemetry.trace import Span, TracerProvider
+    from opentelemetry.trace import TracerProvider
 
     from ._calls import Call
 
@@ -41,8 +40,6 @@ __all__ = ["Telemetry"]
 SYSTEM: Final = "redis"
 DURATION_BUCKETS: Final = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0)
 """Redis answers in well under a millisecond: semconv's advice starts at 1 ms, so finer buckets."""
-_READS: Final = frozenset({"messages", "load"})  # what a history-cache hit (read_since) stands in for
-_current: ContextVar[_Operation | None] = ContextVar("redis_sessions_operation", default=None)
 
 
 class Telemetry:
@@ -75,7 +72,7 @@ class Telemetry:
         if not isinstance(session_id_key, bytes) or len(session_id_key) > 64:
             raise InvalidArgument("session_id_key must be bytes, at most 64 of them (a BLAKE2b key)")
         self.session_id, self._key = session_id, session_id_key
-        self._trace, self._context, self._observation = trace, context, Observation
+        self.trace_api, self.context_api, self._observation = trace, context, Observation
         self._metrics, self._given = metrics, (tracer_provider, meter_provider)
         self._listening, self._asked = False, -1.0  # the answer, and when it was last worked out
         self.tracer = trace.get_tracer(__name__, tracer_provider=tracer_provider)
@@ -141,7 +138,7 @@ class Telemetry:
         if now - self._asked < 1.0:
             return False
         self._asked = now
-        trace, tracer, meter = self._trace, self._given[0], self._given[1]
+        trace, tracer, meter = self.trace_api, self._given[0], self._given[1]
         tracer = tracer or trace.get_tracer_provider()
         meter = meter or self._metrics.get_meter_provider()
         self._listening = not isinstance(
@@ -153,11 +150,16 @@ class Telemetry:
         )
         return self._listening
 
-    def operation(self, call: Call[Any], server: dict[str, Any] | None = None) -> _Operation:
+    def operation(self, call: Call[Any], server: dict[str, Any] | None = None) -> Operation:
         """The span and measurements of one call: ``with telemetry.operation(call) as seen:`` around
         sending it, parsing its reply with ``seen.parse`` (which notes what the reply says);
         ``server``: the span's ``server.*`` attributes (``server_of``)."""
-        return _Operation(self, call, server)
+        return Operation(self, call, server)
+
+    def batch(self, calls: Sequence[Call[Any]], server: dict[str, Any] | None = None) -> Operation:
+        """One span and one duration for ``calls`` (two or more of one operation) sent in one round
+        trip: ``BATCH <op>``, with ``db.operation.batch.size``."""
+        return Operation(self, calls[0], server, len(calls))
 
     @staticmethod
     def server_of(client: Any) -> dict[str, Any]:
@@ -172,7 +174,7 @@ class Telemetry:
 
     def retry(self) -> None:
         """The call in progress is being sent again (called by the transport's retry loop)."""
-        seen = _current.get()
+        seen = current.get()
         if seen is not None:
             seen.retries += 1
             self.retries.add(1, {"db.operation.name": seen.call.op})
@@ -231,80 +233,3 @@ class Telemetry:
     def _open_streams(self, options: CallbackOptions) -> Iterable[Observation]:
         count = sum(1 for stream in list(self._streams) if stream.state == "open")
         yield self._observation(count, {"db.system.name": SYSTEM})
-
-
-class _Operation:
-    """One call in flight: its span (current while it runs), start time, retries and reply."""
-
-    __slots__ = ("call", "replay", "retries", "server", "span", "started", "telemetry", "token")
-
-    def __init__(self, telemetry: Telemetry, call: Call[Any], server: dict[str, Any] | None) -> None:
-        self.telemetry, self.call, self.server = telemetry, call, server
-        self.retries, self.replay = 0, False
-        self.span: Span | None = None
-        self.token: Any = None
-        self.started = 0.0
-
-    def parse(self, reply: Any) -> Any:
-        """The call's own parse, after noting whether an append was a replay (``append.lua``'s
-        reply ``{0, seq, 1}``)."""
-        if self.call.script == "append" and type(reply) is list and len(reply) > 2 and reply[0] == OK:
-            self.replay = True
-        return self.call.parse(reply)
-
-    def parsing(self, call: Call[Any]) -> Call[Any]:
-        """``call`` with ``parse`` routed through this operation (an append's only: the one reply
-        that says more than its parse returns)."""
-        if call.script != "append":
-            return call
-        parse: Callable[[Any], Any] = self.parse
-        return call._replace(parse=parse)
-
-    def __enter__(self) -> _Operation:
-        telemetry, call = self.telemetry, self.call
-        attributes = telemetry.span_attributes(call, self.server)
-        trace = telemetry._trace
-        span = telemetry.tracer.start_span(call.op, kind=trace.SpanKind.CLIENT, attributes=attributes)
-        self.span = span
-        # Current while the call runs (so redis-py's own spans, if on, nest under it): a span that
-        # records nothing (no SDK configured) has nothing to nest.
-        attached = telemetry._context.attach(trace.set_span_in_context(span)) if span.is_recording() else None
-        self.token = (attached, _current.set(self))
-        self.started = time.perf_counter()
-        return self
-
-    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None, tb: object) -> None:
-        elapsed = time.perf_counter() - self.started
-        attached, current = self.token
-        _current.reset(current)
-        if attached is not None:
-            self.telemetry._context.detach(attached)
-        telemetry, call, span = self.telemetry, self.call, self.span
-        assert span is not None
-        labels = telemetry.labels(call.op)
-        if self.retries:
-            span.set_attribute("redis_sessions.retries", self.retries)
-        if error is not None:
-            name = f"{type(error).__module__}.{type(error).__qualname__}"
-            labels = {**labels, "error.type": name}
-            span.set_attribute("error.type", name)
-            span.set_status(telemetry._trace.StatusCode.ERROR, str(error))
-            if isinstance(error, ConflictError):
-                telemetry.conflicts.add(1, labels)
-            elif isinstance(error, LeaseLost):
-                telemetry.lease_losses.add(1, labels)
-        if self.replay:
-            span.set_attribute("redis_sessions.append.replay", True)
-            telemetry.replays.add(1, labels)
-        if call.script == "read_since":
-            telemetry.cache_reads.add(1, {"db.operation.name": call.op, "redis_sessions.cache.hit": True})
-        elif call.op in _READS:
-            telemetry.cache_reads.add(1, {"db.operation.name": call.op, "redis_sessions.cache.hit": False})
-        telemetry.duration.record(elapsed, labels)
-        span.end()
-
-    def result(self, value: Any) -> Any:
-        """``value``, the call's result, after noting the seq an append ended at."""
-        if self.call.script == "append" and type(value) is int and self.span is not None:
-            self.span.set_attribute("redis_sessions.session.seq", value)
-        return value

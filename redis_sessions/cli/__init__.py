@@ -72,14 +72,21 @@ def _url(ctx: click.Context) -> str:
 )
 @click.option("--prefix", default="rs", show_default=True, help="Key prefix of the sessions.")
 @click.option("--cluster", is_flag=True, help="--url names a node of a Redis Cluster.")
+@click.option(
+    "--encryption",
+    metavar="MODULE:NAME",
+    envvar="REDIS_SESSIONS_ENCRYPTION",
+    help="The keyring of encrypted sessions: an Encryption object (or a function returning one) "
+    "in your own code, so show, tail, export, import, context and fork read sealed messages.",
+)
 @click.version_option(package_name="redis-sessions")
 @click.pass_context
-def main(ctx: click.Context, url: str | None, prefix: str, cluster: bool) -> None:
+def main(ctx: click.Context, url: str | None, prefix: str, cluster: bool, encryption: str | None) -> None:
     """Keep LLM-agent conversations in Redis, shared safely by many processes.
 
     Every listing command (ls, show, tail, stats) takes --json for scripts; export writes JSON Lines.
     """
-    ctx.obj = Settings(url or None, prefix, cluster)
+    ctx.obj = Settings(url or None, prefix, cluster, encryption or None)
 
 
 for _command in (demo, ls, show, tail, context, fork, export, import_, stats, delete, sync, migrate, rebind):

@@ -54,6 +54,8 @@ class Settings:
     url: str | None
     prefix: str
     cluster: bool = False
+    encryption: str | None = None
+    """``--encryption MODULE:NAME``: where the keyring of sealed sessions is (``load_encryption``)."""
 
 
 def open_store(url: str, prefix: str, *, cluster: bool = False, **options: Any) -> SessionStore:
@@ -67,10 +69,13 @@ def open_store(url: str, prefix: str, *, cluster: bool = False, **options: Any) 
 
 
 def connect(settings: Settings, **options: Any) -> SessionStore:
-    """The store the browsing commands use: ``--url``, else ``REDIS_URL``, else localhost.
+    """The store the browsing commands use: ``--url``, else ``REDIS_URL``, else localhost; with
+    ``--encryption``'s keyring, so sealed messages show, export and fork as they are.
 
     No history cache: a command reads each session once."""
     options.setdefault("cache_messages", 0)
+    if settings.encryption is not None:
+        options.setdefault("encryption", load_encryption(settings.encryption))
     return open_store(settings.url or DEFAULT_URL, settings.prefix, cluster=settings.cluster, **options)
 
 

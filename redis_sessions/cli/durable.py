@@ -94,7 +94,8 @@ def _lag(worker: SyncWorker) -> str:
 @click.option(
     "--encryption",
     metavar="MODULE:NAME",
-    help="With --rekey: where the keyring is, an Encryption object (or a function returning one).",
+    help="With --rekey: where the keyring is, an Encryption object (or a function returning one); "
+    "the global --encryption when not given.",
 )
 @click.pass_obj
 def migrate(settings: Settings, backing: str | None, rekey: bool, encryption: str | None) -> None:
@@ -114,9 +115,12 @@ def migrate(settings: Settings, backing: str | None, rekey: bool, encryption: st
 
     if settings.url is None:
         raise click.ClickException("migrate needs --url (or REDIS_URL)")
-    if rekey != (encryption is not None):
-        raise click.ClickException("--rekey and --encryption MODULE:NAME go together")
-    keys = None if encryption is None else load_encryption(encryption)
+    if encryption is not None and not rekey:
+        raise click.ClickException("migrate's --encryption MODULE:NAME goes with --rekey")
+    where = encryption or settings.encryption  # the global one reads sealed sessions to upgrade them
+    if rekey and where is None:
+        raise click.ClickException("--rekey needs --encryption MODULE:NAME (the keyring to seal with)")
+    keys = None if where is None else load_encryption(where)
     console = make_console(stderr=True)
     columns = (
         SpinnerColumn(),
@@ -128,7 +132,7 @@ def migrate(settings: Settings, backing: str | None, rekey: bool, encryption: st
         options = {"cache_messages": 0, "encryption": keys}
         with open_store(settings.url, settings.prefix, cluster=settings.cluster, **options) as store:
             task = progress.add_task("Redis")
-            run = bulk.rekey_redis if keys is not None else bulk.upgrade_redis
+            run = bulk.rekey_redis if rekey else bulk.upgrade_redis
             results.append(("Redis", run(store, lambda _: progress.advance(task))))
             codec = store.transport.core.codec
         if backing is not None:
@@ -140,9 +144,9 @@ def migrate(settings: Settings, backing: str | None, rekey: bool, encryption: st
                 task = progress.add_task("backing store")
                 advance = lambda _: progress.advance(task)  # noqa: E731
                 done = (
-                    bulk.upgrade_backing(adapter, advance)
-                    if keys is None
-                    else bulk.rekey_backing(adapter, keys, codec, advance)
+                    bulk.rekey_backing(adapter, keys, codec, advance)
+                    if rekey and keys is not None
+                    else bulk.upgrade_backing(adapter, advance)
                 )
                 results.append(("backing store", done))
     failures = 0

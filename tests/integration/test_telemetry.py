@@ -1,5 +1,6 @@
 """Telemetry (``redis_sessions.telemetry``) read back through the OpenTelemetry SDK's in-memory span
-exporter and metric reader, on a real redis-server, sync and async: names, attributes and counts of
+exporter and metric reader, on a real redis-server (and the 3-master cluster where the call takes
+the same path there), sync and async: names, attributes and counts of
 the spans and metrics a conflict, a lease loss, a replay, a retry, the history cache, a reply stream
 and the write-behind worker produce. Without the extra (OpenTelemetry made unimportable), the store
 works and ``Telemetry()`` says what is missing. (redis-py 8 imports OpenTelemetry itself when it is
@@ -42,7 +43,9 @@ from tests.integration.faults import LossyProxy
 from tests.support import AsyncAdapter, Backend
 
 REAL = [pytest.param("real", marks=pytest.mark.real)]
-pytestmark = pytest.mark.parametrize("backend", REAL, indirect=True)
+CLUSTER = [pytest.param("cluster", marks=[pytest.mark.real, pytest.mark.cluster])]
+ON_REAL = pytest.mark.parametrize("backend", REAL, indirect=True)
+ON_REAL_AND_CLUSTER = pytest.mark.parametrize("backend", REAL + CLUSTER, indirect=True)
 QUICK = RetryPolicy(attempts=3, initial=0.01, max_wait=0.02)
 
 
@@ -95,8 +98,9 @@ def otel() -> Iterator[Otel]:
     meter_provider.shutdown()
 
 
+@ON_REAL_AND_CLUSTER
 def test_an_append_makes_a_client_span_by_the_database_conventions(
-    make_store: MakeStore, otel: Otel, redis_url: str
+    make_store: MakeStore, otel: Otel, backend: Backend
 ) -> None:
     store = make_store(telemetry=otel.telemetry())
     sid = store.create()
@@ -112,9 +116,13 @@ def test_an_append_makes_a_client_span_by_the_database_conventions(
     assert span.attributes[db_attributes.DB_OPERATION_NAME] == "append"
     assert span.attributes[db_attributes.DB_STORED_PROCEDURE_NAME] == "append"
     assert span.attributes["redis_sessions.session.seq"] == 2
-    server = urlparse(redis_url)
-    assert span.attributes[server_attributes.SERVER_ADDRESS] == server.hostname
-    assert span.attributes[server_attributes.SERVER_PORT] == server.port
+    if backend.name == "cluster":  # the node is chosen per call, by slot: no one server to name
+        assert server_attributes.SERVER_ADDRESS not in span.attributes
+    else:
+        assert backend.url is not None
+        server = urlparse(backend.url)
+        assert span.attributes[server_attributes.SERVER_ADDRESS] == server.hostname
+        assert span.attributes[server_attributes.SERVER_PORT] == server.port
     assert "redis_sessions.session.id" not in span.attributes, "ids are personal data: off by default"
     assert "redis_sessions.retries" not in span.attributes
     assert span.status.status_code is StatusCode.UNSET
@@ -130,6 +138,7 @@ def test_an_append_makes_a_client_span_by_the_database_conventions(
     assert error_attributes.ERROR_TYPE not in histogram.attributes
 
 
+@ON_REAL_AND_CLUSTER
 @pytest.mark.parametrize("policy", ["hashed", "plain"])
 def test_the_session_id_is_shown_only_as_configured(make_store: MakeStore, otel: Otel, policy: str) -> None:
     store = make_store(telemetry=otel.telemetry(session_id=policy, session_id_key=b"k"))
@@ -146,6 +155,7 @@ def test_the_session_id_is_shown_only_as_configured(make_store: MakeStore, otel:
         assert value != otel.telemetry(session_id="hashed", session_id_key=b"other").session_attribute(sid)
 
 
+@ON_REAL_AND_CLUSTER
 def test_a_conflict_is_an_error_span_and_counted(make_store: MakeStore, otel: Otel) -> None:
     store = make_store(telemetry=otel.telemetry())
     sid = store.create()
@@ -160,6 +170,7 @@ def test_a_conflict_is_an_error_span_and_counted(make_store: MakeStore, otel: Ot
     assert otel.total("redis_sessions.lease.losses") == 0
 
 
+@ON_REAL_AND_CLUSTER
 def test_a_lease_loss_is_counted(make_store: MakeStore, otel: Otel) -> None:
     store = make_store(telemetry=otel.telemetry())
     sid = store.create()
@@ -175,6 +186,7 @@ def test_a_lease_loss_is_counted(make_store: MakeStore, otel: Otel) -> None:
     assert failed.attributes[error_attributes.ERROR_TYPE] == "redis_sessions.errors.LeaseLost"
 
 
+@ON_REAL_AND_CLUSTER
 def test_a_replay_of_an_idempotent_append_is_counted(make_store: MakeStore, otel: Otel) -> None:
     store = make_store(telemetry=otel.telemetry())
     sid = store.create()
@@ -189,6 +201,7 @@ def test_a_replay_of_an_idempotent_append_is_counted(make_store: MakeStore, otel
     assert otel.total("redis_sessions.append.replays") == 1
 
 
+@ON_REAL_AND_CLUSTER
 def test_history_cache_reads_say_hit_or_miss(make_store: MakeStore, otel: Otel) -> None:
     store = make_store(telemetry=otel.telemetry())
     sid = store.create()
@@ -199,6 +212,7 @@ def test_history_cache_reads_say_hit_or_miss(make_store: MakeStore, otel: Otel) 
     assert otel.total("redis_sessions.history_cache.reads", **{"redis_sessions.cache.hit": True}) == 1
 
 
+@ON_REAL_AND_CLUSTER
 def test_open_reply_streams_are_counted(make_store: MakeStore, otel: Otel) -> None:
     store = make_store(telemetry=otel.telemetry())
     sid = store.create()
@@ -217,6 +231,7 @@ def proxy(redis_url: str) -> Iterator[LossyProxy]:
         yield running
 
 
+@ON_REAL
 def test_a_retry_after_a_lost_reply_is_counted_and_replays(
     front: str, proxy: LossyProxy, backend: Backend, otel: Otel
 ) -> None:
@@ -242,6 +257,7 @@ def test_a_retry_after_a_lost_reply_is_counted_and_replays(
     assert otel.total("redis_sessions.append.replays") == 1
 
 
+@ON_REAL_AND_CLUSTER
 def test_concurrent_auto_pipelined_appends_each_get_a_span(
     redis_url: str, backend: Backend, otel: Otel
 ) -> None:
@@ -259,6 +275,7 @@ def test_concurrent_auto_pipelined_appends_each_get_a_span(
     assert all(s.attributes and s.attributes["redis_sessions.session.seq"] == 1 for s in appends)
 
 
+@ON_REAL
 def test_the_write_behind_worker_reports_backlog_and_lag(
     backend: Backend, database: SQLiteAdapter, otel: Otel
 ) -> None:
@@ -279,6 +296,32 @@ def test_the_write_behind_worker_reports_backlog_and_lag(
     assert any(s.name == "sync" for s in otel.finished()), "the worker's own calls are traced too"
 
 
+@ON_REAL
+def test_the_workers_batched_round_trips_are_one_batch_span_each(
+    backend: Backend, database: SQLiteAdapter, otel: Otel
+) -> None:
+    telemetry = otel.telemetry(session_id="plain")
+    store = SessionStore(backend.sync_client(), prefix=backend.prefix, backing=database, telemetry=telemetry)
+    worker = SyncWorker(store, database, sessions=2)  # 2 sessions a script call: 3 need a batch of 2
+    for n in range(3):
+        store.append(store.create(), AgentMessage.user(f"durable {n}"))
+    assert worker.sync_once() == 3
+    batches = [s for s in otel.finished() if s.name.startswith("BATCH ")]
+    assert batches, "a round trip of several sessions' calls is traced as one batch"
+    for span in batches:
+        assert span.kind is SpanKind.CLIENT
+        assert span.attributes is not None
+        assert span.attributes[db_attributes.DB_OPERATION_NAME] == span.name
+        assert span.attributes["db.operation.batch.size"] == 2
+        assert "redis_sessions.session.id" not in span.attributes, "a batch is many sessions: none named"
+    durations = [
+        p
+        for p in otel.points("db.client.operation.duration")
+        if str(p.attributes.get(db_attributes.DB_OPERATION_NAME, "")).startswith("BATCH ")
+    ]
+    assert sum(p.count for p in durations) == len(batches), "one duration per batch, as one operation"
+
+
 REDIS_URL_ENV = "RS_TELEMETRY_TEST_URL"
 WITHOUT_OTEL = """
 import sys
@@ -296,6 +339,7 @@ except InvalidOperation as exc:
 """
 
 
+@ON_REAL
 def test_without_the_extra_the_store_works_and_telemetry_says_what_is_missing(
     redis_url: str, backend: Backend
 ) -> None:
