@@ -9,15 +9,14 @@ groups between workers; ``rebind`` moves a session's bookkeeping to another reco
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal, NamedTuple
 
 from ._calls import Call, Script
 from ._core import StoreCore
 from ._protocol import Status
-from .errors import BackingMismatch, MessagesTrimmed, SessionError
-from .keys import dirty_key, session_keys, sync_keys, tokens_key, tombstone_key
+from .errors import BackingMismatch, InvalidSessionId, MessagesTrimmed, SessionError
+from .keys import dirty_key, session_id, session_keys, sync_keys, tokens_key, tombstone_key
 from .models import SessionId, SessionState
 
 __all__ = [
@@ -158,9 +157,9 @@ def dirty_sessions(
     def parse(flat: list[Any]) -> list[tuple[SessionId, float]]:
         found = []
         for i in range(0, len(flat), 3):
-            try:
-                sid = uuid.UUID(flat[i + 1].decode())
-            except ValueError:
+            try:  # parsed once per id (memoised): the same sessions come back pass after pass
+                sid = session_id(flat[i + 1].decode())
+            except (InvalidSessionId, ValueError):
                 continue  # not a session id: nothing this library wrote
             found.append((sid, float(flat[i + 2]) / 1000))
         return found
