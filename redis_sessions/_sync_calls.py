@@ -108,10 +108,11 @@ def sync_read(
 
 def _counts(n: int, counted: list[bytes]) -> list[int | None] | None:
     """The token counts of ``n`` messages when the last ``len(counted)`` of them have one (the
-    older ones were stored before counting began); ``None`` when none has."""
+    older ones were stored before counting began); ``None`` when none has. What is not a count
+    (a tokens list written over by hand) is none: that message is counted again on a restore."""
     if not counted:
         return None
-    return [None] * (n - len(counted)) + [int(c) for c in counted]
+    return [None] * (n - len(counted)) + [int(c) if c.isdigit() else None for c in counted]
 
 
 def _count(raw: bytes | None) -> int | None:

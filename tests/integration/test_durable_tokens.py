@@ -198,3 +198,24 @@ def test_old_postgres_tables_get_the_column_when_opened(pg_dsn: str, pg_schema: 
             assert connection.execute(query).fetchall() == [(None,)]
     with PostgresAdapter(pg_dsn, schema=pg_schema) as backing:  # and once only: nothing to add
         assert backing.load_session(sid) is not None
+
+
+@pytest.mark.parametrize("front", ["sync"])
+def test_a_count_that_is_not_one_reaches_the_record_as_none(
+    tiered: Tiered, tmp_path: Path, plain_redis: RedisServer, prefix: str
+) -> None:
+    with SQLiteAdapter(tmp_path / "record.db") as backing:
+        writer = tiered(backing, chars)
+        sid = writer.create("m")
+        writer.extend(sid, [AgentMessage.user("x" * n) for n in (2, 4)])
+        raw = redis.Redis.from_url(plain_redis.url)
+        try:
+            raw.lset(tokens_key(prefix, sid), 0, "not a count")  # by hand, not by this library
+        finally:
+            raw.close()
+        flush(writer)  # delivered all the same: the record keeps no count for that one
+        state = backing.load_session(sid)
+        assert state is not None
+        assert state.message_tokens == [None, 4]
+        evict(plain_redis, prefix, sid)
+        assert tiered(backing, tens).context(sid, 1000).counts == [20, 4]
