@@ -103,7 +103,7 @@ class Bench:
         self.prefix = f"rsbench-{uuid.uuid4().hex[:8]}"
         self.loop = asyncio.Runner()
         self.RedisSession = agents_session()
-        # The same connection options for every system: only the libraries' own work differs.
+        # The same server for every system; the sync stores are built as users build them (from_url).
         self.raw, self.araw = redis.Redis.from_url(url), redis.asyncio.Redis.from_url(url)
         self.store, self.astore = self._store(SessionStore), self._store(AsyncSessionStore)
         self.cold, self.acold = self._store(SessionStore, 0), self._store(AsyncSessionStore, 0)
@@ -117,8 +117,10 @@ class Bench:
         self.source: Any = None  # the --before revision's package, for the listing cases
 
     def _store(self, kind: Any, cache: int | None = None) -> Any:
-        client = (redis.Redis if kind is SessionStore else redis.asyncio.Redis).from_url(self.url)
         extra = {} if cache is None else {"cache_messages": cache}
+        if kind is SessionStore:  # as users build it: it owns its client, so its lean line holds a connection
+            return SessionStore.from_url(self.url, prefix=self.prefix, codec=self.cfg.codec, **extra)
+        client = redis.asyncio.Redis.from_url(self.url)
         return kind(client, prefix=self.prefix, codec=self.cfg.codec, **extra)
 
     def arun(self, coro: Coroutine[Any, Any, T]) -> T:
@@ -430,8 +432,9 @@ class Bench:
         for client in self.closing:
             self.arun(client.aclose())
         self.loop.close()
-        for sync in (self.raw, self.store.client, self.cold.client, self.warm.client):
-            sync.close()
+        self.raw.close()
+        for store in (self.store, self.cold, self.warm):
+            store.close()
 
 
 async def gather(*aws: Awaitable[Any]) -> list[Any]:

@@ -46,7 +46,7 @@ def _reads(core: StoreCore, sid: SessionId, memory: bool) -> tuple[tuple[Any, ..
         ("PTTL", keys.meta),
     )
     if memory:
-        reads += tuple(("MEMORY", "USAGE", key) for key in keys)
+        reads += tuple(("MEMORY", "USAGE", key) for key in (*keys, tokens_key(core.prefix, sid)))
     return reads
 
 
@@ -105,22 +105,29 @@ def info(core: StoreCore, session: object, memory: bool) -> Transaction[SessionI
 
 def info_page(core: StoreCore, sids: Sequence[SessionId], memory: bool) -> Pipeline[list[SessionInfo]]:
     """The ``SessionInfo`` of each of ``sids`` (those still there), in one pipelined round trip:
-    one ``info.lua`` a session (``memory``: its ``_reads`` and MEMORY USAGE of each key).
+    one ``info.lua`` a session (``memory``: with the MEMORY USAGE of each of its keys summed;
+    ``bytes`` is ``None`` where the server has no MEMORY command).
 
     Not a transaction: the sessions live in many cluster slots, and a listing need not be one
     snapshot; each session's own reads are still consistent enough for a listing."""
-    if memory:
-        per = len(_reads(core, sids[0], memory)) if sids else 0
-        reads = tuple(read for sid in sids for read in _reads(core, sid, memory))
+    sha, prefix = SHAS["info"], core.prefix
+    reads: tuple[tuple[Any, ...], ...]
+    if memory:  # the bytes too: MEMORY USAGE of every key of the session, in the same script
+        reads = tuple(
+            ("EVALSHA", sha, 4, *session_keys(prefix, sid), tokens_key(prefix, sid), "1") for sid in sids
+        )
     else:
-        per, sha, prefix = 1, SHAS["info"], core.prefix
         reads = tuple(("EVALSHA", sha, 2, *session_keys(prefix, sid)[:2]) for sid in sids)
 
+    def one(sid: SessionId, reply: list[Any]) -> SessionInfo | None:
+        # info.lua: {0, _FIELDS' values, length, pttl[, bytes (-1: no MEMORY command)]}
+        if not memory:
+            return _info(sid, reply[1:], False, True)
+        counted = reply[4] >= 0
+        return _info(sid, [*reply[1:4], *([reply[4]] if counted else [])], counted, True)
+
     def parse(replies: list[Any]) -> list[SessionInfo]:
-        if memory:
-            found = (_info(sid, replies[i * per : (i + 1) * per], memory, True) for i, sid in enumerate(sids))
-        else:  # info.lua: {0, _FIELDS' values, length, pttl}
-            found = (_info(sid, r[1:], memory, True) for sid, r in zip(sids, replies, strict=True))
+        found = (one(sid, r) for sid, r in zip(sids, replies, strict=True))
         return [item for item in found if item is not None]
 
     return Pipeline("info", None, reads, parse)

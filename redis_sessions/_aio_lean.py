@@ -7,6 +7,15 @@ on a connection of the client's own pool (``send_packed_command``) and reads the
 (``read_response``): the pool's TLS, auth, timeouts and health checks all still apply; only the
 per-command machinery is skipped.
 
+A store that made its client (``from_url`` & co.) and is synchronous *holds* one connection for
+this line instead of taking one from the pool per call (the pool's get and release cost ~5 us, more
+than the script's own server time): one thread at a time uses it (a non-blocking lock; a call that
+finds it taken goes by the pool as before); a forked child takes a fresh one (redis-py's pool
+resets itself on a new pid); after a second idle it is checked as the pool checks its connections
+(reconnected if the server closed it); a fault disconnects it, and the next call reconnects. Not
+held: a client the caller passed in (its pool is theirs); RESP3 or a client-side cache (pushes and
+invalidations the pool handles when it hands a connection out); a pool of fewer than 8 connections.
+
 Nothing unusual is handled here. ``UNSENT`` tells the transport to take its general path (a client
 this line does not serve, a server that lost the script: NOSCRIPT); a connection fault drops the
 connection and is raised for the transport's retry policy, whose retries go the general way. What
@@ -21,6 +30,9 @@ This module is the source of ``_lean.py`` (``python tools/unasync.py``).
 from __future__ import annotations
 
 import asyncio
+import os
+import threading
+import time
 from collections.abc import Sequence
 from typing import Any, Final
 
@@ -39,6 +51,10 @@ _PLAIN: Final = frozenset({"HMGET", "LLEN", "LRANGE", "PTTL", "EVALSHA"})
 """Commands whose raw reply is what redis-py returns for them, in RESP2 and RESP3 alike (no response
 callback changes them): the only ones sent in lean pipelines and transactions (HGETALL is a list in
 RESP2, a dict once redis-py has parsed it)."""
+_HOLD_FROM: Final = 8
+"""The smallest pool (``max_connections``) a connection is held from (``_holdable``)."""
+_IDLE: Final = 1.0
+"""Seconds a held connection may idle before it is checked as the pool checks one it hands out."""
 _MULTI: Final = pack_command(("MULTI",))
 _EXEC: Final = pack_command(("EXEC",))
 
@@ -46,7 +62,7 @@ _EXEC: Final = pack_command(("EXEC",))
 class AsyncLeanLine:
     """Sends pre-built commands of one store on its client's pool connections (see the module)."""
 
-    def __init__(self, client: Redis | RedisCluster) -> None:
+    def __init__(self, client: Redis | RedisCluster, hold: bool = False) -> None:
         encoding = client.get_encoder().encoding.lower().replace("_", "-")
         self.pool: Any = None
         if (
@@ -55,6 +71,13 @@ class AsyncLeanLine:
             and encoding in ("utf-8", "utf8")
         ):
             self.pool = client.connection_pool
+        # The held connection (see the module): its lock, or None when this line holds none.
+        self._holding: threading.Lock | None = None
+        self._held: Any = None
+        self._held_pid = 0
+        self._held_used = 0.0
+        if hold and self.pool is not None and _holdable(self.pool):
+            self._holding = threading.Lock()
         # asyncio only
         self.pipelining = True  # concurrent sends of a loop coalesced into one write (_aio_pipelining)
         self._pipelines: dict[asyncio.AbstractEventLoop, AutoPipeline] = {}
@@ -99,9 +122,15 @@ class AsyncLeanLine:
         return await self._send(command)
 
     async def _send(self, command: tuple[Any, ...]) -> Any:
-        """``command`` alone, on a connection of its own from the pool."""
+        """``command`` alone, on the held connection when it is free, else on one from the pool."""
         pool = self.pool
         packed = [pack_command(command)]
+        holding = self._holding
+        if holding is not None and holding.acquire(blocking=False):
+            try:
+                return await self._send_held(packed)
+            finally:
+                holding.release()
         connection = await pool.get_connection()
         try:
             await connection.send_packed_command(packed)
@@ -117,6 +146,27 @@ class AsyncLeanLine:
             raise
         finally:
             await pool.release(connection)
+
+    async def _send_held(self, packed: list[bytes]) -> Any:
+        """``packed`` on the held connection (the caller holds its lock): taken from the pool on
+        first use and in a forked child, checked after an idle second, disconnected on a fault."""
+        connection, now = self._held, time.monotonic()
+        if connection is None or self._held_pid != os.getpid():
+            connection = self._held = await self.pool.get_connection()  # never released: held
+            self._held_pid = os.getpid()
+        elif now - self._held_used > _IDLE:
+            await self.pool.ensure_connection(connection)  # the server may have closed it meanwhile
+        self._held_used = now
+        try:
+            await connection.send_packed_command(packed)
+            return await connection.read_response()
+        except redis.exceptions.NoScriptError:
+            return UNSENT
+        except redis.exceptions.ResponseError:
+            raise
+        except BaseException:
+            await connection.disconnect()  # as in _send(); the next call reconnects it
+            raise
 
     async def pipeline(self, commands: Sequence[tuple[Any, ...]]) -> Any:
         """The replies of ``commands`` pipelined in one round trip, or ``UNSENT`` when any was an
@@ -170,6 +220,17 @@ class AsyncLeanLine:
             raise
         finally:
             await pool.release(connection)
+
+
+def _holdable(pool: Any) -> bool:
+    """A pool that may lend this line a connection for good: RESP2 (nothing arrives unasked: no
+    pushes, no maintenance notifications), no client-side cache, and room for at least
+    ``_HOLD_FROM`` connections (the held one is one fewer for every other call, pub/sub included)."""
+    return (
+        getattr(pool, "cache", None) is None
+        and pool.connection_kwargs.get("protocol") in (None, 2, "2")
+        and getattr(pool, "max_connections", 0) >= _HOLD_FROM
+    )
 
 
 def _plain(commands: Sequence[tuple[Any, ...]]) -> bool:

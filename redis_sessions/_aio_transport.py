@@ -81,7 +81,9 @@ class AsyncTransport:
             return line
         line = self._lean_lines.get(client)
         if line is None:
-            line = self._lean_lines[client] = AsyncLeanLine(client)
+            # The synchronous store holds a connection for its lean line when it made its client
+            # (_lean.py: the pool's get and release cost more than the script takes on the server).
+            line = self._lean_lines[client] = AsyncLeanLine(client, hold=self.clients.owns)
         self._lean = (client, line)
         return line
 

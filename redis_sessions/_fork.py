@@ -48,6 +48,7 @@ _NOT_COPIED: Final = frozenset(
         b"synced_epoch",
         b"bytes",  # a byte limit's running total (max_bytes is copied): summed anew by the fork's append
         b"bytes_seq",
+        b"expiry_ms",  # the deadline the source's keys carry (push_messages), not the fork's
     }
 )
 _SUMMARY: Final = (b"summary", b"summary_id", b"summary_seq", b"summary_tokens", b"summary_base")

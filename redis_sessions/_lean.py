@@ -6,6 +6,9 @@ regenerate. See the source's docstring.
 
 from __future__ import annotations
 
+import os
+import threading
+import time
 from collections.abc import Sequence
 from typing import Any, Final
 
@@ -23,6 +26,10 @@ _PLAIN: Final = frozenset({"HMGET", "LLEN", "LRANGE", "PTTL", "EVALSHA"})
 """Commands whose raw reply is what redis-py returns for them, in RESP2 and RESP3 alike (no response
 callback changes them): the only ones sent in lean pipelines and transactions (HGETALL is a list in
 RESP2, a dict once redis-py has parsed it)."""
+_HOLD_FROM: Final = 8
+"""The smallest pool (``max_connections``) a connection is held from (``_holdable``)."""
+_IDLE: Final = 1.0
+"""Seconds a held connection may idle before it is checked as the pool checks one it hands out."""
 _MULTI: Final = pack_command(("MULTI",))
 _EXEC: Final = pack_command(("EXEC",))
 
@@ -30,7 +37,7 @@ _EXEC: Final = pack_command(("EXEC",))
 class LeanLine:
     """Sends pre-built commands of one store on its client's pool connections (see the module)."""
 
-    def __init__(self, client: Redis | RedisCluster) -> None:
+    def __init__(self, client: Redis | RedisCluster, hold: bool = False) -> None:
         encoding = client.get_encoder().encoding.lower().replace("_", "-")
         self.pool: Any = None
         if (
@@ -39,6 +46,13 @@ class LeanLine:
             and encoding in ("utf-8", "utf8")
         ):
             self.pool = client.connection_pool
+        # The held connection (see the module): its lock, or None when this line holds none.
+        self._holding: threading.Lock | None = None
+        self._held: Any = None
+        self._held_pid = 0
+        self._held_used = 0.0
+        if hold and self.pool is not None and _holdable(self.pool):
+            self._holding = threading.Lock()
 
     def send(self, command: tuple[Any, ...]) -> Any:
         """``command``'s reply, or ``UNSENT`` (take the general path); see the module for faults."""
@@ -47,9 +61,15 @@ class LeanLine:
         return self._send(command)
 
     def _send(self, command: tuple[Any, ...]) -> Any:
-        """``command`` alone, on a connection of its own from the pool."""
+        """``command`` alone, on the held connection when it is free, else on one from the pool."""
         pool = self.pool
         packed = [pack_command(command)]
+        holding = self._holding
+        if holding is not None and holding.acquire(blocking=False):
+            try:
+                return self._send_held(packed)
+            finally:
+                holding.release()
         connection = pool.get_connection()
         try:
             connection.send_packed_command(packed)
@@ -65,6 +85,27 @@ class LeanLine:
             raise
         finally:
             pool.release(connection)
+
+    def _send_held(self, packed: list[bytes]) -> Any:
+        """``packed`` on the held connection (the caller holds its lock): taken from the pool on
+        first use and in a forked child, checked after an idle second, disconnected on a fault."""
+        connection, now = self._held, time.monotonic()
+        if connection is None or self._held_pid != os.getpid():
+            connection = self._held = self.pool.get_connection()  # never released: held
+            self._held_pid = os.getpid()
+        elif now - self._held_used > _IDLE:
+            self.pool.ensure_connection(connection)  # the server may have closed it meanwhile
+        self._held_used = now
+        try:
+            connection.send_packed_command(packed)
+            return connection.read_response()
+        except redis.exceptions.NoScriptError:
+            return UNSENT
+        except redis.exceptions.ResponseError:
+            raise
+        except BaseException:
+            connection.disconnect()  # as in _send(); the next call reconnects it
+            raise
 
     def pipeline(self, commands: Sequence[tuple[Any, ...]]) -> Any:
         """The replies of ``commands`` pipelined in one round trip, or ``UNSENT`` when any was an
@@ -118,6 +159,17 @@ class LeanLine:
             raise
         finally:
             pool.release(connection)
+
+
+def _holdable(pool: Any) -> bool:
+    """A pool that may lend this line a connection for good: RESP2 (nothing arrives unasked: no
+    pushes, no maintenance notifications), no client-side cache, and room for at least
+    ``_HOLD_FROM`` connections (the held one is one fewer for every other call, pub/sub included)."""
+    return (
+        getattr(pool, "cache", None) is None
+        and pool.connection_kwargs.get("protocol") in (None, 2, "2")
+        and getattr(pool, "max_connections", 0) >= _HOLD_FROM
+    )
 
 
 def _plain(commands: Sequence[tuple[Any, ...]]) -> bool:

@@ -23,7 +23,7 @@ import threading
 import warnings
 import weakref
 from collections.abc import AsyncIterator, Callable
-from typing import Any
+from typing import Any, Final
 
 from .errors import WrongEventLoop
 
@@ -58,6 +58,9 @@ class LoopClients:
     the store says it made ``home`` (and how to make another): other loops then get clients of their
     own; without, a call from another loop raises ``WrongEventLoop``.
     """
+
+    owns: Final = False
+    """The asyncio store's lean line never holds a connection (it auto-pipelines on the pool)."""
 
     def __init__(self, home: Any) -> None:
         self.home = home
@@ -176,6 +179,11 @@ class OneClient:
     def own(self, owned: tuple[Any, ...], reopen: Reopen) -> None:
         """The store made ``home``: close ``owned`` with it (``reopen`` is for the asyncio store)."""
         self._owned = owned
+
+    @property
+    def owns(self) -> bool:
+        """Whether the store made its client (nobody else takes connections from its pool)."""
+        return bool(self._owned)
 
     def current(self) -> Any:
         """The client."""

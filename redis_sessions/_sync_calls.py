@@ -143,6 +143,7 @@ def sync_mark(
             *session_keys(core.prefix, sid),
             tombstone_key(core.prefix, sid),
             dirty_key(core.prefix, sid, core.cluster),
+            tokens_key(core.prefix, sid),
         ]
         args += [read.epoch, held, read.token]
     only = marks[0][0] if len(marks) == 1 else None

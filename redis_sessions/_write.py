@@ -108,7 +108,11 @@ def set_metadata(core: StoreCore, sid: object, updates: Mapping[str, str | None]
     def parse(reply: list[Any]) -> None:
         core.check(sid, reply)
 
-    keys = (*session_keys(core.prefix, sid), dirty_key(core.prefix, sid, core.cluster))
+    keys = (
+        *session_keys(core.prefix, sid),
+        dirty_key(core.prefix, sid, core.cluster),
+        tokens_key(core.prefix, sid),
+    )
     return Script("set_metadata", sid, "set_metadata", keys, args, parse)
 
 

@@ -85,7 +85,8 @@ end
 -- true when the tokens list does not line up with the list (the meta's tokens_seq is not its seq:
 -- a session counted since before a restore, say), and, when the session has a byte limit
 -- (max_bytes), sized = {limit, total = the meta's bytes, restart = the meta's bytes_seq is not its
--- seq (a pop, a restore: the total is summed again from the list)}}. Returns the new seq; or nil and
+-- seq (a pop, a restore: the total is summed again from the list)}, expiry = the meta's expiry_ms
+-- as a number (the deadline every key carries, see the TTL below) or nil}. Returns the new seq; or nil and
 -- the reply to return: the error when the list or tokens key holds another type, or {17, limit,
 -- size} (QUOTA) when the new bodies would take the session past its limit (nothing changed).
 -- One copy for every script that appends (append.lua, tool_call.lua).
@@ -121,17 +122,26 @@ local function push_messages(keys, args, fresh, h, seq, finish, indexed, counted
     sized.total = size
   end
   -- Push in chunks: unpack() of a very large batch would overflow the Lua stack.
-  local len = 0
+  local len, tallied = 0, 0
   local chunk = 500
+  -- Each table, closure or string.format costs the server ~0.1-1 us a call here, as much as a cheap
+  -- command (measured: benchmarks/bench_append_script.py): the common call (indexed) builds none
+  -- it does not need.
+  local counts = counted.counts
   for c = 1, #fresh, chunk do
-    local payloads, scored, tallies = {}, {}, {}
+    local payloads, scored, tallies = {}, nil, {}
+    if not indexed then
+      scored = {}
+    end
     for k = c, math.min(c + chunk - 1, #fresh) do
       local i = fresh[k]
       seq = seq + 1
       payloads[#payloads + 1] = args[i + 1]
-      scored[#scored + 1] = seq
-      scored[#scored + 1] = args[i]
-      local n = counted.counts[k] or 0
+      if scored then
+        scored[#scored + 1] = seq
+        scored[#scored + 1] = args[i]
+      end
+      local n = counts[k] or 0
       tallies[#tallies + 1] = n
       total = total + n
     end
@@ -151,6 +161,7 @@ local function push_messages(keys, args, fresh, h, seq, finish, indexed, counted
       end
       local pushed = redis.pcall('RPUSH', tokens, unpack(tallies))
       failed = type(pushed) == 'table' and pushed.err
+      tallied = pushed
       if failed then
         redis.call('LTRIM', list, 0, -#payloads - 1)
       end
@@ -182,15 +193,16 @@ local function push_messages(keys, args, fresh, h, seq, finish, indexed, counted
     redis.call('LTRIM', tokens, -max, -1)
     redis.call('ZREMRANGEBYSCORE', ids, '-inf', seq - max)
   end
-  -- One HSET of the meta (after the trim, which a byte total needs to know).
-  local stamp = string.format('%s%06d', t[1], tonumber(t[2]))
-  if sized then
-    redis.call('HSET', meta, 'seq', seq, 'updated_at', stamp, 'tokens', total, 'tokens_seq', seq,
-      'bytes', sized.total, 'bytes_seq', seq)
-  else
-    redis.call('HSET', meta, 'seq', seq, 'updated_at', stamp, 'tokens', total, 'tokens_seq', seq)
-  end
+  -- The TTL. Every key of a session with one carries the deadline its meta keeps in expiry_ms: a
+  -- write whose own deadline (now + ttl) is not past it finds every key living long enough and sets
+  -- none (a burst of appends sets them once: 4 PEXPIREs are a fifth of this script's server time);
+  -- otherwise every key gets now + ttl + a slack of 1 % of the ttl (at most a second). A session so
+  -- expires at least ttl after its last write, at most the slack later. A key this call made (its
+  -- list or counts were empty, its ids zset holds only this call's ids: say, one evicted) has no
+  -- TTL yet: then all are set. Every other script that sets a session's TTL clears expiry_ms (pop,
+  -- set_metadata, sync_mark, fork); a durable session keeps none until it is stored (PERSIST).
   local ttl = tonumber(h[4]) or 0
+  local expiry
   if durable then
     redis.call('ZADD', keys[6], 'NX', t[1] * 1000 + math.floor(t[2] / 1000), string.match(meta, '{(.-)}'))
     if ttl > 0 then
@@ -198,12 +210,32 @@ local function push_messages(keys, args, fresh, h, seq, finish, indexed, counted
       redis.call('PERSIST', list)
       redis.call('PERSIST', ids)
       redis.call('PERSIST', tokens)
+      expiry = 0
     end
   elseif ttl > 0 then
-    redis.call('PEXPIRE', meta, ttl)
-    redis.call('PEXPIRE', list, ttl)
-    redis.call('PEXPIRE', ids, ttl)
-    redis.call('PEXPIRE', tokens, ttl)
+    local now = t[1] * 1000 + math.floor(t[2] / 1000)
+    expiry = counted.expiry or 0
+    if expiry < now + ttl or len == #fresh or tallied == #fresh or redis.call('ZCARD', ids) <= #fresh then
+      expiry = now + ttl + math.min(math.floor(ttl / 100), 1000)
+      redis.call('PEXPIREAT', meta, expiry)
+      redis.call('PEXPIREAT', list, expiry)
+      redis.call('PEXPIREAT', ids, expiry)
+      redis.call('PEXPIREAT', tokens, expiry)
+    end
+  end
+  -- One HSET of the meta (after the trim, which a byte total needs to know).
+  -- updated_at: seconds and zero-padded microseconds (what string.format('%s%06d') gives, for a
+  -- third of its cost)
+  local stamp = t[1] .. string.rep('0', 6 - #t[2]) .. t[2]
+  -- (Spelled out: a table of the fields to unpack costs more than the call.)
+  if sized then
+    redis.call('HSET', meta, 'seq', seq, 'updated_at', stamp, 'tokens', total, 'tokens_seq', seq,
+      'bytes', sized.total, 'bytes_seq', seq, 'expiry_ms', expiry or 0)
+  elseif expiry then
+    redis.call('HSET', meta, 'seq', seq, 'updated_at', stamp, 'tokens', total, 'tokens_seq', seq,
+      'expiry_ms', expiry)
+  else
+    redis.call('HSET', meta, 'seq', seq, 'updated_at', stamp, 'tokens', total, 'tokens_seq', seq)
   end
   local publish = (redis.REDIS_VERSION_NUM or 0) >= 0x070000 and 'SPUBLISH' or 'PUBLISH'
   if finish then

@@ -27,7 +27,7 @@
 -- Status (redis_sessions._protocol.Status): OK NOT_FOUND VERSION_MISMATCH CONFLICT CODEC CORRUPT LEASE_LOST EVICTED REPLY_CLOSED QUOTA
 local meta, list, ids = KEYS[1], KEYS[2], KEYS[3]
 local pairs_from = #KEYS == 10 and 7 or 6
-local h, seq, refused = writable_meta(meta, ARGV[1], ARGV[2], 'tokens', 'tokens_seq', 'max_bytes')
+local h, seq, refused = writable_meta(meta, ARGV[1], ARGV[2], 'tokens', 'tokens_seq', 'max_bytes', 'expiry_ms')
 if refused then
   return refused
 end
@@ -114,7 +114,8 @@ if count > 1 then
     counts[#counts + 1] = tonumber(n)
   end
 end
-local counted = {key = KEYS[#KEYS], counts = counts, total = tonumber(h[8]) or 0, restart = h[9] ~= h[3]}
+local counted = {key = KEYS[#KEYS], counts = counts, total = tonumber(h[8]) or 0, restart = h[9] ~= h[3],
+  expiry = tonumber(h[11])}
 if (tonumber(h[10]) or 0) > 0 then  -- the byte limit (max_bytes, set by create): push_messages
   counted.sized = sized_meta(meta, tonumber(h[10]), h[3])
 end

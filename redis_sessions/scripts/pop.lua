@@ -3,7 +3,7 @@
 -- instead of popping another.
 -- KEYS[1] = meta hash, KEYS[2] = messages list, KEYS[3] = ids zset, KEYS[4] = lease hash (unused),
 -- KEYS[5] = events channel, KEYS[6] = dirty index (unused), KEYS[7] = tokens list (the popped
--- message's count goes with it, off the running total)
+-- message's count goes with it, off the running total; its TTL is refreshed with the others')
 -- ARGV[1] = schema version, ARGV[2] = token (unique per call; it also becomes the session's epoch)
 -- Returns {0, codec, position, payload}: the popped message and its list position, or {0} when the
 -- session holds no message; {1} not found; {2, version} other schema; {6, detail} corrupt meta hash;
@@ -40,7 +40,9 @@ if h[7] == h[3] then  -- the counts line up with the list (context.lua): keep th
   redis.call('HSET', meta, 'tokens_seq', seq - 1)
   redis.call('HINCRBY', meta, 'tokens', -count)
 end
-redis.call('HDEL', meta, 'bytes_seq')  -- a byte total (max_bytes) is summed again by the next append
+-- A byte total (max_bytes) is summed again by the next append; the TTL set below is not the
+-- deadline an append kept in expiry_ms (push_messages): the next append sets every key's again.
+redis.call('HDEL', meta, 'bytes_seq', 'expiry_ms')
 local t = redis.call('TIME')
 redis.call('HSET', meta, 'seq', seq - 1, 'epoch', ARGV[2], 'pop_token', ARGV[2], 'pop_position', position,
   'pop_payload', payload, 'updated_at', string.format('%s%06d', t[1], tonumber(t[2])))
@@ -49,6 +51,7 @@ if ttl > 0 then
   redis.call('PEXPIRE', meta, ttl)
   redis.call('PEXPIRE', list, ttl)
   redis.call('PEXPIRE', ids, ttl)
+  redis.call('PEXPIRE', KEYS[7], ttl)
 end
 redis.call((redis.REDIS_VERSION_NUM or 0) >= 0x070000 and 'SPUBLISH' or 'PUBLISH', KEYS[5], seq - 1)
 return {0, h[2], position, payload}

@@ -3,8 +3,9 @@
 -- (and whose metadata did not change since it was read) leaves the dirty index and gets its TTL and
 -- trimming back. It may run when Redis is out of memory (allow-oom, Redis >= 7): it is what makes
 -- sessions evictable again, so refusing it would leave a full Redis full for good.
--- KEYS[1] .. KEYS[5] = meta hash, messages list, ids zset, tombstone (left by delete) and dirty index
--- of the first session, KEYS[5i-4] .. KEYS[5i] of the i-th (on a cluster all in one slot)
+-- KEYS[1] .. KEYS[6] = meta hash, messages list, ids zset, tombstone (left by delete), dirty index
+-- and tokens list of the first session, KEYS[6i-5] .. KEYS[6i] of the i-th (on a cluster all in one
+-- slot). The tokens list is trimmed and expires with the list (it kept no TTL while dirty).
 -- ARGV[1] = the worker's record id, then per session ARGV[3i-1] = epoch read,
 -- ARGV[3i] = seq the record now holds, ARGV[3i+1] = updated_at read (the change token)
 -- Returns one reply per session: {0, 1} clean, {0, 0} still dirty (written to meanwhile); {1} gone
@@ -13,9 +14,9 @@
 -- {13, record id} bound to another record: nothing changed.
 -- Status (redis_sessions._protocol.Status): OK NOT_FOUND CONFLICT DELETED OTHER_RECORD
 local replies = {}
-for i = 1, #KEYS / 5 do
-  local meta, list, ids, tomb, index = KEYS[5 * i - 4], KEYS[5 * i - 3], KEYS[5 * i - 2], KEYS[5 * i - 1],
-    KEYS[5 * i]
+for i = 1, #KEYS / 6 do
+  local meta, list, ids, tomb, index, tokens = KEYS[6 * i - 5], KEYS[6 * i - 4], KEYS[6 * i - 3],
+    KEYS[6 * i - 2], KEYS[6 * i - 1], KEYS[6 * i]
   local epoch, upto, token = ARGV[3 * i - 1], tonumber(ARGV[3 * i]), ARGV[3 * i + 1]
   local sid = string.match(meta, '{(.-)}')
   local h = redis.call('HMGET', meta, 'epoch', 'seq', 'ttl_ms', 'max_messages', 'synced_seq', 'updated_at',
@@ -46,6 +47,7 @@ for i = 1, #KEYS / 5 do
       local max = tonumber(h[4]) or 0
       if max > 0 and redis.call('LLEN', list) > max then
         redis.call('LTRIM', list, -max, -1)
+        redis.call('LTRIM', tokens, -max, -1)
         redis.call('ZREMRANGEBYSCORE', ids, '-inf', seq - max)
       end
       local ttl = tonumber(h[3]) or 0
@@ -53,6 +55,8 @@ for i = 1, #KEYS / 5 do
         redis.call('PEXPIRE', meta, ttl)
         redis.call('PEXPIRE', list, ttl)
         redis.call('PEXPIRE', ids, ttl)
+        redis.call('PEXPIRE', tokens, ttl)
+        redis.call('HDEL', meta, 'expiry_ms')  -- not the deadline an append keeps (push_messages)
       end
       reply = {0, 1}
     end

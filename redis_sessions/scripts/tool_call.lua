@@ -29,7 +29,8 @@
 -- Status (redis_sessions._protocol.Status): OK NOT_FOUND VERSION_MISMATCH CODEC CORRUPT LEASE_LOST EVICTED TOOL_PENDING TOOL_DONE QUOTA
 local meta, list, ids, tools = KEYS[1], KEYS[2], KEYS[3], KEYS[7]
 local action, id, token = ARGV[3], ARGV[4], ARGV[5]
-local h, seq, refused = writable_meta(meta, ARGV[1], ARGV[2], 'epoch', 'tokens', 'tokens_seq', 'max_bytes')
+local h, seq, refused = writable_meta(meta, ARGV[1], ARGV[2], 'epoch', 'tokens', 'tokens_seq', 'max_bytes',
+  'expiry_ms')
 if refused then
   return refused
 end
@@ -119,7 +120,7 @@ end
 
 -- complete: append the result message and record it, in this one step.
 local counted = {key = KEYS[8], counts = {tonumber(ARGV[11]) or 0}, total = tonumber(h[9]) or 0,
-  restart = h[10] ~= h[3]}
+  restart = h[10] ~= h[3], expiry = tonumber(h[12])}
 if (tonumber(h[11]) or 0) > 0 then  -- the session's byte limit, as append.lua keeps it (push_messages)
   counted.sized = sized_meta(meta, tonumber(h[11]), h[3])
 end

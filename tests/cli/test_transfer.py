@@ -217,7 +217,8 @@ def test_export_then_import_keeps_each_sessions_ttl_and_max_messages(
             assert backend.raw.pttl(session_keys(other, forever).meta) == -1, "not the store's 5 s"
             copy.append(bounded, AgentMessage.user("one more", id="m6"))
             assert [m.id for m in copy.messages(bounded)] == ["m3", "m4", "m5", "m6"], "its own bound of 4"
-            assert 800_000 < backend.raw.pttl(session_keys(other, bounded).meta) <= 900_000
+            # an append's slack: 1 % of the ttl, at most a second (push_messages)
+            assert 800_000 < backend.raw.pttl(session_keys(other, bounded).meta) <= 901_000
     finally:
         for key in backend.stored_keys(other):
             backend.raw.delete(key)

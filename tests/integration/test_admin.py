@@ -22,7 +22,7 @@ from redis_sessions import (
     StoreError,
 )
 from redis_sessions._admin import pop
-from redis_sessions.keys import dirty_key, session_keys
+from redis_sessions.keys import dirty_key, session_keys, tokens_key
 from redis_sessions.persistence import SQLiteAdapter
 from tests.conftest import MakeStore, Store
 from tests.support import AsyncAdapter, Backend, expect_no_change, messages_of
@@ -67,8 +67,25 @@ def test_info_memory_is_what_redis_reports(store: Store, raw: redis.Redis, backe
     store.extend(sid, messages_of(20))
     info = store.info(sid, memory=True)
     assert info is not None
-    usage = sum(raw.memory_usage(key) or 0 for key in session_keys(backend.prefix, sid))
+    keys = (*session_keys(backend.prefix, sid), tokens_key(backend.prefix, sid))  # the counts too
+    usage = sum(raw.memory_usage(key) or 0 for key in keys)
     assert info.bytes == usage > 0
+    # A listing reads the same in one script a session (info.lua): the same bytes.
+    (listed,) = [i for i in store.infos(memory=True) if i.id == sid]
+    assert listed == info
+
+
+def test_a_listing_without_memory_usage_gives_no_bytes(store: Store, backend: Backend) -> None:
+    # fakeredis has no MEMORY command, as some managed servers: the counts come, the bytes do not.
+    sid = store.create("m")
+    store.extend(sid, messages_of(2))
+    (listed,) = [i for i in store.infos(memory=True) if i.id == sid]
+    assert listed.messages == 2
+    if backend.name == "fakeredis":
+        assert listed.bytes is None
+    else:
+        assert listed.bytes is not None
+        assert listed.bytes > 0
 
 
 def test_infos_pages_through_every_session(store: Store) -> None:

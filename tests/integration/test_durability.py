@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from redis_sessions import AgentMessage, AsyncSessionStore, ConflictError, SessionNotFound, SessionStore
-from redis_sessions.keys import dirty_key, session_keys
+from redis_sessions.keys import dirty_key, session_keys, tokens_key
 from redis_sessions.persistence import SQLiteAdapter
 from redis_sessions.writebehind import SyncWorker
 from tests.integration.durable_support import flush
@@ -152,7 +152,13 @@ def test_a_dirty_session_keeps_no_ttl_until_it_is_stored(backend: Backend, datab
         assert (lag.sessions, lag.messages) == (1, 10)
         worker.flush(timeout=30)
         assert 0 < backend.raw.pttl(meta) <= 60_000
+        # The token counts expire with the session (they outlived it, persisted, before) and are
+        # trimmed with its list.
+        assert 0 < backend.raw.pttl(tokens_key(backend.prefix, sid)) <= 60_000
+        assert backend.raw.llen(tokens_key(backend.prefix, sid)) == 3
         assert ids(store.messages(sid)) == ids(messages_of(10))[-3:], "trimmed once stored"
+        expected = [store.context(sid, 10**6).messages, store.messages(sid)]
+        assert expected[0] == expected[1]
         assert ids(database.load_session(sid).messages) == ids(messages_of(10))  # type: ignore[union-attr]
         assert backend.raw.zscore(dirty_key(backend.prefix, sid, backend.cluster), str(sid)) is None
         assert worker.lag() == (0, 0, 0.0)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 from datetime import UTC, datetime
 
@@ -132,6 +133,28 @@ def test_timestamps_are_aware_and_move_forward(store: Store) -> None:
     assert appended.updated_at is not None
     assert appended.created_at == created.created_at
     assert appended.updated_at >= created.updated_at
+
+
+def test_updated_at_is_seconds_then_six_digit_microseconds(store: Store, backend: Backend) -> None:
+    """An append writes updated_at as TIME's seconds and its microseconds zero-padded to six digits
+    (push_messages builds it by concatenation, not string.format: the same string, cheaper). The
+    padding shows in the first 100 ms of a second: appends 50 ms apart until one lands there."""
+    sid = store.create()
+    meta = session_keys(backend.prefix, sid).meta
+    for i in range(100):
+        store.append(sid, AgentMessage.user(f"m{i}"))
+        stamp = backend.raw.hget(meta, "updated_at").decode()
+        assert len(stamp) == 16, stamp
+        assert stamp.isdigit(), stamp
+        if int(stamp[-6:]) < 100_000:
+            break
+        time.sleep(0.05)
+    else:
+        pytest.fail("no append landed in the first 100 ms of a second")
+    loaded = store.load(sid)
+    assert loaded is not None
+    assert loaded.updated_at is not None
+    assert round(loaded.updated_at.timestamp() * 1_000_000) == int(stamp)
 
 
 # -- append / extend: seq -------------------------------------------------------------------------
@@ -495,7 +518,7 @@ def test_from_url_splits_store_and_client_options(backend: Backend, redis_url: s
         keys = session_keys(backend.prefix, sid)
         assert backend.raw.hget(keys.meta, "codec") == b"json"
         assert backend.raw.llen(keys.messages) == 2
-        assert 0 < backend.raw.pttl(keys.messages) <= 60_000
+        assert 0 < backend.raw.pttl(keys.messages) <= 60_600  # an append's 1 % slack (push_messages)
 
 
 @pytest.mark.parametrize("backend", [pytest.param("real", marks=pytest.mark.real)], indirect=True)
