@@ -32,7 +32,7 @@ from ..errors import (
 from ..keys import session_id
 from ..models import AgentMessage, SessionId, SessionState, decode_persisted
 from ._counts import kept_counts, unique_counts
-from ._versions import VERSION, check_version, json_object, stored_version, upgraded
+from ._versions import VERSION, check_version, decode_document, json_object, stored_version, upgraded
 
 __all__ = [
     "Header",
@@ -56,15 +56,6 @@ _ENCODER: Final = msgspec.json.Encoder()
 _STATE: Final = msgspec.json.Decoder(SessionState)
 _MESSAGE: Final = msgspec.json.Decoder(AgentMessage)
 _MESSAGE_LIST: Final = msgspec.json.Decoder(list[AgentMessage])
-
-
-class _Messages(msgspec.Struct):
-    """The messages of a document left undecoded, to find which one is at fault."""
-
-    messages: list[msgspec.Raw] = msgspec.field(default_factory=list)
-
-
-_MESSAGES: Final = msgspec.json.Decoder(_Messages)
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,30 +120,6 @@ def decode_header(sid: SessionId, data: bytes) -> SessionState:
 def decode_messages(sid: SessionId, bodies: Sequence[bytes]) -> list[AgentMessage]:
     """Message bodies in stored order; the first undecodable one is reported by its position."""
     return CODECS["json"].decode(sid, bodies)
-
-
-def decode_document(sid: SessionId, data: bytes) -> SessionState:
-    """A whole stored document (messages included), as the directory adapter keeps it; one of an
-    older schema version is brought up to this one by the registered upgrade steps."""
-    schema, found = migrations.active(), stored_version(sid, data)
-    if found != schema.current:
-        if not schema.can_read(found):
-            raise SchemaVersionError(sid, found, schema.current)
-        return upgraded(sid, schema, found, json_object(sid, data))
-    try:
-        return decode_persisted(_STATE.decode, data)
-    except msgspec.DecodeError as exc:
-        error = exc
-    try:
-        raw_messages = decode_persisted(_MESSAGES.decode, data).messages
-    except msgspec.DecodeError:
-        raw_messages = []
-    for position, raw in enumerate(raw_messages):
-        try:
-            decode_persisted(_MESSAGE.decode, raw)
-        except msgspec.DecodeError as exc:
-            raise CorruptSession(sid, f"undecodable json message: {exc}", position) from exc
-    raise CorruptSession(sid, str(error)) from error
 
 
 def _checked_state(sid: SessionId, state: SessionState) -> SessionState:
