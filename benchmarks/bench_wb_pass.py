@@ -6,6 +6,7 @@
     valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file=/tmp/cg.out \
         .venv/bin/python benchmarks/bench_wb_pass.py --sessions 1000 --rounds 1 --callgrind
     grep ^totals /tmp/cg.out                  # instructions of the timed pass, / --sessions a session
+    (the same with --postgres DSN --postgres-only: PostgreSQL's pass alone)
 
 Under a sustained load over many sessions, one worker's delivery lag is about the time its pass over
 all of them takes, and on a busy machine that time is the CPU the pass needs divided by the share of
@@ -141,13 +142,15 @@ def main() -> int:
     parser.add_argument("--messages", type=int, default=3, help="new messages per session per pass")
     parser.add_argument("--rounds", type=int, default=3, help="passes timed (the best is reported)")
     parser.add_argument("--postgres", metavar="DSN", help="also PostgreSQL (a throw-away schema)")
+    parser.add_argument("--postgres-only", action="store_true", help="with --postgres: skip SQLite")
     parser.add_argument(
         "--callgrind", action="store_true", help="under valgrind: count the timed passes only"
     )
     args = parser.parse_args()
     load = os.getloadavg()[0]
     print(f"redis-sessions at {redis_sessions.__file__}; load {load:.2f} (2 cores shared)", file=sys.stderr)
-    for kind in ["SQLite", *(["PostgreSQL"] if args.postgres else [])]:
+    kinds = ["SQLite", *(["PostgreSQL"] if args.postgres else [])]
+    for kind in kinds[1:] if args.postgres_only else kinds:
         run(kind, args.postgres, args.sessions, args.messages, args.rounds, args.callgrind)
     return 0
 
