@@ -3,6 +3,10 @@
     .venv/bin/python benchmarks/bench_wb_pass.py                                   # SQLite, 10,000 x 3
     .venv/bin/python benchmarks/bench_wb_pass.py --postgres postgresql://...       # PostgreSQL too
     PYTHONPATH=/tmp/old .venv/bin/python benchmarks/bench_wb_pass.py               # another checkout
+    valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file=/tmp/cg.out \
+        .venv/bin/python benchmarks/bench_wb_pass.py --sessions 1000 --rounds 1 --callgrind
+    grep ^totals /tmp/cg.out                  # instructions of the timed pass, / --sessions a session
+    (the same with --postgres DSN --postgres-only: PostgreSQL's pass alone)
 
 Under a sustained load over many sessions, one worker's delivery lag is about the time its pass over
 all of them takes, and on a busy machine that time is the CPU the pass needs divided by the share of
@@ -10,6 +14,8 @@ a core the worker gets. This measures the pass on its own: ``--sessions`` durabl
 store with a backing store, then flushed) get ``--messages`` new messages each, then one
 ``SyncWorker`` passes until nothing is pending: the wall time and the worker process's CPU time
 (``time.process_time``; Redis's and PostgreSQL's own processes are not in it), ``--rounds`` times.
+Under callgrind, ``--callgrind`` counts instructions during the timed passes only (the machine's
+load does not move that count; ``process_time`` moves by ±15 % on a shared machine).
 Then the floors, each phase alone, in slices of 1,000 sessions as a pass takes them: Redis reads
 (``sync_read``, parsed), the record (``adapter.deliver``), and marks (``sync_mark``). A pass can take no
 less than the longest phase (the reads overlap the record since issue 18), nor than their sum on one
@@ -67,7 +73,19 @@ def floors(worker: SyncWorker, adapter: PersistenceAdapter) -> tuple[float, floa
     return t1 - t0, t2 - t1, t3 - t2
 
 
-def run(kind: str, dsn: str | None, sessions: int, messages: int, rounds: int) -> None:
+def counting(on: bool) -> None:
+    """Switch callgrind's counting in this process (``--callgrind``; it polls for the command)."""
+    import subprocess
+
+    subprocess.run(
+        ["callgrind_control", "-i", "on" if on else "off", str(os.getpid())], check=True, capture_output=True
+    )
+    time.sleep(0.5)
+
+
+def run(
+    kind: str, dsn: str | None, sessions: int, messages: int, rounds: int, callgrind: bool = False
+) -> None:
     with RedisServer() as srv, tempfile.TemporaryDirectory() as tmp:
         adapter: PersistenceAdapter
         if kind == "SQLite":
@@ -83,11 +101,15 @@ def run(kind: str, dsn: str | None, sessions: int, messages: int, rounds: int) -
             n, walls, cpus = 0, [], []
             for _ in range(rounds):
                 n = dirty(creator, sids, messages, n)
+                if callgrind:
+                    counting(True)
                 t0, c0 = time.perf_counter(), time.process_time()
                 while worker.pending():
                     worker.sync_once()
                 walls.append(time.perf_counter() - t0)
                 cpus.append(time.process_time() - c0)
+                if callgrind:
+                    counting(False)
             line = (
                 f"{kind}, {sessions:,} sessions x {messages} messages: pass {min(walls):.2f} s"
                 f" (rounds {', '.join(f'{w:.2f}' for w in walls)}), worker CPU {min(cpus):.2f} s"
@@ -120,11 +142,16 @@ def main() -> int:
     parser.add_argument("--messages", type=int, default=3, help="new messages per session per pass")
     parser.add_argument("--rounds", type=int, default=3, help="passes timed (the best is reported)")
     parser.add_argument("--postgres", metavar="DSN", help="also PostgreSQL (a throw-away schema)")
+    parser.add_argument("--postgres-only", action="store_true", help="with --postgres: skip SQLite")
+    parser.add_argument(
+        "--callgrind", action="store_true", help="under valgrind: count the timed passes only"
+    )
     args = parser.parse_args()
     load = os.getloadavg()[0]
     print(f"redis-sessions at {redis_sessions.__file__}; load {load:.2f} (2 cores shared)", file=sys.stderr)
-    for kind in ["SQLite", *(["PostgreSQL"] if args.postgres else [])]:
-        run(kind, args.postgres, args.sessions, args.messages, args.rounds)
+    kinds = ["SQLite", *(["PostgreSQL"] if args.postgres else [])]
+    for kind in kinds[1:] if args.postgres_only else kinds:
+        run(kind, args.postgres, args.sessions, args.messages, args.rounds, args.callgrind)
     return 0
 
 

@@ -62,17 +62,26 @@ def restore(
     payloads: list[str | bytes] = []
     counts: list[str] = []  # kept as appends keep them (tokens.py)
     seen: set[str] = set()
-    for message in state.messages:  # a repeated id keeps its first position, as appends do
-        if message.id not in seen:
+    # The counts the record kept (made when each message was appended); only the messages
+    # without one are counted here, by this store's counter.
+    kept = state.message_tokens
+    if kept is None or len(kept) != len(state.messages):
+        kept = [None] * len(state.messages)
+    for message, count in zip(state.messages, kept, strict=True):
+        if message.id not in seen:  # a repeated id keeps its first position, as appends do
             seen.add(message.id)
             payloads += (message.id, core.encode(sid, message))
-            counts.append(str(core.tokens(sid, message)))
+            fine = type(count) is int and count >= 0
+            counts.append(str(count if fine else core.tokens(sid, message)))
     seq = max(state.seq or 0, len(seen))
     if state.summary is not None and state.summary_seq:  # the tokens after it: its messages' counts
         after = sum(int(n) for n in counts[max(0, len(counts) - (seq - state.summary_seq)) :])
         base = sum(int(n) for n in counts) - after
+        summary_tokens = state.summary_tokens
+        if type(summary_tokens) is not int or summary_tokens < 0:
+            summary_tokens = core.tokens(sid, state.summary)
         fields += ["summary", core.encode(sid, state.summary), "summary_id", state.summary.id]
-        fields += ["summary_seq", state.summary_seq, "summary_tokens", core.tokens(sid, state.summary)]
+        fields += ["summary_seq", state.summary_seq, "summary_tokens", summary_tokens]
         fields += ["summary_base", base]
     mode = replace if isinstance(replace, str) else ("1" if replace else "")  # see restore.lua
     token = uuid.uuid4().hex

@@ -9,17 +9,14 @@ groups between workers; ``rebind`` moves a session's bookkeeping to another reco
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal, NamedTuple
-
-import msgspec
 
 from ._calls import Call, Script
 from ._core import StoreCore
 from ._protocol import Status
-from .errors import BackingMismatch, MessagesTrimmed, SessionError
-from .keys import dirty_key, session_keys, sync_keys, tokens_key, tombstone_key
+from .errors import BackingMismatch, InvalidSessionId, MessagesTrimmed, SessionError
+from .keys import dirty_key, session_id, session_keys, sync_keys, tokens_key, tombstone_key
 from .models import SessionId, SessionState
 
 __all__ = [
@@ -80,12 +77,15 @@ def sync_read(
             if reply[0] == Status.OTHER_RECORD:
                 raise BackingMismatch(f"prefix {core.prefix!r}", reply[1].decode(), record, sid)
             core.check(sid, reply)
-            _, flat, synced, items = reply
+            _, flat, synced, items, counted = reply
             meta = dict(zip(flat[::2], flat[1::2], strict=True))
             # Sealed messages go to the record sealed, as stand-ins (_envelope): no key needed here.
             messages = core.codec_named(sid, meta.get(b"codec")).keeping_sealed(sid, items, int(synced))
             upto = int(synced) + len(messages)
-            state = msgspec.structs.replace(core.session(sid, meta, messages).to_state(), seq=upto)
+            state = core.session(sid, meta, messages).to_state()  # a copy of its own: set in place
+            state.seq = upto
+            state.message_tokens = _counts(len(messages), counted)
+            state.summary_tokens = _count(meta.get(b"summary_tokens"))
             return Unsynced(state, int(synced), meta.get(b"epoch", b""), meta.get(b"updated_at", b""))
         except SessionError as exc:
             return exc
@@ -96,10 +96,27 @@ def sync_read(
     keys = tuple(
         key
         for sid in sids
-        for key in (*session_keys(core.prefix, sid)[:2], dirty_key(core.prefix, sid, core.cluster))
+        for key in (
+            *session_keys(core.prefix, sid)[:2],
+            dirty_key(core.prefix, sid, core.cluster),
+            tokens_key(core.prefix, sid),
+        )
     )
     args = (core.version, limit, record, *(str(after[sid]) if sid in after else "" for sid in sids))
     return Script("sync", sids[0] if len(sids) == 1 else None, "sync_read", keys, args, parse)
+
+
+def _counts(n: int, counted: list[bytes]) -> list[int | None] | None:
+    """The token counts of ``n`` messages when the last ``len(counted)`` of them have one (the
+    older ones were stored before counting began); ``None`` when none has. What is not a count
+    (a tokens list written over by hand) is none: that message is counted again on a restore."""
+    if not counted:
+        return None
+    return [None] * (n - len(counted)) + [int(c) if c.isdigit() else None for c in counted]
+
+
+def _count(raw: bytes | None) -> int | None:
+    return int(raw) if raw is not None and raw.isdigit() else None
 
 
 def sync_mark(
@@ -142,9 +159,9 @@ def dirty_sessions(
     def parse(flat: list[Any]) -> list[tuple[SessionId, float]]:
         found = []
         for i in range(0, len(flat), 3):
-            try:
-                sid = uuid.UUID(flat[i + 1].decode())
-            except ValueError:
+            try:  # parsed once per id (memoised): the same sessions come back pass after pass
+                sid = session_id(flat[i + 1].decode())
+            except (InvalidSessionId, ValueError):
                 continue  # not a session id: nothing this library wrote
             found.append((sid, float(flat[i + 2]) / 1000))
         return found

@@ -18,6 +18,7 @@ import redis.exceptions
 
 from ._calls import Call, Script
 from ._core import StoreCore
+from ._lean import UNSENT
 from ._scripts import SCRIPTS, SHAS
 from .errors import StoreError
 from .keys import slot
@@ -60,6 +61,20 @@ class SyncTransport:
             return self._run_all(calls)
 
     def _run_all(self, calls: Sequence[Call[T]]) -> list[T]:
+        """First on the store's lean line (hiredis packs each command whole: redis-py's packing
+        encodes every argument in Python, a dozen a session); anything it does not finish (an
+        error reply, a cluster) goes through a redis-py pipeline, and what that does not finish
+        one by one, on the general path."""
+        commands = []
+        for call in calls:
+            assert call.script is not None
+            commands.append(("EVALSHA", SHAS[call.script], len(call.keys), *call.keys, *call.args))
+        try:
+            lean = self.transport.lean.pipeline(commands)
+        except (redis.exceptions.RedisError, OSError):
+            return [self.run(call) for call in calls]  # the general path, with its retries
+        if lean is not UNSENT:  # every call ran, and each is idempotent: parsed as run() would
+            return [call.parse(reply) for call, reply in zip(calls, lean, strict=True)]
         try:
             with self.client.pipeline(transaction=False) as pipe:
                 for call in calls:

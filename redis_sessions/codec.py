@@ -67,7 +67,7 @@ class Codec:
     def keeping_sealed(self, sid: SessionId, items: Sequence[bytes], first: int = 0) -> list[AgentMessage]:
         """``decode``, but a sealed message comes back as its stand-in (``_envelope``), unopened:
         what the write-behind worker hands the backing record, without a key."""
-        if not any(is_sealed(item) for item in items):
+        if not any(map(is_sealed, items)):
             return self.decode(sid, items, first)
         return [
             stand_in(sid, item, first + i) if is_sealed(item) else self.decode(sid, [item], first + i)[0]

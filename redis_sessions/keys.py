@@ -191,6 +191,7 @@ GROUP_SLOTS = 256
 
 
 @functools.lru_cache(maxsize=65536)
+@functools.lru_cache(maxsize=65536)
 def dirty_key(prefix: str, sid: uuid.UUID, cluster: bool) -> str:
     """The dirty index that lists session ``sid``: on a cluster, its slot's (a script may only
     touch keys of one slot); on one server, its slot group's (64 in all, so an idle worker asks
@@ -206,6 +207,7 @@ def script_keys(prefix: str, sid: uuid.UUID, cluster: bool) -> tuple[str, str, s
     return (*session_keys(prefix, sid), *live_keys(prefix, sid), dirty_key(prefix, sid, cluster))
 
 
+@functools.lru_cache(maxsize=65536)
 def tombstone_key(prefix: str, sid: uuid.UUID) -> str:
     """Left by ``delete`` for a while: tells a sync worker that a session it finds gone was deleted
     (so its backing copy goes too), not evicted or expired (so its backing copy is all there is)."""
@@ -223,6 +225,7 @@ def append_keys(prefix: str, sid: uuid.UUID, cluster: bool) -> tuple[str, ...]:
     return (*script_keys(prefix, sid, cluster), tokens_key(prefix, sid))
 
 
+@functools.lru_cache(maxsize=65536)
 def tokens_key(prefix: str, sid: uuid.UUID) -> str:
     """Each message's token count, pushed and trimmed with the messages list (so the two lists'
     tails line up: a list shorter than the messages is one begun after older messages were stored)."""

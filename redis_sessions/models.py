@@ -205,6 +205,12 @@ class SessionState(msgspec.Struct, kw_only=True):
     max_session_bytes: Annotated[int, msgspec.Meta(ge=0)] | None = None  # 0: no byte limit
     summary: AgentMessage | None = None  # store.summarize: stands for messages 1..summary_seq
     summary_seq: int = 0
+    # Token counts as the store's token_counter made them when the messages were appended, so a
+    # read-through restores those, not a recount by whatever counter the reading store has:
+    # message_tokens lines up with messages (None: that one was never counted); used only when it
+    # is as long as messages. A record keeps them beside the messages, not in the header.
+    message_tokens: list[int | None] | None = None
+    summary_tokens: int | None = None
 
 
 class Session(msgspec.Struct, kw_only=True):

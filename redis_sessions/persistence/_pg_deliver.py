@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import BackingMismatch, RecordMismatch
 from ..models import SessionId, SessionState
+from ._counts import delivered_counts
 from ._delivery import Delivered, Delivery, header_state, last_seq, plan
 from ._rows import encode_header
 
@@ -61,7 +62,7 @@ def deliver(
     asked = [[key for key, _ in pairs], [mid for _, mid in pairs]]
     for key, mid in _rows(connection, sql["stored_ids"], asked):
         stored.setdefault(key, set()).add(bytes(mid).decode())
-    messages: tuple[list[str], list[int], list[bytes], list[str]] = ([], [], [], [])
+    messages: tuple[list[str], list[int], list[bytes], list[str], list[int | None]] = ([], [], [], [], [])
     headers: list[list[Any]] = [[], [], [], [], []]  # id, schema_version, seq, updated_at, header
     results: dict[SessionId, Delivered] = {}
     for delivery, key in zip(deliveries, keys, strict=True):
@@ -82,6 +83,8 @@ def deliver(
             messages[1].append(count + i)
             messages[2].append(mid.encode())
             messages[3].append(body.decode())
+        counted = delivery.state.message_tokens
+        messages[4].extend(delivered_counts(counted, len(delivery.messages), len(fresh)))
         values = (key, header.schema_version, header.seq, utc(header.updated_at), header.json.decode())
         for column, value in zip(headers, values, strict=True):
             column.append(value)

@@ -31,7 +31,8 @@ from ..errors import (
 )
 from ..keys import session_id
 from ..models import AgentMessage, SessionId, SessionState, decode_persisted
-from ._versions import VERSION, check_version, json_object, stored_version, upgraded
+from ._counts import kept_counts, unique_counts
+from ._versions import VERSION, check_version, decode_document, json_object, stored_version, upgraded
 
 __all__ = [
     "Header",
@@ -54,15 +55,7 @@ __all__ = [
 _ENCODER: Final = msgspec.json.Encoder()
 _STATE: Final = msgspec.json.Decoder(SessionState)
 _MESSAGE: Final = msgspec.json.Decoder(AgentMessage)
-
-
-class _Messages(msgspec.Struct):
-    """The messages of a document left undecoded, to find which one is at fault."""
-
-    messages: list[msgspec.Raw] = msgspec.field(default_factory=list)
-
-
-_MESSAGES: Final = msgspec.json.Decoder(_Messages)
+_MESSAGE_LIST: Final = msgspec.json.Decoder(list[AgentMessage])
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,13 +72,17 @@ class Header:
     updated_at: datetime | None
 
 
-def decode_stored(sid: SessionId, header: bytes, bodies: Sequence[bytes]) -> SessionState:
-    """A header row and its message bodies as a ``SessionState``: of this schema version, or of
-    an older one brought up to it by the registered upgrade steps (``migrations``)."""
+def decode_stored(
+    sid: SessionId, header: bytes, bodies: Sequence[bytes], counts: Sequence[int | None] = ()
+) -> SessionState:
+    """A header row and its message bodies (and their stored token ``counts``, ``None`` where a
+    row has none) as a ``SessionState``: of this schema version, or of an older one brought up to
+    it by the registered upgrade steps (``migrations``), whose messages are counted anew."""
     schema, found = migrations.active(), stored_version(sid, header)
     if found == schema.current:
         state = decode_header(sid, header)
         state.messages = decode_messages(sid, bodies)
+        state.message_tokens = kept_counts(counts, len(bodies))
         return state
     if not schema.can_read(found):
         raise SchemaVersionError(sid, found, schema.current)
@@ -125,30 +122,6 @@ def decode_messages(sid: SessionId, bodies: Sequence[bytes]) -> list[AgentMessag
     return CODECS["json"].decode(sid, bodies)
 
 
-def decode_document(sid: SessionId, data: bytes) -> SessionState:
-    """A whole stored document (messages included), as the directory adapter keeps it; one of an
-    older schema version is brought up to this one by the registered upgrade steps."""
-    schema, found = migrations.active(), stored_version(sid, data)
-    if found != schema.current:
-        if not schema.can_read(found):
-            raise SchemaVersionError(sid, found, schema.current)
-        return upgraded(sid, schema, found, json_object(sid, data))
-    try:
-        return decode_persisted(_STATE.decode, data)
-    except msgspec.DecodeError as exc:
-        error = exc
-    try:
-        raw_messages = decode_persisted(_MESSAGES.decode, data).messages
-    except msgspec.DecodeError:
-        raw_messages = []
-    for position, raw in enumerate(raw_messages):
-        try:
-            decode_persisted(_MESSAGE.decode, raw)
-        except msgspec.DecodeError as exc:
-            raise CorruptSession(sid, f"undecodable json message: {exc}", position) from exc
-    raise CorruptSession(sid, str(error)) from error
-
-
 def _checked_state(sid: SessionId, state: SessionState) -> SessionState:
     if type(state) is not SessionState:
         raise InvalidArgumentType(f"expected a SessionState, got {type(state).__name__}", sid)
@@ -167,8 +140,8 @@ def encode_header(sid: SessionId, state: SessionState, count: int = 0) -> Header
     """
     _checked_state(sid, state)
     try:
-        fields = msgspec.to_builtins(msgspec.structs.replace(state, messages=[]))
-        del fields["messages"]
+        fields = msgspec.to_builtins(msgspec.structs.replace(state, messages=[], message_tokens=None))
+        del fields["messages"], fields["message_tokens"]  # the rows' (their body and count columns)
         data = _ENCODER.encode(fields)
         decode_persisted(_STATE.decode, data)
     except (msgspec.DecodeError, msgspec.EncodeError, TypeError, OverflowError) as exc:
@@ -177,19 +150,24 @@ def encode_header(sid: SessionId, state: SessionState, count: int = 0) -> Header
     return Header(data, state.schema_version, column_seq, state.updated_at)
 
 
-def snapshot(sid: SessionId, state: SessionState) -> tuple[Header, list[tuple[str, bytes]]]:
-    """The header row and the ``(id, body)`` rows that store ``state`` (the first of each id)."""
+def snapshot(sid: SessionId, state: SessionState) -> tuple[Header, list[tuple[str, bytes]], list[int | None]]:
+    """The header row, the ``(id, body)`` rows that store ``state`` (the first of each id) and
+    their token counts (``state.message_tokens``; ``None`` where it has none)."""
     _checked_state(sid, state)
     rows = unique_messages(sid, state.messages)
-    return encode_header(sid, state, len(rows)), rows
+    return encode_header(sid, state, len(rows)), rows, unique_counts(state)
 
 
-def document(header: bytes, bodies: Sequence[bytes]) -> bytes:
-    """The seed's whole JSON document from a header row and message bodies, spliced, not re-encoded.
+def document(header: bytes, bodies: Sequence[bytes], counts: Sequence[int | None] = ()) -> bytes:
+    """The seed's whole JSON document from a header row and message bodies, spliced, not re-encoded,
+    with the messages' token counts (``message_tokens``) when any has one.
 
     A header is always a JSON object holding at least ``schema_version``, so ``messages`` goes
     in before its closing brace.
     """
+    if any(c is not None for c in counts):
+        tokens = b",".join(b"null" if c is None else b"%d" % c for c in counts)
+        return b'%s,"messages":[%s],"message_tokens":[%s]}' % (header[:-1], b",".join(bodies), tokens)
     return b'%s,"messages":[%s]}' % (header[:-1], b",".join(bodies))
 
 
@@ -202,7 +180,9 @@ def unique_messages(sid: SessionId, messages: Sequence[AgentMessage]) -> list[tu
     """``(id, JSON body)`` of each message, the first of each id only, checked like the Redis store.
 
     What is stored must decode back as it was given, or a write-behind would store a message no
-    reader can load; ``InvalidMessage`` refuses it first, before anything is written.
+    reader can load; ``InvalidMessage`` refuses it first, before anything is written. The bodies
+    are decoded back together, in one call (the worker's batches make this a hot path); only when
+    that fails is each decoded on its own, to name the one at fault.
     """
     seen: set[str] = set()
     out: list[tuple[str, bytes]] = []
@@ -215,11 +195,22 @@ def unique_messages(sid: SessionId, messages: Sequence[AgentMessage]) -> list[tu
             continue
         try:
             body = _ENCODER.encode(message)
-            decode_persisted(_MESSAGE.decode, body)
-        except (msgspec.DecodeError, msgspec.EncodeError, TypeError, OverflowError) as exc:
+        except (msgspec.EncodeError, TypeError, OverflowError) as exc:
             raise InvalidMessage(sid, f"message {message.id!r} does not match the schema: {exc}") from exc
         seen.add(message.id)
         out.append((message.id, body))
+    if out:
+        try:
+            decode_persisted(_MESSAGE_LIST.decode, b"[%s]" % b",".join([body for _, body in out]))
+        except msgspec.DecodeError:
+            for message_id, body in out:
+                try:
+                    decode_persisted(_MESSAGE.decode, body)
+                except msgspec.DecodeError as exc:
+                    raise InvalidMessage(
+                        sid, f"message {message_id!r} does not match the schema: {exc}"
+                    ) from exc
+            raise  # the list did not decode, yet each one does: not expected
     return out
 
 

@@ -20,7 +20,7 @@ import random
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Literal
 
@@ -34,12 +34,20 @@ __all__ = ["SQLiteFile"]
 
 class SQLiteFile:
     """Connections to the SQLite file at ``path`` whose tables ``schema`` creates (``;``-separated
-    statements; ``:record`` is a fresh record id for the ``record`` table's one row)."""
+    statements; ``:record`` is a fresh record id for the ``record`` table's one row); ``columns``
+    (table, column, declaration) are added to a file whose tables were made without them."""
 
     def __init__(
-        self, path: Path, schema: str, *, timeout: float, synchronous: Literal["FULL", "NORMAL"]
+        self,
+        path: Path,
+        schema: str,
+        *,
+        timeout: float,
+        synchronous: Literal["FULL", "NORMAL"],
+        columns: Sequence[tuple[str, str, str]] = (),
     ) -> None:
         self.path, self.schema, self.timeout, self.synchronous = path, schema, timeout, synchronous
+        self.columns = columns
         self._local = threading.local()
         self._lock = threading.Lock()
         self._connections: list[sqlite3.Connection] = []
@@ -75,6 +83,7 @@ class SQLiteFile:
                         connection.execute("BEGIN IMMEDIATE")
                         for statement in self.schema.split(";"):
                             connection.execute(statement, {"record": new_record_id()})
+                        self._add_columns(connection)
                         connection.execute("COMMIT")
                         self._tables_ready = inode
                     if not self.record_id:  # the identity is the one of the file first opened
@@ -85,6 +94,15 @@ class SQLiteFile:
                 raise
         local.connection, local.pid, local.inode = connection, os.getpid(), inode
         return connection
+
+    def _add_columns(self, connection: sqlite3.Connection) -> None:
+        """The record's layout upgrade, in the transaction that makes the tables: each column of
+        ``columns`` a table lacks (a file made by an older version) is added, NULL in old rows.
+        Older versions keep working on the file: they name their columns, and leave it NULL."""
+        for table, column, declaration in self.columns:
+            have = {row[1] for row in connection.execute(f"PRAGMA table_info({table})")}
+            if column not in have:
+                connection.execute(f"ALTER TABLE {table} ADD COLUMN {column} {declaration}")
 
     def check_identity(self, connection: sqlite3.Connection) -> None:
         """Refuse to write behind into a file that is not the record first opened here."""

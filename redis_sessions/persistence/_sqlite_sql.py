@@ -13,6 +13,7 @@ __all__ = [
     "APPEND",
     "BODIES",
     "CHUNK",
+    "COLUMNS",
     "HEADER",
     "INSERT",
     "NEXT_POSITION",
@@ -22,6 +23,10 @@ __all__ = [
     "iso",
     "stored_pairs",
 ]
+
+# Columns added after the tables were first made: a file made before gets them when it is opened
+# (``SQLiteFile``), empty (NULL) in its older rows. (table, column, declaration)
+COLUMNS: Final = (("messages", "tokens", "INTEGER"),)
 
 SCHEMA: Final = """
 CREATE TABLE IF NOT EXISTS sessions (
@@ -36,6 +41,7 @@ CREATE TABLE IF NOT EXISTS messages (
     position INTEGER NOT NULL,
     message_id TEXT NOT NULL,
     body TEXT NOT NULL,
+    tokens INTEGER,
     PRIMARY KEY (session_id, position),
     UNIQUE (session_id, message_id)
 ) WITHOUT ROWID;
@@ -44,14 +50,14 @@ INSERT INTO record (id) SELECT :record WHERE NOT EXISTS (SELECT 1 FROM record)
 """
 
 HEADER: Final = "SELECT CAST(header AS BLOB) FROM sessions WHERE id = ?"
-BODIES: Final = "SELECT CAST(body AS BLOB) FROM messages WHERE session_id = ? ORDER BY position"
+BODIES: Final = "SELECT CAST(body AS BLOB), tokens FROM messages WHERE session_id = ? ORDER BY position"
 NEXT_POSITION: Final = "SELECT COALESCE(MAX(position) + 1, 0) FROM messages WHERE session_id = ?"
 UPSERT: Final = """
 INSERT INTO sessions (id, schema_version, seq, updated_at, header) VALUES (?, ?, ?, ?, ?)
 ON CONFLICT (id) DO UPDATE SET schema_version = excluded.schema_version, seq = excluded.seq,
     updated_at = excluded.updated_at, header = excluded.header
 """
-INSERT: Final = "INSERT INTO messages (session_id, position, message_id, body) VALUES (?, ?, ?, ?)"
+INSERT: Final = "INSERT INTO messages (session_id, position, message_id, body, tokens) VALUES (?, ?, ?, ?, ?)"
 APPEND: Final = INSERT + " ON CONFLICT (session_id, message_id) DO NOTHING"
 
 # Write-behind (``deliver``): a statement per chunk of sessions, not per session. SQLite (before

@@ -3,7 +3,8 @@ registered upgrade steps that bring an older one to this version (``migrations``
 
 Every adapter's reader first decodes only ``schema_version`` (``stored_version``) and refuses a
 version it does not know; a version it does know but older goes through ``upgraded`` as plain data.
-Nothing is ever unpickled or evaluated.
+``decode_document`` reads a whole document so (the directory adapter's form). Nothing is ever
+unpickled or evaluated.
 """
 
 from __future__ import annotations
@@ -14,9 +15,9 @@ import msgspec
 
 from .. import migrations
 from ..errors import CorruptSession, SchemaVersionError
-from ..models import SessionId, SessionState
+from ..models import AgentMessage, SessionId, SessionState, decode_persisted
 
-__all__ = ["VERSION", "check_version", "json_object", "stored_version", "upgraded"]
+__all__ = ["VERSION", "check_version", "decode_document", "json_object", "stored_version", "upgraded"]
 
 
 class _Version(msgspec.Struct):
@@ -26,6 +27,17 @@ class _Version(msgspec.Struct):
 
 
 VERSION: Final = msgspec.json.Decoder(_Version)
+_STATE: Final = msgspec.json.Decoder(SessionState)
+_MESSAGE: Final = msgspec.json.Decoder(AgentMessage)
+
+
+class _Messages(msgspec.Struct):
+    """The messages of a document left undecoded, to find which one is at fault."""
+
+    messages: list[msgspec.Raw] = msgspec.field(default_factory=list)
+
+
+_MESSAGES: Final = msgspec.json.Decoder(_Messages)
 
 
 def stored_version(sid: SessionId, data: bytes) -> int:
@@ -67,3 +79,27 @@ def upgraded(sid: SessionId, schema: migrations.Schema, found: int, data: dict[s
         return msgspec.convert(schema.upgrade(sid, found, data), SessionState)
     except msgspec.ValidationError as exc:
         raise CorruptSession(sid, f"the upgraded session does not fit the schema: {exc}") from exc
+
+
+def decode_document(sid: SessionId, data: bytes) -> SessionState:
+    """A whole stored document (messages included), as the directory adapter keeps it; one of an
+    older schema version is brought up to this one by the registered upgrade steps."""
+    schema, found = migrations.active(), stored_version(sid, data)
+    if found != schema.current:
+        if not schema.can_read(found):
+            raise SchemaVersionError(sid, found, schema.current)
+        return upgraded(sid, schema, found, json_object(sid, data))
+    try:
+        return decode_persisted(_STATE.decode, data)
+    except msgspec.DecodeError as exc:
+        error = exc
+    try:
+        raw_messages = decode_persisted(_MESSAGES.decode, data).messages
+    except msgspec.DecodeError:
+        raw_messages = []
+    for position, raw in enumerate(raw_messages):
+        try:
+            decode_persisted(_MESSAGE.decode, raw)
+        except msgspec.DecodeError as exc:
+            raise CorruptSession(sid, f"undecodable json message: {exc}", position) from exc
+    raise CorruptSession(sid, str(error)) from error

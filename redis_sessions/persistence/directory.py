@@ -1,7 +1,8 @@
 """``DirectoryAdapter``: one JSON file per session, the seed's document exactly, for small deployments.
 
 ``<dir>/<uuid>.json`` holds the whole ``SessionState`` JSON (messages included), so ``cat`` and
-``jq`` read it. A write goes to a temporary file in the same directory, is fsynced, and replaces the
+``jq`` read it (with ``message_tokens``, each message's token count as the writing store counted it,
+when any has one). A write goes to a temporary file in the same directory, is fsynced, and replaces the
 old file with ``os.replace``: a reader sees the old document or the new one, never half of either,
 and needs no lock. Writers (``save_session``, ``append_messages``, ``delete_session``) of one session
 take an exclusive ``fcntl.flock`` on ``<dir>/.<uuid>.lock`` around their read-modify-write, so
@@ -27,6 +28,7 @@ from typing import Self
 from ..errors import BackingMismatch, RecordMismatch
 from ..keys import session_id as check_id
 from ..models import AgentMessage, SessionId, SessionState
+from ._counts import delivered_counts, unique_counts
 from ._delivery import Delivered, Delivery, header_state, last_seq, new_record_id, plan
 from ._rows import (
     appending,
@@ -146,8 +148,8 @@ class DirectoryAdapter:
     def save_session(self, session_id: SessionId | str, state: SessionState) -> None:
         """Store ``state`` as the whole session, replacing its file."""
         sid = check_id(session_id)
-        header, rows = snapshot(sid, state)
-        data = document(header.json, [body for _, body in rows])
+        header, rows, counts = snapshot(sid, state)
+        data = document(header.json, [body for _, body in rows], counts)
         with driver_errors("directory save_session", sid, (OSError,)), self._locked(sid):
             refuse_newer(sid, self._read(sid))
             self._write(sid, data)
@@ -198,7 +200,7 @@ class DirectoryAdapter:
                 return 0  # a retried batch: nothing to write
             header = encode_header(sid, header_after_append(stored, len(stored.messages), state, len(new)))
             bodies = [message_body(message) for message in stored.messages] + new
-            self._write(sid, document(header.json, bodies))
+            self._write(sid, document(header.json, bodies, unique_counts(stored) + [None] * len(new)))
         return len(new)
 
     def deliver(self, deliveries: Sequence[Delivery]) -> dict[SessionId, Delivered]:
@@ -225,7 +227,8 @@ class DirectoryAdapter:
                     continue
                 header = encode_header(sid, header_state(delivery, held))
                 bodies = [message_body(message) for message in stored.messages] + [b for _, b in fresh]
-                self._write(sid, document(header.json, bodies))
+                counts = delivered_counts(delivery.state.message_tokens, len(delivery.messages), len(fresh))
+                self._write(sid, document(header.json, bodies, unique_counts(stored) + counts))
                 results[sid] = max(held, last_seq(delivery))
         return results
 

@@ -14,6 +14,8 @@ The tables, in their own schema (``redis_sessions`` by default), created if abse
               position bigint               0, 1, 2... the session's order; PRIMARY KEY (session_id, position)
               message_id bytea              UNIQUE (session_id, message_id): appends are idempotent
               body text                     the AgentMessage JSON, byte for byte as encoded
+              tokens bigint                 its token count, as the writing store counted it (NULL:
+                                            none; added to tables made before it, on start)
     record    id text                       this record's identity (one row, made with the tables)
 
 JSON is kept as ``text``, not ``jsonb``: ``jsonb`` reorders keys and refuses ``\\u0000``, which a
@@ -125,10 +127,14 @@ class PostgresAdapter:
                 " WHERE schemaname = %s AND tablename IN ('sessions', 'messages', 'record')",
                 (self.schema,),
             ).fetchone()
-            if found is None or found[0] != 3:  # no DDL once they exist: no CREATE privilege needed
+            missing = connection.execute(self._sql["missing_columns"], (self.schema,)).fetchone()
+            # No DDL once they exist as this version makes them: no CREATE privilege needed. Tables
+            # an older version made get the columns added since (ALTER: the tables' owner, once).
+            if found is None or found[0] != 3 or (missing is not None and missing[0]):
                 lock = f"redis_sessions.ddl:{self.schema}"
                 connection.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (lock,))
                 connection.execute(self._sql["ddl"])
+                connection.execute(self._sql["add_columns"])
                 connection.execute(self._sql["new_record"], (new_record_id(),))
             row = connection.execute(self._sql["record_id"]).fetchone()
             assert row is not None, "the record table has its row (made with the tables)"
@@ -145,7 +151,12 @@ class PostgresAdapter:
         connection.execute(self._sql[statement], values)
 
     def _insert(
-        self, connection: psycopg.Connection[Any], key: str, first: int, rows: list[tuple[str, bytes]]
+        self,
+        connection: psycopg.Connection[Any],
+        key: str,
+        first: int,
+        rows: list[tuple[str, bytes]],
+        counts: list[int | None] | None = None,
     ) -> int:
         if not rows:
             return 0
@@ -154,6 +165,7 @@ class PostgresAdapter:
             "first": first,
             "ids": [message_id.encode() for message_id, _ in rows],
             "bodies": [body.decode() for _, body in rows],
+            "tokens": counts if counts is not None else [None] * len(rows),
         }
         return connection.execute(self._sql["insert"], params).rowcount
 
@@ -161,13 +173,13 @@ class PostgresAdapter:
         """Store ``state`` as the whole session, replacing what was stored under its id."""
         sid = check_id(session_id)
         key = str(sid)
-        header, rows = snapshot(sid, state)
+        header, rows, counts = snapshot(sid, state)
         with self._transaction("save_session", sid) as connection:
             row = connection.execute(self._sql["lock_header"], (key,)).fetchone()
             refuse_newer(sid, None if row is None else row[0].encode())
             self._put(connection, "upsert", key, header)
             connection.execute(self._sql["delete_messages"], (key,))
-            self._insert(connection, key, 0, rows)
+            self._insert(connection, key, 0, rows, counts)
 
     def load_session(self, session_id: SessionId | str) -> SessionState | None:
         """The stored session, or ``None``; one statement, so header and messages are one snapshot."""
@@ -176,7 +188,7 @@ class PostgresAdapter:
             row = connection.execute(self._sql["load"], (str(sid),)).fetchone()
         if row is None:
             return None
-        return decode_stored(sid, row[0].encode(), [body.encode() for body in row[1]])
+        return decode_stored(sid, row[0].encode(), [body.encode() for body in row[1]], row[2])
 
     def list_sessions(self) -> Iterator[SessionId]:
         """Every stored session id in id order, a page per query (no transaction held between pages)."""

@@ -11,6 +11,8 @@ The tables, created on first use::
               position INTEGER            0, 1, 2... the session's order; PRIMARY KEY (session_id, position)
               message_id TEXT             UNIQUE (session_id, message_id): appends are idempotent
               body TEXT                   the AgentMessage JSON
+              tokens INTEGER              its token count, as the writing store counted it (NULL:
+                                          none; a file made before the column gets it on open)
     record    id TEXT                     this record's identity (one row, made with the tables)
 
 Any SQLite reader gets the seed's document back with
@@ -34,6 +36,7 @@ from typing import Final, Literal, Self
 from ..errors import InvalidArgument, RecordMismatch
 from ..keys import session_id as check_id
 from ..models import AgentMessage, SessionId, SessionState
+from ._counts import delivered_counts
 from ._delivery import Delivered, Delivery, header_state, last_seq, plan
 from ._rows import (
     Header,
@@ -51,6 +54,7 @@ from ._sqlite_sql import (
     APPEND,
     BODIES,
     CHUNK,
+    COLUMNS,
     HEADER,
     INSERT,
     NEXT_POSITION,
@@ -88,7 +92,7 @@ class SQLiteAdapter:
         self.path = Path(path)
         self.timeout = timeout
         self.synchronous = synchronous
-        self._file = SQLiteFile(self.path, SCHEMA, timeout=timeout, synchronous=synchronous)
+        self._file = SQLiteFile(self.path, SCHEMA, timeout=timeout, synchronous=synchronous, columns=COLUMNS)
 
     def __repr__(self) -> str:
         return f"SQLiteAdapter({str(self.path)!r})"
@@ -120,14 +124,18 @@ class SQLiteAdapter:
         """Store ``state`` as the whole session, replacing what was stored under its id."""
         sid = check_id(session_id)
         key = str(sid)
-        header, rows = snapshot(sid, state)
+        header, rows, counts = snapshot(sid, state)
         with self._transaction("save_session", sid, write=True) as connection:
             row = connection.execute(HEADER, (key,)).fetchone()
             refuse_newer(sid, None if row is None else row[0])
             self._put_header(connection, key, header)
             connection.execute("DELETE FROM messages WHERE session_id = ?", (key,))
             connection.executemany(
-                INSERT, [(key, i, mid, body.decode()) for i, (mid, body) in enumerate(rows)]
+                INSERT,
+                [
+                    (key, i, mid, body.decode(), n)
+                    for i, ((mid, body), n) in enumerate(zip(rows, counts, strict=True))
+                ],
             )
 
     def load_session(self, session_id: SessionId | str) -> SessionState | None:
@@ -138,8 +146,8 @@ class SQLiteAdapter:
             row = connection.execute(HEADER, (key,)).fetchone()
             if row is None:
                 return None
-            bodies = [body for (body,) in connection.execute(BODIES, (key,))]
-        return decode_stored(sid, row[0], bodies)
+            stored = connection.execute(BODIES, (key,)).fetchall()
+        return decode_stored(sid, row[0], [body for body, _ in stored], [n for _, n in stored])
 
     def list_sessions(self) -> Iterator[SessionId]:
         """Every stored session id, a page per short read (no transaction is held between pages)."""
@@ -180,7 +188,7 @@ class SQLiteAdapter:
             (count,) = connection.execute(NEXT_POSITION, (key,)).fetchone()
             added = 0
             for message_id, body in rows:
-                values = (key, count + added, message_id, body.decode())
+                values = (key, count + added, message_id, body.decode(), None)
                 added += connection.execute(APPEND, values).rowcount
             header = encode_header(sid, header_after_append(stored, count, state, added))
             self._put_header(connection, key, header)
@@ -195,7 +203,7 @@ class SQLiteAdapter:
         with self._transaction("deliver", None, write=True) as connection:
             self._file.check_identity(connection)
             held, stored = self._holds(connection, keys, deliveries)
-            rows: list[tuple[str, int, str, str]] = []
+            rows: list[tuple[str, int, str, str, int | None]] = []
             headers: list[tuple[str, int, int, str | None, str]] = []
             for delivery, key in zip(deliveries, keys, strict=True):
                 sid = delivery.session_id
@@ -210,7 +218,11 @@ class SQLiteAdapter:
                 if fresh is None:  # a gap: not stored; the worker delivers again from ``have``
                     results[sid] = have
                     continue
-                rows += [(key, count + i, mid, body.decode()) for i, (mid, body) in enumerate(fresh)]
+                counts = delivered_counts(delivery.state.message_tokens, len(delivery.messages), len(fresh))
+                rows += [
+                    (key, count + i, mid, body.decode(), n)
+                    for i, ((mid, body), n) in enumerate(zip(fresh, counts, strict=True))
+                ]
                 headers.append((key, h.schema_version, h.seq, iso(h.updated_at), h.json.decode()))
                 results[sid] = max(have, last_seq(delivery))
             connection.executemany(INSERT, rows)

@@ -281,3 +281,26 @@ def test_a_connection_reset_while_flush_reads_the_seqs_is_retried(
     state = database.load_session(sid)
     assert state is not None
     assert ids(state.messages) == ids(messages_of(3))
+
+
+def test_a_worker_whose_scripts_redis_forgot_still_delivers_every_session(
+    plain_redis: RedisServer, database: SQLiteAdapter, stack: ExitStack
+) -> None:
+    # The worker pipelines its sync_read and sync_mark calls on the lean line first; after SCRIPT
+    # FLUSH every one of them is refused (NOSCRIPT), and the batch takes the general path, which
+    # loads the scripts again: nothing is lost or delivered twice. (8 sessions a call: 5 calls a batch.)
+    prefix = unique_prefix()
+    admin = stack.enter_context(redis.Redis.from_url(plain_redis.url))
+    store = stack.enter_context(SessionStore(admin, prefix=prefix, backing=database))  # no worker thread
+    worker = SyncWorker(SessionStore.from_url(plain_redis.url, prefix=prefix), database, sessions=8)
+    stack.callback(worker.io.close)
+    sids = [store.create() for _ in range(40)]
+    worker.flush()
+    for sid in sids:
+        store.extend(sid, messages_of(3, tag=str(sid)))
+    assert admin.script_flush()
+    worker.flush()
+    for sid in sids:
+        stored = database.load_session(sid)
+        assert stored is not None
+        assert ids(stored.messages) == ids(messages_of(3, tag=str(sid)))

@@ -50,7 +50,9 @@ class RawSQLite:
         c.execute("DELETE FROM sessions WHERE id = ?", (sid,))
         c.execute("INSERT INTO sessions VALUES (?, 1, 0, NULL, ?)", (sid, header.decode()))
         rows = [(sid, i, f"raw-{i}", body.decode()) for i, body in enumerate(bodies)]
-        c.executemany("INSERT INTO messages VALUES (?, ?, ?, ?)", rows)
+        c.executemany(
+            "INSERT INTO messages (session_id, position, message_id, body) VALUES (?, ?, ?, ?)", rows
+        )
         c.execute("COMMIT")
 
     def document(self, sid: str) -> bytes:
@@ -85,7 +87,10 @@ class RawPostgres:
             )
             for i, body in enumerate(bodies):
                 self.connection.execute(
-                    self._q("INSERT INTO {s}.messages VALUES (%s, %s, %s, %s)"),
+                    self._q(
+                        "INSERT INTO {s}.messages (session_id, position, message_id, body)"
+                        " VALUES (%s, %s, %s, %s)"
+                    ),
                     (sid, i, f"raw-{i}".encode(), body.decode()),
                 )
 

@@ -116,7 +116,10 @@ def test_stored_form_is_the_seed_json_document(adapter: PersistenceAdapter, raw:
         "content": [{"type": "text", "text": "hi"}],
         "id": "m1",
     }
-    assert msgspec.json.decode(raw.document(str(sid)), type=SessionState) == full_state()
+    # The relational records keep each message's token count in a column of its row, not in JSON.
+    counted = None if raw.splits_messages else full_state().message_tokens
+    expected = msgspec.structs.replace(full_state(), message_tokens=counted)
+    assert msgspec.json.decode(raw.document(str(sid)), type=SessionState) == expected
 
 
 def test_message_ids_may_hold_any_text(adapter: PersistenceAdapter) -> None:

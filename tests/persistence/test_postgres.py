@@ -61,6 +61,7 @@ def test_layout(postgres_dsn: str, pg_schema: str) -> None:
         ("messages", "position", "bigint", "NO"),
         ("messages", "message_id", "bytea", "NO"),
         ("messages", "body", "text", "NO"),
+        ("messages", "tokens", "bigint", "YES"),
         ("record", "id", "text", "NO"),
         ("sessions", "id", "text", "NO"),
         ("sessions", "schema_version", "integer", "NO"),

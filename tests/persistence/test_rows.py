@@ -25,15 +25,17 @@ SID = uuid.UUID("3b2f1c4d-5e6f-4a7b-8c9d-0e1f2a3b4c5d")
 def test_the_header_is_the_state_without_its_messages() -> None:
     header = _rows.encode_header(SID, full_state())
     fields = msgspec.json.decode(header.json)
-    assert set(fields) == set(SessionState.__struct_fields__) - {"messages"}, "a new field is stored too"
+    rows = {"messages", "message_tokens"}  # the message rows' (their body and count columns)
+    assert set(fields) == set(SessionState.__struct_fields__) - rows, "a new field is stored too"
     assert next(iter(fields)) == "schema_version"
-    assert _rows.decode_header(SID, header.json) == msgspec.structs.replace(full_state(), messages=[])
+    headed = msgspec.structs.replace(full_state(), messages=[], message_tokens=None)
+    assert _rows.decode_header(SID, header.json) == headed
     assert (header.schema_version, header.seq, header.updated_at) == (1, 7, full_state().updated_at)
 
 
 def test_the_spliced_document_is_the_state() -> None:
-    header, rows = _rows.snapshot(SID, full_state())
-    spliced = _rows.document(header.json, [body for _, body in rows])
+    header, rows, counts = _rows.snapshot(SID, full_state())
+    spliced = _rows.document(header.json, [body for _, body in rows], counts)
     assert msgspec.json.decode(spliced, type=SessionState) == full_state()
     assert _rows.document(_rows.encode_header(SID, SessionState()).json, []).endswith(b',"messages":[]}')
 

@@ -41,6 +41,7 @@ def test_layout_and_wal(tmp_path: Path) -> None:
         ("position", "INTEGER", 1, 2),
         ("message_id", "TEXT", 1, 0),
         ("body", "TEXT", 1, 0),
+        ("tokens", "INTEGER", 0, 0),
     ]
     connection = sqlite3.connect(path)
     try:
@@ -94,7 +95,7 @@ def test_a_reader_sees_only_committed_data(tmp_path: Path) -> None:
         adapter.append_messages(sid, [AgentMessage.user("a", id="a")])
         writer = sqlite3.connect(path, isolation_level=None)
         writer.execute("BEGIN IMMEDIATE")
-        writer.execute("INSERT INTO messages VALUES (?, 1, 'b', '{}')", (str(sid),))
+        writer.execute("INSERT INTO messages VALUES (?, 1, 'b', '{}', NULL)", (str(sid),))
         try:
             state = adapter.load_session(sid)
             assert state is not None
