@@ -16,9 +16,10 @@ from typing import Any, Final, Literal
 import msgspec
 
 from ._envelope import header, is_sealed, open_sealed, stand_in
+from ._stored import decode_persisted
 from .encryption import Encryption
 from .errors import CorruptSession
-from .models import AgentMessage, SessionId, decode_persisted
+from .models import AgentMessage, SessionId
 
 __all__ = ["CODECS", "Codec", "CodecName", "JsonCodec", "MsgpackCodec", "SealedCodec", "readers"]
 

@@ -8,17 +8,14 @@ Schema evolution follows msgspec's advice: new fields get defaults, unknown fiel
 from __future__ import annotations
 
 import enum
-import threading
 import uuid
-from collections.abc import Callable
 from datetime import datetime
-from typing import Annotated, Any, Final, TypeVar
+from typing import Annotated, Any
 
 import msgspec
 
+from ._stored import id_of_a_new_message
 from .errors import SchemaVersionError
-
-T = TypeVar("T")
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -89,40 +86,6 @@ class Thinking(msgspec.Struct, frozen=True, gc=False, tag="thinking", tag_field=
 ContentBlock = Text | ToolUse | ToolResult | Image | Thinking
 
 
-def new_message_id() -> str:
-    """A fresh random message id (32 hex digits)."""
-    return uuid.uuid4().hex
-
-
-class _Reading(threading.local):
-    stored = False
-
-
-_READING: Final = _Reading()
-
-
-def _id_of_a_new_message() -> str:
-    """``AgentMessage.id``'s default: a new message gets a fresh id, but a stored one always has
-    its own, so one read without an id is foreign or corrupt, not new (see ``decode_persisted``)."""
-    if _READING.stored:
-        raise msgspec.ValidationError("Object missing required field `id`")
-    return new_message_id()
-
-
-def decode_persisted(decode: Callable[[bytes], T], data: bytes) -> T:
-    """``decode(data)`` for stored bytes, where every failure is a ``msgspec.DecodeError``: a
-    message without an id is one (not a message with a new random id on every read; the default
-    factory is only called for a missing id, so this costs nothing per message), and so is invalid
-    UTF-8 in a string (msgspec raises ``UnicodeDecodeError`` for it)."""
-    _READING.stored = True
-    try:
-        return decode(data)
-    except UnicodeDecodeError as exc:
-        raise msgspec.DecodeError(f"invalid UTF-8 in a string: {exc}") from exc
-    finally:
-        _READING.stored = False
-
-
 class AgentMessage(msgspec.Struct, frozen=True, gc=False, omit_defaults=True):
     """One message of a conversation.
 
@@ -141,7 +104,7 @@ class AgentMessage(msgspec.Struct, frozen=True, gc=False, omit_defaults=True):
 
     role: Role
     content: list[ContentBlock]
-    id: str = msgspec.field(default_factory=_id_of_a_new_message)
+    id: str = msgspec.field(default_factory=id_of_a_new_message)
     extra: dict[str, Any] | None = None
 
     @classmethod

@@ -19,6 +19,7 @@ from typing import Final
 import msgspec
 
 from .. import migrations
+from .._stored import decode_persisted
 from ..codec import CODECS
 from ..errors import (
     CorruptSession,
@@ -30,7 +31,7 @@ from ..errors import (
     StoreError,
 )
 from ..keys import session_id
-from ..models import AgentMessage, SessionId, SessionState, decode_persisted
+from ..models import AgentMessage, SessionId, SessionState
 from ._counts import kept_counts, unique_counts
 from ._versions import VERSION, check_version, decode_document, json_object, stored_version, upgraded
 

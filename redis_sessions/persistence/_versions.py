@@ -14,8 +14,9 @@ from typing import Any, Final
 import msgspec
 
 from .. import migrations
+from .._stored import decode_persisted
 from ..errors import CorruptSession, SchemaVersionError
-from ..models import AgentMessage, SessionId, SessionState, decode_persisted
+from ..models import AgentMessage, SessionId, SessionState
 
 __all__ = ["VERSION", "check_version", "decode_document", "json_object", "stored_version", "upgraded"]
 
