@@ -14,6 +14,7 @@ import msgspec
 
 from . import _partial as partial
 from ._deferred import async_later
+from ._write import fence_arg
 from .errors import InvalidArgumentType, ReplyClosed, ReplyTooLarge, SessionError
 from .keys import session_id as parse_session_id
 from .models import AgentMessage, Role, SessionId, Text
@@ -184,8 +185,7 @@ class AsyncStreaming:
             raise InvalidArgumentType("message_id must be a non-empty str or None", sid)
         if not isinstance(role, Role):
             raise InvalidArgumentType("role must be a Role", sid)
-        if fence is not None and (type(fence) is not int or fence < 1):
-            raise InvalidArgumentType("fence must be a lease token (an int >= 1) or None", sid)
+        fence_arg(sid, fence)
         limits = (max_deltas, max_bytes, max(1, round(idle * 1000)))
         reply = AsyncReplyStream(
             self.transport, sid, message_id, role, fence, (flush_interval, flush_deltas), limits

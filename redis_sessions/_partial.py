@@ -25,6 +25,7 @@ from ._calls import Script
 from ._core import StoreCore
 from ._live import Appended
 from ._protocol import Status
+from ._write import fence_arg
 from .errors import InvalidArgument, InvalidArgumentType
 from .keys import live_keys, reply_keys, script_keys, session_keys, tokens_key
 from .models import AgentMessage, SessionId
@@ -115,7 +116,8 @@ def write(
     keys = (meta, stream, replies, live_keys(core.prefix, sid)[0], channel)
     max_deltas, max_bytes, idle_ms = limits
     keep = round(KEEP * 1000)
-    args = (core.version, message_id, _fence(fence), first, max_deltas, max_bytes, keep, idle_ms, *texts)
+    fenced = fence_arg(sid, fence)
+    args = (core.version, message_id, fenced, first, max_deltas, max_bytes, keep, idle_ms, *texts)
 
     def parse(reply: list[Any]) -> int:
         if reply[0] != Status.OK:
@@ -136,7 +138,7 @@ def finish(core: StoreCore, sid: SessionId, message: AgentMessage, fence: int | 
     )
     grace = round(FINISHED_GRACE * 1000)
     data, count = core.encode(sid, message), core.tokens(sid, message)
-    args = (core.version, core.codec.name, "", _fence(fence), grace, count, message.id, data)
+    args = (core.version, core.codec.name, "", fence_arg(sid, fence), grace, count, message.id, data)
 
     def parse(reply: list[Any]) -> int:
         if reply[0] != Status.OK:
@@ -293,11 +295,3 @@ def _next(entry: str) -> str:
 
 def _text(raw: Any) -> str:
     return raw.decode() if isinstance(raw, bytes) else str(raw)
-
-
-def _fence(fence: int | None) -> Any:
-    if fence is None:
-        return ""
-    if type(fence) is not int or fence < 1:
-        raise InvalidArgumentType("fence must be a lease token (an int >= 1) or None")
-    return fence

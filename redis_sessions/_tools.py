@@ -21,6 +21,7 @@ from typing import Any, Final, NamedTuple
 from ._calls import Script
 from ._core import StoreCore, ttl_ms
 from ._protocol import OK, Status
+from ._write import fence_arg
 from .errors import CorruptSession, InvalidArgument, InvalidArgumentType
 from .keys import script_keys, tokens_key, tools_key
 from .models import AgentMessage, Image, Role, SessionId, Text, ToolResult
@@ -85,8 +86,7 @@ def check_call(
     """``tool_call``'s arguments checked (before any I/O): the tool_use_id, the claim's ttl in ms,
     and the owner (by default this host and process)."""
     tool_use_id = check_tool_use_id(sid, tool_use_id)
-    if fence is not None and (type(fence) is not int or fence < 1):
-        raise InvalidArgumentType("fence must be a lease token (an int >= 1) or None", sid)
+    fence_arg(sid, fence)
     claim_ms = check_ttl(sid, ttl)
     if owner is None:
         owner = f"{socket.gethostname()}:{os.getpid()}"
@@ -112,10 +112,6 @@ def _keys(core: StoreCore, sid: SessionId) -> tuple[str, ...]:
         tokens_key(core.prefix, sid),
         *core.ledger(sid),
     )
-
-
-def _fence(fence: int | None) -> int | str:
-    return "" if fence is None else fence
 
 
 def _result(core: StoreCore, sid: SessionId, tool_use_id: str, payload: bytes) -> ToolResult | None:
@@ -145,7 +141,7 @@ def claim(
     the call now, lasts ``ttl_ms`` from now."""
     action = "renew" if renew else "claim"
     args = (
-        *(core.version, core.codec.name, action, tool_use_id, token, _fence(fence)),
+        *(core.version, core.codec.name, action, tool_use_id, token, fence_arg(sid, fence)),
         *(result_id(tool_use_id), holder, ttl_ms, renew),
     )
 
@@ -193,7 +189,7 @@ def complete(
         "complete",
         tool_use_id,
         token,
-        _fence(fence),
+        fence_arg(sid, fence),
         message.id,
         data,
         "",

@@ -29,7 +29,17 @@ from .keys import (
 )
 from .models import AgentMessage, SessionId
 
-__all__ = ["create", "delete", "extend", "set_metadata"]
+__all__ = ["create", "delete", "extend", "fence_arg", "set_metadata"]
+
+
+def fence_arg(sid: SessionId, fence: object) -> int | str:
+    """A write's fencing token as the scripts take it (``""``: none); ``InvalidArgumentType``
+    naming the session for anything but ``None`` or a lease token (an int >= 1)."""
+    if fence is None:
+        return ""
+    if type(fence) is not int or fence < 1:
+        raise InvalidArgumentType("fence must be a lease token (an int >= 1) or None", sid)
+    return fence
 
 
 def create(
@@ -77,8 +87,7 @@ def extend(
 ) -> Script[int]:
     """Append ``messages`` all or nothing; the seq after them. (The hot path: keep it lean.)"""
     sid = session_id(sid)
-    if fence is not None and (type(fence) is not int or fence < 1):
-        raise InvalidArgumentType("fence must be a lease token (an int >= 1) or None", sid)
+    fenced = fence_arg(sid, fence)
     pairs: list[Any] = []
     counts: list[str] = []  # each message's token count, kept beside it (tokens.py)
     for message in messages:
@@ -86,7 +95,7 @@ def extend(
         pairs += [message.id, data]
         counts.append(str(core.tokens(sid, message)))
     expected = _expected(sid, expected_seq)
-    args = (core.version, core.codec.name, expected, "" if fence is None else fence, ",".join(counts), *pairs)
+    args = (core.version, core.codec.name, expected, fenced, ",".join(counts), *pairs)
 
     def parse(reply: list[Any]) -> int:
         if reply[0] != OK:
