@@ -53,12 +53,9 @@ __all__ = ["AsyncLease", "AsyncSessionStore", "AsyncToolCall"]
 class AsyncSessionStore(AsyncStoreBase):
     """Conversations in Redis, shared safely by many processes.
 
-    The options are ``StoreConfig``'s (``redis_sessions.config``), documented there: ``prefix``,
-    ``ttl``, ``max_messages``, ``codec``, ``max_message_bytes``, ``cache_messages``, ``retry``,
-    ``wait_replicas``/``wait_timeout``, ``backing``, ``encryption``, ``token_counter``, ``telemetry``,
-    ``max_session_bytes``, ``tenant_quota``; kept as ``config``. ``retry`` is the one retry policy
-    for transport errors: the store turns the client's own retry off; with ``retry=None`` the store does not
-    retry, and leaves the client's retry alone.
+    The options are ``StoreConfig``'s (``redis_sessions.config``), each documented there; kept as
+    ``config``. ``retry`` is the one retry policy for transport errors: the store turns the client's
+    own retry off; with ``retry=None`` the store does not retry, and leaves the client's retry alone.
     ``client`` is a ``Redis`` (also one from a ``Sentinel``) or a ``RedisCluster``; ``from_url``,
     ``from_cluster`` and ``from_sentinel`` build one with sensible timeouts.
 

@@ -266,8 +266,7 @@ class TenantQuotaExceeded(QuotaExceeded):
         what = f"tenant {tenant!r} holds {usage}; {size} would pass its {limit} of {quota}"
         SessionError.__init__(self, f"session `{session_id}`: {what}")
         self.session_id, self.limit, self.quota, self.size = session_id, limit, quota, size
-        self.tenant = tenant
-        self.usage = usage
+        self.tenant, self.usage = tenant, usage
 
 
 class ToolCallPending(SessionError):
@@ -297,6 +296,4 @@ class MessagesTrimmed(SessionError):
             f"session `{session_id}`: messages after seq {after_seq} were trimmed;"
             f" the oldest stored is seq {first_seq}"
         )
-        self.session_id = session_id
-        self.after_seq = after_seq
-        self.first_seq = first_seq
+        self.session_id, self.after_seq, self.first_seq = session_id, after_seq, first_seq

@@ -185,12 +185,10 @@ def sync_keys(prefix: str) -> tuple[str, ...]:
     return (base + "workers", *(f"{base}group:{g}" for g in range(SLOT_GROUPS)))
 
 
-SLOT_GROUPS = 64
-"""Slots are leased to write-behind workers in groups of 16384 / 64 = 256."""
-GROUP_SLOTS = 256
+SLOT_GROUPS, GROUP_SLOTS = 64, 256
+"""Slots are leased to write-behind workers in 64 groups of 16384 / 64 = 256."""
 
 
-@functools.lru_cache(maxsize=65536)
 @functools.lru_cache(maxsize=65536)
 def dirty_key(prefix: str, sid: uuid.UUID, cluster: bool) -> str:
     """The dirty index that lists session ``sid``: on a cluster, its slot's (a script may only
@@ -261,13 +259,11 @@ def meta_key_pattern(prefix: str) -> str:
 
 
 def parse_meta_key(prefix: str, key: bytes | str) -> uuid.UUID:
-    """The session id inside a meta key found by SCAN; ``PersistenceError`` names a bad one.
-
-    One match of the key's bytes against the prefix's pattern (a listing parses one key per
-    session: this was a fifth of ``ls``'s client time, decoding, slicing and matching in steps)."""
-    found = _meta_key_re(prefix).match(
-        key if isinstance(key, bytes) else key.encode("utf-8", "surrogatepass")
-    )
+    """The session id inside a meta key found by SCAN; ``PersistenceError`` names a bad one. One
+    match of the key's bytes (a listing parses a key a session: decoding, slicing and matching in
+    steps was a fifth of ``ls``'s client time)."""
+    raw = key if isinstance(key, bytes) else key.encode("utf-8", "surrogatepass")
+    found = _meta_key_re(prefix).match(raw)
     if found is None:
         text = key.decode("utf-8", "backslashreplace") if isinstance(key, bytes) else key
         raise PersistenceError(f"key {text!r} under prefix {prefix!r} does not hold a valid session id")
@@ -285,8 +281,7 @@ def _meta_key_re(prefix: str) -> re.Pattern[bytes]:
 
 @functools.lru_cache(maxsize=64)
 def tenant_ledgers(prefix: str, cluster: bool) -> tuple[tuple[str, str], ...]:
-    """Every tenant ledger under ``prefix`` (its hash and its live zset): one per slot on a cluster
-    (a script may only touch keys of one slot), one on one server (so its check is exact)."""
+    """Every tenant ledger (hash, live zset): one per slot on a cluster, one on one server."""
     if cluster:
         return tuple(
             (f"{prefix}:tenant:{{{tag}}}", f"{prefix}:tenant:{{{tag}}}:live") for tag in _slot_tags()
