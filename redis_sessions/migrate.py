@@ -118,9 +118,9 @@ def rekey_backing(
 ) -> Migrated:
     """Seal every message of the backing record under its session's current key (as stand-ins).
 
-    A session is rewritten whole (``save_session``) only if its seq is still the one read: one
-    that write-behind extended meanwhile is reported, for the next run. Pause the write-behind
-    workers for it to be exact: between that check and the write, a delivery can still land."""
+    A session is rewritten whole only if the record still holds it at the seq read, checked in
+    the write's own transaction (``replace_session``): one that write-behind extended meanwhile is
+    left as it is and reported, for the next run, so the workers can keep running."""
     seen, upgraded, failed = 0, 0, []
     for sid in list(adapter.list_sessions()):
         seen += 1
@@ -128,11 +128,11 @@ def rekey_backing(
             state = adapter.load_session(sid)
             new = None if state is None else rekey.resealed_state(encryption, codec, sid, state)
             if state is not None and new is not None:
-                if adapter.seqs([sid]).get(sid, 0) != state.seq:
-                    failed.append((sid, "write-behind extended it meanwhile: run again"))
-                else:
-                    adapter.save_session(sid, new)
+                held = state.seq if state.seq is not None else len(state.messages)
+                if adapter.replace_session(sid, new, expected_seq=held):
                     upgraded += 1
+                else:
+                    failed.append((sid, "write-behind extended it meanwhile: run again"))
         except SessionError as exc:
             failed.append((sid, str(exc)))
         if step is not None:

@@ -61,6 +61,15 @@ class PersistenceAdapter(Protocol):
         """
         ...
 
+    def replace_session(self, session_id: SessionId | str, state: SessionState, *, expected_seq: int) -> bool:
+        """``save_session``, only if the record holds the session at ``expected_seq`` (0: holds
+        none), checked in the same transaction (or under the same lock) as the write: ``False``,
+        and nothing written, when a write-behind delivery or another writer moved it meanwhile.
+        What rewrites a session it read (``migrate --rekey``) uses it, so it never drops what was
+        delivered between its read and its write.
+        """
+        ...
+
     def load_session(self, session_id: SessionId | str) -> SessionState | None:
         """The stored session, or ``None`` if there is none.
 

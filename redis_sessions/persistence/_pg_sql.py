@@ -62,7 +62,7 @@ STATEMENTS: Final = {
         ON CONFLICT (id) DO UPDATE SET schema_version = EXCLUDED.schema_version, seq = EXCLUDED.seq,
             updated_at = EXCLUDED.updated_at, header = EXCLUDED.header""",
     "seqs": "SELECT id, seq FROM {s}.sessions WHERE id = ANY(%s)",
-    "lock_header": "SELECT header FROM {s}.sessions WHERE id = %s FOR UPDATE",
+    "lock_header": "SELECT header, seq FROM {s}.sessions WHERE id = %s FOR UPDATE",
     "load": """
         SELECT s.header, ARRAY(SELECT m.body FROM {s}.messages AS m WHERE m.session_id = s.id
                                ORDER BY m.position),

@@ -15,6 +15,7 @@ __all__ = [
     "CHUNK",
     "COLUMNS",
     "HEADER",
+    "HEADER_SEQ",
     "INSERT",
     "NEXT_POSITION",
     "SCHEMA",
@@ -50,6 +51,7 @@ INSERT INTO record (id) SELECT :record WHERE NOT EXISTS (SELECT 1 FROM record)
 """
 
 HEADER: Final = "SELECT CAST(header AS BLOB) FROM sessions WHERE id = ?"
+HEADER_SEQ: Final = "SELECT CAST(header AS BLOB), seq FROM sessions WHERE id = ?"
 BODIES: Final = "SELECT CAST(body AS BLOB), tokens FROM messages WHERE session_id = ? ORDER BY position"
 NEXT_POSITION: Final = "SELECT COALESCE(MAX(position) + 1, 0) FROM messages WHERE session_id = ?"
 UPSERT: Final = """

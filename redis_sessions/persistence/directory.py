@@ -147,12 +147,23 @@ class DirectoryAdapter:
 
     def save_session(self, session_id: SessionId | str, state: SessionState) -> None:
         """Store ``state`` as the whole session, replacing its file."""
-        sid = check_id(session_id)
+        self._save(check_id(session_id), state, None)
+
+    def replace_session(self, session_id: SessionId | str, state: SessionState, *, expected_seq: int) -> bool:
+        """``save_session`` if the file holds the session at ``expected_seq`` (0: none), checked
+        under the session's writer lock; ``False``, nothing written, otherwise."""
+        return self._save(check_id(session_id), state, expected_seq)
+
+    def _save(self, sid: SessionId, state: SessionState, expected_seq: int | None) -> bool:
         header, rows, counts = snapshot(sid, state)
         data = document(header.json, [body for _, body in rows], counts)
         with driver_errors("directory save_session", sid, (OSError,)), self._locked(sid):
-            refuse_newer(sid, self._read(sid))
+            stored = self._read(sid)
+            refuse_newer(sid, stored)
+            if expected_seq is not None and _held_seq(sid, stored) != expected_seq:
+                return False
             self._write(sid, data)
+        return True
 
     def load_session(self, session_id: SessionId | str) -> SessionState | None:
         """The stored session, or ``None`` (no lock: files are only ever replaced whole)."""
@@ -234,11 +245,8 @@ class DirectoryAdapter:
 
     def seqs(self, session_ids: Sequence[SessionId]) -> dict[SessionId, int]:
         """The seq the record holds of each session (0 for one it does not hold)."""
-        held: dict[SessionId, int] = {}
-        for sid in session_ids:
-            state = self.load_session(sid)
-            held[sid] = 0 if state is None else state.seq if state.seq is not None else len(state.messages)
-        return held
+        with driver_errors("directory seqs", None, (OSError,)):
+            return {sid: _held_seq(sid, self._read(sid)) for sid in session_ids}
 
     def close(self) -> None:
         """Nothing to release (no file stays open between calls); for the protocol's sake."""
@@ -250,3 +258,11 @@ class DirectoryAdapter:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.close()
+
+
+def _held_seq(sid: SessionId, data: bytes | None) -> int:
+    """The seq a session's stored document holds (0 for none)."""
+    if data is None:
+        return 0
+    state = decode_document(sid, data)
+    return state.seq if state.seq is not None else len(state.messages)

@@ -171,15 +171,25 @@ class PostgresAdapter:
 
     def save_session(self, session_id: SessionId | str, state: SessionState) -> None:
         """Store ``state`` as the whole session, replacing what was stored under its id."""
-        sid = check_id(session_id)
+        self._save(check_id(session_id), state, None)
+
+    def replace_session(self, session_id: SessionId | str, state: SessionState, *, expected_seq: int) -> bool:
+        """``save_session`` if the record holds the session at ``expected_seq`` (0: none), checked
+        under the row lock the write takes; ``False``, nothing written, otherwise."""
+        return self._save(check_id(session_id), state, expected_seq)
+
+    def _save(self, sid: SessionId, state: SessionState, expected_seq: int | None) -> bool:
         key = str(sid)
         header, rows, counts = snapshot(sid, state)
         with self._transaction("save_session", sid) as connection:
             row = connection.execute(self._sql["lock_header"], (key,)).fetchone()
             refuse_newer(sid, None if row is None else row[0].encode())
+            if expected_seq is not None and (0 if row is None else int(row[1])) != expected_seq:
+                return False
             self._put(connection, "upsert", key, header)
             connection.execute(self._sql["delete_messages"], (key,))
             self._insert(connection, key, 0, rows, counts)
+        return True
 
     def load_session(self, session_id: SessionId | str) -> SessionState | None:
         """The stored session, or ``None``; one statement, so header and messages are one snapshot."""

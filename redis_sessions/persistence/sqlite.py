@@ -56,6 +56,7 @@ from ._sqlite_sql import (
     CHUNK,
     COLUMNS,
     HEADER,
+    HEADER_SEQ,
     INSERT,
     NEXT_POSITION,
     SCHEMA,
@@ -122,12 +123,21 @@ class SQLiteAdapter:
 
     def save_session(self, session_id: SessionId | str, state: SessionState) -> None:
         """Store ``state`` as the whole session, replacing what was stored under its id."""
-        sid = check_id(session_id)
+        self._save(check_id(session_id), state, None)
+
+    def replace_session(self, session_id: SessionId | str, state: SessionState, *, expected_seq: int) -> bool:
+        """``save_session`` if the file holds the session at ``expected_seq`` (0: none), checked
+        in the write's own transaction; ``False``, nothing written, otherwise."""
+        return self._save(check_id(session_id), state, expected_seq)
+
+    def _save(self, sid: SessionId, state: SessionState, expected_seq: int | None) -> bool:
         key = str(sid)
         header, rows, counts = snapshot(sid, state)
         with self._transaction("save_session", sid, write=True) as connection:
-            row = connection.execute(HEADER, (key,)).fetchone()
+            row = connection.execute(HEADER_SEQ, (key,)).fetchone()
             refuse_newer(sid, None if row is None else row[0])
+            if expected_seq is not None and (0 if row is None else int(row[1])) != expected_seq:
+                return False
             self._put_header(connection, key, header)
             connection.execute("DELETE FROM messages WHERE session_id = ?", (key,))
             connection.executemany(
@@ -137,6 +147,7 @@ class SQLiteAdapter:
                     for i, ((mid, body), n) in enumerate(zip(rows, counts, strict=True))
                 ],
             )
+        return True
 
     def load_session(self, session_id: SessionId | str) -> SessionState | None:
         """The stored session, or ``None``; header and messages are read from one snapshot."""
