@@ -21,7 +21,7 @@ import pytest
 from redis_sessions import AsyncSessionStore, SessionStore
 from redis_sessions.embedded import RedisServer
 from tests.servers import RedisClusterServers, require_redis_binaries
-from tests.support import AsyncAdapter, Backend
+from tests.support import AsyncAdapter, Backend, opened_stores
 
 BACKENDS = [
     pytest.param("fakeredis", id="fakeredis"),
@@ -138,21 +138,5 @@ def closed_url() -> str:
 @pytest.fixture
 def make_unreachable(front: str, closed_url: str) -> Iterator[MakeStore]:
     """``make_unreachable(**options)``: a store (sync or async front) whose Redis cannot be reached."""
-    runner = asyncio.Runner()
-    made: list[Store] = []
-
-    def make(**options: Any) -> Store:
-        store: Store
-        if front == "sync":
-            store = SessionStore.from_url(closed_url, **options)
-        else:
-            store = AsyncAdapter(AsyncSessionStore.from_url(closed_url, **options), runner)
-        made.append(store)
-        return store
-
-    try:
-        yield make
-    finally:
-        for store in made:
-            store.close()
-        runner.close()
+    with opened_stores(front) as make:
+        yield lambda **options: make(closed_url, **options)

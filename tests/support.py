@@ -10,6 +10,7 @@ coroutine on an ``asyncio.Runner`` owned by the test.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 import uuid
 from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable, Iterator, Mapping
@@ -32,6 +33,7 @@ from redis_sessions import (
     SessionId,
     SessionInfo,
     SessionState,
+    SessionStore,
     TenantUsage,
     ToolResult,
 )
@@ -332,3 +334,29 @@ class ReplyAdapter:
 
     def __exit__(self, kind: Any, error: Any, tb: Any) -> None:
         self.adapter._run(self.reply.__aexit__(kind, error, tb))
+
+
+@contextlib.contextmanager
+def opened_stores(front: str) -> Iterator[Callable[..., Any]]:
+    """``make(url, opener="from_url", **options)``: a store the front's class opens itself (a
+    ``SessionStore``, or an ``AsyncSessionStore`` behind ``AsyncAdapter``); every one closed at
+    the end, with its worker thread when it has a backing (a stray worker once lost a record's
+    messages)."""
+    runner = asyncio.Runner()
+    made: list[Any] = []
+
+    def make(url: str, opener: str = "from_url", **options: Any) -> Any:
+        store: Any
+        if front == "sync":
+            store = getattr(SessionStore, opener)(url, **options)
+        else:
+            store = AsyncAdapter(getattr(AsyncSessionStore, opener)(url, **options), runner)
+        made.append(store)
+        return store
+
+    try:
+        yield make
+    finally:
+        for store in made:
+            store.close()
+        runner.close()

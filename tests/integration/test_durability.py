@@ -8,7 +8,6 @@ Runs on a real server and on the cluster, sync and async.
 
 from __future__ import annotations
 
-import asyncio
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -18,7 +17,6 @@ import pytest
 
 from redis_sessions import (
     AgentMessage,
-    AsyncSessionStore,
     ConflictError,
     SessionNotFound,
     SessionStore,
@@ -28,7 +26,7 @@ from redis_sessions.keys import dirty_key, session_keys, tokens_key
 from redis_sessions.persistence import SQLiteAdapter
 from redis_sessions.writebehind import SyncWorker
 from tests.integration.durable_support import flush
-from tests.support import AsyncAdapter, Backend, ids, messages_of
+from tests.support import Backend, ids, messages_of, opened_stores
 
 REAL = [
     pytest.param("real", marks=pytest.mark.real),
@@ -42,26 +40,13 @@ Tiered = Callable[..., Any]
 @pytest.fixture
 def tiered(backend: Backend, front: str, database: SQLiteAdapter) -> Iterator[Tiered]:
     """``tiered(**options)``: a store made by from_url/from_cluster with ``backing=database``."""
-    runner = asyncio.Runner()
-    made: list[Any] = []
     opener = "from_cluster" if backend.cluster else "from_url"
-
-    def make(**options: Any) -> Any:
-        options = {"prefix": backend.prefix, "backing": database, **options}
-        assert backend.url is not None
-        if front == "sync":
-            store: Any = getattr(SessionStore, opener)(backend.url, **options)
-        else:
-            store = AsyncAdapter(getattr(AsyncSessionStore, opener)(backend.url, **options), runner)
-        made.append(store)
-        return store
-
-    try:
-        yield make
-    finally:
-        for store in made:
-            store.close()
-        runner.close()
+    assert backend.url is not None
+    url = backend.url
+    with opened_stores(front) as make:
+        yield lambda **options: make(
+            url, opener, **{"prefix": backend.prefix, "backing": database, **options}
+        )
 
 
 def test_every_write_reaches_the_backing_store(tiered: Tiered, database: SQLiteAdapter) -> None:

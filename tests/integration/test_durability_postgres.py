@@ -8,7 +8,6 @@ PostgreSQL is ``POSTGRES_DSN`` when set, else a private server (``tests/persiste
 
 from __future__ import annotations
 
-import asyncio
 import multiprocessing
 import uuid
 from collections.abc import Callable, Iterator
@@ -20,13 +19,13 @@ import pytest
 import redis
 from psycopg import sql
 
-from redis_sessions import AgentMessage, AsyncSessionStore, ConflictError, SessionStore
+from redis_sessions import AgentMessage, ConflictError, SessionStore
 from redis_sessions.embedded import RedisServer
 from redis_sessions.keys import session_keys
 from redis_sessions.persistence import PostgresAdapter
 from tests.integration.durable_support import flush, postgres
 from tests.integration.durable_workers import tiered_postgres_appender
-from tests.support import AsyncAdapter, ids, messages_of, unique_prefix
+from tests.support import ids, messages_of, opened_stores, unique_prefix
 
 pytestmark = [pytest.mark.real, pytest.mark.postgres]
 
@@ -56,26 +55,12 @@ def pg(pg_dsn: str, pg_schema: str) -> Iterator[PostgresAdapter]:
 def tiered(plain_redis: RedisServer, pg: PostgresAdapter) -> Iterator[Callable[[str, str], Any]]:
     """``tiered(front, prefix)``: a tiered store (sync, or async behind ``AsyncAdapter``) over
     ``plain_redis`` with PostgreSQL as the backing store."""
-    runner = asyncio.Runner()
-    made: list[Any] = []
+    with opened_stores("sync") as sync, opened_stores("async") as async_:
 
-    def make(front: str, prefix: str) -> Any:
-        store: Any
-        if front == "sync":
-            store = SessionStore.from_url(plain_redis.url, prefix=prefix, backing=pg)
-        else:
-            store = AsyncAdapter(
-                AsyncSessionStore.from_url(plain_redis.url, prefix=prefix, backing=pg), runner
-            )
-        made.append(store)
-        return store
+        def make(front: str, prefix: str) -> Any:
+            return (sync if front == "sync" else async_)(plain_redis.url, prefix=prefix, backing=pg)
 
-    try:
         yield make
-    finally:
-        for store in made:
-            store.close()
-        runner.close()
 
 
 @pytest.mark.parametrize("front", ["sync", "async"])

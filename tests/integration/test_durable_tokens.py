@@ -9,7 +9,6 @@ PostgreSQL tables without the column) is upgraded when opened, and its old rows 
 
 from __future__ import annotations
 
-import asyncio
 import sqlite3
 import uuid
 from collections.abc import Callable, Iterator
@@ -21,12 +20,12 @@ import pytest
 import redis
 from psycopg import sql
 
-from redis_sessions import AgentMessage, AsyncSessionStore, SessionStore
+from redis_sessions import AgentMessage
 from redis_sessions.embedded import RedisServer
 from redis_sessions.keys import session_keys, tokens_key
 from redis_sessions.persistence import PersistenceAdapter, PostgresAdapter, SQLiteAdapter
 from tests.integration.durable_support import flush, postgres
-from tests.support import AsyncAdapter, unique_prefix
+from tests.support import opened_stores, unique_prefix
 
 pytestmark = pytest.mark.real
 
@@ -77,25 +76,12 @@ def prefix() -> str:
 @pytest.fixture
 def tiered(plain_redis: RedisServer, front: str, prefix: str) -> Iterator[Tiered]:
     """``tiered(backing, counter)``: a tiered store on ``plain_redis`` under this test's prefix."""
-    runner = asyncio.Runner()
-    made: list[Any] = []
+    with opened_stores(front) as make:
 
-    def make(backing: PersistenceAdapter, counter: Callable[[AgentMessage], int]) -> Any:
-        options: dict[str, Any] = {"prefix": prefix, "backing": backing, "token_counter": counter}
-        store: Any
-        if front == "sync":
-            store = SessionStore.from_url(plain_redis.url, **options)
-        else:
-            store = AsyncAdapter(AsyncSessionStore.from_url(plain_redis.url, **options), runner)
-        made.append(store)
-        return store
+        def tiered(backing: PersistenceAdapter, counter: Callable[[AgentMessage], int]) -> Any:
+            return make(plain_redis.url, prefix=prefix, backing=backing, token_counter=counter)
 
-    try:
-        yield make
-    finally:
-        for store in made:
-            store.close()
-        runner.close()
+        yield tiered
 
 
 def evict(plain_redis: RedisServer, prefix: str, sid: uuid.UUID) -> None:

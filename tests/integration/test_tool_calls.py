@@ -38,7 +38,7 @@ from tests.conftest import Store
 from tests.integration.durable_support import flush
 from tests.integration.faults import LossyProxy
 from tests.integration.tool_workers import claim_and_hang, race_worker
-from tests.support import AsyncAdapter, Backend, expect_no_change, wait_until
+from tests.support import AsyncAdapter, Backend, expect_no_change, opened_stores, wait_until
 
 REAL = [pytest.param("real", marks=pytest.mark.real)]
 REAL_AND_CLUSTER = [
@@ -401,26 +401,11 @@ def test_a_retry_after_a_lost_reply_stores_one_result(backend: Backend, redis_ur
 @pytest.fixture
 def tiered(backend: Backend, front: str, database: SQLiteAdapter) -> Iterator[Callable[..., Any]]:
     """``tiered()``: a store made by from_url/from_cluster with ``backing=database``."""
-    runner = asyncio.Runner()
-    made: list[Any] = []
     opener = "from_cluster" if backend.cluster else "from_url"
-
-    def make() -> Any:
-        assert backend.url is not None
-        options = {"prefix": backend.prefix, "backing": database}
-        if front == "sync":
-            store: Any = getattr(SessionStore, opener)(backend.url, **options)
-        else:
-            store = AsyncAdapter(getattr(AsyncSessionStore, opener)(backend.url, **options), runner)
-        made.append(store)
-        return store
-
-    try:
-        yield make
-    finally:
-        for store in made:
-            store.close()
-        runner.close()
+    assert backend.url is not None
+    url = backend.url
+    with opened_stores(front) as make:
+        yield lambda: make(url, opener, prefix=backend.prefix, backing=database)
 
 
 @pytest.mark.parametrize("backend", REAL_AND_CLUSTER, indirect=True)
