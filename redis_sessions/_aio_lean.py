@@ -133,17 +133,7 @@ class AsyncLeanLine:
                 holding.release()
         connection = await pool.get_connection()
         try:
-            await connection.send_packed_command(packed)
-            return await connection.read_response()
-        except redis.exceptions.NoScriptError:
-            return UNSENT
-        except redis.exceptions.ResponseError:
-            raise  # a whole reply was read: the connection is fine
-        except BaseException:
-            # A reply may be on its way or half read: the connection must not be used again as it
-            # is (redis-py's own read does this for socket errors; cancellation and the rest too).
-            await connection.disconnect()
-            raise
+            return await _exchange(connection, packed)
         finally:
             await pool.release(connection)
 
@@ -157,16 +147,7 @@ class AsyncLeanLine:
         elif now - self._held_used > _IDLE:
             await self.pool.ensure_connection(connection)  # the server may have closed it meanwhile
         self._held_used = now
-        try:
-            await connection.send_packed_command(packed)
-            return await connection.read_response()
-        except redis.exceptions.NoScriptError:
-            return UNSENT
-        except redis.exceptions.ResponseError:
-            raise
-        except BaseException:
-            await connection.disconnect()  # as in _send(); the next call reconnects it
-            raise
+        return await _exchange(connection, packed)  # a fault disconnects it: the next call reconnects
 
     async def pipeline(self, commands: Sequence[tuple[Any, ...]]) -> Any:
         """The replies of ``commands`` pipelined in one round trip, or ``UNSENT`` when any was an
@@ -235,3 +216,19 @@ def _holdable(pool: Any) -> bool:
 
 def _plain(commands: Sequence[tuple[Any, ...]]) -> bool:
     return all(command[0] in _PLAIN for command in commands)
+
+
+async def _exchange(connection: Any, packed: list[bytes]) -> Any:
+    """Send ``packed`` (one command) on ``connection`` and read its reply; ``UNSENT`` for NOSCRIPT."""
+    try:
+        await connection.send_packed_command(packed)
+        return await connection.read_response()
+    except redis.exceptions.NoScriptError:
+        return UNSENT
+    except redis.exceptions.ResponseError:
+        raise  # a whole reply was read: the connection is fine
+    except BaseException:
+        # A reply may be on its way or half read: the connection must not be used again as it is
+        # (redis-py's own read does this for socket errors; cancellation and the rest too).
+        await connection.disconnect()
+        raise

@@ -72,17 +72,7 @@ class LeanLine:
                 holding.release()
         connection = pool.get_connection()
         try:
-            connection.send_packed_command(packed)
-            return connection.read_response()
-        except redis.exceptions.NoScriptError:
-            return UNSENT
-        except redis.exceptions.ResponseError:
-            raise  # a whole reply was read: the connection is fine
-        except BaseException:
-            # A reply may be on its way or half read: the connection must not be used again as it
-            # is (redis-py's own read does this for socket errors; cancellation and the rest too).
-            connection.disconnect()
-            raise
+            return _exchange(connection, packed)
         finally:
             pool.release(connection)
 
@@ -96,16 +86,7 @@ class LeanLine:
         elif now - self._held_used > _IDLE:
             self.pool.ensure_connection(connection)  # the server may have closed it meanwhile
         self._held_used = now
-        try:
-            connection.send_packed_command(packed)
-            return connection.read_response()
-        except redis.exceptions.NoScriptError:
-            return UNSENT
-        except redis.exceptions.ResponseError:
-            raise
-        except BaseException:
-            connection.disconnect()  # as in _send(); the next call reconnects it
-            raise
+        return _exchange(connection, packed)  # a fault disconnects it: the next call reconnects
 
     def pipeline(self, commands: Sequence[tuple[Any, ...]]) -> Any:
         """The replies of ``commands`` pipelined in one round trip, or ``UNSENT`` when any was an
@@ -174,3 +155,19 @@ def _holdable(pool: Any) -> bool:
 
 def _plain(commands: Sequence[tuple[Any, ...]]) -> bool:
     return all(command[0] in _PLAIN for command in commands)
+
+
+def _exchange(connection: Any, packed: list[bytes]) -> Any:
+    """Send ``packed`` (one command) on ``connection`` and read its reply; ``UNSENT`` for NOSCRIPT."""
+    try:
+        connection.send_packed_command(packed)
+        return connection.read_response()
+    except redis.exceptions.NoScriptError:
+        return UNSENT
+    except redis.exceptions.ResponseError:
+        raise  # a whole reply was read: the connection is fine
+    except BaseException:
+        # A reply may be on its way or half read: the connection must not be used again as it is
+        # (redis-py's own read does this for socket errors; cancellation and the rest too).
+        connection.disconnect()
+        raise
