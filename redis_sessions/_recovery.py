@@ -92,14 +92,20 @@ class Recovery:
     ) -> tuple[bool, Any]:
         """Restore the session from the backing store and run the call again; ``(False, None)`` if
         the backing store has no such session. A restored session is clean, so under a volatile
-        eviction policy Redis may evict it again before the call: a few tries."""
+        eviction policy Redis may evict it again before the call, whole or key by key: a few tries,
+        each restoring over what is left."""
         for _ in range(3):
             if not self._hydrate(sid, repair=repair):
                 return False, None
-            repair = False
             try:
                 result = self.transport.run(make())
             except SessionNotFound:
+                repair = False
+                continue
+            except CorruptSession as exc:
+                if not exc.evicted:
+                    raise
+                repair = True  # evicted in part again: restore over what is left
                 continue
             if missing is None or not missing(result):
                 return True, result

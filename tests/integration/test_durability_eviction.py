@@ -24,6 +24,7 @@ from redis_sessions.keys import session_keys
 from redis_sessions.persistence import SQLiteAdapter
 from redis_sessions.writebehind import SyncWorker
 from tests.integration.durable_support import (
+    EvictsPartOfWhatItRestores,
     EvictsWhatItRestores,
     accepted,
     keys_present,
@@ -230,8 +231,12 @@ def test_a_session_evicted_in_part_is_read_through(
     assert ids(stored.messages) == [*ids(messages_of(5)), "new"]
 
 
+@pytest.mark.parametrize("client_class", [EvictsWhatItRestores, EvictsPartOfWhatItRestores])
 def test_a_read_through_answers_even_when_redis_evicts_what_it_restored(
-    plain_redis: RedisServer, database: SQLiteAdapter, stack: ExitStack
+    plain_redis: RedisServer,
+    database: SQLiteAdapter,
+    stack: ExitStack,
+    client_class: type[EvictsWhatItRestores],
 ) -> None:
     """A cache too small for what is being read (the 2 MB eviction test meets this): the restored
     session is evicted again before the read that follows the restore. The reader must still get the
@@ -239,7 +244,7 @@ def test_a_read_through_answers_even_when_redis_evicts_what_it_restored(
     sid = uuid.uuid4()
     history = messages_of(5)
     database.save_session(sid, SessionState(model="m", messages=history, seq=len(history)))
-    client = stack.enter_context(EvictsWhatItRestores.from_url(plain_redis.url))
+    client = stack.enter_context(client_class.from_url(plain_redis.url))
     store = stack.enter_context(SessionStore(client, prefix=unique_prefix(), ttl=600, backing=database))
     assert ids(store.messages(sid)) == ids(history)
     assert client.evictions == 1, "the session was restored, and evicted again"
