@@ -12,7 +12,10 @@ from typing import Final
 
 __all__ = ["SCRIPTS", "SHAS"]
 
-_PREAMBLE: Final = resources.files(__package__).joinpath("scripts", "_preamble.lua").read_text("utf-8")
+_PREAMBLE_TEXT: Final = resources.files(__package__).joinpath("scripts", "_preamble.lua").read_text("utf-8")
+_PREAMBLE: Final = "\n".join(  # without its comment lines: each script that calls it holds a copy
+    line for line in _PREAMBLE_TEXT.split("\n") if line.strip() and not line.lstrip().startswith("--")
+)
 _CHECKS: Final = (
     "session_of",
     "mark_dirty",
