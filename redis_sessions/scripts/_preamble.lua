@@ -196,7 +196,7 @@ local function push_messages(keys, args, fresh, h, seq, finish, indexed, counted
   local meta, list, ids = keys[1], keys[2], keys[3]
   local tokens, total = counted.key, counted.total
   -- The byte limit, checked before anything is stored (only sessions that have one pay for it).
-  local sized = counted.sized
+  local sized, refused = counted.sized, nil
   if sized then
     local size = sized.total
     if sized.restart then
@@ -212,34 +212,28 @@ local function push_messages(keys, args, fresh, h, seq, finish, indexed, counted
       size = size + #args[fresh[k] + 1]
     end
     if size > sized.limit then
-      if indexed then  -- take back append.lua's ZADD NX (at most 500 ids)
-        local added = {}
-        for k = 1, #fresh do
-          added[k] = args[fresh[k]]
-        end
-        redis.call('ZREM', ids, unpack(added))
-      end
-      return nil, {17, sized.limit, size}
+      refused = {17, sized.limit, size}
+    else
+      sized.total = size
     end
-    sized.total = size
   end
   -- The tenant's ledger (tenant_quota), checked as the byte limit is: before anything is stored.
   local tenant, added = counted.tenant, 0
-  if tenant then
+  if tenant and not refused then
     for k = 1, #fresh do
       added = added + #args[fresh[k] + 1]
     end
-    local refused = tenant_room(tenant, added)
-    if refused then
-      if indexed then  -- take back append.lua's ZADD NX (at most 500 ids)
-        local taken = {}
-        for k = 1, #fresh do
-          taken[k] = args[fresh[k]]
-        end
-        redis.call('ZREM', ids, unpack(taken))
+    refused = tenant_room(tenant, added)
+  end
+  if refused then  -- nothing is stored: take back append.lua's ZADD NX (at most 500 ids)
+    if indexed then
+      local taken = {}
+      for k = 1, #fresh do
+        taken[k] = args[fresh[k]]
       end
-      return nil, refused
+      redis.call('ZREM', ids, unpack(taken))
     end
+    return nil, refused
   end
   -- Push in chunks: unpack() of a very large batch would overflow the Lua stack.
   local len, tallied = 0, 0
