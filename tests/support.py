@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import time
 import uuid
-from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable, Iterator, Mapping
+from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any, TypeVar
 
 import fakeredis
@@ -360,3 +360,18 @@ def opened_stores(front: str) -> Iterator[Callable[..., Any]]:
         for store in made:
             store.close()
         runner.close()
+
+
+def run_processes(processes: Sequence[Any], results: Any, timeout: float) -> list[Any]:
+    """Start ``processes`` (``multiprocessing`` ones), take one item each from the ``results`` queue
+    (``timeout`` seconds for each), then join them; any still alive after 30 s is terminated."""
+    for process in processes:
+        process.start()
+    try:
+        return [results.get(timeout=timeout) for _ in processes]
+    finally:
+        for process in processes:
+            process.join(timeout=30)
+            if process.is_alive():
+                process.terminate()
+                process.join()

@@ -17,7 +17,7 @@ import pytest
 
 from redis_sessions import AgentMessage, AsyncSessionStore, ConflictError, SessionExists, SessionStore
 from tests.integration.workers import append_worker, message_id
-from tests.support import Backend, ids, messages_of
+from tests.support import Backend, ids, messages_of, run_processes
 
 REAL = [pytest.param("real", marks=pytest.mark.real)]
 T = TypeVar("T")
@@ -162,16 +162,9 @@ def test_processes_share_one_session(backend: Backend, redis_url: str) -> None:
             )
             for writer in range(WRITERS)
         ]
-        for process in processes:
-            process.start()
         try:
-            outcomes = sorted(results.get(timeout=90) for _ in processes)
+            outcomes = sorted(run_processes(processes, results, timeout=90))
         finally:
-            for process in processes:
-                process.join(timeout=30)
-                if process.is_alive():
-                    process.terminate()
-                    process.join()
             results.close()
             results.join_thread()
         assert [p.exitcode for p in processes] == [0] * WRITERS

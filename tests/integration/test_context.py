@@ -20,7 +20,7 @@ from redis_sessions.errors import InvalidArgument
 from redis_sessions.keys import compact_key, session_keys, slot, staged_keys, tokens_key
 from tests.conftest import MakeStore, Store
 from tests.integration.context_workers import append_and_compact, ten
-from tests.support import AsyncAdapter, Backend
+from tests.support import AsyncAdapter, Backend, run_processes
 
 
 def chars(message: AgentMessage) -> int:
@@ -287,16 +287,7 @@ def test_four_processes_appending_and_compacting_make_one_summary_per_crossing(
             )
             for n in range(WORKERS)
         ]
-        for process in processes:
-            process.start()
-        try:
-            outcomes = [results.get(timeout=120) for _ in processes]
-        finally:
-            for process in processes:
-                process.join(timeout=30)
-                if process.is_alive():
-                    process.terminate()
-                    process.join()
+        outcomes = run_processes(processes, results, timeout=120)
         errors = [error for _, error, _, _ in outcomes if error]
         assert not errors, "\n".join(errors)
         stored = sorted(through for _, _, _, mine in outcomes for through in mine)

@@ -38,7 +38,7 @@ from tests.conftest import Store
 from tests.integration.durable_support import flush
 from tests.integration.faults import LossyProxy
 from tests.integration.tool_workers import claim_and_hang, race_worker
-from tests.support import AsyncAdapter, Backend, expect_no_change, opened_stores, wait_until
+from tests.support import AsyncAdapter, Backend, expect_no_change, opened_stores, run_processes, wait_until
 
 REAL = [pytest.param("real", marks=pytest.mark.real)]
 REAL_AND_CLUSTER = [
@@ -303,16 +303,7 @@ def test_processes_racing_for_one_call_run_the_tool_once(backend: Backend, redis
             )
             for n in range(WORKERS)
         ]
-        for process in processes:
-            process.start()
-        try:
-            outcomes = [results.get(timeout=90) for _ in processes]
-        finally:
-            for process in processes:
-                process.join(timeout=30)
-                if process.is_alive():
-                    process.terminate()
-                    process.join()
+        outcomes = run_processes(processes, results, timeout=90)
         errors = [error for _, error, _, _, _ in outcomes if error]
         assert not errors, "\n".join(errors)
         assert int(backend.raw.get(counter)) == 1, "the tool ran more than once"
