@@ -17,7 +17,9 @@ from ._core import StoreCore
 from ._protocol import Status
 from .errors import BackingMismatch, InvalidSessionId, MessagesTrimmed, SessionError
 from .keys import dirty_key, session_id, session_keys, sync_keys, tokens_key, tombstone_key
-from .models import SessionId, SessionState
+from .models import SessionId
+from .persistence import Delivery
+from .persistence._delivery import decoded_delivery
 
 __all__ = [
     "Mark",
@@ -43,7 +45,7 @@ _MARKS: dict[int, Mark] = {
 class Unsynced(NamedTuple):
     """What the backing record lacks of one session: its header and the messages after ``synced``."""
 
-    state: SessionState  # header fields, the new messages, and seq = the last of them
+    delivery: Delivery  # for the record: the messages from seq synced + 1, the header's fields
     synced: int  # the seq the record holds already (what the messages follow)
     epoch: bytes  # which incarnation of the id was read
     token: bytes  # updated_at when read: a later write (even metadata only) keeps it dirty
@@ -81,12 +83,14 @@ def sync_read(
             meta = dict(zip(flat[::2], flat[1::2], strict=True))
             # Sealed messages go to the record sealed, as stand-ins (_envelope): no key needed here.
             messages = core.codec_named(sid, meta.get(b"codec")).keeping_sealed(sid, items, int(synced))
-            upto = int(synced) + len(messages)
-            state = core.session(sid, meta, messages).to_state()  # a copy of its own: set in place
-            state.seq = upto
+            after = int(synced)
+            state = core.session(sid, meta, []).to_state()  # a copy of its own: set in place
+            state.seq = after + len(messages)
             state.message_tokens = _counts(len(messages), counted)
             state.summary_tokens = _count(meta.get(b"summary_tokens"))
-            return Unsynced(state, int(synced), meta.get(b"epoch", b""), meta.get(b"updated_at", b""))
+            # In the record's form at once, checked by the decode above (see decoded_delivery)
+            delivery = decoded_delivery(sid, after + 1, messages, state)
+            return Unsynced(delivery, after, meta.get(b"epoch", b""), meta.get(b"updated_at", b""))
         except SessionError as exc:
             return exc
 

@@ -57,7 +57,7 @@ def deliver(
     # (session, message id) pairs: one lookup each in the UNIQUE (session_id, message_id) index;
     # asking for any of the ids in any of the sessions compared every stored row of the batch's
     # sessions with every id of the batch (quadratic: 10 s a batch at 1000 sessions).
-    pairs = [(key, m.id.encode()) for d, key in zip(deliveries, keys, strict=True) for m in d.messages]
+    pairs = [(key, mid.encode()) for d, key in zip(deliveries, keys, strict=True) for mid, _ in d.rows]
     stored: dict[str, set[str]] = {}
     asked = [[key for key, _ in pairs], [mid for _, mid in pairs]]
     for key, mid in _rows(connection, sql["stored_ids"], asked):
@@ -84,7 +84,7 @@ def deliver(
             messages[2].append(mid.encode())
             messages[3].append(body.decode())
         counted = delivery.state.message_tokens
-        messages[4].extend(delivered_counts(counted, len(delivery.messages), len(fresh)))
+        messages[4].extend(delivered_counts(counted, len(delivery.rows), len(fresh)))
         values = (key, header.schema_version, header.seq, utc(header.updated_at), header.json.decode())
         for column, value in zip(headers, values, strict=True):
             column.append(value)

@@ -229,7 +229,7 @@ class SQLiteAdapter:
                 if fresh is None:  # a gap: not stored; the worker delivers again from ``have``
                     results[sid] = have
                     continue
-                counts = delivered_counts(delivery.state.message_tokens, len(delivery.messages), len(fresh))
+                counts = delivered_counts(delivery.state.message_tokens, len(delivery.rows), len(fresh))
                 rows += [
                     (key, count + i, mid, body.decode(), n)
                     for i, ((mid, body), n) in enumerate(zip(fresh, counts, strict=True))
@@ -251,7 +251,7 @@ class SQLiteAdapter:
             chunk = keys[start : start + CHUNK]
             for key, seq, count in connection.execute(held_query(len(chunk)), chunk):
                 held[key] = (int(seq), int(count))
-        pairs = [x for d, key in zip(deliveries, keys, strict=True) for m in d.messages for x in (key, m.id)]
+        pairs = [x for d, key in zip(deliveries, keys, strict=True) for mid, _ in d.rows for x in (key, mid)]
         stored: dict[str, set[str]] = {}
         for start in range(0, len(pairs), 2 * CHUNK):
             chunk = pairs[start : start + 2 * CHUNK]
