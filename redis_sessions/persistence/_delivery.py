@@ -46,6 +46,7 @@ __all__ = [
     "delivery",
     "header_state",
     "ids_of",
+    "in_key_order",
     "last_seq",
     "new_record_id",
     "plan",
@@ -148,3 +149,14 @@ def header_state(delivery: Delivery, held: int) -> SessionState:
 def ids_of(deliveries: Sequence[Delivery]) -> dict[SessionId, list[str]]:
     """The message ids of each session's batch, to ask the record which it holds already."""
     return {d.session_id: [message_id for message_id, _ in d.rows] for d in deliveries}
+
+
+def in_key_order(deliveries: Sequence[Delivery]) -> tuple[list[Delivery], list[str]]:
+    """The batches in order of their session ids' text (a record's keys), and those keys: a
+    record writes them in its B-trees' order, not at random (SQLite, PostgreSQL)."""
+    keyed = sorted([(str(d.session_id), d) for d in deliveries], key=_first)
+    return [d for _, d in keyed], [key for key, _ in keyed]
+
+
+def _first(pair: tuple[str, Delivery]) -> str:
+    return pair[0]

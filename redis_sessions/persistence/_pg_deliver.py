@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from ..errors import BackingMismatch, RecordMismatch
 from ..models import SessionId, SessionState
 from ._counts import delivered_counts
-from ._delivery import Delivered, Delivery, header_state, last_seq, plan
+from ._delivery import Delivered, Delivery, header_state, in_key_order, last_seq, plan
 from ._rows import encode_header
 
 if TYPE_CHECKING:
@@ -46,8 +46,8 @@ def deliver(
     row = connection.execute(sql["record_id"]).fetchone()
     if row is None or row[0] != record_id:
         raise BackingMismatch(where, "no record" if row is None else row[0], record_id)
-    keys = [str(d.session_id) for d in deliveries]
-    new = sorted(str(d.session_id) for d in deliveries if d.first_seq <= 1)
+    deliveries, keys = in_key_order(deliveries)  # rows inserted in their indexes' order
+    new = [key for d, key in zip(deliveries, keys, strict=True) if d.first_seq <= 1]
     if new:
         empty = encode_header(deliveries[0].session_id, SessionState())
         params = (empty.schema_version, empty.json.decode(), new)
