@@ -9,6 +9,7 @@ groups between workers; ``rebind`` moves a session's bookkeeping to another reco
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal, NamedTuple
 
@@ -97,17 +98,20 @@ def sync_read(
     def parse(replies: list[Any]) -> list[Read]:
         return [one(sid, reply) for sid, reply in zip(sids, replies, strict=True)]
 
-    keys = tuple(
-        key
-        for sid in sids
-        for key in (
-            *session_keys(core.prefix, sid)[:2],
-            dirty_key(core.prefix, sid, core.cluster),
-            tokens_key(core.prefix, sid),
-        )
-    )
-    args = (core.version, limit, record, *(str(after[sid]) if sid in after else "" for sid in sids))
+    prefix, cluster = core.prefix, core.cluster
+    keys = tuple(key for sid in sids for key in _worker_keys(prefix, sid, cluster)[0])
+    froms = [str(after[sid]) if sid in after else "" for sid in sids] if after else [""] * len(sids)
+    args = (core.version, limit, record, *froms)
     return Script("sync", sids[0] if len(sids) == 1 else None, "sync_read", keys, args, parse)
+
+
+@functools.lru_cache(maxsize=65536)
+def _worker_keys(prefix: str, sid: SessionId, cluster: bool) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The keys of ``sid`` that ``sync_read`` and ``sync_mark`` take, in their order: one memoised
+    lookup a session and call, where building them took four (each hashing the id, in Python)."""
+    meta, messages, ids = session_keys(prefix, sid)
+    dirty, tokens = dirty_key(prefix, sid, cluster), tokens_key(prefix, sid)
+    return (meta, messages, dirty, tokens), (meta, messages, ids, tombstone_key(prefix, sid), dirty, tokens)
 
 
 def _counts(n: int, counted: list[bytes]) -> list[int | None] | None:
@@ -142,13 +146,9 @@ def sync_mark(
 
     keys: list[str] = []
     args: list[Any] = [record]
+    prefix, cluster = core.prefix, core.cluster
     for sid, read, held in marks:
-        keys += [
-            *session_keys(core.prefix, sid),
-            tombstone_key(core.prefix, sid),
-            dirty_key(core.prefix, sid, core.cluster),
-            tokens_key(core.prefix, sid),
-        ]
+        keys += _worker_keys(prefix, sid, cluster)[1]
         args += [read.epoch, held, read.token]
     only = marks[0][0] if len(marks) == 1 else None
     return Script("sync", only, "sync_mark", tuple(keys), tuple(args), parse)
