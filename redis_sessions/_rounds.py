@@ -124,7 +124,8 @@ class Rounds:
                 again.append(sid)
             else:
                 self.delivered += len(read.delivery.rows)
-                self.failures.pop(sid, None)
+                if self.failures:  # mostly empty: spare hashing the id (in Python) for nothing
+                    self.failures.pop(sid, None)
                 reached[sid] = last
                 marks[sid] = (sid, read, last)
         again += self.mark(marks, ready, reached)
