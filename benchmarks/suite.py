@@ -62,6 +62,7 @@ from _procs import (
 )
 from _report import chart, markdown, report, targets
 from _workload import SEED, as_items, as_json, make_messages, message_sizes
+from bench_append_script import MINIMAL, NOOP
 from hiredis import pack_command
 from redis.asyncio import BlockingConnectionPool
 
@@ -77,20 +78,6 @@ ASYNC_SYSTEMS = {RAW_A, RS_A, A_COLD, A_WARM, AG}
 # floor of any script) and the least an atomic append idempotent by message id can do (read seq, an
 # id check and a push per message, write seq): no TTL, trim, watchers, record, leases or limits.
 FLOOR_NOOP, FLOOR_MINIMAL = "floor: no-op script, held conn", "floor: minimal idempotent script"
-NOOP_LUA = "return {0, 0}"
-MINIMAL_LUA = """local seq = tonumber(redis.call('HGET', KEYS[1], 'seq') or '0')
-local n, fresh = seq, {}
-for i = 6, #ARGV, 2 do
-  if redis.call('ZADD', KEYS[3], 'NX', n + 1, ARGV[i]) == 1 then
-    n = n + 1
-    fresh[#fresh + 1] = ARGV[i + 1]
-  end
-end
-if n > seq then
-  redis.call('RPUSH', KEYS[2], unpack(fresh))
-  redis.call('HSET', KEYS[1], 'seq', n)
-end
-return {0, n}"""
 T = TypeVar("T")
 BATCH = 10
 POOL = 50  # connections for the 1,000-session asyncio case: from_url's BlockingConnectionPool default
@@ -238,8 +225,8 @@ class Bench:
             return go
 
         systems: dict[str, Runner] = {RAW: raw, RS: rs, RAW_A: araw, RS_A: ars, AG: ag}
-        systems |= {FLOOR_SCRIPT: floor("append"), FLOOR_MINIMAL: floor(MINIMAL_LUA)}
-        systems |= {FLOOR_NOOP: floor(NOOP_LUA)}
+        systems |= {FLOOR_SCRIPT: floor("append"), FLOOR_MINIMAL: floor(MINIMAL)}
+        systems |= {FLOOR_NOOP: floor(NOOP)}
         return Case(op, unit, n, systems, baselines(list(systems)), AG)
 
     # -- reads of stored histories (the same keys every round: reads change nothing) -----------
