@@ -91,7 +91,7 @@ class AsyncLeanLine:
         if pipeline is None:
             for closed in [other for other in self._pipelines if other.is_closed()]:
                 del self._pipelines[closed]
-            pipeline = self._pipelines[loop] = AutoPipeline(self.pool)
+            pipeline = self._pipelines[loop] = AutoPipeline(self.pool, loop)
         return pipeline
 
     async def settled(self) -> None:

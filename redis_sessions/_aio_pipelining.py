@@ -17,6 +17,7 @@ the connections of an asyncio pool belong to the loop that made them.
 from __future__ import annotations
 
 import asyncio
+import math
 from typing import Any
 
 import redis.exceptions
@@ -27,8 +28,9 @@ __all__ = ["AutoPipeline"]
 class AutoPipeline:
     """The commands queued in this loop iteration, and the writes in flight (see the module)."""
 
-    def __init__(self, pool: Any) -> None:
+    def __init__(self, pool: Any, loop: asyncio.AbstractEventLoop) -> None:
         self.pool = pool
+        self.loop = loop
         self.queue: list[tuple[bytes, asyncio.Future[Any]]] = []
         self.writes: set[asyncio.Task[None]] = set()  # held: the loop keeps only weak references
         self.direct = 0  # calls the lean line sent on their own, not queued here, still in flight
@@ -41,10 +43,9 @@ class AutoPipeline:
 
     def submit(self, packed: bytes) -> asyncio.Future[Any]:
         """A future of ``packed``'s reply (an exception instance for an error reply)."""
-        loop = asyncio.get_running_loop()
-        future = loop.create_future()
+        future = self.loop.create_future()
         if not self.queue:
-            loop.call_soon(self._flush)
+            self.loop.call_soon(self._flush)
         self.queue.append((packed, future))
         return future
 
@@ -55,7 +56,7 @@ class AutoPipeline:
 
     def _flush(self) -> None:
         batch, self.queue = self.queue, []
-        task = asyncio.get_running_loop().create_task(self._write(batch))
+        task = self.loop.create_task(self._write(batch))
         self.writes.add(task)
         task.add_done_callback(self.writes.discard)
 
@@ -70,14 +71,10 @@ class AutoPipeline:
                 raise
             return
         try:
-            await connection.send_packed_command([b"".join([packed for packed, _ in batch])])
-            for _, future in batch:
-                try:
-                    reply = await connection.read_response()
-                except redis.exceptions.ResponseError as exc:
-                    reply = exc
-                if not future.done():
-                    future.set_result(reply)
+            await _exchange(connection, batch)
+        except TimeoutError as exc:  # the batch's deadline: as redis-py's own read timeout says it
+            await connection.disconnect()
+            _fail(batch, redis.exceptions.TimeoutError(f"Timeout reading replies: {exc!r}"))
         except BaseException as exc:
             await connection.disconnect()  # replies may be on their way: never reuse it as it is
             _fail(batch, exc)
@@ -85,6 +82,23 @@ class AutoPipeline:
                 raise
         finally:
             await self.pool.release(connection)
+
+
+async def _exchange(connection: Any, batch: list[tuple[bytes, asyncio.Future[Any]]]) -> None:
+    """Write ``batch`` on ``connection`` and hand each reply to its future.
+
+    One deadline for the whole batch's replies (the connection's socket timeout), not one per
+    reply: redis-py's per-read timeout schedules and cancels a timer for each, which cost more than
+    the rest of the read. ``math.inf`` is redis-py's "no timeout of its own for this read"."""
+    await connection.send_packed_command([b"".join([packed for packed, _ in batch])])
+    async with asyncio.timeout(connection.socket_timeout):
+        for _, future in batch:
+            try:
+                reply = await connection.read_response(timeout=math.inf)
+            except redis.exceptions.ResponseError as exc:
+                reply = exc
+            if not future.done():
+                future.set_result(reply)
 
 
 def _fail(batch: list[tuple[bytes, asyncio.Future[Any]]], error: BaseException) -> None:
