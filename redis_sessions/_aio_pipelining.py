@@ -22,6 +22,8 @@ from typing import Any
 
 import redis.exceptions
 
+from .compat import NOTHING_BUFFERED, fast_lane
+
 __all__ = ["AutoPipeline"]
 
 
@@ -74,7 +76,10 @@ class AutoPipeline:
             await _exchange(connection, batch)
         except TimeoutError as exc:  # the batch's deadline: as redis-py's own read timeout says it
             await connection.disconnect()
-            _fail(batch, redis.exceptions.TimeoutError(f"Timeout reading replies: {exc!r}"))
+            _fail(batch, redis.exceptions.TimeoutError(f"Timeout writing or reading a batch: {exc!r}"))
+        except OSError as exc:  # the stream's own fault (fast_lane): as redis-py says it, retried
+            await connection.disconnect()
+            _fail(batch, redis.exceptions.ConnectionError(f"Error on a batch's connection: {exc!r}"))
         except BaseException as exc:
             await connection.disconnect()  # replies may be on their way: never reuse it as it is
             _fail(batch, exc)
@@ -87,16 +92,28 @@ class AutoPipeline:
 async def _exchange(connection: Any, batch: list[tuple[bytes, asyncio.Future[Any]]]) -> None:
     """Write ``batch`` on ``connection`` and hand each reply to its future.
 
-    One deadline for the whole batch's replies (the connection's socket timeout), not one per
-    reply: redis-py's per-read timeout schedules and cancels a timer for each, which cost more than
-    the rest of the read. ``math.inf`` is redis-py's "no timeout of its own for this read"."""
-    await connection.send_packed_command([b"".join([packed for packed, _ in batch])])
+    One deadline for the whole batch (the connection's socket timeout), not one per reply:
+    redis-py's per-read timeout schedules and cancels a timer for each, which cost more than the
+    rest of the read. The write and the replies go by the connection's stream and parser where
+    ``compat.fast_lane`` can reach them (no task per write, no checks per reply), else by its
+    public methods (``math.inf``: redis-py's "no timer for this read")."""
+    data = b"".join([packed for packed, _ in batch])
+    lane = fast_lane(connection)
     async with asyncio.timeout(connection.socket_timeout):
+        if lane is None:
+            await connection.send_packed_command([data])
+        else:
+            await lane.send(data)
         for _, future in batch:
-            try:
-                reply = await connection.read_response(timeout=math.inf)
-            except redis.exceptions.ResponseError as exc:
-                reply = exc
+            if lane is None:
+                try:
+                    reply = await connection.read_response(timeout=math.inf)
+                except redis.exceptions.ResponseError as exc:
+                    reply = exc
+            else:
+                reply = lane.take()
+                if reply is NOTHING_BUFFERED:
+                    reply = await lane.read()
             if not future.done():
                 future.set_result(reply)
 
