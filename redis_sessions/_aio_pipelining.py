@@ -3,11 +3,12 @@
 Fifty tasks appending at once would take fifty pool connections and make fifty writes and fifty
 reads, each paying redis-py's and the event loop's overhead. Instead, what the lean line is asked
 to send during one iteration of the loop is queued; at the end of the iteration (``call_soon``) the
-queue goes out as one pipelined write on one pool connection, and the replies are read back in
-order, each handed to its own caller: its reply, or its own error (a script's refusal, NOSCRIPT) as
-a reply value for the caller to raise. A connection fault fails every caller of that write with
-the fault, which their transport retries the general way (appends are idempotent, reads are
-reads). Several writes may be in flight at once, each on its own connection. This is what ioredis
+queue goes out as one pipelined write on one pool connection (``compat.fast_lane``: on its stream,
+without redis-py's per-write task and per-reply checks), and the replies are read back in order
+under one deadline, each handed to its own caller: its reply, or its own error (a script's
+refusal, NOSCRIPT) as a reply value for the caller to raise. A connection fault or the deadline
+fails every caller of that write with redis-py's ``ConnectionError``/``TimeoutError``, which their
+transport retries the general way (appends are idempotent, reads are reads). Several writes may be in flight at once, each on its own connection. This is what ioredis
 calls ``enableAutoPipelining``.
 
 One ``AutoPipeline`` serves one event loop (the lean line keeps one per loop): futures, tasks and
