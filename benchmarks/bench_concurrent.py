@@ -24,94 +24,22 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import collections
 import cProfile
 import statistics
 import sys
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any
 
-import hiredis
 import redis
 import redis.asyncio
+from _floor import open_floor
 from _harness import Sample, server, time_concurrent
 from _workload import SEED, make_messages
-from hiredis import pack_command
 from redis.asyncio import BlockingConnectionPool
 
-from redis_sessions import AgentMessage, AsyncSessionStore
-from redis_sessions._scripts import SHAS  # the floors send the store's own script
-from redis_sessions.keys import append_keys
+from redis_sessions import AsyncSessionStore
 
 POOL = 50
-
-
-class Coalescer(asyncio.Protocol):
-    """The floor's client: commands queued in one loop iteration go out as one write; replies are
-    matched to futures in order."""
-
-    def __init__(self) -> None:
-        self.reader = hiredis.Reader()
-        self.waiting: collections.deque[asyncio.Future[Any]] = collections.deque()
-        self.queue: list[bytes] = []
-        self.transport: Any = None
-
-    def connection_made(self, transport: Any) -> None:
-        self.transport = transport
-
-    def data_received(self, data: bytes) -> None:
-        self.reader.feed(data)
-        waiting = self.waiting
-        while (reply := self.reader.gets()) is not False:
-            future = waiting.popleft()
-            if not future.done():
-                future.set_result(reply)
-
-    def submit(self, packed: bytes) -> asyncio.Future[Any]:
-        loop = asyncio.get_running_loop()
-        future = loop.create_future()
-        if not self.queue:
-            loop.call_soon(self.flush)
-        self.queue.append(packed)
-        self.waiting.append(future)
-        return future
-
-    def flush(self) -> None:
-        batch, self.queue = self.queue, []
-        self.transport.write(b"".join(batch))
-
-
-async def floor_op(
-    url: str, store: AsyncSessionStore, script: str
-) -> tuple[Callable[[Any, int, AgentMessage], Awaitable[object]], Callable[[], None]]:
-    """The floor's op on a fresh connection (see the module), and its closer."""
-    host_port = url.split("//", 1)[1].split("/", 1)[0]
-    host, port = host_port.rsplit(":", 1)
-    loop = asyncio.get_running_loop()
-    transport, proto = await loop.create_connection(Coalescer, host, int(port))
-    core = store.transport.core
-    if script == "append":
-        sha = SHAS["append"]
-    else:
-        sha = await store.client.script_load("return {0, 0}")
-    prefix, version, codec = core.prefix, core.version, core.codec.name
-    fixed: dict[int, tuple[Any, ...]] = {}
-
-    async def op_for(sid: Any, t: int, message: AgentMessage) -> object:
-        head = fixed.get(t)
-        if head is None:
-            keys = append_keys(prefix, sid, False)
-            head = fixed[t] = ("EVALSHA", sha, len(keys), *keys, version, codec, "", "")
-        data = core.encode(sid, message)
-        count = str(core.tokens(sid, message))
-        reply = await proto.submit(pack_command((*head, count, message.id, data)))
-        return int(reply[1])
-
-    def closer() -> None:
-        transport.close()
-
-    return op_for, closer
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -143,7 +71,7 @@ async def rounds(url: str, sessions: int, per: int, args: argparse.Namespace) ->
     probe = uuid.uuid4()
     payloads = [store.transport.core.encode(probe, m) for m in msgs]
     scripts = (("floor", "append"), ("floor noop", "noop"))
-    floors = {name: await floor_op(url, store, script) for name, script in scripts}
+    floors = {name: await open_floor(url, store, script) for name, script in scripts}
     profile = cProfile.Profile() if args.profile else None
     only = set(args.only.split(",")) if args.only else None
 
@@ -170,7 +98,7 @@ async def rounds(url: str, sessions: int, per: int, args: argparse.Namespace) ->
 
         async def go(r: int) -> Sample:
             sids = [await store.create(model="bench") for _ in range(sessions)]
-            s = await time_concurrent(sessions, per, lambda t, j: op_for(sids[t], t + r * 100000, msgs[j]))
+            s = await time_concurrent(sessions, per, lambda t, j: op_for(sids[t], msgs[j]))
             for sid in sids:
                 await store.delete(sid)
             return s

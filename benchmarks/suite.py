@@ -26,6 +26,7 @@ from typing import Any, TypeVar
 import redis
 import redis.asyncio
 from _before import Listing, archive, script_times
+from _floor import open_floor
 from _harness import (
     Case,
     Runner,
@@ -67,10 +68,12 @@ from redis_sessions import AsyncSessionStore, SessionStore
 from redis_sessions._scripts import SHAS  # the floors send the store's own script
 from redis_sessions.keys import append_keys
 
-ASYNC_SYSTEMS = {RAW_A, RS_A, A_COLD, A_WARM, AG}
 # Floors of the append (issue 15): no library at all, the script's EVALSHA packed by hiredis (the
-# messages encoded by the store's codec) on one connection held for the whole loop.
+# messages encoded by the store's codec) on one connection held for the whole loop; for the asyncio
+# cases, coalesced into one write per loop iteration on one connection (_floor.py).
 FLOOR_SCRIPT, FLOOR_NOOP = "floor: append.lua, held conn", "floor: no-op script, held conn"
+AFLOOR_SCRIPT, AFLOOR_NOOP = "floor: append.lua, coalesced", "floor: no-op script, coalesced"
+ASYNC_SYSTEMS = {RAW_A, RS_A, A_COLD, A_WARM, AG, AFLOOR_SCRIPT, AFLOOR_NOOP}
 T = TypeVar("T")
 BATCH = 10
 POOL = 50  # connections for the 1,000-session asyncio case: from_url's BlockingConnectionPool default
@@ -113,6 +116,7 @@ class Bench:
         self.payloads, self.items = as_json(self.msgs), as_items(self.msgs)
         self.writers = WriterPool(4)
         self.closing: list[Any] = []  # async clients of single cases, closed by cleanup
+        self.closing_floors: list[Callable[[], None]] = []  # the asyncio floors' connections
         self.listing: Listing | None = None
         self.source: Any = None  # the --before revision's package, for the listing cases
 
@@ -354,7 +358,22 @@ class Bench:
             self.raw.delete(*(k for o in objs for k in (self.ag_key(o.session_id), o._session_key)))
             return s
 
+        def floor(script: str) -> Runner:
+            go, close = self.arun(open_floor(self.url, astore, script))
+            self.closing_floors.append(close)
+
+            def run(r: int, n: int) -> Sample:
+                sids = self.arun(gather(*(astore.create(model="bench") for _ in range(sessions))))
+                s = self.arun(time_concurrent(sessions, per, lambda t, j: go(sids[t], msgs[j])))
+                if script == "append":  # every append landed (msgs[-1] again: a no-op, seq unchanged)
+                    assert all(self.store.append(sid, msgs[-1]) == per for sid in sids)
+                self.arun(gather(*(astore.delete(sid) for sid in sids)))
+                return s
+
+            return run
+
         systems: dict[str, Runner] = {RAW_A: raw, RS_A: rs, AG: ag}
+        systems |= {AFLOOR_SCRIPT: floor("append"), AFLOOR_NOOP: floor("noop")}
         return Case(op, "appends", sessions * per, systems, baselines(list(systems)), AG)
 
     # -- memory ---------------------------------------------------------------------------------
@@ -429,6 +448,8 @@ class Bench:
         self.writers.close()
         for client in (self.araw, self.astore.client, self.acold.client, self.awarm.client, self.agclient):
             self.arun(client.aclose())
+        for close in self.closing_floors:
+            close()
         for client in self.closing:
             self.arun(client.aclose())
         self.loop.close()
