@@ -8,8 +8,8 @@ without redis-py's per-write task and per-reply checks), and the replies are rea
 under one deadline, each handed to its own caller: its reply, or its own error (a script's
 refusal, NOSCRIPT) as a reply value for the caller to raise. A connection fault or the deadline
 fails every caller of that write with redis-py's ``ConnectionError``/``TimeoutError``, which their
-transport retries the general way (appends are idempotent, reads are reads). Several writes may be in flight at once, each on its own connection. This is what ioredis
-calls ``enableAutoPipelining``.
+transport retries the general way (appends are idempotent, reads are reads). Several writes may be
+in flight at once, each on its own connection. This is what ioredis calls ``enableAutoPipelining``.
 
 One ``AutoPipeline`` serves one event loop (the lean line keeps one per loop): futures, tasks and
 the connections of an asyncio pool belong to the loop that made them.
