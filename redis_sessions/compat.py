@@ -92,19 +92,30 @@ class FastLane:
     ``tests/unit/test_compat.py`` fails when redis-py no longer has what this reaches for.
     """
 
-    __slots__ = ("_connection", "_drain", "_gets", "_handle_push", "_push_type", "_pushes", "_write")
+    __slots__ = ("_connection", "_gets", "_handle_push", "_push_type", "_pushes", "_writer")
 
     def __init__(self, connection: Any, writer: Any, parser: Any, reader: Any) -> None:
         self._connection = connection
-        self._write, self._drain, self._gets = writer.write, writer.drain, reader.gets
+        self._writer, self._gets = writer, reader.gets
         self._push_type = getattr(parser, "_hiredis_PushNotificationType", None)
         self._handle_push = getattr(parser, "handle_push_response", None)
         self._pushes: list[Any] = []
 
     async def send(self, data: bytes) -> None:
-        """Write ``data``; wait only if the socket's buffer is full (an ``OSError`` on a fault)."""
-        self._write(data)
-        await self._drain()
+        """Write ``data``; wait only if the socket's buffer is full (an ``OSError`` on a fault). As
+        redis-py's own write: a stream the server closed is a ``ConnectionError`` before writing."""
+        writer = self._writer
+        transport = getattr(writer, "transport", None)
+        if transport is not None and transport.is_closing():
+            raise redis.exceptions.ConnectionError("Connection closed by the server before write")
+        try:
+            writer.writelines((data,))
+            await writer.drain()
+        except (TypeError, AttributeError) as exc:  # CPython before gh-136234, as redis-py says it
+            if transport is not None and transport.is_closing():
+                closed = "Connection closed by the server while writing"
+                raise redis.exceptions.ConnectionError(closed) from exc
+            raise
 
     def take(self) -> Any:
         """The next reply if it is all buffered already, else ``NOTHING_BUFFERED``."""

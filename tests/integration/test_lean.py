@@ -179,6 +179,9 @@ def test_concurrent_calls_share_writes_and_each_gets_its_own_reply_or_error(
             assert conflict.session_id == sids[1]
             assert written[0] == list(range(2, 22))
             assert all(seqs == list(range(1, 21)) for seqs in written[1:])
+            await store.transport.lean.settled()
+            pool = store.client.connection_pool  # type: ignore[union-attr]
+            assert pool._in_use_connections == set(), "spare connections went back once idle"
             for n, sid in enumerate(sids):
                 stored = [m.id for m in await store.messages(sid)]
                 assert stored[-20:] == [f"{n}-{k}" for k in range(20)]
