@@ -70,6 +70,7 @@ SUBSTITUTIONS = [
     (r"from redis\.asyncio\.(\w+) import", r"from redis.\1 import"),
     (r"Awaitable\[(\w+)\]", r"\1"),
     (r"Awaitable, ", ""),
+    (r"from collections\.abc import Awaitable\n", ""),
     (r"AsyncIterator", "Iterator"),
     (r"AsyncGenerator\[(\w+), None\]", r"Generator[\1, None, None]"),
     (r"AsyncGenerator", "Generator"),
