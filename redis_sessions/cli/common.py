@@ -12,7 +12,7 @@ import importlib
 import os
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -38,6 +38,7 @@ __all__ = [
     "open_store",
     "redacted",
     "size_text",
+    "stamper",
     "stdout_is_terminal",
     "ttl_text",
     "when",
@@ -151,6 +152,23 @@ SESSION_ID = click.UUID
 def when(moment: datetime | None) -> str:
     """A timestamp for a person: local time to the second; ``-`` for none."""
     return "-" if moment is None else moment.astimezone().strftime("%Y-%m-%d %H:%M:%S")
+
+
+def stamper() -> Callable[[datetime | None], str]:
+    """``when`` for many timestamps: each second formatted once (a listing of 100,000 sessions
+    written in a few seconds' span asks for the same few again and again)."""
+    seen: dict[float, str] = {}
+
+    def stamp(moment: datetime | None) -> str:
+        if moment is None:
+            return "-"
+        second = moment.timestamp() // 1
+        text = seen.get(second)
+        if text is None:
+            text = seen[second] = when(moment)
+        return text
+
+    return stamp
 
 
 def ttl_text(seconds: float | None) -> str:

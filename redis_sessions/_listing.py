@@ -1,0 +1,136 @@
+"""``info_pages``: every session's ``SessionInfo``, a page at a time, for ``SessionStore``.
+
+GENERATED from ``_aio_listing.py`` by ``python tools/unasync.py``: do not edit; edit the source and
+regenerate. See the source's docstring.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import redis.exceptions
+from hiredis import pack_command
+
+from . import _admin as admin
+from ._transport import Transport
+from ._calls import Pipeline
+from ._core import StoreCore
+from .models import SessionId, SessionInfo
+from .retry import TRANSIENT
+
+__all__ = ["info_pages"]
+
+Infos = list[SessionInfo]
+Page = Pipeline[Infos]
+
+
+class _Found:
+    """The sessions SCAN found, each once (SCAN may return a key twice), not yet read, and where
+    the SCAN stands (``None``: done)."""
+
+    def __init__(self, count: int) -> None:
+        self.count = count
+        self.cursor: int | None = 0
+        self.seen = set[SessionId]()
+        self.sids: list[SessionId] = []
+        self.metas: list[bytes] = []
+        self.unread: list[Page] = []  # sent, their replies lost: read again
+
+    def add(self, reply: tuple[int, list[SessionId], list[bytes]]) -> None:
+        cursor, sids, metas = reply
+        self.cursor = cursor or None
+        seen = self.seen
+        for sid, meta in zip(sids, metas, strict=True):
+            if sid not in seen:
+                seen.add(sid)
+                self.sids.append(sid)
+                self.metas.append(meta)
+
+    def page(self, core: StoreCore, memory: bool) -> Page | None:
+        """The info calls of up to ``count`` found sessions (``None``: none waits)."""
+        if not self.sids:
+            return None
+        n = self.count
+        call = admin.info_page(core, self.sids[:n], self.metas[:n], memory)
+        del self.sids[:n], self.metas[:n]
+        return call
+
+
+def info_pages(
+    transport: Transport, core: StoreCore, memory: bool, count: int
+) -> Iterator[list[SessionInfo]]:
+    """Every session's info under ``core.prefix``, in pages of at most ``count``."""
+    telemetry = transport.telemetry
+    nodes = transport.scan_nodes()
+    found = _Found(count)
+    pool = transport.lean.pool if nodes == [None] else None
+    if pool is not None and (telemetry is None or not telemetry.listening()):
+        while True:
+            for page in relayed(pool, core, found, memory):
+                yield page
+            if not found.unread:
+                break  # done, or stopped with nothing lost: the general way goes on below
+            for call in found.unread:  # then the relay again (the script loaded, reconnected)
+                yield transport.run(call)
+            found.unread = []
+    for node in nodes:
+        for call in found.unread:
+            yield transport.run(call)
+        found.unread = []
+        while True:
+            if found.cursor is not None:
+                found.add(transport.run(admin.scan(core, found.cursor), node))
+            while found.sids and (len(found.sids) >= count or found.cursor is None):
+                yield transport.run(found.page(core, memory))  # type: ignore[arg-type]
+            if found.cursor is None:
+                break
+        found.cursor = 0  # the next node's SCAN begins
+
+
+def relayed(pool: Any, core: StoreCore, found: _Found, memory: bool) -> Iterator[Infos]:
+    """The pages of one server on one connection of ``pool``, each exchange sent before the page
+    of the one before is parsed; stops early (``found`` says where) at anything the general way
+    must handle."""
+    try:
+        connection = pool.get_connection()
+    except TRANSIENT:
+        return  # the general way retries, or says the store is unavailable
+    reading: Page | None = None  # the page whose replies are on their way
+    page: Page | None = None
+    replies: list[Any] = []
+    sent = 0  # replies on their way
+    try:
+        while True:
+            page, scan = found.page(core, memory), None
+            commands = [] if page is None else list(page.multi)
+            if found.cursor is not None:
+                scan = admin.scan(core, found.cursor)
+                commands.append(scan.args)
+            if commands:  # Redis reads them while the page before is parsed
+                connection.send_packed_command([b"".join([pack_command(c) for c in commands])])
+                sent = len(commands)
+            if reading is not None:
+                yield reading.parse(replies)
+            reading, page = page, None
+            if not sent:
+                return
+            replies, refused = [], False
+            for _ in range(sent):
+                try:
+                    replies.append(connection.read_response())
+                except redis.exceptions.ResponseError:
+                    refused = True  # NOSCRIPT, NOPERM...: the general way loads the script or raises
+                sent -= 1
+            if refused:
+                found.unread = [] if reading is None else [reading]
+                return
+            if scan is not None:
+                found.add(scan.parse(replies.pop()))
+    except TRANSIENT:
+        found.unread = [call for call in (reading, page) if call is not None]
+        sent = 1
+    finally:
+        if sent:  # a reply is still on its way (or the connection broke): never hand it on
+            connection.disconnect()
+        pool.release(connection)
