@@ -61,7 +61,9 @@ class Listing:
         env = dict(os.environ)
         if source is not None:
             env["PYTHONPATH"] = os.pathsep.join([str(source), env.get("PYTHONPATH", "")])
-        args = [sys.executable, "-m", "redis_sessions", "--url", self.url, "--prefix", self.prefix]
+        # -P: not the working directory first on sys.path (from the repository's root, this tree's
+        # package would be imported whatever PYTHONPATH names)
+        args = [sys.executable, "-P", "-m", "redis_sessions", "--url", self.url, "--prefix", self.prefix]
         began = time.perf_counter_ns()
         done = subprocess.run([*args, *command], capture_output=True, env=env, check=False, timeout=600)
         wall = time.perf_counter_ns() - began
