@@ -38,6 +38,10 @@ def archive(rev: str) -> tempfile.TemporaryDirectory[str]:
     where = tempfile.TemporaryDirectory(prefix="rs-before-")
     tar = subprocess.run(["git", "archive", rev, "redis_sessions"], cwd=ROOT, check=True, capture_output=True)
     subprocess.run(["tar", "-x", "-C", where.name], input=tar.stdout, check=True)
+    # Both trees byte-compiled, as installed packages are: under PYTHONDONTWRITEBYTECODE every run
+    # of the command would compile each module from its source again (~60 ms of its start-up).
+    packages = [str(Path(where.name) / "redis_sessions"), str(ROOT / "redis_sessions")]
+    subprocess.run([sys.executable, "-m", "compileall", "-q", *packages], check=True)
     return where
 
 

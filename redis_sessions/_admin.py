@@ -66,7 +66,7 @@ def _info(sid: SessionId, row: Sequence[Any], size: int | None, listing: bool = 
     or a session's row of ``info.lua``'s reply) and its ``size`` in bytes (``None``: not counted);
     a corrupt meta hash raises ``CorruptSession``, or in a ``listing`` is an info naming the
     ``problem`` (so one bad session does not hide the others)."""
-    model, seq, version, created, updated, tokens, summary_seq, parent, fork_seq, length, pttl = row
+    model, seq, version, created, updated, tokens, summary_seq, parent, fork_seq, length, pttl = row[:11]
     if version is None:
         return None  # gone (deleted or expired since it was listed)
     messages, ttl = int(length), pttl / 1000 if pttl >= 0 else None
@@ -137,12 +137,11 @@ def info_page(
 
     def parse(replies: list[Any]) -> list[SessionInfo]:
         # info.lua: {0, then per session: _FIELDS' values, length, pttl[, bytes (-1: no MEMORY)]}
-        values = [v for reply in replies for v in itertools.islice(reply, 1, None)]
-        stride, found = 12 if memory else 11, []
-        for n, sid in enumerate(sids):
-            row = values[n * stride : n * stride + stride]
-            size = row.pop() if memory else None
-            info = _info(sid, row, size if size is None or size >= 0 else None, True)
+        values = itertools.chain.from_iterable(itertools.islice(reply, 1, None) for reply in replies)
+        found = []
+        for sid, row in zip(sids, zip(*[values] * (12 if memory else 11), strict=True), strict=True):
+            size = row[11] if memory and row[11] >= 0 else None
+            info = _info(sid, row, size, True)
             if info is not None:  # else gone (deleted or expired since it was listed)
                 found.append(info)
         return found

@@ -32,7 +32,7 @@ class _Found:
     def __init__(self, count: int) -> None:
         self.count = count
         self.cursor: int | None = 0
-        self.seen = set[SessionId]()
+        self.seen = set[bytes]()
         self.sids: list[SessionId] = []
         self.metas: list[bytes] = []
         self.unread: list[Page] = []  # sent, their replies lost: read again
@@ -40,10 +40,10 @@ class _Found:
     def add(self, reply: tuple[int, list[SessionId], list[bytes]]) -> None:
         cursor, sids, metas = reply
         self.cursor = cursor or None
-        seen = self.seen
+        seen = self.seen  # by meta key: bytes hash in C, a UUID's in Python
         for sid, meta in zip(sids, metas, strict=True):
-            if sid not in seen:
-                seen.add(sid)
+            if meta not in seen:
+                seen.add(meta)
                 self.sids.append(sid)
                 self.metas.append(meta)
 

@@ -10,9 +10,9 @@ from __future__ import annotations
 import contextlib
 import uuid
 from datetime import UTC, datetime
+from operator import itemgetter
 
 import click
-from rich.text import Text
 
 from .. import AgentMessage, SessionInfo, SessionNotFound
 from .common import (
@@ -25,7 +25,6 @@ from .common import (
     stdout_is_terminal,
     ttl_text,
 )
-from .render import print_header, print_message
 
 __all__ = ["delete", "ls", "show", "tail"]
 
@@ -49,28 +48,29 @@ def ls(settings: Settings, as_json: bool, unreadable: bool) -> None:
     Most recently updated first. Found with SCAN, a page at a time, never KEYS. A session this
     version cannot read (a newer schema version, a corrupt meta hash) is listed with a PROBLEM.
     """
-    with connect(settings) as store:
-        infos = sorted(store.infos(), key=_recent, reverse=True)
-    if unreadable:
-        infos = [i for i in infos if i.problem]
     if as_json:
-        emit_json(infos)
+        with connect(settings) as store:
+            infos = [i for i in store.infos() if i.problem or not unreadable]
+        emit_json(sorted(infos, key=_recent, reverse=True))
         return
-    if not infos:
+    stamp = stamper()
+    rows: list[
+        tuple[datetime, tuple[str, ...], str | None]
+    ] = []  # each made as its page comes, while Redis reads the next (see infos)
+    with connect(settings) as store:
+        for i in store.infos():
+            if i.problem or not unreadable:
+                cells = (str(i.id), i.model or "-", str(i.messages), stamp(i.updated_at), ttl_text(i.ttl))
+                rows.append((_recent(i), cells, i.problem))
+    if not rows:
         kind = "unreadable sessions" if unreadable else "sessions"
         make_console(stderr=True).print(f"no {kind} under prefix {settings.prefix!r}")
         return
-    stamp = stamper()
-    columns = [
-        [str(i.id) for i in infos],
-        [i.model or "-" for i in infos],
-        [str(i.messages) for i in infos],
-        [stamp(i.updated_at) for i in infos],
-        [ttl_text(i.ttl) for i in infos],
-    ]
+    rows.sort(key=itemgetter(0), reverse=True)
+    columns = [list(column) for column in zip(*(cells for _, cells, _ in rows), strict=True)]
     heads: tuple[str, ...] = ("ID", "MODEL", "MESSAGES", "UPDATED", "TTL")
-    if any(i.problem for i in infos):  # the column only when there is something to say
-        columns.append([i.problem or "-" for i in infos])
+    if any(problem for _, _, problem in rows):  # the column only when there is something to say
+        columns.append([problem or "-" for _, _, problem in rows])
         heads += ("PROBLEM",)
     widths = [max(len(head), *map(len, column)) for head, column in zip(heads, columns, strict=True)]
     terminal = stdout_is_terminal()
@@ -80,17 +80,19 @@ def ls(settings: Settings, as_json: bool, unreadable: bool) -> None:
         columns[1] = [m if len(m) <= widths[1] else m[: widths[1] - 1] + "…" for m in columns[1]]
     # One format for every row (the last column unpadded): 100,000 rows in ~0.1 s.
     aligns = ["<", "<", ">", "<", "<", "<"][: len(heads)]
-    cells = [f"{{:{a}{w}}}" for a, w in zip(aligns[:-1], widths, strict=False)]
-    row = "  ".join([*cells, "{}"]).format
+    formats = [f"{{:{a}{w}}}" for a, w in zip(aligns[:-1], widths, strict=False)]
+    row = "  ".join([*formats, "{}"]).format
     if terminal:
+        from rich.text import Text  # Rich only for a person: a pipe gets the rows as they are
+
         make_console().print(Text(row(*heads), style="bold"), no_wrap=True, overflow="ignore", crop=False)
     else:
         click.echo(row(*heads))
-    rows = list(zip(*columns, strict=True))
-    for start in range(0, len(rows), _CHUNK):
-        click.echo("\n".join([row(*cells) for cells in rows[start : start + _CHUNK]]))
+    table = list(zip(*columns, strict=True))
+    for start in range(0, len(table), _CHUNK):
+        click.echo("\n".join([row(*line) for line in table[start : start + _CHUNK]]))
     if terminal:
-        make_console(stderr=True).print(f"{len(rows):,} session(s)", style="dim")
+        make_console(stderr=True).print(f"{len(table):,} session(s)", style="dim")
 
 
 @click.command(short_help="Print one conversation for a person.")
@@ -102,6 +104,8 @@ def show(settings: Settings, session_id: uuid.UUID, as_json: bool, tokens: bool)
     """Print the session SESSION_ID: its settings, then every message with its role; tool calls with
     their input as indented JSON, images as a placeholder with their size. With --tokens, the
     session's token total and each message's count (``summarised``: covered by its summary)."""
+    from .render import print_header, print_message
+
     with connect(settings) as store:
         session = store.load(session_id)
         info = store.info(session_id) if session is not None else None
@@ -138,6 +142,8 @@ def tail(
 ) -> None:
     """Print the last messages of SESSION_ID; with -f, then every message appended to it, live
     (through ``watch``), until Ctrl-C, the session is deleted, or --timeout passes quietly."""
+    from .render import print_message
+
     console = make_console()
 
     def emit(seq: int, message: AgentMessage) -> None:

@@ -16,14 +16,16 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
 import click
 import msgspec
-from rich.console import Console
 
 from .. import SessionStore
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 __all__ = [
     "DEFAULT_URL",
@@ -106,7 +108,9 @@ def redacted(url: str) -> str:
 
 def make_console(*, stderr: bool = False) -> Console:
     """A console for data: messages are data, so ``[...]`` and ``:name:`` in them stay as they are;
-    off a terminal, lines are never wrapped or cropped."""
+    off a terminal, lines are never wrapped or cropped. (Rich is imported here, when first needed.)"""
+    from rich.console import Console
+
     console = Console(stderr=stderr, markup=False, emoji=False, highlight=False)
     console.soft_wrap = not console.is_terminal
     return console

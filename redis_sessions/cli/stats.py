@@ -13,7 +13,6 @@ from datetime import datetime
 from typing import Any
 
 import click
-from rich.text import Text
 
 from .. import SessionInfo, SessionStore, StoreError, TenantUsage
 from .._dirty import Lag, bound_record, lag
@@ -100,6 +99,8 @@ def stats(settings: Settings, as_json: bool, tenant: bool) -> None:
     if as_json:
         emit_json(_json(settings, total))
         return
+    from rich.text import Text  # not for --json
+
     console = make_console()
     n = total.sessions
     size = "unknown (the server has no MEMORY USAGE)"
@@ -143,6 +144,8 @@ def _tenant(usage: TenantUsage, as_json: bool) -> None:
         lines.append(
             ("granted", f"{usage.granted_sessions:,} sessions, {usage.granted_bytes:,} bytes to the slots")
         )
+    from rich.text import Text
+
     console = make_console()
     for label, value in lines:
         console.print(Text.assemble((f"{label:<12} ", "bold"), value))
