@@ -18,6 +18,7 @@ from .. import AgentMessage, SessionInfo, SessionNotFound
 from .common import (
     SESSION_ID,
     Settings,
+    collecting_no_garbage,
     connect,
     emit_json,
     make_console,
@@ -48,6 +49,11 @@ def ls(settings: Settings, as_json: bool, unreadable: bool) -> None:
     Most recently updated first. Found with SCAN, a page at a time, never KEYS. A session this
     version cannot read (a newer schema version, a corrupt meta hash) is listed with a PROBLEM.
     """
+    with collecting_no_garbage():
+        _ls(settings, as_json, unreadable)
+
+
+def _ls(settings: Settings, as_json: bool, unreadable: bool) -> None:
     if as_json:
         with connect(settings) as store:
             infos = [i for i in store.infos() if i.problem or not unreadable]
@@ -61,7 +67,7 @@ def ls(settings: Settings, as_json: bool, unreadable: bool) -> None:
         for i in store.infos():
             if i.problem or not unreadable:
                 cells = (str(i.id), i.model or "-", str(i.messages), stamp(i.updated_at), ttl_text(i.ttl))
-                rows.append((_recent(i), cells, i.problem))
+                rows.append((i.updated_at or i.created_at or _NEVER, cells, i.problem))
     if not rows:
         kind = "unreadable sessions" if unreadable else "sessions"
         make_console(stderr=True).print(f"no {kind} under prefix {settings.prefix!r}")

@@ -8,6 +8,7 @@ wrapping (``soft_wrap``), and Rich honours ``NO_COLOR`` itself.
 from __future__ import annotations
 
 import contextlib
+import gc
 import importlib
 import os
 import sys
@@ -31,6 +32,7 @@ __all__ = [
     "DEFAULT_URL",
     "SESSION_ID",
     "Settings",
+    "collecting_no_garbage",
     "connect",
     "emit_json",
     "is_terminal",
@@ -96,6 +98,19 @@ def load_encryption(where: str) -> Any:
     if not isinstance(keys, Encryption):
         raise click.ClickException(f"--encryption {where!r} is a {type(keys).__name__}, not an Encryption")
     return keys
+
+
+@contextlib.contextmanager
+def collecting_no_garbage() -> Iterator[None]:
+    """The cyclic garbage collector off while a listing builds up (on again after): it walked every
+    object held so far, again and again, while 100,000 rows were made (none in a cycle), ~0.15 s."""
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()
 
 
 def redacted(url: str) -> str:

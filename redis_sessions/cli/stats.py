@@ -17,7 +17,7 @@ import click
 from .. import SessionInfo, SessionStore, StoreError, TenantUsage
 from .._dirty import Lag, bound_record, lag
 from .._sync_io import SyncTransport
-from .common import Settings, connect, emit_json, make_console, size_text, when
+from .common import Settings, collecting_no_garbage, connect, emit_json, make_console, size_text, when
 
 __all__ = ["stats"]
 
@@ -94,7 +94,7 @@ def stats(settings: Settings, as_json: bool, tenant: bool) -> None:
             usage = store.tenant_usage()
         _tenant(usage, as_json)
         return
-    with connect(settings) as store:
+    with collecting_no_garbage(), connect(settings) as store:
         total = tally(store)
     if as_json:
         emit_json(_json(settings, total))
