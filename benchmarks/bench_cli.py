@@ -175,6 +175,11 @@ def compare(url: str, prefix: str, work: Path, source: Path, rev: str, rounds: i
             for where in order:
                 seconds = run(url, prefix, *command, output=work / "compare.out", source=where)
                 (ours if where is None else theirs).append(seconds)
+            print(
+                f"  {name} round {r + 1}: this tree {ours[-1]:.2f} s, at {rev} {theirs[-1]:.2f} s: "
+                f"{theirs[-1] / ours[-1]:.2f}x (load {os.getloadavg()[0]:.2f})",
+                flush=True,
+            )
         ratio = statistics.median(t / o for o, t in zip(ours, theirs, strict=True))
         print(
             f"{name:<16} this tree {statistics.median(ours):6.2f} s, at {rev} "
