@@ -149,16 +149,18 @@ def info_page(
     return Pipeline("info", None, reads, parse)
 
 
-def scan(core: StoreCore, cursor: int) -> Command[tuple[int, list[SessionId], list[bytes]]]:
-    """One SCAN page of this prefix's sessions (on the node the transport is given): the cursor,
-    their ids and their meta keys."""
+def scan(
+    core: StoreCore, cursor: int, count: int = _SCAN_COUNT
+) -> Command[tuple[int, list[SessionId], list[bytes]]]:
+    """One SCAN page of this prefix's sessions (on the node the transport is given; ``count``
+    keys looked at): the cursor, their ids and their meta keys."""
     pattern, prefix = meta_key_pattern(core.prefix), core.prefix
 
     def parse(reply: list[Any]) -> tuple[int, list[SessionId], list[bytes]]:
         cursor, keys = scan_page(reply)
         return cursor, parse_meta_keys(prefix, keys), keys
 
-    return Command("list", None, (), ("SCAN", cursor, "MATCH", pattern, "COUNT", _SCAN_COUNT), parse)
+    return Command("list", None, (), ("SCAN", cursor, "MATCH", pattern, "COUNT", count), parse)
 
 
 def pop(core: StoreCore, session: object) -> Script[AgentMessage | None]:
