@@ -20,7 +20,7 @@ from typing import Any
 
 import redis
 from _harness import Case, Runner, Sample, sample
-from bench_append_script import NOOP, at_revision, run_variants, summary, this_tree
+from bench_append_script import MINIMAL, NOOP, at_revision, run_variants, summary, this_tree
 from bench_cli import fill
 
 from redis_sessions import SessionStore
@@ -86,5 +86,6 @@ class Listing:
 
 def script_times(client: redis.Redis, rev: str, rounds: int, ops: int) -> list[dict[str, Any]]:
     """``append.lua``'s server µs per call on a plain session, this tree's and ``rev``'s."""
-    variants = {"this tree": this_tree(), f"at {rev}": at_revision(rev), "no-op script": NOOP}
+    variants = {"this tree": this_tree(), f"at {rev}": at_revision(rev), "minimal idempotent": MINIMAL}
+    variants["no-op script"] = NOOP
     return summary(run_variants(client, variants, rounds, ops, ("plain",)), ops)

@@ -22,18 +22,28 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from typing import Any
 
+import msgspec
 import redis
 import redis.asyncio
 from _harness import Sample, sample, time_async, time_sync
 from _workload import SEED, as_items, as_json, make_messages
+from hiredis import pack_command
 
-from redis_sessions import AsyncSessionStore, SessionStore
+from redis_sessions import AgentMessage, AsyncSessionStore, SessionStore
+from redis_sessions._scripts import SHAS  # the floor sends the store's own script
+from redis_sessions.keys import append_keys, session_id, session_keys
 
 RAW, RAW_A = "raw redis-py", "raw redis.asyncio"
 RS, RS_A = "redis-sessions", "redis-sessions async"
 AG = "Agents RedisSession"
 COLD, WARM, A_COLD, A_WARM = (f"{s} {t}" for s in (RS, RS_A) for t in ("cold", "warm"))
 AG_PREFIX = "ag"  # RedisSession keys: {prefix}:ag:{session id}, {prefix}:ag:{session id}:messages
+# Floors of the fresh-process read (issue 15): no library, one LRANGE and one msgspec decode of the
+# framed items into the message type, the messages dropped after each read or kept (as the history
+# cache keeps them: a fresh process then touches new memory for every read).
+FLOOR_READ, FLOOR_KEPT = "floor: LRANGE + decode", "floor: LRANGE + decode, kept"
+# The append floor, as in suite.py: append.lua pre-packed by hiredis on one held connection.
+FLOOR_SCRIPT = "floor: append.lua, held conn"
 
 
 def agents_session() -> Any:
@@ -55,6 +65,20 @@ def fresh_read(system: str, url: str, prefix: str, targets: Sequence[str]) -> Sa
         client.ping()
         lrange, loads = client.lrange, json.loads
         return time_sync(len(targets), lambda i: [loads(x) for x in lrange(targets[i], 0, -1)])
+    if system in (FLOOR_READ, FLOOR_KEPT):
+        client = redis.Redis.from_url(url)
+        client.ping()
+        decode, kept = msgspec.msgpack.Decoder(list[AgentMessage]).decode, []
+        lrange, keys = client.lrange, [str(session_keys(prefix, t).messages) for t in targets]
+
+        def read(i: int) -> list[AgentMessage]:
+            items = lrange(keys[i], 0, -1)
+            messages = decode(b"\xdc" + len(items).to_bytes(2, "big") + b"".join(items))
+            if system == FLOOR_KEPT:
+                kept.append(messages)
+            return messages
+
+        return time_sync(len(targets), read)
     if system in (RS, COLD):  # the default store keeps what it read (the history cache); cold does not
         client = redis.Redis.from_url(url)
         store = (
@@ -115,17 +139,31 @@ def _write(
     msgs = make_messages(SEED + 7 + writer, n, id_prefix=f"{tag}w{writer}-")
     if system == AG:
         return asyncio.run(_write_agents(barrier, url, prefix, target, as_items(msgs)))
+    if system == RS:  # built as an application builds it: from_url, so it holds its connection
+        with SessionStore.from_url(url, prefix=prefix) as store:
+            store.exists(target)
+            return _timed(barrier, n, lambda i: store.append(target, msgs[i]))
     client = redis.Redis.from_url(url)
     client.ping()
-    op: Callable[[int], object]
     if system == RAW:
         payloads, rpush = as_json(msgs), client.rpush
-        op = lambda i: rpush(target, payloads[i])  # noqa: E731
-    else:
-        store = SessionStore(client, prefix=prefix)
-        store.exists(target)
-        op = lambda i: store.append(target, msgs[i])  # noqa: E731
-    return _timed(barrier, n, op)
+        return _timed(barrier, n, lambda i: rpush(target, payloads[i]))
+    with SessionStore(client, prefix=prefix) as store:  # FLOOR_SCRIPT: only the store's encoding
+        core, sid = store.transport.core, session_id(target)
+    keys = append_keys(prefix, sid, False)
+    fixed = ("EVALSHA", SHAS["append"], len(keys), *keys, core.version, core.codec.name, "", "")
+    conn = client.connection_pool.get_connection()
+    try:
+
+        def op(i: int) -> object:
+            m = msgs[i]
+            args = (str(core.tokens(sid, m)), m.id, core.encode(sid, m))
+            conn.send_packed_command([pack_command((*fixed, *args))])
+            return conn.read_response()
+
+        return _timed(barrier, n, op)
+    finally:
+        client.connection_pool.release(conn)
 
 
 def _timed(barrier: Any, n: int, op: Callable[[int], object]) -> dict[str, Any]:

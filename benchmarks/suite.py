@@ -47,6 +47,9 @@ from _procs import (
     AG,
     AG_PREFIX,
     COLD,
+    FLOOR_KEPT,
+    FLOOR_READ,
+    FLOOR_SCRIPT,
     RAW,
     RAW_A,
     RS,
@@ -59,6 +62,7 @@ from _procs import (
 )
 from _report import chart, markdown, report, targets
 from _workload import SEED, as_items, as_json, make_messages, message_sizes
+from bench_append_script import MINIMAL, NOOP
 from hiredis import pack_command
 from redis.asyncio import BlockingConnectionPool
 
@@ -70,7 +74,10 @@ from redis_sessions.keys import append_keys
 ASYNC_SYSTEMS = {RAW_A, RS_A, A_COLD, A_WARM, AG}
 # Floors of the append (issue 15): no library at all, the script's EVALSHA packed by hiredis (the
 # messages encoded by the store's codec) on one connection held for the whole loop.
-FLOOR_SCRIPT, FLOOR_NOOP = "floor: append.lua, held conn", "floor: no-op script, held conn"
+# FLOOR_SCRIPT (from _procs) and two other scripts with the same keys and arguments: a no-op (the
+# floor of any script) and the least an atomic append idempotent by message id can do (read seq, an
+# id check and a push per message, write seq): no TTL, trim, watchers, record, leases or limits.
+FLOOR_NOOP, FLOOR_MINIMAL = "floor: no-op script, held conn", "floor: minimal idempotent script"
 T = TypeVar("T")
 BATCH = 10
 POOL = 50  # connections for the 1,000-session asyncio case: from_url's BlockingConnectionPool default
@@ -197,7 +204,7 @@ class Bench:
             def go(r: int, k: int) -> Sample:
                 sid = self.store.create(model="bench")
                 core, batches = self.store.transport.core, [[m] for m in msgs] if size == 1 else msgs
-                sha = SHAS["append"] if script == "append" else self.raw.script_load("return {0, 0}")
+                sha = SHAS["append"] if script == "append" else self.raw.script_load(script)
                 keys = append_keys(self.prefix, sid, False)  # append.lua's layout (_write.extend)
                 fixed = ("EVALSHA", sha, len(keys), *keys, core.version, core.codec.name, "", "")
                 conn = self.raw.connection_pool.get_connection()
@@ -218,7 +225,8 @@ class Bench:
             return go
 
         systems: dict[str, Runner] = {RAW: raw, RS: rs, RAW_A: araw, RS_A: ars, AG: ag}
-        systems |= {FLOOR_SCRIPT: floor("append"), FLOOR_NOOP: floor("noop")}
+        systems |= {FLOOR_SCRIPT: floor("append"), FLOOR_MINIMAL: floor(MINIMAL)}
+        systems |= {FLOOR_NOOP: floor(NOOP)}
         return Case(op, unit, n, systems, baselines(list(systems)), AG)
 
     # -- reads of stored histories (the same keys every round: reads change nothing) -----------
@@ -277,6 +285,7 @@ class Bench:
         """Each round, one new process per system reads ``fresh`` 1,000-message histories once."""
         keys, sids, ags = self.stored(1000, self.cfg.fresh)
         targets = {RAW: keys, RAW_A: keys, RS: sids, COLD: sids, RS_A: sids, AG: ags}
+        targets |= {FLOOR_READ: sids, FLOOR_KEPT: sids}
 
         def runner(system: str) -> Runner:
             return lambda r, k: run_fresh_read(system, self.url, self.prefix, targets[system])
@@ -296,12 +305,12 @@ class Bench:
                 tag = f"r{r}-"
                 if system == RAW:
                     target = f"{self.prefix}:raw:writers:{r}"
-                elif system == RS:
+                elif system in (RS, FLOOR_SCRIPT):
                     target = str(self.store.create(model="bench"))
                 else:
                     target = str(uuid.uuid4())
                 s = self.writers.run(system, self.url, self.prefix, target, tag, n)
-                if system == RS:
+                if system in (RS, FLOOR_SCRIPT):
                     ids = [m.id for m in self.cold.messages(target)]
                     self.store.delete(target)
                 else:
@@ -314,7 +323,7 @@ class Bench:
 
             return go
 
-        case.systems = {name: runner(name) for name in (RAW, RS, AG)}
+        case.systems = {name: runner(name) for name in (RAW, RS, AG, FLOOR_SCRIPT)}
         case.baselines = baselines(list(case.systems))
         return case
 
