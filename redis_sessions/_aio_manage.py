@@ -83,7 +83,7 @@ class AsyncManaging:
 
     async def infos(self, *, memory: bool = False, count: int = 500) -> AsyncIterator[SessionInfo]:
         """The ``SessionInfo`` of every session in Redis under this prefix: SCAN (every primary of
-        a cluster), then one pipelined round trip per ``count`` sessions found."""
+        a cluster) and ``info.lua`` pages of at most ``count`` sessions (``_aio_listing``)."""
         if count < 1:
             raise InvalidArgument(f"count must be >= 1, got {count!r}")
         async for page in info_pages(self.transport, self._core, memory, count):

@@ -1,6 +1,6 @@
 """Looking at what is stored: ``ls``, ``show``, ``tail``, and ``delete``.
 
-``ls`` reads ``store.infos()`` (SCAN pages, one pipelined round trip a page) and writes its rows as
+``ls`` reads ``store.infos()`` (SCAN and info.lua pages, relayed) and writes its rows as
 plain aligned text, so it stays fast on 100,000 sessions (a Rich table of 100,000 rows takes half a
 minute to lay out); on a terminal only the header is styled.
 """

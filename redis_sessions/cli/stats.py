@@ -1,6 +1,6 @@
 """``redis-sessions stats``: how many sessions and messages, and the memory they take in Redis.
 
-One pass over ``store.infos(memory=True)`` (SCAN pages, one pipelined round trip a page). A server
+One pass over ``store.infos(memory=True)`` (SCAN and info.lua pages, relayed). A server
 without ``MEMORY USAGE`` (fakeredis, some managed Redis) gets the counts without the bytes.
 """
 
