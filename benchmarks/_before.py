@@ -38,6 +38,10 @@ def archive(rev: str) -> tempfile.TemporaryDirectory[str]:
     where = tempfile.TemporaryDirectory(prefix="rs-before-")
     tar = subprocess.run(["git", "archive", rev, "redis_sessions"], cwd=ROOT, check=True, capture_output=True)
     subprocess.run(["tar", "-x", "-C", where.name], input=tar.stdout, check=True)
+    # Both trees byte-compiled, as installed packages are: under PYTHONDONTWRITEBYTECODE every run
+    # of the command would compile each module from its source again (~60 ms of its start-up).
+    packages = [str(Path(where.name) / "redis_sessions"), str(ROOT / "redis_sessions")]
+    subprocess.run([sys.executable, "-m", "compileall", "-q", *packages], check=True)
     return where
 
 
@@ -61,7 +65,9 @@ class Listing:
         env = dict(os.environ)
         if source is not None:
             env["PYTHONPATH"] = os.pathsep.join([str(source), env.get("PYTHONPATH", "")])
-        args = [sys.executable, "-m", "redis_sessions", "--url", self.url, "--prefix", self.prefix]
+        # -P: not the working directory first on sys.path (from the repository's root, this tree's
+        # package would be imported whatever PYTHONPATH names)
+        args = [sys.executable, "-P", "-m", "redis_sessions", "--url", self.url, "--prefix", self.prefix]
         began = time.perf_counter_ns()
         done = subprocess.run([*args, *command], capture_output=True, env=env, check=False, timeout=600)
         wall = time.perf_counter_ns() - began

@@ -75,7 +75,9 @@ def fill(store: SessionStore, client: redis.Redis, sessions: int, messages: int)
 def run(url: str, prefix: str, *args: str, output: Path, source: Path | None = None) -> float:
     """Seconds for ``python -m redis_sessions --url … --prefix … <args>``, stdout to ``output``
     (``source``: a directory holding another ``redis_sessions`` to run instead)."""
-    command = [sys.executable, "-m", "redis_sessions", "--url", url, "--prefix", prefix, *args]
+    # -P: the working directory is not put first on sys.path, or a run from the repository's root
+    # would import this tree's package whatever PYTHONPATH names (both sides of --against the same).
+    command = [sys.executable, "-P", "-m", "redis_sessions", "--url", url, "--prefix", prefix, *args]
     env = dict(os.environ)
     if source is not None:
         env["PYTHONPATH"] = os.pathsep.join([str(source), env.get("PYTHONPATH", "")])
@@ -132,6 +134,9 @@ def main() -> None:
                 capture_output=True,
             ).stdout
             subprocess.run(["tar", "-x", "-C", str(source)], input=archive, check=True)
+            _expect_package(source, source / "redis_sessions")
+            _compiled(source / "redis_sessions", Path(__file__).resolve().parent.parent / "redis_sessions")
+            _expect_package(None, Path(__file__).resolve().parent.parent / "redis_sessions")
             compare(url, prefix, work, source, args.against, args.rounds, args.sessions)
         timed("ls", "ls", check=rows(args.sessions + 1))
         timed(
@@ -170,6 +175,11 @@ def compare(url: str, prefix: str, work: Path, source: Path, rev: str, rounds: i
             for where in order:
                 seconds = run(url, prefix, *command, output=work / "compare.out", source=where)
                 (ours if where is None else theirs).append(seconds)
+            print(
+                f"  {name} round {r + 1}: this tree {ours[-1]:.2f} s, at {rev} {theirs[-1]:.2f} s: "
+                f"{theirs[-1] / ours[-1]:.2f}x (load {os.getloadavg()[0]:.2f})",
+                flush=True,
+            )
         ratio = statistics.median(t / o for o, t in zip(ours, theirs, strict=True))
         print(
             f"{name:<16} this tree {statistics.median(ours):6.2f} s, at {rev} "
@@ -177,6 +187,23 @@ def compare(url: str, prefix: str, work: Path, source: Path, rev: str, rounds: i
             f" ({sessions:,} sessions, {rounds} rounds)",
             flush=True,
         )
+
+
+def _compiled(*packages: Path) -> None:
+    """Byte-compile both trees first, as an installed package is: with PYTHONDONTWRITEBYTECODE set
+    (as here), every run would compile each module from its source again (~60 ms of start-up)."""
+    subprocess.run([sys.executable, "-m", "compileall", "-q", *map(str, packages)], check=True)
+
+
+def _expect_package(source: Path | None, wanted: Path) -> None:
+    """The ``redis_sessions`` a run with ``source`` imports is the one at ``wanted``."""
+    env = dict(os.environ)
+    if source is not None:
+        env["PYTHONPATH"] = os.pathsep.join([str(source), env.get("PYTHONPATH", "")])
+    probe = [sys.executable, "-P", "-c", "import redis_sessions; print(redis_sessions.__file__)"]
+    found = Path(subprocess.run(probe, env=env, check=True, capture_output=True, text=True).stdout.strip())
+    if found.parent.resolve() != wanted.resolve():
+        raise SystemExit(f"a run would import {found.parent}, not {wanted}")
 
 
 def _expect(found: int, wanted: int) -> None:

@@ -26,6 +26,7 @@ from typing import Any, TypeVar
 import redis
 import redis.asyncio
 from _before import Listing, archive, script_times
+from _floor import open_floor
 from _harness import (
     Case,
     Runner,
@@ -71,13 +72,16 @@ from redis_sessions import AsyncSessionStore, SessionStore
 from redis_sessions._scripts import SHAS  # the floors send the store's own script
 from redis_sessions.keys import append_keys
 
-ASYNC_SYSTEMS = {RAW_A, RS_A, A_COLD, A_WARM, AG}
 # Floors of the append (issue 15): no library at all, the script's EVALSHA packed by hiredis (the
 # messages encoded by the store's codec) on one connection held for the whole loop.
 # FLOOR_SCRIPT (from _procs) and two other scripts with the same keys and arguments: a no-op (the
 # floor of any script) and the least an atomic append idempotent by message id can do (read seq, an
 # id check and a push per message, write seq): no TTL, trim, watchers, record, leases or limits.
 FLOOR_NOOP, FLOOR_MINIMAL = "floor: no-op script, held conn", "floor: minimal idempotent script"
+# For the asyncio cases: append.lua and the no-op coalesced into one write per loop iteration on one
+# connection (_floor.py).
+AFLOOR_SCRIPT, AFLOOR_NOOP = "floor: append.lua, coalesced", "floor: no-op script, coalesced"
+ASYNC_SYSTEMS = {RAW_A, RS_A, A_COLD, A_WARM, AG, AFLOOR_SCRIPT, AFLOOR_NOOP}
 T = TypeVar("T")
 BATCH = 10
 POOL = 50  # connections for the 1,000-session asyncio case: from_url's BlockingConnectionPool default
@@ -120,6 +124,7 @@ class Bench:
         self.payloads, self.items = as_json(self.msgs), as_items(self.msgs)
         self.writers = WriterPool(4)
         self.closing: list[Any] = []  # async clients of single cases, closed by cleanup
+        self.closing_floors: list[Callable[[], None]] = []  # the asyncio floors' connections
         self.listing: Listing | None = None
         self.source: Any = None  # the --before revision's package, for the listing cases
 
@@ -363,7 +368,22 @@ class Bench:
             self.raw.delete(*(k for o in objs for k in (self.ag_key(o.session_id), o._session_key)))
             return s
 
+        def floor(script: str) -> Runner:
+            go, close = self.arun(open_floor(self.url, astore, script))
+            self.closing_floors.append(close)
+
+            def run(r: int, n: int) -> Sample:
+                sids = self.arun(gather(*(astore.create(model="bench") for _ in range(sessions))))
+                s = self.arun(time_concurrent(sessions, per, lambda t, j: go(sids[t], msgs[j])))
+                if script == "append":  # every append landed (msgs[-1] again: a no-op, seq unchanged)
+                    assert all(self.store.append(sid, msgs[-1]) == per for sid in sids)
+                self.arun(gather(*(astore.delete(sid) for sid in sids)))
+                return s
+
+            return run
+
         systems: dict[str, Runner] = {RAW_A: raw, RS_A: rs, AG: ag}
+        systems |= {AFLOOR_SCRIPT: floor("append"), AFLOOR_NOOP: floor("noop")}
         return Case(op, "appends", sessions * per, systems, baselines(list(systems)), AG)
 
     # -- memory ---------------------------------------------------------------------------------
@@ -438,6 +458,8 @@ class Bench:
         self.writers.close()
         for client in (self.araw, self.astore.client, self.acold.client, self.awarm.client, self.agclient):
             self.arun(client.aclose())
+        for close in self.closing_floors:
+            close()
         for client in self.closing:
             self.arun(client.aclose())
         self.loop.close()

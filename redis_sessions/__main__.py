@@ -7,6 +7,7 @@ spawned agent processes (which import this module too) pay nothing.
 
 from __future__ import annotations
 
+import importlib.util
 import sys
 
 _CLI_PACKAGES = frozenset({"click", "rich"})
@@ -16,6 +17,10 @@ def main() -> None:
     """Run the ``redis-sessions`` command."""
     try:
         from .cli import main as command
+
+        for package in sorted(_CLI_PACKAGES):  # Rich is imported late, by the commands that print for
+            if importlib.util.find_spec(package) is None:  # a person: found, not imported, here
+                raise ModuleNotFoundError(f"No module named {package!r}", name=package)
     except ModuleNotFoundError as exc:
         package = (exc.name or "").partition(".")[0]
         if package not in _CLI_PACKAGES:

@@ -7,6 +7,7 @@ They share ``StoreCore``'s keys, codecs and error mapping; the stores only send 
 
 from __future__ import annotations
 
+import itertools
 import uuid
 from collections.abc import Sequence
 from typing import Any, Final
@@ -18,7 +19,15 @@ from ._core import StoreCore, scan_page, stored_time
 from ._durable import restore
 from ._scripts import SHAS
 from .errors import CorruptSession, InvalidArgumentType, InvalidMessage
-from .keys import meta_key_pattern, parse_meta_key, script_keys, session_id, session_keys, tokens_key
+from .keys import (
+    listed_keys,
+    meta_key_pattern,
+    parse_meta_keys,
+    script_keys,
+    session_id,
+    session_keys,
+    tokens_key,
+)
 from .models import SCHEMA_VERSION, AgentMessage, SessionId, SessionInfo, SessionState
 
 __all__ = ["info", "info_page", "pop", "put", "scan"]
@@ -35,6 +44,8 @@ _FIELDS: Final = (
     "fork_seq",
 )
 _SCAN_COUNT: Final = 1000
+_PER_CALL: Final = 100
+"""Sessions an ``info.lua`` call reads: ~1 ms of the server's time (~3 ms with their memory)."""
 
 
 def _reads(core: StoreCore, sid: SessionId, memory: bool) -> tuple[tuple[Any, ...], ...]:
@@ -50,36 +61,34 @@ def _reads(core: StoreCore, sid: SessionId, memory: bool) -> tuple[tuple[Any, ..
     return reads
 
 
-def _info(sid: SessionId, replies: Sequence[Any], memory: bool, listing: bool = False) -> SessionInfo | None:
-    """A session's info from the replies to ``_reads`` (or ``info.lua``'s reply in that shape);
+def _info(sid: SessionId, row: Sequence[Any], size: int | None, listing: bool = False) -> SessionInfo | None:
+    """A session's info from its listing fields, list length and PTTL (``_reads``' first replies,
+    or a session's row of ``info.lua``'s reply) and its ``size`` in bytes (``None``: not counted);
     a corrupt meta hash raises ``CorruptSession``, or in a ``listing`` is an info naming the
     ``problem`` (so one bad session does not hide the others)."""
-    (model, seq, version, created, updated, tokens, summary_seq, parent, fork_seq), length, pttl, *usage = (
-        replies
-    )
+    model, seq, version, created, updated, tokens, summary_seq, parent, fork_seq, length, pttl = row[:11]
     if version is None:
         return None  # gone (deleted or expired since it was listed)
     messages, ttl = int(length), pttl / 1000 if pttl >= 0 else None
-    size = sum(int(n or 0) for n in usage) if memory else None
     try:
-        newer = int(version) > SCHEMA_VERSION
+        schema = int(version)
         return SessionInfo(
             id=sid,
-            model=(model or b"").decode(),
-            seq=int(seq or 0),
-            schema_version=int(version),
+            model=model.decode() if model else "",
+            seq=int(seq) if seq else 0,
+            schema_version=schema,
             created_at=stored_time(created),
             updated_at=stored_time(updated),
             messages=messages,
             ttl=ttl,
             bytes=size,
-            tokens=int(tokens or 0),
-            summary_seq=int(summary_seq or 0),
+            tokens=int(tokens) if tokens else 0,
+            summary_seq=int(summary_seq) if summary_seq else 0,
             parent=None if parent is None else uuid.UUID(parent.decode()),
             fork_seq=None if fork_seq is None else int(fork_seq),
-            problem=f"schema version {int(version)}, newer than this library's {SCHEMA_VERSION}"
-            if newer
-            else None,
+            problem=None
+            if schema <= SCHEMA_VERSION
+            else f"schema version {schema}, newer than this library's {SCHEMA_VERSION}",
         )
     except (ValueError, UnicodeDecodeError, OverflowError) as exc:
         if not listing:
@@ -100,48 +109,58 @@ def info(core: StoreCore, session: object, memory: bool) -> Transaction[SessionI
     """One session's ``SessionInfo`` (``None`` if there is none), read in one transaction."""
     sid = session_id(session)
     keys = session_keys(core.prefix, sid)[:2]
-    return Transaction("info", sid, keys, _reads(core, sid, memory), lambda r: _info(sid, r, memory))
+
+    def parse(replies: list[Any]) -> SessionInfo | None:
+        (fields, length, pttl, *usage) = replies
+        return _info(sid, [*fields, length, pttl], sum(int(n or 0) for n in usage) if memory else None)
+
+    return Transaction("info", sid, keys, _reads(core, sid, memory), parse)
 
 
-def info_page(core: StoreCore, sids: Sequence[SessionId], memory: bool) -> Pipeline[list[SessionInfo]]:
-    """The ``SessionInfo`` of each of ``sids`` (those still there), in one pipelined round trip:
-    one ``info.lua`` a session (``memory``: with the MEMORY USAGE of each of its keys summed;
-    ``bytes`` is ``None`` where the server has no MEMORY command).
+def info_page(
+    core: StoreCore, sids: Sequence[SessionId], metas: list[bytes], memory: bool
+) -> Pipeline[list[SessionInfo]]:
+    """The ``SessionInfo`` of each of ``sids`` (those still there; ``metas``: their meta keys as
+    SCAN found them), in one pipelined round trip of ``info.lua`` calls, ``_PER_CALL`` sessions a
+    call (one on a cluster, where a call's keys share a slot). ``memory``: with the MEMORY USAGE of
+    each session's keys summed (``bytes`` is ``None`` where the server has no MEMORY command).
 
     Not a transaction: the sessions live in many cluster slots, and a listing need not be one
     snapshot; each session's own reads are still consistent enough for a listing."""
-    sha, prefix = SHAS["info"], core.prefix
-    reads: tuple[tuple[Any, ...], ...]
-    if memory:  # the bytes too: MEMORY USAGE of every key of the session, in the same script
-        reads = tuple(
-            ("EVALSHA", sha, 4, *session_keys(prefix, sid), tokens_key(prefix, sid), "1") for sid in sids
-        )
-    else:
-        reads = tuple(("EVALSHA", sha, 2, *session_keys(prefix, sid)[:2]) for sid in sids)
-
-    def one(sid: SessionId, reply: list[Any]) -> SessionInfo | None:
-        # info.lua: {0, _FIELDS' values, length, pttl[, bytes (-1: no MEMORY command)]}
-        if not memory:
-            return _info(sid, reply[1:], False, True)
-        counted = reply[4] >= 0
-        return _info(sid, [*reply[1:4], *([reply[4]] if counted else [])], counted, True)
+    sha, width = SHAS["info"], 4 if memory else 2
+    keys, step = listed_keys(metas, memory), width * (1 if core.cluster else _PER_CALL)
+    flag = "1" if memory else ""
+    reads = tuple(
+        ("EVALSHA", sha, len(chunk), *chunk, flag)
+        for chunk in (keys[i : i + step] for i in range(0, len(keys), step))
+    )
 
     def parse(replies: list[Any]) -> list[SessionInfo]:
-        found = (one(sid, r) for sid, r in zip(sids, replies, strict=True))
-        return [item for item in found if item is not None]
+        # info.lua: {0, then per session: _FIELDS' values, length, pttl[, bytes (-1: no MEMORY)]}
+        values = itertools.chain.from_iterable(itertools.islice(reply, 1, None) for reply in replies)
+        found = []
+        for sid, row in zip(sids, zip(*[values] * (12 if memory else 11), strict=True), strict=True):
+            size = row[11] if memory and row[11] >= 0 else None
+            info = _info(sid, row, size, True)
+            if info is not None:  # else gone (deleted or expired since it was listed)
+                found.append(info)
+        return found
 
     return Pipeline("info", None, reads, parse)
 
 
-def scan(core: StoreCore, cursor: int) -> Command[tuple[int, list[SessionId]]]:
-    """One SCAN page of this prefix's session ids (on the node the transport is given)."""
-    pattern = meta_key_pattern(core.prefix)
+def scan(
+    core: StoreCore, cursor: int, count: int = _SCAN_COUNT
+) -> Command[tuple[int, list[SessionId], list[bytes]]]:
+    """One SCAN page of this prefix's sessions (on the node the transport is given; ``count``
+    keys looked at): the cursor, their ids and their meta keys."""
+    pattern, prefix = meta_key_pattern(core.prefix), core.prefix
 
-    def parse(reply: list[Any]) -> tuple[int, list[SessionId]]:
+    def parse(reply: list[Any]) -> tuple[int, list[SessionId], list[bytes]]:
         cursor, keys = scan_page(reply)
-        return cursor, [parse_meta_key(core.prefix, key) for key in keys]
+        return cursor, parse_meta_keys(prefix, keys), keys
 
-    return Command("list", None, (), ("SCAN", cursor, "MATCH", pattern, "COUNT", _SCAN_COUNT), parse)
+    return Command("list", None, (), ("SCAN", cursor, "MATCH", pattern, "COUNT", count), parse)
 
 
 def pop(core: StoreCore, session: object) -> Script[AgentMessage | None]:

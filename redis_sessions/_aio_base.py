@@ -9,6 +9,7 @@ send through ``_aio_transport`` and mend through ``_aio_recovery``. This module 
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
 from typing import Any, TypeVar
 
 from ._aio_manage import AsyncManaging
@@ -26,7 +27,9 @@ T = TypeVar("T")
 class AsyncStoreBase(AsyncManaging, AsyncWatching, AsyncToolCalling, AsyncStreaming, AsyncWindowing):
     """The methods of ``AsyncSessionStore`` that ``aio.py`` does not hold itself."""
 
-    async def _run(self, call: Call[T], node: Any = None) -> T:
+    def _run(self, call: Call[T], node: Any = None) -> Awaitable[T]:
         """Send ``call`` through the transport: the one point where the store's own calls (and its
-        write-behind worker's) pass, so a subclass or a test can interpose."""
-        return await self.transport.run(call, node)
+        write-behind worker's) pass, so a subclass or a test can interpose (with a coroutine, as
+        well). A plain function handing back the transport's awaitable: no frame of its own on the
+        hot path."""
+        return self.transport.run(call, node)

@@ -33,7 +33,7 @@ import asyncio
 import os
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from typing import Any, Final
 
 import redis.exceptions
@@ -91,7 +91,7 @@ class AsyncLeanLine:
         if pipeline is None:
             for closed in [other for other in self._pipelines if other.is_closed()]:
                 del self._pipelines[closed]
-            pipeline = self._pipelines[loop] = AutoPipeline(self.pool)
+            pipeline = self._pipelines[loop] = AutoPipeline(self.pool, loop)
         return pipeline
 
     async def settled(self) -> None:
@@ -99,20 +99,25 @@ class AsyncLeanLine:
         await self._pipeline().settled()
 
     # end asyncio only
-    async def send(self, command: tuple[Any, ...]) -> Any:
+    def send(self, command: tuple[Any, ...]) -> Awaitable[Any]:
         """``command``'s reply, or ``UNSENT`` (take the general path); see the module for faults."""
+        # asyncio only
+        if self.pipelining and self.pool is not None:
+            pipeline = self._pipeline()
+            if pipeline.busy:  # others are sending: join this iteration's write (_aio_pipelining)
+                # Its future, awaited by the transport with no frame of ours in between: an error
+                # reply (NOSCRIPT too) is the reply then, an exception instance the transport raises.
+                return pipeline.submit(pack_command(command))
+        return self._alone(command)
+
+    async def _alone(self, command: tuple[Any, ...]) -> Any:
+        """``send`` with no shared write to join: at once, on its own."""
+        # end asyncio only
         if self.pool is None:
             return UNSENT
         # asyncio only
         if self.pipelining:
             pipeline = self._pipeline()
-            if pipeline.busy:  # others are sending: join this iteration's write
-                reply = await pipeline.submit(pack_command(command))
-                if isinstance(reply, redis.exceptions.NoScriptError):
-                    return UNSENT
-                if isinstance(reply, Exception):
-                    raise reply
-                return reply
             pipeline.direct += 1  # a lone caller goes at once: no loop iteration to wait for
             try:
                 return await self._send(command)

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 from . import _admin as admin
 from . import _durable as durable
 from . import _rekey as sealing
+from ._aio_listing import info_pages
 from ._aio_quota import tenant_usage
 from ._aio_recovery import AsyncRecovery
 from ._aio_transport import AsyncTransport
@@ -67,7 +68,7 @@ class AsyncManaging:
         for node in await self.transport.scan_nodes():
             cursor = 0
             while True:
-                cursor, found = await self.transport.run(admin.scan(self._core, cursor), node)
+                cursor, found, _ = await self.transport.run(admin.scan(self._core, cursor), node)
                 for sid in found:
                     if sid not in seen:
                         seen.add(sid)
@@ -82,18 +83,11 @@ class AsyncManaging:
 
     async def infos(self, *, memory: bool = False, count: int = 500) -> AsyncIterator[SessionInfo]:
         """The ``SessionInfo`` of every session in Redis under this prefix: SCAN (every primary of
-        a cluster), then one pipelined round trip per ``count`` sessions found."""
+        a cluster) and ``info.lua`` pages of at most ``count`` sessions (``_aio_listing``)."""
         if count < 1:
             raise InvalidArgument(f"count must be >= 1, got {count!r}")
-        page: list[SessionId] = []
-        async for sid in self.list():
-            page.append(sid)
-            if len(page) >= count:
-                for item in await self.transport.run(admin.info_page(self._core, page, memory)):
-                    yield item
-                page = []
-        if page:
-            for item in await self.transport.run(admin.info_page(self._core, page, memory)):
+        async for page in info_pages(self.transport, self._core, memory, count):
+            for item in page:
                 yield item
 
     async def tenant_usage(self) -> TenantUsage:

@@ -188,6 +188,12 @@ class AsyncTransport:
                 return await self._send_waited(call.keys[0], command, self.wait.command, call.script)
             if lean:
                 reply = await self.lean.send(command)
+                # asyncio only
+                if isinstance(reply, redis.exceptions.ResponseError):  # a shared write's error reply
+                    if not isinstance(reply, redis.exceptions.NoScriptError):
+                        raise reply
+                    reply = UNSENT  # the script is not loaded: the general way loads it
+                # end asyncio only
                 if reply is not UNSENT:
                     return reply
             try:

@@ -25,5 +25,7 @@ class StoreBase(Managing, Watching, ToolCalling, Streaming, Windowing):
 
     def _run(self, call: Call[T], node: Any = None) -> T:
         """Send ``call`` through the transport: the one point where the store's own calls (and its
-        write-behind worker's) pass, so a subclass or a test can interpose."""
+        write-behind worker's) pass, so a subclass or a test can interpose (with a coroutine, as
+        well). A plain function handing back the transport's awaitable: no frame of its own on the
+        hot path."""
         return self.transport.run(call, node)

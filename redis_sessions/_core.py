@@ -185,7 +185,7 @@ class StoreCore:
                 return sealed
         try:
             data = self.codec.encode(message)
-            self.codec.check(data)
+            self.codec.check_fresh(data)
         except (msgspec.DecodeError, msgspec.EncodeError, TypeError, OverflowError) as exc:
             raise InvalidMessage(sid, f"message {message.id!r} does not match the schema: {exc}") from exc
         if len(data) > self.max_message_bytes:

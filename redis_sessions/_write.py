@@ -87,15 +87,21 @@ def extend(
 ) -> Script[int]:
     """Append ``messages`` all or nothing; the seq after them. (The hot path: keep it lean.)"""
     sid = session_id(sid)
-    fenced = fence_arg(sid, fence)
-    pairs: list[Any] = []
-    counts: list[str] = []  # each message's token count, kept beside it (tokens.py)
-    for message in messages:
-        data = core.encode(sid, message)
-        pairs += [message.id, data]
-        counts.append(str(core.tokens(sid, message)))
-    expected = _expected(sid, expected_seq)
-    args = (core.version, core.codec.name, expected, fenced, ",".join(counts), *pairs)
+    fenced = "" if fence is None else fence_arg(sid, fence)
+    if type(messages) is tuple and len(messages) == 1:  # append(): one message, no loop
+        (message,) = messages
+        data = core.encode(sid, message)  # checks the message first, then counts its tokens
+        counted, pairs = str(core.tokens(sid, message)), (message.id, data)
+    else:
+        items: list[Any] = []
+        counts: list[str] = []  # each message's token count, kept beside it (tokens.py)
+        for message in messages:
+            data = core.encode(sid, message)
+            items += [message.id, data]
+            counts.append(str(core.tokens(sid, message)))
+        counted, pairs = ",".join(counts), tuple(items)
+    expected = "" if expected_seq is None else _expected(sid, expected_seq)
+    args = (core.version, core.codec.name, expected, fenced, counted, *pairs)
 
     def parse(reply: list[Any]) -> int:
         if reply[0] != OK:

@@ -1,8 +1,7 @@
 """``AsyncSessionStore``: the session store over ``redis.asyncio``.
 
-This module is the source of ``store.py``: ``python tools/unasync.py`` rewrites it into the
-synchronous ``SessionStore`` and a test fails when the two differ, so edit this file only.
-Everything but the sending lives in ``_core``; a method here builds a call and sends it.
+This module is the source of ``store.py`` (``python tools/unasync.py``; a test fails when the two
+differ). Everything but the sending lives in ``_core``; a method here builds a call and sends it.
 """
 
 from __future__ import annotations
@@ -40,12 +39,12 @@ from .models import AgentMessage, Session, SessionId
 from .retry import ASYNC_NO_CLIENT_RETRY, RetryPolicy, turn_off_client_retry
 from .store import SessionStore as SyncStore
 from .tokens import TokenCounter, estimate_tokens
-from .writebehind import SyncWorker
 
 if TYPE_CHECKING:
     from .persistence import PersistenceAdapter
     from .telemetry import Telemetry
     from .tenant import TenantQuota
+    from .writebehind import SyncWorker
 
 __all__ = ["AsyncLease", "AsyncSessionStore", "AsyncToolCall"]
 
@@ -165,13 +164,14 @@ class AsyncSessionStore(AsyncStoreBase):
         return store._behind(opener, args, given)
 
     def _behind(self, opener: str, args: tuple[Any, ...], given: dict[str, Any]) -> Self:
-        """With a backing store, start the write-behind worker: a thread with its own connections
-        (made by the same opener with the caller's client options, and this store's prefix)."""
+        """With a backing store, start the write-behind worker: a thread with its own connections."""
         if self._backing is not None:
             config = self.config  # (tenant_quota: the worker's repairs keep the tenant's ledgers)
             options = {**given, "prefix": config.prefix, "telemetry": config.telemetry}
             options["tenant_quota"] = config.tenant_quota
             own = getattr(SyncStore, opener)(*args, **options)  # the worker's: a sync store, always
+            from .writebehind import SyncWorker  # here: a store without a backing never loads it
+
             self._worker = SyncWorker.open(own, self._backing).start()
             if self.config.telemetry is not None:
                 self.config.telemetry.watch_worker(self._worker)

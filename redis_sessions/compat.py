@@ -5,12 +5,26 @@ the versions it was checked against), so that it is re-examined rather than carr
 
 from __future__ import annotations
 
+import math
 import os
 from typing import Any, Final
 
 import redis
 
-__all__ = ["CHECKED_UP_TO", "REDIS_PY", "driver_fault", "turn_off_client_retry"]
+try:  # what redis-py's hiredis reader returns for a reply not all in yet (5.2 to 8.2)
+    from redis._parsers.hiredis import NOT_ENOUGH_DATA as _NOT_ENOUGH_DATA
+except ImportError:  # pragma: no cover - a redis-py that moved it: fast_lane is then off
+    _NOT_ENOUGH_DATA = None
+
+__all__ = [
+    "CHECKED_UP_TO",
+    "NOTHING_BUFFERED",
+    "REDIS_PY",
+    "FastLane",
+    "driver_fault",
+    "fast_lane",
+    "turn_off_client_retry",
+]
 
 REDIS_PY: Final = tuple(int(part) for part in redis.__version__.split(".")[:2] if part.isdigit())
 """The installed redis-py as (major, minor)."""
@@ -58,3 +72,89 @@ def driver_fault(error: BaseException) -> bool:
     while tb is not None and tb.tb_next is not None:
         tb = tb.tb_next
     return tb is not None and tb.tb_frame.f_code.co_filename.endswith(_CONNECTION_MODULES)
+
+
+NOTHING_BUFFERED: Final[Any] = object()
+"""``FastLane.take``'s answer when no whole reply is buffered: ``await FastLane.read()`` then."""
+
+
+class FastLane:
+    """Writes and reads of one asyncio pool connection without redis-py's per-call machinery.
+
+    Not a fix but a reach, quarantined here all the same (redis-py 5.2 to ``CHECKED_UP_TO``): an
+    asyncio connection can only ``send_packed_command`` (an ``asyncio.wait_for``, so a task and a
+    loop iteration of its own, per write) and ``read_response`` (~1 us of checks per reply). The
+    auto-pipeline (``_aio_pipelining``) writes one buffer for many callers and reads their replies
+    back to back; this does both on the connection's own stream and hiredis reader, under the
+    caller's deadline. What ``read_response`` does that matters here is kept: an error reply is
+    handed back as redis-py's exception instance, a ``ConnectionError`` reply raised, a RESP3 push
+    handed to the parser's own handler; a reply not all in yet is read by ``read_response``.
+    ``tests/unit/test_compat.py`` fails when redis-py no longer has what this reaches for.
+    """
+
+    __slots__ = ("_connection", "_gets", "_handle_push", "_push_type", "_pushes", "_writer")
+
+    def __init__(self, connection: Any, writer: Any, parser: Any, reader: Any) -> None:
+        self._connection = connection
+        self._writer, self._gets = writer, reader.gets
+        self._push_type = getattr(parser, "_hiredis_PushNotificationType", None)
+        self._handle_push = getattr(parser, "handle_push_response", None)
+        self._pushes: list[Any] = []
+
+    async def send(self, data: bytes) -> None:
+        """Write ``data``; wait only if the socket's buffer is full (an ``OSError`` on a fault). As
+        redis-py's own write: a stream the server closed is a ``ConnectionError`` before writing."""
+        writer = self._writer
+        transport = getattr(writer, "transport", None)
+        if transport is not None and transport.is_closing():
+            raise redis.exceptions.ConnectionError("Connection closed by the server before write")
+        try:
+            writer.writelines((data,))
+            await writer.drain()
+        except (TypeError, AttributeError) as exc:  # CPython before gh-136234, as redis-py says it
+            if transport is not None and transport.is_closing():
+                closed = "Connection closed by the server while writing"
+                raise redis.exceptions.ConnectionError(closed) from exc
+            raise
+
+    def take(self) -> Any:
+        """The next reply if it is all buffered already, else ``NOTHING_BUFFERED``."""
+        reply = self._gets()
+        if reply is _NOT_ENOUGH_DATA:
+            return NOTHING_BUFFERED
+        if self._push_type is not None and isinstance(reply, self._push_type):
+            self._pushes.append(reply)  # for the parser's handler, in read()
+            return NOTHING_BUFFERED
+        if isinstance(reply, redis.exceptions.ConnectionError):  # as read_response: raised
+            raise reply
+        if type(reply) is list and reply and isinstance(reply[0], redis.exceptions.ConnectionError):
+            raise reply[0]
+        return reply
+
+    async def read(self) -> Any:
+        """The next reply, waiting for it (an error reply as its exception instance)."""
+        while True:
+            while self._pushes and self._handle_push is not None:
+                await self._handle_push(self._pushes.pop(0))
+            reply = self.take()
+            if reply is not NOTHING_BUFFERED:
+                return reply
+            if self._pushes:
+                continue
+            try:
+                return await self._connection.read_response(timeout=math.inf)  # math.inf: no timer
+            except redis.exceptions.ResponseError as exc:
+                return exc
+
+
+def fast_lane(connection: Any) -> FastLane | None:
+    """``connection``'s ``FastLane``, or ``None`` (use its public methods): a redis-py these reaches
+    were not checked against, a parser other than its hiredis one, a connection not open."""
+    if _NOT_ENOUGH_DATA is None or not (5, 2) <= REDIS_PY <= CHECKED_UP_TO:
+        return None
+    parser = getattr(connection, "_parser", None)
+    writer = getattr(connection, "_writer", None)
+    reader = getattr(parser, "_reader", None)
+    if type(parser).__name__ != "_AsyncHiredisParser" or writer is None or reader is None:
+        return None
+    return FastLane(connection, writer, parser, reader)

@@ -19,9 +19,8 @@ slot and a Lua script may touch all of them::
     rs:{0b7c...}:fork:<t>:* staged copies of a fork being made (expiring; renamed when published)
 
 With a backing store, sessions whose newest messages have not reached it yet are listed in a
-*dirty index*. On Redis Cluster one sorted set per slot, ``rs:dirty:{<tag>}``, whose tag hashes to
-the same slot as the sessions it lists, so the append script can mark a session dirty atomically
-(a script may only touch keys of one slot); on one server one per group of 256 slots,
+*dirty index*: on Redis Cluster one sorted set per slot, ``rs:dirty:{<tag>}``, in the slot of the
+sessions it lists (a script marks one dirty atomically); on one server one per group of 256 slots,
 ``rs:dirty:g<n>`` (64 in all). Either way the names are known: workers find them without SCAN::
 
     rs:dirty:{<tag>}        zset   (cluster) session id -> when it became dirty (ms)
@@ -43,10 +42,13 @@ to the slots (``redis_sessions.tenant``)::
 from __future__ import annotations
 
 import binascii
+import contextlib
 import functools
 import re
 import uuid
 from typing import NamedTuple
+
+import msgspec
 
 from .errors import InvalidArgument, InvalidSessionId, PersistenceError
 
@@ -60,9 +62,11 @@ __all__ = [
     "dirty_key",
     "dirty_keys",
     "legacy_dirty_pattern",
+    "listed_keys",
     "live_keys",
     "meta_key_pattern",
     "parse_meta_key",
+    "parse_meta_keys",
     "record_key",
     "reply_keys",
     "script_keys",
@@ -81,6 +85,7 @@ __all__ = [
 
 _CANONICAL = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\Z", re.IGNORECASE)
 _PREFIX = re.compile(r"[A-Za-z0-9_.:\-]{1,64}\Z")
+_UUIDS = msgspec.json.Decoder(list[uuid.UUID])
 
 
 class SessionKeys(NamedTuple):
@@ -92,11 +97,7 @@ class SessionKeys(NamedTuple):
 
 
 def session_id(value: object) -> uuid.UUID:
-    """Validate a session id: a ``uuid.UUID``, or its canonical 36-character string form.
-
-    Anything else (other types, braces, ``*``, newlines, very long strings) raises
-    ``InvalidSessionId`` before a key can be built from it.
-    """
+    """A ``uuid.UUID``, or its canonical 36-character string form; else ``InvalidSessionId``."""
     if type(value) is uuid.UUID:
         return value
     if isinstance(value, str) and len(value) == 36:
@@ -106,7 +107,6 @@ def session_id(value: object) -> uuid.UUID:
 
 @functools.lru_cache(maxsize=65536)
 def _parse_id(value: str) -> uuid.UUID:
-    # Agents pass the same string ids turn after turn: parse each once.
     if _CANONICAL.match(value):
         return uuid.UUID(value)
     raise InvalidSessionId(value)
@@ -135,8 +135,7 @@ def live_keys(prefix: str, sid: uuid.UUID) -> tuple[str, str]:
 
 @functools.lru_cache(maxsize=65536)
 def reply_keys(prefix: str, sid: uuid.UUID) -> tuple[str, str, str]:
-    """The session's stream of partial replies, its hash of their states, and the channel that
-    wakes partial watchers (the session's hash tag: one slot with the rest)."""
+    """The session's stream of partial replies, their states' hash, and the partial watchers' channel."""
     base = f"{prefix}:{{{sid}}}:"
     return base + "stream", base + "replies", base + "deltas"
 
@@ -170,9 +169,7 @@ def slot(sid: uuid.UUID) -> int:
 
 @functools.lru_cache(maxsize=64)
 def dirty_keys(prefix: str, cluster: bool) -> tuple[str, ...]:
-    """Every dirty index under ``prefix``: on a cluster one per slot (by slot), on one server one
-    per slot group (by group). Their names are known, so a worker finds the non-empty ones without
-    scanning the keyspace."""
+    """Every dirty index under ``prefix`` (a slot's on a cluster, a slot group's on one server)."""
     if cluster:
         return tuple(f"{prefix}:dirty:{{{tag}}}" for tag in _slot_tags())
     return tuple(f"{prefix}:dirty:g{group}" for group in range(SLOT_GROUPS))
@@ -185,30 +182,25 @@ def sync_keys(prefix: str) -> tuple[str, ...]:
     return (base + "workers", *(f"{base}group:{g}" for g in range(SLOT_GROUPS)))
 
 
-SLOT_GROUPS, GROUP_SLOTS = 64, 256
-"""Slots are leased to write-behind workers in 64 groups of 16384 / 64 = 256."""
+SLOT_GROUPS, GROUP_SLOTS = 64, 256  # slots are leased to write-behind workers in 64 groups of 256
 
 
 @functools.lru_cache(maxsize=65536)
 def dirty_key(prefix: str, sid: uuid.UUID, cluster: bool) -> str:
-    """The dirty index that lists session ``sid``: on a cluster, its slot's (a script may only
-    touch keys of one slot); on one server, its slot group's (64 in all, so an idle worker asks
-    64 keys, not 16384)."""
+    """The dirty index listing ``sid``: its slot's on a cluster, its slot group's on one server."""
     number = _slot(str(sid))
     return dirty_keys(prefix, cluster)[number if cluster else number // GROUP_SLOTS]
 
 
 @functools.lru_cache(maxsize=65536)
 def script_keys(prefix: str, sid: uuid.UUID, cluster: bool) -> tuple[str, str, str, str, str, str]:
-    """Every key an append or a delete may touch: the session's own, its lease and channel, and
-    its dirty index (one memoised tuple: appends build it on every call otherwise)."""
+    """Every key an append or a delete may touch: the session's own, lease, channel, dirty index."""
     return (*session_keys(prefix, sid), *live_keys(prefix, sid), dirty_key(prefix, sid, cluster))
 
 
 @functools.lru_cache(maxsize=65536)
 def tombstone_key(prefix: str, sid: uuid.UUID) -> str:
-    """Left by ``delete`` for a while: tells a sync worker that a session it finds gone was deleted
-    (so its backing copy goes too), not evicted or expired (so its backing copy is all there is)."""
+    """Left by ``delete`` a while: a session a sync worker finds gone was deleted, not evicted."""
     return f"{prefix}:{{{sid}}}:deleted"
 
 
@@ -225,8 +217,7 @@ def append_keys(prefix: str, sid: uuid.UUID, cluster: bool) -> tuple[str, ...]:
 
 @functools.lru_cache(maxsize=65536)
 def tokens_key(prefix: str, sid: uuid.UUID) -> str:
-    """Each message's token count, pushed and trimmed with the messages list (so the two lists'
-    tails line up: a list shorter than the messages is one begun after older messages were stored)."""
+    """Each message's token count, pushed and trimmed with the messages (the lists' tails line up)."""
     return f"{prefix}:{{{sid}}}:tokens"
 
 
@@ -236,8 +227,7 @@ def compact_key(prefix: str, sid: uuid.UUID) -> str:
 
 
 def staged_keys(prefix: str, sid: uuid.UUID, token: str) -> tuple[str, str, str]:
-    """Where a fork into session ``sid`` builds its messages list, ids zset and tokens list before
-    ``fork.lua`` renames them into place (one set per attempt, ``token``; they expire)."""
+    """Where a fork into ``sid`` stages its messages, ids, tokens for fork.lua (expiring, per ``token``)."""
     base = f"{prefix}:{{{sid}}}:fork:{token}:"
     return base + "messages", base + "ids", base + "tokens"
 
@@ -248,8 +238,7 @@ def record_key(prefix: str) -> str:
 
 
 def legacy_dirty_pattern(prefix: str) -> str:
-    """The SCAN pattern of the per-slot dirty indexes a single server had before its indexes were
-    grouped (a worker moves what they list once, when it starts)."""
+    """The SCAN pattern of a single server's per-slot dirty indexes of old (moved once, at start)."""
     return f"{prefix}:dirty:{{*}}"
 
 
@@ -259,9 +248,7 @@ def meta_key_pattern(prefix: str) -> str:
 
 
 def parse_meta_key(prefix: str, key: bytes | str) -> uuid.UUID:
-    """The session id inside a meta key found by SCAN; ``PersistenceError`` names a bad one. One
-    match of the key's bytes (a listing parses a key a session: decoding, slicing and matching in
-    steps was a fifth of ``ls``'s client time)."""
+    """The session id inside a meta key found by SCAN; ``PersistenceError`` names a bad one."""
     raw = key if isinstance(key, bytes) else key.encode("utf-8", "surrogatepass")
     found = _meta_key_re(prefix).match(raw)
     if found is None:
@@ -270,13 +257,26 @@ def parse_meta_key(prefix: str, key: bytes | str) -> uuid.UUID:
     return uuid.UUID(found.group(1).decode("ascii"))
 
 
+def parse_meta_keys(prefix: str, keys: list[bytes]) -> list[uuid.UUID]:
+    """``parse_meta_key`` of a SCAN page's keys, the ids decoded in one batch (msgspec builds them)."""
+    head, start = f"{prefix}:{{".encode(), len(prefix) + 2
+    if all(len(k) == start + 42 and k.startswith(head) and k.endswith(b"}:meta") for k in keys):
+        with contextlib.suppress(msgspec.ValidationError, msgspec.DecodeError):
+            return _UUIDS.decode(b'["' + b'","'.join([k[start:-6] for k in keys]) + b'"]')
+    return [parse_meta_key(prefix, key) for key in keys]  # names the bad key
+
+
+def listed_keys(metas: list[bytes], memory: bool) -> list[bytes]:
+    """What info.lua reads of the sessions of these meta keys: meta, messages (+ ids, tokens)."""
+    names = (b"meta", b"messages", b"ids", b"tokens") if memory else (b"meta", b"messages")
+    return [meta[:-4] + name for meta in metas for name in names]
+
+
 @functools.lru_cache(maxsize=64)
 def _meta_key_re(prefix: str) -> re.Pattern[bytes]:
     """A meta key of ``prefix`` holding a canonical session id (the id captured), as bytes."""
     hexes = rb"-".join(rb"[0-9a-fA-F]{%d}" % n for n in (8, 4, 4, 4, 12))
-    return re.compile(
-        re.escape(f"{prefix}:{{".encode()) + rb"(" + hexes + rb")" + re.escape(b"}:meta") + rb"\Z"
-    )
+    return re.compile(re.escape(f"{prefix}:{{".encode()) + rb"(" + hexes + rb")" + rb"\}:meta\Z")
 
 
 @functools.lru_cache(maxsize=64)

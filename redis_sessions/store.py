@@ -37,12 +37,12 @@ from .keys import session_id as parse_session_id
 from .models import AgentMessage, Session, SessionId
 from .retry import NO_CLIENT_RETRY, RetryPolicy, turn_off_client_retry
 from .tokens import TokenCounter, estimate_tokens
-from .writebehind import SyncWorker
 
 if TYPE_CHECKING:
     from .persistence import PersistenceAdapter
     from .telemetry import Telemetry
     from .tenant import TenantQuota
+    from .writebehind import SyncWorker
 
 __all__ = ["Lease", "SessionStore", "ToolCall"]
 
@@ -162,13 +162,14 @@ class SessionStore(StoreBase):
         return store._behind(opener, args, given)
 
     def _behind(self, opener: str, args: tuple[Any, ...], given: dict[str, Any]) -> Self:
-        """With a backing store, start the write-behind worker: a thread with its own connections
-        (made by the same opener with the caller's client options, and this store's prefix)."""
+        """With a backing store, start the write-behind worker: a thread with its own connections."""
         if self._backing is not None:
             config = self.config  # (tenant_quota: the worker's repairs keep the tenant's ledgers)
             options = {**given, "prefix": config.prefix, "telemetry": config.telemetry}
             options["tenant_quota"] = config.tenant_quota
             own = getattr(SessionStore, opener)(*args, **options)  # the worker's: a sync store, always
+            from .writebehind import SyncWorker  # here: a store without a backing never loads it
+
             self._worker = SyncWorker.open(own, self._backing).start()
             if self.config.telemetry is not None:
                 self.config.telemetry.watch_worker(self._worker)

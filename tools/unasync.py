@@ -40,6 +40,7 @@ for _name, _what in {
     "open": "``open_client``: the clients a ``SessionStore`` makes for itself, in one place.",
     "base": "``StoreBase``: the parts of ``SessionStore`` kept in modules of their own, as one base.",
     "quota": "``make_room``: room in a tenant's ledger for a ``SessionStore``'s writes, and its usage.",
+    "listing": "``info_pages``: every session's ``SessionInfo``, a page at a time, for ``SessionStore``.",
     "lean": "``LeanLine``: the short way to Redis for the calls that dominate, on the client's own pool.",
 }.items():
     PAIRS[f"_aio_{_name}.py"] = (
@@ -70,6 +71,7 @@ SUBSTITUTIONS = [
     (r"from redis\.asyncio\.(\w+) import", r"from redis.\1 import"),
     (r"Awaitable\[(\w+)\]", r"\1"),
     (r"Awaitable, ", ""),
+    (r"from collections\.abc import Awaitable\n", ""),
     (r"AsyncIterator", "Iterator"),
     (r"AsyncGenerator\[(\w+), None\]", r"Generator[\1, None, None]"),
     (r"AsyncGenerator", "Generator"),

@@ -13,34 +13,61 @@ password), and file errors. One module per concern:
 - ``sync``, ``migrate``: the durable tier (``durable.py``)
 
 Shared pieces (settings, opening the store, consoles, formatting) are in ``common.py``, the
-rendering of messages in ``render.py``.
+rendering of messages in ``render.py``. A command's module is imported when the command runs (or
+``--help`` lists them): ``ls`` or ``stats --json`` in a pipe never import Rich, the demo's
+multiprocessing or the durable tier, a tenth of their start-up.
 """
 
 from __future__ import annotations
 
+import importlib
 from typing import Any
 
 import click
 import redis.exceptions
 
 from .. import SessionError, StoreUnavailable
-from .browse import delete, ls, show, tail
 from .common import DEFAULT_URL, Settings, open_store, redacted
-from .demo import demo
-from .durable import migrate, rebind, sync
-from .render import render_block
-from .stats import stats
-from .transfer import export, import_
-from .window import context, fork
 
 __all__ = ["Settings", "main", "open_store", "render_block"]
+
+_COMMANDS = {  # name: (module, attribute), in the order --help lists them
+    "demo": ("demo", "demo"),
+    "ls": ("browse", "ls"),
+    "show": ("browse", "show"),
+    "tail": ("browse", "tail"),
+    "context": ("window", "context"),
+    "fork": ("window", "fork"),
+    "export": ("transfer", "export"),
+    "import": ("transfer", "import_"),
+    "stats": ("stats", "stats"),
+    "delete": ("browse", "delete"),
+    "sync": ("durable", "sync"),
+    "migrate": ("durable", "migrate"),
+    "rebind": ("durable", "rebind"),
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name == "render_block":  # kept importable from here; Rich only when asked for
+        from .render import render_block
+
+        return render_block
+    raise AttributeError(name)
 
 
 class _Group(click.Group):
     """Turns the library's typed errors, Redis's and the system's into one readable line (exit 1)."""
 
     def list_commands(self, ctx: click.Context) -> list[str]:
-        return list(self.commands)  # in the order they are added below, not alphabetical
+        return list(_COMMANDS)  # in this order, not alphabetical
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name not in _COMMANDS:
+            return None
+        module, attribute = _COMMANDS[name]
+        command: click.Command = getattr(importlib.import_module(f".{module}", __name__), attribute)
+        return command
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -87,7 +114,3 @@ def main(ctx: click.Context, url: str | None, prefix: str, cluster: bool, encryp
     Every listing command (ls, show, tail, stats) takes --json for scripts; export writes JSON Lines.
     """
     ctx.obj = Settings(url or None, prefix, cluster, encryption or None)
-
-
-for _command in (demo, ls, show, tail, context, fork, export, import_, stats, delete, sync, migrate, rebind):
-    main.add_command(_command)

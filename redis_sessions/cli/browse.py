@@ -1,6 +1,6 @@
 """Looking at what is stored: ``ls``, ``show``, ``tail``, and ``delete``.
 
-``ls`` reads ``store.infos()`` (SCAN pages, one pipelined round trip a page) and writes its rows as
+``ls`` reads ``store.infos()`` (SCAN and info.lua pages, relayed) and writes its rows as
 plain aligned text, so it stays fast on 100,000 sessions (a Rich table of 100,000 rows takes half a
 minute to lay out); on a terminal only the header is styled.
 """
@@ -10,13 +10,22 @@ from __future__ import annotations
 import contextlib
 import uuid
 from datetime import UTC, datetime
+from operator import itemgetter
 
 import click
-from rich.text import Text
 
 from .. import AgentMessage, SessionInfo, SessionNotFound
-from .common import SESSION_ID, Settings, connect, emit_json, make_console, ttl_text, when
-from .render import print_header, print_message
+from .common import (
+    SESSION_ID,
+    Settings,
+    collecting_no_garbage,
+    connect,
+    emit_json,
+    make_console,
+    stamper,
+    stdout_is_terminal,
+    ttl_text,
+)
 
 __all__ = ["delete", "ls", "show", "tail"]
 
@@ -40,49 +49,56 @@ def ls(settings: Settings, as_json: bool, unreadable: bool) -> None:
     Most recently updated first. Found with SCAN, a page at a time, never KEYS. A session this
     version cannot read (a newer schema version, a corrupt meta hash) is listed with a PROBLEM.
     """
-    with connect(settings) as store:
-        infos = sorted(store.infos(), key=_recent, reverse=True)
-    if unreadable:
-        infos = [i for i in infos if i.problem]
+    with collecting_no_garbage():
+        _ls(settings, as_json, unreadable)
+
+
+def _ls(settings: Settings, as_json: bool, unreadable: bool) -> None:
     if as_json:
-        emit_json(infos)
+        with connect(settings) as store:
+            infos = [i for i in store.infos() if i.problem or not unreadable]
+        emit_json(sorted(infos, key=_recent, reverse=True))
         return
-    console = make_console()
-    if not infos:
+    stamp = stamper()
+    rows: list[
+        tuple[datetime, tuple[str, ...], str | None]
+    ] = []  # each made as its page comes, while Redis reads the next (see infos)
+    with connect(settings) as store:
+        for i in store.infos():
+            if i.problem or not unreadable:
+                cells = (str(i.id), i.model or "-", str(i.messages), stamp(i.updated_at), ttl_text(i.ttl))
+                rows.append((i.updated_at or i.created_at or _NEVER, cells, i.problem))
+    if not rows:
         kind = "unreadable sessions" if unreadable else "sessions"
         make_console(stderr=True).print(f"no {kind} under prefix {settings.prefix!r}")
         return
-    rows: list[tuple[str, ...]] = [
-        (str(i.id), i.model or "-", str(i.messages), when(i.updated_at), ttl_text(i.ttl)) for i in infos
-    ]
+    rows.sort(key=itemgetter(0), reverse=True)
+    columns = [list(column) for column in zip(*(cells for _, cells, _ in rows), strict=True)]
     heads: tuple[str, ...] = ("ID", "MODEL", "MESSAGES", "UPDATED", "TTL")
-    if any(i.problem for i in infos):  # the column only when there is something to say
-        rows = [(*row, i.problem or "-") for row, i in zip(rows, infos, strict=True)]
+    if any(problem for _, _, problem in rows):  # the column only when there is something to say
+        columns.append([problem or "-" for _, _, problem in rows])
         heads += ("PROBLEM",)
-    widths = [max(len(head), *(len(row[c]) for row in rows)) for c, head in enumerate(heads)]
-    if console.is_terminal:  # keep a row on one screen line: shorten a long model name only
-        room = console.width - (sum(widths) - widths[1]) - 2 * (len(heads) - 1)
+    widths = [max(len(head), *map(len, column)) for head, column in zip(heads, columns, strict=True)]
+    terminal = stdout_is_terminal()
+    if terminal:  # keep a row on one screen line: shorten a long model name only
+        room = make_console().width - (sum(widths) - widths[1]) - 2 * (len(heads) - 1)
         widths[1] = min(widths[1], max(room, _MODEL_MIN))
-    lines = [_row(heads, widths)] + [_row(row, widths) for row in rows]
-    console.print(Text(lines[0], style="bold"), no_wrap=True, overflow="ignore", crop=False)
-    for start in range(1, len(lines), _CHUNK):
-        click.echo("\n".join(lines[start : start + _CHUNK]))
-    if console.is_terminal:
-        make_console(stderr=True).print(f"{len(rows):,} session(s)", style="dim")
+        columns[1] = [m if len(m) <= widths[1] else m[: widths[1] - 1] + "…" for m in columns[1]]
+    # One format for every row (the last column unpadded): 100,000 rows in ~0.1 s.
+    aligns = ["<", "<", ">", "<", "<", "<"][: len(heads)]
+    formats = [f"{{:{a}{w}}}" for a, w in zip(aligns[:-1], widths, strict=False)]
+    row = "  ".join([*formats, "{}"]).format
+    if terminal:
+        from rich.text import Text  # Rich only for a person: a pipe gets the rows as they are
 
-
-def _row(cells: tuple[str, ...], widths: list[int]) -> str:
-    model = cells[1] if len(cells[1]) <= widths[1] else cells[1][: widths[1] - 1] + "…"
-    return "  ".join(
-        (
-            cells[0].ljust(widths[0]),
-            model.ljust(widths[1]),
-            cells[2].rjust(widths[2]),
-            cells[3].ljust(widths[3]),
-            cells[4] if len(cells) == 5 else cells[4].ljust(widths[4]),
-            *cells[5:],
-        )
-    )
+        make_console().print(Text(row(*heads), style="bold"), no_wrap=True, overflow="ignore", crop=False)
+    else:
+        click.echo(row(*heads))
+    table = list(zip(*columns, strict=True))
+    for start in range(0, len(table), _CHUNK):
+        click.echo("\n".join([row(*line) for line in table[start : start + _CHUNK]]))
+    if terminal:
+        make_console(stderr=True).print(f"{len(table):,} session(s)", style="dim")
 
 
 @click.command(short_help="Print one conversation for a person.")
@@ -94,6 +110,8 @@ def show(settings: Settings, session_id: uuid.UUID, as_json: bool, tokens: bool)
     """Print the session SESSION_ID: its settings, then every message with its role; tool calls with
     their input as indented JSON, images as a placeholder with their size. With --tokens, the
     session's token total and each message's count (``summarised``: covered by its summary)."""
+    from .render import print_header, print_message
+
     with connect(settings) as store:
         session = store.load(session_id)
         info = store.info(session_id) if session is not None else None
@@ -130,6 +148,8 @@ def tail(
 ) -> None:
     """Print the last messages of SESSION_ID; with -f, then every message appended to it, live
     (through ``watch``), until Ctrl-C, the session is deleted, or --timeout passes quietly."""
+    from .render import print_message
+
     console = make_console()
 
     def emit(seq: int, message: AgentMessage) -> None:

@@ -8,27 +8,31 @@ wrapping (``soft_wrap``), and Rich honours ``NO_COLOR`` itself.
 from __future__ import annotations
 
 import contextlib
+import gc
 import importlib
 import os
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
 import click
 import msgspec
-from rich.console import Console
 
 from .. import SessionStore
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 __all__ = [
     "DEFAULT_URL",
     "SESSION_ID",
     "Settings",
+    "collecting_no_garbage",
     "connect",
     "emit_json",
     "is_terminal",
@@ -38,6 +42,7 @@ __all__ = [
     "open_store",
     "redacted",
     "size_text",
+    "stamper",
     "stdout_is_terminal",
     "ttl_text",
     "when",
@@ -95,6 +100,19 @@ def load_encryption(where: str) -> Any:
     return keys
 
 
+@contextlib.contextmanager
+def collecting_no_garbage() -> Iterator[None]:
+    """The cyclic garbage collector off while a listing builds up (on again after): it walked every
+    object held so far, again and again, while 100,000 rows were made (none in a cycle), ~0.15 s."""
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()
+
+
 def redacted(url: str) -> str:
     """``url`` without its password, for printing."""
     parts = urlsplit(url)
@@ -105,7 +123,9 @@ def redacted(url: str) -> str:
 
 def make_console(*, stderr: bool = False) -> Console:
     """A console for data: messages are data, so ``[...]`` and ``:name:`` in them stay as they are;
-    off a terminal, lines are never wrapped or cropped."""
+    off a terminal, lines are never wrapped or cropped. (Rich is imported here, when first needed.)"""
+    from rich.console import Console
+
     console = Console(stderr=stderr, markup=False, emoji=False, highlight=False)
     console.soft_wrap = not console.is_terminal
     return console
@@ -151,6 +171,23 @@ SESSION_ID = click.UUID
 def when(moment: datetime | None) -> str:
     """A timestamp for a person: local time to the second; ``-`` for none."""
     return "-" if moment is None else moment.astimezone().strftime("%Y-%m-%d %H:%M:%S")
+
+
+def stamper() -> Callable[[datetime | None], str]:
+    """``when`` for many timestamps: each second formatted once (a listing of 100,000 sessions
+    written in a few seconds' span asks for the same few again and again)."""
+    seen: dict[float, str] = {}
+
+    def stamp(moment: datetime | None) -> str:
+        if moment is None:
+            return "-"
+        second = moment.timestamp() // 1
+        text = seen.get(second)
+        if text is None:
+            text = seen[second] = when(moment)
+        return text
+
+    return stamp
 
 
 def ttl_text(seconds: float | None) -> str:

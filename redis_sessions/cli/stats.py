@@ -1,6 +1,6 @@
 """``redis-sessions stats``: how many sessions and messages, and the memory they take in Redis.
 
-One pass over ``store.infos(memory=True)`` (SCAN pages, one pipelined round trip a page). A server
+One pass over ``store.infos(memory=True)`` (SCAN and info.lua pages, relayed). A server
 without ``MEMORY USAGE`` (fakeredis, some managed Redis) gets the counts without the bytes.
 """
 
@@ -13,12 +13,11 @@ from datetime import datetime
 from typing import Any
 
 import click
-from rich.text import Text
 
 from .. import SessionInfo, SessionStore, StoreError, TenantUsage
 from .._dirty import Lag, bound_record, lag
 from .._sync_io import SyncTransport
-from .common import Settings, connect, emit_json, make_console, size_text, when
+from .common import Settings, collecting_no_garbage, connect, emit_json, make_console, size_text, when
 
 __all__ = ["stats"]
 
@@ -95,11 +94,13 @@ def stats(settings: Settings, as_json: bool, tenant: bool) -> None:
             usage = store.tenant_usage()
         _tenant(usage, as_json)
         return
-    with connect(settings) as store:
+    with collecting_no_garbage(), connect(settings) as store:
         total = tally(store)
     if as_json:
         emit_json(_json(settings, total))
         return
+    from rich.text import Text  # not for --json
+
     console = make_console()
     n = total.sessions
     size = "unknown (the server has no MEMORY USAGE)"
@@ -143,6 +144,8 @@ def _tenant(usage: TenantUsage, as_json: bool) -> None:
         lines.append(
             ("granted", f"{usage.granted_sessions:,} sessions, {usage.granted_bytes:,} bytes to the slots")
         )
+    from rich.text import Text
+
     console = make_console()
     for label, value in lines:
         console.print(Text.assemble((f"{label:<12} ", "bold"), value))

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+import click
 import pytest
 
 from redis_sessions import Image, Text, Thinking, ToolResult, ToolUse
@@ -55,7 +56,10 @@ def test_the_names_of_the_old_module_still_import() -> None:
     assert main.name == "main"
     assert callable(open_store)
     assert Settings("redis://x", "rs").cluster is False
-    assert set(main.commands) == {
+    context = click.Context(main)
+    names = main.list_commands(context)
+    assert set(names) == {
         "demo", "ls", "show", "tail", "context", "fork", "export", "import", "stats", "delete", "sync",
         "migrate", "rebind"
     }  # fmt: skip
+    assert [getattr(main.get_command(context, name), "name", None) for name in names] == names

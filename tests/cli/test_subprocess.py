@@ -85,3 +85,27 @@ def test_the_console_script_is_the_guarded_entry_point() -> None:
 
     (script,) = entry_points(group="console_scripts", name="redis-sessions")
     assert script.value == "redis_sessions.__main__:main"
+
+
+@pytest.mark.parametrize("args", [("ls",), ("ls", "--json"), ("stats", "--json")], ids=" ".join)
+def test_a_listing_in_a_pipe_imports_no_rich(args: tuple[str, ...], redis_url: str) -> None:
+    # Rich is for a person; a pipe's start-up is a tenth shorter without it (and the demo's modules)
+    prefix = unique_prefix()
+    argv = ["redis-sessions", "--url", redis_url, "--prefix", prefix, *args]
+    code = (
+        "import atexit, sys\n"
+        "loaded = lambda: sorted({'rich', 'multiprocessing'} & set(sys.modules))\n"
+        "atexit.register(lambda: print(loaded(), file=sys.stderr))\n"
+        f"sys.argv = {argv!r}\n"
+        "from redis_sessions.__main__ import main\n"
+        "main()\n"
+    )
+    with SessionStore.from_url(redis_url, prefix=prefix) as store:
+        seed(store, 2)
+        try:
+            done = run([sys.executable, "-c", code])
+        finally:
+            for sid in store.list():
+                store.delete(sid)
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.splitlines()[-1] == "[]"

@@ -201,6 +201,48 @@ def test_a_stalled_server_times_out_then_recovers_async(
     assert took < BOUND
 
 
+def test_a_stall_under_a_shared_write_fails_each_caller_within_the_bound(
+    server: RedisServer, admin: redis.Redis
+) -> None:
+    """Concurrent appends share writes (``_aio_pipelining``), whose replies are read with one
+    deadline per write, not one per reply: a stalled server still fails each caller, on its own
+    session, within the bound, and leaves no connection out of the pool and no task behind."""
+
+    async def scenario() -> float:
+        async with AsyncSessionStore.from_url(server.url, **_store_options(unique_prefix())) as store:
+            sids = [await store.create() for _ in range(8)]
+            # Concurrent, so the pool holds open connections: the stalled write is sent, not refused.
+            firsts = [store.append(sid, AgentMessage.user("first", id="first")) for sid in sids]
+            assert await asyncio.gather(*firsts) == [1] * len(sids)
+            stall = Stall("sigstop", server, admin)
+            await asyncio.to_thread(stall.begin)
+            try:
+                started = time.monotonic()
+                async with asyncio.timeout(BOUND * 4):  # a hang fails here, not at the test timeout
+                    outcomes = await asyncio.gather(
+                        *(store.append(sid, AgentMessage.user("lost", id="lost")) for sid in sids),
+                        return_exceptions=True,
+                    )
+                took = time.monotonic() - started
+                assert _in_use(store.client) == 0, "every connection went back to the pool"
+            finally:
+                await asyncio.to_thread(stall.end)
+            assert all(isinstance(outcome, StoreUnavailable) for outcome in outcomes), outcomes
+            assert [outcome.session_id for outcome in outcomes] == sids  # type: ignore[union-attr]
+            seqs = await asyncio.gather(
+                *(store.append(sid, AgentMessage.user("lost", id="lost")) for sid in sids)
+            )
+            assert seqs == [2] * len(sids), "each stored once, after the stall"
+            await store.transport.lean.settled()
+            assert _in_use(store.client) == 0
+            assert asyncio.all_tasks() == {asyncio.current_task()}, "no task left behind"
+            return took
+
+    took = asyncio.run(scenario())
+    print(f"shared write: StoreUnavailable after {took:.3f} s (bound {BOUND:.2f} s)")
+    assert took < BOUND
+
+
 # -- script cache lost under concurrency -----------------------------------------------------------
 
 FLUSHES = 5

@@ -21,6 +21,7 @@ from redis_sessions import (
     SessionStore,
     StoreUnavailable,
 )
+from redis_sessions.compat import NOTHING_BUFFERED, FastLane, fast_lane
 from tests.support import ids, messages_of, unique_prefix
 
 
@@ -149,9 +150,12 @@ def test_async_appends_take_the_lean_line_and_a_cancelled_one_leaves_the_pool_cl
     asyncio.run(main())
 
 
-def test_concurrent_calls_share_writes_and_each_gets_its_own_reply_or_error(redis_url: str) -> None:
+@pytest.mark.parametrize("protocol", [2, 3])
+def test_concurrent_calls_share_writes_and_each_gets_its_own_reply_or_error(
+    redis_url: str, protocol: int
+) -> None:
     async def main() -> None:
-        async with AsyncSessionStore.from_url(redis_url, prefix=unique_prefix()) as store:
+        async with AsyncSessionStore.from_url(redis_url, prefix=unique_prefix(), protocol=protocol) as store:
             sids = [await store.create() for _ in range(10)]
             await store.append(sids[0], AgentMessage.user("warm"))  # the script is cached from here
             await store.client.script_flush()  # and then not: the first batch meets NOSCRIPT
@@ -175,6 +179,9 @@ def test_concurrent_calls_share_writes_and_each_gets_its_own_reply_or_error(redi
             assert conflict.session_id == sids[1]
             assert written[0] == list(range(2, 22))
             assert all(seqs == list(range(1, 21)) for seqs in written[1:])
+            await store.transport.lean.settled()
+            pool = store.client.connection_pool  # type: ignore[union-attr]
+            assert pool._in_use_connections == set(), "spare connections went back once idle"
             for n, sid in enumerate(sids):
                 stored = [m.id for m in await store.messages(sid)]
                 assert stored[-20:] == [f"{n}-{k}" for k in range(20)]
@@ -202,12 +209,48 @@ def test_a_fault_in_a_shared_write_is_retried_for_each_caller_once(
                 await original(self, command, check_health)
 
             monkeypatch.setattr(connection_class, "send_packed_command", once)
+            lane_send = FastLane.send
+
+            async def lane_once(self: FastLane, data: bytes) -> None:  # the same, on the fast lane
+                if not failures and len(data) > 2000:
+                    failures.append(data)
+                    raise ConnectionResetError("reset by the test")  # the stream's own error
+                await lane_send(self, data)
+
+            monkeypatch.setattr(FastLane, "send", lane_once)
             messages = [AgentMessage.user(f"m{k}", id=f"m{k}") for k in range(30)]
             seqs = await asyncio.gather(*(store.append(sid, m) for m in messages))
             assert failures, "a shared write failed"
             assert sorted(seqs) == list(range(2, 32)), "each caller got its own seq"
             stored = [m.id for m in await store.messages(sid)]
             assert sorted(stored[1:]) == sorted(m.id for m in messages), "each stored once"
+
+    asyncio.run(main())
+
+
+@pytest.mark.parametrize("protocol", [2, 3])
+def test_shared_writes_go_by_the_fast_lane_of_the_installed_redis_py(redis_url: str, protocol: int) -> None:
+    """``compat.fast_lane`` reaches into redis-py's asyncio connection (its stream and hiredis
+    reader): this fails when the installed redis-py no longer has them, and the auto-pipeline
+    would quietly fall back to ``send_packed_command``/``read_response``, slower."""
+
+    async def main() -> None:
+        client = redis.asyncio.Redis.from_url(redis_url, protocol=protocol)
+        try:
+            await client.ping()
+            connection = await client.connection_pool.get_connection()  # type: ignore[no-untyped-call]
+            try:
+                lane = fast_lane(connection)
+                assert lane is not None, f"redis-py {redis.__version__}: re-check compat.fast_lane"
+                await lane.send(b"*1\r\n$4\r\nPING\r\n*2\r\n$3\r\nGET\r\n$0\r\n\r\n*1\r\n$4\r\nNOPE\r\n")
+                replies = [await lane.read() for _ in range(3)]
+                assert replies[:2] == [b"PONG", None]
+                assert isinstance(replies[2], redis.exceptions.ResponseError), "an error reply, handed back"
+                assert lane.take() is NOTHING_BUFFERED
+            finally:
+                await client.connection_pool.release(connection)
+        finally:
+            await client.aclose()
 
     asyncio.run(main())
 

@@ -180,6 +180,16 @@ def test_check_raises_decode_error_for_garbage(name: str) -> None:
         CODECS[name].check(b"\xc1{")
 
 
+@pytest.mark.parametrize("name", CODEC_NAMES)
+def test_a_writes_check_passes_what_encode_made_and_refuses_what_is_no_message(name: str) -> None:
+    codec = CODECS[name]
+    codec.check_fresh(codec.encode(AgentMessage.user("hi", id="m1")))
+    not_a_message = msgspec.msgpack.encode([1]) if name == "msgpack" else b"[1]"
+    for data in (b"\xc1{", not_a_message):
+        with pytest.raises(msgspec.DecodeError):
+            codec.check_fresh(data)
+
+
 def test_base_codec_has_no_framing() -> None:
     with pytest.raises(NotImplementedError):
         Codec().frame([])

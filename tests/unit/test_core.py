@@ -284,7 +284,8 @@ def test_delete_and_exists_calls() -> None:
 def test_scan_call() -> None:
     call = admin.scan(core(prefix="app"), 17)
     assert call.args[:4] == ("SCAN", 17, "MATCH", "app:{*}:meta")
-    assert call.parse([b"0", [session_keys("app", SID).meta.encode()]]) == (0, [SID])
+    meta = session_keys("app", SID).meta.encode()
+    assert call.parse([b"0", [meta]]) == (0, [SID], [meta])  # the ids, and the keys info.lua reads
 
 
 # -- encoding -------------------------------------------------------------------------------------

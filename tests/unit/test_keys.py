@@ -16,13 +16,16 @@ from redis_sessions.keys import (
     dirty_key,
     dirty_keys,
     legacy_dirty_pattern,
+    listed_keys,
     live_keys,
     meta_key_pattern,
     parse_meta_key,
+    parse_meta_keys,
     reply_keys,
     script_keys,
     session_id,
     session_keys,
+    tokens_key,
     tombstone_key,
     tools_key,
 )
@@ -181,3 +184,29 @@ def test_parse_meta_key_names_a_bad_key(key: str | bytes) -> None:
         parse_meta_key("rs", key)
     shown = key.decode("utf-8", "backslashreplace") if isinstance(key, bytes) else key
     assert repr(shown) in str(info.value)
+
+
+@given(st.lists(st.uuids(), max_size=20))
+def test_parse_meta_keys_is_parse_meta_key_of_each(sids: list[uuid.UUID]) -> None:
+    keys = [session_keys("app:x", sid).meta.encode() for sid in sids]
+    assert parse_meta_keys("app:x", keys) == sids
+    assert listed_keys(keys, False) == [k.encode() for sid in sids for k in session_keys("app:x", sid)[:2]]
+    counted = [k.encode() for sid in sids for k in (*session_keys("app:x", sid), tokens_key("app:x", sid))]
+    assert listed_keys(keys, True) == counted
+
+
+@pytest.mark.parametrize(
+    "key",
+    [
+        b"rs:{not-a-uuid-but-just-as-long-as-one}:meta",  # 36 characters: past the length check
+        b'rs:{0b7c0000-0000-4000-8000-00000000000"}:meta',  # a quote would end the batch's JSON string
+        f"rs:{{{SID}}}:messages".encode(),
+        f"rs:{{{SID.hex}}}:meta".encode(),  # msgspec would take 32 hex digits: never canonical
+    ],
+    ids=repr,
+)
+def test_parse_meta_keys_names_a_bad_key_among_good_ones(key: bytes) -> None:
+    good = session_keys("rs", SID).meta.encode()
+    with pytest.raises(PersistenceError) as info:
+        parse_meta_keys("rs", [good, key, good])
+    assert repr(key.decode()) in str(info.value)

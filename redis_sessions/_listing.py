@@ -1,0 +1,149 @@
+"""``info_pages``: every session's ``SessionInfo``, a page at a time, for ``SessionStore``.
+
+GENERATED from ``_aio_listing.py`` by ``python tools/unasync.py``: do not edit; edit the source and
+regenerate. See the source's docstring.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import redis.exceptions
+from hiredis import pack_command
+
+from . import _admin as admin
+from ._transport import Transport
+from ._calls import Pipeline
+from ._core import StoreCore
+from .models import SessionId, SessionInfo
+from .retry import TRANSIENT
+
+__all__ = ["info_pages"]
+
+_SCAN_COUNT = 5000
+"""Keys a relayed SCAN looks at (~5 ms of Redis): fewer, larger exchanges, for a busy machine where
+each wake-up of the client or the server waits for a core."""
+
+Infos = list[SessionInfo]
+Page = Pipeline[Infos]
+
+
+class _Found:
+    """The sessions SCAN found, each once (SCAN may return a key twice), not yet read, and where
+    the SCAN stands (``None``: done)."""
+
+    def __init__(self, count: int) -> None:
+        self.count = count
+        self.cursor: int | None = 0
+        self.seen = set[bytes]()
+        self.sids: list[SessionId] = []
+        self.metas: list[bytes] = []
+        self.unread: list[Page] = []  # sent, their replies lost: read again
+
+    def add(self, reply: tuple[int, list[SessionId], list[bytes]]) -> None:
+        cursor, sids, metas = reply
+        self.cursor = cursor or None
+        seen = self.seen  # by meta key: bytes hash in C, a UUID's in Python
+        for sid, meta in zip(sids, metas, strict=True):
+            if meta not in seen:
+                seen.add(meta)
+                self.sids.append(sid)
+                self.metas.append(meta)
+
+    def pages(self, core: StoreCore, memory: bool) -> list[Page]:
+        """The info calls of every found session, in pages of at most ``count``."""
+        pages = []
+        while (page := self.page(core, memory)) is not None:
+            pages.append(page)
+        return pages
+
+    def page(self, core: StoreCore, memory: bool) -> Page | None:
+        """The info calls of up to ``count`` found sessions (``None``: none waits)."""
+        if not self.sids:
+            return None
+        n = self.count
+        call = admin.info_page(core, self.sids[:n], self.metas[:n], memory)
+        del self.sids[:n], self.metas[:n]
+        return call
+
+
+def info_pages(
+    transport: Transport, core: StoreCore, memory: bool, count: int
+) -> Iterator[list[SessionInfo]]:
+    """Every session's info under ``core.prefix``, in pages of at most ``count``."""
+    telemetry = transport.telemetry
+    nodes = transport.scan_nodes()
+    found = _Found(count)
+    pool = transport.lean.pool if nodes == [None] else None
+    if pool is not None and (telemetry is None or not telemetry.listening()):
+        while True:
+            for page in relayed(pool, core, found, memory):
+                yield page
+            if not found.unread:
+                break  # done, or stopped with nothing lost: the general way goes on below
+            for call in found.unread:  # then the relay again (the script loaded, reconnected)
+                yield transport.run(call)
+            found.unread = []
+    for node in nodes:
+        for call in found.unread:
+            yield transport.run(call)
+        found.unread = []
+        while True:
+            if found.cursor is not None:
+                found.add(transport.run(admin.scan(core, found.cursor), node))
+            while found.sids and (len(found.sids) >= count or found.cursor is None):
+                yield transport.run(found.page(core, memory))  # type: ignore[arg-type]
+            if found.cursor is None:
+                break
+        found.cursor = 0  # the next node's SCAN begins
+
+
+def relayed(pool: Any, core: StoreCore, found: _Found, memory: bool) -> Iterator[Infos]:
+    """The pages of one server on one connection of ``pool``, each exchange sent before the page
+    of the one before is parsed; stops early (``found`` says where) at anything the general way
+    must handle."""
+    try:
+        connection = pool.get_connection()
+    except TRANSIENT:
+        return  # the general way retries, or says the store is unavailable
+    reading: list[Page] = []  # the pages whose replies are on their way
+    pages: list[Page] = []
+    replies: list[Any] = []
+    sent = 0  # replies on their way
+    try:
+        while True:
+            pages, scan = found.pages(core, memory), None
+            commands = [command for page in pages for command in page.multi]
+            if found.cursor is not None:
+                scan = admin.scan(core, found.cursor, _SCAN_COUNT)
+                commands.append(scan.args)
+            if commands:  # Redis reads them while the pages before are parsed
+                connection.send_packed_command([b"".join([pack_command(c) for c in commands])])
+                sent = len(commands)
+            start = 0
+            for page in reading:
+                yield page.parse(replies[start : start + len(page.multi)])
+                start += len(page.multi)
+            reading, pages = pages, []
+            if not sent:
+                return
+            replies, refused = [], False
+            for _ in range(sent):
+                try:
+                    replies.append(connection.read_response())
+                except redis.exceptions.ResponseError:
+                    refused = True  # NOSCRIPT, NOPERM...: the general way loads the script or raises
+                sent -= 1
+            if refused:
+                found.unread = reading
+                return
+            if scan is not None:
+                found.add(scan.parse(replies.pop()))
+    except TRANSIENT:
+        found.unread = [*reading, *pages]
+        sent = 1
+    finally:
+        if sent:  # a reply is still on its way (or the connection broke): never hand it on
+            connection.disconnect()
+        pool.release(connection)

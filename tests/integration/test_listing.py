@@ -1,0 +1,132 @@
+"""``info_pages`` (``_aio_listing``): ``infos`` relays SCAN pages and info.lua pages on one connection,
+the next exchange sent before a page is parsed, and leaves it for the general way at anything
+unusual: a killed connection, a flushed script cache, a listing abandoned halfway."""
+
+from __future__ import annotations
+
+import asyncio
+import types
+from collections import Counter
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import redis
+import redis.asyncio
+
+from redis_sessions import AsyncSessionStore, SessionId, SessionStore
+from redis_sessions import _aio_listing as aio_listing
+from redis_sessions import _listing as sync_listing
+from tests.support import messages_of, unique_prefix
+
+SESSIONS = 120
+PAGE = 25  # sessions a page
+
+
+@pytest.fixture(autouse=True)
+def small_scans(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Many exchanges on the relay, not one: a SCAN looks at 20 keys, not 5,000."""
+    monkeypatch.setattr(sync_listing, "_SCAN_COUNT", 20)
+    monkeypatch.setattr(aio_listing, "_SCAN_COUNT", 20)
+
+
+@pytest.fixture
+def client(redis_url: str) -> Iterator[redis.Redis]:
+    with redis.Redis.from_url(redis_url) as c:
+        yield c
+
+
+def _filled(store: SessionStore) -> set[SessionId]:
+    sids = {store.create(f"m{n % 3}") for n in range(SESSIONS)}
+    for n, sid in enumerate(sorted(sids)[:10]):
+        store.extend(sid, messages_of(n + 1))
+    return sids
+
+
+def _general_calls(store: SessionStore, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The ops the store sends the general way (``transport.run``) from now on."""
+    sent: list[str] = []
+    run = store.transport.run
+
+    def counted(call: Any, node: Any = None) -> Any:
+        sent.append(call.op)
+        return run(call, node)
+
+    monkeypatch.setattr(store.transport, "run", counted)
+    return sent
+
+
+def test_a_listing_is_relayed_on_one_connection(client: redis.Redis, monkeypatch: pytest.MonkeyPatch) -> None:
+    store = SessionStore(client, prefix=unique_prefix())
+    sids = _filled(store)
+    alone = {sid: store.info(sid) for sid in sids}
+    assert len(list(store.infos())) == SESSIONS  # info.lua loaded (the first NOSCRIPT goes the general way)
+    sent = _general_calls(store, monkeypatch)
+    listed = list(store.infos(count=PAGE))
+    assert sent == [], "SCAN and info.lua went on the relay, not call by call"
+    assert Counter(i.id for i in listed) == Counter(sids)  # each once
+    assert {i.id: i for i in listed} == alone  # what info() reads, field by field
+    assert client.connection_pool._in_use_connections == set(), "the relay's connection went back"
+
+
+def test_a_connection_killed_mid_listing_continues_the_general_way(
+    client: redis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = SessionStore(client, prefix=unique_prefix())
+    sids = _filled(store)
+    sent = _general_calls(store, monkeypatch)
+    listing = store.infos(count=PAGE)
+    listed = [next(listing)]
+    assert client.client_kill_filter(_type="normal", skipme=True) >= 1  # the relay's connection too
+    listed += list(listing)
+    assert Counter(i.id for i in listed) == Counter(sids), "every session once, none twice"
+    assert "info" in sent, "the pages the relay lost were read again the general way"
+
+
+def test_a_flushed_script_cache_mid_listing_loads_it_and_goes_on(
+    client: redis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = SessionStore(client, prefix=unique_prefix())
+    sids = _filled(store)
+    sent = _general_calls(store, monkeypatch)
+    listing = store.infos(count=PAGE)
+    listed = [next(listing)]
+    client.script_flush()  # the next info.lua page meets NOSCRIPT on the relay
+    listed += list(listing)
+    assert Counter(i.id for i in listed) == Counter(sids)
+    assert "info" in sent
+
+
+def test_an_abandoned_listing_hands_no_reply_on(client: redis.Redis) -> None:
+    store = SessionStore(client, prefix=unique_prefix())
+    sids = _filled(store)
+    listing = store.infos(count=PAGE)
+    first = next(listing)
+    assert isinstance(listing, types.GeneratorType)
+    listing.close()  # an exchange is on its way: its connection must not serve anyone else
+    assert client.connection_pool._in_use_connections == set()
+    info = store.info(first.id)
+    assert info == first
+    assert {i.id for i in store.infos()} == sids
+
+
+def test_the_asyncio_store_relays_too(redis_url: str) -> None:
+    async def main() -> None:
+        async with redis.asyncio.Redis.from_url(redis_url) as client:
+            store = AsyncSessionStore(client, prefix=unique_prefix())
+            sids = {await store.create(f"m{n}") for n in range(SESSIONS)}
+            assert len([i async for i in store.infos()]) == SESSIONS  # info.lua loaded
+            sent: list[str] = []
+            run = store.transport.run
+
+            async def counted(call: Any, node: Any = None) -> Any:
+                sent.append(call.op)
+                return await run(call, node)
+
+            store.transport.run = counted  # type: ignore[method-assign]
+            listed = [i.id async for i in store.infos(count=PAGE)]
+            assert sent == []
+            assert Counter(listed) == Counter(sids)
+            await store.aclose()
+
+    asyncio.run(main())
