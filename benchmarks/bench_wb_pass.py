@@ -62,7 +62,10 @@ def floors(worker: SyncWorker, adapter: PersistenceAdapter) -> tuple[float, floa
     reads = [r for i in range(0, len(pending), SLICE) for r in rounds.read(pending[i : i + SLICE], {})]
     t1 = time.perf_counter()
     ready = {sid: read for sid, read in reads if read is not None and not isinstance(read, Exception)}
-    deliveries = [Delivery(sid, r.synced + 1, r.state.messages, r.state) for sid, r in ready.items()]
+    deliveries = [  # a checkout from before the rows carried the record's bytes: built as it built them
+        r.delivery if hasattr(r, "delivery") else Delivery(sid, r.synced + 1, r.state.messages, r.state)
+        for sid, r in ready.items()
+    ]
     held: dict[Any, Any] = {}
     for i in range(0, len(deliveries), SLICE):
         held.update(adapter.deliver(deliveries[i : i + SLICE]))

@@ -26,7 +26,7 @@ from ._sync_calls import Read, Unsynced, sync_mark, sync_read
 from ._sync_io import SyncTransport
 from .errors import BackingMismatch, RecordMismatch, SessionError
 from .models import SessionId
-from .persistence import Delivered, Delivery
+from .persistence import Delivered
 
 if TYPE_CHECKING:
     from .persistence import PersistenceAdapter
@@ -108,12 +108,12 @@ class Rounds:
                 self.failed(sid, read)
             else:
                 ready[sid] = read
-        deliveries = [Delivery(sid, r.synced + 1, r.state.messages, r.state) for sid, r in ready.items()]
+        deliveries = [read.delivery for read in ready.values()]
         results: dict[SessionId, Delivered] = self.backing.deliver(deliveries) if deliveries else {}
         again: list[SessionId] = []
         marks: dict[SessionId, tuple[SessionId, Unsynced, int]] = {}
         for sid, read in ready.items():
-            held, last = results[sid], read.synced + len(read.state.messages)
+            held, last = results[sid], read.synced + len(read.delivery.rows)
             if isinstance(held, RecordMismatch):
                 self.failed(sid, held)
             elif held < last:  # a gap: the record holds less than Redis thought; from there
@@ -123,8 +123,9 @@ class Rounds:
                 gaps[sid] = held
                 again.append(sid)
             else:
-                self.delivered += len(read.state.messages)
-                self.failures.pop(sid, None)
+                self.delivered += len(read.delivery.rows)
+                if self.failures:  # mostly empty: spare hashing the id (in Python) for nothing
+                    self.failures.pop(sid, None)
                 reached[sid] = last
                 marks[sid] = (sid, read, last)
         again += self.mark(marks, ready, reached)
@@ -150,7 +151,7 @@ class Rounds:
             elif mark == "other-record":
                 prefix = f"prefix {self.io.core.prefix!r}"
                 self.failed(sid, BackingMismatch(prefix, "another record", self.name, sid))
-            elif mark == "recreated" or (mark == "dirty" and len(ready[sid].state.messages) >= self.batch):
+            elif mark == "recreated" or (mark == "dirty" and len(ready[sid].delivery.rows) >= self.batch):
                 again.append(sid)  # another incarnation, or more than one batch: read again
         return again
 

@@ -9,6 +9,7 @@ groups between workers; ``rebind`` moves a session's bookkeeping to another reco
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal, NamedTuple
 
@@ -17,7 +18,9 @@ from ._core import StoreCore
 from ._protocol import Status
 from .errors import BackingMismatch, InvalidSessionId, MessagesTrimmed, SessionError
 from .keys import dirty_key, session_id, session_keys, sync_keys, tokens_key, tombstone_key
-from .models import SessionId, SessionState
+from .models import SessionId
+from .persistence import Delivery
+from .persistence._delivery import decoded_delivery
 
 __all__ = [
     "Mark",
@@ -43,7 +46,7 @@ _MARKS: dict[int, Mark] = {
 class Unsynced(NamedTuple):
     """What the backing record lacks of one session: its header and the messages after ``synced``."""
 
-    state: SessionState  # header fields, the new messages, and seq = the last of them
+    delivery: Delivery  # for the record: the messages from seq synced + 1, the header's fields
     synced: int  # the seq the record holds already (what the messages follow)
     epoch: bytes  # which incarnation of the id was read
     token: bytes  # updated_at when read: a later write (even metadata only) keeps it dirty
@@ -81,29 +84,34 @@ def sync_read(
             meta = dict(zip(flat[::2], flat[1::2], strict=True))
             # Sealed messages go to the record sealed, as stand-ins (_envelope): no key needed here.
             messages = core.codec_named(sid, meta.get(b"codec")).keeping_sealed(sid, items, int(synced))
-            upto = int(synced) + len(messages)
-            state = core.session(sid, meta, messages).to_state()  # a copy of its own: set in place
-            state.seq = upto
+            after = int(synced)
+            state = core.session(sid, meta, []).to_state()  # a copy of its own: set in place
+            state.seq = after + len(messages)
             state.message_tokens = _counts(len(messages), counted)
             state.summary_tokens = _count(meta.get(b"summary_tokens"))
-            return Unsynced(state, int(synced), meta.get(b"epoch", b""), meta.get(b"updated_at", b""))
+            # In the record's form at once, checked by the decode above (see decoded_delivery)
+            delivery = decoded_delivery(sid, after + 1, messages, state)
+            return Unsynced(delivery, after, meta.get(b"epoch", b""), meta.get(b"updated_at", b""))
         except SessionError as exc:
             return exc
 
     def parse(replies: list[Any]) -> list[Read]:
         return [one(sid, reply) for sid, reply in zip(sids, replies, strict=True)]
 
-    keys = tuple(
-        key
-        for sid in sids
-        for key in (
-            *session_keys(core.prefix, sid)[:2],
-            dirty_key(core.prefix, sid, core.cluster),
-            tokens_key(core.prefix, sid),
-        )
-    )
-    args = (core.version, limit, record, *(str(after[sid]) if sid in after else "" for sid in sids))
+    prefix, cluster = core.prefix, core.cluster
+    keys = tuple(key for sid in sids for key in _worker_keys(prefix, sid, cluster)[0])
+    froms = [str(after[sid]) if sid in after else "" for sid in sids] if after else [""] * len(sids)
+    args = (core.version, limit, record, *froms)
     return Script("sync", sids[0] if len(sids) == 1 else None, "sync_read", keys, args, parse)
+
+
+@functools.lru_cache(maxsize=65536)
+def _worker_keys(prefix: str, sid: SessionId, cluster: bool) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The keys of ``sid`` that ``sync_read`` and ``sync_mark`` take, in their order: one memoised
+    lookup a session and call, where building them took four (each hashing the id, in Python)."""
+    meta, messages, ids = session_keys(prefix, sid)
+    dirty, tokens = dirty_key(prefix, sid, cluster), tokens_key(prefix, sid)
+    return (meta, messages, dirty, tokens), (meta, messages, ids, tombstone_key(prefix, sid), dirty, tokens)
 
 
 def _counts(n: int, counted: list[bytes]) -> list[int | None] | None:
@@ -138,13 +146,9 @@ def sync_mark(
 
     keys: list[str] = []
     args: list[Any] = [record]
+    prefix, cluster = core.prefix, core.cluster
     for sid, read, held in marks:
-        keys += [
-            *session_keys(core.prefix, sid),
-            tombstone_key(core.prefix, sid),
-            dirty_key(core.prefix, sid, core.cluster),
-            tokens_key(core.prefix, sid),
-        ]
+        keys += _worker_keys(prefix, sid, cluster)[1]
         args += [read.epoch, held, read.token]
     only = marks[0][0] if len(marks) == 1 else None
     return Script("sync", only, "sync_mark", tuple(keys), tuple(args), parse)

@@ -23,7 +23,7 @@ from typing import Protocol, Self, runtime_checkable
 
 from ..errors import InvalidArgument
 from ..models import AgentMessage, SessionId, SessionState
-from ._delivery import Delivered, Delivery
+from ._delivery import Delivered, Delivery, Row, delivery
 from ._threaded import AsyncDirectoryAdapter, AsyncPostgresAdapter, AsyncSQLiteAdapter, ThreadedAdapter
 from .directory import DirectoryAdapter
 from .postgres import PostgresAdapter
@@ -39,9 +39,11 @@ __all__ = [
     "DirectoryAdapter",
     "PersistenceAdapter",
     "PostgresAdapter",
+    "Row",
     "SQLiteAdapter",
     "ThreadedAdapter",
     "adapter_from_url",
+    "delivery",
 ]
 
 
@@ -117,7 +119,8 @@ class PersistenceAdapter(Protocol):
     def deliver(self, deliveries: Sequence[Delivery]) -> dict[SessionId, Delivered]:
         """Store write-behind batches (of many sessions, in one transaction where the store has
         them), each message at the seq Redis gave it; returns, per session, the seq the record
-        holds afterwards.
+        holds afterwards. Each message's body is stored as the batch carries it: it was checked
+        when the batch was made (``delivery``).
 
         A batch that would leave a gap (it starts above the record's seq + 1) is not stored: the
         seq the record holds is returned and the worker delivers from there. An overlap is a

