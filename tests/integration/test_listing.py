@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import types
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -69,32 +69,27 @@ def test_a_listing_is_relayed_on_one_connection(client: redis.Redis, monkeypatch
     assert client.connection_pool._in_use_connections == set(), "the relay's connection went back"
 
 
-def test_a_connection_killed_mid_listing_continues_the_general_way(
-    client: redis.Redis, monkeypatch: pytest.MonkeyPatch
+def _kill_the_relay(client: redis.Redis) -> None:
+    assert client.client_kill_filter(_type="normal", skipme=True) >= 1  # the relay's connection too
+
+
+@pytest.mark.parametrize(
+    "disturb",
+    [_kill_the_relay, redis.Redis.script_flush],  # script_flush: the next page meets NOSCRIPT
+    ids=["connection-killed", "script-cache-flushed"],
+)
+def test_a_listing_disturbed_midway_goes_on_the_general_way(
+    client: redis.Redis, monkeypatch: pytest.MonkeyPatch, disturb: Callable[[redis.Redis], object]
 ) -> None:
     store = SessionStore(client, prefix=unique_prefix())
     sids = _filled(store)
     sent = _general_calls(store, monkeypatch)
     listing = store.infos(count=PAGE)
     listed = [next(listing)]
-    assert client.client_kill_filter(_type="normal", skipme=True) >= 1  # the relay's connection too
+    disturb(client)
     listed += list(listing)
     assert Counter(i.id for i in listed) == Counter(sids), "every session once, none twice"
     assert "info" in sent, "the pages the relay lost were read again the general way"
-
-
-def test_a_flushed_script_cache_mid_listing_loads_it_and_goes_on(
-    client: redis.Redis, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    store = SessionStore(client, prefix=unique_prefix())
-    sids = _filled(store)
-    sent = _general_calls(store, monkeypatch)
-    listing = store.infos(count=PAGE)
-    listed = [next(listing)]
-    client.script_flush()  # the next info.lua page meets NOSCRIPT on the relay
-    listed += list(listing)
-    assert Counter(i.id for i in listed) == Counter(sids)
-    assert "info" in sent
 
 
 def test_an_abandoned_listing_hands_no_reply_on(client: redis.Redis) -> None:
