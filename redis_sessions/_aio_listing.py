@@ -29,9 +29,6 @@ from .retry import TRANSIENT
 
 __all__ = ["info_pages"]
 
-_SCAN_COUNT = 5000
-"""Keys a relayed SCAN looks at (~5 ms of Redis): fewer, larger exchanges, for a busy machine where
-each wake-up of the client or the server waits for a core."""
 
 Infos = list[SessionInfo]
 Page = Pipeline[Infos]
@@ -124,7 +121,7 @@ async def relayed(pool: Any, core: StoreCore, found: _Found, memory: bool) -> As
             pages, scan = found.pages(core, memory), None
             commands = [command for page in pages for command in page.multi]
             if found.cursor is not None:
-                scan = admin.scan(core, found.cursor, _SCAN_COUNT)
+                scan = admin.scan(core, found.cursor)
                 commands.append(scan.args)
             if commands:  # Redis reads them while the pages before are parsed
                 await connection.send_packed_command([b"".join([pack_command(c) for c in commands])])

@@ -15,8 +15,7 @@ import redis
 import redis.asyncio
 
 from redis_sessions import AsyncSessionStore, SessionId, SessionStore
-from redis_sessions import _aio_listing as aio_listing
-from redis_sessions import _listing as sync_listing
+from redis_sessions import _admin as admin
 from tests.support import messages_of, unique_prefix
 
 SESSIONS = 120
@@ -26,8 +25,7 @@ PAGE = 25  # sessions a page
 @pytest.fixture(autouse=True)
 def small_scans(monkeypatch: pytest.MonkeyPatch) -> None:
     """Many exchanges on the relay, not one: a SCAN looks at 20 keys, not 5,000."""
-    monkeypatch.setattr(sync_listing, "_SCAN_COUNT", 20)
-    monkeypatch.setattr(aio_listing, "_SCAN_COUNT", 20)
+    monkeypatch.setattr(admin, "SCAN_COUNT", 20)
 
 
 @pytest.fixture
