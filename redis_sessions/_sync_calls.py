@@ -14,11 +14,11 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Literal, NamedTuple
 
 from ._calls import Call, Script
-from ._core import StoreCore
+from ._core import StoreCore, stored_time
 from ._protocol import Status
-from .errors import BackingMismatch, InvalidSessionId, MessagesTrimmed, SessionError
+from .errors import BackingMismatch, CorruptSession, InvalidSessionId, MessagesTrimmed, SessionError
 from .keys import dirty_key, session_id, session_keys, sync_keys, tokens_key, tombstone_key
-from .models import SessionId
+from .models import SessionId, SessionState
 from .persistence import Delivery
 from .persistence._delivery import decoded_delivery
 
@@ -85,10 +85,8 @@ def sync_read(
             # Sealed messages go to the record sealed, as stand-ins (_envelope): no key needed here.
             messages = core.codec_named(sid, meta.get(b"codec")).keeping_sealed(sid, items, int(synced))
             after = int(synced)
-            state = core.session(sid, meta, []).to_state()  # a copy of its own: set in place
-            state.seq = after + len(messages)
+            state = _state(core, sid, meta, after + len(messages))
             state.message_tokens = _counts(len(messages), counted)
-            state.summary_tokens = _count(meta.get(b"summary_tokens"))
             # In the record's form at once, checked by the decode above (see decoded_delivery)
             delivery = decoded_delivery(sid, after + 1, messages, state)
             return Unsynced(delivery, after, meta.get(b"epoch", b""), meta.get(b"updated_at", b""))
@@ -112,6 +110,32 @@ def _worker_keys(prefix: str, sid: SessionId, cluster: bool) -> tuple[tuple[str,
     meta, messages, ids = session_keys(prefix, sid)
     dirty, tokens = dirty_key(prefix, sid, cluster), tokens_key(prefix, sid)
     return (meta, messages, dirty, tokens), (meta, messages, ids, tombstone_key(prefix, sid), dirty, tokens)
+
+
+def _state(core: StoreCore, sid: SessionId, meta: dict[bytes, bytes], seq: int) -> SessionState:
+    """The header fields of a session from its meta hash, as ``core.session(...).to_state()``
+    makes them, built at once: the worker did it for every session, through a ``Session`` and
+    its copy (a third of the Python it ran parsing a reply). ``CorruptSession`` as there."""
+    get = meta.get
+    try:
+        system = get(b"system_message")
+        return SessionState(
+            model=get(b"model", b"").decode(),
+            max_turns=int(get(b"max_turns", 0)),
+            system_message=None if system is None else system.decode(),
+            metadata={k[2:].decode(): v.decode() for k, v in meta.items() if k[:2] == b"m:"},
+            created_at=stored_time(get(b"created_at")),
+            updated_at=stored_time(get(b"updated_at")),
+            seq=seq,
+            ttl_ms=int(get(b"ttl_ms", 0)),
+            max_messages=int(get(b"max_messages", 0)),
+            max_session_bytes=int(get(b"max_bytes", 0)),
+            summary=core.summary_of(sid, meta) if b"summary" in meta else None,
+            summary_seq=int(get(b"summary_seq", 0)),
+            summary_tokens=_count(get(b"summary_tokens")),
+        )
+    except (ValueError, UnicodeDecodeError, OverflowError) as exc:  # Overflow: a timestamp
+        raise CorruptSession(sid, f"unreadable meta hash: {exc!r}") from exc
 
 
 def _counts(n: int, counted: list[bytes]) -> list[int | None] | None:
