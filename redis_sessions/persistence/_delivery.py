@@ -45,6 +45,7 @@ __all__ = [
     "Delivery",
     "Row",
     "decoded_delivery",
+    "decoded_rows",
     "delivery",
     "header_state",
     "ids_of",
@@ -107,6 +108,21 @@ def decoded_delivery(
             detail = f"message {message.id!r} (seq {seq}) has no JSON form for the record: {exc}"
             raise CorruptSession(session_id, detail) from exc
     return Delivery(session_id, first_seq, rows, state)
+
+
+def decoded_rows(messages: Sequence[AgentMessage]) -> list[Row] | None:
+    """The rows of many messages (of many sessions) that msgspec's typed decoder just made,
+    encoded without a Python call a message (``map`` of the encoder); ``None`` when one has no
+    id or no JSON form: ``decoded_delivery``, a session at a time, then names it."""
+    try:
+        bodies = list(map(_ENCODER.encode, messages))
+    except (msgspec.EncodeError, TypeError, OverflowError):
+        return None
+    ids = list(map(_ID, messages))
+    return None if not all(ids) else list(zip(ids, bodies, strict=True))
+
+
+_ID: Final = operator.attrgetter("id")
 
 
 def new_record_id() -> str:
