@@ -28,6 +28,7 @@ the record holds what it held.
 
 from __future__ import annotations
 
+import functools
 import operator
 import uuid
 from collections.abc import Collection, Sequence
@@ -180,8 +181,11 @@ def ids_of(deliveries: Sequence[Delivery]) -> dict[SessionId, list[str]]:
 def in_key_order(deliveries: Sequence[Delivery]) -> tuple[list[Delivery], list[str]]:
     """The batches in order of their session ids' text (a record's keys), and those keys: a
     record writes them in its B-trees' order, not at random (SQLite, PostgreSQL)."""
-    keyed = sorted([(str(d.session_id), d) for d in deliveries], key=_FIRST)
+    keyed = sorted([(_key_of(d.session_id), d) for d in deliveries], key=_FIRST)
     return [d for _, d in keyed], [key for key, _ in keyed]
 
 
 _FIRST: Final = operator.itemgetter(0)  # a sort key in C, not a Python call per batch
+# A session id's text, memoised as the worker's keys are (``keys``): ``uuid.UUID.__str__``
+# formats it in Python, several times the cost of the lookup, for the same sessions every pass.
+_key_of: Final = functools.lru_cache(maxsize=65536)(str)
