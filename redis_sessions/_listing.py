@@ -45,6 +45,11 @@ class _Found(Generic[T]):
         cursor, sids, metas = reply
         self.cursor = cursor or None
         seen = self.seen  # by meta key: bytes hash in C, a UUID's in Python
+        if len(fresh := set(metas)) == len(metas) and seen.isdisjoint(fresh):  # as almost always
+            seen |= fresh
+            self.sids += sids
+            self.metas += metas
+            return
         for sid, meta in zip(sids, metas, strict=True):
             if meta not in seen:
                 seen.add(meta)

@@ -39,15 +39,6 @@ _PER_CALL: Final = 100
 _WIDTH: Final = 7  # info.lua 'row': model, seq, schema_version, created_at, updated_at, length, pttl
 
 
-def _time(raw: bytes) -> int:
-    """A stored time (microseconds since the epoch), checked as ``SessionInfo``'s parse checks it
-    (``ValueError``; ``OverflowError`` where no datetime holds it), without building a datetime."""
-    value = int(raw)
-    if not _FIRST <= value <= _LAST:
-        stored_time(raw)  # raises what SessionInfo's parse does
-    return value
-
-
 def row_page(core: StoreCore, metas: Sequence[bytes]) -> Pipeline[list[Row]]:
     """The rows of the sessions of ``metas`` (their meta keys as SCAN found them, parsed by
     ``keys.parse_meta_keys``) still there, in one pipelined round trip of ``info.lua`` calls."""
@@ -71,8 +62,14 @@ def row_page(core: StoreCore, metas: Sequence[bytes]) -> Pipeline[list[Row]]:
             try:
                 if seq:
                     int(seq)
-                at = None if updated is None else _time(updated)
-                born = NEVER if created is None else _time(created)
+                # Times checked as SessionInfo's parse checks them (ValueError; OverflowError
+                # where no datetime holds one: stored_time raises it), with no datetime built.
+                at = None if updated is None else int(updated)
+                born = NEVER if created is None else int(created)
+                if created is not None and not _FIRST <= born <= _LAST:
+                    stored_time(created)
+                if at is not None and not _FIRST <= at <= _LAST:
+                    stored_time(updated)
                 text = model.decode() if model else ""
                 problem = None
                 if version != _CURRENT and (schema := int(version)) > SCHEMA_VERSION:

@@ -83,7 +83,7 @@ def _ls(settings: Settings, as_json: bool, unreadable: bool) -> None:
     rows.sort(key=itemgetter(0), reverse=True)
     # the PROBLEM column only when there is something to say
     heads = ("ID", "MODEL", "MESSAGES", "UPDATED", "TTL", "PROBLEM")[: 6 if troubled else 5]
-    widths = [max(len(head), *map(len, map(itemgetter(n + 1), rows))) for n, head in enumerate(heads)]
+    widths = [max(len(head), max(map(len, map(itemgetter(n + 1), rows)))) for n, head in enumerate(heads)]
     terminal = stdout_is_terminal()
     if terminal:  # keep a row on one screen line: shorten a long model name only
         room = make_console().width - (sum(widths) - widths[1]) - 2 * (len(heads) - 1)
