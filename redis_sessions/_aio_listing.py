@@ -1,4 +1,5 @@
-"""``info_pages``: the ``SessionInfo`` of every session of a prefix, a page at a time (``infos``).
+"""``info_pages``: the ``SessionInfo`` of every session of a prefix, a page at a time (``infos``);
+``row_pages``: the same sessions as ``ls``'s rows (``_ls_rows``).
 
 A listing is SCAN pages and, for the sessions they find, pipelined ``info.lua`` calls (``_admin``).
 Sent one after the other, Redis idles while the client parses a page, and the client while Redis
@@ -14,8 +15,8 @@ This module is the source of ``_listing.py`` (``python tools/unasync.py``).
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from typing import Any
+from collections.abc import AsyncIterator, Callable, Sequence
+from typing import Any, Generic, TypeVar
 
 import redis.exceptions
 from hiredis import pack_command
@@ -24,66 +25,87 @@ from . import _admin as admin
 from ._aio_transport import AsyncTransport
 from ._calls import Pipeline
 from ._core import StoreCore
+from ._ls_rows import Row, row_page
 from .models import SessionId, SessionInfo
 from .retry import TRANSIENT
 
-__all__ = ["info_pages"]
+__all__ = ["info_pages", "row_pages"]
+
+T = TypeVar("T")
+Page = Pipeline[list[T]]
+Build = Callable[[Sequence[SessionId], list[bytes]], Page[T]]
+"""A page's calls from the sessions SCAN found (their ids and meta keys)."""
 
 
-Infos = list[SessionInfo]
-Page = Pipeline[Infos]
-
-
-class _Found:
+class _Found(Generic[T]):
     """The sessions SCAN found, each once (SCAN may return a key twice), not yet read, and where
-    the SCAN stands (``None``: done)."""
+    the SCAN stands (``None``: done); ``build`` makes a page's calls of them."""
 
-    def __init__(self, count: int) -> None:
+    def __init__(self, count: int, build: Build[T]) -> None:
         self.count = count
+        self.build = build
         self.cursor: int | None = 0
         self.seen = set[bytes]()
         self.sids: list[SessionId] = []
         self.metas: list[bytes] = []
-        self.unread: list[Page] = []  # sent, their replies lost: read again
+        self.unread: list[Page[T]] = []  # sent, their replies lost: read again
 
     def add(self, reply: tuple[int, list[SessionId], list[bytes]]) -> None:
         cursor, sids, metas = reply
         self.cursor = cursor or None
         seen = self.seen  # by meta key: bytes hash in C, a UUID's in Python
+        if len(fresh := set(metas)) == len(metas) and seen.isdisjoint(fresh):  # as almost always
+            seen |= fresh
+            self.sids += sids
+            self.metas += metas
+            return
         for sid, meta in zip(sids, metas, strict=True):
             if meta not in seen:
                 seen.add(meta)
                 self.sids.append(sid)
                 self.metas.append(meta)
 
-    def pages(self, core: StoreCore, memory: bool) -> list[Page]:
-        """The info calls of every found session, in pages of at most ``count``."""
+    def pages(self) -> list[Page[T]]:
+        """The calls of every found session, in pages of at most ``count``."""
         pages = []
-        while (page := self.page(core, memory)) is not None:
+        while (page := self.page()) is not None:
             pages.append(page)
         return pages
 
-    def page(self, core: StoreCore, memory: bool) -> Page | None:
-        """The info calls of up to ``count`` found sessions (``None``: none waits)."""
+    def page(self) -> Page[T] | None:
+        """The calls of up to ``count`` found sessions (``None``: none waits)."""
         if not self.sids:
             return None
         n = self.count
-        call = admin.info_page(core, self.sids[:n], self.metas[:n], memory)
+        call = self.build(self.sids[:n], self.metas[:n])
         del self.sids[:n], self.metas[:n]
         return call
 
 
-async def info_pages(
+def info_pages(
     transport: AsyncTransport, core: StoreCore, memory: bool, count: int
 ) -> AsyncIterator[list[SessionInfo]]:
     """Every session's info under ``core.prefix``, in pages of at most ``count``."""
+    return _pages(
+        transport, core, _Found(count, lambda sids, metas: admin.info_page(core, sids, metas, memory))
+    )
+
+
+def row_pages(transport: AsyncTransport, core: StoreCore, count: int) -> AsyncIterator[list[Row]]:
+    """Every session under ``core.prefix`` as ``ls``'s rows (``_ls_rows``), in pages of at most
+    ``count``: the same SCAN and relay as ``info_pages``, with less read and built a session."""
+    return _pages(transport, core, _Found(count, lambda sids, metas: row_page(core, metas)))
+
+
+async def _pages(transport: AsyncTransport, core: StoreCore, found: _Found[T]) -> AsyncIterator[list[T]]:
+    """The pages ``found.build`` makes of every session under ``core.prefix``: relayed, or the
+    general way (see the module's docstring)."""
     telemetry = transport.telemetry
     nodes = await transport.scan_nodes()
-    found = _Found(count)
     pool = transport.lean.pool if nodes == [None] else None
     if pool is not None and (telemetry is None or not telemetry.listening()):
         while True:
-            async for page in relayed(pool, core, found, memory):
+            async for page in relayed(pool, core, found):
                 yield page
             if not found.unread:
                 break  # done, or stopped with nothing lost: the general way goes on below
@@ -97,14 +119,14 @@ async def info_pages(
         while True:
             if found.cursor is not None:
                 found.add(await transport.run(admin.scan(core, found.cursor), node))
-            while found.sids and (len(found.sids) >= count or found.cursor is None):
-                yield await transport.run(found.page(core, memory))  # type: ignore[arg-type]
+            while found.sids and (len(found.sids) >= found.count or found.cursor is None):
+                yield await transport.run(found.page())  # type: ignore[arg-type]
             if found.cursor is None:
                 break
         found.cursor = 0  # the next node's SCAN begins
 
 
-async def relayed(pool: Any, core: StoreCore, found: _Found, memory: bool) -> AsyncIterator[Infos]:
+async def relayed(pool: Any, core: StoreCore, found: _Found[T]) -> AsyncIterator[list[T]]:
     """The pages of one server on one connection of ``pool``, each exchange sent before the page
     of the one before is parsed; stops early (``found`` says where) at anything the general way
     must handle."""
@@ -112,13 +134,13 @@ async def relayed(pool: Any, core: StoreCore, found: _Found, memory: bool) -> As
         connection = await pool.get_connection()
     except TRANSIENT:
         return  # the general way retries, or says the store is unavailable
-    reading: list[Page] = []  # the pages whose replies are on their way
-    pages: list[Page] = []
+    reading: list[Page[T]] = []  # the pages whose replies are on their way
+    pages: list[Page[T]] = []
     replies: list[Any] = []
     sent = 0  # replies on their way
     try:
         while True:
-            pages, scan = found.pages(core, memory), None
+            pages, scan = found.pages(), None
             commands = [command for page in pages for command in page.multi]
             if found.cursor is not None:
                 scan = admin.scan(core, found.cursor)

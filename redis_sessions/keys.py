@@ -44,6 +44,7 @@ from __future__ import annotations
 import binascii
 import contextlib
 import functools
+import operator
 import re
 import uuid
 from typing import NamedTuple
@@ -258,9 +259,11 @@ def parse_meta_key(prefix: str, key: bytes | str) -> uuid.UUID:
 
 
 def parse_meta_keys(prefix: str, keys: list[bytes]) -> list[uuid.UUID]:
-    """``parse_meta_key`` of a SCAN page's keys, the ids decoded in one batch (msgspec builds them)."""
+    """``parse_meta_key`` of a SCAN page's keys, the ids decoded in one batch (msgspec builds them)
+    and the keys' shapes checked in C (``map``: no Python frame a key, 100,000 keys a listing)."""
     head, start = f"{prefix}:{{".encode(), len(prefix) + 2
-    if all(len(k) == start + 42 and k.startswith(head) and k.endswith(b"}:meta") for k in keys):
+    starts, ends = operator.methodcaller("startswith", head), operator.methodcaller("endswith", b"}:meta")
+    if all(map((start + 42).__eq__, map(len, keys))) and all(map(starts, keys)) and all(map(ends, keys)):
         with contextlib.suppress(msgspec.ValidationError, msgspec.DecodeError):
             return _UUIDS.decode(b'["' + b'","'.join([k[start:-6] for k in keys]) + b'"]')
     return [parse_meta_key(prefix, key) for key in keys]  # names the bad key

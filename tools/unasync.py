@@ -40,7 +40,7 @@ for _name, _what in {
     "open": "``open_client``: the clients a ``SessionStore`` makes for itself, in one place.",
     "base": "``StoreBase``: the parts of ``SessionStore`` kept in modules of their own, as one base.",
     "quota": "``make_room``: room in a tenant's ledger for a ``SessionStore``'s writes, and its usage.",
-    "listing": "``info_pages``: every session's ``SessionInfo``, a page at a time, for ``SessionStore``.",
+    "listing": "``info_pages``, ``row_pages``: every session, a page at a time, for ``SessionStore``.",
     "lean": "``LeanLine``: the short way to Redis for the calls that dominate, on the client's own pool.",
 }.items():
     PAIRS[f"_aio_{_name}.py"] = (

@@ -15,7 +15,7 @@ import sys
 import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
@@ -50,6 +50,7 @@ __all__ = [
 
 DEFAULT_URL = "redis://localhost:6379/0"
 _JSON = msgspec.json.Encoder()
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 @dataclass(frozen=True)
@@ -173,18 +174,19 @@ def when(moment: datetime | None) -> str:
     return "-" if moment is None else moment.astimezone().strftime("%Y-%m-%d %H:%M:%S")
 
 
-def stamper() -> Callable[[datetime | None], str]:
-    """``when`` for many timestamps: each second formatted once (a listing of 100,000 sessions
-    written in a few seconds' span asks for the same few again and again)."""
-    seen: dict[float, str] = {}
+def stamper() -> Callable[[int | None], str]:
+    """``when`` for many stored times (microseconds since the epoch, as a meta hash keeps them):
+    each second formatted once (a listing of 100,000 sessions written in a few seconds' span asks
+    for the same few again and again)."""
+    seen: dict[int, str] = {}
 
-    def stamp(moment: datetime | None) -> str:
-        if moment is None:
+    def stamp(micros: int | None) -> str:
+        if micros is None:
             return "-"
-        second = moment.timestamp() // 1
+        second = micros // 1_000_000
         text = seen.get(second)
         if text is None:
-            text = seen[second] = when(moment)
+            text = seen[second] = when(_EPOCH + timedelta(seconds=second))
         return text
 
     return stamp

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from redis_sessions import AgentMessage, SessionStore, TenantQuota
+from redis_sessions.cli import browse
 from redis_sessions.keys import session_keys
 from tests.cli.conftest import PICTURE, Cli, conversation, seed, unknown_id
 from tests.support import Backend
@@ -37,6 +38,24 @@ def test_ls_prints_one_row_per_session_newest_first(cli: Cli, store: SessionStor
     assert rows[str(long)][1] == LONG_MODEL  # data is never cut or wrapped for a pipe
     assert all(row[-1] == "-" for row in rows.values())  # no TTL
     assert "\x1b" not in result.output
+
+
+def test_ls_on_a_terminal_shortens_only_a_long_model_name(
+    cli: Cli, store: SessionStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (short,) = seed(store, 1)
+    long = store.create(LONG_MODEL)
+    monkeypatch.setattr(browse, "stdout_is_terminal", lambda: True)
+    result = cli("ls", env={"COLUMNS": "120"})
+    assert result.exit_code == 0, result.output
+    head, *rows = result.stdout.splitlines()
+    assert head.split() == ["ID", "MODEL", "MESSAGES", "UPDATED", "TTL"]
+    by_id = {row.split()[0]: row for row in rows}
+    assert len(by_id[str(long)]) <= 120
+    assert by_id[str(long)].split()[1].endswith("…")
+    assert by_id[str(long)].split()[1][:-1] in LONG_MODEL
+    assert by_id[str(short)].split()[1:3] == ["claude-sonnet-4", "2"]
+    assert "2 session(s)" in result.stderr
 
 
 def test_ls_shows_the_time_left_of_an_expiring_session(cli: Cli, backend: Backend) -> None:

@@ -1,6 +1,7 @@
 """``info_pages`` (``_aio_listing``): ``infos`` relays SCAN pages and info.lua pages on one connection,
 the next exchange sent before a page is parsed, and leaves it for the general way at anything
-unusual: a killed connection, a flushed script cache, a listing abandoned halfway."""
+unusual: a killed connection, a flushed script cache, a listing abandoned halfway. ``row_pages``
+(``ls``'s rows) goes the same ways and lists what ``infos`` does."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import asyncio
 import types
 from collections import Counter
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -16,8 +18,12 @@ import redis.asyncio
 
 from redis_sessions import AsyncSessionStore, SessionId, SessionStore
 from redis_sessions import _admin as admin
-from tests.support import messages_of, unique_prefix
+from redis_sessions._listing import row_pages
+from redis_sessions._ls_rows import NEVER
+from redis_sessions.keys import session_keys
+from tests.support import Backend, messages_of, unique_prefix
 
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 SESSIONS = 120
 PAGE = 25  # sessions a page
 
@@ -67,6 +73,37 @@ def test_a_listing_is_relayed_on_one_connection(client: redis.Redis, monkeypatch
     assert client.connection_pool._in_use_connections == set(), "the relay's connection went back"
 
 
+def _rows_of(store: SessionStore, count: int = PAGE) -> Iterator[Any]:
+    return (row for page in row_pages(store.transport, store.transport.core, count) for row in page)
+
+
+def test_rows_list_what_infos_do(backend: Backend) -> None:
+    store = SessionStore(backend.sync_client(), prefix=backend.prefix)
+    sids = _filled(store)
+    with SessionStore(backend.sync_client(), prefix=backend.prefix, ttl=3600) as expiring:
+        sids.add(expiring.create("m"))
+    newer, corrupt, bad_time = sorted(sids)[-3:]
+    backend.raw.hset(session_keys(backend.prefix, newer).meta, "schema_version", "99")
+    backend.raw.hset(session_keys(backend.prefix, corrupt).meta, "seq", "not-a-number")
+    backend.raw.hset(session_keys(backend.prefix, bad_time).meta, "updated_at", "9" * 20)
+    infos = {str(i.id): i for i in store.infos()}
+    rows = {row[1]: row for row in _rows_of(store)}
+    assert set(rows) == set(infos) == {str(sid) for sid in sids}
+    for sid, (recent, _, model, messages, updated, pttl, problem) in rows.items():
+        info = infos[sid]
+        assert (model, messages, problem) == (info.model, info.messages, info.problem)
+        micros = [
+            None if t is None else (t - EPOCH) // EPOCH.resolution for t in (info.updated_at, info.created_at)
+        ]
+        assert updated == micros[0]
+        assert recent == next((t for t in micros if t is not None), NEVER)
+        assert (pttl >= 0) == (info.ttl is not None)
+    assert rows[str(newer)][6] == "schema version 99, newer than this library's 1"
+    assert str(rows[str(corrupt)][6]).startswith("corrupt meta hash: ")
+    assert str(rows[str(bad_time)][6]).startswith("corrupt meta hash: ")
+    assert sum(row[5] > 3_500_000 for row in rows.values()) == 1  # the expiring one's PTTL (ms)
+
+
 def _kill_the_relay(client: redis.Redis) -> None:
     assert client.client_kill_filter(_type="normal", skipme=True) >= 1  # the relay's connection too
 
@@ -76,17 +113,20 @@ def _kill_the_relay(client: redis.Redis) -> None:
     [_kill_the_relay, redis.Redis.script_flush],  # script_flush: the next page meets NOSCRIPT
     ids=["connection-killed", "script-cache-flushed"],
 )
+@pytest.mark.parametrize("rows", [False, True], ids=["infos", "rows"])
 def test_a_listing_disturbed_midway_goes_on_the_general_way(
-    client: redis.Redis, monkeypatch: pytest.MonkeyPatch, disturb: Callable[[redis.Redis], object]
+    client: redis.Redis, monkeypatch: pytest.MonkeyPatch, disturb: Callable[[redis.Redis], object], rows: bool
 ) -> None:
     store = SessionStore(client, prefix=unique_prefix())
     sids = _filled(store)
+    list(_rows_of(store))  # info.lua loaded: the relay's first page is not the general way's
     sent = _general_calls(store, monkeypatch)
-    listing = store.infos(count=PAGE)
+    listing = (row[1] for row in _rows_of(store)) if rows else (str(i.id) for i in store.infos(count=PAGE))
     listed = [next(listing)]
+    assert sent == [], "relayed"
     disturb(client)
     listed += list(listing)
-    assert Counter(i.id for i in listed) == Counter(sids), "every session once, none twice"
+    assert Counter(listed) == Counter(map(str, sids)), "every session once, none twice"
     assert "info" in sent, "the pages the relay lost were read again the general way"
 
 
