@@ -14,13 +14,13 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Literal, NamedTuple
 
 from ._calls import Call, Script
-from ._core import StoreCore
+from ._core import StoreCore, stored_time
 from ._protocol import Status
-from .errors import BackingMismatch, InvalidSessionId, MessagesTrimmed, SessionError
+from .errors import BackingMismatch, CorruptSession, InvalidSessionId, MessagesTrimmed, SessionError
 from .keys import dirty_key, session_id, session_keys, sync_keys, tokens_key, tombstone_key
-from .models import SessionId
+from .models import SessionId, SessionState
 from .persistence import Delivery
-from .persistence._delivery import decoded_delivery
+from .persistence._delivery import Row, decoded_delivery, decoded_rows
 
 __all__ = [
     "Mark",
@@ -71,7 +71,7 @@ def sync_read(
     reported a gap)."""
     after = after or {}
 
-    def one(sid: SessionId, reply: list[Any]) -> Read:
+    def one(sid: SessionId, reply: list[Any], batch: _Batch | None) -> Read:
         try:
             if reply[0] == Status.NOT_FOUND:
                 return None
@@ -82,21 +82,27 @@ def sync_read(
             core.check(sid, reply)
             _, flat, synced, items, counted = reply
             meta = dict(zip(flat[::2], flat[1::2], strict=True))
-            # Sealed messages go to the record sealed, as stand-ins (_envelope): no key needed here.
-            messages = core.codec_named(sid, meta.get(b"codec")).keeping_sealed(sid, items, int(synced))
             after = int(synced)
-            state = core.session(sid, meta, []).to_state()  # a copy of its own: set in place
-            state.seq = after + len(messages)
-            state.message_tokens = _counts(len(messages), counted)
-            state.summary_tokens = _count(meta.get(b"summary_tokens"))
-            # In the record's form at once, checked by the decode above (see decoded_delivery)
-            delivery = decoded_delivery(sid, after + 1, messages, state)
+            if batch is not None:  # decoded and encoded with the whole reply's (see _Batch)
+                start, batch.at = batch.at, batch.at + len(items)
+                rows = batch.rows[start : batch.at]
+                state = _state(core, sid, meta, after + len(rows))
+                state.message_tokens = _counts(len(rows), counted)
+                delivery = Delivery(sid, after + 1, rows, state)
+            else:
+                # Sealed messages go to the record sealed, as stand-ins (_envelope): no key needed.
+                messages = core.codec_named(sid, meta.get(b"codec")).keeping_sealed(sid, items, after)
+                state = _state(core, sid, meta, after + len(messages))
+                state.message_tokens = _counts(len(messages), counted)
+                # In the record's form at once, checked by the decode above (see decoded_delivery)
+                delivery = decoded_delivery(sid, after + 1, messages, state)
             return Unsynced(delivery, after, meta.get(b"epoch", b""), meta.get(b"updated_at", b""))
         except SessionError as exc:
             return exc
 
     def parse(replies: list[Any]) -> list[Read]:
-        return [one(sid, reply) for sid, reply in zip(sids, replies, strict=True)]
+        batch = _batch(core, sids, replies)
+        return [one(sid, reply, batch) for sid, reply in zip(sids, replies, strict=True)]
 
     prefix, cluster = core.prefix, core.cluster
     keys = tuple(key for sid in sids for key in _worker_keys(prefix, sid, cluster)[0])
@@ -112,6 +118,77 @@ def _worker_keys(prefix: str, sid: SessionId, cluster: bool) -> tuple[tuple[str,
     meta, messages, ids = session_keys(prefix, sid)
     dirty, tokens = dirty_key(prefix, sid, cluster), tokens_key(prefix, sid)
     return (meta, messages, dirty, tokens), (meta, messages, ids, tombstone_key(prefix, sid), dirty, tokens)
+
+
+class _Batch:
+    """The rows of every message of a ``sync_read`` reply, in reply order, and how many the
+    sessions parsed so far took."""
+
+    __slots__ = ("at", "rows")
+
+    def __init__(self, rows: list[Row]) -> None:
+        self.rows, self.at = rows, 0
+
+
+def _batch(core: StoreCore, sids: Sequence[SessionId], replies: list[Any]) -> _Batch | None:
+    """Every message of the sessions found (status OK) decoded in one typed decode and encoded
+    for the record in one more (``decoded_rows``), not two calls a session: when their meta hashes
+    name one codec and all of it decodes and encodes. Otherwise ``None``: each session on its own,
+    which says which one is at fault, as before. The decode checks each message as the one of a
+    session did (a sealed item becomes its stand-in there too)."""
+    found = [reply for reply in replies if reply[0] == Status.OK]
+    if not found:
+        return None
+    names = {_codec_field(reply[1]) for reply in found}
+    if len(names) != 1:
+        return None
+    items = [item for reply in found for item in reply[3]]
+    try:
+        codec = core.codec_named(sids[0], names.pop())
+        rows = decoded_rows(codec.keeping_sealed(sids[0], items))
+    except SessionError:  # one is corrupt: the sessions one by one say which
+        return None
+    return None if rows is None else _Batch(rows)
+
+
+def _codec_field(flat: list[bytes]) -> bytes | None:
+    """The ``codec`` field of a meta hash sent as a flat field/value list."""
+    try:
+        at = flat.index(b"codec")
+    except ValueError:
+        return None
+    if at % 2 == 0:  # a field, not a value that happens to read "codec"
+        return flat[at + 1]
+    for i in range(0, len(flat), 2):
+        if flat[i] == b"codec":
+            return flat[i + 1]
+    return None
+
+
+def _state(core: StoreCore, sid: SessionId, meta: dict[bytes, bytes], seq: int) -> SessionState:
+    """The header fields of a session from its meta hash, as ``core.session(...).to_state()``
+    makes them, built at once: the worker did it for every session, through a ``Session`` and
+    its copy (a third of the Python it ran parsing a reply). ``CorruptSession`` as there."""
+    get = meta.get
+    try:
+        system = get(b"system_message")
+        return SessionState(
+            model=get(b"model", b"").decode(),
+            max_turns=int(get(b"max_turns", 0)),
+            system_message=None if system is None else system.decode(),
+            metadata={k[2:].decode(): v.decode() for k, v in meta.items() if k[:2] == b"m:"},
+            created_at=stored_time(get(b"created_at")),
+            updated_at=stored_time(get(b"updated_at")),
+            seq=seq,
+            ttl_ms=int(get(b"ttl_ms", 0)),
+            max_messages=int(get(b"max_messages", 0)),
+            max_session_bytes=int(get(b"max_bytes", 0)),
+            summary=core.summary_of(sid, meta) if b"summary" in meta else None,
+            summary_seq=int(get(b"summary_seq", 0)),
+            summary_tokens=_count(get(b"summary_tokens")),
+        )
+    except (ValueError, UnicodeDecodeError, OverflowError) as exc:  # Overflow: a timestamp
+        raise CorruptSession(sid, f"unreadable meta hash: {exc!r}") from exc
 
 
 def _counts(n: int, counted: list[bytes]) -> list[int | None] | None:

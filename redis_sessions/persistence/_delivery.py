@@ -28,6 +28,8 @@ the record holds what it held.
 
 from __future__ import annotations
 
+import functools
+import operator
 import uuid
 from collections.abc import Collection, Sequence
 from typing import Final, NamedTuple
@@ -39,10 +41,12 @@ from ..models import AgentMessage, SessionId, SessionState
 from ._rows import checked_rows
 
 __all__ = [
+    "NOTHING",
     "Delivered",
     "Delivery",
     "Row",
     "decoded_delivery",
+    "decoded_rows",
     "delivery",
     "header_state",
     "ids_of",
@@ -53,6 +57,9 @@ __all__ = [
 ]
 
 _ENCODER: Final = msgspec.json.Encoder()
+
+NOTHING: Final[frozenset[str]] = frozenset()
+"""No message ids: what a record holds of a batch it has none of (``plan``'s ``stored``)."""
 
 Row = tuple[str, bytes]
 """One message as a record keeps it: its id and its JSON body (the ``AgentMessage`` JSON)."""
@@ -104,6 +111,21 @@ def decoded_delivery(
     return Delivery(session_id, first_seq, rows, state)
 
 
+def decoded_rows(messages: Sequence[AgentMessage]) -> list[Row] | None:
+    """The rows of many messages (of many sessions) that msgspec's typed decoder just made,
+    encoded without a Python call a message (``map`` of the encoder); ``None`` when one has no
+    id or no JSON form: ``decoded_delivery``, a session at a time, then names it."""
+    try:
+        bodies = list(map(_ENCODER.encode, messages))
+    except (msgspec.EncodeError, TypeError, OverflowError):
+        return None
+    ids = list(map(_ID, messages))
+    return None if not all(ids) else list(zip(ids, bodies, strict=True))
+
+
+_ID: Final = operator.attrgetter("id")
+
+
 def new_record_id() -> str:
     """A record's identity: made once, when the record's schema is created, and kept with it."""
     return uuid.uuid4().hex
@@ -118,8 +140,10 @@ def plan(delivery: Delivery, held: int, stored: Collection[str]) -> Sequence[Row
     if held < first - 1:
         return None
     rows = delivery.rows
-    if len({message_id for message_id, _ in rows}) != len(rows):
+    if len(rows) > 1 and len({message_id for message_id, _ in rows}) != len(rows):
         raise RecordMismatch(sid, f"a batch from seq {first} repeats a message id")
+    if held < first and not stored:  # the usual: none of it held, none of its ids stored
+        return rows
     skip = min(held - first + 1, len(rows))
     for offset, (message_id, _) in enumerate(rows[:skip]):
         if message_id not in stored:
@@ -142,8 +166,11 @@ def last_seq(delivery: Delivery) -> int:
 
 def header_state(delivery: Delivery, held: int) -> SessionState:
     """The header to store after the delivery: the batch's fields, the seq never going back."""
-    seq = max(held, last_seq(delivery), delivery.state.seq or 0)
-    return msgspec.structs.replace(delivery.state, messages=[], seq=seq)
+    state = delivery.state
+    seq = max(held, delivery.first_seq + len(delivery.rows) - 1, state.seq or 0)
+    if seq == state.seq and not state.messages:  # the usual (the worker's): no copy to make
+        return state
+    return msgspec.structs.replace(state, messages=[], seq=seq)
 
 
 def ids_of(deliveries: Sequence[Delivery]) -> dict[SessionId, list[str]]:
@@ -154,9 +181,11 @@ def ids_of(deliveries: Sequence[Delivery]) -> dict[SessionId, list[str]]:
 def in_key_order(deliveries: Sequence[Delivery]) -> tuple[list[Delivery], list[str]]:
     """The batches in order of their session ids' text (a record's keys), and those keys: a
     record writes them in its B-trees' order, not at random (SQLite, PostgreSQL)."""
-    keyed = sorted([(str(d.session_id), d) for d in deliveries], key=_first)
+    keyed = sorted([(_key_of(d.session_id), d) for d in deliveries], key=_FIRST)
     return [d for _, d in keyed], [key for key, _ in keyed]
 
 
-def _first(pair: tuple[str, Delivery]) -> str:
-    return pair[0]
+_FIRST: Final = operator.itemgetter(0)  # a sort key in C, not a Python call per batch
+# A session id's text, memoised as the worker's keys are (``keys``): ``uuid.UUID.__str__``
+# formats it in Python, several times the cost of the lookup, for the same sessions every pass.
+_key_of: Final = functools.lru_cache(maxsize=65536)(str)

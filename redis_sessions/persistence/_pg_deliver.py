@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from ..errors import BackingMismatch, RecordMismatch
 from ..models import SessionId, SessionState
 from ._counts import delivered_counts
-from ._delivery import Delivered, Delivery, header_state, in_key_order, last_seq, plan
+from ._delivery import NOTHING, Delivered, Delivery, header_state, in_key_order, last_seq, plan
 from ._rows import encode_header
 
 if TYPE_CHECKING:
@@ -71,7 +71,7 @@ def deliver(
         # a bad state raises here: the transaction (create_many included) is rolled back
         header = encode_header(sid, header_state(delivery, have))
         try:
-            fresh = plan(delivery, have, stored.get(key, set()))
+            fresh = plan(delivery, have, stored.get(key, NOTHING))
         except RecordMismatch as exc:
             results[sid] = exc
             continue

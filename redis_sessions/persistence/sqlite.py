@@ -37,7 +37,7 @@ from ..errors import InvalidArgument, RecordMismatch
 from ..keys import session_id as check_id
 from ..models import AgentMessage, SessionId, SessionState
 from ._counts import delivered_counts
-from ._delivery import Delivered, Delivery, header_state, in_key_order, last_seq, plan
+from ._delivery import NOTHING, Delivered, Delivery, header_state, in_key_order, last_seq, plan
 from ._rows import (
     Header,
     appending,
@@ -226,7 +226,7 @@ class SQLiteAdapter:
                 # a bad state raises here, before any write: the transaction stores nothing
                 h = encode_header(sid, header_state(delivery, have))
                 try:
-                    fresh = plan(delivery, have, stored.get(key, set()))
+                    fresh = plan(delivery, have, stored.get(key, NOTHING))
                 except RecordMismatch as exc:
                     results[sid] = exc
                     continue

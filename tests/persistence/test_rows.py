@@ -33,6 +33,15 @@ def test_the_header_is_the_state_without_its_messages() -> None:
     assert (header.schema_version, header.seq, header.updated_at) == (1, 7, full_state().updated_at)
 
 
+@pytest.mark.parametrize("state", [SessionState(), full_state()], ids=["empty", "full"])
+def test_the_header_is_the_bytes_of_the_state_as_a_dict_less_its_rows(state: SessionState) -> None:
+    """The header row is encoded from the state's fields directly; the bytes are what encoding
+    the state made into a dict, less the rows' two keys, gave (what records already hold)."""
+    fields = msgspec.to_builtins(msgspec.structs.replace(state, messages=[], message_tokens=None))
+    del fields["messages"], fields["message_tokens"]
+    assert _rows.encode_header(SID, state).json == msgspec.json.encode(fields)
+
+
 def test_the_spliced_document_is_the_state() -> None:
     header, rows, counts = _rows.snapshot(SID, full_state())
     spliced = _rows.document(header.json, [body for _, body in rows], counts)
