@@ -112,7 +112,10 @@ class AsyncLeanLine:
             # Others are sending: join this iteration's write (_aio_pipelining). Its future, awaited
             # by the transport with no frame of ours in between: an error reply (NOSCRIPT too) is
             # the reply then, an exception instance the transport raises.
-            joined = self._pipeline().join(packed)
+            last_loop, pipeline = self._last  # _pipeline()'s first lines: a call fewer
+            if last_loop is not asyncio.get_running_loop() or pipeline is None:
+                pipeline = self._pipeline()
+            joined = pipeline.join(packed)
             if joined is not None:
                 return joined
         return self._alone(packed)

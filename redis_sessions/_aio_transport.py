@@ -188,7 +188,9 @@ class AsyncTransport:
         ``UNSENT``: go the general way), else ``_send``. asyncio: a plain function handing back the
         lean line's awaitable (often the auto-pipeline's future): no frame between caller and reply."""
         if isinstance(call, Script) and (self.wait is None or call.script not in WRITE_SCRIPTS):
-            line = self.lean
+            last, line = self._lean  # the lean property's first lines: a call fewer
+            if last is not self.clients.current() or line is None:
+                line = self.lean
             if line.pool is not None:
                 return line.send(packed_evalsha(call.script, call.keys, call.args))
         return self._send(call, node)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable, Mapping
+from functools import partial
 from typing import Any, Final
 
 from ._calls import Script
@@ -105,12 +106,7 @@ def extend(
         counted, pairs = ",".join(counts), tuple(items)
     expected = "" if expected_seq is None else _expected(sid, expected_seq)
     args = (core.version, core.codec.name, expected, fenced, counted, *pairs)
-
-    def parse(reply: list[Any]) -> int:
-        if reply[0] != OK:
-            core.check(sid, reply, expected_seq, token=fence)
-        return int(reply[1])
-
+    parse = partial(_appended, core, sid, expected_seq, fence)  # (a closure: 4 cells, 2k instructions)
     keys = append_keys(core.prefix, sid, core.cluster)
     if core.tenant is not None:
         keys += core.ledger(sid)
@@ -153,6 +149,15 @@ def delete(core: StoreCore, sid: object) -> Script[bool]:
         *core.ledger(sid),
     )
     return Script("delete", sid, "delete", keys, (), bool)
+
+
+def _appended(
+    core: StoreCore, sid: SessionId, expected_seq: int | None, fence: int | None, reply: Any
+) -> int:
+    """An append's seq after it, from its reply; the typed error of a refusal."""
+    if reply[0] != OK:
+        core.check(sid, reply, expected_seq, token=fence)
+    return int(reply[1])
 
 
 def _expected(sid: SessionId, expected_seq: int | None) -> str:
