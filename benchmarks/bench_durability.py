@@ -47,8 +47,9 @@ directory; ``--postgres DSN`` adds PostgreSQL (tables in a throw-away schema, an
    process delivering. Part 2's figures, plus delivered/s against the plain rate and the backlog
    of the load's second quarter against its last (bounded or growing).
 6. **Worker processes** (``--scale-workers 1,2,3``): part 5's load for ``--scale-seconds`` (20)
-   with 1, 2 and 3 ``redis-sessions sync`` processes on SQLite, sharing the slot groups before the
-   writers start; interleaved rounds (``--scale-rounds``, 3), medians.
+   with 1, 2 and 3 ``redis-sessions sync`` processes on SQLite (and on PostgreSQL with
+   ``--postgres``), sharing the slot groups before the writers start; interleaved rounds
+   (``--scale-rounds``, 3), medians.
 """
 
 from __future__ import annotations
@@ -911,50 +912,54 @@ def sustained(url: str, prefix: str, cfg: Config, backings: Backings) -> list[di
 
 def worker_scaling(url: str, prefix: str, cfg: Config, backings: Backings) -> list[dict[str, Any]]:
     """Part 6: the load of part 5 (for ``--scale-seconds``) with 1, 2 and 3 ``redis-sessions sync``
-    processes (SQLite), started and sharing the slot groups before the writers start; then the
-    backlog left when the writers stop is drained by the same workers. Interleaved rounds, the
-    order of worker counts rotated."""
+    processes, on each record of the run (SQLite; PostgreSQL with ``--postgres``), started and
+    sharing the slot groups before the writers start; then the backlog left when the writers stop
+    is drained by the same workers. Interleaved rounds, the order of worker counts rotated."""
     counts = list(cfg.scale_workers)
-    runs: dict[int, list[dict[str, Any]]] = {k: [] for k in counts}
-    for r in range(cfg.scale_rounds):
-        for k in counts[r % len(counts) :] + counts[: r % len(counts)]:
-            what = f"{k} worker process(es), {cfg.fleet_writers} writers x {cfg.scale_seconds:g} s"
-            print(f"6. workers: round {r + 1}, {what} ...", file=sys.stderr)
-            got = lag_run(
-                url,
-                f"{prefix}-w{k}-{r}",
-                cfg,
-                backings,
-                "SQLite",
-                "cli",
-                cfg.fleet_sessions,
-                writers=cfg.fleet_writers,
-                seconds=cfg.scale_seconds,
-                workers=k,
-            )
-            got.pop("samples")
-            runs[k].append(got)
     rows = []
-    for k, got in runs.items():
+    for kind in backings.kinds:
+        runs: dict[int, list[dict[str, Any]]] = {k: [] for k in counts}
+        for r in range(cfg.scale_rounds):
+            for k in counts[r % len(counts) :] + counts[: r % len(counts)]:
+                what = (
+                    f"{k} worker process(es) on {kind}, {cfg.fleet_writers} writers x {cfg.scale_seconds:g} s"
+                )
+                print(f"6. workers: round {r + 1}, {what} ...", file=sys.stderr)
+                got = lag_run(
+                    url,
+                    f"{prefix}-w{kind[0]}{k}-{r}",
+                    cfg,
+                    backings,
+                    kind,
+                    "cli",
+                    cfg.fleet_sessions,
+                    writers=cfg.fleet_writers,
+                    seconds=cfg.scale_seconds,
+                    workers=k,
+                )
+                got.pop("samples")
+                runs[k].append(got)
+        for k, got in runs.items():
 
-        def med(f: Callable[[dict[str, Any]], float], got: list[dict[str, Any]] = got) -> float:
-            return statistics.median(f(g) for g in got)
+            def med(f: Callable[[dict[str, Any]], float], got: list[dict[str, Any]] = got) -> float:
+                return statistics.median(f(g) for g in got)
 
-        rows.append(
-            {
-                "workers": k,
-                "rounds": len(got),
-                "append_rate": med(lambda g: g["append_rate"]),
-                "delivery_rate": med(lambda g: g["delivery_rate"]),
-                "lag_p50_s": med(lambda g: g["delivery_lag"]["p50"]),
-                "lag_p99_s": med(lambda g: g["delivery_lag"]["p99"]),
-                "backlog_at_stop": med(lambda g: g["backlog_at_stop"]),
-                "drain_s": med(lambda g: g["drain_s"] or 0.0),
-                "drain_rate": med(lambda g: g["drain_rate"] or 0.0),
-                "overall_rate": med(lambda g: g["overall_rate"]),
-                "ok": all(g["ok"] for g in got),
-            }
-        )
+            rows.append(
+                {
+                    "record": kind,
+                    "workers": k,
+                    "rounds": len(got),
+                    "append_rate": med(lambda g: g["append_rate"]),
+                    "delivery_rate": med(lambda g: g["delivery_rate"]),
+                    "lag_p50_s": med(lambda g: g["delivery_lag"]["p50"]),
+                    "lag_p99_s": med(lambda g: g["delivery_lag"]["p99"]),
+                    "backlog_at_stop": med(lambda g: g["backlog_at_stop"]),
+                    "drain_s": med(lambda g: g["drain_s"] or 0.0),
+                    "drain_rate": med(lambda g: g["drain_rate"] or 0.0),
+                    "overall_rate": med(lambda g: g["overall_rate"]),
+                    "ok": all(g["ok"] for g in got),
+                }
+            )
     return rows
 
 
@@ -1139,6 +1144,7 @@ def _report_fleet(results: dict[str, Any]) -> list[str]:
     if results["workers"]:
         rows = [
             [
+                r["record"],
                 str(r["workers"]),
                 f"{r['append_rate']:,.0f}",
                 f"{r['delivery_rate']:,.0f}",
@@ -1153,10 +1159,17 @@ def _report_fleet(results: dict[str, Any]) -> list[str]:
         ]
         r0 = results["workers"][0]
         title = (
-            f"6. redis-sessions sync processes (SQLite) under the load of part 5 for "
+            f"6. redis-sessions sync processes under the load of part 5 for "
             f"{results['config']['scale_seconds']:g} s; medians of {r0['rounds']} interleaved rounds"
         )
-        head = ["workers", "appends/s", "delivered/s", "delivery lag p50 / p99 s", "backlog at stop"]
+        head = [
+            "record",
+            "workers",
+            "appends/s",
+            "delivered/s",
+            "delivery lag p50 / p99 s",
+            "backlog at stop",
+        ]
         head += ["drain s"]
         head += ["drain msgs/s", "load + drain msgs/s", "all stored"]
         out += [_table(title, head, rows)]
