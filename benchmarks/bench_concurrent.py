@@ -2,6 +2,9 @@
 
     .venv/bin/python benchmarks/bench_concurrent.py --pin same            # 7 rounds, both cases
     .venv/bin/python benchmarks/bench_concurrent.py --rounds 5 --case 50 --profile /tmp/cc.prof
+    valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file=/tmp/cg.out \
+        .venv/bin/python benchmarks/bench_concurrent.py --case 50 --rounds 1 --callgrind store
+    grep ^totals /tmp/cg.out                  # the store's timed appends' instructions, / 10,000 each
 
 The suite's two concurrent cases, alone: (a) 50 tasks on 50 sessions, each appending ``--per``
 messages one by one; (b) 1,000 sessions, each appending 10. Each round runs, order rotated:
@@ -25,8 +28,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import cProfile
+import os
 import statistics
+import subprocess
 import sys
+import time
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 
@@ -50,6 +56,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--pin", choices=("none", "same", "split"), default="none")
     parser.add_argument("--only", help="comma-separated systems to run (default all)")
     parser.add_argument("--profile", metavar="PATH", help="cProfile the store's runs into PATH")
+    parser.add_argument(
+        "--callgrind", metavar="SYSTEM", help="under valgrind: count SYSTEM's timed runs only (not warm-up)"
+    )
     args = parser.parse_args(argv)
     cases = {"50": [(50, args.per)], "1000": [(1000, 10)], "both": [(50, args.per), (1000, 10)]}
     with server(args.pin) as (url, source):
@@ -75,9 +84,20 @@ async def rounds(url: str, sessions: int, per: int, args: argparse.Namespace) ->
     profile = cProfile.Profile() if args.profile else None
     only = set(args.only.split(",")) if args.only else None
 
+    async def timed(name: str, r: int, op: Callable[[int, int], Awaitable[object]]) -> Sample:
+        """``time_concurrent`` of ``op``; under ``--callgrind name``, its recorded rounds counted."""
+        counted = args.callgrind == name and r >= 0
+        if counted:
+            counting(True)
+        try:
+            return await time_concurrent(sessions, per, op)
+        finally:
+            if counted:
+                counting(False)
+
     async def run_raw(r: int) -> Sample:
         keys = [f"{prefix}:raw:{r}:{t}" for t in range(sessions)]
-        s = await time_concurrent(sessions, per, lambda t, j: raw.rpush(keys[t], payloads[j]))
+        s = await timed("raw", r, lambda t, j: raw.rpush(keys[t], payloads[j]))
         await raw.delete(*keys)
         return s
 
@@ -85,7 +105,7 @@ async def rounds(url: str, sessions: int, per: int, args: argparse.Namespace) ->
         sids = [await store.create(model="bench") for _ in range(sessions)]
         if profile is not None and r >= 0:
             profile.enable()
-        s = await time_concurrent(sessions, per, lambda t, j: store.append(sids[t], msgs[j]))
+        s = await timed("store", r, lambda t, j: store.append(sids[t], msgs[j]))
         if profile is not None:
             profile.disable()
         assert all([await store.append(sid, msgs[-1]) == per for sid in sids])
@@ -98,7 +118,7 @@ async def rounds(url: str, sessions: int, per: int, args: argparse.Namespace) ->
 
         async def go(r: int) -> Sample:
             sids = [await store.create(model="bench") for _ in range(sessions)]
-            s = await time_concurrent(sessions, per, lambda t, j: op_for(sids[t], msgs[j]))
+            s = await timed(name, r, lambda t, j: op_for(sids[t], msgs[j]))
             for sid in sids:
                 await store.delete(sid)
             return s
@@ -128,6 +148,14 @@ async def rounds(url: str, sessions: int, per: int, args: argparse.Namespace) ->
     if profile is not None:
         profile.dump_stats(args.profile)
     return out
+
+
+def counting(on: bool) -> None:
+    """Switch callgrind's counting in this process (``--callgrind``): instructions, which the machine's
+    load does not move as it moves time (it polls for the command: hence the pause)."""
+    pid = str(os.getpid())
+    subprocess.run(["callgrind_control", "-i", "on" if on else "off", pid], check=True, capture_output=True)
+    time.sleep(0.5)
 
 
 def report(sessions: int, per: int, out: dict[str, list[Sample]]) -> None:

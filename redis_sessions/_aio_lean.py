@@ -81,17 +81,22 @@ class AsyncLeanLine:
         # asyncio only
         self.pipelining = True  # concurrent sends of a loop coalesced into one write (_aio_pipelining)
         self._pipelines: dict[asyncio.AbstractEventLoop, AutoPipeline] = {}
+        self._last: tuple[asyncio.AbstractEventLoop | None, AutoPipeline | None] = (None, None)
         # end asyncio only
 
     # asyncio only
     def _pipeline(self) -> AutoPipeline:
         """The running loop's auto-pipeline (futures and pool connections belong to one loop)."""
         loop = asyncio.get_running_loop()
+        last_loop, last = self._last  # one tuple: read whole, even while another thread writes it
+        if last_loop is loop and last is not None:
+            return last
         pipeline = self._pipelines.get(loop)
         if pipeline is None:
             for closed in [other for other in self._pipelines if other.is_closed()]:
                 del self._pipelines[closed]
             pipeline = self._pipelines[loop] = AutoPipeline(self.pool, loop)
+        self._last = (loop, pipeline)
         return pipeline
 
     async def settled(self) -> None:
@@ -99,18 +104,23 @@ class AsyncLeanLine:
         await self._pipeline().settled()
 
     # end asyncio only
-    def send(self, command: tuple[Any, ...]) -> Awaitable[Any]:
-        """``command``'s reply, or ``UNSENT`` (take the general path); see the module for faults."""
+    def send(self, packed: bytes) -> Awaitable[Any]:
+        """The reply of ``packed`` (one command, ``_scripts.packed_evalsha``), or ``UNSENT`` (take the
+        general path); see the module for faults."""
         # asyncio only
         if self.pipelining and self.pool is not None:
-            pipeline = self._pipeline()
-            if pipeline.busy:  # others are sending: join this iteration's write (_aio_pipelining)
-                # Its future, awaited by the transport with no frame of ours in between: an error
-                # reply (NOSCRIPT too) is the reply then, an exception instance the transport raises.
-                return pipeline.submit(pack_command(command))
-        return self._alone(command)
+            # Others are sending: join this iteration's write (_aio_pipelining). Its future, awaited
+            # by the transport with no frame of ours in between: an error reply (NOSCRIPT too) is
+            # the reply then, an exception instance the transport raises.
+            last_loop, pipeline = self._last  # _pipeline()'s first lines: a call fewer
+            if last_loop is not asyncio.get_running_loop() or pipeline is None:
+                pipeline = self._pipeline()
+            joined = pipeline.join(packed)
+            if joined is not None:
+                return joined
+        return self._alone(packed)
 
-    async def _alone(self, command: tuple[Any, ...]) -> Any:
+    async def _alone(self, packed: bytes) -> Any:
         """``send`` with no shared write to join: at once, on its own."""
         # end asyncio only
         if self.pool is None:
@@ -120,25 +130,24 @@ class AsyncLeanLine:
             pipeline = self._pipeline()
             pipeline.direct += 1  # a lone caller goes at once: no loop iteration to wait for
             try:
-                return await self._send(command)
+                return await self._send(packed)
             finally:
                 pipeline.direct -= 1
         # end asyncio only
-        return await self._send(command)
+        return await self._send(packed)
 
-    async def _send(self, command: tuple[Any, ...]) -> Any:
-        """``command`` alone, on the held connection when it is free, else on one from the pool."""
+    async def _send(self, packed: bytes) -> Any:
+        """``packed`` alone, on the held connection when it is free, else on one from the pool."""
         pool = self.pool
-        packed = [pack_command(command)]
         holding = self._holding
         if holding is not None and holding.acquire(blocking=False):
             try:
-                return await self._send_held(packed)
+                return await self._send_held([packed])
             finally:
                 holding.release()
         connection = await pool.get_connection()
         try:
-            return await _exchange(connection, packed)
+            return await _exchange(connection, [packed])
         finally:
             await pool.release(connection)
 

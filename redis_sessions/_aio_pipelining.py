@@ -42,14 +42,22 @@ class AutoPipeline:
         self.spare: list[Any] = []
         self.flying = 0  # writes not yet done (``writes`` keeps a task until its done callback runs)
 
-    @property
-    def busy(self) -> bool:
-        """Whether anything is queued or in flight: a call then joins the queue; else it may go at
-        once on its own (a lone caller waits for no loop iteration)."""
-        return bool(self.queue or self.writes or self.direct)
+    def join(self, packed: bytes) -> asyncio.Future[Any] | None:
+        """``submit(packed)`` when anything is queued or in flight; ``None`` when nothing is: the
+        caller may go at once on its own (a lone caller waits for no loop iteration). (``submit``'s
+        lines again, not a call of it: this is every hot call's way in.)"""
+        queue = self.queue
+        if not queue:
+            if not self.writes and not self.direct:
+                return None
+            self.loop.call_soon(self._flush)
+        future = self.loop.create_future()
+        queue.append((packed, future))
+        return future
 
     def submit(self, packed: bytes) -> asyncio.Future[Any]:
-        """A future of ``packed``'s reply (an exception instance for an error reply)."""
+        """A future of ``packed``'s reply (an exception instance for an error reply): it goes in
+        this iteration's write."""
         future = self.loop.create_future()
         if not self.queue:
             self.loop.call_soon(self._flush)

@@ -54,25 +54,25 @@ class LeanLine:
         if hold and self.pool is not None and _holdable(self.pool):
             self._holding = threading.Lock()
 
-    def send(self, command: tuple[Any, ...]) -> Any:
-        """``command``'s reply, or ``UNSENT`` (take the general path); see the module for faults."""
+    def send(self, packed: bytes) -> Any:
+        """The reply of ``packed`` (one command, ``_scripts.packed_evalsha``), or ``UNSENT`` (take the
+        general path); see the module for faults."""
         if self.pool is None:
             return UNSENT
-        return self._send(command)
+        return self._send(packed)
 
-    def _send(self, command: tuple[Any, ...]) -> Any:
-        """``command`` alone, on the held connection when it is free, else on one from the pool."""
+    def _send(self, packed: bytes) -> Any:
+        """``packed`` alone, on the held connection when it is free, else on one from the pool."""
         pool = self.pool
-        packed = [pack_command(command)]
         holding = self._holding
         if holding is not None and holding.acquire(blocking=False):
             try:
-                return self._send_held(packed)
+                return self._send_held([packed])
             finally:
                 holding.release()
         connection = pool.get_connection()
         try:
-            return _exchange(connection, packed)
+            return _exchange(connection, [packed])
         finally:
             pool.release(connection)
 

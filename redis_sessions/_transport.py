@@ -20,10 +20,10 @@ from ._core import StoreCore
 from ._live import PUBSUB_PROBE, SHARDED_FROM
 from ._loops import OneClient
 from ._replication import WRITE_SCRIPTS, Wait, Waited, handover
-from ._scripts import SCRIPTS, SHAS
+from ._scripts import SCRIPTS, SHAS, evalsha, packed_evalsha
 from .errors import StoreUnavailable, TenantQuotaExceeded
 from .models import SessionId
-from .retry import REFUSED, TRANSIENT, RetryPolicy, driver_fault
+from .retry import REFUSED, TRANSIENT, RetryPolicy, broken_connection, driver_fault
 
 if TYPE_CHECKING:
     from redis import Redis
@@ -64,21 +64,19 @@ class Transport:
     @property
     def client(self) -> Redis | RedisCluster:
         """The client for this call: the running event loop's (``_loops``)."""
-        client: Redis | RedisCluster = self.clients.current()
-        return client
+        return self.clients.current()  # type: ignore[no-any-return]
 
     @property
     def lean(self) -> LeanLine:
         """This call's client's lean line (``_aio_lean``), the hot calls' first try: one per client,
         so one per event loop, as the pool connections it uses are."""
-        client = self.client
+        client = self.clients.current()  # (not the property: a call fewer on the hot path)
         last, line = self._lean
         if last is client and line is not None:
             return line
         line = self._lean_lines.get(client)
         if line is None:
-            # The synchronous store holds a connection for its lean line when it made its client
-            # (_lean.py: the pool's get and release cost more than the script takes on the server).
+            # A synchronous store that made its client holds a connection for its lean line (_lean).
             line = self._lean_lines[client] = LeanLine(client, hold=self.clients.owns)
         self._lean = (client, line)
         return line
@@ -148,13 +146,15 @@ class Transport:
     def _run(self, call: Call[T], node: Any = None, rooms: int = 0) -> T:
         try:
             try:
-                reply = self._send(call, node)
+                reply = self._sending(call, node)
+                if reply is UNSENT:
+                    reply = self._send(call, node, lean=False)
             except TRANSIENT as exc:
                 reply = self._resend(call, node, exc)
             except (AttributeError, TypeError) as exc:
                 if not driver_fault(exc):  # see retry.driver_fault: a broken connection, retried
                     raise
-                reply = self._resend(call, node, _broken(exc))
+                reply = self._resend(call, node, broken_connection(exc))
         except _FAILED as exc:
             fallback: Script[T] | None = call.fallback if isinstance(call, Transaction) else None
             if fallback is not None and self.core.out_of_memory(exc):
@@ -172,19 +172,27 @@ class Transport:
             make_room(self.run, self.core, exc)
         return self._run(call, node, rooms + 1)
 
+    def _sending(self, call: Call[Any], node: Any) -> Any:
+        """A script on the lean line (its reply, an error reply as its exception instance, or
+        ``UNSENT``: go the general way), else ``_send``. asyncio: a plain function handing back the
+        lean line's awaitable (often the auto-pipeline's future): no frame between caller and reply."""
+        if isinstance(call, Script) and (self.wait is None or call.script not in WRITE_SCRIPTS):
+            last, line = self._lean  # the lean property's first lines: a call fewer
+            if last is not self.clients.current() or line is None:
+                line = self.lean
+            if line.pool is not None:
+                return line.send(packed_evalsha(call.script, call.keys, call.args))
+        return self._send(call, node)
+
     def _send(self, call: Call[Any], node: Any = None, lean: bool = True) -> Any:
-        """One round trip for ``call``, by its shape (``_calls``); a script tries the lean line first
-        (``lean``: not on a retry, which goes the general way)."""
+        """One round trip for ``call``, by its shape (``_calls``): a script the general way; pipelines
+        and transactions try the lean line first (``lean``: not on a retry, which goes the general way)."""
         if isinstance(call, Script):
             # EVALSHA straight away: redis-py's Script wrapper costs ~7 us of CPU per call, 10 % of
             # an append. A server that lost its script cache (restart, SCRIPT FLUSH) gets it again.
-            command = ("EVALSHA", SHAS[call.script], len(call.keys), *call.keys, *call.args)
+            command = evalsha(call.script, call.keys, call.args)
             if self.wait is not None and call.script in WRITE_SCRIPTS:
                 return self._send_waited(call.keys[0], command, self.wait.command, call.script)
-            if lean:
-                reply = self.lean.send(command)
-                if reply is not UNSENT:
-                    return reply
             try:
                 return self.client.execute_command(*command)  # type: ignore[no-untyped-call, unused-ignore]
             except redis.exceptions.NoScriptError:
@@ -273,16 +281,9 @@ class Transport:
                     except (AttributeError, TypeError) as exc:
                         if not driver_fault(exc):
                             raise
-                        raise _broken(exc) from exc
+                        raise broken_connection(exc) from exc
         except REFUSED:
             raise
         except TRANSIENT as exc:
             raise StoreUnavailable(op, sid, attempts, exc) from exc
         raise AssertionError("unreachable: tenacity returns or raises")
-
-
-def _broken(error: Exception) -> redis.exceptions.ConnectionError:
-    """A fault inside redis-py's connection code, as the connection error it stands for."""
-    broken = redis.exceptions.ConnectionError(f"redis-py connection fault: {error!r}")
-    broken.__cause__ = error
-    return broken

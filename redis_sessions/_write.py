@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable, Mapping
-from typing import Any
+from functools import partial
+from typing import Any, Final
 
 from ._calls import Script
 from ._core import StoreCore
@@ -30,6 +31,8 @@ from .keys import (
 from .models import AgentMessage, SessionId
 
 __all__ = ["create", "delete", "extend", "fence_arg", "set_metadata"]
+
+_NEW: Final = tuple.__new__
 
 
 def fence_arg(sid: SessionId, fence: object) -> int | str:
@@ -86,7 +89,8 @@ def extend(
     fence: int | None = None,
 ) -> Script[int]:
     """Append ``messages`` all or nothing; the seq after them. (The hot path: keep it lean.)"""
-    sid = session_id(sid)
+    if type(sid) is not uuid.UUID:  # a call fewer for the usual id
+        sid = session_id(sid)
     fenced = "" if fence is None else fence_arg(sid, fence)
     if type(messages) is tuple and len(messages) == 1:  # append(): one message, no loop
         (message,) = messages
@@ -102,16 +106,13 @@ def extend(
         counted, pairs = ",".join(counts), tuple(items)
     expected = "" if expected_seq is None else _expected(sid, expected_seq)
     args = (core.version, core.codec.name, expected, fenced, counted, *pairs)
-
-    def parse(reply: list[Any]) -> int:
-        if reply[0] != OK:
-            core.check(sid, reply, expected_seq, token=fence)
-        return int(reply[1])
-
+    parse = partial(_appended, core, sid, expected_seq, fence)  # (a closure: 4 cells, 2k instructions)
     keys = append_keys(core.prefix, sid, core.cluster)
     if core.tenant is not None:
         keys += core.ledger(sid)
-    return Script("append", sid, "append", keys, args, parse)
+    # Script(...) runs the NamedTuple's __new__, a Python function; tuple's own is C (1.6k
+    # instructions less an append under callgrind).
+    return _NEW(Script, ("append", sid, "append", keys, args, parse))
 
 
 def set_metadata(core: StoreCore, sid: object, updates: Mapping[str, str | None]) -> Script[None]:
@@ -148,6 +149,15 @@ def delete(core: StoreCore, sid: object) -> Script[bool]:
         *core.ledger(sid),
     )
     return Script("delete", sid, "delete", keys, (), bool)
+
+
+def _appended(
+    core: StoreCore, sid: SessionId, expected_seq: int | None, fence: int | None, reply: Any
+) -> int:
+    """An append's seq after it, from its reply; the typed error of a refusal."""
+    if reply[0] != OK:
+        core.check(sid, reply, expected_seq, token=fence)
+    return int(reply[1])
 
 
 def _expected(sid: SessionId, expected_seq: int | None) -> str:

@@ -21,6 +21,7 @@ __all__ = [
     "NOTHING_BUFFERED",
     "REDIS_PY",
     "FastLane",
+    "broken_connection",
     "driver_fault",
     "fast_lane",
     "turn_off_client_retry",
@@ -72,6 +73,13 @@ def driver_fault(error: BaseException) -> bool:
     while tb is not None and tb.tb_next is not None:
         tb = tb.tb_next
     return tb is not None and tb.tb_frame.f_code.co_filename.endswith(_CONNECTION_MODULES)
+
+
+def broken_connection(error: BaseException) -> redis.exceptions.ConnectionError:
+    """A ``driver_fault``, as the connection error it stands for (what the retry policy retries)."""
+    broken = redis.exceptions.ConnectionError(f"redis-py connection fault: {error!r}")
+    broken.__cause__ = error
+    return broken
 
 
 NOTHING_BUFFERED: Final[Any] = object()

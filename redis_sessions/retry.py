@@ -1,8 +1,9 @@
 """The one retry layer: a bounded tenacity policy for transport errors only.
 
 redis-py retries every command by default (EVALSHA included); the stores turn that off on the clients
-they are given, so a fault is retried here, once, by one policy. (``driver_fault`` and
-``turn_off_client_retry`` are redis-py workarounds: they live in ``compat``, re-exported here.)
+they are given, so a fault is retried here, once, by one policy. (``driver_fault``,
+``broken_connection`` and ``turn_off_client_retry`` are redis-py workarounds: they live in
+``compat``, re-exported here.)
 Retrying is safe because every write is idempotent: appends carry message ids, ``create`` carries a
 token, the rest set or delete values.
 """
@@ -18,7 +19,7 @@ import redis.retry
 import tenacity
 from redis.backoff import NoBackoff
 
-from .compat import driver_fault, turn_off_client_retry
+from .compat import broken_connection, driver_fault, turn_off_client_retry
 from .errors import InvalidArgument
 
 __all__ = [
@@ -27,6 +28,7 @@ __all__ = [
     "REFUSED",
     "TRANSIENT",
     "RetryPolicy",
+    "broken_connection",
     "driver_fault",
     "turn_off_client_retry",
 ]

@@ -123,3 +123,22 @@ async def test_a_fault_fails_every_caller_of_its_write_and_the_connection_is_not
     await pipeline.settled()
     assert pool.out == set()
     assert pipeline.spare == []
+
+
+async def test_join_queues_only_while_something_is_queued_or_in_flight() -> None:
+    pool = Pool()
+    pipeline = AutoPipeline(pool, asyncio.get_running_loop())
+    assert pipeline.join(b"A") is None, "nothing queued or in flight: the caller goes on its own"
+    assert pool.made == []
+    pipeline.direct += 1  # a caller gone on its own, still in flight
+    first = pipeline.join(b"A")
+    pipeline.direct -= 1
+    assert first is not None
+    second = pipeline.join(b"B")  # queued in the same iteration: the same write
+    assert second is not None
+    await _until(lambda: len(pool.made) == 1 and pool.made[0].sent == [b"AB"])
+    pool.made[0].gate.set()
+    assert [await first, await second] == [b"a", b"b"]
+    await pipeline.settled()
+    assert pipeline.join(b"C") is None, "all done: alone again"
+    assert pool.out == set()
