@@ -56,8 +56,7 @@ DEFAULT_MAX_MESSAGE_BYTES: Final = 8 * 1024 * 1024
 DEFAULT_CACHE_MESSAGES: Final = 10_000
 """Messages a store keeps decoded for re-reads (a few MB); 0 turns the history cache off."""
 
-_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
-_MICROSECOND: Final = timedelta(microseconds=1)
+_EPOCH, _MICROSECOND = datetime(1970, 1, 1, tzinfo=UTC), timedelta(microseconds=1)  # stored_time's
 _META_PREFIX: Final = "m:"
 
 

@@ -18,10 +18,10 @@ slot and a Lua script may touch all of them::
     rs:{0b7c...}:compact    string the compaction lock: a token, expiring (store.compact)
     rs:{0b7c...}:fork:<t>:* staged copies of a fork being made (expiring; renamed when published)
 
-With a backing store, sessions whose newest messages have not reached it yet are listed in a
-*dirty index*: on Redis Cluster one sorted set per slot, ``rs:dirty:{<tag>}``, in the slot of the
-sessions it lists (a script marks one dirty atomically); on one server one per group of 256 slots,
-``rs:dirty:g<n>`` (64 in all). Either way the names are known: workers find them without SCAN::
+With a backing store, sessions whose newest messages have not reached it yet are listed in a *dirty
+index*: on Redis Cluster one sorted set per slot, ``rs:dirty:{<tag>}``, in the slot of the sessions it
+lists (a script marks one dirty atomically); on one server one per group of 256 slots, ``rs:dirty:g<n>``
+(64 in all). Either way the names are known: workers find them without SCAN::
 
     rs:dirty:{<tag>}        zset   (cluster) session id -> when it became dirty (ms)
     rs:dirty:g<n>           zset   (one server) the same, for slots 256n .. 256n+255
@@ -29,9 +29,9 @@ sessions it lists (a script marks one dirty atomically); on one server one per g
     rs:{rs:sync}:workers    zset   live write-behind workers -> lease end (ms)
     rs:{rs:sync}:group:<g>  string which worker holds slot group g (slots 256g .. 256g+255)
 
-With tenant limits (``tenant_quota``), each slot of a cluster keeps a *ledger* of the prefix's
-sessions in it (on one server there is one ledger), and a cluster a central count of what it granted
-to the slots (``redis_sessions.tenant``)::
+With tenant limits (``tenant_quota``), each slot of a cluster keeps a *ledger* of the prefix's sessions
+in it (on one server there is one ledger), and a cluster a central count of what it granted to the
+slots (``redis_sessions.tenant``)::
 
     rs:tenant:{<tag>}       hash   (cluster) session id -> its bytes; bytes, allow_sessions, allow_bytes
     rs:tenant:{<tag>}:live  zset   (cluster) session id -> a deadline (ms) it cannot expire before
@@ -259,8 +259,7 @@ def parse_meta_key(prefix: str, key: bytes | str) -> uuid.UUID:
 
 
 def parse_meta_keys(prefix: str, keys: list[bytes]) -> list[uuid.UUID]:
-    """``parse_meta_key`` of a SCAN page's keys, the ids decoded in one batch (msgspec builds them)
-    and the keys' shapes checked in C (``map``: no Python frame a key, 100,000 keys a listing)."""
+    """``parse_meta_key`` of a SCAN page's keys: ids decoded in one batch, shapes checked in C (map)."""
     head, start = f"{prefix}:{{".encode(), len(prefix) + 2
     starts, ends = operator.methodcaller("startswith", head), operator.methodcaller("endswith", b"}:meta")
     if all(map((start + 42).__eq__, map(len, keys))) and all(map(starts, keys)) and all(map(ends, keys)):
@@ -286,9 +285,7 @@ def _meta_key_re(prefix: str) -> re.Pattern[bytes]:
 def tenant_ledgers(prefix: str, cluster: bool) -> tuple[tuple[str, str], ...]:
     """Every tenant ledger (hash, live zset): one per slot on a cluster, one on one server."""
     if cluster:
-        return tuple(
-            (f"{prefix}:tenant:{{{tag}}}", f"{prefix}:tenant:{{{tag}}}:live") for tag in _slot_tags()
-        )
+        return tuple((f"{prefix}:tenant:{{{t}}}", f"{prefix}:tenant:{{{t}}}:live") for t in _slot_tags())
     return ((f"{prefix}:tenant", f"{prefix}:tenant:live"),)
 
 
