@@ -32,7 +32,7 @@ from .errors import (
     StoreError,
 )
 from .keys import check_prefix, tenant_keys
-from .models import AgentMessage, Session, SessionId
+from .models import AgentMessage, Session, SessionId, SessionState
 from .tenant import TenantQuota
 from .tokens import TokenCounter, estimate_tokens
 
@@ -57,7 +57,7 @@ DEFAULT_CACHE_MESSAGES: Final = 10_000
 """Messages a store keeps decoded for re-reads (a few MB); 0 turns the history cache off."""
 
 _EPOCH, _MICROSECOND = datetime(1970, 1, 1, tzinfo=UTC), timedelta(microseconds=1)  # stored_time's
-_META_PREFIX: Final = "m:"
+_META_PREFIX, _META = "m:", b"m:"  # metadata fields
 
 
 def ttl_ms(ttl: float | timedelta | None) -> int:
@@ -116,17 +116,13 @@ class StoreCore:
         self.ttl_ms = ttl_ms(ttl)
         self.max_messages = max_messages or 0
         if max_session_bytes is not None and (type(max_session_bytes) is not int or max_session_bytes < 1):
-            raise InvalidArgument(
-                f"max_session_bytes must be a positive int or None, got {max_session_bytes!r}"
-            )
-        # Recorded by create (and restore, unless the state has its own) as the session's max_bytes
-        # field; append.lua enforces it.
+            raise InvalidArgument(f"max_session_bytes must be a positive int or None: {max_session_bytes!r}")
+        # create records it as max_bytes (restore: unless the state has one); append.lua enforces it
         self.max_session_bytes = max_session_bytes or 0
         self.codec: Codec = CODECS[codec]
         if tenant is not None and not isinstance(tenant, TenantQuota):
             raise InvalidArgument(f"tenant_quota must be a TenantQuota or None, got {tenant!r}")
-        # tenant_quota=: the scripts that change a session's existence or bytes keep its ledger
-        # (``ledger``), and the transport asks for room when one has none (``_aio_tenant``).
+        # tenant_quota=: scripts keep its ledger (``ledger``); the transport asks for room (``_aio_tenant``)
         self.tenant = tenant
         # encryption=: messages are sealed by ``encode`` and opened by the readers (``codec_named``).
         self.encryption = encryption
@@ -257,22 +253,26 @@ class StoreCore:
         return codec
 
     def session(self, sid: SessionId, meta: dict[bytes, bytes], messages: Messages) -> Session:
+        session = Session.from_state(sid, self.session_state(sid, meta))
+        session.messages = messages
+        return session
+
+    def session_state(self, sid: SessionId, meta: dict[bytes, bytes], seq: int | None = None) -> SessionState:
+        """A meta hash's session fields at ``seq`` (else its own): their one reader; ``CorruptSession``."""
+        system = meta.get(b"system_message")
         try:
-            system = meta.get(b"system_message")
-            return Session(
-                id=sid,
+            return SessionState(
                 model=meta.get(b"model", b"").decode(),
                 max_turns=int(meta.get(b"max_turns", 0)),
                 system_message=None if system is None else system.decode(),
-                messages=messages,
-                metadata={k[2:].decode(): v.decode() for k, v in meta.items() if k.startswith(b"m:")},
+                metadata={k[2:].decode(): v.decode() for k, v in meta.items() if k[:2] == _META},
                 created_at=stored_time(meta.get(b"created_at")),
                 updated_at=stored_time(meta.get(b"updated_at")),
-                seq=int(meta.get(b"seq", 0)),
+                seq=int(meta.get(b"seq", 0)) if seq is None else seq,
                 ttl_ms=int(meta.get(b"ttl_ms", 0)),
                 max_messages=int(meta.get(b"max_messages", 0)),
                 max_session_bytes=int(meta.get(b"max_bytes", 0)),
-                summary=self.summary_of(sid, meta),
+                summary=self.summary_of(sid, meta) if b"summary" in meta else None,
                 summary_seq=int(meta.get(b"summary_seq", 0)),
             )
         except (ValueError, UnicodeDecodeError, OverflowError) as exc:  # Overflow: a timestamp

@@ -14,9 +14,9 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Literal, NamedTuple
 
 from ._calls import Call, Script
-from ._core import StoreCore, stored_time
+from ._core import StoreCore
 from ._protocol import Status
-from .errors import BackingMismatch, CorruptSession, InvalidSessionId, MessagesTrimmed, SessionError
+from .errors import BackingMismatch, InvalidSessionId, MessagesTrimmed, SessionError
 from .keys import dirty_key, session_id, session_keys, sync_keys, tokens_key, tombstone_key
 from .models import SessionId, SessionState
 from .persistence import Delivery
@@ -166,29 +166,12 @@ def _codec_field(flat: list[bytes]) -> bytes | None:
 
 
 def _state(core: StoreCore, sid: SessionId, meta: dict[bytes, bytes], seq: int) -> SessionState:
-    """The header fields of a session from its meta hash, as ``core.session(...).to_state()``
-    makes them, built at once: the worker did it for every session, through a ``Session`` and
-    its copy (a third of the Python it ran parsing a reply). ``CorruptSession`` as there."""
-    get = meta.get
-    try:
-        system = get(b"system_message")
-        return SessionState(
-            model=get(b"model", b"").decode(),
-            max_turns=int(get(b"max_turns", 0)),
-            system_message=None if system is None else system.decode(),
-            metadata={k[2:].decode(): v.decode() for k, v in meta.items() if k[:2] == b"m:"},
-            created_at=stored_time(get(b"created_at")),
-            updated_at=stored_time(get(b"updated_at")),
-            seq=seq,
-            ttl_ms=int(get(b"ttl_ms", 0)),
-            max_messages=int(get(b"max_messages", 0)),
-            max_session_bytes=int(get(b"max_bytes", 0)),
-            summary=core.summary_of(sid, meta) if b"summary" in meta else None,
-            summary_seq=int(get(b"summary_seq", 0)),
-            summary_tokens=_count(get(b"summary_tokens")),
-        )
-    except (ValueError, UnicodeDecodeError, OverflowError) as exc:  # Overflow: a timestamp
-        raise CorruptSession(sid, f"unreadable meta hash: {exc!r}") from exc
+    """The header of a session at ``seq`` from its meta hash (``core.session_state``), with its
+    summary's token count: built at once, not through a ``Session`` and its ``to_state`` copy (a
+    third of the Python the worker ran parsing a reply)."""
+    state = core.session_state(sid, meta, seq)
+    state.summary_tokens = _count(meta.get(b"summary_tokens"))
+    return state
 
 
 def _counts(n: int, counted: list[bytes]) -> list[int | None] | None:
