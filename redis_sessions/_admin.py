@@ -15,9 +15,10 @@ from typing import Any, Final
 import msgspec
 
 from ._calls import Call, Command, Pipeline, Script, Transaction
-from ._core import StoreCore, scan_page, stored_time
+from ._core import StoreCore, scan_page
 from ._durable import restore
 from ._scripts import SHAS
+from ._times import stored_time
 from .errors import CorruptSession, InvalidArgumentType, InvalidMessage
 from .keys import (
     listed_keys,

@@ -10,7 +10,7 @@ the calls (``_calls``).
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any, Final, TypeVar
 
 import msgspec
@@ -20,6 +20,7 @@ from . import migrations
 from ._calls import Call
 from ._envelope import STAND_IN, seal, unwrap
 from ._protocol import OK, Status, error_for
+from ._times import stored_time
 from .codec import CODECS, Codec, readers
 from .encryption import Encryption
 from .errors import (
@@ -43,7 +44,6 @@ __all__ = [
     "StoreCore",
     "check_client",
     "scan_page",
-    "stored_time",
     "ttl_ms",
 ]
 
@@ -56,7 +56,6 @@ DEFAULT_MAX_MESSAGE_BYTES: Final = 8 * 1024 * 1024
 DEFAULT_CACHE_MESSAGES: Final = 10_000
 """Messages a store keeps decoded for re-reads (a few MB); 0 turns the history cache off."""
 
-_EPOCH, _MICROSECOND = datetime(1970, 1, 1, tzinfo=UTC), timedelta(microseconds=1)  # stored_time's
 _META_PREFIX, _META = "m:", b"m:"  # metadata fields
 
 
@@ -82,11 +81,6 @@ def scan_page(reply: Any) -> tuple[int, list[bytes]]:
     if isinstance(cursor, dict):
         (cursor,) = cursor.values()
     return int(cursor), list(reply[1])
-
-
-def stored_time(raw: bytes | None) -> datetime | None:
-    """A time as the meta hash keeps it (microseconds since the epoch), or ``None``."""
-    return None if raw is None else _EPOCH + _MICROSECOND * int(raw)  # half timedelta(microseconds=)
 
 
 class StoreCore:

@@ -10,30 +10,18 @@ bring it to this one (``migrations``). The write-behind worker's calls are in ``
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple
 
 import msgspec
 
 from ._calls import Call, Script, Transaction
 from ._core import StoreCore
+from ._times import stored_micros
 from .errors import CorruptSession, SchemaVersionError
 from .keys import dirty_key, live_keys, session_keys, tokens_key
 from .models import SessionId, SessionState
 
 __all__ = ["RawSession", "raw_session", "restore", "upgraded"]
-
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_MICROSECOND = timedelta(microseconds=1)
-
-
-def _micros(moment: datetime | None) -> str:
-    """A timestamp as the meta hash keeps it (microseconds since the epoch); '' lets Redis say now."""
-    if moment is None:
-        return ""
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return str((moment - _EPOCH) // _MICROSECOND)
 
 
 def restore(
@@ -98,8 +86,8 @@ def restore(
         core.max_messages if state.max_messages is None else state.max_messages,
         mode,
         seq,
-        _micros(state.created_at),
-        _micros(state.updated_at),
+        stored_micros(state.created_at),
+        stored_micros(state.updated_at),
         len(fields) // 2,
         ",".join(counts),
         *fields,

@@ -16,8 +16,9 @@ from datetime import UTC, datetime
 from typing import Any, Final, TypeAlias
 
 from ._calls import Pipeline
-from ._core import StoreCore, stored_time
+from ._core import StoreCore
 from ._scripts import SHAS
+from ._times import EPOCH, stored_time
 from .keys import listed_keys
 from .models import SCHEMA_VERSION
 
@@ -28,9 +29,8 @@ Row: TypeAlias = tuple[int, str, str, int, int | None, int, str | None]
 microseconds since the epoch), id, model, messages held, when it was last updated (``None``:
 never), PTTL in ms (-1: none, -2: gone since), problem (``None``: this version reads it)."""
 
-_EPOCH: Final = datetime(1970, 1, 1, tzinfo=UTC)
-_FIRST: Final = (datetime.min.replace(tzinfo=UTC) - _EPOCH) // _EPOCH.resolution
-_LAST: Final = (datetime.max.replace(tzinfo=UTC) - _EPOCH) // _EPOCH.resolution
+_FIRST: Final = (datetime.min.replace(tzinfo=UTC) - EPOCH) // EPOCH.resolution
+_LAST: Final = (datetime.max.replace(tzinfo=UTC) - EPOCH) // EPOCH.resolution
 NEVER: Final = _FIRST - 1
 """The sort key of a session with neither time: before any time a meta hash can hold."""
 _CURRENT: Final = str(SCHEMA_VERSION).encode()

@@ -15,7 +15,7 @@ import sys
 import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
@@ -24,6 +24,7 @@ import click
 import msgspec
 
 from .. import SessionStore
+from .._times import EPOCH
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -50,7 +51,6 @@ __all__ = [
 
 DEFAULT_URL = "redis://localhost:6379/0"
 _JSON = msgspec.json.Encoder()
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 @dataclass(frozen=True)
@@ -186,7 +186,7 @@ def stamper() -> Callable[[int | None], str]:
         second = micros // 1_000_000
         text = seen.get(second)
         if text is None:
-            text = seen[second] = when(_EPOCH + timedelta(seconds=second))
+            text = seen[second] = when(EPOCH + timedelta(seconds=second))
         return text
 
     return stamp
