@@ -27,7 +27,9 @@ Commands: TypeAlias = tuple[tuple[Any, ...], ...]
 
 
 class Script(NamedTuple, Generic[T]):
-    """``EVALSHA`` of the script ``script`` with ``keys`` and ``args``."""
+    """``EVALSHA`` of the script ``script`` with ``keys`` and ``args``; ``packed``, when an
+    operation built it (the plain append: ``_scripts.packed_append``), the same command as the
+    lean line sends it (else the transport packs ``keys`` and ``args``)."""
 
     op: str
     sid: SessionId | None
@@ -35,6 +37,7 @@ class Script(NamedTuple, Generic[T]):
     keys: tuple[str, ...]
     args: tuple[Any, ...]
     parse: Callable[[Any], T]
+    packed: bytes = b""
 
 
 class Transaction(NamedTuple, Generic[T]):

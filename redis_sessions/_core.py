@@ -20,6 +20,7 @@ from . import migrations
 from ._calls import Call
 from ._envelope import STAND_IN, seal, unwrap
 from ._protocol import OK, Status, error_for
+from ._scripts import AppendHeads
 from ._times import stored_time
 from .codec import CODECS, Codec, readers
 from .encryption import Encryption
@@ -32,7 +33,7 @@ from .errors import (
     SessionNotFound,
     StoreError,
 )
-from .keys import check_prefix, tenant_keys
+from .keys import append_keys, check_prefix, tenant_keys
 from .models import AgentMessage, Session, SessionId, SessionState
 from .tenant import TenantQuota
 from .tokens import TokenCounter, estimate_tokens
@@ -135,6 +136,10 @@ class StoreCore:
         self.schema = migrations.active()
         self.version = str(self.schema.current)
         self._version_bytes = self.version.encode()
+        # Each session's plain append packed once up to its message (_write.extend, the hot path).
+        self.heads = AppendHeads(
+            lambda sid: append_keys(self.prefix, sid, cluster) + self.ledger(sid), self.version, codec
+        )
 
     # -- shared pieces ----------------------------------------------------------------------
 

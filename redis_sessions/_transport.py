@@ -181,7 +181,7 @@ class Transport:
             if last is not self.clients.current() or line is None:
                 line = self.lean
             if line.pool is not None:
-                return line.send(packed_evalsha(call.script, call.keys, call.args))
+                return line.send(call.packed or packed_evalsha(call.script, call.keys, call.args))
         return self._send(call, node)
 
     def _send(self, call: Call[Any], node: Any = None, lean: bool = True) -> Any:
