@@ -15,7 +15,6 @@ from typing import Any, Final
 from ._calls import Script
 from ._core import StoreCore
 from ._protocol import OK
-from ._scripts import packed_append
 from .errors import InvalidArgumentType
 from .keys import (
     append_keys,
@@ -99,8 +98,7 @@ def extend(
         data = core.encode(sid, message)  # checks the message first, then counts its tokens
         counted, pairs = str(core.tokens(sid, message)), (message.id, data)
         if expected_seq is None and fence is None:  # the plain append: packed from its session's head
-            keys, head = core.heads(sid)
-            packed = packed_append(head, counted, message.id, data)
+            keys, packed = core.heads.packed(sid, counted, message.id, data)
     else:
         items: list[Any] = []
         counts: list[str] = []  # each message's token count, kept beside it (tokens.py)

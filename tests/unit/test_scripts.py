@@ -80,8 +80,8 @@ def test_the_heads_kept_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
     core = StoreCore(prefix="rs", ttl=None, max_messages=None, codec="msgpack", max_message_bytes=1 << 20)
     monkeypatch.setattr(AppendHeads, "LIMIT", 2)
     first = uuid.uuid4()
-    keys, head = core.heads(first)
+    packed = core.heads.packed(first, "1", "m", b"x")
     for _ in range(5):
-        core.heads(uuid.uuid4())
-    assert core.heads(first) == (keys, head)  # packed again after the clearing, the same
+        core.heads.packed(uuid.uuid4(), "1", "m", b"x")
+    assert core.heads.packed(first, "1", "m", b"x") == packed  # packed again after the clearing, the same
     assert len(core.heads) <= 2
