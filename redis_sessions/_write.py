@@ -92,13 +92,15 @@ def extend(
     if type(sid) is not uuid.UUID:  # a call fewer for the usual id
         sid = session_id(sid)
     fenced = "" if fence is None else fence_arg(sid, fence)
-    packed = b""
+    expected = "" if expected_seq is None else _expected(sid, expected_seq)
     if type(messages) is tuple and len(messages) == 1:  # append(): one message, no loop
         (message,) = messages
         data = core.encode(sid, message)  # checks the message first, then counts its tokens
-        counted, pairs = str(core.tokens(sid, message)), (message.id, data)
+        counted = str(core.tokens(sid, message))
+        args = (core.version, core.codec.name, expected, fenced, counted, message.id, data)
         if expected_seq is None and fence is None:  # the plain append: packed from its session's head
             keys, packed, parse = core.heads.packed(sid, counted, message.id, data, _plain)
+            return _NEW(Script, ("append", sid, "append", keys, args, parse, packed))
     else:
         items: list[Any] = []
         counts: list[str] = []  # each message's token count, kept beside it (tokens.py)
@@ -106,15 +108,12 @@ def extend(
             data = core.encode(sid, message)
             items += [message.id, data]
             counts.append(str(core.tokens(sid, message)))
-        counted, pairs = ",".join(counts), tuple(items)
-    expected = "" if expected_seq is None else _expected(sid, expected_seq)
-    args = (core.version, core.codec.name, expected, fenced, counted, *pairs)
-    if not packed:
-        keys = append_keys(core.prefix, sid, core.cluster) + core.ledger(sid)
-        parse = partial(_appended, core, sid, expected_seq, fence)  # (a closure: 4 cells, 2k instructions)
+        args = (core.version, core.codec.name, expected, fenced, ",".join(counts), *items)
+    keys = append_keys(core.prefix, sid, core.cluster) + core.ledger(sid)
+    parse = partial(_appended, core, sid, expected_seq, fence)  # (a closure: 4 cells, 2k instructions)
     # Script(...) runs the NamedTuple's __new__, a Python function; tuple's own is C (1.6k
     # instructions less an append under callgrind).
-    return _NEW(Script, ("append", sid, "append", keys, args, parse, packed))
+    return _NEW(Script, ("append", sid, "append", keys, args, parse, b""))
 
 
 def set_metadata(core: StoreCore, sid: object, updates: Mapping[str, str | None]) -> Script[None]:
