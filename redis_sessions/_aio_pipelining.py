@@ -141,10 +141,8 @@ async def _exchange(connection: Any, batch: list[bytes], futures: list[asyncio.F
         await lane.send(data)
         done = lane.deliver(futures, 0)  # what is buffered already, in one call
         while done < len(futures):
-            reply = await lane.read()
-            if not futures[done].done():
-                futures[done].set_result(reply)
-            done = lane.deliver(futures, done + 1)
+            await lane.fill()
+            done = lane.deliver(futures, done)
 
 
 def _fail(futures: list[asyncio.Future[Any]], error: BaseException) -> None:

@@ -6,12 +6,12 @@ the versions it was checked against), so that it is re-examined rather than carr
 from __future__ import annotations
 
 import asyncio
-import math
 import os
 from collections.abc import Sequence
 from typing import Any, Final
 
 import redis
+import redis.asyncio.connection
 
 try:  # what redis-py's hiredis reader returns for a reply not all in yet (5.2 to 8.2)
     from redis._parsers.hiredis import NOT_ENOUGH_DATA as _NOT_ENOUGH_DATA
@@ -84,6 +84,7 @@ def broken_connection(error: BaseException) -> redis.exceptions.ConnectionError:
     return broken
 
 
+_READ_RESPONSE: Final = redis.asyncio.connection.AbstractConnection.read_response
 NOTHING_BUFFERED: Final[Any] = object()
 """``FastLane.take``'s answer when no whole reply is buffered: ``await FastLane.read()`` then."""
 
@@ -98,15 +99,17 @@ class FastLane:
     back to back; this does both on the connection's own stream and hiredis reader, under the
     caller's deadline. What ``read_response`` does that matters here is kept: an error reply is
     handed back as redis-py's exception instance, a ``ConnectionError`` reply raised, a RESP3 push
-    handed to the parser's own handler; a reply not all in yet is read by ``read_response``.
+    handed to the parser's own handler, a closed stream a ``ConnectionError``; more of the replies
+    are read from the connection's stream into the hiredis reader as its parser reads them
+    (``read_response`` wraps that in three coroutines and an error message formatted a read).
     ``tests/unit/test_compat.py`` fails when redis-py no longer has what this reaches for.
     """
 
-    __slots__ = ("_connection", "_gets", "_handle_push", "_push_type", "_pushes", "_writer")
+    __slots__ = ("_feed", "_gets", "_handle_push", "_push_type", "_pushes", "_size", "_stream", "_writer")
 
-    def __init__(self, connection: Any, writer: Any, parser: Any, reader: Any) -> None:
-        self._connection = connection
-        self._writer, self._gets = writer, reader.gets
+    def __init__(self, writer: Any, stream: Any, parser: Any, reader: Any, size: int = 65536) -> None:
+        self._writer, self._stream, self._size = writer, stream, size
+        self._gets, self._feed = reader.gets, reader.feed
         self._push_type = getattr(parser, "_hiredis_PushNotificationType", None)
         self._handle_push = getattr(parser, "handle_push_response", None)
         self._pushes: list[Any] = []
@@ -163,30 +166,45 @@ class FastLane:
             at += 1
         return at
 
+    async def fill(self) -> None:
+        """Wait for more replies: the parser's handler runs on the pushes ``take``/``deliver`` kept
+        (what follows them may be buffered already), else what the stream has is read into the
+        reader. A stream the server closed is redis-py's ``ConnectionError``; a socket's fault is
+        its ``OSError``, which the caller turns into one."""
+        if self._pushes:
+            while self._pushes:
+                push = self._pushes.pop(0)
+                if self._handle_push is not None:
+                    await self._handle_push(push)
+            return
+        data = await self._stream.read(self._size)
+        if not data:
+            raise redis.exceptions.ConnectionError("Connection closed by server.")
+        self._feed(data)
+
     async def read(self) -> Any:
         """The next reply, waiting for it (an error reply as its exception instance)."""
         while True:
-            while self._pushes and self._handle_push is not None:
-                await self._handle_push(self._pushes.pop(0))
+            if self._pushes:
+                await self.fill()
             reply = self.take()
             if reply is not NOTHING_BUFFERED:
                 return reply
-            if self._pushes:
-                continue
-            try:
-                return await self._connection.read_response(timeout=math.inf)  # math.inf: no timer
-            except redis.exceptions.ResponseError as exc:
-                return exc
+            if not self._pushes:
+                await self.fill()
 
 
 def fast_lane(connection: Any) -> FastLane | None:
     """``connection``'s ``FastLane``, or ``None`` (use its public methods): a redis-py these reaches
-    were not checked against, a parser other than its hiredis one, a connection not open."""
+    were not checked against, a parser other than its hiredis one, a connection not open, or one
+    whose class reads replies its own way (fakeredis's: its stream holds no bytes)."""
     if _NOT_ENOUGH_DATA is None or not (5, 2) <= REDIS_PY <= CHECKED_UP_TO:
         return None
-    parser = getattr(connection, "_parser", None)
-    writer = getattr(connection, "_writer", None)
-    reader = getattr(parser, "_reader", None)
-    if type(parser).__name__ != "_AsyncHiredisParser" or writer is None or reader is None:
+    if type(connection).read_response is not _READ_RESPONSE:
         return None
-    return FastLane(connection, writer, parser, reader)
+    parser = getattr(connection, "_parser", None)
+    writer, stream = getattr(connection, "_writer", None), getattr(connection, "_reader", None)
+    reader = getattr(parser, "_reader", None)
+    if type(parser).__name__ != "_AsyncHiredisParser" or writer is None or stream is None or reader is None:
+        return None
+    return FastLane(writer, stream, parser, reader, getattr(parser, "_read_size", 65536))

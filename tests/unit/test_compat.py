@@ -7,6 +7,7 @@ import asyncio
 from types import SimpleNamespace
 from typing import Any
 
+import hiredis
 import pytest
 import redis
 import redis.asyncio
@@ -15,7 +16,7 @@ import redis.retry
 from redis._parsers.hiredis import NOT_ENOUGH_DATA
 from redis.backoff import NoBackoff
 
-from redis_sessions.compat import CHECKED_UP_TO, REDIS_PY, FastLane, turn_off_client_retry
+from redis_sessions.compat import CHECKED_UP_TO, NOTHING_BUFFERED, REDIS_PY, FastLane, turn_off_client_retry
 from redis_sessions.retry import NO_CLIENT_RETRY
 
 
@@ -81,7 +82,7 @@ def test_deliver_hands_buffered_replies_on_and_stops_at_a_push_or_the_end() -> N
         push = _Push([b"invalidate", [b"k"]])
         buffered = iter([b"a", push, b"b", NOT_ENOUGH_DATA])
         parser = _Parser()
-        lane = FastLane(None, None, parser, SimpleNamespace(gets=lambda: next(buffered)))
+        lane = FastLane(None, None, parser, SimpleNamespace(gets=lambda: next(buffered), feed=None))
         futures = [loop.create_future() for _ in range(3)]
         futures[0].cancel()  # a caller that gave up: its reply is read all the same
         assert lane.deliver(futures, 0) == 1
@@ -90,8 +91,26 @@ def test_deliver_hands_buffered_replies_on_and_stops_at_a_push_or_the_end() -> N
         assert parser.handled == [push]
         assert lane.deliver(futures, 2) == 2, "nothing more buffered"
         broken = iter([redis.exceptions.ConnectionError("gone")])
-        lane = FastLane(None, None, parser, SimpleNamespace(gets=lambda: next(broken)))
+        lane = FastLane(None, None, parser, SimpleNamespace(gets=lambda: next(broken), feed=None))
         with pytest.raises(redis.exceptions.ConnectionError):
             lane.deliver(futures, 2)
+
+    asyncio.run(main())
+
+
+def test_fill_reads_the_stream_into_the_reader_and_a_closed_stream_is_a_connection_error() -> None:
+    async def main() -> None:
+        reader = hiredis.Reader(notEnoughData=NOT_ENOUGH_DATA)  # as redis-py makes it
+        stream = asyncio.StreamReader()
+        lane = FastLane(None, stream, _Parser(), reader)
+        stream.feed_data(b"+PONG\r\n:4")
+        await lane.fill()
+        assert lane.take() == b"PONG"
+        assert lane.take() is NOTHING_BUFFERED, "half a reply is not one"
+        stream.feed_data(b"2\r\n")
+        assert await lane.read() == 42
+        stream.feed_eof()
+        with pytest.raises(redis.exceptions.ConnectionError):
+            await lane.read()
 
     asyncio.run(main())
