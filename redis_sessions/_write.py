@@ -91,16 +91,21 @@ def extend(
     """Append ``messages`` all or nothing; the seq after them. (The hot path: keep it lean.)"""
     if type(sid) is not uuid.UUID:  # a call fewer for the usual id
         sid = session_id(sid)
+    if expected_seq is None and fence is None and type(messages) is tuple and len(messages) == 1:
+        # The plain append (one message, no expected seq, no fence): packed from its session's head.
+        (message,) = messages
+        data = core.encode(sid, message)  # checks the message first, then counts its tokens
+        counted = str(core.tokens(sid, message))
+        keys, packed, parse = core.heads.packed(sid, counted, message.id, data, _plain)
+        plain = (core.version, core.codec.name, "", "", counted, message.id, data)
+        return _NEW(Script, ("append", sid, "append", keys, plain, parse, packed))
     fenced = "" if fence is None else fence_arg(sid, fence)
     expected = "" if expected_seq is None else _expected(sid, expected_seq)
     if type(messages) is tuple and len(messages) == 1:  # append(): one message, no loop
         (message,) = messages
-        data = core.encode(sid, message)  # checks the message first, then counts its tokens
+        data = core.encode(sid, message)
         counted = str(core.tokens(sid, message))
         args = (core.version, core.codec.name, expected, fenced, counted, message.id, data)
-        if expected_seq is None and fence is None:  # the plain append: packed from its session's head
-            keys, packed, parse = core.heads.packed(sid, counted, message.id, data, _plain)
-            return _NEW(Script, ("append", sid, "append", keys, args, parse, packed))
     else:
         items: list[Any] = []
         counts: list[str] = []  # each message's token count, kept beside it (tokens.py)

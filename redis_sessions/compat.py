@@ -85,6 +85,7 @@ def broken_connection(error: BaseException) -> redis.exceptions.ConnectionError:
 
 
 _READ_RESPONSE: Final = redis.asyncio.connection.AbstractConnection.read_response
+_CONNECTION_ERROR: Final = redis.exceptions.ConnectionError
 NOTHING_BUFFERED: Final[Any] = object()
 """``FastLane.take``'s answer when no whole reply is buffered: ``await FastLane.read()`` then."""
 
@@ -148,18 +149,20 @@ class FastLane:
         """Hand the buffered replies to ``futures[start:]`` in order (``take``'s checks, in one call
         for a whole batch: a call a reply cost more than its checks); the index of the first future
         left without one (``len(futures)``: none)."""
-        gets, push_type, at = self._gets, self._push_type, start
-        while at < len(futures):
+        gets, push_type, at, end = self._gets, self._push_type, start, len(futures)
+        while at < end:
             reply = gets()
             if reply is _NOT_ENOUGH_DATA:
                 break
-            if push_type is not None and isinstance(reply, push_type):
-                self._pushes.append(reply)  # for the parser's handler, in read()
-                break
-            if isinstance(reply, redis.exceptions.ConnectionError):
-                raise reply
-            if type(reply) is list and reply and isinstance(reply[0], redis.exceptions.ConnectionError):
-                raise reply[0]
+            # A plain list (most replies) is neither a push (a list of its own type) nor an error.
+            if type(reply) is not list or (reply and isinstance(reply[0], _CONNECTION_ERROR)):
+                if push_type is not None and isinstance(reply, push_type):
+                    self._pushes.append(reply)  # for the parser's handler (fill)
+                    break
+                if isinstance(reply, _CONNECTION_ERROR):
+                    raise reply
+                if type(reply) is list:
+                    raise reply[0]
             future = futures[at]
             if not future.done():
                 future.set_result(reply)
