@@ -58,7 +58,9 @@ end
 -- What a script that appends reads first, checked: the meta hash's schema_version, codec, seq,
 -- ttl_ms, max_messages, durable, then the fields named in ..., and the seq as a number; or nil, nil
 -- and the refusal to return: {1} / {2, version} (version_refusal), {5, codec} (CODEC) when it is not
--- the store's codec, {6, detail} (CORRUPT) for a seq that is not a decimal integer.
+-- the store's codec, {6, detail} (CORRUPT) for a seq that is not a decimal integer. create.lua
+-- writes these fields first, in this order, and then append.lua's: each one asked for is found
+-- after as few of the hash's fields as can be (a field it lacks is looked for through them all).
 local function writable_meta(meta, version, codec, ...)
   local h = redis.call('HMGET', meta, 'schema_version', 'codec', 'seq', 'ttl_ms', 'max_messages', 'durable', ...)
   local refused = version_refusal(h[1], version)
