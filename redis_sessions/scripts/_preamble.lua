@@ -1,6 +1,7 @@
--- The checks the session scripts share, and the one way they append, put after the header of each
--- script that calls them (by redis_sessions._core when it reads the scripts): one copy, not one per
--- script. Not a script itself.
+-- The checks the session scripts share, and the one way they append: each function a script calls
+-- (and those it calls) is put after the script's header by redis_sessions._scripts when it reads
+-- the scripts, and no other (each local function costs a call a closure): one copy, not one per
+-- script. Only local functions, each ending with an `end` line of its own. Not a script itself.
 
 -- The session id a session's key carries in its hash tag (rs:{<id>}:meta -> <id>): the dirty
 -- indexes and the tenant ledgers name sessions by it. Read from the key the script was given, not
