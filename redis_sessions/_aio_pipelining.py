@@ -23,7 +23,7 @@ from typing import Any
 
 import redis.exceptions
 
-from .compat import NOTHING_BUFFERED, fast_lane
+from .compat import fast_lane
 
 __all__ = ["AutoPipeline"]
 
@@ -34,7 +34,9 @@ class AutoPipeline:
     def __init__(self, pool: Any, loop: asyncio.AbstractEventLoop) -> None:
         self.pool = pool
         self.loop = loop
-        self.queue: list[tuple[bytes, asyncio.Future[Any]]] = []
+        # This iteration's commands and, at the same positions, their callers' futures.
+        self.queue: list[bytes] = []
+        self.futures: list[asyncio.Future[Any]] = []
         self.writes: set[asyncio.Task[None]] = set()  # held: the loop keeps only weak references
         self.direct = 0  # calls the lean line sent on their own, not queued here, still in flight
         # Connections whose write was read while more was queued or in flight: the next write takes
@@ -52,7 +54,8 @@ class AutoPipeline:
                 return None
             self.loop.call_soon(self._flush)
         future = self.loop.create_future()
-        queue.append((packed, future))
+        queue.append(packed)
+        self.futures.append(future)
         return future
 
     def submit(self, packed: bytes) -> asyncio.Future[Any]:
@@ -61,7 +64,8 @@ class AutoPipeline:
         future = self.loop.create_future()
         if not self.queue:
             self.loop.call_soon(self._flush)
-        self.queue.append((packed, future))
+        self.queue.append(packed)
+        self.futures.append(future)
         return future
 
     async def settled(self) -> None:
@@ -70,26 +74,26 @@ class AutoPipeline:
             await asyncio.wait(list(self.writes))
 
     def _flush(self) -> None:
-        batch, self.queue = self.queue, []
+        batch, futures, self.queue, self.futures = self.queue, self.futures, [], []
         self.flying += 1
-        task = self.loop.create_task(self._write(batch))
+        task = self.loop.create_task(self._write(batch, futures))
         self.writes.add(task)
         task.add_done_callback(self.writes.discard)
 
-    async def _write(self, batch: list[tuple[bytes, asyncio.Future[Any]]]) -> None:
-        """One write of ``batch``, then each reply to its future, in order. A caller that gave up
-        (cancelled) still has its reply read: the connection stays in step."""
+    async def _write(self, batch: list[bytes], futures: list[asyncio.Future[Any]]) -> None:
+        """One write of ``batch``, then each reply to its future (``futures``), in order. A caller
+        that gave up (cancelled) still has its reply read: the connection stays in step."""
         connection, kept = None, False
         try:
             connection = self.spare.pop() if self.spare else await self.pool.get_connection()
-            await _exchange(connection, batch)
+            await _exchange(connection, batch, futures)
             kept = True
         except TimeoutError as exc:  # the batch's deadline: as redis-py's own read timeout says it
-            _fail(batch, redis.exceptions.TimeoutError(f"Timeout writing or reading a batch: {exc!r}"))
+            _fail(futures, redis.exceptions.TimeoutError(f"Timeout writing or reading a batch: {exc!r}"))
         except OSError as exc:  # the stream's own fault (fast_lane): as redis-py says it, retried
-            _fail(batch, redis.exceptions.ConnectionError(f"Error on a batch's connection: {exc!r}"))
+            _fail(futures, redis.exceptions.ConnectionError(f"Error on a batch's connection: {exc!r}"))
         except BaseException as exc:
-            _fail(batch, exc)  # the callers have it: nobody awaits this task to be told again
+            _fail(futures, exc)  # the callers have it: nobody awaits this task to be told again
             if not isinstance(exc, Exception):
                 raise
         finally:
@@ -113,37 +117,38 @@ class AutoPipeline:
                 await self.pool.release(self.spare.pop())
 
 
-async def _exchange(connection: Any, batch: list[tuple[bytes, asyncio.Future[Any]]]) -> None:
-    """Write ``batch`` on ``connection`` and hand each reply to its future.
+async def _exchange(connection: Any, batch: list[bytes], futures: list[asyncio.Future[Any]]) -> None:
+    """Write ``batch`` on ``connection`` and hand each reply to its future (``futures``).
 
     One deadline for the whole batch (the connection's socket timeout), not one per reply:
     redis-py's per-read timeout schedules and cancels a timer for each, which cost more than the
     rest of the read. The write and the replies go by the connection's stream and parser where
     ``compat.fast_lane`` can reach them (no task per write, no checks per reply), else by its
     public methods (``math.inf``: redis-py's "no timer for this read")."""
-    data = b"".join([packed for packed, _ in batch])
+    data = b"".join(batch)
     lane = fast_lane(connection)
     async with asyncio.timeout(connection.socket_timeout):
         if lane is None:
             await connection.send_packed_command([data])
-        else:
-            await lane.send(data)
-        for _, future in batch:
-            if lane is None:
+            for future in futures:
                 try:
                     reply = await connection.read_response(timeout=math.inf)
                 except redis.exceptions.ResponseError as exc:
                     reply = exc
-            else:
-                reply = lane.take()
-                if reply is NOTHING_BUFFERED:
-                    reply = await lane.read()
-            if not future.done():
-                future.set_result(reply)
+                if not future.done():
+                    future.set_result(reply)
+            return
+        await lane.send(data)
+        done = lane.deliver(futures, 0)  # what is buffered already, in one call
+        while done < len(futures):
+            reply = await lane.read()
+            if not futures[done].done():
+                futures[done].set_result(reply)
+            done = lane.deliver(futures, done + 1)
 
 
-def _fail(batch: list[tuple[bytes, asyncio.Future[Any]]], error: BaseException) -> None:
-    for _, future in batch:
+def _fail(futures: list[asyncio.Future[Any]], error: BaseException) -> None:
+    for future in futures:
         if future.done():
             continue
         if isinstance(error, asyncio.CancelledError):

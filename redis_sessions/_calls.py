@@ -28,7 +28,7 @@ Commands: TypeAlias = tuple[tuple[Any, ...], ...]
 
 class Script(NamedTuple, Generic[T]):
     """``EVALSHA`` of the script ``script`` with ``keys`` and ``args``; ``packed``, when an
-    operation built it (the plain append: ``_scripts.packed_append``), the same command as the
+    operation built it (the plain append: ``_scripts.AppendHeads``), the same command as the
     lean line sends it (else the transport packs ``keys`` and ``args``)."""
 
     op: str

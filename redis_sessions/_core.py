@@ -33,7 +33,7 @@ from .errors import (
     SessionNotFound,
     StoreError,
 )
-from .keys import append_keys, check_prefix, tenant_keys
+from .keys import check_prefix, tenant_keys
 from .models import AgentMessage, Session, SessionId, SessionState
 from .tenant import TenantQuota
 from .tokens import TokenCounter, estimate_tokens
@@ -137,9 +137,7 @@ class StoreCore:
         self.version = str(self.schema.current)
         self._version_bytes = self.version.encode()
         # Each session's plain append packed once up to its message (_write.extend, the hot path).
-        self.heads = AppendHeads(
-            lambda sid: append_keys(self.prefix, sid, cluster) + self.ledger(sid), self.version, codec
-        )
+        self.heads = AppendHeads(self, self.version, codec)
 
     # -- shared pieces ----------------------------------------------------------------------
 

@@ -12,11 +12,14 @@ import re
 import uuid
 from collections.abc import Callable
 from importlib import resources
-from typing import Any, Final
+from typing import Any, Final, TypeAlias, TypeVar
 
 from hiredis import pack_command
 
-__all__ = ["SCRIPTS", "SHAS", "AppendHeads", "evalsha", "packed_append", "packed_evalsha"]
+Keys: TypeAlias = tuple[str, ...]
+T = TypeVar("T")
+
+__all__ = ["SCRIPTS", "SHAS", "AppendHeads", "evalsha", "packed_evalsha"]
 
 _PREAMBLE_TEXT: Final = resources.files(__package__).joinpath("scripts", "_preamble.lua").read_text("utf-8")
 _FUNCTION: Final = re.compile(r"^local function (\w+)\(.*?^end$", re.MULTILINE | re.DOTALL)
@@ -98,50 +101,52 @@ def _head(script: str, keys: tuple[str, ...], count: int) -> tuple[bytes, int]:
 
 class AppendHeads:
     """Each session's plain append (one message, no expected seq, no fence) packed once up to the
-    three arguments that change from call to call: EVALSHA, append.lua's SHA, the keys (``keys_of``),
-    the store's schema version and codec, an empty expected seq and fence. ``packed_append`` adds
-    the rest. Packing all 17 items with ``pack_command`` cost 13k instructions an append, this 5k:
-    hiredis ``sprintf``s every length, and the keys' tuple hashed for ``_head`` cost 1k more.
+    three arguments that change from call to call: EVALSHA, append.lua's SHA, the session's keys,
+    the store's schema version and codec, an empty expected seq and fence; ``packed`` adds the rest.
+    Packing all 17 items with ``pack_command`` cost 13k instructions an append, this 5k: hiredis
+    ``sprintf``s every length, and the keys' tuple hashed for ``_head`` cost 1k more.
+
+    What a session's head is made from comes from the operation, on the session's first append:
+    ``make(owner, sid)``, its keys and the parser of its replies, which is kept beside the head (a
+    ``functools.partial`` made a call cost 1.5k instructions). ``owner`` is the store's core.
 
     Kept per store (its prefix, codec and tenant ledgers shape the head) and keyed by the id's
     128-bit integer: ``uuid.UUID.__hash__`` is Python, 1.3k instructions a lookup. Bounded by
     clearing: a process that has appended to more sessions packs each head again, once."""
 
-    __slots__ = ("_fixed", "_heads", "_keys_of")
+    __slots__ = ("_fixed", "_heads", "_owner")
     LIMIT: Final = 65536
 
-    def __init__(self, keys_of: Callable[[uuid.UUID], tuple[str, ...]], version: str, codec: str) -> None:
-        self._keys_of = keys_of
+    def __init__(self, owner: object, version: str, codec: str) -> None:
+        self._owner = owner
         self._fixed: tuple[Any, ...] = (version, codec, "", "")
-        self._heads: dict[int, tuple[tuple[str, ...], bytes]] = {}
+        self._heads: dict[int, tuple[Keys, bytes, Any]] = {}
 
-    def __call__(self, sid: uuid.UUID) -> tuple[tuple[str, ...], bytes]:
-        """``sid``'s append keys and its packed head."""
-        entry = self._heads.get(sid.int)
-        if entry is None:
-            if len(self._heads) >= self.LIMIT:
-                self._heads.clear()
-            keys = self._keys_of(sid)
-            head, skip = _head("append", keys, len(self._fixed) + 3)
-            entry = self._heads[sid.int] = (keys, head + pack_command(self._fixed)[skip:])
+    def packed(
+        self,
+        sid: uuid.UUID,
+        count: str,
+        message_id: str,
+        data: bytes,
+        make: Callable[[Any, uuid.UUID], tuple[Keys, T]],
+    ) -> tuple[Keys, bytes, T]:
+        """``sid``'s keys; its plain append of a message as ``packed_evalsha`` packs it (the
+        message's token count in decimal digits, its id, its encoded body); its replies' parser."""
+        keys, head, parse = self._heads.get(sid.int) or self._head(sid, make)
+        raw_id = message_id.encode()
+        text = b"$%d\r\n%b\r\n$%d\r\n" % (len(count), count.encode(), len(raw_id))
+        return keys, b"".join((head, text, raw_id, b"\r\n$%d\r\n" % len(data), data, b"\r\n")), parse
+
+    def _head(
+        self, sid: uuid.UUID, make: Callable[[Any, uuid.UUID], tuple[Keys, Any]]
+    ) -> tuple[Keys, bytes, Any]:
+        if len(self._heads) >= self.LIMIT:
+            self._heads.clear()
+        keys, parse = make(self._owner, sid)
+        head, skip = _head("append", keys, len(self._fixed) + 3)
+        entry = self._heads[sid.int] = (keys, head + pack_command(self._fixed)[skip:], parse)
         return entry
 
     def __len__(self) -> int:
         """How many sessions' heads are kept (at most ``LIMIT``)."""
         return len(self._heads)
-
-
-def packed_append(head: bytes, count: str, message_id: str, data: bytes) -> bytes:
-    """A plain append as ``packed_evalsha`` packs it, from its session's ``AppendHeads`` head: the
-    message's token count (decimal digits), its id and its encoded body."""
-    raw_id = message_id.encode()
-    return b"".join(
-        (
-            head,
-            b"$%d\r\n%b\r\n$%d\r\n" % (len(count), count.encode(), len(raw_id)),
-            raw_id,
-            b"\r\n$%d\r\n" % len(data),
-            data,
-            b"\r\n",
-        )
-    )

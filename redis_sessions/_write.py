@@ -8,14 +8,13 @@ that is not the live one is refused), both inside ``append.lua``: a retried call
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from functools import partial
 from typing import Any, Final
 
 from ._calls import Script
 from ._core import StoreCore
 from ._protocol import OK
-from ._scripts import packed_append
 from .errors import InvalidArgumentType
 from .keys import (
     append_keys,
@@ -99,8 +98,7 @@ def extend(
         data = core.encode(sid, message)  # checks the message first, then counts its tokens
         counted, pairs = str(core.tokens(sid, message)), (message.id, data)
         if expected_seq is None and fence is None:  # the plain append: packed from its session's head
-            keys, head = core.heads(sid)
-            packed = packed_append(head, counted, message.id, data)
+            keys, packed, parse = core.heads.packed(sid, counted, message.id, data, _plain)
     else:
         items: list[Any] = []
         counts: list[str] = []  # each message's token count, kept beside it (tokens.py)
@@ -111,9 +109,9 @@ def extend(
         counted, pairs = ",".join(counts), tuple(items)
     expected = "" if expected_seq is None else _expected(sid, expected_seq)
     args = (core.version, core.codec.name, expected, fenced, counted, *pairs)
-    parse = partial(_appended, core, sid, expected_seq, fence)  # (a closure: 4 cells, 2k instructions)
     if not packed:
         keys = append_keys(core.prefix, sid, core.cluster) + core.ledger(sid)
+        parse = partial(_appended, core, sid, expected_seq, fence)  # (a closure: 4 cells, 2k instructions)
     # Script(...) runs the NamedTuple's __new__, a Python function; tuple's own is C (1.6k
     # instructions less an append under callgrind).
     return _NEW(Script, ("append", sid, "append", keys, args, parse, packed))
@@ -162,6 +160,12 @@ def _appended(
     if reply[0] != OK:
         core.check(sid, reply, expected_seq, token=fence)
     return int(reply[1])
+
+
+def _plain(core: StoreCore, sid: SessionId) -> tuple[tuple[str, ...], Callable[[Any], int]]:
+    """A session's plain appends' keys and reply parser, made on its first (``AppendHeads``)."""
+    keys = append_keys(core.prefix, sid, core.cluster) + core.ledger(sid)
+    return keys, partial(_appended, core, sid, None, None)
 
 
 def _expected(sid: SessionId, expected_seq: int | None) -> str:

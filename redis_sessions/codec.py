@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import struct
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Final, Literal
 
 import msgspec
@@ -36,9 +36,14 @@ class Codec:
         self._raw: msgspec.msgpack.Decoder[Any] | msgspec.json.Decoder[Any]
         self._one: msgspec.msgpack.Decoder[AgentMessage] | msgspec.json.Decoder[AgentMessage]
         self._many: msgspec.msgpack.Decoder[list[AgentMessage]] | msgspec.json.Decoder[list[AgentMessage]]
-
-    def encode(self, message: AgentMessage) -> bytes:
-        return self._encoder.encode(message)
+        # Both run on every append: each codec binds its msgspec encoder's and decoder's own
+        # methods here, with no Python frame around them.
+        self.encode: Callable[[AgentMessage], bytes]
+        """One message's bytes."""
+        self.check_fresh: Callable[[bytes], object]
+        """``check`` for what ``encode`` just made of a message whose id was checked (a write's
+        check): the guards ``decode_persisted`` keeps for stored bytes, a missing id and invalid
+        UTF-8, cannot apply to it, and cost half the check on every append."""
 
     def raw(self, data: bytes) -> dict[str, object]:
         """One stored message as plain data, without the typed decode (for schema upgrades)."""
@@ -50,12 +55,6 @@ class Codec:
     def check(self, data: bytes) -> None:
         """Raise ``msgspec.DecodeError`` unless ``data`` decodes as one message."""
         decode_persisted(self._one.decode, data)
-
-    def check_fresh(self, data: bytes) -> None:
-        """``check`` for what ``encode`` just made of a message whose id was checked (a write's
-        check): the guards ``decode_persisted`` keeps for stored bytes, a missing id and invalid
-        UTF-8, cannot apply to it, and cost half the check on every append."""
-        self._one.decode(data)
 
     def frame(self, items: Sequence[bytes]) -> bytes:
         raise NotImplementedError
@@ -109,6 +108,7 @@ class MsgpackCodec(Codec):
         self._one = msgspec.msgpack.Decoder(AgentMessage)
         self._raw = msgspec.msgpack.Decoder()
         self._many = msgspec.msgpack.Decoder(list[AgentMessage])
+        self.encode, self.check_fresh = self._encoder.encode, self._one.decode
 
     def frame(self, items: Sequence[bytes]) -> bytes:
         n = len(items)
@@ -129,6 +129,7 @@ class JsonCodec(Codec):
         self._one = msgspec.json.Decoder(AgentMessage)
         self._raw = msgspec.json.Decoder()
         self._many = msgspec.json.Decoder(list[AgentMessage])
+        self.encode, self.check_fresh = self._encoder.encode, self._one.decode
 
     def frame(self, items: Sequence[bytes]) -> bytes:
         return b"[" + b",".join(items) + b"]"
@@ -146,18 +147,13 @@ class SealedCodec(Codec):
         self.inner = inner
         self.name = inner.name
         self.encryption = encryption
-
-    def encode(self, message: AgentMessage) -> bytes:
-        return self.inner.encode(message)
+        self.encode, self.check_fresh = inner.encode, inner.check_fresh
 
     def raw(self, data: bytes) -> dict[str, object]:
         return self.inner.raw(data)
 
     def check(self, data: bytes) -> None:
         self.inner.check(data)
-
-    def check_fresh(self, data: bytes) -> None:
-        self.inner.check_fresh(data)
 
     def frame(self, items: Sequence[bytes]) -> bytes:
         return self.inner.frame(items)

@@ -5,8 +5,10 @@ the versions it was checked against), so that it is re-examined rather than carr
 
 from __future__ import annotations
 
+import asyncio
 import math
 import os
+from collections.abc import Sequence
 from typing import Any, Final
 
 import redis
@@ -138,6 +140,28 @@ class FastLane:
         if type(reply) is list and reply and isinstance(reply[0], redis.exceptions.ConnectionError):
             raise reply[0]
         return reply
+
+    def deliver(self, futures: Sequence[asyncio.Future[Any]], start: int) -> int:
+        """Hand the buffered replies to ``futures[start:]`` in order (``take``'s checks, in one call
+        for a whole batch: a call a reply cost more than its checks); the index of the first future
+        left without one (``len(futures)``: none)."""
+        gets, push_type, at = self._gets, self._push_type, start
+        while at < len(futures):
+            reply = gets()
+            if reply is _NOT_ENOUGH_DATA:
+                break
+            if push_type is not None and isinstance(reply, push_type):
+                self._pushes.append(reply)  # for the parser's handler, in read()
+                break
+            if isinstance(reply, redis.exceptions.ConnectionError):
+                raise reply
+            if type(reply) is list and reply and isinstance(reply[0], redis.exceptions.ConnectionError):
+                raise reply[0]
+            future = futures[at]
+            if not future.done():
+                future.set_result(reply)
+            at += 1
+        return at
 
     async def read(self) -> Any:
         """The next reply, waiting for it (an error reply as its exception instance)."""

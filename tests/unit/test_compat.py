@@ -3,13 +3,19 @@ when one of these fails, redis-py fixed the bug (or changed): remove or re-check
 
 from __future__ import annotations
 
+import asyncio
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
 import redis
 import redis.asyncio
 import redis.asyncio.retry
 import redis.retry
+from redis._parsers.hiredis import NOT_ENOUGH_DATA
 from redis.backoff import NoBackoff
 
-from redis_sessions.compat import CHECKED_UP_TO, REDIS_PY, turn_off_client_retry
+from redis_sessions.compat import CHECKED_UP_TO, REDIS_PY, FastLane, turn_off_client_retry
 from redis_sessions.retry import NO_CLIENT_RETRY
 
 
@@ -50,3 +56,42 @@ def test_driver_fault_names_the_module_it_matches() -> None:
     assert redis.connection.__file__.endswith("connection.py")
     assert redis.asyncio.connection.__file__ is not None
     assert redis.asyncio.connection.__file__.endswith("connection.py")
+
+
+class _Push(list[Any]):
+    """What hiredis's reader makes of a RESP3 push (a list of its own type)."""
+
+
+class _Parser:
+    _hiredis_PushNotificationType = _Push
+
+    def __init__(self) -> None:
+        self.handled: list[Any] = []
+
+    async def handle_push_response(self, push: Any) -> None:
+        self.handled.append(push)
+
+
+def test_deliver_hands_buffered_replies_on_and_stops_at_a_push_or_the_end() -> None:
+    """``FastLane.deliver``: each buffered reply to its future in order; a push is kept for the
+    parser's handler (``read`` runs it, then reads on); a reply not all in stops it."""
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        push = _Push([b"invalidate", [b"k"]])
+        buffered = iter([b"a", push, b"b", NOT_ENOUGH_DATA])
+        parser = _Parser()
+        lane = FastLane(None, None, parser, SimpleNamespace(gets=lambda: next(buffered)))
+        futures = [loop.create_future() for _ in range(3)]
+        futures[0].cancel()  # a caller that gave up: its reply is read all the same
+        assert lane.deliver(futures, 0) == 1
+        assert not futures[1].done()
+        assert await lane.read() == b"b"
+        assert parser.handled == [push]
+        assert lane.deliver(futures, 2) == 2, "nothing more buffered"
+        broken = iter([redis.exceptions.ConnectionError("gone")])
+        lane = FastLane(None, None, parser, SimpleNamespace(gets=lambda: next(broken)))
+        with pytest.raises(redis.exceptions.ConnectionError):
+            lane.deliver(futures, 2)
+
+    asyncio.run(main())

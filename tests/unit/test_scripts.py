@@ -80,8 +80,19 @@ def test_the_heads_kept_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
     core = StoreCore(prefix="rs", ttl=None, max_messages=None, codec="msgpack", max_message_bytes=1 << 20)
     monkeypatch.setattr(AppendHeads, "LIMIT", 2)
     first = uuid.uuid4()
-    keys, head = core.heads(first)
+    made: list[uuid.UUID] = []
+
+    def make(owner: object, sid: uuid.UUID) -> tuple[tuple[str, ...], str]:
+        assert owner is core
+        made.append(sid)
+        return (f"rs:{{{sid}}}:meta",), f"parser of {sid}"
+
+    packed = core.heads.packed(first, "1", "m", b"x", make)
+    assert packed[2] == f"parser of {first}"
+    assert core.heads.packed(first, "1", "m", b"x", make) == packed
+    assert made == [first], "made once, then kept"
     for _ in range(5):
-        core.heads(uuid.uuid4())
-    assert core.heads(first) == (keys, head)  # packed again after the clearing, the same
+        core.heads.packed(uuid.uuid4(), "1", "m", b"x", make)
+    assert core.heads.packed(first, "1", "m", b"x", make) == packed  # made again after the clearing, the same
+    assert made.count(first) == 2
     assert len(core.heads) <= 2
