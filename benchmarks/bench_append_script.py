@@ -34,6 +34,7 @@ from _harness import command_stats, server, server_us_per_call
 from _workload import SEED, make_messages
 
 from redis_sessions import SessionStore, TenantQuota
+from redis_sessions._scripts import SCRIPTS as SENT
 from redis_sessions.keys import append_keys, script_keys
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -77,7 +78,8 @@ def at_revision(rev: str) -> str:
 
 
 def this_tree() -> str:
-    return with_preamble((SCRIPTS / "append.lua").read_text(), (SCRIPTS / "_preamble.lua").read_text())
+    """``append.lua`` as this tree's package sends it (with the preamble's functions it calls)."""
+    return SENT["append"]
 
 
 def measure(

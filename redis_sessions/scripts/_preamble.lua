@@ -1,6 +1,7 @@
--- The checks the session scripts share, and the one way they append, put after the header of each
--- script that calls them (by redis_sessions._core when it reads the scripts): one copy, not one per
--- script. Not a script itself.
+-- The checks the session scripts share, and the one way they append: each function a script calls
+-- (and those it calls) is put after the script's header by redis_sessions._scripts when it reads
+-- the scripts, and no other (each local function costs a call a closure): one copy, not one per
+-- script. Only local functions, each ending with an `end` line of its own. Not a script itself.
 
 -- The session id a session's key carries in its hash tag (rs:{<id>}:meta -> <id>): the dirty
 -- indexes and the tenant ledgers name sessions by it. Read from the key the script was given, not
@@ -56,12 +57,13 @@ local function readable_seq(version, expected, raw)
 end
 
 -- What a script that appends reads first, checked: the meta hash's schema_version, codec, seq,
--- ttl_ms, max_messages, durable, synced_seq, then the fields named in ..., and the seq as a number;
--- or nil, nil and the refusal to return: {1} / {2, version} (version_refusal), {5, codec} (CODEC)
--- when it is not the store's codec, {6, detail} (CORRUPT) for a seq that is not a decimal integer.
+-- ttl_ms, max_messages, durable, then the fields named in ..., and the seq as a number; or nil, nil
+-- and the refusal to return: {1} / {2, version} (version_refusal), {5, codec} (CODEC) when it is not
+-- the store's codec, {6, detail} (CORRUPT) for a seq that is not a decimal integer. create.lua
+-- writes these fields first, in this order, and then append.lua's: each one asked for is found
+-- after as few of the hash's fields as can be (a field it lacks is looked for through them all).
 local function writable_meta(meta, version, codec, ...)
-  local h = redis.call('HMGET', meta, 'schema_version', 'codec', 'seq', 'ttl_ms', 'max_messages', 'durable',
-    'synced_seq', ...)
+  local h = redis.call('HMGET', meta, 'schema_version', 'codec', 'seq', 'ttl_ms', 'max_messages', 'durable', ...)
   local refused = version_refusal(h[1], version)
   if not refused and h[2] ~= codec then
     refused = {5, h[2]}
@@ -172,29 +174,43 @@ local function sized_meta(meta, limit, seq)
   return {limit = limit, total = tonumber(b[1]) or 0, restart = b[2] ~= seq}
 end
 
--- Store the messages args[i] (id), args[i + 1] (encoded) for each index i of fresh, after seq: the
+-- Store the messages args[i] (id), args[i + 1] (encoded) for each index i of fresh (a table; or, for
+-- one message, its index, with counted.counts its count rather than a table), after seq: the
 -- list and the ids zset, the meta's seq and updated_at, trimming, the TTL (or, for a durable session,
 -- the dirty index), and the watchers' notice. keys are the append script's (meta hash, messages
 -- list, ids zset, lease hash, events channel, dirty index); h is its HMGET of the meta hash
--- (schema_version, codec, seq, ttl_ms, max_messages, durable, synced_seq). finish, when given, is
+-- (writable_meta: schema_version, codec, seq, ttl_ms, max_messages, durable). finish, when given, is
 -- called as finish(new seq, publish command) after the messages are stored and before the watchers'
--- notice (append.lua closes a streamed reply with it). indexed: the ids zset holds the fresh ids at
--- their seqs already (append.lua's ZADD NX did it), so only the list gets them. counted: the
--- messages' token counts, kept beside them (see context.lua): {key = the tokens list, counts = the
--- count of each of fresh, in its order, total = the meta's running total before them, restart =
--- true when the tokens list does not line up with the list (the meta's tokens_seq is not its seq:
--- a session counted since before a restore, say), and, when the session has a byte limit
--- (max_bytes), sized = {limit, total = the meta's bytes, restart = the meta's bytes_seq is not its
--- seq (a pop, a restore: the total is summed again from the list)}, expiry = the meta's expiry_ms
--- as a number (the deadline every key carries, see the TTL below) or nil}. Returns the new seq; or nil and
--- the reply to return: the error when the list or tokens key holds another type, or {17, limit,
--- size} (QUOTA) when the new bodies would take the session past its limit (nothing changed); and
--- with counted.tenant (tenant_of: a store with tenant limits), {18, ...} (TENANT, tenant_room) when
--- the tenant's ledger has no room for them (nothing changed), the ledger kept otherwise.
+-- notice (append.lua closes a streamed reply with it); the new seq is a string there. indexed: the
+-- ids zset holds the fresh ids at their seqs already (append.lua's ZADD NX did it), so only the list
+-- gets them. counted: the messages' token counts, kept beside them (see context.lua): {key = the
+-- tokens list, counts = the count of each of fresh, in its order (a number, or a string of decimal
+-- digits: pushed as it is), total = the meta's running total before them, restart = true when the
+-- tokens list does not line up with the list (the meta's tokens_seq is not its seq: a session
+-- counted since before a restore, say), at = the new seq as a string when the caller formatted it
+-- already (one message), and, when the session has a byte limit (max_bytes), sized = {limit, total
+-- = the meta's bytes, restart = the meta's bytes_seq is not its seq (a pop, a restore: the total is
+-- summed again from the list)}, expiry = the meta's expiry_ms (the deadline every key carries, see
+-- the TTL below: read as a number only for a session with a TTL) or nil}. Returns the new seq; or nil and the reply to return: the
+-- error when the list or tokens key holds another type, or {17, limit, size} (QUOTA) when the new
+-- bodies would take the session past its limit (nothing changed); and with counted.tenant
+-- (tenant_of: a store with tenant limits), {18, ...} (TENANT, tenant_room) when the tenant's ledger
+-- has no room for them (nothing changed), the ledger kept otherwise.
 -- One copy for every script that appends (append.lua, tool_call.lua).
+-- Each table, closure, number formatted for a command (sprintf) or string.format costs the server
+-- ~0.1-1 us here, as much as a cheap command (measured: benchmarks/bench_append_script.py): the
+-- common call (one message, indexed) builds no table and formats two numbers (the new seq, once,
+-- and the tokens total).
 local function push_messages(keys, args, fresh, h, seq, finish, indexed, counted)
   local meta, list, ids = keys[1], keys[2], keys[3]
-  local tokens, total = counted.key, counted.total
+  local tokens, total, counts = counted.key, counted.total, counted.counts
+  local one, count  -- one message (the common call): its index and count
+  if type(fresh) == 'number' then
+    one, count = fresh, counts
+  elseif #fresh == 1 then
+    one, count = fresh[1], counts[1] or 0
+  end
+  local n = one and 1 or #fresh
   -- The byte limit, checked before anything is stored (only sessions that have one pay for it).
   local sized, refused = counted.sized, nil
   if sized then
@@ -208,8 +224,8 @@ local function push_messages(keys, args, fresh, h, seq, finish, indexed, counted
         end
       end
     end
-    for k = 1, #fresh do
-      size = size + #args[fresh[k] + 1]
+    for k = 1, n do
+      size = size + #args[(one or fresh[k]) + 1]
     end
     if size > sized.limit then
       refused = {17, sized.limit, size}
@@ -220,82 +236,109 @@ local function push_messages(keys, args, fresh, h, seq, finish, indexed, counted
   -- The tenant's ledger (tenant_quota), checked as the byte limit is: before anything is stored.
   local tenant, added = counted.tenant, 0
   if tenant and not refused then
-    for k = 1, #fresh do
-      added = added + #args[fresh[k] + 1]
+    for k = 1, n do
+      added = added + #args[(one or fresh[k]) + 1]
     end
     refused = tenant_room(tenant, added)
   end
   if refused then  -- nothing is stored: take back append.lua's ZADD NX (at most 500 ids)
     if indexed then
       local taken = {}
-      for k = 1, #fresh do
-        taken[k] = args[fresh[k]]
+      for k = 1, n do
+        taken[k] = args[one or fresh[k]]
       end
       redis.call('ZREM', ids, unpack(taken))
     end
     return nil, refused
   end
-  -- Push in chunks: unpack() of a very large batch would overflow the Lua stack.
-  local len, tallied = 0, 0
-  local chunk = 500
-  -- Each table, closure or string.format costs the server ~0.1-1 us a call here, as much as a cheap
-  -- command (measured: benchmarks/bench_append_script.py): the common call (indexed) builds none
-  -- it does not need.
-  local counts = counted.counts
-  for c = 1, #fresh, chunk do
-    local payloads, scored, tallies = {}, nil, {}
-    if not indexed then
-      scored = {}
-    end
-    for k = c, math.min(c + chunk - 1, #fresh) do
-      local i = fresh[k]
-      seq = seq + 1
-      payloads[#payloads + 1] = args[i + 1]
-      if scored then
-        scored[#scored + 1] = seq
-        scored[#scored + 1] = args[i]
-      end
-      local n = counts[k] or 0
-      tallies[#tallies + 1] = n
-      total = total + n
-    end
+  local len, tallied
+  if n == 1 then
+    -- One message (the common call): no table, its count pushed as the caller gave it.
+    local i = one
+    seq = seq + 1
     if indexed then
-      -- The ids are indexed already: a list key that is not a list (WRONGTYPE) must not leave them
-      -- there, or a failed call would alter the session. Take them back and fail as RPUSH did.
-      len = redis.pcall('RPUSH', list, unpack(payloads))
+      -- The id is indexed already: a list key that is not a list (WRONGTYPE) must not leave it
+      -- there, or a failed call would alter the session. Take it back and fail as RPUSH did.
+      len = redis.pcall('RPUSH', list, args[i + 1])
     else
-      len = redis.call('RPUSH', list, unpack(payloads))
-      redis.call('ZADD', ids, unpack(scored))
+      len = redis.call('RPUSH', list, args[i + 1])
+      redis.call('ZADD', ids, seq, args[i])
     end
-    -- The counts, unless the list refused: a tokens key of another type takes the messages back.
+    -- The count, unless the list refused: a tokens key of another type takes the message back.
     local failed = type(len) == 'table' and len.err
     if not failed then
-      if c == 1 and counted.restart then
+      if counted.restart then
         redis.call('DEL', tokens)
       end
-      local pushed = redis.pcall('RPUSH', tokens, unpack(tallies))
-      failed = type(pushed) == 'table' and pushed.err
-      tallied = pushed
+      tallied = redis.pcall('RPUSH', tokens, count)
+      failed = type(tallied) == 'table' and tallied.err
       if failed then
-        redis.call('LTRIM', list, 0, -#payloads - 1)
+        redis.call('LTRIM', list, 0, -2)
       end
     end
-    if failed then  -- only the first chunk can fail: a key's type does not change mid-script
-      local added = {}
-      for k = c, math.min(c + chunk - 1, #fresh) do
-        added[#added + 1] = args[fresh[k]]
-      end
-      redis.call('ZREM', ids, unpack(added))
+    if failed then
+      redis.call('ZREM', ids, args[i])
       return nil, redis.error_reply(failed)
     end
+    total = total + count
+  else
+    -- Push in chunks: unpack() of a very large batch would overflow the Lua stack.
+    local chunk = 500
+    for c = 1, n, chunk do
+      local payloads, scored, tallies = {}, nil, {}
+      if not indexed then
+        scored = {}
+      end
+      for k = c, math.min(c + chunk - 1, n) do
+        local i = fresh[k]
+        seq = seq + 1
+        payloads[#payloads + 1] = args[i + 1]
+        if scored then
+          scored[#scored + 1] = seq
+          scored[#scored + 1] = args[i]
+        end
+        local tally = counts[k] or 0
+        tallies[#tallies + 1] = tally
+        total = total + tally
+      end
+      if indexed then  -- as for one message (above)
+        len = redis.pcall('RPUSH', list, unpack(payloads))
+      else
+        len = redis.call('RPUSH', list, unpack(payloads))
+        redis.call('ZADD', ids, unpack(scored))
+      end
+      local failed = type(len) == 'table' and len.err
+      if not failed then
+        if c == 1 and counted.restart then
+          redis.call('DEL', tokens)
+        end
+        tallied = redis.pcall('RPUSH', tokens, unpack(tallies))
+        failed = type(tallied) == 'table' and tallied.err
+        if failed then
+          redis.call('LTRIM', list, 0, -#payloads - 1)
+        end
+      end
+      if failed then  -- only the first chunk can fail: a key's type does not change mid-script
+        local taken = {}
+        for k = c, math.min(c + chunk - 1, n) do
+          taken[#taken + 1] = args[fresh[k]]
+        end
+        redis.call('ZREM', ids, unpack(taken))
+        return nil, redis.error_reply(failed)
+      end
+    end
   end
+  -- The new seq, formatted once for every command that takes it (each number passed to a command is
+  -- formatted anew).
+  local at = n == 1 and counted.at or tostring(seq)
 
   local t = redis.call('TIME')
 
   local durable = h[6] == '1'
-  local max = tonumber(h[5]) or 0
-  if durable and max > 0 then
-    max = math.max(max, seq - (tonumber(h[7]) or 0))
+  local max = h[5] ~= '0' and tonumber(h[5]) or 0
+  if durable and max > 0 and len > max then
+    -- Never below the first message not yet stored (synced_seq: read only when it could matter).
+    max = math.max(max, seq - (tonumber(redis.call('HGET', meta, 'synced_seq')) or 0))
   end
   if max > 0 and len > max then
     if sized or tenant then  -- the trimmed bodies leave the running byte totals
@@ -318,8 +361,8 @@ local function push_messages(keys, args, fresh, h, seq, finish, indexed, counted
   -- list or counts were empty, its ids zset holds only this call's ids: say, one evicted) has no
   -- TTL yet: then all are set. Every other script that sets a session's TTL clears expiry_ms (pop,
   -- set_metadata, sync_mark, fork); a durable session keeps none until it is stored (PERSIST).
-  local ttl = tonumber(h[4]) or 0
-  local expiry
+  local ttl = h[4] ~= '0' and tonumber(h[4]) or 0
+  local expiry, kept  -- what the meta's expiry_ms becomes, and what it was (when read)
   if durable then
     mark_dirty(keys[6], meta, t)
     if ttl > 0 then
@@ -331,8 +374,9 @@ local function push_messages(keys, args, fresh, h, seq, finish, indexed, counted
     end
   elseif ttl > 0 then
     local now = t[1] * 1000 + math.floor(t[2] / 1000)
-    expiry = counted.expiry or 0
-    if expiry < now + ttl or len == #fresh or tallied == #fresh or redis.call('ZCARD', ids) <= #fresh then
+    kept = tonumber(counted.expiry) or 0
+    expiry = kept
+    if expiry < now + ttl or len == n or tallied == n or redis.call('ZCARD', ids) <= n then
       expiry = now + ttl + math.min(math.floor(ttl / 100), 1000)
       redis.call('PEXPIREAT', meta, expiry)
       redis.call('PEXPIREAT', list, expiry)
@@ -342,26 +386,26 @@ local function push_messages(keys, args, fresh, h, seq, finish, indexed, counted
   end
   -- One HSET of the meta (after the trim, which a byte total needs to know).
   -- updated_at: seconds and zero-padded microseconds (what string.format('%s%06d') gives, for a
-  -- third of its cost)
-  local stamp = t[1] .. string.rep('0', 6 - #t[2]) .. t[2]
+  -- third of its cost; string.rep only for the tenth of calls whose microseconds have < 6 digits)
+  local us = t[2]
+  local stamp = #us == 6 and t[1] .. us or t[1] .. string.rep('0', 6 - #us) .. us
   -- (Spelled out: a table of the fields to unpack costs more than the call.)
   if sized then
-    redis.call('HSET', meta, 'seq', seq, 'updated_at', stamp, 'tokens', total, 'tokens_seq', seq,
-      'bytes', sized.total, 'bytes_seq', seq, 'expiry_ms', expiry or 0)
-  elseif expiry then
-    redis.call('HSET', meta, 'seq', seq, 'updated_at', stamp, 'tokens', total, 'tokens_seq', seq,
+    redis.call('HSET', meta, 'seq', at, 'updated_at', stamp, 'tokens', total, 'tokens_seq', at,
+      'bytes', sized.total, 'bytes_seq', at, 'expiry_ms', expiry or 0)
+  elseif expiry and expiry ~= kept then  -- (an expiry_ms kept as it is is not written again)
+    redis.call('HSET', meta, 'seq', at, 'updated_at', stamp, 'tokens', total, 'tokens_seq', at,
       'expiry_ms', expiry)
   else
-    redis.call('HSET', meta, 'seq', seq, 'updated_at', stamp, 'tokens', total, 'tokens_seq', seq)
+    redis.call('HSET', meta, 'seq', at, 'updated_at', stamp, 'tokens', total, 'tokens_seq', at)
   end
   if tenant then
     tenant_record(tenant, added, ttl, t[1] * 1000 + math.floor(t[2] / 1000))
   end
   local publish = (redis.REDIS_VERSION_NUM or 0) >= 0x070000 and 'SPUBLISH' or 'PUBLISH'
   if finish then
-    finish(seq, publish)
+    finish(at, publish)
   end
-  redis.call(publish, keys[5], seq)
+  redis.call(publish, keys[5], at)
   return seq
 end
-

@@ -47,22 +47,24 @@ end
 -- A replay (a retry after a lost reply) finds all its messages stored and changes nothing but the
 -- meta's replays counter, which is also a write that replicates, so a WAIT after this call covers
 -- the original write, whichever connection made it. {0, seq of its last message, 1} (the 1 says
--- "a replay", for telemetry), or nil when any message is not stored. A replay wins over every refusal: its write was done, while it could be.
-local function replayed()
+-- "a replay", for telemetry), or nil when any message is not stored. A replay wins over every
+-- refusal: its write was done, while it could be. (It reads KEYS and ARGV, not this chunk's locals:
+-- a closure over them would cost every call, replay or not, an allocation per local.)
+local function replayed(from)
   local last = 0
-  for i = pairs_from, #ARGV, 2 do
-    local stored = redis.call('ZSCORE', ids, ARGV[i])
+  for i = from, #ARGV, 2 do
+    local stored = redis.call('ZSCORE', KEYS[3], ARGV[i])
     if not stored then
       return nil
     end
     last = math.max(last, tonumber(stored))
   end
-  redis.call('HINCRBY', meta, 'replays', 1)
+  redis.call('HINCRBY', KEYS[1], 'replays', 1)
   return {0, last, 1}
 end
 
 -- The refusals come first, so that a call that passes them costs one ZADD NX to find which of its
--- messages are new (below); a refused call is answered by replayed() when it is a replay.
+-- messages are new (below); a refused call is answered by replayed(pairs_from) when it is a replay.
 -- Fencing: a writer whose lease expired or was taken over must not write, however late it wakes.
 if ARGV[4] ~= '' then
   local live = redis.call('HGET', KEYS[4], 'token')
@@ -84,7 +86,7 @@ if not refused and pairs_from == 7 then
   end
 end
 if refused then
-  return replayed() or refused
+  return replayed(pairs_from) or refused
 end
 
 -- Closing a streamed reply: the function push_messages runs after the message is stored and before
@@ -109,23 +111,34 @@ end
 -- added: all of them (the common case), and that call was the whole check. Ids stored already sit
 -- at or below seq, so any added here is one scored above it. (Up to 500 messages: larger batches,
 -- rare, take the loop below, as unpack() of a very large batch would overflow the Lua stack.)
--- Each message's token count (context.lua reads them), kept as it is stored (push_messages).
+-- Each message's token count (context.lua reads them), kept as it is stored (push_messages): as the
+-- string given, digits only (a number would be formatted again for the command), else 0.
+-- The meta's fields after writable_meta's: tokens (7), tokens_seq (8), max_bytes (9), expiry_ms (10).
 local count = (#ARGV - pairs_from + 1) / 2
-local counts = {tonumber(ARGV[pairs_from - 1])}  -- one message: one count, no parsing
-if count > 1 then
-  counts = {}
-  for n in string.gmatch(ARGV[pairs_from - 1], '%d+') do
-    counts[#counts + 1] = tonumber(n)
-  end
-end
-local counted = {key = KEYS[nkeys], counts = counts, total = tonumber(h[8]) or 0, restart = h[9] ~= h[3],
-  expiry = tonumber(h[11])}
+local counted = {key = KEYS[nkeys], counts = nil, total = tonumber(h[7]) or 0, restart = h[8] ~= h[3],
+  expiry = h[10], at = nil, tenant = nil, sized = nil}
 if nkeys < #KEYS then  -- tenant limits: the ledger of the session's slot (push_messages)
   counted.tenant = tenant_of(KEYS[nkeys + 1], KEYS[nkeys + 2], meta, list)
 end
-if (tonumber(h[10]) or 0) > 0 then  -- the byte limit (max_bytes, set by create): push_messages
-  counted.sized = sized_meta(meta, tonumber(h[10]), h[3])
+if h[9] and h[9] ~= '0' and (tonumber(h[9]) or 0) > 0 then  -- the byte limit (max_bytes, set by create): push_messages
+  counted.sized = sized_meta(meta, tonumber(h[9]), h[3])
 end
+if count == 1 then  -- one message (the common call): its new seq formatted once, and no loop
+  local given = ARGV[pairs_from - 1]
+  counted.counts = #given <= 15 and string.find(given, '^%d+$') and given or 0
+  local at = tostring(seq + 1)
+  if redis.call('ZADD', ids, 'NX', at, ARGV[pairs_from]) == 0 then
+    return replayed(pairs_from)
+  end
+  counted.at = at
+  local last, failed = push_messages(KEYS, ARGV, pairs_from, h, seq, finish, true, counted)
+  return failed or {0, last}
+end
+local counts = {}
+for n in string.gmatch(ARGV[pairs_from - 1], '%d+') do
+  counts[#counts + 1] = n
+end
+counted.counts = counts
 if count <= 500 then
   local scored = {}
   for k = 1, count do
@@ -141,7 +154,7 @@ if count <= 500 then
     local last, failed = push_messages(KEYS, ARGV, fresh, h, seq, finish, true, counted)
     return failed or {0, last}
   elseif added == 0 then
-    return replayed()
+    return replayed(pairs_from)
   end
   -- Some stored already, or an id given twice: take back what was added, then sort it out below.
   for k = 1, count do
@@ -165,7 +178,7 @@ for i = pairs_from, #ARGV, 2 do
   end
 end
 if #fresh == 0 then
-  return replayed()
+  return replayed(pairs_from)
 end
 local tallies = {}
 for k, i in ipairs(fresh) do

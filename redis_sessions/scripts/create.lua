@@ -32,15 +32,34 @@ redis.call('DEL', KEYS[2], KEYS[3], KEYS[5])
 local t = redis.call('TIME')
 tenant_record(tenant, 0, tonumber(ARGV[4]), t[1] * 1000 + math.floor(t[2] / 1000))
 local now = string.format('%s%06d', t[1], tonumber(t[2]))
+-- First the fields every append reads, in the order it asks for them (_preamble.lua's writable_meta,
+-- then append.lua's), and updated_at, which it writes: a small hash is a flat list, and a field is
+-- found after those before it (one it lacks, after all of them). tokens, max_bytes and expiry_ms
+-- start as what their absence means to every reader (no count yet, no byte limit, no deadline
+-- kept); durable and synced_seq are only ever written for a durable session (the write-behind code
+-- reads their presence), and max_bytes and expiry_ms not for one (its record would keep them).
+local durable = false
+for i = 6, #ARGV - 1, 2 do
+  if ARGV[i] == 'durable' then
+    durable = ARGV[i + 1] == '1'
+  end
+end
+if durable then
+  redis.call('HSET', meta, 'schema_version', ARGV[1], 'codec', ARGV[2], 'seq', '0', 'ttl_ms', ARGV[4],
+    'max_messages', ARGV[5], 'durable', '1', 'tokens', '0', 'tokens_seq', '0', 'updated_at', now)
+else
+  redis.call('HSET', meta, 'schema_version', ARGV[1], 'codec', ARGV[2], 'seq', '0', 'ttl_ms', ARGV[4],
+    'max_messages', ARGV[5], 'tokens', '0', 'tokens_seq', '0', 'max_bytes', '0', 'expiry_ms', '0',
+    'updated_at', now)
+end
 -- The token is also the session's first epoch: cached histories of an earlier incarnation of this id
 -- carry another epoch, so read_since.lua knows not to extend them.
-redis.call('HSET', meta, 'schema_version', ARGV[1], 'codec', ARGV[2], 'create_token', ARGV[3], 'epoch', ARGV[3],
-  'seq', 0, 'created_at', now, 'updated_at', now, 'ttl_ms', ARGV[4], 'max_messages', ARGV[5], 'tokens_seq', 0)
+redis.call('HSET', meta, 'create_token', ARGV[3], 'epoch', ARGV[3], 'created_at', now)
 -- In chunks: unpack() of thousands of values would overflow the Lua stack.
 for i = 6, #ARGV, 1000 do
   redis.call('HSET', meta, unpack(ARGV, i, math.min(i + 999, #ARGV)))
 end
-if redis.call('HGET', meta, 'durable') == '1' then
+if durable then
   mark_dirty(KEYS[4], meta, t)
   return {0}
 end

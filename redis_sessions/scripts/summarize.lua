@@ -18,7 +18,8 @@
 -- session's seq; {1} not found; {2, version} other schema; {5, codec} other codec; {6, detail} corrupt.
 -- Status (redis_sessions._protocol.Status): OK NOT_FOUND VERSION_MISMATCH CONFLICT CODEC CORRUPT AHEAD
 local meta, list, tokens = KEYS[1], KEYS[2], KEYS[3]
-local h, seq, refused = writable_meta(meta, ARGV[1], ARGV[2], 'summary_seq', 'summary_id', 'tokens', 'tokens_seq')
+local h, seq, refused = writable_meta(meta, ARGV[1], ARGV[2], 'synced_seq', 'summary_seq', 'summary_id', 'tokens',
+  'tokens_seq')
 if refused then
   return refused
 end

@@ -37,7 +37,7 @@ local h, seq, refused = writable_meta(meta, ARGV[1], ARGV[2], 'epoch', 'tokens',
 if refused then
   return refused
 end
-local epoch = h[8] or ''
+local epoch = h[7] or ''
 if redis.call('HGET', tools, 'epoch') ~= epoch then
   redis.call('DEL', tools)  -- an earlier incarnation's (the id was deleted and created again)
   redis.call('HSET', tools, 'epoch', epoch)
@@ -122,10 +122,10 @@ if action ~= 'complete' then
 end
 
 -- complete: append the result message and record it, in this one step.
-local counted = {key = KEYS[8], counts = {tonumber(ARGV[11]) or 0}, total = tonumber(h[9]) or 0,
-  restart = h[10] ~= h[3], expiry = tonumber(h[12])}
-if (tonumber(h[11]) or 0) > 0 then  -- the session's byte limit, as append.lua keeps it (push_messages)
-  counted.sized = sized_meta(meta, tonumber(h[11]), h[3])
+local counted = {key = KEYS[8], counts = {tonumber(ARGV[11]) or 0}, total = tonumber(h[8]) or 0,
+  restart = h[9] ~= h[3], expiry = h[11]}
+if (tonumber(h[10]) or 0) > 0 then  -- the session's byte limit, as append.lua keeps it (push_messages)
+  counted.sized = sized_meta(meta, tonumber(h[10]), h[3])
 end
 counted.tenant = tenant_of(KEYS[9], KEYS[10], meta, list)  -- tenant limits: as append.lua
 local last, failed = push_messages(KEYS, ARGV, {7}, h, seq, nil, false, counted)

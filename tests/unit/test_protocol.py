@@ -156,8 +156,32 @@ def test_the_shared_checks_are_found_and_return_statuses() -> None:
 
 
 @pytest.mark.parametrize("name", sorted(SCRIPTS))
-def test_a_script_that_calls_a_shared_check_gets_the_preamble_once(name: str) -> None:
+def test_a_script_gets_each_shared_function_it_calls_once_and_no_other(name: str) -> None:
     written = LUA.joinpath(f"{name}.lua").read_text("utf-8")
-    calls = any(re.search(rf"\b{function}\(", written) for function in _shared())
-    assert SCRIPTS[name].count("local function version_refusal(") == int(calls)
-    assert SCRIPTS[name].startswith(written.split("\n", 1)[0])  # the header (and any #! line) first
+    bodies = {
+        match.group(1): match.group(0)
+        for match in FUNCTION.finditer(LUA.joinpath("_preamble.lua").read_text())
+    }
+    sent = SCRIPTS[name]
+    for function in bodies:
+        given = sent.count(f"local function {function}(")
+        called = re.search(rf"\b{function}\(", written) or any(
+            f"local function {other}(" in sent and re.search(rf"\b{function}\(", code.split("\n", 1)[1])
+            for other, code in bodies.items()
+        )
+        assert given == (1 if called else 0), function
+        if given:  # before the script's own code
+            assert sent.index(f"local function {function}(") < sent.index(_split(written)[1].strip())
+    assert sent.startswith(written.split("\n", 1)[0])  # the header (and any #! line) first
+
+
+def test_the_append_script_carries_no_shared_function_it_does_not_call() -> None:
+    for function in ("readable_seq", "tenant_shift", "tenant_forget"):  # a closure made on every call
+        assert f"local function {function}(" not in SCRIPTS["append"]
+    assert "local function push_messages(" in SCRIPTS["append"]
+
+
+def test_the_preamble_holds_only_functions() -> None:  # anything else would be left out of every script
+    preamble = LUA.joinpath("_preamble.lua").read_text("utf-8")
+    rest = FUNCTION.sub("", preamble)
+    assert [line for line in rest.split("\n") if line.strip() and not line.startswith("--")] == []
