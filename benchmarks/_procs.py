@@ -27,6 +27,7 @@ import redis
 import redis.asyncio
 from _harness import Sample, sample, time_async, time_sync
 from _workload import SEED, as_items, as_json, make_messages
+from bench_append_script import MINIMAL
 from hiredis import pack_command
 
 from redis_sessions import AgentMessage, AsyncSessionStore, SessionStore
@@ -42,8 +43,9 @@ AG_PREFIX = "ag"  # RedisSession keys: {prefix}:ag:{session id}, {prefix}:ag:{se
 # framed items into the message type, the messages dropped after each read or kept (as the history
 # cache keeps them: a fresh process then touches new memory for every read).
 FLOOR_READ, FLOOR_KEPT = "floor: LRANGE + decode", "floor: LRANGE + decode, kept"
-# The append floor, as in suite.py: append.lua pre-packed by hiredis on one held connection.
-FLOOR_SCRIPT = "floor: append.lua, held conn"
+# The append floors, as in suite.py: append.lua pre-packed by hiredis on one held connection, and the
+# least an atomic append idempotent by message id can do, sent the same way.
+FLOOR_SCRIPT, FLOOR_MINIMAL = "floor: append.lua, held conn", "floor: minimal idempotent script"
 
 
 def agents_session() -> Any:
@@ -148,10 +150,11 @@ def _write(
     if system == RAW:
         payloads, rpush = as_json(msgs), client.rpush
         return _timed(barrier, n, lambda i: rpush(target, payloads[i]))
-    with SessionStore(client, prefix=prefix) as store:  # FLOOR_SCRIPT: only the store's encoding
+    with SessionStore(client, prefix=prefix) as store:  # the floors: only the store's encoding
         core, sid = store.transport.core, session_id(target)
     keys = append_keys(prefix, sid, False)
-    fixed = ("EVALSHA", SHAS["append"], len(keys), *keys, core.version, core.codec.name, "", "")
+    sha = SHAS["append"] if system == FLOOR_SCRIPT else client.script_load(MINIMAL)
+    fixed = ("EVALSHA", sha, len(keys), *keys, core.version, core.codec.name, "", "")
     conn = client.connection_pool.get_connection()
     try:
 

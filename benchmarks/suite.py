@@ -49,6 +49,7 @@ from _procs import (
     AG_PREFIX,
     COLD,
     FLOOR_KEPT,
+    FLOOR_MINIMAL,
     FLOOR_READ,
     FLOOR_SCRIPT,
     RAW,
@@ -77,7 +78,7 @@ from redis_sessions.keys import append_keys
 # FLOOR_SCRIPT (from _procs) and two other scripts with the same keys and arguments: a no-op (the
 # floor of any script) and the least an atomic append idempotent by message id can do (read seq, an
 # id check and a push per message, write seq): no TTL, trim, watchers, record, leases or limits.
-FLOOR_NOOP, FLOOR_MINIMAL = "floor: no-op script, held conn", "floor: minimal idempotent script"
+FLOOR_NOOP = "floor: no-op script, held conn"
 # For the asyncio cases: append.lua and the no-op coalesced into one write per loop iteration on one
 # connection (_floor.py).
 AFLOOR_SCRIPT, AFLOOR_NOOP = "floor: append.lua, coalesced", "floor: no-op script, coalesced"
@@ -310,12 +311,12 @@ class Bench:
                 tag = f"r{r}-"
                 if system == RAW:
                     target = f"{self.prefix}:raw:writers:{r}"
-                elif system in (RS, FLOOR_SCRIPT):
+                elif system in (RS, FLOOR_SCRIPT, FLOOR_MINIMAL):
                     target = str(self.store.create(model="bench"))
                 else:
                     target = str(uuid.uuid4())
                 s = self.writers.run(system, self.url, self.prefix, target, tag, n)
-                if system in (RS, FLOOR_SCRIPT):
+                if system in (RS, FLOOR_SCRIPT, FLOOR_MINIMAL):
                     ids = [m.id for m in self.cold.messages(target)]
                     self.store.delete(target)
                 else:
@@ -328,7 +329,7 @@ class Bench:
 
             return go
 
-        case.systems = {name: runner(name) for name in (RAW, RS, AG, FLOOR_SCRIPT)}
+        case.systems = {name: runner(name) for name in (RAW, RS, AG, FLOOR_SCRIPT, FLOOR_MINIMAL)}
         case.baselines = baselines(list(case.systems))
         return case
 
