@@ -139,10 +139,7 @@ async def _exchange(connection: Any, batch: list[bytes], futures: list[asyncio.F
                     future.set_result(reply)
             return
         await lane.send(data)
-        done = lane.deliver(futures, 0)  # what is buffered already, in one call
-        while done < len(futures):
-            await lane.fill()
-            done = lane.deliver(futures, done)
+        await lane.answer(futures)
 
 
 def _fail(futures: list[asyncio.Future[Any]], error: BaseException) -> None:

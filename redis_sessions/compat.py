@@ -20,7 +20,6 @@ except ImportError:  # pragma: no cover - a redis-py that moved it: fast_lane is
 
 __all__ = [
     "CHECKED_UP_TO",
-    "NOTHING_BUFFERED",
     "REDIS_PY",
     "FastLane",
     "broken_connection",
@@ -86,8 +85,6 @@ def broken_connection(error: BaseException) -> redis.exceptions.ConnectionError:
 
 _READ_RESPONSE: Final = redis.asyncio.connection.AbstractConnection.read_response
 _CONNECTION_ERROR: Final = redis.exceptions.ConnectionError
-NOTHING_BUFFERED: Final[Any] = object()
-"""``FastLane.take``'s answer when no whole reply is buffered: ``await FastLane.read()`` then."""
 
 
 class FastLane:
@@ -131,24 +128,11 @@ class FastLane:
                 raise redis.exceptions.ConnectionError(closed) from exc
             raise
 
-    def take(self) -> Any:
-        """The next reply if it is all buffered already, else ``NOTHING_BUFFERED``."""
-        reply = self._gets()
-        if reply is _NOT_ENOUGH_DATA:
-            return NOTHING_BUFFERED
-        if self._push_type is not None and isinstance(reply, self._push_type):
-            self._pushes.append(reply)  # for the parser's handler, in read()
-            return NOTHING_BUFFERED
-        if isinstance(reply, redis.exceptions.ConnectionError):  # as read_response: raised
-            raise reply
-        if type(reply) is list and reply and isinstance(reply[0], redis.exceptions.ConnectionError):
-            raise reply[0]
-        return reply
-
     def deliver(self, futures: Sequence[asyncio.Future[Any]], start: int) -> int:
-        """Hand the buffered replies to ``futures[start:]`` in order (``take``'s checks, in one call
-        for a whole batch: a call a reply cost more than its checks); the index of the first future
-        left without one (``len(futures)``: none)."""
+        """Hand the buffered replies to ``futures[start:]`` in order, in one call for a whole batch
+        (a call a reply cost more than its checks); the index of the first future left without one
+        (``len(futures)``: none). A push is kept for ``fill``; a ``ConnectionError`` reply (or one
+        first in a list reply) is raised, as redis-py's ``read_response`` raises it."""
         gets, push_type, at, end = self._gets, self._push_type, start, len(futures)
         while at < end:
             reply = gets()
@@ -170,7 +154,7 @@ class FastLane:
         return at
 
     async def fill(self) -> None:
-        """Wait for more replies: the parser's handler runs on the pushes ``take``/``deliver`` kept
+        """Wait for more replies: the parser's handler runs on the pushes ``deliver`` kept
         (what follows them may be buffered already), else what the stream has is read into the
         reader. A stream the server closed is redis-py's ``ConnectionError``; a socket's fault is
         its ``OSError``, which the caller turns into one."""
@@ -185,16 +169,12 @@ class FastLane:
             raise redis.exceptions.ConnectionError("Connection closed by server.")
         self._feed(data)
 
-    async def read(self) -> Any:
-        """The next reply, waiting for it (an error reply as its exception instance)."""
-        while True:
-            if self._pushes:
-                await self.fill()
-            reply = self.take()
-            if reply is not NOTHING_BUFFERED:
-                return reply
-            if not self._pushes:
-                await self.fill()
+    async def answer(self, futures: Sequence[asyncio.Future[Any]]) -> None:
+        """Hand ``futures`` their replies in order, reading more as they come in."""
+        done = self.deliver(futures, 0)  # what is buffered already, in one call
+        while done < len(futures):
+            await self.fill()
+            done = self.deliver(futures, done)
 
 
 def fast_lane(connection: Any) -> FastLane | None:

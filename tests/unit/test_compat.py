@@ -16,7 +16,7 @@ import redis.retry
 from redis._parsers.hiredis import NOT_ENOUGH_DATA
 from redis.backoff import NoBackoff
 
-from redis_sessions.compat import CHECKED_UP_TO, NOTHING_BUFFERED, REDIS_PY, FastLane, turn_off_client_retry
+from redis_sessions.compat import CHECKED_UP_TO, REDIS_PY, FastLane, turn_off_client_retry
 from redis_sessions.retry import NO_CLIENT_RETRY
 
 
@@ -75,7 +75,7 @@ class _Parser:
 
 def test_deliver_hands_buffered_replies_on_and_stops_at_a_push_or_the_end() -> None:
     """``FastLane.deliver``: each buffered reply to its future in order; a push is kept for the
-    parser's handler (``read`` runs it, then reads on); a reply not all in stops it."""
+    parser's handler (``fill`` runs it, then delivering goes on); a reply not all in stops it."""
 
     async def main() -> None:
         loop = asyncio.get_running_loop()
@@ -87,9 +87,10 @@ def test_deliver_hands_buffered_replies_on_and_stops_at_a_push_or_the_end() -> N
         futures[0].cancel()  # a caller that gave up: its reply is read all the same
         assert lane.deliver(futures, 0) == 1
         assert not futures[1].done()
-        assert await lane.read() == b"b"
+        await lane.fill()
         assert parser.handled == [push]
-        assert lane.deliver(futures, 2) == 2, "nothing more buffered"
+        assert lane.deliver(futures, 1) == 2, "b, then nothing more buffered"
+        assert futures[1].result() == b"b"
         broken = iter([redis.exceptions.ConnectionError("gone")])
         lane = FastLane(None, None, parser, SimpleNamespace(gets=lambda: next(broken), feed=None))
         with pytest.raises(redis.exceptions.ConnectionError):
@@ -103,14 +104,15 @@ def test_fill_reads_the_stream_into_the_reader_and_a_closed_stream_is_a_connecti
         reader = hiredis.Reader(notEnoughData=NOT_ENOUGH_DATA)  # as redis-py makes it
         stream = asyncio.StreamReader()
         lane = FastLane(None, stream, _Parser(), reader)
+        futures = [asyncio.get_running_loop().create_future() for _ in range(3)]
         stream.feed_data(b"+PONG\r\n:4")
         await lane.fill()
-        assert lane.take() == b"PONG"
-        assert lane.take() is NOTHING_BUFFERED, "half a reply is not one"
+        assert lane.deliver(futures, 0) == 1, "half a reply is not one"
         stream.feed_data(b"2\r\n")
-        assert await lane.read() == 42
+        await lane.answer(futures[1:2])
+        assert [future.result() for future in futures[:2]] == [b"PONG", 42]
         stream.feed_eof()
         with pytest.raises(redis.exceptions.ConnectionError):
-            await lane.read()
+            await lane.answer(futures[2:])
 
     asyncio.run(main())
