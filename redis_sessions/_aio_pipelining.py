@@ -44,13 +44,13 @@ class AutoPipeline:
         self.spare: list[Any] = []
         self.flying = 0  # writes not yet done (``writes`` keeps a task until its done callback runs)
 
-    def join(self, packed: bytes) -> asyncio.Future[Any] | None:
-        """``submit(packed)`` when anything is queued or in flight; ``None`` when nothing is: the
-        caller may go at once on its own (a lone caller waits for no loop iteration). (``submit``'s
-        lines again, not a call of it: this is every hot call's way in.)"""
+    def join(self, packed: bytes, always: bool = False) -> asyncio.Future[Any] | None:
+        """``submit(packed)`` when anything is queued or in flight (or ``always``); ``None`` when
+        nothing is: the caller may go at once on its own (a lone caller waits for no loop
+        iteration). Every hot call's way in: ``always`` is read only when the queue is empty."""
         queue = self.queue
         if not queue:
-            if not self.writes and not self.direct:
+            if not (always or self.writes or self.direct):
                 return None
             self.loop.call_soon(self._flush)
         future = self.loop.create_future()
@@ -61,11 +61,8 @@ class AutoPipeline:
     def submit(self, packed: bytes) -> asyncio.Future[Any]:
         """A future of ``packed``'s reply (an exception instance for an error reply): it goes in
         this iteration's write."""
-        future = self.loop.create_future()
-        if not self.queue:
-            self.loop.call_soon(self._flush)
-        self.queue.append(packed)
-        self.futures.append(future)
+        future = self.join(packed, always=True)
+        assert future is not None  # join queues whatever comes with always
         return future
 
     async def settled(self) -> None:

@@ -101,20 +101,14 @@ def extend(
         return _NEW(Script, ("append", sid, "append", keys, plain, parse, packed))
     fenced = "" if fence is None else fence_arg(sid, fence)
     expected = "" if expected_seq is None else _expected(sid, expected_seq)
-    if type(messages) is tuple and len(messages) == 1:  # append(): one message, no loop
-        (message,) = messages
+    items: list[Any] = []
+    counts: list[str] = []  # each message's token count, kept beside it (tokens.py)
+    for message in messages:
         data = core.encode(sid, message)
-        counted = str(core.tokens(sid, message))
-        args = (core.version, core.codec.name, expected, fenced, counted, message.id, data)
-    else:
-        items: list[Any] = []
-        counts: list[str] = []  # each message's token count, kept beside it (tokens.py)
-        for message in messages:
-            data = core.encode(sid, message)
-            items += [message.id, data]
-            counts.append(str(core.tokens(sid, message)))
-        args = (core.version, core.codec.name, expected, fenced, ",".join(counts), *items)
-    keys = append_keys(core.prefix, sid, core.cluster) + core.ledger(sid)
+        items += [message.id, data]
+        counts.append(str(core.tokens(sid, message)))
+    args = (core.version, core.codec.name, expected, fenced, ",".join(counts), *items)
+    keys = _keys(core, sid)
     parse = partial(_appended, core, sid, expected_seq, fence)  # (a closure: 4 cells, 2k instructions)
     # Script(...) runs the NamedTuple's __new__, a Python function; tuple's own is C (1.6k
     # instructions less an append under callgrind).
@@ -168,8 +162,12 @@ def _appended(
 
 def _plain(core: StoreCore, sid: SessionId) -> tuple[tuple[str, ...], Callable[[Any], int]]:
     """A session's plain appends' keys and reply parser, made on its first (``AppendHeads``)."""
-    keys = append_keys(core.prefix, sid, core.cluster) + core.ledger(sid)
-    return keys, partial(_appended, core, sid, None, None)
+    return _keys(core, sid), partial(_appended, core, sid, None, None)
+
+
+def _keys(core: StoreCore, sid: SessionId) -> tuple[str, ...]:
+    """What an append touches: ``append_keys``, then the tenant ledger's (none without limits)."""
+    return append_keys(core.prefix, sid, core.cluster) + core.ledger(sid)
 
 
 def _expected(sid: SessionId, expected_seq: int | None) -> str:

@@ -159,8 +159,8 @@ class FastLane:
         reader. A stream the server closed is redis-py's ``ConnectionError``; a socket's fault is
         its ``OSError``, which the caller turns into one."""
         if self._pushes:
-            while self._pushes:
-                push = self._pushes.pop(0)
+            pushes, self._pushes = self._pushes, []
+            for push in pushes:
                 if self._handle_push is not None:
                     await self._handle_push(push)
             return
